@@ -1,0 +1,7 @@
+"""`python -m explorer` is the same as the `inception-explorer` command."""
+
+import sys
+
+from explorer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,167 @@
+"""Plain-text exports of a shape trace: JSON, CSV, Markdown and an aligned table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from explorer.core.blockgraph import BlockGraph, BranchSpec, LayerSpec
+from explorer.core.shapes import ShapeTrace
+
+
+def layer_record(layer: LayerSpec) -> dict[str, Any]:
+    return {
+        "name": layer.name,
+        "type": layer.type,
+        "kernel": list(layer.kernel) if layer.kernel else None,
+        "stride": list(layer.stride) if layer.stride else None,
+        "padding": list(layer.padding) if layer.padding else None,
+        "out_channels": layer.out_channels,
+    }
+
+
+def branch_record(branch: BranchSpec) -> dict[str, Any]:
+    rec = {
+        "label": branch.label,
+        "out_channels": branch.out_channels,
+        "layers": [layer_record(l) for l in branch.all_layers()],
+    }
+    if branch.parallel:
+        rec["parallel"] = [branch_record(b) for b in branch.parallel]
+        rec["merge"] = branch.merge
+    if branch.note:
+        rec["note"] = branch.note
+    return rec
+
+
+def compact_branch(branch: BranchSpec) -> str:
+    """'1×1 96 → 3×3 128', '3×3 max → 1×1 32', '1×1 384 → (1×3 384 ‖ 3×1 384)'."""
+
+    def one(l: LayerSpec) -> str:
+        k = f"{l.kernel[0]}×{l.kernel[1]}" if l.kernel else ""
+        s = f"/{l.stride[0]}" if l.stride and max(l.stride) > 1 else ""
+        if l.type == "conv":
+            return f"{k}{s} {l.out_channels}"
+        if l.type.endswith("pool") and not l.type.startswith("adaptive"):
+            return f"{k}{s} {l.type.split('_')[0]}"
+        return l.describe()
+
+    parts = [one(l) for l in branch.layers]
+    if branch.parallel:
+        parts.append("(" + " ‖ ".join(compact_branch(b) for b in branch.parallel) + ")")
+    parts += [one(l) for l in branch.tail]
+    return " → ".join(parts) if parts else "identity"
+
+
+def trace_records(graph: BlockGraph, trace: ShapeTrace) -> list[dict[str, Any]]:
+    """One record per node (the input excluded), in data-flow order."""
+    out = []
+    for node in graph.nodes():
+        if node.kind == "input":
+            continue
+        t = trace.nodes[node.name]
+        rec = {
+            "name": node.name,
+            "kind": node.kind,
+            "stage": node.stage,
+            "training_only": node.training_only,
+            "output_shape": list(t.output_shape) if t.output_shape is not None else None,
+            "params": t.params,
+            "macs": t.macs,
+            "activation_bytes": t.activation_bytes,
+            "receptive_field": list(t.receptive_field) if t.receptive_field else "global",
+            "effective_stride": list(t.effective_stride) if t.effective_stride else "global",
+            "branches": [branch_record(b) for b in node.branches],
+        }
+        if not node.branches:
+            rec["layers"] = [layer_record(l) for l in node.layers]
+        if node.notes:
+            rec["notes"] = list(node.notes)
+        if t.failure:
+            rec["failure"] = t.failure
+        out.append(rec)
+    return out
+
+
+def trace_to_json(graph: BlockGraph, trace: ShapeTrace) -> str:
+    doc = {
+        "model": trace.model,
+        "input": list(trace.input_shape),
+        "nodes": trace_records(graph, trace),
+        "total_params": trace.total_params,
+        "total_params_inference": trace.total_params_inference,
+        "total_macs": trace.total_macs,
+        "total_macs_with_aux": trace.total_macs_with_aux,
+        "total_activation_bytes": trace.total_activation_bytes,
+        "min_input": list(trace.min_input),
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+_COLUMNS = ("name", "kind", "branches", "output", "params", "MACs", "RF")
+
+
+def _row(graph: BlockGraph, trace: ShapeTrace, name: str) -> list[str]:
+    node, t = graph.node(name), trace.nodes[name]
+    kind = node.kind + (" (training only)" if node.training_only else "")
+    branches = " ‖ ".join(compact_branch(b) for b in node.branches)
+    shape = "×".join(map(str, t.output_shape)) if t.output_shape is not None else f"— ({t.failure})"
+    rf = f"{t.receptive_field[0]}×{t.receptive_field[1]}" if t.receptive_field else "global"
+    return [name, kind, branches, shape, f"{t.params:,}", f"{t.macs:,}", rf]
+
+
+def _rows(graph: BlockGraph, trace: ShapeTrace) -> list[list[str]]:
+    return [_row(graph, trace, n.name) for n in graph.nodes() if n.kind != "input"]
+
+
+def _totals(trace: ShapeTrace) -> list[str]:
+    mh, mw = trace.min_input
+    return [
+        f"input {'×'.join(map(str, trace.input_shape))} (N×C×H×W), minimum {mh}×{mw}",
+        f"params {trace.total_params:,} ({trace.total_params_inference:,} without training-only heads)",
+        f"multiply-adds {trace.total_macs:,} ({trace.total_macs / 1e9:.3f} G; {trace.total_macs_with_aux:,} with heads)",
+        f"activations {trace.total_activation_bytes / 2**20:.1f} MiB (float32)",
+    ]
+
+
+def trace_to_csv(graph: BlockGraph, trace: ShapeTrace) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["name", "kind", "training_only", "branches", "output_shape", "params", "macs", "activation_bytes",
+                "receptive_field"])
+    for node in graph.nodes():
+        if node.kind == "input":
+            continue
+        t = trace.nodes[node.name]
+        w.writerow([
+            node.name, node.kind, node.training_only, " ‖ ".join(compact_branch(b) for b in node.branches),
+            "x".join(map(str, t.output_shape)) if t.output_shape else "", t.params, t.macs, t.activation_bytes,
+            "x".join(map(str, t.receptive_field)) if t.receptive_field else "global",
+        ])
+    return buf.getvalue()
+
+
+def trace_to_markdown(graph: BlockGraph, trace: ShapeTrace) -> str:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "|".join("---" for _ in _COLUMNS) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in _rows(graph, trace)]
+    return "\n".join(lines + [""] + [f"- {t}" for t in _totals(trace)]) + "\n"
+
+
+def trace_to_table(graph: BlockGraph, trace: ShapeTrace) -> str:
+    rows = [list(_COLUMNS)] + _rows(graph, trace)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    right = {4, 5}
+    lines = []
+    for n, r in enumerate(rows):
+        lines.append("  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines + [""] + _totals(trace)) + "\n"
+
+
+TRACE_FORMATS = {"table": trace_to_table, "json": trace_to_json, "csv": trace_to_csv, "markdown": trace_to_markdown}

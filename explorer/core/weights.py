@@ -1,0 +1,210 @@
+"""Weights: find, download and load them without ever executing code from a file.
+
+Resolution order for a zoo model: a file already in the torch hub cache, then a download into
+that cache (with progress and cancel), then — when the user names one — a local file. A failed
+or cancelled download leaves random weights and says so (`WeightsState`), never silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from explorer.core.cancel import Cancelled, CancelToken, ProgressCallback
+
+if TYPE_CHECKING:
+    import torch
+
+#: torchvision names checkpoints `<name>-<first hex digits of the sha256>.pth`.
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]*)\.")
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+RANDOM_WARNING = "random weights: predictions are meaningless"
+
+
+@dataclass(frozen=True)
+class WeightsState:
+    """Where the weights of a loaded model came from, and why they are random if they are."""
+
+    kind: str  # "pretrained" | "file" | "random"
+    source: str
+    reason: str | None = None
+
+    @property
+    def is_random(self) -> bool:
+        return self.kind == "random"
+
+    def describe(self) -> str:
+        if self.is_random:
+            return f"{RANDOM_WARNING} ({self.reason})" if self.reason else RANDOM_WARNING
+        return self.source
+
+
+class WeightsError(ValueError):
+    """A weight file cannot be read."""
+
+
+class WeightsMismatchError(WeightsError):
+    """A weight file does not fit the architecture; nothing was loaded."""
+
+    def __init__(self, missing: list[str], unexpected: list[str], mismatched: list[str], shown: int = 5):
+        self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
+        parts = []
+        for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mismatched)):
+            if keys:
+                more = f" … and {len(keys) - shown} more" if len(keys) > shown else ""
+                parts.append(f"{len(keys)} {title}: {', '.join(keys[:shown])}{more}")
+        super().__init__("weights do not fit this architecture; nothing was loaded — " + "; ".join(parts))
+
+
+def hub_checkpoint_path(url: str) -> Path:
+    """Where torch.hub keeps (or would keep) the checkpoint downloaded from `url`."""
+    import torch.hub
+
+    name = os.path.basename(urllib.parse.urlparse(url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def download_file(
+    url: str,
+    dest: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    timeout: float = 15.0,
+    check_hash: bool = True,
+    chunk_size: int = 1 << 16,
+) -> Path:
+    """Download `url` to `dest` atomically, reporting progress and honouring `cancel`.
+
+    When the file name carries a hash prefix (torchvision's convention) the sha256 is checked.
+    A partial file never remains at `dest`.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    sha = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".partial", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            total = resp.headers.get("Content-Length")
+            total = int(total) if total and total.isdigit() else None
+            done = 0
+            if progress:
+                progress(0, total)
+            while True:
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                chunk = resp.read(chunk_size)
+                if not chunk:
+                    break
+                out.write(chunk)
+                sha.update(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, total)
+        if total is not None and done != total:
+            raise OSError(f"download of {url} ended after {done} of {total} bytes")
+        m = _HASH_IN_NAME.search(dest.name)
+        if check_hash and m and m.group(1) and not sha.hexdigest().startswith(m.group(1)):
+            raise OSError(f"downloaded file's sha256 does not start with {m.group(1)} as its name says")
+        os.replace(tmp, dest)
+        return dest
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from .safetensors or a torch pickle, never executing code from it."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"no such weight file: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: Any = load_file(str(path), device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any parse failure is the file's fault, reported as such
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError(f"cannot read weights from {path.name}: {first}") from e
+    # Training checkpoints often wrap the weights.
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path.name} holds no state dict of tensors")
+    if all(k.startswith("module.") for k in obj):  # saved from DataParallel
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def check_compatible(model, state_dict: dict[str, Any]) -> None:
+    """Raise WeightsMismatchError unless `state_dict` fits `model` key for key and shape for shape."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [
+        f"{k} {tuple(state_dict[k].shape)} ≠ {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or mismatched:
+        raise WeightsMismatchError(missing, unexpected, mismatched)
+
+
+def apply_state_dict(model, state_dict: dict[str, Any]) -> None:
+    """Load all of `state_dict` into `model`, or nothing at all."""
+    check_compatible(model, state_dict)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def resolve_pretrained(
+    model,
+    url: str | None,
+    *,
+    allow_download: bool = True,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    timeout: float = 15.0,
+) -> WeightsState:
+    """Put the published weights into `model`: hub cache first, then a download; else say why not."""
+    if url is None:
+        return WeightsState("random", "none", "this architecture has no published weights")
+    path = hub_checkpoint_path(url)
+    if path.is_file():
+        try:
+            apply_state_dict(model, read_state_dict(path))
+        except WeightsError as e:
+            return WeightsState("random", "none", f"cached file {path} unusable: {e}")
+        return WeightsState("pretrained", f"pretrained (torch hub cache: {path})")
+    if not allow_download:
+        return WeightsState("random", "none", "not in the torch hub cache and downloading is off")
+    try:
+        download_file(url, path, progress=progress, cancel=cancel, timeout=timeout)
+    except Cancelled:
+        return WeightsState("random", "none", "download cancelled")
+    except (OSError, urllib.error.URLError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        return WeightsState("random", "none", f"download failed: {reason}")
+    try:
+        apply_state_dict(model, read_state_dict(path))
+    except WeightsError as e:
+        return WeightsState("random", "none", f"downloaded file unusable: {e}")
+    return WeightsState("pretrained", f"pretrained (downloaded from {url})")
+
+
+def load_weights_file(model, path: str | os.PathLike) -> WeightsState:
+    """Load a user-named weight file into `model` (all or nothing); raises WeightsError."""
+    apply_state_dict(model, read_state_dict(path))
+    return WeightsState("file", f"file: {Path(path).name}")

@@ -1,0 +1,135 @@
+"""The model zoo: which architectures the explorer knows and how to build each one.
+
+A `ModelSpec` knows its builder, native input size, its torchvision weights enum (which carries the
+preprocessing and the category names, offline) and, where it has one, the paper it reproduces.
+torch and torchvision are imported only when a model is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+@dataclass(frozen=True)
+class PaperReference:
+    """What the architecture's paper says, for flagging where a model departs from it."""
+
+    citation: str
+    #: Characteristic kernel of each branch of an Inception block, in concatenation order
+    #: (None for the pool branch), keyed by block module type name.
+    branch_kernels: dict[str, tuple[tuple[int, int] | None, ...]] = field(default_factory=dict)
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One architecture of the zoo."""
+
+    name: str
+    title: str
+    family: str
+    #: Module path and function that build the network with the structure its weights expect.
+    builder: tuple[str, str]
+    builder_kwargs: dict[str, Any]
+    #: (module, enum class, member) of the torchvision weights, or None.
+    weights: tuple[str, str, str] | None
+    native_size: tuple[int, int]
+    paper: PaperReference | None = None
+    notes: tuple[str, ...] = ()
+
+    def build(self, device: str | None = None):
+        """Build the network (random weights, eval mode); device='meta' allocates nothing."""
+        import torch
+
+        fn = getattr(importlib.import_module(self.builder[0]), self.builder[1])
+        if device is None:
+            model = fn(**self.builder_kwargs)
+        else:
+            with torch.device(device):
+                model = fn(**self.builder_kwargs)
+        return model.eval()
+
+    def weights_enum(self):
+        """The torchvision weights enum member (offline: it is plain metadata), or None."""
+        if self.weights is None:
+            return None
+        module, cls, member = self.weights
+        return getattr(getattr(importlib.import_module(module), cls), member)
+
+    def categories(self) -> list[str]:
+        w = self.weights_enum()
+        if w is None:
+            return [f"class {i}" for i in range(1000)]
+        return list(w.meta["categories"])
+
+    def transforms(self):
+        """The preprocessing the weights were trained with (torchvision's own transform)."""
+        w = self.weights_enum()
+        if w is None:
+            raise ValueError(f"{self.name} has no weights, hence no preprocessing of its own")
+        return w.transforms()
+
+    @property
+    def weights_url(self) -> str | None:
+        w = self.weights_enum()
+        return None if w is None else w.url
+
+_GOOGLENET_PAPER = PaperReference(
+    citation="Szegedy et al., Going Deeper with Convolutions (2014), Table 1",
+    branch_kernels={"Inception": ((1, 1), (3, 3), (5, 5), None)},
+)
+
+_INCEPTION_V3_PAPER = PaperReference(
+    citation="Szegedy et al., Rethinking the Inception Architecture for Computer Vision (2015), Table 1",
+)
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+def register(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} is registered already")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+# torchvision builds pretrained GoogLeNet / Inception v3 with transform_input=True and the
+# auxiliary heads present (their weights are in the checkpoint); we build that same structure so
+# that random and loaded weights share one graph. init_weights=False skips the slow truncated-normal
+# initialisation and the FutureWarning about it.
+register(
+    ModelSpec(
+        name="googlenet",
+        title="GoogLeNet (Inception v1, torchvision)",
+        family="Inception v1",
+        builder=("torchvision.models", "googlenet"),
+        builder_kwargs=dict(weights=None, aux_logits=True, transform_input=True, init_weights=False),
+        weights=("torchvision.models", "GoogLeNet_Weights", "IMAGENET1K_V1"),
+        native_size=(224, 224),
+        paper=_GOOGLENET_PAPER,
+        notes=("torchvision's GoogLeNet uses batch norm and a 3×3 kernel in the branch the paper gives 5×5",),
+    )
+)
+register(
+    ModelSpec(
+        name="inception_v3",
+        title="Inception v3 (torchvision)",
+        family="Inception v3",
+        builder=("torchvision.models", "inception_v3"),
+        builder_kwargs=dict(weights=None, aux_logits=True, transform_input=True, init_weights=False),
+        weights=("torchvision.models", "Inception_V3_Weights", "IMAGENET1K_V1"),
+        native_size=(299, 299),
+        paper=_INCEPTION_V3_PAPER,
+    )
+)
+
+def model_names() -> list[str]:
+    return list(_REGISTRY)
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(_REGISTRY)
+        raise KeyError(f"unknown model {name!r}; known models: {known}") from None
+
+def all_specs() -> list[ModelSpec]:
+    return list(_REGISTRY.values())
+

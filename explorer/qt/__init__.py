@@ -1,0 +1,1 @@
+"""Every Qt widget, view and worker of Inception Explorer lives in this package."""
