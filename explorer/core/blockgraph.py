@@ -110,12 +110,13 @@ class BlockGraph:
     """A model's block graph (a networkx DiGraph of BlockNodes) and the program that traces its shapes."""
 
     def __init__(self, name: str, graph: nx.DiGraph, program: ShapeProgram, *, model, native_size,
-                 total_params: int, training_only_params: int):
+                 total_params: int, training_only_params: int, in_channels: int = 3):
         self.name = name
         self.graph = graph
         self.program = program
         self.model = model  # on the meta device: structure only
         self.native_size = native_size
+        self.in_channels = in_channels
         self.total_params = total_params
         self.total_params_inference = total_params - training_only_params
         self._min_input: tuple[int | None, int | None] | None = None
@@ -163,9 +164,11 @@ def block_graph_from_module(model, name: str, *, native_size=(224, 224), paper: 
     train_units = {_unit_of(n, gm_train) for n in gm_train.graph.nodes if n.op != "placeholder"}
     training_only = {u for u in train_units - eval_units if u is not None}
     program = ShapeProgram(gm_train, training_only)
+    # Input channels: what the first convolution expects (3 for RGB networks).
+    in_channels = next((s.attrs["in_channels"] for s in program.steps if s.kind == "conv"), 3)
 
     # One run at the native size gives the channels of every tensor.
-    vals, _ = program.run((1, 3, *native_size))
+    vals, _ = program.run((1, in_channels, *native_size))
     steps = program.steps
 
     order: list[str] = []
@@ -244,7 +247,7 @@ def block_graph_from_module(model, name: str, *, native_size=(224, 224), paper: 
     total = sum(p.numel() for p in model.parameters())
     aux = sum(node_objs[u].params for u in training_only)
     return BlockGraph(name, graph, program, model=model, native_size=tuple(native_size), total_params=total,
-                      training_only_params=aux)
+                      training_only_params=aux, in_channels=in_channels)
 
 
 def _layer_spec(step: Step, vals) -> LayerSpec:

@@ -103,15 +103,16 @@ def _node_inputs(node: fx.Node) -> list[fx.Node]:
 
 
 def _unit_of(node: fx.Node, root: nn.Module) -> str | None:
-    """The block-graph node a fx node belongs to: the outermost module that is not a plain container."""
+    """The block-graph node a fx node belongs to: the outermost module that is not a plain container.
+
+    The module types come from the trace's record of the original modules (a GraphModule keeps only
+    the called leaves, its intermediate modules are bare nn.Module).
+    """
     stack = list(node.meta.get("nn_module_stack", {}).values())
     if node.op == "call_module" and not stack:
-        stack = [(node.target, None)]
-    for qualname, _ in stack:
-        mod = root.get_submodule(qualname)
-        if isinstance(mod, (nn.Sequential, nn.ModuleList, nn.ModuleDict)) and type(mod) in (
-            nn.Sequential, nn.ModuleList, nn.ModuleDict,
-        ):
+        stack = [(node.target, type(root.get_submodule(node.target)))]
+    for qualname, typ in stack:
+        if typ in (nn.Sequential, nn.ModuleList, nn.ModuleDict):
             continue
         return qualname
     return None

@@ -74,9 +74,10 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def trace_shapes(graph: BlockGraph, size: tuple[int, int] | int, batch: int = 1, channels: int = 3) -> ShapeTrace:
-    """Trace `graph` at input (batch, channels, H, W). Raises InputTooSmallError, ValueError."""
+def trace_shapes(graph: BlockGraph, size: tuple[int, int] | int, batch: int = 1) -> ShapeTrace:
+    """Trace `graph` at input (batch, C, H, W). Raises InputTooSmallError, ValueError."""
     h, w = (size, size) if isinstance(size, int) else size
+    channels = graph.in_channels
     if h <= 0 or w <= 0 or batch <= 0:
         raise ValueError(f"input size must be positive, got batch {batch}, {h}×{w}")
     program = graph.program
@@ -114,7 +115,7 @@ def trace_shapes(graph: BlockGraph, size: tuple[int, int] | int, batch: int = 1,
 
 def _valid(graph: BlockGraph, h: int, w: int) -> bool:
     try:
-        graph.program.run((1, 3, h, w))
+        graph.program.run((1, graph.in_channels, h, w))
     except StepFailed:
         return False
     return True

@@ -1,0 +1,83 @@
+"""The command line: models, trace in every format, one-line errors with non-zero exits."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from explorer.cli import main
+from explorer.core.shapes import trace_shapes
+
+
+def test_models_lists_the_zoo(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "googlenet" in out and "inception_v3" in out
+
+
+def test_trace_json_schema_and_values(capsys, graph_of):
+    assert main(["trace", "inception_v3", "--size", "320x480", "--batch", "2", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    trace = trace_shapes(graph_of("inception_v3"), (320, 480), batch=2)
+    assert doc["model"] == "inception_v3" and doc["input"] == [2, 3, 320, 480]
+    assert doc["total_params"] == trace.total_params and doc["total_macs"] == trace.total_macs
+    assert doc["min_input"] == [75, 75]
+    nodes = {n["name"]: n for n in doc["nodes"]}
+    assert list(nodes)[0] == "Conv2d_1a_3x3" and "input" not in nodes
+    for name, n in nodes.items():
+        assert {"name", "kind", "output_shape", "params", "macs", "receptive_field", "branches"} <= set(n)
+        t = trace.nodes[name]
+        assert n["output_shape"] == list(t.output_shape) and n["params"] == t.params and n["macs"] == t.macs
+    b = nodes["Mixed_6b"]["branches"][1]
+    assert {"label", "out_channels", "layers"} <= set(b)
+    assert [layer["kernel"] for layer in b["layers"]] == [[1, 1], [1, 7], [7, 1]]
+    assert set(b["layers"][0]) >= {"name", "type", "kernel", "stride", "out_channels"}
+    assert b["layers"][0]["name"] == "Mixed_6b.branch7x7_1.conv"
+
+
+def test_trace_table_csv_markdown(capsys, graph_of):
+    assert main(["trace", "googlenet", "--size", "224"]) == 0
+    table = capsys.readouterr().out
+    assert "inception3a" in table and "256×28×28" in table and "1×1 16 → 3×3 32" in table
+    assert main(["trace", "googlenet", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    trace = trace_shapes(graph_of("googlenet"), 224)
+    assert [r["name"] for r in rows] == [n for n in trace.nodes if n != "input"]
+    assert sum(int(r["macs"]) for r in rows if r["training_only"] == "False") == trace.total_macs
+    assert main(["trace", "googlenet", "--format", "markdown"]) == 0
+    md = capsys.readouterr().out
+    assert md.startswith("| name |") and md.count("\n| inception") == 9
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["trace", "resnet9000"], "unknown model"),
+    (["trace", "googlenet", "--size", "10"], "maxpool3"),
+    (["trace", "googlenet", "--size", "0"], "positive"),
+    (["trace", "googlenet", "--size", "-4"], "positive"),
+    (["trace", "googlenet", "--size", "big"], "not a number"),
+    (["trace", "googlenet", "--batch", "0"], "batch"),
+    (["trace", "googlenet", "--format", "xml"], "invalid choice"),
+    (["trace"], "model"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_exit_non_zero_with_one_line(capsys, argv, needle):
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code != 0
+    assert len(err.strip().splitlines()) == 1 and needle in err
+
+
+def test_console_script_and_module_entry_point():
+    out = subprocess.run([sys.executable, "-m", "explorer", "trace", "googlenet", "--size", "96x128",
+                          "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["input"] == [1, 3, 96, 128]
+    bad = subprocess.run([sys.executable, "-m", "explorer", "trace", "googlenet", "--size", "12"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "15×15" in bad.stderr
