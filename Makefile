@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/inception-explorer trace googlenet --size 224
+	$(BIN)/inception-explorer
 
 lint: $(STAMP)
 	$(BIN)/lint-imports

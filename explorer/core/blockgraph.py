@@ -69,6 +69,8 @@ class BranchSpec:
     pool: LayerSpec | None = None
     pool_proj: int | None = None
     note: str | None = None
+    #: The constant a residual branch is multiplied by before the addition (Inception-ResNet's 0.1–0.3).
+    scale: float | None = None
 
     def all_layers(self) -> list[LayerSpec]:
         out = list(self.layers)
@@ -96,6 +98,9 @@ class BlockNode:
     notes: tuple[str, ...] = ()
     steps: tuple[int, ...] = field(default=(), repr=False)  # program steps owned by this node
     output_step: int = field(default=-1, repr=False)
+    #: For blocks: the step that joins the branches, and the step producing each branch's output.
+    join_step: int | None = field(default=None, repr=False)
+    branch_steps: tuple[int, ...] = field(default=(), repr=False)
 
     @property
     def is_block(self) -> bool:
@@ -120,6 +125,8 @@ class BlockGraph:
         self.total_params = total_params
         self.total_params_inference = total_params - training_only_params
         self._min_input: tuple[int | None, int | None] | None = None
+        #: Why the data-flow view is unavailable (None: edges are the real data flow).
+        self.dataflow_reason: str | None = None
 
     def nodes(self) -> list[BlockNode]:
         """All nodes in data-flow order."""
@@ -154,9 +161,18 @@ def block_graph_from_module(model, name: str, *, native_size=(224, 224), paper: 
     from explorer.core.program import ShapeProgram, _unit_of
 
     was_training = model.training
-    gm_eval = fx.symbolic_trace(model.eval())
     try:
-        gm_train = fx.symbolic_trace(model.train())
+        # An fx graph already (torch.export's module): its nodes carry their module stack.
+        gm_eval = model if isinstance(model, fx.GraphModule) else fx.symbolic_trace(model.eval())
+    except Exception as e:  # data-dependent control flow and the like: the module tree still works
+        from explorer.core.moduletree import module_tree_graph
+
+        model.train(was_training)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return module_tree_graph(model.eval(), name, native_size,
+                                 f"the forward cannot be traced ({type(e).__name__}: {first})")
+    try:
+        gm_train = gm_eval if isinstance(model, fx.GraphModule) else fx.symbolic_trace(model.train())
     except Exception:  # a forward that only traces in eval mode: no training-only heads to show
         gm_train = gm_eval
     model.train(was_training)
@@ -296,20 +312,26 @@ def _is_join(step: Step, own, steps, vals) -> bool:
     return _join_inputs(step, vals) is not None
 
 
-def _walk(start: int, stop: int | None, own: set[int], steps, vals) -> list:
+def _walk(start: int, stop: int | None, own: set[int], steps, vals, depth: int = 0) -> list:
     """Layers from `stop` (exclusive; None: the block's input) to `start`, in execution order.
 
-    A nested join yields a tuple ("split", merge, [sub-walks]).
+    A nested join yields a tuple ("split", merge, [sub-walks]). Joins are opened one level deep
+    (Inception v3's 1×3 ‖ 3×1, Inception-ResNet's branches before the add); a join deeper than that
+    (DenseNet's concatenations of all earlier layers) ends the walk, so the description stays
+    linear in the size of the block.
     """
     items: list = []
     i: int | None = start
     while i is not None and i in own and i != stop:
         s = steps[i]
         if _is_join(s, own, steps, vals):
+            if depth >= 1:
+                break
             ins = _join_inputs(s, vals)
             common = set.intersection(*(_ancestors(j, own, steps) | {j} for j in ins))
             split = max(common) if common else None
-            items.append(("split", "cat" if s.kind == "cat" else "add", [_walk(j, split, own, steps, vals) for j in ins]))
+            subs = [_walk(j, split, own, steps, vals, depth + 1) for j in ins]
+            items.append(("split", "cat" if s.kind == "cat" else "add", subs))
             i = split
             continue
         if s.is_layer:
@@ -397,7 +419,34 @@ def branch_label(b: BranchSpec) -> str:
     label = " → ".join(parts)
     if factorized:
         label += " (factorized " + ", ".join(f"{n}×{n}" for n in factorized) + ")"
+    if b.scale is not None:
+        label += f" → ×{b.scale:g}"
     return label
+
+
+def _scaled(branch: BranchSpec, i: int, own: set[int], steps) -> BranchSpec:
+    """`branch` with the constant factor its output is multiplied by before a residual addition, if any."""
+    from dataclasses import replace
+
+    while i in own and steps[i].kind in ("identity", "broadcast"):
+        s = steps[i]
+        if s.kind == "broadcast" and s.attrs.get("op") == "mul" and "scalar" in s.attrs:
+            return _with_label(replace(branch, scale=s.attrs["scalar"]))
+        if s.kind == "broadcast" or len(s.inputs) != 1:
+            break
+        i = s.inputs[0]
+    return branch
+
+
+class _Missing:
+    """Stands for a module that a traced graph names but does not contain."""
+
+    def __init__(self, name: str, type_name: str):
+        self.name, self.type_name = name, type_name
+
+
+def _module_type(module) -> str:
+    return module.type_name if isinstance(module, _Missing) else type(module).__name__
 
 
 def _describe_unit(unit, idx, out, steps, vals, model, training_only, paper) -> BlockNode:
@@ -406,13 +455,18 @@ def _describe_unit(unit, idx, out, steps, vals, model, training_only, paper) -> 
     if unit == "input":
         return BlockNode(name="input", kind="input", stage="stem", module_type="input",
                          out_channels=vals[out][1], steps=tuple(idx), output_step=out)
-    module = model.get_submodule(unit)
+    try:
+        module = model.get_submodule(unit)
+        params = sum(p.numel() for p in module.parameters())
+    except AttributeError:  # a torch.export graph keeps the module names, not the modules
+        module = _Missing(unit, steps[idx[0]].attrs.get("module_type", "module"))
+        params = sum(p.numel() for n, p in model.named_parameters() if n.startswith(unit + "."))
     own = set(idx)
     layers = tuple(_layer_spec(steps[i], vals) for i in idx if steps[i].is_layer)
-    params = sum(p.numel() for p in module.parameters())
     out_val = vals[out]
     out_channels = out_val[1] if isinstance(out_val, TShape) and len(out_val) > 1 else None
     kind, branches, merge, notes = None, (), None, []
+    join_step, branch_steps = None, ()
 
     # Walk back from the output through single-input steps to the join of parallel paths.
     j = out
@@ -423,6 +477,7 @@ def _describe_unit(unit, idx, out, steps, vals, model, training_only, paper) -> 
         j = ins[0]
     if j in own and _is_join(steps[j], own, steps, vals):
         join = steps[j]
+        join_step, branch_steps = j, tuple(_join_inputs(join, vals))
         merge = "cat" if join.kind == "cat" else "add"
         # The shortcut of a residual block is a tensor from outside the block: an empty walk.
         branches = tuple(
@@ -430,11 +485,13 @@ def _describe_unit(unit, idx, out, steps, vals, model, training_only, paper) -> 
             for i in _join_inputs(join, vals)
         )
         kind = "inception" if merge == "cat" else "residual"
+        if merge == "add":
+            branches = tuple(_scaled(b, i, own, steps) for b, i in zip(branches, _join_inputs(join, vals)))
         if merge == "cat" and join.attrs.get("dim", 1) % 4 == 1:
             total = sum(b.out_channels for b in branches)
             assert total == vals[j][1], f"{unit}: branch channels {total} ≠ concatenated {vals[j][1]}"
         if paper is not None and merge == "cat":
-            expected = paper.branch_kernels.get(type(module).__name__)
+            expected = paper.branch_kernels.get(_module_type(module))
             if expected and len(expected) == len(branches):
                 fixed = []
                 for n, (b, k) in enumerate(zip(branches, expected), 1):
@@ -452,7 +509,7 @@ def _describe_unit(unit, idx, out, steps, vals, model, training_only, paper) -> 
         notes.append("auxiliary classifier: runs in training only")
     if kind is None:
         types = {l.type for l in layers}
-        mtype = type(module).__name__
+        mtype = _module_type(module)
         if "conv" in types:
             kind = "conv"
         elif types & {"max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool"}:
@@ -464,9 +521,9 @@ def _describe_unit(unit, idx, out, steps, vals, model, training_only, paper) -> 
         else:
             kind = "op"
     return BlockNode(
-        name=unit, kind=kind, stage="body", module_type=type(module).__name__, training_only=unit in training_only,
+        name=unit, kind=kind, stage="body", module_type=_module_type(module), training_only=unit in training_only,
         params=params, layers=layers, branches=branches, merge=merge, out_channels=out_channels,
-        notes=tuple(notes), steps=tuple(idx), output_step=out,
+        notes=tuple(notes), steps=tuple(idx), output_step=out, join_step=join_step, branch_steps=branch_steps,
     )
 
 

@@ -102,6 +102,9 @@ def _node_inputs(node: fx.Node) -> list[fx.Node]:
     return list(dict.fromkeys(node.all_input_nodes))
 
 
+_CONTAINER_NAMES = {f"torch.nn.modules.container.{c}" for c in ("Sequential", "ModuleList", "ModuleDict")}
+
+
 def _unit_of(node: fx.Node, root: nn.Module) -> str | None:
     """The block-graph node a fx node belongs to: the outermost module that is not a plain container.
 
@@ -112,8 +115,9 @@ def _unit_of(node: fx.Node, root: nn.Module) -> str | None:
     if node.op == "call_module" and not stack:
         stack = [(node.target, type(root.get_submodule(node.target)))]
     for qualname, typ in stack:
-        if typ in (nn.Sequential, nn.ModuleList, nn.ModuleDict):
-            continue
+        # torch.export records the type as its qualified name, symbolic_trace as the class.
+        if not qualname or typ in (nn.Sequential, nn.ModuleList, nn.ModuleDict) or typ in _CONTAINER_NAMES:
+            continue  # the root (torch.export lists it) or a plain container
         return qualname
     return None
 
@@ -167,8 +171,9 @@ class ShapeProgram:
             step.run = lambda vals: None
             return
         if node.op == "get_attr":
-            value = getattr(self.gm, node.target) if "." not in node.target else self.gm.get_submodule(
-                node.target.rsplit(".", 1)[0]).get_parameter(node.target.rsplit(".", 1)[1])
+            value = self.gm
+            for part in node.target.split("."):  # a parameter, a buffer or a constant
+                value = getattr(value, part)
             shape = TShape(value.shape) if isinstance(value, torch.Tensor) else value
             step.run = lambda vals, v=shape: v
             return
@@ -359,6 +364,10 @@ class ShapeProgram:
 
         step.run = run
         step.attrs["tensor_inputs"] = len(srcs)
+        # A constant factor, e.g. the residual scale of an Inception-ResNet block (x + 0.17 * r).
+        scalars = [a for a in node.args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+        if len(srcs) == 1 and len(scalars) == 1:
+            step.attrs["scalar"] = float(scalars[0])
 
     def _getitem(self, step, node, src) -> None:
         step.kind = "getitem"

@@ -11,6 +11,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
+
 @dataclass(frozen=True)
 class PaperReference:
     """What the architecture's paper says, for flagging where a model departs from it."""
@@ -19,6 +20,11 @@ class PaperReference:
     #: Characteristic kernel of each branch of an Inception block, in concatenation order
     #: (None for the pool branch), keyed by block module type name.
     branch_kernels: dict[str, tuple[tuple[int, int] | None, ...]] = field(default_factory=dict)
+    #: Patch size/stride of single layers as the paper gives them ("3×3/2"), keyed by node name.
+    layer_patches: dict[str, str] = field(default_factory=dict)
+    #: Dropout rate before the classifier, as the paper gives it.
+    dropout: float | None = None
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -35,12 +41,14 @@ class ModelSpec:
     native_size: tuple[int, int]
     paper: PaperReference | None = None
     notes: tuple[str, ...] = ()
+    #: Builds the network instead of `builder` (models opened from a file).
+    factory: Any = None
 
     def build(self, device: str | None = None):
         """Build the network (random weights, eval mode); device='meta' allocates nothing."""
         import torch
 
-        fn = getattr(importlib.import_module(self.builder[0]), self.builder[1])
+        fn = self.factory or getattr(importlib.import_module(self.builder[0]), self.builder[1])
         if device is None:
             model = fn(**self.builder_kwargs)
         else:
@@ -73,9 +81,12 @@ class ModelSpec:
         w = self.weights_enum()
         return None if w is None else w.url
 
+
 _GOOGLENET_PAPER = PaperReference(
     citation="Szegedy et al., Going Deeper with Convolutions (2014), Table 1",
     branch_kernels={"Inception": ((1, 1), (3, 3), (5, 5), None)},
+    layer_patches={"maxpool4": "3×3/2"},
+    dropout=0.4,
 )
 
 _INCEPTION_V3_PAPER = PaperReference(
@@ -84,8 +95,9 @@ _INCEPTION_V3_PAPER = PaperReference(
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
-def register(spec: ModelSpec) -> ModelSpec:
-    if spec.name in _REGISTRY:
+
+def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    if spec.name in _REGISTRY and not replace:
         raise ValueError(f"model {spec.name!r} is registered already")
     _REGISTRY[spec.name] = spec
     return spec
@@ -94,6 +106,8 @@ def register(spec: ModelSpec) -> ModelSpec:
 # auxiliary heads present (their weights are in the checkpoint); we build that same structure so
 # that random and loaded weights share one graph. init_weights=False skips the slow truncated-normal
 # initialisation and the FutureWarning about it.
+
+
 register(
     ModelSpec(
         name="googlenet",
@@ -107,6 +121,8 @@ register(
         notes=("torchvision's GoogLeNet uses batch norm and a 3×3 kernel in the branch the paper gives 5×5",),
     )
 )
+
+
 register(
     ModelSpec(
         name="inception_v3",
@@ -120,8 +136,99 @@ register(
     )
 )
 
+# -- the Inception family of the papers (networks torchvision lacks, defined in models/) ----------
+
+
+register(
+    ModelSpec(
+        name="googlenet_paper",
+        title="GoogLeNet (Inception v1, as in the paper)",
+        family="Inception v1",
+        builder=("inception_models.googlenet_paper", "googlenet_paper"),
+        builder_kwargs=dict(aux_logits=True),
+        weights=None,
+        native_size=(224, 224),
+        paper=_GOOGLENET_PAPER,
+        notes=("5×5 branches, local response normalisation and no batch norm, as in the paper's Table 1 and"
+               " Figure 3; no pretrained weights",),
+    )
+)
+
+_INCEPTION_V4_CITATION = ("Szegedy et al., Inception-v4, Inception-ResNet and the Impact of Residual Connections"
+                          " on Learning (2016)")
+
+
+register(
+    ModelSpec(
+        name="bn_inception",
+        title="BN-Inception (Inception v2, Ioffe & Szegedy 2015)",
+        family="Inception v2",
+        builder=("inception_models.bn_inception", "bn_inception"),
+        builder_kwargs={},
+        weights=None,
+        native_size=(224, 224),
+        paper=PaperReference(
+            citation="Ioffe & Szegedy, Batch Normalization (2015), Figure 5",
+            branch_kernels={
+                "InceptionModule": ((1, 1), (3, 3), (3, 3), None),
+                "ReductionModule": ((3, 3), (3, 3), None),
+            },
+        ),
+        notes=("each 5×5 of GoogLeNet replaced by two stacked 3×3; no pretrained weights",),
+    )
+)
+
+
+register(
+    ModelSpec(
+        name="inception_v4",
+        title="Inception-v4 (Szegedy et al. 2016)",
+        family="Inception v4",
+        builder=("inception_models.inception_v4", "inception_v4"),
+        builder_kwargs={},
+        weights=None,
+        native_size=(299, 299),
+        paper=PaperReference(citation=_INCEPTION_V4_CITATION + ", Figures 3–9"),
+        notes=("parameter names follow timm's inception_v4: its weight files load",),
+    )
+)
+
+
+register(
+    ModelSpec(
+        name="inception_resnet_v1",
+        title="Inception-ResNet-v1 (Szegedy et al. 2016)",
+        family="Inception-ResNet",
+        builder=("inception_models.inception_resnet", "inception_resnet_v1"),
+        builder_kwargs={},
+        weights=None,
+        native_size=(299, 299),
+        paper=PaperReference(citation=_INCEPTION_V4_CITATION + ", Figures 7 and 10–15"),
+        notes=("no pretrained weights",),
+    )
+)
+
+
+register(
+    ModelSpec(
+        name="inception_resnet_v2",
+        title="Inception-ResNet-v2 (Szegedy et al. 2016)",
+        family="Inception-ResNet",
+        builder=("inception_models.inception_resnet", "inception_resnet_v2"),
+        builder_kwargs={},
+        weights=None,
+        native_size=(299, 299),
+        paper=PaperReference(citation=_INCEPTION_V4_CITATION + ", Figures 3, 7 and 15–19"),
+        notes=("parameter names follow timm's inception_resnet_v2: its weight files load",
+               "as released (and in timm): a Mixed_5b stem, 320/1088/2080 channels and 10/20/10 residual"
+               " blocks where the paper's figures have 384/1154/2048 and 5/10/5"),
+    )
+)
+
+
 def model_names() -> list[str]:
     return list(_REGISTRY)
+
 
 def get_spec(name: str) -> ModelSpec:
     try:
@@ -130,6 +237,8 @@ def get_spec(name: str) -> ModelSpec:
         known = ", ".join(_REGISTRY)
         raise KeyError(f"unknown model {name!r}; known models: {known}") from None
 
+
 def all_specs() -> list[ModelSpec]:
     return list(_REGISTRY.values())
+
 

@@ -1,0 +1,125 @@
+"""Open any CNN: a torchvision or timm model by name, a Python file with `build()`, or a
+TorchScript / torch.export file. Each becomes a `ModelSpec`, usable wherever zoo models are.
+
+A Python file is code the user chose to run, like any script they open; weight files are never
+executed (see `weights`). Opening gives random weights unless the source carries its own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import types
+from pathlib import Path
+
+from explorer.core.zoo import ModelSpec
+
+
+class OpenModelError(ValueError):
+    """The reference names no model that can be opened; the message says why."""
+
+
+def open_model(ref: str | os.PathLike, *, native_size: tuple[int, int] | None = None) -> ModelSpec:
+    """'torchvision:resnet18', 'timm:inception_v4', or a path to .py / .pt / .pt2 / .ts."""
+    text = str(ref)
+    if text.startswith("torchvision:"):
+        return _torchvision(text.split(":", 1)[1], native_size)
+    if text.startswith("timm:"):
+        return _timm(text.split(":", 1)[1], native_size)
+    path = Path(text)
+    if not path.is_file():
+        raise OpenModelError(f"{text}: neither torchvision:NAME, timm:NAME nor an existing file")
+    if path.suffix == ".py":
+        return _python_file(path, native_size)
+    if path.suffix in (".pt2",):
+        return _exported(path, native_size)
+    if path.suffix in (".pt", ".ts", ".pth", ".jit"):
+        return _torchscript(path, native_size)
+    raise OpenModelError(f"{path.name}: open a .py file with build(), a TorchScript .pt/.ts or a torch.export .pt2")
+
+
+def _torchvision(name: str, native_size) -> ModelSpec:
+    import torchvision.models as tvm
+
+    if name not in tvm.list_models(module=tvm):
+        raise OpenModelError(f"torchvision has no classification model {name!r}")
+    weights = tvm.get_model_weights(name).DEFAULT
+    crop = int(weights.transforms().crop_size[0])
+    return ModelSpec(
+        name=f"torchvision:{name}", title=f"{name} (torchvision)", family="any CNN",
+        builder=("torchvision.models", "get_model"), builder_kwargs={"name": name, "weights": None},
+        weights=(type(weights).__module__, type(weights).__name__, weights.name),
+        native_size=native_size or (crop, crop),
+    )
+
+
+def _timm(name: str, native_size) -> ModelSpec:
+    try:
+        import timm
+    except ImportError:
+        raise OpenModelError("timm is not installed (pip install timm)") from None
+    if not timm.list_models(name):
+        raise OpenModelError(f"timm has no model {name!r}")
+    cfg = timm.get_pretrained_cfg(name)
+    size = tuple(cfg.input_size[-2:]) if cfg is not None else (224, 224)
+    return ModelSpec(
+        name=f"timm:{name}", title=f"{name} (timm)", family="any CNN", builder=("timm", "create_model"),
+        builder_kwargs={"model_name": name, "pretrained": False}, weights=None, native_size=native_size or size,
+    )
+
+
+def _python_file(path: Path, native_size) -> ModelSpec:
+    spec = importlib.util.spec_from_file_location(f"explorer_user_model_{abs(hash(str(path)))}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise OpenModelError(f"{path.name} fails to run: {type(e).__name__}: {e}") from None
+    build = getattr(module, "build", None)
+    if not callable(build):
+        raise OpenModelError(f"{path.name} defines no build() returning an nn.Module")
+    return ModelSpec(name=path.stem, title=f"{path.name} (build())", family="any CNN", builder=("", ""),
+                     builder_kwargs={}, weights=None, native_size=native_size or (224, 224), factory=build)
+
+
+def _exported(path: Path, native_size) -> ModelSpec:
+    import torch
+
+    try:
+        program = torch.export.load(str(path))
+    except Exception as e:
+        raise OpenModelError(f"{path.name} is not a torch.export file: {type(e).__name__}: {e}") from None
+    example = program.example_inputs[0][0] if program.example_inputs else None
+    size = tuple(example.shape[-2:]) if example is not None and example.dim() == 4 else (224, 224)
+
+    def factory(**_):
+        # Exported graphs are specialised to the example input's shape unless exported with
+        # dynamic shapes; without the guard, other sizes run as far as the graph allows and fail
+        # with the real layer's message.
+        try:
+            module = program.module(check_guards=False)
+        except TypeError:  # older torch
+            module = program.module()
+        # An exported module refuses train()/eval() (its graph fixed the mode when it was
+        # exported); the explorer only ever asks for the mode it already has.
+        module.train = types.MethodType(lambda self, mode=True: self, module)
+        module.eval = types.MethodType(lambda self: self, module)
+        return module
+
+    return ModelSpec(name=path.stem, title=f"{path.name} (torch.export)", family="any CNN", builder=("", ""),
+                     builder_kwargs={}, weights=None, native_size=native_size or size, factory=factory)
+
+
+def _torchscript(path: Path, native_size) -> ModelSpec:
+    import torch
+
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:
+        raise OpenModelError(f"{path.name} is not a TorchScript file: {type(e).__name__}: {e}") from None
+
+    def factory(**_):
+        return module
+
+    return ModelSpec(name=path.stem, title=f"{path.name} (TorchScript)", family="any CNN", builder=("", ""),
+                     builder_kwargs={}, weights=None, native_size=native_size or (224, 224), factory=factory)

@@ -1,0 +1,30 @@
+"""`inception-explorer`: the window without arguments (or with `gui`), the command line otherwise.
+
+Kept apart from explorer.cli so that the command line never imports Qt.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] == "gui":
+        import argparse
+
+        p = argparse.ArgumentParser(prog="inception-explorer gui", description="Open the explorer window.")
+        p.add_argument("--model", default=None, help="model to open (default: the last one, else googlenet)")
+        p.add_argument("--weights", default="auto", help="auto (hub cache, then download), none, or a file")
+        p.add_argument("--offline", action="store_true", help="never try to download weights")
+        opts = p.parse_args(args[1:] if args else [])
+        from explorer.qt.app import main as gui_main
+
+        return gui_main([sys.argv[0]], model=opts.model, weights=opts.weights, allow_download=not opts.offline)
+    from explorer.cli import main as cli_main
+
+    return cli_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

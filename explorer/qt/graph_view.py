@@ -1,0 +1,382 @@
+"""The graph view: a QGraphicsScene drawing of a laid-out `Diagram`, with zoom, pan and selection.
+
+Signals
+-------
+box_selected(str)      key of the selected box ("" when the selection is cleared)
+box_activated(str)     key of a double-clicked box or frame (expand / collapse)
+"""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFontMetricsF, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene, QGraphicsView, QStyleOptionGraphicsItem
+
+from explorer.qt.layout import Box, Diagram, Edge, Frame, Style
+from explorer.qt.theme import Theme
+
+MIN_ZOOM, MAX_ZOOM = 0.05, 8.0
+#: Below this on-screen text height (pixels) boxes are drawn without their text.
+MIN_TEXT_PX = 4.5
+#: Height (scene units, before scaling) over which an edge between two columns changes column.
+BEND = 22.0
+
+
+class TextMeasure:
+    """measure(text, bold) for the layout, from the theme's fonts (cached: labels repeat a lot)."""
+
+    def __init__(self, theme: Theme):
+        self._fm = {False: QFontMetricsF(theme.font), True: QFontMetricsF(theme.bold)}
+        self._cache: dict[tuple[str, bool], tuple[float, float]] = {}
+
+    def __call__(self, text: str, bold: bool) -> tuple[float, float]:
+        k = (text, bold)
+        r = self._cache.get(k)
+        if r is None:
+            fm = self._fm[bold]
+            r = self._cache[k] = (math.ceil(fm.horizontalAdvance(text)) + 2.0, math.ceil(fm.height()))
+        return r
+
+
+class BoxItem(QGraphicsItem):
+    """A node, layer, caption or concat box; paints its own text so SVG export keeps it as text."""
+
+    def __init__(self, box: Box, theme: Theme):
+        super().__init__()
+        self.box, self.theme = box, theme
+        self.failed = False
+        self.highlighted = False
+        self.setPos(box.x, box.y)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable, True)
+        self.setAcceptHoverEvents(False)
+        self.setToolTip(box.tooltip)
+        if box.training_only:
+            self.setOpacity(0.55)
+        self.setZValue(2)
+        # Scrolling then blits pixmaps instead of calling paint() in Python (10× faster on big graphs).
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+
+    def boundingRect(self) -> QRectF:
+        m = 4.0
+        return QRectF(-m, -m, self.box.w + 2 * m, self.box.h + 2 * m)
+
+    def set_failed(self, failed: bool) -> None:
+        if failed != self.failed:
+            self.failed = failed
+            self.update()
+
+    def set_highlighted(self, on: bool) -> None:
+        if on != self.highlighted:
+            self.highlighted = on
+            self.update()
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
+        b, t = self.box, self.theme
+        rect = QRectF(0, 0, b.w, b.h)
+        fill = QColor(t.fill(b.kind))
+        pen = QPen(t.border(b.kind), t.line_width)
+        if b.training_only:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        if self.failed:
+            fill = QColor(110, 30, 30) if t.dark else QColor(255, 205, 205)
+            pen = QPen(t.error, 3 * t.line_width)
+        if self.isSelected() or self.highlighted:
+            pen = QPen(t.highlight, (2 if t.high_contrast else 3) * t.line_width)
+        painter.setPen(pen)
+        painter.setBrush(QBrush(fill))
+        radius = 3.0 if b.role == "layer" else 6.0
+        lod = option.levelOfDetailFromTransform(painter.worldTransform())
+        line_h = t.line_height(False)
+        if lod * line_h < MIN_TEXT_PX:
+            # Zoomed far out: text would be unreadable and costs most of the frame; boxes only.
+            painter.drawRect(rect)
+            return
+        painter.drawRoundedRect(rect, radius, radius)
+        painter.setPen(t.text)
+        total = sum(t.line_height(i < b.bold_lines) for i in range(len(b.lines)))
+        total += 2.0 * (len(b.lines) - 1)
+        y = (b.h - total) / 2
+        for i, line in enumerate(b.lines):
+            bold = i < b.bold_lines
+            painter.setFont(t.bold if bold else t.font)
+            h = t.line_height(bold)
+            painter.drawText(QRectF(0, y, b.w, h), Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, line)
+            y += h + 2.0
+
+
+class FrameItem(QGraphicsItem):
+    """The outline of an expanded block with its title; double-click collapses the block."""
+
+    def __init__(self, frame: Frame, theme: Theme, kind: str = "inception"):
+        super().__init__()
+        self.frame, self.theme, self.kind = frame, theme, kind
+        self.highlighted = False
+        self.setPos(frame.x, frame.y)
+        self.setZValue(0)
+        self.setToolTip("double-click to collapse")
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        if frame.training_only:
+            self.setOpacity(0.55)
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(-3, -3, self.frame.w + 6, self.frame.h + 6)
+
+    def set_highlighted(self, on: bool) -> None:
+        if on != self.highlighted:
+            self.highlighted = on
+            self.update()
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        f, t = self.frame, self.theme
+        fill = QColor(t.fill(self.kind))
+        fill.setAlpha(70 if not t.high_contrast else 110)
+        pen = QPen(t.highlight if self.highlighted else t.border(self.kind),
+                   (2 if self.highlighted else 1.2) * t.line_width, Qt.PenStyle.DashLine)
+        painter.setPen(pen)
+        painter.setBrush(fill)
+        painter.drawRoundedRect(QRectF(0, 0, f.w, f.h), 10, 10)
+        if option.levelOfDetailFromTransform(painter.worldTransform()) * t.line_height(False) < MIN_TEXT_PX:
+            return
+        painter.setPen(t.text)
+        painter.setFont(t.small)
+        painter.drawText(QRectF(10, 3, f.w - 20, t.small_height + 2),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f.title)
+
+
+class EdgeItem(QGraphicsItem):
+    """An arrow from the bottom of one box to the top of another, with its tensor label."""
+
+    def __init__(self, edge: Edge, src: Box, dst: Box, theme: Theme):
+        super().__init__()
+        self.edge, self.theme = edge, theme
+        self.p1 = QPointF(src.cx, src.bottom)
+        self.p2 = QPointF(dst.cx, dst.y)
+        path = QPainterPath(self.p1)
+        if abs(self.p1.x() - self.p2.x()) < 0.5:
+            path.lineTo(self.p2)
+        else:
+            # Straight down the source's own column, bending only in the last gap above the target,
+            # so that a short branch's edge into the concat does not cut across its neighbours.
+            dy = self.p2.y() - self.p1.y()
+            bend = min(dy, BEND * theme.scale)
+            x1, x2, y2 = self.p1.x(), self.p2.x(), self.p2.y()
+            if bend < dy:
+                path.lineTo(x1, y2 - bend)
+            path.cubicTo(x1, y2 - bend / 2, x2, y2 - bend / 2, x2, y2)
+        self.path = path
+        self.label_rect = QRectF()
+        if edge.label:
+            fm = QFontMetricsF(theme.small)
+            w, h = fm.horizontalAdvance(edge.label) + 4, fm.height()
+            if edge.top_level:
+                mid_y = (self.p1.y() + self.p2.y()) / 2 if abs(self.p1.x() - self.p2.x()) < 0.5 else self.p1.y() + h / 2 + 2
+                # Left of the line: side edges (auxiliary heads) leave to the right.
+                self.label_rect = QRectF(self.p1.x() - 6 - w, mid_y - h / 2, w, h)
+            else:
+                self.label_rect = QRectF(self.p1.x() + 4, self.p1.y() + 1, w, h)
+        self._bounds = path.boundingRect().united(self.label_rect).adjusted(-8, -8, 8, 8)
+        self.setZValue(1)
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        if src.training_only or dst.training_only:
+            self.setOpacity(0.55)
+
+    def boundingRect(self) -> QRectF:
+        return self._bounds
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        t = self.theme
+        lod = option.levelOfDetailFromTransform(painter.worldTransform())
+        detailed = lod * t.line_height(False) >= MIN_TEXT_PX
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, detailed)
+        painter.setPen(QPen(t.muted, t.line_width))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawPath(self.path)
+        if not detailed:
+            return
+        # Arrow head along the path's final direction.
+        a = 3.0 + 1.5 * t.line_width
+        angle = math.radians(self.path.angleAtPercent(1.0))
+        tip = self.p2
+        back = QPointF(math.cos(angle), -math.sin(angle))
+        normal = QPointF(-back.y(), back.x())
+        head = QPolygonF([tip, tip - back * (2 * a) + normal * a, tip - back * (2 * a) - normal * a])
+        painter.setBrush(t.muted)
+        painter.drawPolygon(head)
+        if self.edge.label:
+            painter.setFont(t.small)
+            painter.setPen(t.muted)
+            align = Qt.AlignmentFlag.AlignRight if self.edge.top_level else Qt.AlignmentFlag.AlignLeft
+            painter.drawText(self.label_rect, align | Qt.AlignmentFlag.AlignVCenter, self.edge.label)
+
+
+class GraphView(QGraphicsView):
+    """Draws a Diagram; wheel or Ctrl+=/- zooms, dragging pans, double-click expands or collapses."""
+
+    box_selected = Signal(str)
+    box_activated = Signal(str)
+    zoom_changed = Signal(float)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.BoundingRectViewportUpdate)
+        self.viewport().grabGesture(Qt.GestureType.PinchGesture)
+        self.diagram: Diagram | None = None
+        self.theme: Theme | None = None
+        self.boxes: dict[str, BoxItem] = {}
+        self.frames: dict[str, FrameItem] = {}
+        self.edges: list[EdgeItem] = []
+        self._placeholder = None
+        self.scene().selectionChanged.connect(self._on_selection)
+
+    def set_chrome(self, on: bool) -> None:
+        """Scroll bars and frame on (normal) or off (presentation)."""
+        policy = Qt.ScrollBarPolicy.ScrollBarAsNeeded if on else Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+        self.setHorizontalScrollBarPolicy(policy)
+        self.setVerticalScrollBarPolicy(policy)
+        self.setFrameShape(QGraphicsView.Shape.StyledPanel if on else QGraphicsView.Shape.NoFrame)
+
+    # -- content ---------------------------------------------------------------------------
+
+    def show_message(self, text: str) -> None:
+        """Replace the drawing by a line of text (while the model loads)."""
+        self.clear()
+        item = self.scene().addText(text)
+        item.setDefaultTextColor(self.palette().color(self.foregroundRole()))
+        self._placeholder = item
+        self.scene().setSceneRect(item.boundingRect().adjusted(-40, -40, 40, 40))
+
+    def clear(self) -> None:
+        self.scene().blockSignals(True)
+        self.scene().clear()
+        self.scene().blockSignals(False)
+        self.boxes, self.frames, self.edges, self._placeholder = {}, {}, [], None
+        self.diagram = None
+
+    def set_diagram(self, diagram: Diagram, theme: Theme, kinds: dict[str, str] | None = None,
+                    selected: str | None = None) -> None:
+        """Draw `diagram` (already laid out); `kinds` maps a node name to its kind for frame colours."""
+        self.clear()
+        self.diagram, self.theme = diagram, theme
+        scene = self.scene()
+        scene.setBackgroundBrush(theme.background)
+        for name, f in diagram.frames.items():
+            item = FrameItem(f, theme, (kinds or {}).get(name, "inception"))
+            scene.addItem(item)
+            self.frames[name] = item
+        for b in diagram.boxes.values():
+            item = BoxItem(b, theme)
+            scene.addItem(item)
+            self.boxes[b.key] = item
+        for e in diagram.edges:
+            item = EdgeItem(e, diagram.boxes[e.src], diagram.boxes[e.dst], theme)
+            scene.addItem(item)
+            self.edges.append(item)
+        m = 40.0
+        scene.setSceneRect(QRectF(-m, -m, diagram.width + 2 * m, diagram.height + 2 * m))
+        if selected and selected in self.boxes:
+            scene.blockSignals(True)
+            self.boxes[selected].setSelected(True)
+            scene.blockSignals(False)
+
+    def set_failed(self, node: str | None) -> None:
+        """Mark the boxes of `node` as failing (red); None clears the mark."""
+        for item in self.boxes.values():
+            item.set_failed(node is not None and item.box.node == node and item.box.role in ("node", "header"))
+
+    def set_highlighted(self, node: str | None) -> None:
+        for item in self.boxes.values():
+            item.set_highlighted(node is not None and item.box.key == node)
+        for name, item in self.frames.items():
+            item.set_highlighted(name == node)
+
+    # -- selection -------------------------------------------------------------------------
+
+    def selected_key(self) -> str:
+        items = [i for i in self.scene().selectedItems() if isinstance(i, BoxItem)]
+        return items[0].box.key if items else ""
+
+    def select(self, key: str, center: bool = True) -> bool:
+        item = self.boxes.get(key)
+        if item is None:
+            return False
+        self.scene().clearSelection()
+        item.setSelected(True)
+        if center:
+            self.centerOn(item)
+        return True
+
+    def _on_selection(self) -> None:
+        self.box_selected.emit(self.selected_key())
+
+    def node_rect(self, node: str) -> QRectF | None:
+        """Scene rectangle of a node: its frame when expanded, else its box."""
+        if node in self.frames:
+            return self.frames[node].sceneBoundingRect()
+        item = self.boxes.get(node)
+        return item.sceneBoundingRect() if item else None
+
+    # -- zoom ------------------------------------------------------------------------------
+
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def zoom_by(self, factor: float) -> None:
+        z = self.zoom()
+        factor = max(MIN_ZOOM / z, min(MAX_ZOOM / z, factor))
+        self.scale(factor, factor)
+        self.zoom_changed.emit(self.zoom())
+
+    def set_zoom(self, z: float) -> None:
+        self.zoom_by(z / self.zoom())
+
+    def zoom_in(self) -> None:
+        self.zoom_by(1.25)
+
+    def zoom_out(self) -> None:
+        self.zoom_by(0.8)
+
+    def fit(self, rect: QRectF | None = None, max_zoom: float = MAX_ZOOM) -> None:
+        """Fit `rect` (default: the whole drawing) in the window, never zooming in beyond `max_zoom`."""
+        rect = rect or self.scene().sceneRect()
+        if rect.isEmpty():
+            return
+        self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
+        if self.zoom() > max_zoom:
+            self.set_zoom(max_zoom)
+        elif self.zoom() < MIN_ZOOM:
+            self.set_zoom(MIN_ZOOM)
+        self.centerOn(rect.center())
+        self.zoom_changed.emit(self.zoom())
+
+    def wheelEvent(self, event) -> None:
+        delta = event.angleDelta().y()
+        if delta:
+            self.zoom_by(1.0015 ** delta)
+        event.accept()
+
+    def viewportEvent(self, event) -> bool:
+        if event.type() == QEvent.Type.Gesture:
+            pinch = event.gesture(Qt.GestureType.PinchGesture)
+            if pinch is not None:
+                self.zoom_by(pinch.scaleFactor())
+                return True
+        if event.type() == QEvent.Type.NativeGesture and event.gestureType() == Qt.NativeGestureType.ZoomNativeGesture:
+            self.zoom_by(1.0 + event.value())
+            return True
+        return super().viewportEvent(event)
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        item = self.itemAt(event.position().toPoint())
+        while item is not None and not isinstance(item, (BoxItem, FrameItem)):
+            item = item.parentItem()
+        if isinstance(item, BoxItem):
+            self.box_activated.emit(item.box.key)
+        elif isinstance(item, FrameItem):
+            self.box_activated.emit(item.frame.node)
+        event.accept()

@@ -1,0 +1,350 @@
+"""The window's smaller widgets: input-size control, weights badge, error banner, details panel.
+
+Signals
+-------
+InputSizeControl.size_changed(int, int, int)   H, W, batch N after any edit
+WeightsBar.retry_requested()                  "Retry download" clicked
+WeightsBar.open_requested()                   "Open weights file…" clicked
+WeightsBar.cancel_requested()                 the running download's Cancel clicked
+"""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTextBrowser,
+    QToolButton,
+    QWidget,
+)
+
+from explorer.qt.layout import fmt_shape
+
+MAX_SIDE = 4096
+MAX_BATCH = 4096
+
+
+class InputSizeControl(QWidget):
+    """H and W spin boxes (linked by default: editing one sets the other) and the batch N."""
+
+    size_changed = Signal(int, int, int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(4)
+        self.height_box = self._spin("H", "input height in pixels", MAX_SIDE)
+        self.width_box = self._spin("W", "input width in pixels", MAX_SIDE)
+        self.batch_box = self._spin("N", "batch size", MAX_BATCH)
+        self.link = QToolButton(self)
+        self.link.setCheckable(True)
+        self.link.setChecked(True)
+        self.link.setText("H = W")
+        self.link.setToolTip("H and W linked: editing one sets the other (click to edit them separately)")
+        self.link.toggled.connect(self._on_link)
+        lay.addWidget(QLabel("Input"))
+        lay.addWidget(self.height_box)
+        lay.addWidget(self.link)
+        lay.addWidget(self.width_box)
+        lay.addSpacing(6)
+        lay.addWidget(QLabel("Batch"))
+        lay.addWidget(self.batch_box)
+        self.height_box.setValue(224)
+        self.width_box.setValue(224)
+        self.batch_box.setValue(1)
+        self.height_box.valueChanged.connect(self._on_height)
+        self.width_box.valueChanged.connect(self._on_width)
+        self.batch_box.valueChanged.connect(self._emit)
+
+    def _spin(self, prefix: str, tip: str, maximum: int) -> QSpinBox:
+        box = QSpinBox(self)
+        box.setRange(1, maximum)
+        box.setPrefix(f"{prefix} ")
+        box.setToolTip(tip)
+        box.setAccelerated(True)
+        box.setKeyboardTracking(True)
+        return box
+
+    @property
+    def linked(self) -> bool:
+        return self.link.isChecked()
+
+    def set_linked(self, on: bool) -> None:
+        self.link.setChecked(on)
+
+    def _on_link(self, on: bool) -> None:
+        self.link.setText("H = W" if on else "H ≠ W")
+        if on and self.width_box.value() != self.height_box.value():
+            self.width_box.blockSignals(True)
+            self.width_box.setValue(self.height_box.value())
+            self.width_box.blockSignals(False)
+            self._emit()
+
+    def _on_height(self, v: int) -> None:
+        if self.linked and self.width_box.value() != v:
+            self.width_box.blockSignals(True)
+            self.width_box.setValue(v)
+            self.width_box.blockSignals(False)
+        self._emit()
+
+    def _on_width(self, v: int) -> None:
+        if self.linked and self.height_box.value() != v:
+            self.height_box.blockSignals(True)
+            self.height_box.setValue(v)
+            self.height_box.blockSignals(False)
+        self._emit()
+
+    def _emit(self, *_) -> None:
+        self.size_changed.emit(*self.value())
+
+    def value(self) -> tuple[int, int, int]:
+        return self.height_box.value(), self.width_box.value(), self.batch_box.value()
+
+    def set_value(self, h: int, w: int, n: int | None = None, emit: bool = True) -> None:
+        """Set all three at once (unlinking when H ≠ W) and emit one size_changed."""
+        boxes = (self.height_box, self.width_box, self.batch_box, self.link)
+        for b in boxes:
+            b.blockSignals(True)
+        if h != w and self.linked:
+            self.link.setChecked(False)
+            self.link.setText("H ≠ W")
+        self.height_box.setValue(h)
+        self.width_box.setValue(w)
+        if n is not None:
+            self.batch_box.setValue(n)
+        for b in boxes:
+            b.blockSignals(False)
+        if emit:
+            self._emit()
+
+    def set_invalid(self, invalid: bool) -> None:
+        """Tint the size boxes when the current size cannot pass through the network."""
+        for box in (self.height_box, self.width_box):
+            pal = QPalette(self.palette())
+            if invalid:
+                pal.setColor(QPalette.ColorRole.Base, QColor(255, 200, 200) if pal.color(QPalette.ColorRole.Base)
+                             .lightness() > 128 else QColor(110, 30, 30))
+            box.setPalette(pal)
+
+
+def _banner_palette(widget: QWidget, kind: str) -> None:
+    dark = widget.palette().color(QPalette.ColorRole.Window).lightness() < 128
+    colors = {
+        "warning": (QColor(120, 90, 0), QColor(255, 235, 160)) if dark else (QColor(255, 240, 180), QColor(60, 40, 0)),
+        "error": (QColor(120, 25, 25), QColor(255, 220, 220)) if dark else (QColor(255, 215, 215), QColor(110, 0, 0)),
+    }[kind]
+    pal = widget.palette()
+    pal.setColor(QPalette.ColorRole.Window, colors[0])
+    pal.setColor(QPalette.ColorRole.WindowText, colors[1])
+    widget.setPalette(pal)
+    widget.setAutoFillBackground(True)
+
+
+class _Suppressible:
+    """A strip that presentation mode can keep hidden while it still tracks whether it should show."""
+
+    suppressed = False
+    wanted = False
+
+    def setVisible(self, visible: bool) -> None:  # noqa: N802 - Qt override
+        self.wanted = visible
+        super().setVisible(visible and not self.suppressed)
+
+    def set_suppressed(self, on: bool) -> None:
+        self.suppressed = on
+        super().setVisible(self.wanted and not on)
+
+
+class Banner(_Suppressible, QFrame):
+    """A coloured strip above the graph with one message (hidden when empty)."""
+
+    def __init__(self, kind: str = "error", parent=None):
+        super().__init__(parent)
+        self.kind = kind
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(8, 4, 8, 4)
+        self.label = QLabel(self)
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.label, 1)
+        _banner_palette(self, kind)
+        self.hide()
+
+    def set_message(self, text: str | None) -> None:
+        self.label.setText(text or "")
+        self.setVisible(bool(text))
+
+    def text(self) -> str:
+        return self.label.text() if self.wanted else ""
+
+
+class WeightsBar(_Suppressible, QFrame):
+    """Shows where the weights come from; while random, a warning with retry/open; while downloading, progress."""
+
+    retry_requested = Signal()
+    open_requested = Signal()
+    cancel_requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(8, 4, 8, 4)
+        self.label = QLabel(self)
+        self.label.setWordWrap(True)
+        self.progress = QProgressBar(self)
+        self.progress.setMaximumWidth(260)
+        self.progress.setTextVisible(True)
+        self.retry = QPushButton("Retry download", self)
+        self.open = QPushButton("Open weights file…", self)
+        self.cancel = QPushButton("Cancel", self)
+        for w in (self.label,):
+            lay.addWidget(w, 1)
+        for w in (self.progress, self.cancel, self.retry, self.open):
+            lay.addWidget(w)
+        self.retry.clicked.connect(self.retry_requested)
+        self.open.clicked.connect(self.open_requested)
+        self.cancel.clicked.connect(self.cancel_requested)
+        _banner_palette(self, "warning")
+        self.hide()
+
+    def show_random(self, reason: str | None, can_download: bool = True) -> None:
+        from explorer.core.weights import RANDOM_WARNING
+
+        text = f"<b>{RANDOM_WARNING}</b>"
+        if reason:
+            text += f" — {html.escape(reason)}"
+        self.label.setText(text)
+        self.retry.setVisible(can_download)
+        self.open.show()
+        for w in (self.progress, self.cancel):
+            w.hide()
+        self.show()
+
+    def show_loading(self, text: str) -> None:
+        self.label.setText(html.escape(text))
+        self.progress.setRange(0, 0)
+        for w in (self.retry, self.open):
+            w.hide()
+        self.progress.show()
+        self.cancel.show()
+        self.show()
+
+    def show_progress(self, done: int, total: int | None) -> None:
+        mb = done / 1e6
+        if total:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * done / total))
+            self.progress.setFormat(f"{mb:.1f} / {total / 1e6:.1f} MB")
+            self.label.setText("Downloading pretrained weights…")
+        else:
+            self.progress.setRange(0, 0)
+            self.progress.setFormat(f"{mb:.1f} MB")
+
+    def hide_all(self) -> None:
+        self.hide()
+
+    def text(self) -> str:
+        return self.label.text() if self.wanted else ""
+
+
+def _fmt_int(n: int | None) -> str:
+    return "—" if n is None else f"{n:,}".replace(",", " ")
+
+
+def fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def fmt_count(n: int) -> str:
+    """1234567 → '1.23 M'."""
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.2f} {unit}"
+    return str(n)
+
+
+class DetailsPanel(QTextBrowser):
+    """What the selected node does at the current input size; for blocks, a table of its branches."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.node_name: str | None = None
+        self.show_nothing()
+
+    def show_nothing(self, text: str = "Select a node to see its shapes, parameters and cost.") -> None:
+        self.node_name = None
+        self.setHtml(f"<p><i>{html.escape(text)}</i></p>")
+
+    def show_node(self, graph, trace, name: str, layer_key: str | None = None) -> None:
+        node = graph.node(name)
+        ns = trace.nodes.get(name) if trace is not None else None
+        preds = graph.predecessors(name)
+        in_shapes = [fmt_shape(trace.nodes[p].output_shape) for p in preds] if trace is not None else []
+        batch = trace.input_shape[0] if trace is not None else 1
+        rows = [
+            ("kind", node.kind + (" (training only)" if node.training_only else "")),
+            ("module", node.module_type),
+            ("stage", node.stage),
+            ("input", ", ".join(in_shapes) or "—"),
+            ("output", fmt_shape(ns.output_shape) if ns else "—"),
+            ("parameters", _fmt_int(node.params)),
+        ]
+        if ns is not None:
+            rows += [
+                ("multiply-adds", f"{fmt_count(ns.macs)} ({_fmt_int(ns.macs)})" + (f", batch {batch}" if batch > 1 else "")),
+                ("activation memory", fmt_bytes(ns.activation_bytes) + (f", batch {batch}" if batch > 1 else "")
+                 + " (float32 output)"),
+            ]
+        rf = "whole input" if node.receptive_field is None else "×".join(map(str, node.receptive_field)) + " px"
+        stride = "—" if node.effective_stride is None else "×".join(map(str, node.effective_stride))
+        rows += [("receptive field", rf), ("effective stride", stride)]
+        parts = [f"<h3>{html.escape(name)}</h3>", "<table cellspacing='0' cellpadding='3'>"]
+        for k, v in rows:
+            parts.append(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(str(v))}</td></tr>")
+        parts.append("</table>")
+        if node.layers and not node.branches:
+            parts.append("<h4>Layers</h4><ul>")
+            parts += [f"<li>{html.escape(l.describe())} <small>({html.escape(l.name)})</small></li>" for l in node.layers]
+            parts.append("</ul>")
+        if node.branches:
+            parts.append(f"<h4>Branches ({'concatenated' if node.merge == 'cat' else 'added'})</h4>")
+            parts.append("<table border='1' cellspacing='0' cellpadding='3'><tr><th>#</th><th>branch</th>"
+                         "<th>layers</th><th>out</th></tr>")
+            for i, b in enumerate(node.branches, 1):
+                layers = _branch_layers_html(b)
+                note = f"<br><small>⚠ {html.escape(b.note)}</small>" if b.note else ""
+                parts.append(f"<tr><td>{i}</td><td>{html.escape(b.label)}{note}</td><td>{layers}</td>"
+                             f"<td align='right'>{b.out_channels}</td></tr>")
+            total = sum(b.out_channels for b in node.branches)
+            parts.append(f"<tr><td></td><td><b>{'concat' if node.merge == 'cat' else 'add'}</b></td><td></td>"
+                         f"<td align='right'><b>{total if node.merge == 'cat' else node.out_channels}</b></td></tr>")
+            parts.append("</table>")
+        notes = list(node.notes) + ([ns.failure] if ns is not None and ns.failure else [])
+        if notes:
+            parts.append("<h4>Notes</h4><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+        if layer_key:
+            parts.insert(1, f"<p><i>selected: {html.escape(layer_key)}</i></p>")
+        self.node_name = name
+        self.setHtml("".join(parts))
+
+
+def _branch_layers_html(branch) -> str:
+    items = [html.escape(l.describe()) for l in branch.layers]
+    if branch.parallel:
+        items.append("( " + " ‖ ".join(_branch_layers_html(b) for b in branch.parallel) + " )")
+    items += [html.escape(l.describe()) for l in branch.tail]
+    return " → ".join(items) if items else "identity"

@@ -1,0 +1,136 @@
+"""Any CNN: torchvision / timm names, Python files, TorchScript and torch.export files, and models
+whose forward defeats tracing."""
+
+import textwrap
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+
+from explorer.core.anycnn import OpenModelError, open_model
+from explorer.core.blockgraph import block_graph_from_module, build_block_graph
+from explorer.core.shapes import InputTooSmallError, min_input_size, trace_shapes
+
+
+def _real_child_shapes(model, size):
+    shapes = {}
+    for q, m in model.named_modules():
+        if q:
+            m.register_forward_hook(lambda mod, i, o, q=q: shapes.__setitem__(q, tuple(o.shape[1:]))
+                                    if isinstance(o, torch.Tensor) else None)
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 3, *size))
+    return shapes
+
+
+def test_resnet18_residual_blocks_and_shapes():
+    spec = open_model("torchvision:resnet18")
+    graph = build_block_graph(spec)
+    assert graph.dataflow_reason is None
+    blocks = graph.blocks()
+    assert [b.name for b in blocks] == [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
+    assert all(b.kind == "residual" and b.merge == "add" for b in blocks)
+    first, down = graph.node("layer1.0"), graph.node("layer2.0")
+    assert "identity (shortcut)" in [b.label for b in first.branches]
+    # The downsampling shortcut is a strided 1×1 convolution, read from the real layer.
+    shortcut = [b for b in down.branches if len(b.all_layers()) == 1][0]
+    assert shortcut.all_layers()[0].kernel == (1, 1) and shortcut.all_layers()[0].stride == (2, 2)
+    trace = trace_shapes(graph, (200, 256))
+    real = _real_child_shapes(torchvision.models.resnet18(), (200, 256))
+    for node in graph.nodes()[1:]:
+        assert trace.nodes[node.name].output_shape == real[node.name], node.name
+    # torchvision documents 1.814 GFLOPS (multiply-adds) at 224, and a minimum input of 1×1.
+    assert round(trace_shapes(graph, 224).total_macs / 1e9, 3) == spec.weights_enum().meta["_ops"]
+    assert min_input_size(graph) == spec.weights_enum().meta["min_size"]
+
+
+def test_timm_model_by_name():
+    pytest.importorskip("timm")
+    graph = build_block_graph(open_model("timm:resnet18"))
+    assert len(graph.blocks()) == 8 and graph.node("fc").kind == "linear"
+
+
+def test_python_file_with_build(tmp_path):
+    path = tmp_path / "mynet.py"
+    path.write_text(textwrap.dedent("""
+        import torch, torch.nn as nn
+        class Two(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = nn.Conv2d(3, 4, 1)
+                self.b = nn.Conv2d(3, 6, 5, padding=2)
+            def forward(self, x):
+                return torch.cat([self.a(x), self.b(x)], 1)
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.block = Two()
+                self.head = nn.Conv2d(10, 2, 3)
+            def forward(self, x):
+                return self.head(self.block(x))
+        def build():
+            return Net()
+    """))
+    graph = build_block_graph(open_model(path, native_size=(32, 32)))
+    block = graph.node("block")
+    assert block.kind == "inception" and [b.label for b in block.branches] == ["#1×1", "#5×5"]
+    assert trace_shapes(graph, (20, 30)).nodes["head"].output_shape == (2, 18, 28)
+    (tmp_path / "nobuild.py").write_text("x = 1\n")
+    with pytest.raises(OpenModelError, match="build"):
+        open_model(tmp_path / "nobuild.py")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_exported_and_torchscript_files(tmp_path):
+    model = torchvision.models.resnet18().eval()
+    ep = torch.export.export(model, (torch.randn(1, 3, 128, 128),))
+    torch.export.save(ep, tmp_path / "r18.pt2")
+    spec = open_model(tmp_path / "r18.pt2")
+    assert spec.native_size == (128, 128)
+    graph = build_block_graph(spec)
+    assert trace_shapes(graph, 128).nodes[graph.nodes()[-1].name].output_shape == (1000,)
+    torch.jit.save(torch.jit.script(model), tmp_path / "r18.ts")
+    graph = build_block_graph(open_model(tmp_path / "r18.ts", native_size=(96, 96)))
+    last = graph.nodes()[-1].name
+    assert trace_shapes(graph, 96).nodes[last].output_shape == (1000,)
+    with pytest.raises(OpenModelError):
+        open_model(tmp_path / "missing.pt")
+
+
+class Untraceable(nn.Module):
+    """Branches on a tensor's value: torch.fx cannot trace this forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2)
+        self.body = nn.Conv2d(8, 16, 3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        if x.abs().sum() >= 0:  # always true, but data-dependent
+            x = self.body(x)
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def test_a_model_that_defeats_tracing_still_gets_its_module_tree_with_shapes():
+    graph = block_graph_from_module(Untraceable(), "untraceable", native_size=(64, 64))
+    assert graph.dataflow_reason and "cannot be traced" in graph.dataflow_reason
+    assert [n.name for n in graph.nodes()] == ["input", "stem", "body", "pool", "fc"]
+    trace = trace_shapes(graph, (40, 52))
+    real = _real_child_shapes(Untraceable(), (40, 52))
+    for name in ("stem", "body", "pool", "fc"):
+        assert trace.nodes[name].output_shape == real[name]
+    assert trace.nodes["body"].macs == 16 * 8 * 9 * 17 * 23
+    assert min_input_size(graph) == (7, 7)  # stem: (7 - 3) // 2 + 1 = 3 = the body's kernel
+    with pytest.raises(InputTooSmallError, match="body"):
+        trace_shapes(graph, (4, 4))
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(OpenModelError, match="no classification model"):
+        open_model("torchvision:resnet9000")
+    with pytest.raises(OpenModelError):
+        open_model("nonsense")
