@@ -38,7 +38,6 @@ def run_once(env: dict[str, str]) -> tuple[float, float]:
 def paint_benchmark(frames: int = 30) -> None:
     """Milliseconds to repaint a 1600×1000 view of the largest zoo model, every block expanded."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    import explorer.qt  # noqa: F401 - PySide6 refcount guard first
     from PySide6.QtCore import QEventLoop, QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 

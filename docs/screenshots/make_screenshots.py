@@ -22,7 +22,6 @@ def main() -> int:
     ap.add_argument("--dark", action="store_true", help="only the dark-palette shot")
     args = ap.parse_args()
 
-    import explorer.qt  # noqa: F401 - guards None's refcount before any PySide6 call
     from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
     from PySide6.QtGui import QColor, QPalette
     from PySide6.QtWidgets import QApplication

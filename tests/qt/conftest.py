@@ -6,7 +6,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 
-import explorer.qt  # noqa: E402, F401 - first: guards None's refcount against PySide6 6.12 on Python 3.11
 from PySide6.QtCore import QSettings  # noqa: E402
 
 # The offscreen platform plugin warns about window-manager hints it cannot honour.
