@@ -7,8 +7,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from explorer.core.blockgraph import BlockGraph
-from explorer.core.program import FAILED, StepFailed, TShape
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the shape program imports torch; the dataclasses here must not
+    from explorer.core.blockgraph import BlockGraph
 
 FLOAT32_BYTES = 4
 
@@ -76,6 +78,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def trace_shapes(graph: BlockGraph, size: tuple[int, int] | int, batch: int = 1) -> ShapeTrace:
     """Trace `graph` at input (batch, C, H, W). Raises InputTooSmallError, ValueError."""
+    from explorer.core.program import FAILED, StepFailed, TShape
+
     h, w = (size, size) if isinstance(size, int) else size
     channels = graph.in_channels
     if h <= 0 or w <= 0 or batch <= 0:
@@ -114,6 +118,8 @@ def trace_shapes(graph: BlockGraph, size: tuple[int, int] | int, batch: int = 1)
 
 
 def _valid(graph: BlockGraph, h: int, w: int) -> bool:
+    from explorer.core.program import StepFailed
+
     try:
         graph.program.run((1, graph.in_channels, h, w))
     except StepFailed:

@@ -13,11 +13,12 @@ def main(argv: list[str] | None = None, *, model: str | None = None, weights: st
     """Run the Qt application; returns its exit code.
 
     With INCEPTION_EXPLORER_BENCH set in the environment, prints the seconds from process start to
-    the window shown and to the graph drawn, then quits (used by bench/bench_window.py).
+    the window shown, to a graph drawn (the shipped preview, or the live graph where there is no
+    preview) and to the engine ready (live graph, any input size), then quits (bench/bench_window.py).
     """
     import os
 
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import QEvent, QObject, QTimer
     from PySide6.QtWidgets import QApplication
 
     from explorer.qt.main_window import APPLICATION, ORGANIZATION, MainWindow
@@ -34,16 +35,32 @@ def main(argv: list[str] | None = None, *, model: str | None = None, weights: st
         def since() -> float:
             return time.time() - start if start else time.perf_counter() - T0
 
-        app.processEvents()
-        print(f"window_shown_s {since():.3f}", flush=True)
-        print(f"torch_imported_at_window {'torch' in sys.modules}", flush=True)
-
         def drawn(_name: str) -> None:
             app.processEvents()
             print(f"graph_drawn_s {since():.3f}", flush=True)
+
+        def ready(_name: str) -> None:
+            app.processEvents()
+            print(f"engine_ready_s {since():.3f}", flush=True)
             QTimer.singleShot(0, window.close)
 
-        window.graph_ready.connect(drawn)
+        class FirstPaint(QObject):
+            """Reports the window's first paint: the moment a person sees it."""
+
+            def eventFilter(self, obj, event) -> bool:
+                if event.type() == QEvent.Type.Paint and not getattr(self, "seen", False):
+                    self.seen = True
+                    print(f"window_shown_s {since():.3f}", flush=True)
+                    torch = sys.modules.get("torch")  # a worker may be importing it right now
+                    done = torch is not None and not getattr(getattr(torch, "__spec__", None), "_initializing",
+                                                             False)
+                    print(f"torch_imported_at_window {done}", flush=True)
+                return False
+
+        first_paint = FirstPaint(window)
+        window.installEventFilter(first_paint)
+        window.graph_drawn.connect(drawn)
+        window.graph_ready.connect(ready)
     return app.exec()
 
 
