@@ -72,7 +72,7 @@ def _calibrated_state(name: str) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         for i in range(2):
             hook = model.fc.register_forward_hook(lambda m, inp, out: feats.append(inp[0])) if i == 1 else None
-            model((synthetic_batch(8, size, g) - _MEAN) / _STD)
+            model((synthetic_batch(6, size, g) - _MEAN) / _STD)
         hook.remove()
         for bn in bns:
             bn.eval()

@@ -1,0 +1,574 @@
+"""Classify images with a loaded model: files in, top-k ImageNet classes out, bad files reported.
+
+Preprocessing is the weights' own torchvision transform (`weights.transforms()`: resize of the short
+side with antialiased bilinear filtering, centre crop, scaling to [0, 1], ImageNet normalisation),
+applied to a PIL image on the CPU and to a uint8 tensor on the GPU. Two things make it fast:
+
+- CPU: a large JPEG is decoded at a reduced DCT scale (PIL's draft mode), never below the size the
+  transform resizes to, and then resized to exactly that size with the transform's filter. Images too
+  small to be reduced go through the transform untouched, bit for bit. The network runs with each
+  batch norm folded into its convolution, in channels-last layout (same maths, different rounding:
+  logits agree with the plain model to ~1e-5 of their scale).
+- CUDA: JPEGs are decoded by nvjpeg (`torchvision.io.decode_jpeg(device="cuda")`), resized, cropped
+  and normalised on the device by the same transform object, and batch-1 forwards replay a CUDA graph
+  captured by `warm_up()`. Running out of GPU memory moves the classifier to the CPU with a notice.
+
+A file that cannot be read never stops a batch: its result carries the error message instead.
+torch is imported when a `Classifier` is made, not when this module is.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from explorer.core.cancel import CancelToken, ProgressCallback
+from explorer.core.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageLoadError,
+    LoadedImage,
+    exif_orientation,
+    load_image,
+    open_image,
+    read_bytes,
+    resized_size,
+    to_rgb,
+)
+
+#: Images per forward pass, by device type.
+DEFAULT_BATCH_SIZE = {"cuda": 64, "cpu": 8}
+
+ImageInput = Union[str, os.PathLike, bytes, LoadedImage, Any]  # Any: a PIL image
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The requested device does not exist on this machine."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    prob: float
+
+
+@dataclass
+class ClassificationResult:
+    """The outcome for one input: its top-k classes, or the reason it could not be classified."""
+
+    source: str
+    top: list[Prediction] = field(default_factory=list)
+    #: decode (read + decode + RGB), preprocess (resize, crop, normalise), forward (the batch's
+    #: forward pass shared equally among its images), total — milliseconds.
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    device: str = "cpu"
+    image_size: tuple[int, int] | None = None  # upright (width, height) of the original
+    notice: str | None = None  # e.g. a fallback from CUDA to the CPU while this batch ran
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "path": self.source,
+            "top": [{"index": p.index, "label": p.label, "prob": p.prob} for p in self.top],
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "device": self.device,
+        }
+        if self.image_size is not None:
+            d["image_size"] = list(self.image_size)
+        if self.error is not None:
+            d["error"] = self.error
+        if self.notice is not None:
+            d["notice"] = self.notice
+        return d
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' → 'cuda' when CUDA is usable, else 'cpu'; 'cuda'/'cuda:N' must exist."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return "cpu"
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError("CUDA is not available on this machine")
+        return device
+    raise ValueError(f"unknown device {device!r}; use auto, cuda or cpu")
+
+
+def fold_batch_norms(module):
+    """Fold every conv → batch-norm pair of the Inception `BasicConv2d` blocks (in place, eval only)."""
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for m in module.modules():
+        conv, bn = getattr(m, "conv", None), getattr(m, "bn", None)
+        if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+            m.conv = fuse_conv_bn_eval(conv, bn)
+            m.bn = torch.nn.Identity()
+    return module
+
+
+class Classifier:
+    """Classifies images with one loaded model on one device.
+
+    `classify` runs a whole list and returns one result per input, in order; `iter_classify` yields
+    each batch's results as soon as they are ready (for a table that fills while a folder runs).
+    One call at a time: concurrent calls wait for each other.
+    """
+
+    def __init__(
+        self,
+        loaded,
+        device: str = "auto",
+        *,
+        jpeg_draft: bool = True,
+        optimize: bool = True,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        batch_size: int | None = None,
+    ):
+        """loaded: a `LoadedModel`. jpeg_draft: decode big JPEGs at reduced scale on the CPU path.
+        optimize: fold batch norms and use channels-last (False: the model exactly as loaded)."""
+        self.loaded = loaded
+        self.transforms = loaded.transforms()
+        self.resize_size = int(self.transforms.resize_size[0])
+        self.crop_size = int(self.transforms.crop_size[0])
+        self.categories = list(loaded.categories)
+        self.device = resolve_device(device)
+        self.jpeg_draft = jpeg_draft
+        self.optimize = optimize
+        self.max_pixels = max_pixels
+        self.batch_size = batch_size
+        #: Things the user should know about this classifier (e.g. a fallback to the CPU).
+        self.notices: list[str] = []
+        self._modules: dict[str, Any] = {}
+        self._graph: tuple[Any, Any, Any] | None = None
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def graph_ready(self) -> bool:
+        """Whether batch-1 forwards replay a captured CUDA graph."""
+        return self._graph is not None
+
+    def warm_up(self) -> bool:
+        """Prepare the device path: build the device copy of the model, initialise nvjpeg and capture
+        a CUDA graph for batch-1 forwards. Slow (seconds): run it in a worker. No-op on the CPU
+        apart from building the optimised model; returns whether a CUDA graph is ready."""
+        with self._lock:
+            module = self._module(self.device)
+            if not self.device.startswith("cuda"):
+                return False
+            import torch
+
+            try:
+                self._decode_jpegs_cuda([_tiny_jpeg()])
+                size = self.crop_size
+                static_in = torch.zeros(1, 3, size, size, device=self.device)
+                if self.optimize:
+                    static_in = static_in.contiguous(memory_format=torch.channels_last)
+                side = torch.cuda.Stream(device=self.device)
+                side.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.inference_mode():
+                    with torch.cuda.stream(side):
+                        for _ in range(3):
+                            module(static_in)
+                    torch.cuda.current_stream(self.device).wait_stream(side)
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph):
+                        static_out = module(static_in)
+                torch.cuda.synchronize(self.device)
+                self._graph = (graph, static_in, static_out)
+                return True
+            except torch.cuda.OutOfMemoryError:
+                self._fall_back_to_cpu("CUDA ran out of memory while warming up")
+                return False
+            except RuntimeError as e:  # capture unsupported: eager forwards still work
+                self._graph = None
+                self.notices.append(f"CUDA graph capture failed, running eagerly: {str(e).splitlines()[0]}")
+                return False
+
+    def classify(
+        self,
+        inputs: Sequence[ImageInput],
+        *,
+        top: int = 5,
+        batch_size: int | None = None,
+        names: Sequence[str] | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> list[ClassificationResult]:
+        """Classify every input (paths, file bytes, PIL images); one result each, in order.
+
+        Raises Cancelled when `cancel` is set (between images)."""
+        results: list[ClassificationResult] = []
+        for batch in self.iter_classify(
+            inputs, top=top, batch_size=batch_size, names=names, progress=progress, cancel=cancel
+        ):
+            results.extend(batch)
+        return results
+
+    def iter_classify(
+        self,
+        inputs: Sequence[ImageInput],
+        *,
+        top: int = 5,
+        batch_size: int | None = None,
+        names: Sequence[str] | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[list[ClassificationResult]]:
+        """Like `classify`, yielding each batch's results (in input order) when it is done."""
+        if top < 1:
+            raise ValueError(f"top must be at least 1, not {top}")
+        inputs = list(inputs)
+        labels = list(names) if names is not None else [_label(x, i) for i, x in enumerate(inputs)]
+        if len(labels) != len(inputs):
+            raise ValueError("names must have one entry per input")
+        total = len(inputs)
+        done = 0
+        if progress:
+            progress(0, total)
+        start = 0
+        while start < total:
+            n = batch_size or self.batch_size or DEFAULT_BATCH_SIZE["cuda" if self._on_cuda else "cpu"]
+            chunk = list(zip(inputs[start : start + n], labels[start : start + n]))
+            with self._lock:
+                results = self._classify_batch(chunk, top, cancel)
+            start += len(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+            yield results
+
+    def preprocess(self, image: ImageInput) -> Any:
+        """The network input for one image on the CPU path: a (3, crop, crop) float tensor."""
+        li = self._load_cpu(image, "<image>")
+        return self._preprocess_pil(li)
+
+    # ------------------------------------------------------------------ batches
+
+    @property
+    def _on_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    def _classify_batch(self, chunk, top: int, cancel: CancelToken | None) -> list[ClassificationResult]:
+        if self._on_cuda:
+            import torch
+
+            try:
+                return self._classify_batch_cuda(chunk, top, cancel)
+            except torch.cuda.OutOfMemoryError:
+                self._fall_back_to_cpu(f"CUDA ran out of memory on a batch of {len(chunk)}")
+                results = self._classify_batch_cpu(chunk, top, cancel)
+                for r in results:
+                    r.notice = self.notices[-1]
+                return results
+        return self._classify_batch_cpu(chunk, top, cancel)
+
+    def _classify_batch_cpu(self, chunk, top, cancel) -> list[ClassificationResult]:
+        results: list[ClassificationResult] = []
+        tensors, slots = [], []
+        for src, label in chunk:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            r = ClassificationResult(source=label, device="cpu")
+            results.append(r)
+            t0 = time.perf_counter()
+            try:
+                li = self._load_cpu(src, label)
+            except ImageLoadError as e:
+                r.error = e.reason
+                r.timings_ms = {"decode": _ms(t0)}
+                continue
+            t1 = time.perf_counter()
+            x = self._preprocess_pil(li)
+            t2 = time.perf_counter()
+            r.image_size = li.size
+            r.timings_ms = {"decode": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3}
+            tensors.append(x)
+            slots.append(r)
+        if tensors:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            self._forward_and_fill(tensors, slots, top, "cpu")
+        return results
+
+    def _classify_batch_cuda(self, chunk, top, cancel) -> list[ClassificationResult]:
+        import torch
+
+        dev = self.device
+        results: list[ClassificationResult] = []
+        jpegs: list[tuple[ClassificationResult, bytes, int, float]] = []  # result, data, orientation, t
+        others: list[tuple[ClassificationResult, Any, float]] = []
+        for src, label in chunk:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            r = ClassificationResult(source=label, device=dev)
+            results.append(r)
+            t0 = time.perf_counter()
+            data = None
+            try:
+                if isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
+                    data = bytes(src) if not isinstance(src, (str, os.PathLike)) else read_bytes(src)
+                    im = open_image(data, label, max_pixels=self.max_pixels)
+                    if im.format == "JPEG" and im.mode in ("RGB", "L", "YCbCr") and _ends_like_jpeg(data):
+                        orientation = exif_orientation(im)  # a JPEG's EXIF is in its header
+                        w, h = im.size
+                        r.image_size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+                        jpegs.append((r, data, orientation, (time.perf_counter() - t0) * 1e3))
+                        continue
+                li = self._load_cpu(src if data is None else data, label, draft=False)
+            except ImageLoadError as e:
+                r.error = e.reason
+                r.timings_ms = {"decode": _ms(t0)}
+                continue
+            r.image_size = li.size
+            others.append((r, li, (time.perf_counter() - t0) * 1e3))
+
+        decoded: list[tuple[ClassificationResult, Any, float]] = []  # result, uint8 CHW on device, ms
+        if jpegs:
+            t0 = time.perf_counter()
+            try:
+                images = self._decode_jpegs_cuda([d for _, d, _, _ in jpegs])
+                torch.cuda.synchronize(dev)
+                share = _ms(t0) / len(jpegs)
+                for (r, _, orientation, header_ms), x in zip(jpegs, images):
+                    decoded.append((r, _orient_tensor(x, orientation), header_ms + share))
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except RuntimeError:
+                # nvjpeg refuses the whole list when one image fails: find it, one by one, and let
+                # PIL decode (and explain) what nvjpeg cannot.
+                for r, data, orientation, header_ms in jpegs:
+                    t1 = time.perf_counter()
+                    try:
+                        x = self._decode_jpegs_cuda([data])[0]
+                        torch.cuda.synchronize(dev)
+                        decoded.append((r, _orient_tensor(x, orientation), header_ms + _ms(t1)))
+                    except torch.cuda.OutOfMemoryError:
+                        raise
+                    except RuntimeError:
+                        try:
+                            li = self._load_cpu(data, r.source, draft=False)
+                        except ImageLoadError as e:
+                            r.error = e.reason
+                            r.timings_ms = {"decode": header_ms + _ms(t1)}
+                            continue
+                        others.append((r, li, header_ms + _ms(t1)))
+        from torchvision.transforms.functional import pil_to_tensor
+
+        for r, li, ms in others:
+            t1 = time.perf_counter()
+            x = pil_to_tensor(li.image).to(dev, non_blocking=True)
+            decoded.append((r, x, ms + _ms(t1)))
+
+        tensors, slots = [], []
+        for r, x, decode_ms in decoded:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            t1 = time.perf_counter()
+            if x.shape[0] == 1:
+                x = x.expand(3, -1, -1)
+            y = self.transforms(x)
+            torch.cuda.synchronize(dev)
+            r.timings_ms = {"decode": decode_ms, "preprocess": _ms(t1)}
+            tensors.append(y)
+            slots.append(r)
+        if tensors:
+            self._forward_and_fill(tensors, slots, top, dev)
+        return results
+
+    def _forward_and_fill(self, tensors, slots, top, device) -> None:
+        import torch
+
+        module = self._module(device)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            x = torch.stack(tensors).to(device)
+            if self.optimize:
+                x = x.contiguous(memory_format=torch.channels_last)
+            if self._graph is not None and device.startswith("cuda") and x.shape[0] == 1:
+                graph, static_in, static_out = self._graph
+                static_in.copy_(x)
+                graph.replay()
+                logits = static_out.clone()
+            else:
+                logits = module(x)
+            probs = logits.float().softmax(dim=1)
+            k = min(top, probs.shape[1])
+            values, indices = probs.topk(k, dim=1)
+            values, indices = values.cpu().tolist(), indices.cpu().tolist()
+        share = _ms(t0) / len(slots)
+        for r, vs, ixs in zip(slots, values, indices):
+            r.top = [Prediction(int(i), self._label_of(i), float(v)) for v, i in zip(vs, ixs)]
+            r.timings_ms["forward"] = share
+            r.timings_ms["total"] = sum(r.timings_ms.values())
+
+    def logits(self, images: Sequence[ImageInput]):
+        """Raw logits (N, classes) on the CPU for images that all load (ImageLoadError otherwise);
+        for comparisons and tests."""
+        import torch
+
+        with self._lock:
+            if self._on_cuda:
+                return self._logits_cuda(images)
+            xs = [self._preprocess_pil(self._load_cpu(src, _label(src, i))) for i, src in enumerate(images)]
+            with torch.inference_mode():
+                x = torch.stack(xs)
+                if self.optimize:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                return self._module("cpu")(x).float().cpu()
+
+    # ------------------------------------------------------------------ pieces
+
+    def _load_cpu(self, src, label: str, draft: bool | None = None) -> LoadedImage:
+        draft = self.jpeg_draft if draft is None else draft
+        if isinstance(src, LoadedImage):
+            return src
+        if isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
+            return load_image(
+                src,
+                max_pixels=self.max_pixels,
+                draft_short_side=self.resize_size if draft else None,
+                name=label,
+            )
+        # A PIL image (pasted from the clipboard, say).
+        try:
+            rgb = to_rgb(src)
+        except (AttributeError, OSError, ValueError) as e:
+            raise ImageLoadError(label, f"not an image: {e}") from None
+        w, h = rgb.size
+        return LoadedImage(image=rgb, source=label, format="", stored_size=(w, h), mode=src.mode, box=(0, 0, w, h))
+
+    def _preprocess_pil(self, li: LoadedImage):
+        im = li.image
+        if li.draft_scale > 1:
+            # Finish the reduced decode with the transform's own resize, to the size it would have
+            # produced from the full image, mapping the full image's extent (`box`) exactly.
+            from PIL import Image
+
+            im = im.resize(resized_size(li.size, self.resize_size), Image.Resampling.BILINEAR, box=li.box)
+        return self.transforms(im)
+
+    def _decode_jpegs_cuda(self, datas: list[bytes]):
+        import torch
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
+        return decode_jpeg(tensors, mode=ImageReadMode.RGB, device=self.device)
+
+    def _logits_cuda(self, images):
+        import torch
+
+        tensors = [self.device_input(src, _label(src, i)) for i, src in enumerate(images)]
+        with torch.inference_mode():
+            x = torch.stack(tensors)
+            if self.optimize:
+                x = x.contiguous(memory_format=torch.channels_last)
+            return self._module(self.device)(x).float().cpu()
+
+    def device_input(self, src, label: str = "<image>"):
+        """The network input for one image as the CUDA path makes it: (3, crop, crop) on the device.
+
+        JPEGs are decoded by nvjpeg (EXIF orientation applied on the device), other files by PIL;
+        then `weights.transforms()` runs on the uint8 tensor. ImageLoadError for a bad file."""
+        from torchvision.transforms.functional import pil_to_tensor
+
+        dev = self.device
+        if isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
+            data = read_bytes(src) if isinstance(src, (str, os.PathLike)) else bytes(src)
+            im = open_image(data, label, max_pixels=self.max_pixels)
+            if im.format == "JPEG" and im.mode in ("RGB", "L", "YCbCr") and _ends_like_jpeg(data):
+                x = _orient_tensor(self._decode_jpegs_cuda([data])[0], exif_orientation(im))
+                return self.transforms(x)
+            src = data
+        return self.transforms(pil_to_tensor(self._load_cpu(src, label, draft=False).image).to(dev))
+
+    def _module(self, device: str):
+        """The network for `device`: a copy (the loaded model stays as it is, on the CPU)."""
+        if device not in self._modules:
+            import torch
+
+            module = copy.deepcopy(self.loaded.module).eval()
+            if self.optimize:
+                module = fold_batch_norms(module).to(memory_format=torch.channels_last)
+            self._modules[device] = module.to(device)
+        return self._modules[device]
+
+    def _label_of(self, index: int) -> str:
+        return self.categories[index] if 0 <= index < len(self.categories) else f"class {index}"
+
+    def _fall_back_to_cpu(self, reason: str) -> None:
+        import torch
+
+        self._graph = None
+        self._modules = {k: v for k, v in self._modules.items() if not k.startswith("cuda")}
+        torch.cuda.empty_cache()
+        self.device = "cpu"
+        self.notices.append(f"{reason}; classifying on the CPU from now on")
+
+
+def _label(src, i: int) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return os.fspath(src)
+    if isinstance(src, LoadedImage):
+        return src.source
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return f"<bytes {i + 1}>"
+    return f"<image {i + 1}>"
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _orient_tensor(x, orientation: int):
+    """Apply EXIF `orientation` to a (C, H, W) tensor, as PIL's exif_transpose does to an image."""
+    if orientation == 1:
+        return x
+    flip_w = lambda t: t.flip(-1)  # noqa: E731
+    flip_h = lambda t: t.flip(-2)  # noqa: E731
+    swap = lambda t: t.transpose(-1, -2)  # noqa: E731
+    ops: dict[int, Callable[[Any], Any]] = {
+        2: flip_w,
+        3: lambda t: t.flip(-1, -2),
+        4: flip_h,
+        5: swap,
+        6: lambda t: flip_w(swap(t)),  # 90° clockwise
+        7: lambda t: flip_w(flip_h(swap(t))),
+        8: lambda t: flip_h(swap(t)),  # 90° counter-clockwise
+    }
+    return ops[orientation](x).contiguous()
+
+
+def _ends_like_jpeg(data: bytes) -> bool:
+    """A JPEG whose end-of-image marker is missing is truncated: PIL (not nvjpeg) must judge it."""
+    return b"\xff\xd9" in data[-4096:]
+
+
+_TINY_JPEG: bytes | None = None
+
+
+def _tiny_jpeg() -> bytes:
+    global _TINY_JPEG
+    if _TINY_JPEG is None:
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 16), (128, 64, 32)).save(buf, "JPEG")
+        _TINY_JPEG = buf.getvalue()
+    return _TINY_JPEG
