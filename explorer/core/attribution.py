@@ -11,11 +11,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from explorer.core.cancel import CancelToken, ProgressCallback
-from explorer.core.capture import CaptureModel
+
+if TYPE_CHECKING:  # torch and the capture model load only when an attribution runs
+    import torch
+
+    from explorer.core.capture import CaptureModel
 
 METHODS = ("integrated_gradients", "saliency", "grad_cam", "occlusion")
 #: |delta| / |f(x) - f(baseline)| above this is flagged: too few integration steps.
@@ -70,6 +75,8 @@ class _Forward:
 def baseline_for(x: torch.Tensor, kind: str, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)) -> torch.Tensor:
     """A baseline in the normalised input space: a black image, zeros (the mean colour), or the
     image blurred (σ = 1/20 of its size), which keeps colours and removes detail."""
+    import torch
+
     if kind == "zero":
         return torch.zeros_like(x)
     if kind == "blur":
@@ -102,6 +109,7 @@ def attribute(
 
     `baseline` (IG only) overrides params.ig_baseline with a tensor shaped like `x`.
     """
+    import torch
     from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
 
     if method not in METHODS:
@@ -165,6 +173,7 @@ def branch_shares(model: CaptureModel, x: torch.Tensor, target: int | None = Non
     Gradient × activation on every branch output (one forward and one backward for all blocks),
     summed in absolute value per branch and normalised per block: non-negative, summing to 1.
     """
+    import torch
     from captum.attr import LayerGradientXActivation
 
     blocks = blocks if blocks is not None else list(model.block_branches)

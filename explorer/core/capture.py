@@ -10,6 +10,7 @@ one branch even where the model computes it with a function (Inception v3's pool
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -55,7 +56,8 @@ class CaptureModel(nn.Module):
         self.graph_name = graph.name
         self.probes: dict[str, nn.Identity] = {}
         self.probe_of: dict[tuple[str, int | None], str] = {}
-        self._store: dict[str, torch.Tensor] | None = None
+        # Per thread: a capture on one thread never collects an attribution's batches on another.
+        self._local = threading.local()
 
         # Match the traced nodes to the block graph's steps: within one node of the block graph the
         # operations come in the same order in both traces (the block graph's trace also ran the
@@ -114,8 +116,9 @@ class CaptureModel(nn.Module):
 
     def _keep(self, name):
         def hook(module, inputs, output):
-            if self._store is not None:
-                self._store[name] = output.detach()
+            store = getattr(self._local, "store", None)
+            if store is not None:
+                store[name] = output.detach()
         return hook
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,11 +134,11 @@ class CaptureModel(nn.Module):
     @torch.no_grad()
     def capture(self, x: torch.Tensor) -> Capture:
         """Classify `x` and keep every probed tensor from that same forward."""
-        self._store = {}
+        store = self._local.store = {}
         try:
             logits = self.gm(x)
         finally:
-            store, self._store = self._store, None
+            self._local.store = None
         cap = Capture(logits=logits)
         for node in self.node_names:
             cap.outputs[node] = store[self.probe_of[(node, None)]]

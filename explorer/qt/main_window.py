@@ -8,6 +8,7 @@ shown while the first worker is still importing it.
 Signals
 -------
 graph_ready(str)        the named model's block graph is drawn
+graph_drawn(str)        a drawing of the named model is on screen (the preview, or the live graph)
 model_loaded(str)       its weights are loaded (pretrained, from a file, or random with a reason)
 trace_updated()         shapes were retraced at a new input size
 trace_failed(str, str)  the input size is too small: failing node, engine message
@@ -57,6 +58,11 @@ def default_settings() -> QSettings:
     return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
 
 
+#: The preview is drawn this long after the model is chosen: the window paints itself first.
+PREVIEW_DELAY_MS = 30
+IMAGE_DOCKS_DELAY_MS = 60
+
+
 def _int(value, default: int) -> int:
     try:
         return int(value)
@@ -66,13 +72,14 @@ def _int(value, default: int) -> int:
 
 class MainWindow(QMainWindow):
     graph_ready = Signal(str)
+    graph_drawn = Signal(str)
     model_loaded = Signal(str)
     trace_updated = Signal()
     trace_failed = Signal(str, str)
     error_shown = Signal(str)
 
     def __init__(self, model: str | None = None, *, weights: str = "auto", allow_download: bool = True,
-                 settings: QSettings | None = None, restore: bool = True, parent=None):
+                 settings: QSettings | None = None, restore: bool = True, classify_sample: bool = True, parent=None):
         super().__init__(parent)
         self.settings = settings if settings is not None else default_settings()
         self.weights_choice = weights
@@ -86,8 +93,11 @@ class MainWindow(QMainWindow):
         self.expanded: set[str] = set()
         self.failed_node: str | None = None
         self._presentation_scale: float | None = None
+        self._classify_sample = classify_sample
+        self._restore = restore
 
         self.setWindowTitle(APPLICATION)
+        self.setAcceptDrops(True)
         self._default_size()
         self._build_ui()
         self._build_menus()
@@ -100,6 +110,31 @@ class MainWindow(QMainWindow):
         else:
             self.size_control.set_value(*get_spec(name).native_size, 1, emit=False)
         self.set_model(name, size=None)
+        # pyqtgraph and the image panels cost half a second: after the first paint and the preview.
+        QTimer.singleShot(IMAGE_DOCKS_DELAY_MS, self._build_image_docks)
+
+    def _build_image_docks(self) -> None:
+        """Classification, activations, attributions and branch shares, as docks."""
+        if self.images is not None:
+            return
+        from explorer.qt.image_docks import ImageDocks
+
+        self.images = ImageDocks(self, classify_sample=self._classify_sample)
+        self.images.classify.paste_shortcut.setEnabled(False)  # the window's Edit → Paste has Ctrl+V
+        self.images.activations.block_changed.connect(self._follow_block)
+        self.images.shares.block_selected.connect(self._follow_block)
+        for dock in self.images.docks():
+            self.view_menu.addAction(dock.toggleViewAction())
+        self.resizeDocks([self.images.classify_dock], [340], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.images.activation_dock], [300], Qt.Orientation.Vertical)
+        state = self.settings.value("window/state")
+        if self._restore and isinstance(state, QByteArray) and not state.isEmpty():
+            self.restoreState(state)  # the docks' places, now that they exist
+        if self.presentation_active():
+            for dock in self.images.docks():
+                dock.hide()
+        if self.loaded is not None and self.graph is not None and not getattr(self.graph, "is_preview", False):
+            self.images.model_ready(self.loaded, self.graph)
 
     # -- construction ------------------------------------------------------------------------
 
@@ -174,6 +209,7 @@ class MainWindow(QMainWindow):
             self.tabifyDockWidget(self.details_dock, self.paper_dock)
             self.details_dock.raise_()
         self.resizeDocks([self.details_dock], [380], Qt.Orientation.Horizontal)
+        self.images = None  # the image panels, built just after the window is on screen
 
         sb = self.statusBar()
         self.busy = QProgressBar(self)
@@ -204,7 +240,11 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         mb = self.menuBar()
         f = mb.addMenu("&File")
-        self._action(f, "&Open weights file…", self.open_weights_dialog, QKeySequence.StandardKey.Open,
+        self._action(f, "&Open images…", lambda: self.images and self.images.classify.open_files(), QKeySequence.StandardKey.Open,
+                     "Classify image files (or drop them on the window)")
+        self._action(f, "Open &folder…", lambda: self.images and self.images.classify.open_folder(), "Ctrl+Shift+O",
+                     "Classify every image of a folder")
+        self._action(f, "Open &weights file…", self.open_weights_dialog, "Ctrl+Alt+O",
                      "Load a .pth / .safetensors state dict into the current model")
         self._action(f, "&Retry download", self.retry_download, None, "Download the pretrained weights again")
         export = f.addMenu("&Export graph")
@@ -212,6 +252,11 @@ class MainWindow(QMainWindow):
         self._action(export, "As &PNG…", self.export_png_dialog, "Ctrl+Shift+P", "Bitmap at a chosen scale")
         f.addSeparator()
         self._action(f, "&Quit", self.close, "Ctrl+Q")
+
+        e = mb.addMenu("&Edit")
+        self._action(e, "&Paste image", lambda: self.images and self.images.classify.paste(), QKeySequence.StandardKey.Paste,
+                     "Classify the image on the clipboard")
+        self._action(e, "&Cancel classification", lambda: self.images and self.images.classify.cancel(), "Ctrl+.")
 
         v = mb.addMenu("&View")
         self._action(v, "Zoom &in", self.view.zoom_in, ["Ctrl+=", "Ctrl++"])
@@ -234,6 +279,7 @@ class MainWindow(QMainWindow):
         if self.paper_dock is not None:
             v.addAction(self.paper_dock.toggleViewAction())
         v.addAction(self.toolbar.toggleViewAction())
+        self.view_menu = v
 
         m = mb.addMenu("&Model")
         self.model_actions = QActionGroup(self)
@@ -249,7 +295,8 @@ class MainWindow(QMainWindow):
 
     def chrome_widgets(self) -> list[QWidget]:
         """What presentation mode hides: menus, toolbar, docks, status bar (the banners are suppressed)."""
-        out = [self.menuBar(), self.toolbar, self.statusBar(), self.details_dock]
+        out = [self.menuBar(), self.toolbar, self.statusBar(), self.details_dock,
+               *(self.images.docks() if self.images is not None else [])]
         if self.paper_dock is not None:
             out.append(self.paper_dock)
         return out
@@ -283,6 +330,34 @@ class MainWindow(QMainWindow):
         self.runner.cancel("weights")
         self.runner.start("graph", Job(load_block_graph, name), on_success=self._on_graph,
                           on_failure=self._on_graph_failed)
+        # After the window is on screen: the preview must not delay it.
+        QTimer.singleShot(PREVIEW_DELAY_MS, lambda: self._show_preview(name))
+
+    def _show_preview(self, name: str) -> None:
+        """Draw the shipped preview of `name` while the engine (torch) loads; shapes are those of
+        the native size, so the preview is shown only when that is the size asked for."""
+        from explorer.core.preview import load_preview
+
+        if self.model_name != name or self.graph is not None:
+            return
+        shipped = load_preview(name)
+        if shipped is None:
+            return
+        preview, trace = shipped
+        h, w, n = self.size_control.value()
+        if trace.input_shape != (n, trace.input_shape[1], h, w):
+            return
+        self.graph, self.trace = preview, trace
+        names = {b.name for b in preview.blocks()}
+        self.expanded = {b for b in self._saved_expanded(name) if b in names}
+        self.redraw()
+        self._initial_view()
+        self._shown_preview = name
+        self.view_status(f"{self.spec_title()}: preview; the engine is loading…")
+        self.graph_drawn.emit(name)
+
+    def view_status(self, text: str) -> None:
+        self.statusBar().showMessage(text)
 
     def _on_graph_failed(self, message: str) -> None:
         self.view.show_message(f"Could not build the block graph of {self.spec_title()}.")
@@ -303,17 +378,23 @@ class MainWindow(QMainWindow):
     def _on_graph(self, graph) -> None:
         if graph.name != self.model_name:
             return
+        from_preview = getattr(self, "_shown_preview", None) == graph.name and self.graph is not None
+        self._shown_preview = None
         self.graph = graph
         names = {n.name for n in graph.blocks()}
-        self.expanded = {n for n in self._saved_expanded(graph.name) if n in names}
+        if not from_preview:  # keep what the user expanded while the preview was up
+            self.expanded = {n for n in self._saved_expanded(graph.name) if n in names}
         self.find_edit.setCompleter(QCompleter([n.name for n in graph.nodes()], self.find_edit))
         self.find_edit.completer().setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.find_edit.completer().setFilterMode(Qt.MatchFlag.MatchContains)
         self.retrace(redraw=False)
         self.redraw()
-        self._initial_view()
+        if not from_preview:
+            self._initial_view()
         self._set_busy(False, f"{self.spec_title()}: {len(graph.nodes())} nodes, {len(names)} blocks")
         self.graph_ready.emit(graph.name)
+        if not from_preview:
+            self.graph_drawn.emit(graph.name)
         self.load_weights(self.weights_choice, self.allow_download)
 
     def load_weights(self, weights: str, allow_download: bool) -> None:
@@ -353,6 +434,8 @@ class MainWindow(QMainWindow):
         else:
             self.weights_bar.hide_all()
             self.weights_label.setText(f"weights: {state.describe()}")
+        if self.images is not None and self.graph is not None and not getattr(self.graph, "is_preview", False):
+            self.images.model_ready(loaded, self.graph)
         self.model_loaded.emit(loaded.name)
 
     def _on_weights_failed(self, message: str) -> None:
@@ -394,6 +477,10 @@ class MainWindow(QMainWindow):
         """Trace shapes at the control's size; on failure keep the last valid trace and mark the node."""
         if self.graph is None:
             return False
+        if getattr(self.graph, "is_preview", False):
+            # Only the native size is known until the engine has loaded; it retraces then.
+            self.statusBar().showMessage("shapes for this size follow once the engine has loaded", 5000)
+            return False
         from explorer.core.shapes import InputTooSmallError, trace_shapes
 
         h, w, n = self.size_control.value()
@@ -433,6 +520,8 @@ class MainWindow(QMainWindow):
 
     def _update_paper_table(self) -> None:
         if self.paper_table is None or self.graph is None or self.trace is None:
+            return
+        if getattr(self.graph, "is_preview", False):
             return
         try:
             self.paper_table.set_model(self.graph, self.trace)
@@ -532,6 +621,21 @@ class MainWindow(QMainWindow):
 
     def _on_box_selected(self, key: str) -> None:
         self._refresh_details(key)
+        item = self.view.boxes.get(key)
+        if item is not None and self.images is not None:
+            self.images.select_block(item.box.node)
+
+    def selected_block(self) -> str | None:
+        """The block the graph's selection is in, if any."""
+        item = self.view.boxes.get(self.view.selected_key() or "")
+        node = item.box.node if item is not None else None
+        return node if node and self.graph is not None and node in self.graph.graph \
+            and self.graph.node(node).is_block else None
+
+    def _follow_block(self, name: str) -> None:
+        """An image panel stepped to block `name`: select it in the graph too (no loop: same name)."""
+        if self.selected_block() != name and name in self.view.boxes:
+            self.view.select(name)
 
     def _refresh_details(self, key: str | None = None) -> None:
         key = self.view.selected_key() if key is None else key
@@ -678,8 +782,25 @@ class MainWindow(QMainWindow):
         self._save_expanded()
         s.sync()
 
+    def dragEnterEvent(self, event) -> None:
+        mime = event.mimeData()
+        if mime.hasUrls() or mime.hasImage():
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:
+        event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        """Files, folders or image data dropped anywhere on the window are classified."""
+        if self.images is not None and self.images.classify.handle_drop(event.mimeData()):
+            event.acceptProposedAction()
+            self.images.classify_dock.show()
+            self.images.classify_dock.raise_()
+
     def closeEvent(self, event) -> None:
         self.save_settings()
+        if self.images is not None:
+            self.images.shutdown()
         self.runner.cancel_all()
         self.runner.wait(20000)
         super().closeEvent(event)

@@ -41,9 +41,10 @@ def make_window(qtbot, settings_path):
 
     made = []
 
-    def make(model=None, weights="none", wait_weights=True, path=None):
+    def make(model=None, weights="none", wait_weights=True, path=None, classify_sample=False):
         settings = QSettings(path or settings_path, QSettings.Format.IniFormat)
-        w = MainWindow(model, weights=weights, allow_download=False, settings=settings)
+        w = MainWindow(model, weights=weights, allow_download=False, settings=settings,
+                       classify_sample=classify_sample)
         qtbot.addWidget(w)
         made.append(w)
         if wait_weights:
@@ -56,6 +57,8 @@ def make_window(qtbot, settings_path):
 
     yield make
     for w in made:
+        if w.images is not None:
+            w.images.shutdown()
         w.runner.cancel_all()
         w.runner.wait(30000)
 

@@ -237,7 +237,7 @@ def test_settings_persist_across_windows(make_window, settings_path, qtbot):
         w1.set_model("inception_v3")
     w1.set_input_size(320, 480)
     w1.expand("Mixed_5b")
-    w1.resize(720, 560)  # within the offscreen screen (800×800): restoreGeometry clamps to it
+    w1.resize(780, 600)  # within the offscreen screen (800×800): restoreGeometry clamps to it
     w1.close()
     assert QSettings(settings_path, QSettings.Format.IniFormat).value("model/name") == "inception_v3"
     w2 = make_window()

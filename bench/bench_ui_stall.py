@@ -1,0 +1,213 @@
+"""Event-loop stalls while the classification panel runs a CPU batch, and the batch's throughput.
+
+A 5 ms QTimer ticks on the UI thread while the panel classifies a folder of synthetic JPEGs; the
+longest gap between ticks is the longest time the window could not respond (target ≤ 50 ms). The
+anchor is the engine alone (`Classifier.classify` on the same files, no UI): the ratio shows what
+the panel's workers and table updates cost in throughput. Then the same for single-image drops.
+
+    .venv/bin/python bench/bench_ui_stall.py [--n 40] [--size 400] [--model googlenet] [--runs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+TICK_MS = 5
+STALL_TARGET_MS = 50.0
+
+
+def make_images(folder: Path, n: int, size: int) -> list[Path]:
+    """n smooth random colour images (JPEG, quality 90), size × size."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        low = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        img = Image.fromarray(low).resize((size, size), Image.Resampling.BICUBIC)
+        noise = rng.integers(-20, 21, (size, size, 3))
+        arr = np.clip(np.asarray(img, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+        path = folder / f"img{i:03d}.jpg"
+        Image.fromarray(arr).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+class TickRecorder:
+    """Records the time of every tick of a 5 ms timer on the UI thread."""
+
+    def __init__(self):
+        from PySide6.QtCore import Qt, QTimer
+
+        self.times: list[float] = []
+        self.cpu: list[float] = []  # the UI thread's own CPU time at each tick
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        self.times.append(time.perf_counter())
+        self.cpu.append(time.thread_time())
+
+    def start(self) -> None:
+        self.times, self.cpu = [], []
+        self._tick()
+        self.timer.start()
+
+    def stop(self) -> tuple[list[float], list[float]]:
+        """(gaps between ticks, UI-thread CPU time spent within each gap), in ms."""
+        self.timer.stop()
+        self._tick()
+        gaps = [(b - a) * 1e3 for a, b in zip(self.times, self.times[1:])]
+        busy = [(b - a) * 1e3 for a, b in zip(self.cpu, self.cpu[1:])]
+        return gaps, busy
+
+
+def wait_for(signal, timeout_ms: int = 600_000):
+    """Run the event loop until `signal` fires; returns its arguments."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    got: list = []
+
+    def done(*args):
+        got.append(args)
+        loop.quit()
+
+    signal.connect(done)
+    QTimer.singleShot(timeout_ms, loop.quit)
+    loop.exec()
+    signal.disconnect(done)
+    if not got:
+        raise SystemExit(f"timed out after {timeout_ms / 1000:.0f} s waiting for a signal")
+    return got[0]
+
+
+def describe(gaps: list[float], busy: list[float]) -> str:
+    """The longest gap, its percentiles, and the most UI-thread CPU time spent inside one gap (a
+    stall with little CPU time of our own is the thread waiting: for the GIL or for a core)."""
+    order = sorted(gaps)
+    p99 = order[min(len(order) - 1, int(0.99 * len(order)))]
+    over = sum(1 for g in order if g > STALL_TARGET_MS)
+    worst = max(range(len(gaps)), key=gaps.__getitem__)
+    return (f"longest stall {order[-1]:6.1f} ms (UI thread busy {busy[worst]:.1f} ms of it) · "
+            f"p99 gap {p99:5.1f} ms · median {statistics.median(order):4.1f} ms · "
+            f"{over} gaps > {STALL_TARGET_MS:.0f} ms of {len(order)} · most UI-thread CPU in one gap "
+            f"{max(busy):.1f} ms")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=40, help="images in the batch")
+    ap.add_argument("--size", type=int, default=400, help="side of each image in pixels")
+    ap.add_argument("--model", default="googlenet")
+    ap.add_argument("--runs", type=int, default=2, help="batch runs (the longest stall of all is reported)")
+    args = ap.parse_args(argv)
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+
+    import torch
+
+    from explorer.core.inference import Classifier
+    from explorer.core.loading import load_model
+    from explorer.qt.classify_panel import ClassifyPanel
+
+    loaded = load_model(args.model, weights="none", allow_download=False)
+    print(f"model {args.model} (random weights), CPU, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} intra-op threads, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        files = make_images(folder, args.n, args.size)
+        print(f"{args.n} JPEGs of {args.size}×{args.size} px")
+
+        # The anchor: the engine alone, no UI, same files (first call warms up). It runs on a
+        # thread of its own, as the panel's worker does: on this machine torch's CPU kernels ran
+        # several times slower from the main thread than from another one under load.
+        engine = Classifier(loaded, device="cpu")
+        engine.classify(files[:2])
+        engine_rates: list[float] = []
+
+        def run_engine():
+            t0 = time.perf_counter()
+            engine.classify(files)
+            engine_rates.append(args.n / (time.perf_counter() - t0))
+
+        for _ in range(args.runs):
+            t = threading.Thread(target=run_engine)
+            t.start()
+            t.join()
+        engine_rate = max(engine_rates)
+
+        panel = ClassifyPanel(samples=[])
+        panel.resize(1000, 750)
+        panel.show()
+        panel.set_model(loaded, device="cpu")
+        while panel.classifier is None:
+            wait_for(panel.busy_changed)
+        app.processEvents()
+
+        recorder = TickRecorder()
+        # Baseline: the same timer with nothing running, for as long as a batch takes. On a shared
+        # machine it shows the stalls that come from the OS scheduling other processes.
+        from PySide6.QtCore import QEventLoop, QTimer
+
+        recorder.start()
+        idle = QEventLoop()
+        QTimer.singleShot(int(1000 * args.n / engine_rate), idle.quit)
+        idle.exec()
+        print(f"idle   (no work): {describe(*recorder.stop())}")
+        all_gaps: list[float] = []
+        all_busy: list[float] = []
+        rates = []
+        for _ in range(args.runs):
+            recorder.start()
+            panel.classify_paths([folder])
+            wait_for(panel.batch_finished)
+            gaps, busy = recorder.stop()
+            all_gaps += gaps
+            all_busy += busy
+            rates.append(panel.throughput)
+        panel_rate = max(rates)
+        print(f"batch  (panel):  {describe(all_gaps, all_busy)}")
+        print(f"throughput (best of runs): panel {panel_rate:.1f} images/s · engine alone {engine_rate:.1f} images/s · "
+              f"ratio {panel_rate / engine_rate:.2f}")
+
+        # Single drops, one after the other: stall and drop-to-top-5 latency.
+        single_gaps: list[float] = []
+        single_busy: list[float] = []
+        latencies = []
+        for path in files[:10]:
+            recorder.start()
+            t0 = time.perf_counter()
+            panel.classify_paths([path])
+            wait_for(panel.image_classified)
+            latencies.append((time.perf_counter() - t0) * 1e3)
+            wait_for(panel.image_shown)
+            gaps, busy = recorder.stop()
+            single_gaps += gaps
+            single_busy += busy
+        print(f"single (panel):  {describe(single_gaps, single_busy)}")
+        print(f"single drop → top-5 shown: median {statistics.median(latencies):.1f} ms, "
+              f"max {max(latencies):.1f} ms")
+        panel.shutdown()
+        longest = max(all_gaps + single_gaps)
+        verdict = "PASS" if longest <= STALL_TARGET_MS else "FAIL"
+        print(f"longest event-loop stall {longest:.1f} ms (target ≤ {STALL_TARGET_MS:.0f} ms): {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

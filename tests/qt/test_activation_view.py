@@ -1,0 +1,168 @@
+"""ActivationView: branches side by side from a Capture, sorting, scales, channel selection, stepping, exports."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from netutil import calibrated_model, synthetic_batch
+from PySide6.QtCore import QPoint, Qt
+
+from explorer.core.activations import branch_stats
+from explorer.core.capture import CaptureModel
+from explorer.qt.activation_view import GAP, ActivationView
+from explorer.qt.workers import load_block_graph
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+SIZE = 96
+
+
+def display_image(x: torch.Tensor) -> np.ndarray:
+    """The de-normalised RGB image the window would show for x."""
+    return ((x * STD + MEAN)[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+
+
+@pytest.fixture(scope="module")
+def captured():
+    graph = load_block_graph("googlenet")
+    cm = CaptureModel(calibrated_model("googlenet"), graph)
+    x = (synthetic_batch(2, SIZE, torch.Generator().manual_seed(5))[1:2] - MEAN) / STD
+    return graph, cm.capture(x), display_image(x)
+
+
+@pytest.fixture
+def view(qtbot, captured):
+    graph, cap, image = captured
+    v = ActivationView()
+    qtbot.addWidget(v)
+    v.resize(1200, 800)
+    v.show()
+    v.set_capture(graph, cap, image)
+    return v
+
+
+def test_block_shows_one_column_per_branch_with_the_engines_labels(qtbot, captured, view):
+    graph, cap, _ = captured
+    with qtbot.waitSignal(view.block_changed) as sig:
+        view.show_block("inception3b")
+    assert sig.args == ["inception3b"]
+    with qtbot.waitSignal(view.block_changed):
+        view.show_block("inception3a")
+    node = graph.node("inception3a")
+    titles = view.branch_titles()
+    assert len(titles) == 4 == len(view._items)
+    for k, (title, branch) in enumerate(zip(titles, node.branches)):
+        assert branch.label in title and f"{branch.out_channels} ch" in title
+        assert view.mosaic_item(k).count == branch.out_channels == cap.branch("inception3a", k).shape[1]
+    stats = branch_stats(cap, graph, "inception3a")
+    for line, s in zip(view.branch_stat_lines(), stats):
+        assert f"energy {s.energy_share:.0%}" in line and f"zeros {s.zero_fraction:.0%}" in line
+
+
+def test_mosaic_tiles_are_the_captured_maps_on_the_chosen_scale(captured, view):
+    _, cap, _ = captured
+    view.show_block("inception4a")
+    k = 2
+    t = cap.branch("inception4a", k)[0].numpy()
+    item = view.mosaic_item(k)
+    h, w = item.tile
+
+    def tile(i):
+        r, q = divmod(i, item.columns)
+        return item.image[r * (h + GAP): r * (h + GAP) + h, q * (w + GAP): q * (w + GAP) + w]
+
+    lo, hi = t.min(), t.max()
+    np.testing.assert_allclose(tile(5), (t[5] - lo) / (hi - lo), atol=1e-6)  # shared: one scale per branch
+    view.set_scale("channel")
+    assert view.scale_combo.currentData() == "channel"
+    c = int(np.argmax(t.max(axis=(1, 2)) - t.min(axis=(1, 2))))
+    m = t[c]
+    np.testing.assert_allclose(tile(c), (m - m.min()) / (m.max() - m.min()), atol=1e-6)
+
+
+def test_sorting_by_mean_orders_channels_by_descending_mean(captured, view):
+    _, cap, _ = captured
+    view.show_block("inception3a")
+    assert list(view.displayed_channels(1)) == list(range(128))
+    view.order_combo.setCurrentIndex(view.order_combo.findData("mean"))  # through the control
+    assert view.state.order == "mean"
+    for k in range(4):
+        t = cap.branch("inception3a", k)[0]
+        means = t.mean(dim=(1, 2)).numpy()
+        shown = view.displayed_channels(k)
+        assert sorted(shown) == list(range(t.shape[0]))
+        assert np.all(np.diff(means[shown]) <= 1e-7)
+        np.testing.assert_allclose(view.displayed_means(k), means[shown], rtol=1e-6)
+    assert list(view.displayed_channels(1)) != list(range(128))
+
+
+def test_clicking_a_tile_selects_that_channel_and_enlarges_the_captured_map(qtbot, captured, view):
+    _, cap, image = captured
+    view.show_block("inception3a")
+    view.set_order("mean")
+    qtbot.wait(50)  # let the layout settle so that scene positions are final
+    branch, position = 1, 7
+    item = view.mosaic_item(branch)
+    channel = int(view.displayed_channels(branch)[position])
+    scene_pos = item.mapToScene(item.tile_center(position))
+    widget_pos = view.grid.mapFromScene(scene_pos)
+    with qtbot.waitSignal(view.channel_selected) as sig:
+        qtbot.mouseClick(view.grid.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(widget_pos.x(), widget_pos.y()))
+    assert sig.args == ["inception3a", branch, channel]
+    expected = cap.branch("inception3a", branch)[0, channel].numpy()
+    np.testing.assert_array_equal(view.detail_map(), expected)
+    assert view.overlay_map().shape == image.shape[:2]
+    assert f"channel {channel}" in view.detail_title.text
+    view.opacity_slider.setValue(25)
+    assert view.overlay_item.opacity() == pytest.approx(0.25)
+
+
+def test_select_channel_by_index(qtbot, captured, view):
+    _, cap, _ = captured
+    view.show_block("inception5b")
+    with qtbot.waitSignal(view.channel_selected) as sig:
+        view.select_channel(3, 100)
+    assert sig.args == ["inception5b", 3, 100]
+    np.testing.assert_array_equal(view.detail_map(), cap.branch("inception5b", 3)[0, 100].numpy())
+    with pytest.raises(KeyError):
+        view.select_channel(3, 128)  # the pool projection has 128 channels
+
+
+def test_keys_and_combo_step_through_blocks_from_the_capture(qtbot, captured, view):
+    graph, _, _ = captured
+    blocks = [b.name for b in graph.blocks()]
+    view.show_block(blocks[0])
+    view.setFocus()
+    with qtbot.waitSignal(view.block_changed) as sig:
+        qtbot.keyClick(view, Qt.Key.Key_Right)
+    assert sig.args == [blocks[1]] and view.block_combo.currentText() == blocks[1]
+    qtbot.keyClick(view, Qt.Key.Key_PageDown)
+    assert view.state.block == blocks[2]
+    qtbot.keyClick(view.grid, Qt.Key.Key_Left)  # the graphics view hands arrows to the block stepper
+    assert view.state.block == blocks[1]
+    qtbot.keyClick(view, Qt.Key.Key_PageUp)
+    qtbot.keyClick(view, Qt.Key.Key_PageUp)  # stays on the first block
+    assert view.state.block == blocks[0] and not view.prev_button.isEnabled()
+    view.block_combo.setCurrentIndex(len(blocks) - 1)
+    assert view.state.block == blocks[-1] and not view.next_button.isEnabled()
+    assert len(view.branch_titles()) == len(graph.node(blocks[-1]).branches)
+
+
+def test_exports_write_pngs_and_a_csv_of_every_block(tmp_path, captured, view):
+    graph, _, _ = captured
+    view.show_block("inception4a")
+    grid = view.export_grid_png(tmp_path / "grid.png")
+    with pytest.raises(ValueError):
+        view.export_map_png(tmp_path / "none.png")
+    view.select_channel(0, 3)
+    enlarged = view.export_map_png(tmp_path / "map.png")
+    for p in (grid, enlarged):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 1000
+    rows = list(csv.DictReader(view.export_stats_csv(tmp_path / "stats.csv").open(encoding="utf-8")))
+    assert len(rows) == sum(len(b.branches) for b in graph.blocks())
+    shares = {}
+    for r in rows:
+        shares.setdefault(r["block"], []).append(float(r["energy_share"]))
+    for values in shares.values():
+        assert sum(values) == pytest.approx(1, abs=1e-4)

@@ -1,0 +1,179 @@
+"""AttributionPanel and BranchSharePanel: methods and parameters, worker runs, cancel, Grad-CAM on a branch,
+branch-share charts, exports."""
+
+import csv
+import time
+
+import numpy as np
+import pytest
+import torch
+from netutil import calibrated_model, synthetic_batch
+from PySide6.QtCore import QPoint, QPointF, Qt
+
+from explorer.core.capture import CaptureModel
+from explorer.core.zoo import get_spec
+from explorer.qt.attribution_panel import AttributionPanel
+from explorer.qt.branch_share_chart import BranchSharePanel
+from explorer.qt.workers import load_block_graph
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+SIZE = 64
+RUN_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def setup():
+    graph = load_block_graph("googlenet")
+    cm = CaptureModel(calibrated_model("googlenet"), graph)
+    x = (synthetic_batch(2, SIZE, torch.Generator().manual_seed(11))[1:2] - MEAN) / STD
+    image = ((x * STD + MEAN)[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+    return graph, cm, x, image, get_spec("googlenet").categories()
+
+
+@pytest.fixture
+def panel(qtbot, setup):
+    graph, cm, x, image, categories = setup
+    p = AttributionPanel()
+    qtbot.addWidget(p)
+    p.resize(500, 700)
+    p.show()
+    p.set_model(cm, graph, categories)
+    p.set_image(x, image)
+    yield p
+    p.shutdown()
+
+
+def test_switching_method_shows_its_parameters(panel):
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData("integrated_gradients"))
+    assert panel.visible_parameters() == ["ig_steps", "ig_baseline", "internal_batch_size"]
+    assert panel.ig_steps.isVisible() and not panel.occlusion_window.isVisible()
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData("occlusion"))
+    assert panel.state.method == "occlusion"
+    assert panel.visible_parameters() == ["occlusion_window", "occlusion_stride"]
+    assert panel.occlusion_window.isVisible() and not panel.ig_steps.isVisible()
+    panel.set_method("grad_cam")
+    assert panel.visible_parameters() == ["block", "branch"] and panel.block_combo.isVisible()
+    panel.set_method("saliency")
+    assert panel.visible_parameters() == []
+
+
+def test_target_search_finds_a_category(panel, setup):
+    categories = setup[4]
+    assert panel.target() is None  # top-1 by default
+    tabby = categories.index("tabby")
+    panel.target_combo.setEditText("tabby")
+    assert panel.target() == tabby
+    panel.target_combo.setEditText("no such animal")
+    with pytest.raises(ValueError):
+        panel.target()
+
+
+def test_saliency_runs_in_a_worker_and_overlays_the_image(qtbot, panel, setup):
+    *_, image, categories = setup
+    target = categories.index("goldfish")
+    panel.set_method("saliency")
+    panel.set_target(target)
+    with qtbot.waitSignal(panel.attribution_finished, timeout=RUN_MS) as sig:
+        panel.run_button.click()
+        assert panel.is_running() and not panel.run_button.isEnabled()
+    result = sig.args[0]
+    assert result.method == "saliency" and result.target == target
+    assert result.heatmap.shape == image.shape[:2]
+    assert panel.heat_item.image.shape == image.shape[:2]
+    assert not panel.is_running() and panel.run_button.isEnabled() and not panel.progress.isVisible()
+    assert "goldfish" in panel.status.text() and "done" in panel.status.text()
+
+
+def test_cancelling_integrated_gradients_returns_to_idle(qtbot, panel):
+    panel.set_method("integrated_gradients")
+    # Many steps, one per forward: a run of minutes. (Not thousands: captum computes Gauss–Legendre
+    # nodes with an O(n³) eigenvalue solve first, which nothing can interrupt.)
+    panel.ig_steps.setValue(400)
+    panel.internal_batch.setValue(1)
+    failures = []
+    panel.attribution_failed.connect(failures.append)
+    panel.run()
+    qtbot.waitUntil(lambda: panel.progress.maximum() > 0 and panel.progress.value() >= 1, timeout=RUN_MS)
+    with qtbot.waitSignal(panel.attribution_cancelled, timeout=10_000):
+        t0 = time.monotonic()
+        panel.cancel_button.click()
+    assert time.monotonic() - t0 < 5
+    assert failures == [] and panel.result is None
+    assert not panel.is_running() and panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
+    assert "cancelled" in panel.status.text().lower()
+    assert panel.progress.maximum() == 401  # ceil(400 / 1) + 1 forward calls were planned
+
+
+def test_grad_cam_on_one_branch(qtbot, panel, setup):
+    graph, cm, x, image, _ = setup
+    panel.set_method("grad_cam")
+    panel.block_combo.setCurrentIndex(panel.block_combo.findText("inception4a"))
+    assert panel.branch_combo.count() == 1 + len(graph.node("inception4a").branches)
+    panel.branch_combo.setCurrentIndex(panel.branch_combo.findData(2))
+    with qtbot.waitSignal(panel.attribution_finished, timeout=RUN_MS) as sig:
+        panel.run()
+    result = sig.args[0]
+    assert result.layer == "inception4a branch 3"
+    assert result.raw.shape == tuple(cm.capture(x).branch("inception4a", 2).shape[-2:])
+    assert result.heatmap.shape == image.shape[:2]
+    assert "inception4a branch 3" in panel.title.text
+
+
+def test_integrated_gradients_flags_a_large_delta(qtbot, panel, tmp_path):
+    panel.set_method("integrated_gradients")
+    panel.ig_steps.setValue(2)
+    with qtbot.waitSignal(panel.attribution_finished, timeout=RUN_MS) as sig:
+        panel.run()
+    result = sig.args[0]
+    assert result.delta is not None and result.delta_flagged  # two steps cannot integrate this network
+    assert panel.delta_flagged_shown() and "increase the steps" in panel.delta_label.text()
+    assert result.signed and panel.heatmap_levels()[0] < 0  # signed: symmetric diverging scale
+    panel.set_display("absolute")
+    assert panel.heatmap_levels()[0] == 0 and panel.heat_item.image.min() >= 0
+    png = panel.export_overlay_png(tmp_path / "overlay.png")
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 1000
+
+
+def test_a_new_image_clears_the_result_and_errors_reach_the_signal(qtbot, panel, setup):
+    panel.set_image(None)
+    with qtbot.waitSignal(panel.attribution_failed) as sig:
+        panel.run()
+    assert "image" in sig.args[0] and not panel.is_running()
+
+
+def test_branch_shares_chart_sums_to_one_per_block(qtbot, setup, tmp_path):
+    graph, cm, x, _, _ = setup
+    p = BranchSharePanel()
+    qtbot.addWidget(p)
+    p.resize(900, 700)
+    p.show()
+    p.set_model(cm, graph)
+    p.set_image(x)
+    with qtbot.waitSignal(p.shares_ready, timeout=RUN_MS) as sig:
+        p.compute_button.click()
+    shares = sig.args[0]
+    blocks = [b.name for b in graph.blocks()]
+    assert list(shares) == blocks == p.network_chart.blocks
+    np.testing.assert_allclose(p.network_chart.totals(), 1.0, atol=1e-6)
+    assert len(p.network_chart.bars) == 4
+    assert [it.text for _, it in p.network_chart.legend.items][0].startswith("branch 1 · #1×1")
+    chart = p.network_chart
+    qtbot.wait(50)  # final layout before mapping positions
+    i = blocks.index("inception4c")
+    scene_pos = chart.plot.getViewBox().mapViewToScene(QPointF(i, 0.5))
+    pos = chart.canvas.mapFromScene(scene_pos)
+    with qtbot.waitSignal(p.block_selected) as sel:
+        qtbot.mouseClick(chart.canvas.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(pos.x(), pos.y()))
+    assert sel.args == ["inception4c"] and p.block_chart.block == "inception4c"
+    assert chart.current.isVisible() and chart.current.rect().center().x() == pytest.approx(i)
+    np.testing.assert_allclose(p.block_chart.heights(), shares["inception4c"])
+    assert p.block_chart.heights().sum() == pytest.approx(1.0)
+    ticks = p.block_chart.plot.getAxis("bottom")._tickLevels[0]
+    assert [t[1] for t in ticks] == ["1 · #1×1", "2 · #3×3", "3 · #3×3", "4 · pool proj"]
+    for path in (p.export_network_png(tmp_path / "net.png"), p.export_block_png(tmp_path / "block.png")):
+        assert path.stat().st_size > 1000
+    rows = list(csv.DictReader(p.export_csv(tmp_path / "shares.csv").open(encoding="utf-8")))
+    assert len(rows) == 4 * len(blocks)
+    assert sum(float(r["share"]) for r in rows if r["block"] == "inception5b") == pytest.approx(1, abs=1e-4)
+    p.shutdown()

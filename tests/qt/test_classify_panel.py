@@ -1,0 +1,371 @@
+"""The classification panel, driven through its public API and simulated drops (pytest-qt, offscreen).
+
+Every expectation comes from the engine: the same files go through `Classifier.classify` and the
+panel must show exactly that (labels, probabilities, errors). The network is GoogLeNet with
+calibrated random weights saved to a file, so predictions differ from image to image.
+"""
+
+import csv
+import threading
+import warnings
+
+import pytest
+import torch
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
+from PySide6.QtWidgets import QApplication
+
+from explorer.core.images import expand_inputs
+from explorer.core.inference import Classifier
+from explorer.core.loading import load_model
+from explorer.core.weights import RANDOM_WARNING
+from explorer.qt.classify_panel import PASTED_NAME, ClassifyPanel, ShownImage
+from explorer.qt.results_table import COL_ERROR, COL_FILE, COL_PROB, COL_TOP1, RESULT_ROLE
+from tests.netutil import bad_corpus, calibrated_state_dict, synthetic_batch, write_weights
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    path = write_weights(calibrated_state_dict("googlenet"), tmp_path_factory.mktemp("w") / "googlenet.pth")
+    return load_model("googlenet", weights=path, allow_download=False)
+
+
+@pytest.fixture(scope="module")
+def engine(loaded):
+    return Classifier(loaded, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Six varied images (JPEG and PNG, 64-200 px) in a folder of their own."""
+    folder = tmp_path_factory.mktemp("good")
+    batch = synthetic_batch(6, 200, torch.Generator().manual_seed(3))
+    paths = []
+    for i, img in enumerate(batch):
+        pil = Image.fromarray((img.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
+        if i % 2:
+            pil = pil.resize((64 + 20 * i, 200 - 10 * i))
+        path = folder / (f"img{i}.jpg" if i % 2 == 0 else f"img{i}.png")
+        pil.save(path)
+        paths.append(path)
+    return paths
+
+
+def make_panel(qtbot, loaded=None, samples=(), **kwargs):
+    panel = ClassifyPanel(samples=None if samples is None else list(samples))
+    qtbot.addWidget(panel)
+    panel.resize(900, 700)
+    panel.show()
+    if loaded is not None:
+        panel.set_model(loaded, device="cpu", **kwargs)
+        qtbot.waitUntil(lambda: panel.classifier is not None and not panel.busy, timeout=TIMEOUT_MS)
+    return panel
+
+
+@pytest.fixture
+def panel(qtbot, loaded):
+    p = make_panel(qtbot, loaded)
+    yield p
+    assert p.shutdown(30000)
+
+
+def url_mime(*paths) -> QMimeData:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    return mime
+
+
+def assert_same_predictions(shown, expected, abs_tol=1e-5):
+    assert [label for label, _ in shown] == [p.label for p in expected.top]
+    assert [prob for _, prob in shown] == pytest.approx([p.prob for p in expected.top], abs=abs_tol)
+
+
+def drawn(panel):
+    """(label, probability) pairs as drawn: the left axis' tick labels and the bars' widths."""
+    chart = panel.result_view.chart
+    widths = list(chart.bars.opts["width"])
+    ticks = chart.getPlotItem().getAxis("left")._tickLevels[0]
+    return [(label, float(w)) for (_, label), w in zip(ticks, widths)]
+
+
+def test_drop_one_jpeg_shows_the_engines_top5(qtbot, panel, engine, images):
+    path = images[0]
+    with qtbot.waitSignal(panel.image_shown, timeout=TIMEOUT_MS) as shown_sig:
+        with qtbot.waitSignal(panel.image_classified, timeout=TIMEOUT_MS) as blocker:
+            assert panel.handle_drop(url_mime(path))
+    result = blocker.args[0]
+    [expected] = engine.classify([path])
+    assert result.source == str(path) and result.ok
+    assert len(result.top) == 5
+    assert_same_predictions(panel.result_view.chart.predictions, expected)
+    assert_same_predictions(drawn(panel), expected)
+    assert panel.result_view.chart.percent_texts()[0] == f"{expected.top[0].prob * 100:.1f}%"
+    timings = panel.result_view.timings.text()
+    for word in ("decode", "preprocess", "forward", "on cpu"):
+        assert word in timings
+    assert panel.message.text() == ""
+    qtbot.waitUntil(lambda: not panel.busy, timeout=5000)  # the job's end follows its last output
+    # The image is on show and handed on with its network input (the engine's preprocessing).
+    shown = shown_sig.args[0]
+    assert isinstance(shown, ShownImage) and shown.image.size == (200, 200)
+    assert torch.allclose(shown.tensor, engine.preprocess(path))
+    assert panel.result_view.image.has_image()
+
+
+def test_a_real_drop_event_is_handled(qtbot, panel, engine, images):
+    path = images[1]  # a PNG
+    mime = url_mime(path)
+    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    with warnings.catch_warnings():
+        # PySide6 6.12 marks QDragEnterEvent's only constructor (it takes a QPoint) as deprecated.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        enter = QDragEnterEvent(QPoint(50, 50), *args)
+    QApplication.sendEvent(panel, enter)  # Qt delivers a drop only to a widget that accepted the drag
+    assert enter.isAccepted()
+    event = QDropEvent(QPointF(50, 50), *args)
+    with qtbot.waitSignal(panel.image_classified, timeout=TIMEOUT_MS):
+        QApplication.sendEvent(panel, event)
+    assert event.isAccepted()
+    [expected] = engine.classify([path])
+    assert_same_predictions(drawn(panel), expected)
+
+
+def test_each_bad_file_dropped_alone_gets_a_clear_message(qtbot, panel, tmp_path):
+    corpus = bad_corpus(tmp_path)
+    for name, (path, word) in corpus.items():
+        if path.is_dir():
+            continue  # a folder is a batch: see test_a_folder_without_images
+        with qtbot.waitSignal(panel.failed, timeout=TIMEOUT_MS) as blocker:
+            panel.handle_drop(url_mime(path))
+        message = blocker.args[0]
+        assert name in message and word.lower() in message.lower(), message
+        assert panel.message.text() == message
+        assert panel.result_view.chart.predictions == []
+        assert word.lower() in panel.result_view.image.text().lower()
+        qtbot.waitUntil(lambda: not panel.busy, timeout=TIMEOUT_MS)
+
+
+def test_a_folder_without_images(qtbot, panel, tmp_path):
+    empty = tmp_path / "x.jpg"  # a directory named like an image
+    empty.mkdir()
+    with qtbot.waitSignal(panel.failed, timeout=TIMEOUT_MS) as blocker:
+        panel.handle_drop(url_mime(empty))
+    assert "x.jpg" in blocker.args[0] and "No image files" in blocker.args[0]
+    assert panel.batch_results() == []
+    qtbot.waitUntil(lambda: not panel.busy, timeout=TIMEOUT_MS)
+
+
+def test_folder_of_good_and_bad_files_fills_the_table(qtbot, panel, engine, images, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for p in images:
+        (folder / p.name).write_bytes(p.read_bytes())
+    corpus = bad_corpus(folder)  # also makes folder.jpg, a directory, which a folder listing skips
+    files = expand_inputs([folder])
+    bad = {str(p): word for p, word in corpus.values() if p.is_file()}
+    assert len(files) == len(images) + len(bad)
+    failures = []
+    panel.failed.connect(failures.append)
+    with qtbot.waitSignal(panel.batch_finished, timeout=TIMEOUT_MS) as blocker:
+        assert panel.handle_drop(url_mime(folder))
+    results = blocker.args[0]
+    expected = engine.classify(files)
+    assert [r.source for r in results] == [str(f) for f in files]
+    assert panel.proxy.rowCount() == len(files)
+    for got, want in zip(results, expected):
+        assert got.error == want.error
+        assert_same_predictions([(p.label, p.prob) for p in got.top], want)
+        if got.source in bad:
+            assert bad[got.source].lower() in got.error.lower()
+    # What the table shows, row by row (input order until sorted).
+    model = panel.proxy
+    for row, want in enumerate(expected):
+        assert model.index(row, COL_FILE).data() == files[row].name
+        if want.ok:
+            assert model.index(row, COL_TOP1).data() == want.top[0].label
+            assert model.index(row, COL_ERROR).data() == ""
+        else:
+            assert model.index(row, COL_ERROR).data() == want.error
+    assert panel.progress.value() == len(files)
+    assert "images/s" in panel.status.text() and panel.throughput > 0
+    summary = f"{len(bad)} of {len(files)} files could not be classified"
+    assert summary in panel.message.text() and any(summary in m for m in failures)
+    assert not panel.busy
+
+    # Sorting by probability orders the rows numerically, failures last.
+    panel.table.sortByColumn(COL_PROB, Qt.SortOrder.DescendingOrder)
+    probs = [model.index(r, 0).data(RESULT_ROLE) for r in range(model.rowCount())]
+    keys = [r.top[0].prob if r.top else -1 for r in probs]
+    assert keys == sorted(keys, reverse=True)
+
+    # Clicking a good row shows its image and result in the single view.
+    row = next(r for r, res in enumerate(probs) if res.ok and res.source.endswith("img3.png"))
+    with qtbot.waitSignal(panel.image_shown, timeout=TIMEOUT_MS) as shown:
+        panel.table.selectRow(row)
+    want = expected[[str(f) for f in files].index(probs[row].source)]
+    assert shown.args[0].source == "img3.png" and shown.args[0].result is probs[row]
+    assert_same_predictions(drawn(panel), want)
+    assert panel.result_view.image.has_image()
+    # A bad row shows its error instead.
+    bad_row = next(r for r, res in enumerate(probs) if not res.ok)
+    panel.table.selectRow(bad_row)
+    assert probs[bad_row].error in panel.result_view.image.text()
+    assert drawn(panel) == []
+
+
+def test_csv_export_has_one_row_per_file(qtbot, panel, engine, images, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for p in images[:3]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "text.png").write_text("not a picture\n" * 10)
+    files = expand_inputs([folder])
+    with qtbot.waitSignal(panel.batch_finished, timeout=TIMEOUT_MS):
+        panel.classify_paths([folder])
+    out = panel.export_csv(tmp_path / "results.csv")
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["path"] for r in rows] == [str(p) for p in files]
+    expected = engine.classify(files)
+    for row, want in zip(rows, expected):
+        if want.ok:
+            assert row["error"] == ""
+            assert [row[f"label_{k + 1}"] for k in range(5)] == [p.label for p in want.top]
+            assert float(row["prob_1"]) == pytest.approx(want.top[0].prob, abs=1e-5)
+            assert float(row["forward_ms"]) > 0
+        else:
+            assert row["error"] == want.error and row["label_1"] == ""
+
+
+def test_cancel_and_a_new_drop_stop_a_batch(qtbot, loaded, engine, images, tmp_path):
+    panel = make_panel(qtbot, loaded, batch_size=2)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        src = images[i % len(images)]
+        (folder / f"{i:02d}{src.suffix}").write_bytes(src.read_bytes())
+    finished = []
+    panel.batch_finished.connect(finished.append)
+    busy = []
+    panel.busy_changed.connect(busy.append)
+
+    panel.classify_paths([folder])
+    assert panel.busy and panel.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: panel.model.rowCount() >= 2, timeout=TIMEOUT_MS)
+    panel.cancel()
+    assert not panel.busy and busy[-1] is False and not panel.cancel_button.isEnabled()
+    assert "Cancelled" in panel.status.text()
+    rows, value = panel.model.rowCount(), panel.progress.value()
+    assert rows < 40
+    qtbot.wait(1500)  # the worker stops at its next check; nothing more reaches the table
+    assert panel.model.rowCount() == rows and panel.progress.value() == value and finished == []
+
+    # A new drop while a batch runs cancels the batch and classifies the new image.
+    panel.classify_paths([folder])
+    qtbot.waitUntil(lambda: panel.model.rowCount() >= 2, timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(panel.image_classified, timeout=TIMEOUT_MS) as blocker:
+        panel.handle_drop(url_mime(images[2]))
+    rows = panel.model.rowCount()
+    assert rows < 40 and blocker.args[0].source == str(images[2])
+    assert "Stopped by a new request" in panel.status.text()
+    [expected] = engine.classify([images[2]])
+    assert_same_predictions(drawn(panel), expected)
+    qtbot.wait(500)
+    assert panel.model.rowCount() == rows and finished == []
+    assert panel.shutdown(30000)
+    assert not panel.busy
+
+
+def test_paste_of_a_qimage_classifies_it(qtbot, panel, engine, images):
+    png = images[1]
+    qimage = QImage(str(png))
+    assert not qimage.isNull()
+    [expected] = engine.classify([png])
+    with qtbot.waitSignal(panel.image_classified, timeout=TIMEOUT_MS) as blocker:
+        panel.classify_image(qimage)
+    assert blocker.args[0].source == PASTED_NAME
+    assert_same_predictions(drawn(panel), expected)
+
+    # Through the clipboard and Ctrl+V.
+    QApplication.clipboard().setImage(QImage(str(images[3])))
+    [expected] = engine.classify([images[3]])
+    panel.activateWindow()
+    panel.setFocus()
+    qtbot.waitUntil(lambda: panel.hasFocus() or panel.isActiveWindow(), timeout=5000)
+    with qtbot.waitSignal(panel.image_classified, timeout=TIMEOUT_MS):
+        qtbot.keyClick(panel, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+    assert_same_predictions(drawn(panel), expected)
+
+
+def test_paste_of_file_urls_and_of_nothing(qtbot, panel, engine, images):
+    QApplication.clipboard().setMimeData(url_mime(images[0]))
+    with qtbot.waitSignal(panel.image_classified, timeout=TIMEOUT_MS):
+        assert panel.paste()
+    assert_same_predictions(drawn(panel), engine.classify([images[0]])[0])
+    mime = QMimeData()
+    mime.setText("just words")
+    QApplication.clipboard().setMimeData(mime)
+    with qtbot.waitSignal(panel.failed, timeout=5000) as blocker:
+        assert not panel.paste()
+    assert "Nothing to classify" in blocker.args[0]
+
+
+def test_random_weights_badge(qtbot, loaded):
+    panel = make_panel(qtbot)
+    random = load_model("googlenet", weights="none", allow_download=False)
+    assert random.weights.is_random and not loaded.weights.is_random
+    panel.set_model(random, device="cpu")
+    assert panel.badge.isVisible() and RANDOM_WARNING in panel.badge.text()
+    qtbot.waitUntil(lambda: panel.classifier is not None, timeout=TIMEOUT_MS)
+    panel.set_model(loaded, device="cpu")
+    assert not panel.badge.isVisible()
+    panel.set_model(random, device="cpu")
+    assert panel.badge.isVisible()
+    assert panel.shutdown(30000)
+
+
+def test_requests_wait_for_the_model_and_fail_without_one(qtbot, loaded, engine, images):
+    panel = make_panel(qtbot)
+    with qtbot.waitSignal(panel.failed, timeout=5000) as blocker:
+        panel.classify_paths([images[0]])
+    assert "No model" in blocker.args[0] and not panel.busy
+    # Asked while the classifier is still being built: it runs once the classifier is ready.
+    with qtbot.waitSignal(panel.image_classified, timeout=TIMEOUT_MS) as classified:
+        panel.set_model(loaded, device="cpu")
+        panel.classify_paths([images[0]])
+        assert panel.busy
+    assert_same_predictions(drawn(panel), engine.classify([images[0]])[0])
+    assert classified.args[0].source == str(images[0])
+    assert panel.shutdown(30000)
+
+
+def test_sample_gallery_classifies_a_sample(qtbot, loaded, engine):
+    panel = make_panel(qtbot, loaded, samples=None)
+    from explorer.core.samples import sample_images
+
+    samples = sample_images()
+    if not samples:
+        pytest.skip("no sample images in this checkout")
+    assert len(panel.sample_buttons) == len(samples)
+    with qtbot.waitSignal(panel.image_classified, timeout=TIMEOUT_MS) as blocker:
+        qtbot.mouseClick(panel.sample_buttons[0], Qt.MouseButton.LeftButton)
+    assert blocker.args[0].source == str(samples[0].path)
+    assert_same_predictions(drawn(panel), engine.classify([samples[0].path])[0])
+    assert panel.shutdown(30000)
+
+
+def test_work_runs_off_the_ui_thread(qtbot, panel, images, monkeypatch):
+    threads = []
+    real = Classifier.iter_classify
+
+    def spy(self, *args, **kwargs):
+        threads.append(threading.current_thread())
+        yield from real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "iter_classify", spy)
+    with qtbot.waitSignal(panel.image_classified, timeout=TIMEOUT_MS):
+        panel.classify_paths([images[0]])
+    assert threads and all(t is not threading.main_thread() for t in threads)
