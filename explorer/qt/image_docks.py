@@ -53,15 +53,19 @@ class ImageDocks(QObject):
         self.activations = ActivationView(window)
         self.attribution = AttributionPanel(window, runner=self.runner)
         self.shares = BranchSharePanel(window, runner=self.runner)
-        self.classify_dock = self._dock("Classify", "classify_dock", self.classify, Qt.DockWidgetArea.LeftDockWidgetArea)
+        # All four share the bottom, as tabs: the full width suits the top-5 chart and the branch
+        # mosaics, and the graph keeps the middle of the window.
+        self.classify_dock = self._dock("Classify", "classify_dock", self.classify,
+                                        Qt.DockWidgetArea.BottomDockWidgetArea)
         self.activation_dock = self._dock("Activations", "activation_dock", self.activations,
                                           Qt.DockWidgetArea.BottomDockWidgetArea)
         self.attribution_dock = self._dock("Attributions", "attribution_dock", self.attribution,
                                            Qt.DockWidgetArea.BottomDockWidgetArea)
         self.shares_dock = self._dock("Branch shares", "shares_dock", self.shares, Qt.DockWidgetArea.BottomDockWidgetArea)
+        window.tabifyDockWidget(self.classify_dock, self.activation_dock)
         window.tabifyDockWidget(self.activation_dock, self.attribution_dock)
         window.tabifyDockWidget(self.attribution_dock, self.shares_dock)
-        self.activation_dock.raise_()
+        self.classify_dock.raise_()
 
         self.classify.image_shown.connect(self._on_image_shown)
         self.classify.failed.connect(self._status)

@@ -125,8 +125,7 @@ class MainWindow(QMainWindow):
         self.images.shares.block_selected.connect(self._follow_block)
         for dock in self.images.docks():
             self.view_menu.addAction(dock.toggleViewAction())
-        self.resizeDocks([self.images.classify_dock], [340], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.images.activation_dock], [300], Qt.Orientation.Vertical)
+        self.resizeDocks([self.images.classify_dock], [340], Qt.Orientation.Vertical)
         state = self.settings.value("window/state")
         if self._restore and isinstance(state, QByteArray) and not state.isEmpty():
             self.restoreState(state)  # the docks' places, now that they exist
