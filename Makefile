@@ -24,6 +24,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_trace.py
+	$(BIN)/python bench/bench_layout.py
+	$(BIN)/python bench/bench_window.py
+	$(BIN)/python bench/bench_classify.py
+	$(BIN)/python bench/bench_ui_stall.py
+	$(BIN)/python bench/bench_activations.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .import_linter_cache *.egg-info

@@ -52,6 +52,7 @@ from PySide6.QtGui import QFontMetrics, QIcon, QImage, QImageReader, QKeySequenc
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
+    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -475,10 +476,16 @@ class ClassifyPanel(QWidget):
         self.export_button.setToolTip("Save the batch table as CSV")
         self.export_button.clicked.connect(self._export_clicked)
         self.device_label = QLabel(self)
+        self.device_combo = QComboBox(self)
+        for text, value in (("Device: auto", "auto"), ("Device: CPU", "cpu"), ("Device: CUDA", "cuda")):
+            self.device_combo.addItem(text, value)
+        self.device_combo.setToolTip("Where images are classified: auto picks the GPU when there is one")
+        self.device_combo.currentIndexChanged.connect(self._on_device_combo)
         for w in (self.open_button, self.folder_button, self.paste_button, self.cancel_button, self.export_button):
             bar.addWidget(w)
         bar.addStretch(1)
         bar.addWidget(self.device_label)
+        bar.addWidget(self.device_combo)
         lay.addLayout(bar)
 
         self.badge = Banner("warning", self)
@@ -573,6 +580,9 @@ class ClassifyPanel(QWidget):
         self._cancel_slot("prepare")
         self._pending = None
         self.loaded, self.classifier, self.device_request = loaded, None, device
+        self.device_combo.blockSignals(True)
+        self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(device)))
+        self.device_combo.blockSignals(False)
         self.result_view.clear()
         self.shown = None
         if loaded is None:
@@ -583,6 +593,23 @@ class ClassifyPanel(QWidget):
             self.device_label.setText(f"{loaded.name}: preparing ({device})…")
             self._start("prepare", _prepare_task, loaded, device, batch_size)
         self._update_controls()
+
+    def set_device(self, device: str) -> None:
+        """Classify on "auto", "cpu" or "cuda" from now on (the classifier is prepared again)."""
+        index = self.device_combo.findData(device)
+        if index < 0:
+            raise ValueError(f"unknown device {device!r}: auto, cpu or cuda")
+        if index != self.device_combo.currentIndex():
+            self.device_combo.setCurrentIndex(index)  # → _on_device_combo
+        elif self.loaded is not None and device != self.device_request:
+            self.set_model(self.loaded, device)
+
+    def _on_device_combo(self, index: int) -> None:
+        device = self.device_combo.itemData(index)
+        if self.loaded is not None and device != self.device_request:
+            self.set_model(self.loaded, device)
+        else:
+            self.device_request = device
 
     def classify_paths(self, paths: Sequence[str | os.PathLike]) -> None:
         """Classify files and/or folders: one file → the single view, anything more → the batch table."""

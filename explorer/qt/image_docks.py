@@ -97,7 +97,7 @@ class ImageDocks(QObject):
         """The window's model has its weights: classify with it, and capture through it."""
         self.loaded, self.graph, self.capture_model = loaded, graph, None
         self.activations.clear()
-        self.classify.set_model(loaded)
+        self.classify.set_model(loaded, self.classify.device_combo.currentData())
         self.runner.start("capture_model", Job(_build_capture, loaded.module, graph),
                           on_success=self._on_capture_model, on_failure=self._status)
         if self._sample_pending:

@@ -369,3 +369,26 @@ def test_work_runs_off_the_ui_thread(qtbot, panel, images, monkeypatch):
     with qtbot.waitSignal(panel.image_classified, timeout=TIMEOUT_MS):
         panel.classify_paths([images[0]])
     assert threads and all(t is not threading.main_thread() for t in threads)
+
+
+def test_device_choice_rebuilds_the_classifier_and_reports_a_missing_gpu(qtbot, tmp_path):
+    import torch
+
+    from explorer.core.loading import load_model
+    from explorer.qt.classify_panel import ClassifyPanel
+
+    loaded = load_model("googlenet", weights="none", allow_download=False)
+    panel = ClassifyPanel()
+    qtbot.addWidget(panel)
+    panel.set_model(loaded, "auto")
+    qtbot.waitUntil(lambda: panel.classifier is not None, timeout=120_000)
+    panel.set_device("cpu")
+    assert panel.device_combo.currentData() == "cpu" and panel.classifier is None  # being prepared again
+    qtbot.waitUntil(lambda: panel.classifier is not None, timeout=120_000)
+    assert panel.classifier.device == "cpu" and "on cpu" in panel.device_label.text()
+    if not torch.cuda.is_available():
+        with qtbot.waitSignal(panel.failed, timeout=120_000) as blocker:
+            panel.set_device("cuda")
+        assert "cuda" in blocker.args[0].lower()
+        assert panel.classifier is None  # no silent fallback: the user asked for the GPU
+    panel.shutdown()
