@@ -311,6 +311,8 @@ def test_paste_of_file_urls_and_of_nothing(qtbot, panel, engine, images):
     with qtbot.waitSignal(panel.failed, timeout=5000) as blocker:
         assert not panel.paste()
     assert "Nothing to classify" in blocker.args[0]
+    # The clipboard owns the mime data given to it: let Qt free it now, not while Python shuts down.
+    QApplication.clipboard().clear()
 
 
 def test_random_weights_badge(qtbot, loaded):
