@@ -111,22 +111,10 @@ def fmt_kernel(k: tuple[int, int] | None) -> str:
     return "" if k is None else f"{k[0]}×{k[1]}"
 
 
-class BlockGraph:
-    """A model's block graph (a networkx DiGraph of BlockNodes) and the program that traces its shapes."""
+class NodeGraph:
+    """Read access to a networkx DiGraph of BlockNodes kept in data-flow order (graph.graph["order"])."""
 
-    def __init__(self, name: str, graph: nx.DiGraph, program: ShapeProgram, *, model, native_size,
-                 total_params: int, training_only_params: int, in_channels: int = 3):
-        self.name = name
-        self.graph = graph
-        self.program = program
-        self.model = model  # on the meta device: structure only
-        self.native_size = native_size
-        self.in_channels = in_channels
-        self.total_params = total_params
-        self.total_params_inference = total_params - training_only_params
-        self._min_input: tuple[int | None, int | None] | None = None
-        #: Why the data-flow view is unavailable (None: edges are the real data flow).
-        self.dataflow_reason: str | None = None
+    graph: nx.DiGraph
 
     def nodes(self) -> list[BlockNode]:
         """All nodes in data-flow order."""
@@ -143,6 +131,24 @@ class BlockGraph:
 
     def predecessors(self, name: str) -> list[str]:
         return list(self.graph.predecessors(name))
+
+
+class BlockGraph(NodeGraph):
+    """A model's block graph (a networkx DiGraph of BlockNodes) and the program that traces its shapes."""
+
+    def __init__(self, name: str, graph: nx.DiGraph, program: ShapeProgram, *, model, native_size,
+                 total_params: int, training_only_params: int, in_channels: int = 3):
+        self.name = name
+        self.graph = graph
+        self.program = program
+        self.model = model  # on the meta device: structure only
+        self.native_size = native_size
+        self.in_channels = in_channels
+        self.total_params = total_params
+        self.total_params_inference = total_params - training_only_params
+        self._min_input: tuple[int | None, int | None] | None = None
+        #: Why the data-flow view is unavailable (None: edges are the real data flow).
+        self.dataflow_reason: str | None = None
 
 
 # -- building ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 import networkx as nx
 
-from explorer.core.blockgraph import BlockNode, BranchSpec, LayerSpec
+from explorer.core.blockgraph import BlockNode, BranchSpec, LayerSpec, NodeGraph
 from explorer.core.shapes import NodeShape, ShapeTrace
 
 PREVIEW_DIR = Path(__file__).resolve().parents[2] / "resources" / "graphs"
@@ -25,7 +25,7 @@ _NODE_FIELDS = [f.name for f in fields(BlockNode) if f.name not in ("steps", "ou
                                                                        "branch_steps")]
 
 
-class PreviewGraph:
+class PreviewGraph(NodeGraph):
     """The drawing side of a BlockGraph (nodes, edges, totals), without its shape program."""
 
     is_preview = True
@@ -33,21 +33,6 @@ class PreviewGraph:
     def __init__(self, name: str, graph: nx.DiGraph, native_size, total_params: int, total_params_inference: int):
         self.name, self.graph, self.native_size = name, graph, tuple(native_size)
         self.total_params, self.total_params_inference = total_params, total_params_inference
-
-    def nodes(self) -> list[BlockNode]:
-        return [self.graph.nodes[n]["node"] for n in self.graph.graph["order"]]
-
-    def node(self, name: str) -> BlockNode:
-        return self.graph.nodes[name]["node"]
-
-    def blocks(self) -> list[BlockNode]:
-        return [n for n in self.nodes() if n.is_block]
-
-    def successors(self, name: str) -> list[str]:
-        return list(self.graph.successors(name))
-
-    def predecessors(self, name: str) -> list[str]:
-        return list(self.graph.predecessors(name))
 
 
 def _tuples(v):
