@@ -55,8 +55,9 @@ class BoxItem(QGraphicsItem):
         if box.training_only:
             self.setOpacity(0.55)
         self.setZValue(2)
-        # Scrolling then blits pixmaps instead of calling paint() in Python (10× faster on big graphs).
-        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        # No item cache: a device-coordinate cache is redrawn at every zoom step, which made zooming
+        # a fully expanded Inception-ResNet-v2 at fit-to-window 21 ms a frame against 10 ms without
+        # (bench/bench_window.py); zoomed out, paint() draws bare rectangles (see MIN_TEXT_PX).
 
     def boundingRect(self) -> QRectF:
         m = 4.0
@@ -89,6 +90,7 @@ class BoxItem(QGraphicsItem):
         radius = 3.0 if b.role == "layer" else 6.0
         lod = option.levelOfDetailFromTransform(painter.worldTransform())
         line_h = t.line_height(False)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, lod * line_h >= MIN_TEXT_PX)
         if lod * line_h < MIN_TEXT_PX:
             # Zoomed far out: text would be unreadable and costs most of the frame; boxes only.
             painter.drawRect(rect)
@@ -116,7 +118,6 @@ class FrameItem(QGraphicsItem):
         self.setPos(frame.x, frame.y)
         self.setZValue(0)
         self.setToolTip("double-click to collapse")
-        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         if frame.training_only:
             self.setOpacity(0.55)
 
@@ -134,10 +135,12 @@ class FrameItem(QGraphicsItem):
         fill.setAlpha(70 if not t.high_contrast else 110)
         pen = QPen(t.highlight if self.highlighted else t.border(self.kind),
                    (2 if self.highlighted else 1.2) * t.line_width, Qt.PenStyle.DashLine)
+        detailed = option.levelOfDetailFromTransform(painter.worldTransform()) * t.line_height(False) >= MIN_TEXT_PX
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, detailed)
         painter.setPen(pen)
         painter.setBrush(fill)
         painter.drawRoundedRect(QRectF(0, 0, f.w, f.h), 10, 10)
-        if option.levelOfDetailFromTransform(painter.worldTransform()) * t.line_height(False) < MIN_TEXT_PX:
+        if not detailed:
             return
         painter.setPen(t.text)
         painter.setFont(t.small)
@@ -178,7 +181,6 @@ class EdgeItem(QGraphicsItem):
                 self.label_rect = QRectF(self.p1.x() + 4, self.p1.y() + 1, w, h)
         self._bounds = path.boundingRect().united(self.label_rect).adjusted(-8, -8, 8, 8)
         self.setZValue(1)
-        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         if src.training_only or dst.training_only:
             self.setOpacity(0.55)
 
@@ -225,6 +227,10 @@ class GraphView(QGraphicsView):
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.BoundingRectViewportUpdate)
+        # Every item sets the pen, brush and font it paints with, and keeps a margin around its
+        # shape: the view need not save the painter's state or widen the items' rectangles.
+        self.setOptimizationFlags(QGraphicsView.OptimizationFlag.DontSavePainterState
+                                  | QGraphicsView.OptimizationFlag.DontAdjustForAntialiasing)
         self.viewport().grabGesture(Qt.GestureType.PinchGesture)
         self.diagram: Diagram | None = None
         self.theme: Theme | None = None
