@@ -129,7 +129,12 @@ class ImageDocks(QObject):
 
     def _on_capture(self, result) -> None:
         x, cap, rgb = result
-        self.activations.set_capture(self.graph, cap, rgb)
+        # A new image must not move the graph's selection: the view follows the graph, not back.
+        self.activations.blockSignals(True)
+        try:
+            self.activations.set_capture(self.graph, cap, rgb)
+        finally:
+            self.activations.blockSignals(False)
         self.attribution.set_image(x, rgb, top1=int(cap.logits.argmax(1)[0]))
         self.shares.set_image(x)
         selected = getattr(self.window, "selected_block", lambda: None)()
@@ -142,6 +147,8 @@ class ImageDocks(QObject):
             return
         if self.activations.capture is not None and name in self.activations.capture.branches:
             self.activations.show_block(name)
+        if self.capture_model is None:  # the panels still hold the previous model until it is ready
+            return
         self.shares.show_block(name)
         self.attribution.set_gradcam_layer(name, None)
 

@@ -349,3 +349,29 @@ def test_drawing_follows_palette(window, qtbot):
     finally:
         QApplication.setPalette(old)
     qtbot.waitUntil(lambda: not window.view.theme.dark, timeout=5000)
+
+
+def test_selecting_a_block_right_after_a_model_switch(make_window, qtbot):
+    """The image panels hold the previous model until the new one's capture model is ready."""
+    w = make_window()
+    qtbot.waitUntil(lambda: w.images is not None and w.images.capture_model is not None, timeout=120_000)
+    with qtbot.waitSignal(w.model_loaded, timeout=120_000):
+        w.set_model("inception_v3")
+    w.view.select("Mixed_7b")  # before the new capture model exists: must not raise
+    qtbot.waitUntil(lambda: w.images.capture_model is not None
+                    and w.images.capture_model.graph_name == "inception_v3", timeout=120_000)
+    w.view.select("Mixed_6a")
+    assert w.images.attribution.graph.name == "inception_v3"
+
+
+def test_a_new_capture_keeps_the_graphs_selection(make_window, qtbot):
+    w = make_window()
+    qtbot.waitUntil(lambda: w.images is not None and w.images.capture_model is not None, timeout=120_000)
+    w.view.select("inception4c")
+    from explorer.core.samples import sample_images
+
+    with qtbot.waitSignal(w.images.classify.image_shown, timeout=120_000):
+        w.images.classify.classify_paths([sample_images()[1].path])
+    qtbot.waitUntil(lambda: w.images.activations.capture is not None, timeout=120_000)
+    assert w.selected_block() == "inception4c"
+    assert w.images.activations.state.block == "inception4c"  # the view follows the graph
