@@ -8,6 +8,8 @@ The capture and the attribution jobs share one worker thread: a CaptureModel is 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QScrollArea
 
@@ -100,13 +102,17 @@ class ImageDocks(QObject):
         self.classify.set_model(loaded, self.classify.device_combo.currentData())
         self.runner.start("capture_model", Job(_build_capture, loaded.module, graph),
                           on_success=self._on_capture_model, on_failure=self._status)
-        if self._sample_pending:
-            self._sample_pending = False
+        again = self.last_shown.source if self.last_shown is not None else None
+        if again and Path(again).is_file():
+            # The image on screen stays on screen: classified again by the new model.
+            self.classify.classify_paths([again])
+        elif self._sample_pending:
             from explorer.core.samples import sample_images
 
             samples = sample_images()
             if samples:
                 self.classify.classify_paths([samples[0].path])
+        self._sample_pending = False
 
     def _on_capture_model(self, capture_model) -> None:
         if self.loaded is None or capture_model.graph_name != self.loaded.name:

@@ -375,3 +375,16 @@ def test_a_new_capture_keeps_the_graphs_selection(make_window, qtbot):
     qtbot.waitUntil(lambda: w.images.activations.capture is not None, timeout=120_000)
     assert w.selected_block() == "inception4c"
     assert w.images.activations.state.block == "inception4c"  # the view follows the graph
+
+
+def test_the_image_on_screen_is_classified_again_after_a_model_switch(make_window, qtbot):
+    w = make_window()
+    qtbot.waitUntil(lambda: w.images is not None, timeout=60_000)
+    from explorer.core.samples import sample_images
+
+    path = str(sample_images()[1].path)
+    with qtbot.waitSignal(w.images.classify.image_classified, timeout=120_000):
+        w.images.classify.classify_paths([path])
+    with qtbot.waitSignal(w.images.classify.image_classified, timeout=180_000) as blocker:
+        w.set_model("inception_v3")
+    assert blocker.args[0].source == path and w.images.classify.classifier.loaded.name == "inception_v3"
