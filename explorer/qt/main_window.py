@@ -61,6 +61,8 @@ def default_settings() -> QSettings:
 #: The preview is drawn this long after the model is chosen: the window paints itself first.
 PREVIEW_DELAY_MS = 30
 IMAGE_DOCKS_DELAY_MS = 60
+#: Bumped when the docks change: a layout saved by an older version is then not restored.
+DOCK_LAYOUT_VERSION = 2
 
 
 def _int(value, default: int) -> int:
@@ -128,7 +130,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.images.classify_dock], [340], Qt.Orientation.Vertical)
         state = self.settings.value("window/state")
         if self._restore and isinstance(state, QByteArray) and not state.isEmpty():
-            self.restoreState(state)  # the docks' places, now that they exist
+            self.restoreState(state, DOCK_LAYOUT_VERSION)  # the docks' places, now that they exist
         if self.presentation_active():
             for dock in self.images.docks():
                 dock.hide()
@@ -750,7 +752,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         state = s.value("window/state")
         if isinstance(state, QByteArray) and not state.isEmpty():
-            self.restoreState(state)
+            self.restoreState(state, DOCK_LAYOUT_VERSION)
 
     def _saved_expanded(self, model: str) -> list[str]:
         value = self.settings.value(f"expanded/{model}", "")
@@ -770,7 +772,7 @@ class MainWindow(QMainWindow):
         if self.presentation_active():
             self.presentation.leave()
         s.setValue("window/geometry", self.saveGeometry())
-        s.setValue("window/state", self.saveState())
+        s.setValue("window/state", self.saveState(DOCK_LAYOUT_VERSION))
         if self.model_name:
             s.setValue("model/name", self.model_name)
         h, w, n = self.size_control.value()
