@@ -1,4 +1,5 @@
-"""Shape tracing: our compiled shape program against torchinfo.summary, same model, same sizes.
+"""Shape tracing: our compiled shape program against torchinfo.summary, same model, same sizes
+(GoogLeNet and Inception v3, and Inception-ResNet-v2, the largest of the family).
 
 Run: .venv/bin/python bench/bench_trace.py   (CPU only; prints one line per model and size)
 
@@ -32,7 +33,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print(f"{'model':14s} {'size':>6s} {'ours ms':>9s} {'torchinfo ms':>13s} {'ratio':>8s}  check")
-    for name in ("googlenet", "inception_v3"):
+    for name in ("googlenet", "inception_v3", "inception_resnet_v2"):
         spec = get_spec(name)
         t = time.perf_counter()
         graph = build_block_graph(spec)
