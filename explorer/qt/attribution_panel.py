@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.core.attribution import IG_GAUSS_LEGENDRE_MAX_STEPS, IG_MAX_STEPS
 from explorer.qt.activation_view import overlay_lut
 from explorer.qt.workers import Job, JobRunner
 
@@ -54,6 +55,11 @@ METHOD_PARAMS = {
     "grad_cam": ("block", "branch"),
     "occlusion": ("occlusion_window", "occlusion_stride"),
 }
+IG_STEPS_TIP = (f"Integration steps (more: smaller delta). Gauss–Legendre nodes up to {IG_GAUSS_LEGENDRE_MAX_STEPS}"
+                " steps, the trapezoid rule above (Gauss–Legendre nodes for thousands of steps take seconds"
+                f" to compute, and nothing can be cancelled meanwhile). At most {IG_MAX_STEPS}: every step is"
+                " a forward and a backward pass over the image.")
+RULE_NAMES = {"gausslegendre": "Gauss–Legendre", "riemann_trapezoid": "trapezoid rule"}
 SIGNED_COLORMAP = "CET-D1"  # diverging blue–white–red: negative evidence blue, positive red
 ABSOLUTE_COLORMAP = "inferno"
 #: Pixel-level maps (IG, saliency) have a few extreme pixels: their colour scale ends at this percentile
@@ -116,7 +122,7 @@ class AttributionPanel(QWidget):
         completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
         self.target_combo.setCompleter(completer)
-        self.ig_steps = QSpinBox(minimum=1, maximum=2000, value=50, toolTip="Integration steps (more: smaller delta)")
+        self.ig_steps = QSpinBox(minimum=1, maximum=IG_MAX_STEPS, value=50, toolTip=IG_STEPS_TIP)
         self.ig_baseline = QComboBox(toolTip="Reference image the path starts from")
         for label, key in (("Black image", "black"), ("Zeros (mean colour)", "zero"), ("Blurred image", "blur")):
             self.ig_baseline.addItem(label, key)
@@ -460,7 +466,9 @@ class AttributionPanel(QWidget):
                            + (" (signed)" if signed else "")
                            + (f" · scale clipped at the {CLIP_PERCENTILE:g}th percentile" if clipped else ""))
         if r.delta is not None:
-            text = f"Convergence delta {r.delta:.3g} ({r.delta_relative:.1%} of f(x) − f(baseline))"
+            rule = RULE_NAMES.get(r.ig_method, r.ig_method)
+            text = (f"Convergence delta {r.delta:.3g} ({r.delta_relative:.1%} of f(x) − f(baseline)"
+                    + (f"; {rule}" if rule else "") + ")")
             if r.delta_flagged:
                 text = (f"<span style='color:{WARNING_COLOR}'><b>⚠ {text}: large — increase the steps</b>"
                         "</span>")

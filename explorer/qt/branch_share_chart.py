@@ -2,7 +2,8 @@
 for one block (a bar per branch) and for the whole network (stacked bars by depth).
 
 The shares come from explorer.core.attribution.branch_shares (gradient × activation on every branch
-output, one forward and one backward), computed on a worker thread.
+output, one forward and one backward), computed on a worker thread that reports progress block by
+block and stops at the next block when Cancel is pressed.
 
 Signals
 -------
@@ -10,6 +11,7 @@ BranchShareChart: none.
 NetworkShareChart.block_clicked(str)     a stacked bar was clicked
 BranchSharePanel.shares_ready(object)    {block: [share per branch]}
 BranchSharePanel.shares_failed(str)      an error message for the window's status bar
+BranchSharePanel.shares_cancelled()      a computation stopped at the user's request
 BranchSharePanel.block_selected(str)     the block shown in the per-block chart changed
 BranchSharePanel.export_failed(str)      an export could not be written
 """
@@ -29,6 +31,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMenu,
+    QProgressBar,
     QPushButton,
     QToolButton,
     QVBoxLayout,
@@ -216,6 +219,7 @@ class BranchSharePanel(QWidget):
 
     shares_ready = Signal(object)
     shares_failed = Signal(str)
+    shares_cancelled = Signal()
     block_selected = Signal(str)
     export_failed = Signal(str)
 
@@ -233,6 +237,11 @@ class BranchSharePanel(QWidget):
         self.compute_button = QPushButton("Compute branch shares")
         self.compute_button.setToolTip("Gradient × activation on every branch output, summed per branch "
                                        "and normalised per block")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the computation at the next block")
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.setMaximumWidth(180)
         self.status = QLabel()
         self.export_button = QToolButton(text="Export")
         self.export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -245,6 +254,8 @@ class BranchSharePanel(QWidget):
         self.block_chart = BranchShareChart()
         bar = QHBoxLayout()
         bar.addWidget(self.compute_button)
+        bar.addWidget(self.cancel_button)
+        bar.addWidget(self.progress)
         bar.addWidget(self.status, 1)
         bar.addWidget(self.export_button)
         layout = QVBoxLayout(self)
@@ -252,6 +263,7 @@ class BranchSharePanel(QWidget):
         layout.addWidget(self.network_chart, 3)
         layout.addWidget(self.block_chart, 2)
         self.compute_button.clicked.connect(lambda: self.compute(self.target))
+        self.cancel_button.clicked.connect(self.cancel)
         self.network_chart.block_clicked.connect(self.show_block)
         self._update_enabled()
 
@@ -282,13 +294,25 @@ class BranchSharePanel(QWidget):
             self.shares_failed.emit("no image to attribute")
             return
         self.target = target
-        job = Job(branch_shares, self.capture_model, self.x, target)
+        job = Job(branch_shares, self.capture_model, self.x, target, wants_progress=True)
         self._job = job
         self.status.setText("Computing branch shares…")
-        self.compute_button.setEnabled(False)
+        self.progress.setRange(0, 0)
+        self._update_enabled()
         self.runner.start(SLOT, job, on_success=lambda r, job=job: self._on_success(job, r),
                           on_failure=lambda m, job=job: self._on_failure(job, m),
+                          on_progress=lambda done, total, job=job: self._on_progress(job, done, total),
                           on_cancel=lambda job=job: self._on_cancel(job))
+
+    def is_running(self) -> bool:
+        return self._job is not None
+
+    def cancel(self) -> None:
+        """Ask the running computation to stop; the panel returns to idle when it has."""
+        if self._job is not None:
+            self._job.cancel()
+            self.cancel_button.setEnabled(False)
+            self.status.setText("Cancelling…")
 
     def set_shares(self, shares: dict[str, list[float]]) -> None:
         """Show precomputed shares (also what a finished worker calls)."""
@@ -354,14 +378,23 @@ class BranchSharePanel(QWidget):
         self._update_enabled()
         self.shares_failed.emit(message)
 
+    def _on_progress(self, job, done, total) -> None:
+        if job is self._job and total:
+            self.progress.setRange(0, int(total))
+            self.progress.setValue(int(done))
+
     def _on_cancel(self, job) -> None:
         if job is self._job:
             self._job = None
             self.status.setText("Branch shares cancelled.")
+            self.shares_cancelled.emit()
         self._update_enabled()
 
     def _update_enabled(self) -> None:
-        self.compute_button.setEnabled(self._job is None and self.x is not None and self.capture_model is not None)
+        running = self._job is not None
+        self.compute_button.setEnabled(not running and self.x is not None and self.capture_model is not None)
+        self.cancel_button.setEnabled(running and not self._job.token.cancelled)
+        self.progress.setVisible(running)
         self.export_button.setEnabled(bool(self.shares))
 
     def _export_dialog(self, what: str) -> None:

@@ -2,6 +2,7 @@
 branch-share charts, exports."""
 
 import csv
+import threading
 import time
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from netutil import calibrated_model, synthetic_batch
 from PySide6.QtCore import QPoint, QPointF, Qt
 
+from explorer.core.attribution import IG_GAUSS_LEGENDRE_MAX_STEPS, IG_MAX_STEPS
 from explorer.core.capture import CaptureModel
 from explorer.core.zoo import get_spec
 from explorer.qt.attribution_panel import AttributionPanel
@@ -87,8 +89,7 @@ def test_saliency_runs_in_a_worker_and_overlays_the_image(qtbot, panel, setup):
 
 def test_cancelling_integrated_gradients_returns_to_idle(qtbot, panel):
     panel.set_method("integrated_gradients")
-    # Many steps, one per forward: a run of minutes. (Not thousands: captum computes Gauss–Legendre
-    # nodes with an O(n³) eigenvalue solve first, which nothing can interrupt.)
+    # Many steps, one per forward: a run of minutes.
     panel.ig_steps.setValue(400)
     panel.internal_batch.setValue(1)
     failures = []
@@ -103,6 +104,14 @@ def test_cancelling_integrated_gradients_returns_to_idle(qtbot, panel):
     assert not panel.is_running() and panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
     assert "cancelled" in panel.status.text().lower()
     assert panel.progress.maximum() == 401  # ceil(400 / 1) + 1 forward calls were planned
+
+
+def test_ig_steps_are_capped_and_the_tooltip_says_why(panel):
+    panel.ig_steps.setValue(10 * IG_MAX_STEPS)
+    assert panel.ig_steps.value() == panel.ig_steps.maximum() == IG_MAX_STEPS
+    tip = panel.ig_steps.toolTip()
+    assert str(IG_MAX_STEPS) in tip and str(IG_GAUSS_LEGENDRE_MAX_STEPS) in tip and "trapezoid" in tip
+    assert panel.params().ig_steps == IG_MAX_STEPS
 
 
 def test_grad_cam_on_one_branch(qtbot, panel, setup):
@@ -127,6 +136,7 @@ def test_integrated_gradients_flags_a_large_delta(qtbot, panel, tmp_path):
         panel.run()
     result = sig.args[0]
     assert result.delta is not None and result.delta_flagged  # two steps cannot integrate this network
+    assert "Gauss–Legendre" in panel.delta_label.text()
     assert panel.delta_flagged_shown() and "increase the steps" in panel.delta_label.text()
     assert result.signed and panel.heatmap_levels()[0] < 0  # signed: symmetric diverging scale
     panel.set_display("absolute")
@@ -176,4 +186,50 @@ def test_branch_shares_chart_sums_to_one_per_block(qtbot, setup, tmp_path):
     rows = list(csv.DictReader(p.export_csv(tmp_path / "shares.csv").open(encoding="utf-8")))
     assert len(rows) == 4 * len(blocks)
     assert sum(float(r["share"]) for r in rows if r["block"] == "inception5b") == pytest.approx(1, abs=1e-4)
+    p.shutdown()
+
+
+def test_cancelling_network_shares_returns_to_idle_and_stays_usable(qtbot, setup):
+    graph, cm, x, _, _ = setup
+    p = BranchSharePanel()
+    qtbot.addWidget(p)
+    p.resize(900, 700)
+    p.show()
+    p.set_model(cm, graph)
+    p.set_image(x)
+    assert not p.cancel_button.isEnabled() and not p.progress.isVisible()
+    # Hold the worker at the second block until Cancel is clicked: the run is then certainly still going.
+    release = threading.Event()
+    ui_thread = threading.get_ident()
+
+    late = []  # the last block's passes on the worker: none once it stopped at the second block
+
+    def hold(module, inputs, output):
+        if threading.get_ident() != ui_thread:
+            release.wait(30)
+
+    handles = [cm.layer("inception3b").register_forward_hook(hold),
+               cm.layer("inception5b").register_forward_hook(
+                   lambda *a: late.append(1) if threading.get_ident() != ui_thread else None)]
+    try:
+        p.compute_button.click()
+        assert p.is_running() and p.cancel_button.isEnabled() and p.progress.isVisible()
+        assert not p.compute_button.isEnabled()
+        qtbot.waitUntil(lambda: p.progress.maximum() > 0 and p.progress.value() >= 1, timeout=RUN_MS)
+        with qtbot.waitSignal(p.shares_cancelled, timeout=10_000):
+            p.cancel_button.click()
+            assert "cancelling" in p.status.text().lower() and not p.cancel_button.isEnabled()
+            release.set()
+    finally:
+        release.set()
+        for h in handles:
+            h.remove()
+    assert late == []
+    assert p.progress.maximum() == 3 * len(graph.blocks())  # top-1 forward, forward, backward per block
+    assert not p.is_running() and p.shares == {} and p.network_chart.blocks == []
+    assert "cancelled" in p.status.text().lower()
+    assert p.compute_button.isEnabled() and not p.cancel_button.isEnabled() and not p.progress.isVisible()
+    with qtbot.waitSignal(p.shares_ready, timeout=RUN_MS):  # still usable
+        p.compute_button.click()
+    assert p.network_chart.blocks == [b.name for b in graph.blocks()] and "cancelled" not in p.status.text()
     p.shutdown()
