@@ -9,7 +9,8 @@ Two layouts, after the papers' Table 1s:
   depth, one column per branch (compact description), params, ops. Fits any block.
 
 Every number is read from the block graph's layers and the shape trace, never from the paper; where
-the paper says something else (zoo's `PaperReference`), the cell carries a note.
+the paper says something else (zoo's `PaperReference`), the cell carries a note. That includes the
+params and ops the paper prints: where they do not add up from the layers, the cell says by how much.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from explorer.core.blockgraph import BlockGraph, BlockNode, BranchSpec, LayerSpec, fmt_kernel
@@ -29,6 +30,9 @@ GOOGLENET = "googlenet"
 INCEPTION_V3 = "inception_v3"
 LAYOUTS = (GOOGLENET, INCEPTION_V3)
 FORMATS = ("csv", "markdown", "latex")
+#: A printed params / ops number agrees with the layers when it is within this many units of its last
+#: printed digit (1K for "159K", 0.1K for "2.7K"): rounding either way, or truncation.
+PRINTED_TOLERANCE_UNITS = 1
 
 
 @dataclass(frozen=True)
@@ -128,12 +132,14 @@ class PaperTable:
         return [[r[c.key].text for c in self.columns] for r in self.rows]
 
     def to_csv(self, raw: bool = False) -> str:
-        """Heading line, then one line per row; `raw` writes the numbers instead of '2.7K'/'34M'."""
+        """Heading line, then one line per row; `raw` writes the numbers instead of '2.7K'/'34M'. A last
+        'notes' column holds the notes of the row's cells that differ from the paper."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow([c.title for c in self.columns])
+        w.writerow([c.title for c in self.columns] + ["notes"])
         for r in self.rows:
-            w.writerow([_raw(r[c.key]) if raw and c.numeric else r[c.key].text for c in self.columns])
+            notes = "; ".join(dict.fromkeys(r[c.key].note for c in self.columns if r[c.key].note))
+            w.writerow([_raw(r[c.key]) if raw and c.numeric else r[c.key].text for c in self.columns] + [notes])
         return buf.getvalue()
 
     def to_markdown(self) -> str:
@@ -179,6 +185,7 @@ _LATEX = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
     "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "×": r"$\times$", "→": r"$\rightarrow$",
     "‖": r"$\parallel$", "–": "--", "—": "---", "≠": r"$\neq$", "<": r"\textless{}", ">": r"\textgreater{}",
+    "·": r"$\cdot$", "⁶": r"$^6$",
 }
 
 
@@ -213,6 +220,17 @@ def format_ops(n: int) -> str:
     if n < 10e9:
         return f"{round(n / 1e6)}M"
     return f"{n / 1e9:.1f}G"
+
+
+def parse_printed(text: str, k: int = 1000) -> tuple[float, float]:
+    """A number as a paper prints it ('2.7K', '1072K', '34M') and one unit of its last digit, both as
+    plain numbers: K = k, M = k², G = k³."""
+    m = re.fullmatch(r"\s*(\d+)(?:\.(\d+))?\s*([KMG]?)\s*", text)
+    if m is None:
+        raise ValueError(f"not a printed number: {text!r}")
+    whole, frac, suffix = m.groups()
+    scale = k ** {"": 0, "K": 1, "M": 2, "G": 3}[suffix]
+    return float(f"{whole}.{frac or 0}") * scale, scale / 10 ** len(frac or "")
 
 
 def format_size(shape: tuple[int, ...] | None) -> str:
@@ -449,8 +467,88 @@ def _single_conv(node: BlockNode) -> LayerSpec | None:
     return convs[0] if node.kind == "conv" and len(convs) == 1 else None
 
 
+def _layer_weights(graph: BlockGraph, names: list[str]) -> tuple[int, list[str]]:
+    """Weights of the nodes' convolutions and linear layers, biases left out, and each layer's product
+    ('7·7·3·64'), read from the shape program's layer attributes."""
+    total, terms = 0, []
+    for name in names:
+        for i in graph.node(name).steps:
+            step = graph.program.steps[i]
+            a = step.attrs
+            if step.kind == "conv":
+                (kh, kw), cin, cout = a["kernel"], a["in_channels"] // a["groups"], a["out_channels"]
+                total += kh * kw * cin * cout
+                terms.append(f"{kh}·{kw}·{cin}·{cout}")
+            elif step.kind == "linear":
+                total += a["in_features"] * a["out_features"]
+                terms.append(f"{a['in_features']}·{a['out_features']}")
+    return total, terms
+
+
+def _short(x: float) -> str:
+    return f"{x:.1f}".rstrip("0").rstrip(".")
+
+
+def _check_printed(paper, graph: BlockGraph, trace: ShapeTrace, names: list[str],
+                   cells: dict[str, PaperCell]) -> tuple[int, bool] | None:
+    """Note the params / ops cells whose printed number (paper.printed_numbers) does not add up from
+    the row's layers. Returns how many were noted and whether ops were compared (only where the output
+    size is the printed one); None when the row has no printed numbers or its layers are not the
+    paper's (an output depth other than the printed one, or a cell that already deviates)."""
+    printed = (getattr(paper, "printed_numbers", None) or {}).get(names[-1])
+    if not printed or any(c.deviates for c in cells.values()):
+        return None
+    output_text, params_text, ops_text = printed
+    if output_text.rsplit("×", 1)[-1] != cells["output"].text.rsplit("×", 1)[-1]:
+        return None
+    compare_ops = output_text == cells["output"].text
+    marked = 0
+    k = getattr(paper, "params_k", 1000)
+    label = " + ".join(names)
+    weights, terms = _layer_weights(graph, names)
+    if params_text:
+        value, unit = parse_printed(params_text, k)
+        if abs(value - weights) > PRINTED_TOLERANCE_UNITS * unit:
+            how = (f"the layer has {terms[0]} = {weights:,} weights" if len(terms) == 1
+                   else f"its {len(terms)} layers have {weights:,} weights")
+            cells["params"] = replace(cells["params"], note=f"{label}: the paper prints {params_text} params;"
+                                      f" {how}, {_short(weights / k)}K (K = {k})")
+            marked += 1
+    macs = cells["ops"].value or 0
+    if ops_text and compare_ops:
+        value, unit = parse_printed(ops_text, 1000)
+        if abs(value - macs) > PRINTED_TOLERANCE_UNITS * unit:
+            shape = trace.nodes[names[-1]].output_shape
+            how = f"{macs:,}"
+            if len(shape) == 3 and weights * shape[1] * shape[2] == macs:
+                how = f"{weights:,} weights × {shape[1]}·{shape[2]} positions = {macs:,}"
+            cells["ops"] = replace(cells["ops"], note=f"{label}: the paper prints {ops_text} ops; {how}"
+                                   f" multiply-adds, {_short(macs / 1e6)}M")
+            marked += 1
+    return marked, compare_ops
+
+
+def _printed_summary(paper, rows: list[PaperRow], compared: list[str], marked: int, ops_skipped: int) -> list[str]:
+    printed = getattr(paper, "printed_numbers", None) or {}
+    if not printed or not compared:  # not the paper's network
+        return []
+    k = getattr(paper, "params_k", 1000)
+    out = [f"The paper's printed params and ops are checked against the layers: weights without biases in"
+           f" K = {k}, multiply-adds in M = 10⁶, agreeing within {PRINTED_TOLERANCE_UNITS} unit of the last"
+           f" printed digit; {marked} cells where the paper's numbers do not add up carry a note."]
+    skipped = [r.label for r in rows if r.nodes[-1] in printed and r.label not in compared]
+    if skipped:
+        out.append(f"Not checked, as their layers differ from the paper's: {', '.join(skipped)}.")
+    if ops_skipped:
+        out.append(f"The printed ops of {ops_skipped} rows whose output size is not the paper's are not checked"
+                   " at this input size.")
+    return out
+
+
 def _googlenet_rows(graph, trace, nodes, kernels, batch, paper, fold, notes) -> list[PaperRow]:
     rows: list[PaperRow] = []
+    compared: list[str] = []
+    marked = ops_skipped = 0
     i = 0
     while i < len(nodes):
         node = nodes[i]
@@ -492,7 +590,13 @@ def _googlenet_rows(graph, trace, nodes, kernels, batch, paper, fold, notes) -> 
         cells.update(_numbers(trace, names, batch))
         if node.kind == "dropout":
             cells["type"] = _dropout_cell(graph, node, paper)
+        checked = _check_printed(paper, graph, trace, names, cells)
+        if checked is not None:
+            compared.append(" + ".join(names))
+            marked += checked[0]
+            ops_skipped += not checked[1]
         rows.append(PaperRow(tuple(names), node.kind, cells))
+    notes.extend(_printed_summary(paper, rows, compared, marked, ops_skipped))
     return rows
 
 

@@ -24,6 +24,13 @@ class PaperReference:
     layer_patches: dict[str, str] = field(default_factory=dict)
     #: Dropout rate before the classifier, as the paper gives it.
     dropout: float | None = None
+    #: The table's output size, params and ops as printed ("112×112×64", "2.7K", "34M"), keyed by the
+    #: node of the row (a folded row's last node): compared with the model's layers where the row's
+    #: output has the printed depth (ops: the printed size), which marks where the paper's sums are off.
+    printed_numbers: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    #: The printed params count conv and linear weights (no biases) in K of this many; ops are
+    #: multiply-adds in M = 10⁶.
+    params_k: int = 1000
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,17 @@ _GOOGLENET_PAPER = PaperReference(
     branch_kernels={"Inception": ((1, 1), (3, 3), (5, 5), None)},
     layer_patches={"maxpool4": "3×3/2"},
     dropout=0.4,
+    # Table 1's params and ops columns. Its rows that add up (conv2+conv3: 112K = 114,688 weights / 1024,
+    # linear: 1000K = 1,024,000 / 1024) count weights only with K = 1024; ops are in M = 10⁶.
+    printed_numbers={
+        "conv1": ("112×112×64", "2.7K", "34M"), "conv3": ("56×56×192", "112K", "360M"),
+        "inception3a": ("28×28×256", "159K", "128M"), "inception3b": ("28×28×480", "380K", "304M"),
+        "inception4a": ("14×14×512", "364K", "73M"), "inception4b": ("14×14×512", "437K", "88M"),
+        "inception4c": ("14×14×512", "463K", "100M"), "inception4d": ("14×14×528", "580K", "119M"),
+        "inception4e": ("14×14×832", "840K", "170M"), "inception5a": ("7×7×832", "1072K", "54M"),
+        "inception5b": ("7×7×1024", "1388K", "71M"), "fc": ("1×1×1000", "1000K", "1M"),
+    },
+    params_k=1024,
 )
 
 _INCEPTION_V3_PAPER = PaperReference(

@@ -159,3 +159,23 @@ def test_empty_widget_has_nothing_to_export(qtbot, tmp_path):
     assert not any(b.isEnabled() for b in w.export_buttons.values())
     with pytest.raises(RuntimeError):
         w.export(tmp_path / "x.csv", "csv")
+
+
+def test_paper_faithful_googlenet_marks_where_the_papers_numbers_do_not_add_up(qtbot, tmp_path):
+    """Cells whose printed params / ops the layers contradict are tinted, carry the note as tooltip and
+    footnote, and the CSV export keeps it; cells that agree stay plain."""
+    w = PaperTableWidget()
+    qtbot.addWidget(w)
+    w.set_model(_graph("googlenet_paper"), _trace("googlenet_paper", (224, 224)))
+    marked = {(r.nodes[-1], c.key): cell.note for r, c, cell in w.table().deviations()}
+    assert ("conv1", "params") in marked and ("inception5a", "ops") in marked
+    for (node, key), note in marked.items():
+        item = w.view.item(row_of(w, node), column(w, key))
+        assert item.background().color() == DEVIATION_COLOUR
+        assert item.toolTip() == item.data(NOTE_ROLE) == note
+        assert note in w.notes.text().replace("&#x27;", "'")
+    assert "9,408 weights" in marked[("conv1", "params")]
+    plain = w.view.item(row_of(w, "inception3a"), column(w, "params"))  # 159K printed: adds up
+    assert plain.data(NOTE_ROLE) is None and plain.background().style() == Qt.BrushStyle.NoBrush
+    text = w.export(tmp_path / "t.csv", "csv").read_text(encoding="utf-8")
+    assert marked[("conv1", "params")] in text
