@@ -68,24 +68,33 @@ def _calibrated_state(name: str) -> dict[str, torch.Tensor]:
         bn.momentum = None  # cumulative average over all calibration batches
         bn.train()
     # The model stays in eval mode (no aux heads, no dropout); only its batch norms learn statistics.
-    feats = []
+    calls: list[tuple[torch.nn.Linear, torch.Tensor]] = []
     with torch.no_grad():
-        for i in range(2):
-            hook = model.fc.register_forward_hook(lambda m, inp, out: feats.append(inp[0])) if i == 1 else None
+        model((synthetic_batch(6, size, g) - _MEAN) / _STD)
+        # The classifier is the last nn.Linear the eval forward calls, whatever it is named
+        # (fc, Inception-v4's last_linear, the Inception-ResNets' classif).
+        hooks = [m.register_forward_hook(lambda m, inp, out: calls.append((m, inp[0])))
+                 for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        try:
             model((synthetic_batch(6, size, g) - _MEAN) / _STD)
-        hook.remove()
+        finally:
+            for h in hooks:
+                h.remove()
         for bn in bns:
             bn.eval()
+        if not calls:
+            raise ValueError(f"{name}: no nn.Linear classifier to calibrate")
+        fc = calls[-1][0]
         # Centre the classifier on the mean feature (of the last batch, normalised by statistics
         # close to the final ones) so that logits follow what differs between images rather than a
         # bias shared by all of them.
-        feats = torch.cat(feats)
-        model.fc.bias.copy_(-(model.fc.weight @ feats.mean(0)))
+        feats = torch.cat([x for m, x in calls if m is fc])
+        fc.bias.copy_(-(fc.weight @ feats.mean(0)))
         # Spread the logits like a trained network's (std ≈ 3): the top-5 then has clear gaps, so
         # that rounding differences between two exact pipelines cannot reorder it.
-        spread = (model.fc(feats)).std().item()
-        model.fc.weight.mul_(3.0 / spread)
-        model.fc.bias.mul_(3.0 / spread)
+        spread = fc(feats).std().item()
+        fc.weight.mul_(3.0 / spread)
+        fc.bias.mul_(3.0 / spread)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

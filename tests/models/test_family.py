@@ -161,3 +161,21 @@ def test_min_input_size_is_exact_in_a_real_forward(graph_of, model_of, name):
         for smaller in ((mh - 1, mw), (mh, mw - 1)):
             with pytest.raises(RuntimeError):
                 model(torch.randn(1, 3, *smaller))
+
+
+@pytest.mark.parametrize("name", ["inception_v4", "inception_resnet_v2"])
+def test_calibrated_models_find_their_classifier_and_respond_to_the_input(name):
+    """netutil.calibrated_model calibrates the last nn.Linear whatever its name (last_linear, classif):
+    the calibrated network then tells different images apart. At the native size, where it was calibrated."""
+    from netutil import calibrated_model, synthetic_batch
+
+    model = calibrated_model(name)
+    size = get_spec(name).native_size[0]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = (synthetic_batch(8, size, torch.Generator().manual_seed(5)) - mean) / std
+    with torch.no_grad():
+        logits = model(x)
+    assert len(set(logits.argmax(1).tolist())) >= 4
+    # The classifier's logits were spread to std ≈ 3 on the calibration images.
+    assert 1.0 < float(logits.std(1).mean()) < 10.0
