@@ -164,12 +164,13 @@ def block_graph_from_module(model, name: str, *, native_size=(224, 224), paper: 
                             ) -> BlockGraph:
     from torch import fx
 
+    from explorer.core.fxtrace import symbolic_trace
     from explorer.core.program import ShapeProgram, _unit_of
 
     was_training = model.training
     try:
         # An fx graph already (torch.export's module): its nodes carry their module stack.
-        gm_eval = model if isinstance(model, fx.GraphModule) else fx.symbolic_trace(model.eval())
+        gm_eval = model if isinstance(model, fx.GraphModule) else symbolic_trace(model.eval())
     except Exception as e:  # data-dependent control flow and the like: the module tree still works
         from explorer.core.moduletree import module_tree_graph
 
@@ -178,7 +179,7 @@ def block_graph_from_module(model, name: str, *, native_size=(224, 224), paper: 
         return module_tree_graph(model.eval(), name, native_size,
                                  f"the forward cannot be traced ({type(e).__name__}: {first})")
     try:
-        gm_train = gm_eval if isinstance(model, fx.GraphModule) else fx.symbolic_trace(model.train())
+        gm_train = gm_eval if isinstance(model, fx.GraphModule) else symbolic_trace(model.train())
     except Exception:  # a forward that only traces in eval mode: no training-only heads to show
         gm_train = gm_eval
     model.train(was_training)
