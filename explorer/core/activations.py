@@ -29,18 +29,21 @@ class BranchStats:
 
 
 def branch_stats(capture: Capture, graph: BlockGraph, block: str, sample: int = 0) -> list[BranchStats]:
+    """Statistics of `block`'s branches, computed where the tensors are (one transfer of a few numbers)."""
     node = graph.node(block)
     tensors = capture.branches[block]
-    energies = [float(t[sample].double().pow(2).sum()) if t is not None else 0.0 for t in tensors]
-    total = float(capture.outputs[block][sample].double().pow(2).sum())
+    kept = [(k, t[sample]) for k, t in enumerate(tensors) if t is not None]
+    total = capture.outputs[block][sample].double().pow(2).sum()
+    rows = [torch.stack([x.mean().double(), x.max().double(), (x == 0).double().mean(), x.double().pow(2).sum()])
+            for _, x in kept]
+    numbers = torch.cat([total.view(1), *rows]).tolist() if rows else [0.0]
+    total = numbers[0]
     out = []
-    for k, (branch, t) in enumerate(zip(node.branches, tensors)):
-        if t is None:
-            continue
-        x = t[sample]
+    for (k, x), i in zip(kept, range(1, len(numbers), 4)):
+        mean, peak, zeros, energy = numbers[i : i + 4]
         out.append(BranchStats(
-            index=k, label=branch.label, channels=int(x.shape[0]), mean=float(x.mean()), max=float(x.max()),
-            zero_fraction=float((x == 0).float().mean()), energy_share=energies[k] / total if total > 0 else 0.0,
+            index=k, label=node.branches[k].label, channels=int(x.shape[0]), mean=mean, max=peak,
+            zero_fraction=zeros, energy_share=energy / total if total > 0 else 0.0,
         ))
     return out
 
@@ -73,8 +76,9 @@ def feature_maps(tensor: torch.Tensor, sample: int = 0, order: str = "index", li
     idx = torch.argsort(means, descending=True) if order == "mean" else torch.arange(x.shape[0], device=x.device)
     if limit is not None:
         idx = idx[:limit]
-    return FeatureMaps(
-        maps=x[idx].float().cpu().numpy(), channels=idx.cpu().numpy(), means=means[idx].float().cpu().numpy())
+    # Contiguous (C, H, W) before the copy: a channels-last capture would give strided maps.
+    return FeatureMaps(maps=x[idx].float().contiguous().cpu().numpy(), channels=idx.cpu().numpy(),
+                       means=means[idx].float().cpu().numpy())
 
 
 def upsample(map2d: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:

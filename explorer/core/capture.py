@@ -6,6 +6,8 @@ the output of every other node (stem layers, pools, head). A forward hook on eac
 tensor, on the device where it was computed; nothing is copied until a view asks for it. The
 probes are ordinary modules, so captum's layer methods (Grad-CAM, layer attributions) can target
 one branch even where the model computes it with a function (Inception v3's pool branches).
+The classifier's BN-folded device copy traces to the same steps (each folded batch norm stays as an
+`nn.Identity` call), so `Classifier.classify_captured` probes the very network that classifies.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 import torch.nn as nn
 from torch import fx
 
+from explorer.core.fxtrace import symbolic_trace
 from explorer.core.program import _unit_of
 
 if TYPE_CHECKING:
@@ -37,6 +40,11 @@ class Capture:
     logits: torch.Tensor
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)  # node name -> output
     branches: dict[str, list[torch.Tensor | None]] = field(default_factory=dict)  # block -> per-branch output
+    graph_name: str | None = None  # the model whose block graph was probed: views drop another model's
+
+    @property
+    def device(self) -> torch.device:
+        return self.logits.device
 
     def branch(self, block: str, index: int) -> torch.Tensor:
         t = self.branches[block][index]
@@ -51,7 +59,7 @@ class CaptureModel(nn.Module):
     def __init__(self, module: nn.Module, graph: BlockGraph):
         super().__init__()
         was_training = module.training
-        gm = fx.symbolic_trace(module.eval())
+        gm = symbolic_trace(module.eval())
         module.train(was_training)
         self.graph_name = graph.name
         self.probes: dict[str, nn.Identity] = {}
@@ -139,7 +147,7 @@ class CaptureModel(nn.Module):
             logits = self.gm(x)
         finally:
             self._local.store = None
-        cap = Capture(logits=logits)
+        cap = Capture(logits=logits, graph_name=self.graph_name)
         for node in self.node_names:
             cap.outputs[node] = store[self.probe_of[(node, None)]]
         for block, count in self.block_branches.items():

@@ -14,6 +14,8 @@ applied to a PIL image on the CPU and to a uint8 tensor on the GPU. Two things m
   captured by `warm_up()`. Running out of GPU memory moves the classifier to the CPU with a notice.
 
 A file that cannot be read never stops a batch: its result carries the error message instead.
+`classify_captured` classifies one image for the window with a single forward through a
+`CaptureModel` over the same device copy, keeping every branch's output on the device.
 torch is imported when a `Classifier` is made, not when this module is.
 """
 
@@ -75,6 +77,10 @@ class ClassificationResult:
     def ok(self) -> bool:
         return self.error is None
 
+    def fill(self, probs: Sequence[float], indices: Sequence[int], categories: Sequence[str]) -> None:
+        """Set the top-k from one row of `topk` (probabilities and class indices, best first)."""
+        self.top = [Prediction(int(i), _category(categories, int(i)), float(v)) for v, i in zip(probs, indices)]
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "path": self.source,
@@ -89,6 +95,25 @@ class ClassificationResult:
         if self.notice is not None:
             d["notice"] = self.notice
         return d
+
+
+@dataclass
+class CapturedClassification:
+    """One image classified by a forward that also kept every branch's output (`classify_captured`).
+
+    Everything but `result` is None when the image could not be read (`result.error` says why).
+    """
+
+    result: ClassificationResult
+    #: The `Capture` of that forward: logits and every probed tensor, on the classifier's device.
+    capture: Any = None
+    #: The network input, (1, 3, crop, crop) on the device, as the forward received it.
+    x: Any = None
+    #: The network input de-normalised: (crop, crop, 3) uint8 numpy, the picture under overlays.
+    rgb: Any = None
+    #: The upright RGB picture as decoded, a PIL image (a CUDA decode is shrunk to `display_max`
+    #: on the device before it crosses to the CPU).
+    picture: Any = None
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -136,9 +161,11 @@ class Classifier:
         optimize: bool = True,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         batch_size: int | None = None,
+        graph=None,
     ):
         """loaded: a `LoadedModel`. jpeg_draft: decode big JPEGs at reduced scale on the CPU path.
-        optimize: fold batch norms and use channels-last (False: the model exactly as loaded)."""
+        optimize: fold batch norms and use channels-last (False: the model exactly as loaded).
+        graph: the model's `BlockGraph`, needed by `classify_captured` (or `set_graph` later)."""
         self.loaded = loaded
         self.transforms = loaded.transforms()
         self.resize_size = int(self.transforms.resize_size[0])
@@ -153,6 +180,11 @@ class Classifier:
         self.notices: list[str] = []
         self._modules: dict[str, Any] = {}
         self._graph: tuple[Any, Any, Any] | None = None
+        #: The block graph that `classify_captured` probes (None: captures are unavailable).
+        self.graph = graph
+        #: Why no CaptureModel could be built over the device module (None: none tried or it worked).
+        self.capture_error: str | None = None
+        self._capture_models: dict[str, Any] = {}
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ public API
@@ -162,12 +194,52 @@ class Classifier:
         """Whether batch-1 forwards replay a captured CUDA graph."""
         return self._graph is not None
 
+    @property
+    def module(self):
+        """The network as this classifier runs it: a copy on its device (BN-folded, channels-last
+        unless `optimize` is off). Plain classification and `classify_captured` both run it."""
+        with self._lock:
+            return self._module(self.device)
+
+    @property
+    def can_capture(self) -> bool:
+        """Whether `classify_captured` can run: a block graph is set and no capture build has failed."""
+        return self.graph is not None and self.capture_error is None
+
+    def set_graph(self, graph) -> None:
+        """Probe `graph` (the loaded model's `BlockGraph`) in `classify_captured` from now on."""
+        with self._lock:
+            self.graph, self.capture_error = graph, None
+            self._capture_models.clear()
+
+    def capture_model(self, device: str | None = None):
+        """The `CaptureModel` over this classifier's own device module, traced once per device: it
+        shares the module's (folded) parameters, so a capture costs one forward of that network.
+        RuntimeError when there is no graph or the network does not match it."""
+        with self._lock:
+            device = device or self.device
+            cm = self._capture_models.get(device)
+            if cm is None:
+                if self.graph is None:
+                    raise RuntimeError("no block graph to capture activations with")
+                from explorer.core.capture import CaptureModel
+
+                cm = self._capture_models[device] = CaptureModel(self._module(device), self.graph)
+            return cm
+
     def warm_up(self) -> bool:
         """Prepare the device path: build the device copy of the model, initialise nvjpeg and capture
         a CUDA graph for batch-1 forwards. Slow (seconds): run it in a worker. No-op on the CPU
         apart from building the optimised model; returns whether a CUDA graph is ready."""
         with self._lock:
             module = self._module(self.device)
+            if self.graph is not None and self.capture_error is None:
+                try:
+                    self.capture_model()
+                except Exception as e:  # untraceable, or not the graph: classification works; the
+                    # activation views will say why not (fx raises TraceError, a ValueError, and others)
+                    self.capture_error = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                    self.notices.append(f"Activations unavailable: {self.capture_error}")
             if not self.device.startswith("cuda"):
                 return False
             import torch
@@ -251,6 +323,94 @@ class Classifier:
             if progress:
                 progress(done, total)
             yield results
+
+    def classify_captured(
+        self,
+        source: ImageInput,
+        *,
+        name: str | None = None,
+        top: int = 5,
+        display_max: int | None = None,
+        cancel: CancelToken | None = None,
+    ) -> CapturedClassification:
+        """Classify one image with ONE forward through `capture_model()` that also keeps every
+        branch's output: the top-k and the capture come from the same logits. The image is decoded
+        once (PIL on the CPU, nvjpeg on CUDA) and the tensors stay on the device; only the top-k,
+        the network input's RGB and the picture (at most `display_max` pixels on its long side when
+        decoded on the GPU) cross to the CPU. A file that cannot be read gives `result.error`;
+        RuntimeError when no capture model can be built; Cancelled before the forward."""
+        if top < 1:
+            raise ValueError(f"top must be at least 1, not {top}")
+        label = name if name is not None else _label(source, 0)
+        with self._lock:
+            if self._on_cuda:
+                import torch
+
+                try:
+                    return self._classify_captured(source, label, top, display_max, cancel)
+                except torch.cuda.OutOfMemoryError:
+                    self._fall_back_to_cpu("CUDA ran out of memory on one image")
+                    out = self._classify_captured(source, label, top, display_max, cancel)
+                    out.result.notice = self.notices[-1]
+                    return out
+            return self._classify_captured(source, label, top, display_max, cancel)
+
+    def _classify_captured(self, source, label: str, top: int, display_max, cancel) -> CapturedClassification:
+        import torch
+
+        dev = self.device
+        cm = self.capture_model(dev)  # before the image: a capture that cannot be built fails early
+        r = ClassificationResult(source=label, device=dev)
+        raw = None
+        t0 = time.perf_counter()
+        try:
+            if self._on_cuda:
+                raw, size, picture = self._decode_on_device(source, label)
+                torch.cuda.synchronize(dev)
+            else:
+                li = self._load_cpu(source, label)
+                size, picture = li.size, li.image
+        except ImageLoadError as e:
+            r.error = e.reason
+            r.timings_ms = {"decode": _ms(t0)}
+            return CapturedClassification(result=r)
+        t1 = time.perf_counter()
+        if raw is not None:
+            x = self.transforms(raw.expand(3, -1, -1) if raw.shape[0] == 1 else raw)
+            torch.cuda.synchronize(dev)
+        else:
+            x = self._preprocess_pil(li)
+        r.image_size = size
+        r.timings_ms = {"decode": (t1 - t0) * 1e3, "preprocess": _ms(t1)}
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        t2 = time.perf_counter()
+        # no_grad, not inference_mode: the capture and the input are handed to views and to
+        # gradient methods, which cannot use inference tensors.
+        with torch.no_grad():
+            xb = x[None].to(dev)
+            if self.optimize:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            capture = cm.capture(xb)
+            probs = capture.logits.float().softmax(dim=1)
+            values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
+            r.fill(values[0].tolist(), indices[0].tolist(), self.categories)
+        r.timings_ms["forward"] = _ms(t2)
+        r.timings_ms["total"] = sum(r.timings_ms.values())
+        with torch.no_grad():
+            rgb = self.input_rgb(xb[0])
+            if raw is not None and picture is None:
+                picture = _display_picture(raw, display_max)
+        return CapturedClassification(result=r, capture=capture, x=xb, rgb=rgb, picture=picture)
+
+    def input_rgb(self, x):
+        """A normalised (3, H, W) network input as the (H, W, 3) uint8 picture it was made from."""
+        import torch
+
+        mean = torch.tensor(self.transforms.mean, device=x.device).view(3, 1, 1)
+        std = torch.tensor(self.transforms.std, device=x.device).view(3, 1, 1)
+        rgb = ((x.float() * std + mean).clamp(0, 1) * 255).round().byte()
+        return rgb.permute(1, 2, 0).contiguous().cpu().numpy()
 
     def preprocess(self, image: ImageInput) -> Any:
         """The network input for one image on the CPU path: a (3, crop, crop) float tensor."""
@@ -412,7 +572,7 @@ class Classifier:
             values, indices = values.cpu().tolist(), indices.cpu().tolist()
         share = _ms(t0) / len(slots)
         for r, vs, ixs in zip(slots, values, indices):
-            r.top = [Prediction(int(i), self._label_of(i), float(v)) for v, i in zip(vs, ixs)]
+            r.fill(vs, ixs, self.categories)
             r.timings_ms["forward"] = share
             r.timings_ms["total"] = sum(r.timings_ms.values())
 
@@ -484,17 +644,29 @@ class Classifier:
 
         JPEGs are decoded by nvjpeg (EXIF orientation applied on the device), other files by PIL;
         then `weights.transforms()` runs on the uint8 tensor. ImageLoadError for a bad file."""
+        return self.transforms(self._decode_on_device(src, label)[0])
+
+    def _decode_on_device(self, src, label: str):
+        """One image as the CUDA path decodes it: (uint8 (C, H, W) on the device, upright (width,
+        height), the PIL image when PIL decoded it else None). nvjpeg for JPEGs, PIL otherwise and
+        for a JPEG that nvjpeg refuses (PIL then explains what is wrong with it)."""
+        import torch
         from torchvision.transforms.functional import pil_to_tensor
 
-        dev = self.device
         if isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
             data = read_bytes(src) if isinstance(src, (str, os.PathLike)) else bytes(src)
             im = open_image(data, label, max_pixels=self.max_pixels)
             if im.format == "JPEG" and im.mode in ("RGB", "L", "YCbCr") and _ends_like_jpeg(data):
-                x = _orient_tensor(self._decode_jpegs_cuda([data])[0], exif_orientation(im))
-                return self.transforms(x)
+                try:
+                    x = _orient_tensor(self._decode_jpegs_cuda([data])[0], exif_orientation(im))
+                    return x, (int(x.shape[2]), int(x.shape[1])), None
+                except torch.cuda.OutOfMemoryError:
+                    raise
+                except RuntimeError:
+                    pass
             src = data
-        return self.transforms(pil_to_tensor(self._load_cpu(src, label, draft=False).image).to(dev))
+        li = self._load_cpu(src, label, draft=False)
+        return pil_to_tensor(li.image).to(self.device), li.size, li.image
 
     def _module(self, device: str):
         """The network for `device`: a copy (the loaded model stays as it is, on the CPU)."""
@@ -507,14 +679,12 @@ class Classifier:
             self._modules[device] = module.to(device)
         return self._modules[device]
 
-    def _label_of(self, index: int) -> str:
-        return self.categories[index] if 0 <= index < len(self.categories) else f"class {index}"
-
     def _fall_back_to_cpu(self, reason: str) -> None:
         import torch
 
         self._graph = None
         self._modules = {k: v for k, v in self._modules.items() if not k.startswith("cuda")}
+        self._capture_models = {k: v for k, v in self._capture_models.items() if not k.startswith("cuda")}
         torch.cuda.empty_cache()
         self.device = "cpu"
         self.notices.append(f"{reason}; classifying on the CPU from now on")
@@ -528,6 +698,27 @@ def _label(src, i: int) -> str:
     if isinstance(src, (bytes, bytearray, memoryview)):
         return f"<bytes {i + 1}>"
     return f"<image {i + 1}>"
+
+
+def _category(categories: Sequence[str], index: int) -> str:
+    return categories[index] if 0 <= index < len(categories) else f"class {index}"
+
+
+def _display_picture(image, display_max: int | None):
+    """A uint8 (C, H, W) tensor as an RGB PIL image, first shrunk (antialiased, where it lies) so that
+    its long side is at most `display_max`: only what is displayed crosses to the CPU."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    x = image.expand(3, -1, -1) if image.shape[0] == 1 else image
+    h, w = int(x.shape[1]), int(x.shape[2])
+    if display_max is not None and max(h, w) > display_max:
+        s = display_max / max(h, w)
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        x = F.interpolate(x[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+        x = x.round().clamp(0, 255).to(torch.uint8)
+    return Image.fromarray(x.permute(1, 2, 0).contiguous().cpu().numpy(), "RGB")
 
 
 def _ms(t0: float) -> float:

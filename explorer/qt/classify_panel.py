@@ -1,9 +1,11 @@
 """The classification panel: drop, paste or open images and see what the loaded network makes of them.
 
 One image (a dropped file, a paste, a sample) shows in the single view: the picture, a bar chart of
-its top-5 classes and the time split into decode / preprocess / forward. Several files or a folder
-fill a sortable table batch by batch, with progress, Cancel, throughput and CSV export; clicking a
-row shows that image and its result in the single view.
+its top-5 classes and the time split into decode / preprocess / forward. Given the model's block
+graph (`set_model(..., graph=)`), that image is classified by one forward that also keeps every
+branch's output (`Classifier.classify_captured`), handed on in `ShownImage.capture`. Several files
+or a folder fill a sortable table batch by batch, with progress, Cancel, throughput and CSV export;
+clicking a row shows that image and its result in the single view.
 
 All torch work runs on a private thread pool (`_Job`: a generator per task that yields plain data
 and checks a CancelToken between steps); widgets are touched only by slots on the UI thread. One
@@ -19,7 +21,8 @@ batch_finished(list)      every ClassificationResult of a batch that ran to the 
 failed(str)               a message for the status bar: a bad file, failures in a batch, a worker
                           error, a drop with nothing to classify, no model loaded
 busy_changed(bool)        a classification or the classifier's preparation started (True) / ended
-image_shown(object)       a ShownImage: the picture now on display, its network input and its result
+image_shown(object)       a ShownImage: the picture now on display, its network input, its result and
+                          (given the block graph) the Capture of the forward that gave the result
 """
 
 from __future__ import annotations
@@ -98,15 +101,20 @@ _FILE_FILTER = "Images ({});;All files (*)".format(" ".join(f"*{e}" for e in IMA
 class ShownImage:
     """What the single view displays, for views that work on the same image (activations, attribution).
 
-    image: the upright RGB PIL image as decoded (a big JPEG at a reduced DCT scale, never smaller
-    than the network's resize). tensor: the network input, (3, crop, crop) float, normalised — the
-    CPU path's preprocessing; None when it could not be made. result: its ClassificationResult.
+    image: the upright RGB PIL image as decoded (on the CPU a big JPEG at a reduced DCT scale, never
+    smaller than the network's resize; a GPU decode shrunk to DISPLAY_MAX). result: its
+    ClassificationResult. capture: the `Capture` of the forward that gave `result` (tensors on the
+    classifier's device), None without a block graph. x: that forward's input (1, 3, crop, crop), on
+    the same device. rgb: x de-normalised, (crop, crop, 3) uint8. model: the model's name.
     """
 
     source: str
     image: Any
-    tensor: Any
     result: Any
+    capture: Any = None
+    x: Any = None
+    rgb: Any = None
+    model: str | None = None
 
 
 # ---------------------------------------------------------------------------------------- workers
@@ -173,18 +181,27 @@ def _lower_thread_priority() -> None:
         QThread.currentThread().setPriority(QThread.Priority.LowPriority)
 
 
-def _prepare_task(loaded, device: str, batch_size: int | None, *, cancel: CancelToken):
-    """Build the classifier (a device copy of the network) and warm it up (CUDA graphs on a GPU)."""
+def _prepare_task(loaded, device: str, batch_size: int | None, graph, *, cancel: CancelToken):
+    """Build the classifier (a device copy of the network, probed through `graph` when given) and
+    warm it up (its capture model; CUDA graphs on a GPU)."""
     from explorer.core.inference import Classifier
 
-    classifier = Classifier(loaded, device=device, batch_size=batch_size)
+    classifier = Classifier(loaded, device=device, batch_size=batch_size, graph=graph)
     cancel.raise_if_cancelled()
     classifier.warm_up()
     yield ("classifier", classifier)
 
 
 def _single_task(classifier, source, name: str, *, cancel: CancelToken):
-    """Classify one input, then decode it for display (the top-5 comes first)."""
+    """Classify one input and hand it on for display (the top-5 comes first). With a block graph,
+    one forward gives the top-5 and every branch's output, from one decode."""
+    if classifier.can_capture:
+        out = classifier.classify_captured(source, name=name, top=TOP, display_max=DISPLAY_MAX, cancel=cancel)
+        yield ("result", out.result)
+        if out.result.ok:
+            cancel.raise_if_cancelled()
+            yield ("shown", _captured_shown(classifier, out, name))
+        return
     [result] = classifier.classify([source], names=[name], top=TOP, cancel=cancel)
     yield ("result", result)
     if result.ok:
@@ -207,12 +224,27 @@ def _batch_task(classifier, paths: list, *, cancel: CancelToken):
 
 
 def _preview_task(classifier, source: str, result, *, cancel: CancelToken):
-    """Decode a classified file again for display (a table row was selected)."""
+    """Show a file of the batch table (a row was selected). With a block graph the batch kept no
+    activations: one captured forward then gives the view its top-5 and activations together."""
+    if classifier.can_capture:
+        out = classifier.classify_captured(source, name=source, top=TOP, display_max=DISPLAY_MAX, cancel=cancel)
+        yield ("shown", _captured_shown(classifier, out, display_name(source)) if out.result.ok else None)
+        return
     yield ("shown", _shown_image(classifier, source, display_name(source), result))
 
 
+def _captured_shown(classifier, out, name: str):
+    """(ShownImage, QImage for display) of a `CapturedClassification` (no decode: its picture)."""
+    thumb = out.picture.copy()
+    thumb.thumbnail((DISPLAY_MAX, DISPLAY_MAX))
+    shown = ShownImage(source=name, image=out.picture, result=out.result, capture=out.capture, x=out.x,
+                       rgb=out.rgb, model=classifier.loaded.name)
+    return shown, pil_to_qimage(thumb)
+
+
 def _shown_image(classifier, source, name: str, result):
-    """(ShownImage, QImage for display) or None when the file cannot be decoded (any more)."""
+    """(ShownImage without a capture, QImage for display) or None when the file cannot be decoded
+    (any more): for a classifier without a block graph, where the top-5 came from `classify`."""
     from explorer.core.images import LoadedImage, load_image, to_rgb
 
     try:
@@ -225,10 +257,12 @@ def _shown_image(classifier, source, name: str, result):
                              box=(0, 0, *rgb.size))
     except ImageLoadError:
         return None
-    tensor = classifier.preprocess(li)
+    x = classifier.preprocess(li)[None]
     thumb = li.image.copy()
     thumb.thumbnail((DISPLAY_MAX, DISPLAY_MAX))
-    return ShownImage(source=name, image=li.image, tensor=tensor, result=result), pil_to_qimage(thumb)
+    shown = ShownImage(source=name, image=li.image, result=result, x=x, rgb=classifier.input_rgb(x[0]),
+                       model=classifier.loaded.name)
+    return shown, pil_to_qimage(thumb)
 
 
 def pil_to_qimage(image) -> QImage:
@@ -434,6 +468,7 @@ class ClassifyPanel(QWidget):
         self.setAcceptDrops(True)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # a click on the panel makes Ctrl+V paste here
         self.loaded = None  # the LoadedModel
+        self.graph = None  # its BlockGraph, when given: single images are then captured
         self.classifier = None  # the Classifier, once the worker has built it
         self.device_request = "auto"
         #: The view's mode: "single" or "batch" (what the last request was).
@@ -572,14 +607,15 @@ class ClassifyPanel(QWidget):
         """Whether a classification or the classifier's preparation is running."""
         return self._busy
 
-    def set_model(self, loaded, device: str = "auto", *, batch_size: int | None = None) -> None:
+    def set_model(self, loaded, device: str = "auto", *, batch_size: int | None = None, graph=None) -> None:
         """Use `loaded` (a LoadedModel; None to unload) on `device`: the classifier is built and warmed
-        up in a worker. Requests made meanwhile wait for it; the running job is cancelled."""
+        up in a worker. Requests made meanwhile wait for it; the running job is cancelled.
+        graph: the model's BlockGraph; with it a single image's forward also captures its branches."""
         self._interrupt("Stopped: the model changed")
         self._cancel_slot("preview")
         self._cancel_slot("prepare")
         self._pending = None
-        self.loaded, self.classifier, self.device_request = loaded, None, device
+        self.loaded, self.graph, self.classifier, self.device_request = loaded, graph, None, device
         self.device_combo.blockSignals(True)
         self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(device)))
         self.device_combo.blockSignals(False)
@@ -591,7 +627,7 @@ class ClassifyPanel(QWidget):
         else:
             self.badge.set_message(loaded.weights.describe() if loaded.weights.is_random else None)
             self.device_label.setText(f"{loaded.name}: preparing ({device})…")
-            self._start("prepare", _prepare_task, loaded, device, batch_size)
+            self._start("prepare", _prepare_task, loaded, device, batch_size, graph)
         self._update_controls()
 
     def set_device(self, device: str) -> None:
@@ -602,12 +638,12 @@ class ClassifyPanel(QWidget):
         if index != self.device_combo.currentIndex():
             self.device_combo.setCurrentIndex(index)  # → _on_device_combo
         elif self.loaded is not None and device != self.device_request:
-            self.set_model(self.loaded, device)
+            self.set_model(self.loaded, device, graph=self.graph)
 
     def _on_device_combo(self, index: int) -> None:
         device = self.device_combo.itemData(index)
         if self.loaded is not None and device != self.device_request:
-            self.set_model(self.loaded, device)
+            self.set_model(self.loaded, device, graph=self.graph)
         else:
             self.device_request = device
 
@@ -866,6 +902,9 @@ class ClassifyPanel(QWidget):
             return
         shown, qimage = payload
         self.shown = shown
+        if self.result_view.result is not shown.result and shown.result is not None:
+            # A table row's preview: its captured forward is what the view now shows, top-5 included.
+            self.result_view.show_result(shown.result)
         self.result_view.show_image(qimage)
         self.image_shown.emit(shown)
 

@@ -1,9 +1,10 @@
 """The image side of the window: classification, per-branch activations, attributions, branch shares.
 
 `ImageDocks` builds the four panels as dock widgets of the main window and wires them together:
-a classified image is captured once through the `CaptureModel` (every branch's output kept), and
-the activation view, the attribution panel and the branch-share charts all work from that capture.
-The capture and the attribution jobs share one worker thread: a CaptureModel is one network.
+the classify panel's forward of an image also captures every branch's output (on the classifier's
+device), and the activation view shows that capture as it is — no second forward. The attribution
+panel and the branch-share charts run their own gradient passes through a CPU `CaptureModel` of the
+loaded network, on the image's network input; they share one worker thread.
 """
 
 from __future__ import annotations
@@ -26,16 +27,12 @@ def _build_capture(module, graph):
     return CaptureModel(module, graph)
 
 
-def _capture(capture_model, tensor, mean, std):
-    """Capture one preprocessed image; also its de-normalised RGB (uint8 H×W×3) for the overlays."""
+def _cpu_input(x):
+    """The network input as the CPU CaptureModel of the gradient methods takes it: a plain (1, 3, H, W)
+    float tensor of its own (x may live on the GPU, in channels-last layout)."""
     import torch
 
-    x = tensor[None].float()
-    cap = capture_model.capture(x)
-    m = torch.tensor(mean).view(3, 1, 1)
-    s = torch.tensor(std).view(3, 1, 1)
-    rgb = ((tensor.float() * s + m).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).contiguous().numpy()
-    return x, cap, rgb
+    return x.detach().to("cpu", torch.float32).clone(memory_format=torch.contiguous_format)
 
 
 class ImageDocks(QObject):
@@ -96,10 +93,10 @@ class ImageDocks(QObject):
     # -- the model --------------------------------------------------------------------------
 
     def model_ready(self, loaded, graph) -> None:
-        """The window's model has its weights: classify with it, and capture through it."""
+        """The window's model has its weights: classify (and capture) with it."""
         self.loaded, self.graph, self.capture_model = loaded, graph, None
         self.activations.clear()
-        self.classify.set_model(loaded, self.classify.device_combo.currentData())
+        self.classify.set_model(loaded, self.classify.device_combo.currentData(), graph=graph)
         self.runner.start("capture_model", Job(_build_capture, loaded.module, graph),
                           on_success=self._on_capture_model, on_failure=self._status)
         again = self.last_shown.source if self.last_shown is not None else None
@@ -120,32 +117,48 @@ class ImageDocks(QObject):
         self.capture_model = capture_model
         self.attribution.set_model(capture_model, self.graph, self.loaded.categories)
         self.shares.set_model(capture_model, self.graph)
-        if self.last_shown is not None:
-            self._on_image_shown(self.last_shown)
+        self.attribution.set_image(None)  # the previous model's image until the new one's arrives
+        if self.last_shown is not None and self._is_current(self.last_shown):
+            self._hand_on(self.last_shown)
 
     # -- the image --------------------------------------------------------------------------
 
-    def _on_image_shown(self, shown) -> None:
-        self.last_shown = shown
-        if self.capture_model is None or getattr(shown, "tensor", None) is None:
-            return
-        t = self.loaded.transforms()
-        self.runner.start("capture", Job(_capture, self.capture_model, shown.tensor, list(t.mean), list(t.std)),
-                          on_success=self._on_capture, on_failure=self._status)
+    def _is_current(self, shown) -> bool:
+        """Whether `shown` came from the model now loaded (one from the previous model may arrive late)."""
+        if self.loaded is None or self.graph is None or getattr(shown, "model", None) != self.loaded.name:
+            return False
+        return shown.capture is None or shown.capture.graph_name == self.graph.name
 
-    def _on_capture(self, result) -> None:
-        x, cap, rgb = result
-        # A new image must not move the graph's selection: the view follows the graph, not back.
-        self.activations.blockSignals(True)
-        try:
-            self.activations.set_capture(self.graph, cap, rgb)
-        finally:
-            self.activations.blockSignals(False)
-        self.attribution.set_image(x, rgb, top1=int(cap.logits.argmax(1)[0]))
-        self.shares.set_image(x)
+    def _on_image_shown(self, shown) -> None:
+        if not self._is_current(shown):
+            return
+        self.last_shown = shown
+        if shown.capture is not None:
+            # A new image must not move the graph's selection: the view follows the graph, not back.
+            self.activations.blockSignals(True)
+            try:
+                self.activations.set_capture(self.graph, shown.capture, shown.rgb)
+            finally:
+                self.activations.blockSignals(False)
+        else:
+            self.activations.clear()
+            notice = getattr(self.classify.classifier, "capture_error", None)
+            if notice:
+                self.activations.message.setText(f"Activations unavailable: {notice}")
+        if self.capture_model is not None:
+            self._hand_on(shown)
         selected = getattr(self.window, "selected_block", lambda: None)()
         if selected:
             self.select_block(selected)
+
+    def _hand_on(self, shown) -> None:
+        """Give the gradient panels the image's network input (on the CPU, where their network is)."""
+        if shown.x is None:
+            return
+        x = _cpu_input(shown.x)
+        top1 = shown.result.top[0].index if shown.result is not None and shown.result.top else None
+        self.attribution.set_image(x, shown.rgb, top1=top1)
+        self.shares.set_image(x)
 
     def select_block(self, name: str) -> None:
         """The graph's selection moved to `name`: follow it where it is a block."""

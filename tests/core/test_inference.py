@@ -339,3 +339,168 @@ def test_gpu_batch_with_bad_files(images, tmp_path):
     results = clf.classify([images[1], *bad, images[4]])
     assert results[0].ok and results[-1].ok and not any(r.ok for r in results[1:-1])
     assert all(r.device == "cuda" for r in results[:1])
+
+
+# ---------------------------------------------------------------- one forward that classifies and captures
+
+
+def _count_forwards(module) -> tuple[list[int], torch.utils.hooks.RemovableHandle]:
+    """Batch size of each forward of the network: a pre-hook on its first convolution, which every
+    way of running it (the module itself, a CaptureModel traced over it) calls once per forward."""
+    first = next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+    calls: list[int] = []
+    return calls, first.register_forward_pre_hook(lambda m, args: calls.append(int(args[0].shape[0])))
+
+
+def _hooked_outputs(model, graph, x) -> tuple[dict, dict]:
+    """What forward hooks on the plain model see for x: every node's output (stem layers, blocks,
+    head) and the output of every branch that ends in a BasicConv2d."""
+    outputs, branches, handles = {}, {}, []
+    for node in graph.nodes():
+        if node.training_only or node.kind == "input":
+            continue
+        handles.append(model.get_submodule(node.name).register_forward_hook(
+            lambda m, i, o, key=node.name: outputs.__setitem__(key, o)))
+        for k, branch in enumerate(node.branches):
+            last = branch.all_layers()[-1]
+            if last.type == "conv" and not branch.parallel:
+                handles.append(model.get_submodule(last.name.rsplit(".", 1)[0]).register_forward_hook(
+                    lambda m, i, o, key=(node.name, k): branches.__setitem__(key, o)))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return outputs, branches
+
+
+def _assert_folded_equal(ours: torch.Tensor, ref: torch.Tensor, what) -> None:
+    """Equal up to batch-norm folding: measured ≤ 1.5e-4 of the tensor's largest value (Mixed_7c)."""
+    assert ours.shape == ref.shape, what
+    scale = ref.abs().max().item()
+    assert (ours.float() - ref).abs().max().item() <= 1e-3 * scale + 1e-6, what
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_classify_captured_is_one_forward_that_classifies_and_captures(name, images, graph_of):
+    graph = graph_of(name)
+    clf = Classifier(loaded(name), "cpu", graph=graph)
+    clf.warm_up()
+    assert clf.can_capture and clf.capture_error is None
+    # The capture model is traced over the classifier's own (BN-folded) device copy, not a second network.
+    first = next(m for m in clf.module.modules() if isinstance(m, torch.nn.Conv2d))
+    assert any(m is first for m in clf.capture_model().modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in clf.capture_model().modules())
+
+    plain = clf.classify(images)
+    calls, handle = _count_forwards(clf.module)
+    top1 = set()
+    try:
+        for path, want in zip(images, plain):
+            calls.clear()
+            out = clf.classify_captured(path, top=5)
+            assert calls == [1], path.name  # one forward, of one image, gave all of it
+            r = out.result
+            assert r.ok and r.source == str(path) and r.image_size == want.image_size
+            assert [p.index for p in r.top] == [p.index for p in want.top]
+            assert [p.prob for p in r.top] == pytest.approx([p.prob for p in want.top], abs=1e-5)
+            # The top-5 is the capture's own logits, exactly.
+            values, indices = out.capture.logits.float().softmax(1)[0].topk(5)
+            assert [p.index for p in r.top] == indices.tolist() and [p.prob for p in r.top] == values.tolist()
+            assert set(r.timings_ms) == {"decode", "preprocess", "forward", "total"}
+            top1.add(r.top[0].index)
+    finally:
+        handle.remove()
+    assert len(top1) >= 3  # different images, different classes: the comparison has teeth
+
+    # Decoded once, preprocessed as `classify` does; the picture is that decode, the RGB that input.
+    x = out.x
+    assert x.shape == (1, 3, clf.crop_size, clf.crop_size)
+    assert torch.equal(x.contiguous(), clf.preprocess(images[-1])[None])
+    assert out.picture.size == load_image(images[-1], draft_short_side=clf.resize_size).image.size
+    mean, std = torch.tensor(clf.transforms.mean).view(3, 1, 1), torch.tensor(clf.transforms.std).view(3, 1, 1)
+    assert np.abs(out.rgb.astype(float) - ((x[0] * std + mean) * 255).permute(1, 2, 0).numpy()).max() <= 0.5 + 1e-3
+
+    # Every captured tensor is what hooks on the plain (unfolded) model see for the same input.
+    cap = out.capture
+    assert cap.graph_name == name
+    outputs, branches = _hooked_outputs(calibrated_model(name), graph, x.contiguous())
+    assert set(outputs) == set(cap.outputs) and len(branches) > 20
+    for node, ref in outputs.items():
+        _assert_folded_equal(cap.outputs[node], ref, node)
+    for (block, k), ref in branches.items():
+        _assert_folded_equal(cap.branch(block, k), ref, (block, k))
+    for block, tensors in cap.branches.items():
+        assert all(t is not None for t in tensors), block
+
+
+def test_classify_captured_bad_files_cancel_and_no_graph(images, graph_of, tmp_path):
+    from tests.netutil import bad_corpus
+
+    clf = Classifier(loaded("googlenet"), "cpu", graph=graph_of("googlenet"))
+    calls, handle = _count_forwards(clf.module)
+    try:
+        for path, word in bad_corpus(tmp_path).values():
+            out = clf.classify_captured(path)
+            assert not out.result.ok and word.lower() in out.result.error.lower(), (path.name, out.result.error)
+            assert out.capture is None and out.x is None
+        token = CancelToken()
+        token.cancel()
+        with pytest.raises(Cancelled):
+            clf.classify_captured(images[0], cancel=token)
+        assert calls == []  # no forward for a file that cannot be read, nor after Cancel
+    finally:
+        handle.remove()
+    bare = Classifier(loaded("googlenet"), "cpu")
+    assert not bare.can_capture
+    with pytest.raises(RuntimeError, match="block graph"):
+        bare.classify_captured(images[0])
+    bare.set_graph(graph_of("googlenet"))
+    assert bare.classify_captured(images[0]).capture.graph_name == "googlenet"
+
+
+def test_a_network_that_does_not_match_its_graph_is_reported_not_captured(images, graph_of):
+    clf = Classifier(loaded("googlenet"), "cpu", graph=graph_of("inception_v3"))
+    assert not clf.warm_up()
+    assert not clf.can_capture and "Activations unavailable" in clf.notices[-1]
+    assert clf.classify(images[:1])[0].ok  # plain classification is unaffected
+
+
+def test_display_picture_shrinks_on_the_device_side():
+    from explorer.core.inference import _display_picture
+
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (3, 300, 200), dtype=np.uint8)
+    small = _display_picture(torch.from_numpy(pixels), 100)
+    assert small.mode == "RGB" and small.size == (67, 100)
+    assert np.array_equal(np.asarray(_display_picture(torch.from_numpy(pixels), None)), pixels.transpose(1, 2, 0))
+    grey = _display_picture(torch.from_numpy(pixels[:1]), 1000)
+    assert grey.size == (200, 300) and np.array_equal(np.asarray(grey)[..., 2], pixels[0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_capture_stays_on_the_device(images, graph_of, no_tf32):
+    from explorer.core.activations import feature_maps
+
+    clf = Classifier(loaded("googlenet"), "cuda", graph=graph_of("googlenet"))
+    clf.warm_up()
+    [want] = clf.classify([images[1]])
+    calls, handle = _count_forwards(clf.module)
+    try:
+        out = clf.classify_captured(images[1], display_max=100)  # a JPEG: decoded by nvjpeg
+    finally:
+        handle.remove()
+    assert calls == [1]
+    cap = out.capture
+    tensors = [cap.logits, *cap.outputs.values(), *(t for ts in cap.branches.values() for t in ts)]
+    assert len(tensors) > 50 and all(t.device.type == "cuda" for t in tensors)
+    assert out.x.device.type == "cuda" and out.result.device.startswith("cuda")
+    assert [p.index for p in out.result.top] == [p.index for p in want.top]
+    assert isinstance(out.rgb, np.ndarray) and out.rgb.shape == (224, 224, 3)
+    assert max(out.picture.size) == 100 and out.result.image_size == (200, 300)
+    # Only what a view shows crosses to the CPU, and it is the device tensor's content.
+    t = cap.branch("inception4a", 1)
+    fm = feature_maps(t)
+    assert np.array_equal(fm.maps, t[0].float().cpu().numpy()) and t.device.type == "cuda"

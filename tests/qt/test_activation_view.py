@@ -166,3 +166,29 @@ def test_exports_write_pngs_and_a_csv_of_every_block(tmp_path, captured, view):
         shares.setdefault(r["block"], []).append(float(r["energy_share"]))
     for values in shares.values():
         assert sum(values) == pytest.approx(1, abs=1e-4)
+
+
+def test_only_the_block_on_screen_is_read(qtbot, captured):
+    """A capture stays where the forward ran (the GPU): showing a block reads that block's tensors
+    and no other. Here every other tensor is on the meta device, where reading one raises."""
+    from explorer.core.capture import Capture
+
+    graph, cap, image = captured
+    first = graph.blocks()[0].name
+    meta = Capture(
+        logits=cap.logits.to("meta"),
+        outputs={k: t if k == first else t.to("meta") for k, t in cap.outputs.items()},
+        branches={k: ts if k == first else [t.to("meta") for t in ts] for k, ts in cap.branches.items()},
+        graph_name=cap.graph_name,
+    )
+    v = ActivationView()
+    qtbot.addWidget(v)
+    v.show()
+    v.set_capture(graph, meta, image)  # lists every block, reads the first
+    assert v.state.block == first and v.blocks() == [b.name for b in graph.blocks()]
+    v.set_order("mean")
+    v.set_scale("channel")
+    v.select_channel(2, 5)
+    np.testing.assert_array_equal(v.detail_map(), cap.branch(first, 2)[0, 5].numpy())
+    with pytest.raises((NotImplementedError, RuntimeError)):
+        v.show_block(graph.blocks()[1].name)  # the test has teeth: a meta tensor cannot be read

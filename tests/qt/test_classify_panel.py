@@ -111,7 +111,8 @@ def test_drop_one_jpeg_shows_the_engines_top5(qtbot, panel, engine, images):
     # The image is on show and handed on with its network input (the engine's preprocessing).
     shown = shown_sig.args[0]
     assert isinstance(shown, ShownImage) and shown.image.size == (200, 200)
-    assert torch.allclose(shown.tensor, engine.preprocess(path))
+    assert torch.allclose(shown.x[0], engine.preprocess(path))
+    assert shown.capture is None  # no block graph given: nothing to probe
     assert panel.result_view.image.has_image()
 
 
@@ -394,3 +395,77 @@ def test_device_choice_rebuilds_the_classifier_and_reports_a_missing_gpu(qtbot, 
         assert "cuda" in blocker.args[0].lower()
         assert panel.classifier is None  # no silent fallback: the user asked for the GPU
     panel.shutdown()
+
+
+# ---------------------------------------------------------------- with the block graph: one captured forward
+
+
+@pytest.fixture(scope="module")
+def graph():
+    from explorer.qt.workers import load_block_graph
+
+    return load_block_graph("googlenet")
+
+
+def count_forwards(classifier) -> list[int]:
+    """Batch size of every forward of the classifier's network from now on (a pre-hook on its first
+    convolution, which the plain module and the CaptureModel traced over it both call)."""
+    first = next(m for m in classifier.module.modules() if isinstance(m, torch.nn.Conv2d))
+    calls: list[int] = []
+    first.register_forward_pre_hook(lambda m, args: calls.append(int(args[0].shape[0])))
+    return calls
+
+
+def test_with_a_graph_one_forward_gives_the_top5_and_the_capture(qtbot, loaded, engine, graph, images):
+    panel = make_panel(qtbot, loaded, graph=graph)
+    try:
+        assert panel.classifier.can_capture
+        calls = count_forwards(panel.classifier)
+        path = images[2]
+        with qtbot.waitSignal(panel.image_shown, timeout=TIMEOUT_MS) as shown_sig:
+            with qtbot.waitSignal(panel.image_classified, timeout=TIMEOUT_MS) as classified:
+                panel.classify_paths([path])
+        qtbot.waitUntil(lambda: not panel.busy, timeout=5000)
+        shown = shown_sig.args[0]
+        assert calls == [1]  # classification, activations and the picture from one decode and one forward
+        assert shown.result is classified.args[0] is panel.result_view.result
+        assert shown.model == "googlenet" and shown.capture.graph_name == "googlenet"
+        [expected] = engine.classify([path])
+        assert_same_predictions(drawn(panel), expected)
+        values, indices = shown.capture.logits.softmax(1)[0].topk(5)
+        assert [p.index for p in shown.result.top] == indices.tolist()
+        assert set(shown.capture.branches) == {b.name for b in graph.blocks()}
+        assert torch.equal(shown.x.contiguous(), engine.preprocess(path)[None])
+        assert shown.rgb.shape == (224, 224, 3) and shown.image.size == Image.open(path).size
+        assert panel.result_view.image.has_image()
+    finally:
+        assert panel.shutdown(30000)
+
+
+def test_a_table_rows_preview_is_one_captured_forward_consistent_with_the_row(qtbot, loaded, graph, images):
+    panel = make_panel(qtbot, loaded, graph=graph)
+    try:
+        # The first row is selected as soon as it arrives: its preview is shown too.
+        batches = []
+        panel.batch_finished.connect(batches.append)
+        with qtbot.waitSignals([panel.batch_finished, panel.image_shown], timeout=TIMEOUT_MS):
+            panel.classify_paths(images[:4])
+        [rows] = batches
+        qtbot.waitUntil(lambda: not panel.busy, timeout=5000)
+        # The batch kept no activations: selecting a row runs one captured forward for that file only.
+        calls = count_forwards(panel.classifier)
+        with qtbot.waitSignal(panel.image_shown, timeout=TIMEOUT_MS) as shown_sig:
+            panel.table.selectRow(3)
+        shown = shown_sig.args[0]
+        assert calls == [1]
+        row = rows[3]
+        assert shown.source == images[3].name and shown.result.source == row.source == str(images[3])
+        # What the view shows comes from the capture's forward, and agrees with the table's row.
+        assert panel.result_view.result is shown.result
+        assert_same_predictions([(p.label, p.prob) for p in shown.result.top], row)
+        assert_same_predictions(drawn(panel), row)
+        values, indices = shown.capture.logits.softmax(1)[0].topk(5)
+        assert [p.index for p in shown.result.top] == indices.tolist()
+        assert [p.prob for p in shown.result.top] == values.tolist()
+    finally:
+        assert panel.shutdown(30000)
