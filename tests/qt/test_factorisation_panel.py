@@ -1,0 +1,89 @@
+"""The factorisation panel: numbers equal `factorisations()`, real layers fill the spin boxes."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from explorer.core.factorisation import SIDE_BY_SIDE, STACKED, UNFACTORISED, factorisations
+from explorer.qt.factorisation_panel import FAMILY_COLOURS, FAMILY_ROLE, FactorisationPanel
+
+
+@functools.cache
+def _graph(name):
+    from explorer.core.blockgraph import build_block_graph
+    from explorer.core.zoo import get_spec
+
+    return build_block_graph(get_spec(name))
+
+
+@pytest.fixture
+def panel(qtbot):
+    p = FactorisationPanel()
+    qtbot.addWidget(p)
+    p.set_graphs([_graph("googlenet_paper"), _graph("inception_v3")], (299, 299))
+    return p
+
+
+def shown(p: FactorisationPanel, row: int, col: int) -> str:
+    return p.table.item(row, col).text()
+
+
+def test_spin_boxes_drive_the_numbers(panel, qtbot):
+    with qtbot.waitSignal(panel.numbers_changed):
+        panel.cin_box.setValue(96)
+    panel.cout_box.setValue(160)
+    panel.n_box.setValue(5)
+    panel.h_box.setValue(17)
+    panel.w_box.setValue(19)
+    expected = factorisations(96, 160, (17, 19), 5)
+    assert panel.factorisations() == expected
+    assert panel.table.rowCount() == 3
+    for row, f in enumerate(expected):
+        assert shown(panel, row, 2) == f"{f.saving:.1%}"
+        assert panel.table.item(row, 3).toolTip() == f"{f.params_original:,}"
+        assert panel.table.item(row, 4).toolTip() == f"{f.params_replacement:,}"
+        assert panel.table.item(row, 5).toolTip() == f"{f.macs_original:,}"
+        assert panel.table.item(row, 6).toolTip() == f"{f.macs_replacement:,}"
+    assert shown(panel, 2, 0) == "5×5" and shown(panel, 2, 1) == "1×5 + 5×1"
+    panel.cin_box.setValue(160)
+    assert shown(panel, 0, 2) == "28.0%"  # the paper's 5×5 → two 3×3 at equal width
+    assert shown(panel, 1, 2) == "33.3%"  # 3×3 → 3×1 + 1×3
+
+
+def test_picking_a_real_layer_fills_the_channels(panel, qtbot):
+    import torch
+
+    from explorer.core.zoo import get_spec
+
+    convs = panel.convs()
+    index = next(i for i, c in enumerate(convs) if c.block == "Mixed_6b" and c.kernel == (1, 7))
+    panel.layer_combo.activated.emit(index + 1)  # as a user's choice in the combo
+    model = get_spec("inception_v3").build(device="meta")
+    layer = model.get_submodule(convs[index].layer)
+    sizes = {}
+    layer.register_forward_hook(lambda m, i, o: sizes.update({"in": tuple(i[0].shape[2:])}))
+    model(torch.empty(1, 3, 299, 299, device="meta"))
+    assert panel.values() == (layer.in_channels, layer.out_channels, 7, sizes["in"])
+    assert panel.factorisations() == factorisations(layer.in_channels, layer.out_channels, sizes["in"], 7)
+    assert panel.layer_combo.currentIndex() == index + 1
+    panel.cin_box.setValue(layer.in_channels + 1)  # hand-edited: no longer that layer
+    assert panel.layer_combo.currentIndex() == 0
+
+
+def test_usage_tables_show_which_model_factorises_where(panel):
+    paper, v3 = panel.usage_tables["googlenet_paper"], panel.usage_tables["inception_v3"]
+
+    def cell(table, block):
+        row = next(r for r in range(table.rowCount()) if table.item(r, 0).text() == block)
+        return table.item(row, 1), table.item(row, 2)
+
+    kernels, applied = cell(paper, "inception3a")
+    assert kernels.text() == "5×5, 3×3, 1×1 ×4" and applied.data(FAMILY_ROLE) == (UNFACTORISED,)
+    assert applied.background().color() == FAMILY_COLOURS[UNFACTORISED]
+    _, applied = cell(v3, "Mixed_5b")
+    assert set(applied.data(FAMILY_ROLE)) == {UNFACTORISED, STACKED}
+    assert applied.background().color() == FAMILY_COLOURS[STACKED]
+    _, applied = cell(v3, "Mixed_7b")
+    assert applied.data(FAMILY_ROLE) == (SIDE_BY_SIDE,) and "1×3 ‖ 3×1" in applied.text()
