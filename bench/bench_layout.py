@@ -1,9 +1,16 @@
-"""Layout speed: a synthetic Inception-ResNet-v2-sized block graph (~1,000 layers), all blocks open.
+"""Layout speed: a synthetic Inception-ResNet-v2-sized block graph (~1,000 layers), all blocks open,
+then the real Inception-ResNet-v2 of the zoo beside it.
 
 Prints the time to build the diagram and to lay it out (pure Python, no display needed), and with
 --scene the time to turn it into Qt graphics items too. Target: layout of ~1,000 layers ≤ 300 ms.
 
-    .venv/bin/python bench/bench_layout.py [--blocks 100] [--scene]
+The real network (about 1,200 module calls per forward) adds what the synthetic graph skips: building
+its block graph (beside the anchor of that step, torch.fx's symbolic trace of the same model, which
+the block graph starts from), layout with every block collapsed and every block expanded (beside
+the synthetic graph's build + layout, ratio printed; budget ≤ 300 ms) and a retrace at a new input
+size after the first (as bench_trace.py measures it; budget ≤ 5 ms).
+
+    .venv/bin/python bench/bench_layout.py [--blocks 100] [--scene] [--no-real]
 """
 
 from __future__ import annotations
@@ -78,6 +85,7 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=110)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--scene", action="store_true", help="also time building the Qt scene (offscreen)")
+    ap.add_argument("--no-real", action="store_true", help="skip the real Inception-ResNet-v2")
     args = ap.parse_args()
     nodes, preds, succs, trace, layers = synthetic_graph(args.blocks)
     expanded = [n.name for n in nodes if n.branches]
@@ -115,6 +123,71 @@ def main() -> None:
     print(f"build_plus_layout_ms {1000 * statistics.median(total):.1f}  (target ≤ 300)")
     if scene_t:
         print(f"qt_scene_ms {1000 * statistics.median(scene_t):.1f}")
+    if not args.no_real:
+        real_model(statistics.median(total), args.repeat, measure, theme, view if theme is not None else None)
+
+
+def median_ms(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+def real_model(synthetic_s: float, repeat: int, measure, theme, view, name: str = "inception_resnet_v2") -> None:
+    """The zoo's Inception-ResNet-v2: graph building, layout collapsed and expanded, retrace."""
+    import torch
+    from torch import fx
+
+    from explorer.core.blockgraph import build_block_graph
+    from explorer.core.shapes import trace_shapes
+    from explorer.core.zoo import get_spec
+    from explorer.qt.layout import build_diagram
+
+    spec = get_spec(name)
+    model = spec.build(device="meta")
+    calls = [0]
+    hooks = [m.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1)) for m in model.modules()]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, *spec.native_size, device="meta"))
+    for h in hooks:
+        h.remove()
+    fx_ms = median_ms(lambda: fx.symbolic_trace(spec.build(device="meta")), 3)
+    graphs = []
+    build_ms = median_ms(lambda: graphs.append(build_block_graph(spec)), 3)
+    graph = graphs[-1]
+    first = time.perf_counter()
+    trace = trace_shapes(graph, spec.native_size)
+    first_ms = 1000 * (time.perf_counter() - first)
+    layers = sum(len(n.layers) + sum(len(b.all_layers()) for b in n.branches) for n in graph.nodes())
+    print(f"\n{name}: {calls[0]} module calls per forward, {len(graph.nodes())} nodes, {len(graph.blocks())} blocks,"
+          f" {layers} layers")
+    print(f"{'':34s} {'ours ms':>9s} {'anchor ms':>10s} {'ratio':>7s}  anchor; budget")
+    print(f"{'build_block_graph':34s} {build_ms:9.1f} {fx_ms:10.1f} {build_ms / fx_ms:6.2f}×  torch.fx.symbolic_trace"
+          " of the same model (meta)")
+    everything = {n.name for n in graph.blocks()}
+    for label, expanded in (("collapsed", set()), ("expanded", everything)):
+        diagrams = []
+
+        def lay(expanded=expanded):
+            d = build_diagram(graph, trace, expanded, measure, Style())
+            layout_diagram(d, Style())
+            diagrams.append(d)
+
+        ms = median_ms(lay, repeat)
+        d = diagrams[-1]
+        print(f"{'layout ' + label + f' ({len(d.boxes)} boxes)':34s} {ms:9.1f} {1000 * synthetic_s:10.1f}"
+              f" {ms / (1000 * synthetic_s):6.2f}×  synthetic graph build+layout; ≤ 300 ms")
+        if view is not None:
+            kinds = {n.name: n.kind for n in graph.nodes()}
+            scene_ms = median_ms(lambda d=d: view.set_diagram(d, theme, kinds), repeat)
+            print(f"{'qt scene ' + label:34s} {scene_ms:9.1f}")
+    sizes = (75, 224, 299, 777, 2048, 4096, (4096, 96))
+    worst = max(median_ms(lambda s=s: trace_shapes(graph, s), 50) for s in sizes)
+    print(f"{'retrace, slowest size (first ' + f'{first_ms:.0f} ms)':34s} {worst:9.3f} {5.0:10.1f}"
+          f" {worst / 5.0:6.2f}×  the ≤ 5 ms budget (bench_trace.py: vs torchinfo)")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ def main(argv: list[str] | None = None) -> int:
         import argparse
 
         p = argparse.ArgumentParser(prog="inception-explorer gui", description="Open the explorer window.")
-        p.add_argument("--model", default=None, help="model to open (default: the last one, else googlenet)")
+        p.add_argument("--model", default=None,
+                       help="a zoo model (default: the last one, else googlenet), or any CNN: torchvision:NAME,"
+                            " timm:NAME, or a .py file with build(), a TorchScript .ts/.pt or a torch.export .pt2")
         p.add_argument("--weights", default="auto", help="auto (hub cache, then download), none, or a file")
         p.add_argument("--offline", action="store_true", help="never try to download weights")
         opts = p.parse_args(args[1:] if args else [])

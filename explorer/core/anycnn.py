@@ -14,9 +14,46 @@ from pathlib import Path
 
 from explorer.core.zoo import ModelSpec
 
+#: The family of every opened model (the zoo's are named after their paper).
+ANY_CNN = "any CNN"
+#: In `ModelSpec.notes` of a model whose file carries its weights (TorchScript, torch.export).
+OWN_WEIGHTS = "the file carries its own weights"
+#: Suffixes `open_model` accepts, for a file dialog's filter.
+MODEL_FILE_SUFFIXES = (".py", ".ts", ".pt", ".pt2", ".jit")
+
 
 class OpenModelError(ValueError):
     """The reference names no model that can be opened; the message says why."""
+
+
+def is_file_reference(ref: str | os.PathLike) -> bool:
+    """A path rather than a torchvision:/timm: name."""
+    return not str(ref).startswith(("torchvision:", "timm:"))
+
+
+def torchvision_model_names() -> list[str]:
+    """'torchvision:NAME' for each classification model torchvision builds (for completion)."""
+    import torchvision.models as tvm
+
+    return [f"torchvision:{n}" for n in tvm.list_models(module=tvm)]
+
+
+def open_block_graph(ref: str | os.PathLike, *, native_size: tuple[int, int] | None = None):
+    """Open `ref` and build its block graph: (spec, graph). Raises OpenModelError, LayerFailed.
+
+    The graph is built on the meta device; a forward that needs real values (an `if` on a tensor,
+    which also defeats tracing) is run on the CPU instead."""
+    from explorer.core.blockgraph import block_graph_from_module
+    from explorer.core.moduletree import NeedsRealTensors
+    from explorer.core.shapes import min_input_size
+
+    spec = open_model(ref, native_size=native_size)
+    try:
+        graph = block_graph_from_module(spec.build(device="meta"), spec.name, native_size=spec.native_size)
+    except NeedsRealTensors:
+        graph = block_graph_from_module(spec.build(), spec.name, native_size=spec.native_size)
+    min_input_size(graph)  # cached on the graph: computed here, off the UI thread
+    return spec, graph
 
 
 def open_model(ref: str | os.PathLike, *, native_size: tuple[int, int] | None = None) -> ModelSpec:
@@ -46,7 +83,7 @@ def _torchvision(name: str, native_size) -> ModelSpec:
     weights = tvm.get_model_weights(name).DEFAULT
     crop = int(weights.transforms().crop_size[0])
     return ModelSpec(
-        name=f"torchvision:{name}", title=f"{name} (torchvision)", family="any CNN",
+        name=f"torchvision:{name}", title=f"{name} (torchvision)", family=ANY_CNN,
         builder=("torchvision.models", "get_model"), builder_kwargs={"name": name, "weights": None},
         weights=(type(weights).__module__, type(weights).__name__, weights.name),
         native_size=native_size or (crop, crop),
@@ -63,7 +100,7 @@ def _timm(name: str, native_size) -> ModelSpec:
     cfg = timm.get_pretrained_cfg(name)
     size = tuple(cfg.input_size[-2:]) if cfg is not None else (224, 224)
     return ModelSpec(
-        name=f"timm:{name}", title=f"{name} (timm)", family="any CNN", builder=("timm", "create_model"),
+        name=f"timm:{name}", title=f"{name} (timm)", family=ANY_CNN, builder=("timm", "create_model"),
         builder_kwargs={"model_name": name, "pretrained": False}, weights=None, native_size=native_size or size,
     )
 
@@ -78,15 +115,31 @@ def _python_file(path: Path, native_size) -> ModelSpec:
     build = getattr(module, "build", None)
     if not callable(build):
         raise OpenModelError(f"{path.name} defines no build() returning an nn.Module")
-    return ModelSpec(name=path.stem, title=f"{path.name} (build())", family="any CNN", builder=("", ""),
-                     builder_kwargs={}, weights=None, native_size=native_size or (224, 224), factory=build)
+
+    def factory(**_):
+        import torch.nn as nn
+
+        try:
+            model = build()
+        except Exception as e:  # the user's code: say whose error it is
+            raise OpenModelError(f"{path.name}: build() raised {type(e).__name__}: {e}") from None
+        if not isinstance(model, nn.Module):
+            raise OpenModelError(f"{path.name}: build() returned {type(model).__name__}, not an nn.Module")
+        return model
+
+    # Named with its suffix: a file called googlenet.py must not pass for the zoo's googlenet.
+    return ModelSpec(name=path.name, title=f"{path.name} (build())", family=ANY_CNN, builder=("", ""),
+                     builder_kwargs={}, weights=None, native_size=native_size or (224, 224), factory=factory)
 
 
 def _exported(path: Path, native_size) -> ModelSpec:
     import torch
 
+    from explorer.core.fxtrace import TRACE_LOCK
+
     try:
-        program = torch.export.load(str(path))
+        with TRACE_LOCK:  # its first call imports torch._dynamo, which must not race a trace
+            program = torch.export.load(str(path))
     except Exception as e:
         raise OpenModelError(f"{path.name} is not a torch.export file: {type(e).__name__}: {e}") from None
     example = program.example_inputs[0][0] if program.example_inputs else None
@@ -106,8 +159,9 @@ def _exported(path: Path, native_size) -> ModelSpec:
         module.eval = types.MethodType(lambda self: self, module)
         return module
 
-    return ModelSpec(name=path.stem, title=f"{path.name} (torch.export)", family="any CNN", builder=("", ""),
-                     builder_kwargs={}, weights=None, native_size=native_size or size, factory=factory)
+    return ModelSpec(name=path.name, title=f"{path.name} (torch.export)", family=ANY_CNN, builder=("", ""),
+                     builder_kwargs={}, weights=None, native_size=native_size or size, factory=factory,
+                     notes=(OWN_WEIGHTS,))
 
 
 def _torchscript(path: Path, native_size) -> ModelSpec:
@@ -121,5 +175,6 @@ def _torchscript(path: Path, native_size) -> ModelSpec:
     def factory(**_):
         return module
 
-    return ModelSpec(name=path.stem, title=f"{path.name} (TorchScript)", family="any CNN", builder=("", ""),
-                     builder_kwargs={}, weights=None, native_size=native_size or (224, 224), factory=factory)
+    return ModelSpec(name=path.name, title=f"{path.name} (TorchScript)", family=ANY_CNN, builder=("", ""),
+                     builder_kwargs={}, weights=None, native_size=native_size or (224, 224), factory=factory,
+                     notes=(OWN_WEIGHTS,))

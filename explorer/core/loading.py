@@ -1,4 +1,4 @@
-"""Load a zoo model with its weights, its preprocessing and its category names."""
+"""Load a model (the zoo's, or one opened by `anycnn`) with its weights, preprocessing and category names."""
 
 from __future__ import annotations
 
@@ -19,32 +19,58 @@ class LoadedModel:
     module: Any  # torch.nn.Module
     weights: WeightsState
     categories: list[str]
+    #: Preprocessing for a model whose spec has none of its own (an opened model without weights enum).
+    preprocess: Any = None
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     def transforms(self):
-        return self.spec.transforms()
+        return self.preprocess if self.preprocess is not None else self.spec.transforms()
+
+
+def imagenet_preprocessing(size: int):
+    """torchvision's standard ImageNet evaluation transform for a `size`×`size` input (crop 87.5 %)."""
+    import torchvision.models  # noqa: F401 - the package first: its import brings _presets (and is thread-safe)
+    from torchvision.transforms._presets import ImageClassification
+
+    return ImageClassification(crop_size=size, resize_size=round(size / 0.875))
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet class names, as torchvision's weights carry them (offline)."""
+    # Through the package: importing the submodule directly while another thread imports the
+    # package can deadlock on the two module locks.
+    import torchvision.models
+
+    return list(torchvision.models._meta._IMAGENET_CATEGORIES)
 
 
 def load_model(
-    name: str,
+    name: str | ModelSpec,
     *,
     weights: str | os.PathLike = "auto",
     allow_download: bool = True,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     timeout: float = 15.0,
+    outputs: int | None = None,
 ) -> LoadedModel:
-    """Build `name` on the CPU and give it weights.
+    """Build `name` (a zoo name, or a spec from `anycnn.open_model`) on the CPU and give it weights.
 
     weights: "auto" (hub cache, then download; random with the reason when both fail), "none"
     (random on purpose), or a path to a .pth/.pt/.safetensors file (WeightsError if it does not fit).
+    outputs: the number of classes an opened model predicts, where known (1000: ImageNet's names).
     """
-    spec = get_spec(name)
+    from explorer.core.anycnn import ANY_CNN, OWN_WEIGHTS
+
+    spec = name if isinstance(name, ModelSpec) else get_spec(name)
     module = spec.build()
-    if isinstance(weights, str) and weights == "none":
+    if OWN_WEIGHTS in spec.notes and isinstance(weights, str) and weights in ("auto", "none"):
+        # TorchScript / torch.export: the weights came with the file; there is nothing else to load.
+        state = WeightsState("file", f"the file's own ({spec.title})")
+    elif isinstance(weights, str) and weights == "none":
         state = WeightsState("random", "none", "no weights requested")
     elif isinstance(weights, str) and weights == "auto":
         state = resolve_pretrained(
@@ -53,4 +79,9 @@ def load_model(
     else:
         state = load_weights_file(module, weights)
     module.eval()
-    return LoadedModel(spec=spec, module=module, weights=state, categories=spec.categories())
+    categories, preprocess = spec.categories(), None
+    if spec.family == ANY_CNN and spec.weights is None:
+        # No weights enum to say how it was trained: ImageNet's conventions at its native size.
+        preprocess = imagenet_preprocessing(spec.native_size[0])
+        categories = imagenet_categories() if outputs in (None, 1000) else [f"class {i}" for i in range(outputs)]
+    return LoadedModel(spec=spec, module=module, weights=state, categories=categories, preprocess=preprocess)

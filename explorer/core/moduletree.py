@@ -23,6 +23,10 @@ _KINDS = ((nn.modules.conv._ConvNd, "conv"), (nn.modules.pooling._MaxPoolNd, "po
           (nn.Linear, "linear"), (nn.modules.dropout._DropoutNd, "dropout"))
 
 
+class NeedsRealTensors(LayerFailed):
+    """The forward failed on the meta device (it reads a tensor's values): build the model for real."""
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
@@ -105,7 +109,8 @@ def module_tree_graph(model: nn.Module, name: str, native_size, reason: str):
     try:
         program.run((1, in_channels, *native_size))
     except StepFailed as e:
-        raise LayerFailed(f"the model does not run at its native size {native_size}: {e.reason}") from None
+        error = NeedsRealTensors if program._device().type == "meta" else LayerFailed
+        raise error(f"the model does not run at its native size {native_size}: {e.reason}") from None
     # A TorchScript module calls no Python hooks: it becomes one node, the whole model.
     called = program.call_order or [WHOLE]
     # Keep the modules the forward calls, in that order (the steps are re-made to match).
@@ -120,9 +125,11 @@ def module_tree_graph(model: nn.Module, name: str, native_size, reason: str):
     for step in program.steps[1:]:
         mod = model if step.unit == WHOLE else model.get_submodule(step.unit)
         kind = next((k for t, k in _KINDS if isinstance(mod, t)), "module")
+        notes = (("TorchScript: the modules inside cannot be hooked, so the model is one node, without"
+                  " branch detail",) if step.unit == WHOLE else ("data flow unknown: drawn in call order",))
         node = BlockNode(name=step.unit, kind=kind, stage="body", module_type=type(mod).__name__,
                          params=sum(p.numel() for p in mod.parameters()), steps=(step.index,),
-                         output_step=step.index, notes=("data flow unknown: drawn in call order",))
+                         output_step=step.index, notes=notes)
         graph.add_node(step.unit, node=node)
         graph.add_edge(prev, step.unit)
         prev = step.unit

@@ -8,15 +8,21 @@ shown while the first worker is still importing it.
 Signals
 -------
 graph_ready(str)        the named model's block graph is drawn
+model_opened(str)       a model opened by reference (torchvision:NAME, timm:NAME, a file) is the window's
 graph_drawn(str)        a drawing of the named model is on screen (the preview, or the live graph)
 model_loaded(str)       its weights are loaded (pretrained, from a file, or random with a reason)
 trace_updated()         shapes were retraced at a new input size
 trace_failed(str, str)  the input size is too small: failing node, engine message
 error_shown(str)        a message was shown in the error banner
+
+Any CNN opens through `open_model(ref)` (File → Open model…, the Model menu's Recent section, or
+`--model REF` on the command line): it is opened and its graph built in a worker, and only then
+replaces the current model, which stays usable if opening fails.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QEvent, QPointF, QSettings, QSize, Qt, QTimer, Signal
@@ -52,6 +58,8 @@ APPLICATION = "Inception Explorer"
 DEFAULT_MODEL = "googlenet"
 INITIAL_MIN_ZOOM = 0.8
 WEIGHT_FILTER = "Weights (*.pth *.pt *.bin *.safetensors);;All files (*)"
+#: How many opened models the Model menu's Recent section remembers.
+MAX_RECENT = 8
 
 
 def default_settings() -> QSettings:
@@ -65,6 +73,27 @@ IMAGE_DOCKS_DELAY_MS = 60
 DOCK_LAYOUT_VERSION = 2
 
 
+def _load_opened_weights(spec, weights: str, allow_download: bool, outputs: int | None, *, progress=None,
+                         cancel=None):
+    """An opened model (a ModelSpec, not a zoo name) on the CPU with weights, as a LoadedModel."""
+    from explorer.core.loading import load_model
+
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    return load_model(spec, weights=weights, allow_download=allow_download, progress=progress, cancel=cancel,
+                      outputs=outputs)
+
+
+def _open_block_graph(ref: str):
+    """anycnn.open_block_graph under the lock the zoo's graph builds hold: torch.fx patches
+    nn.Module.__call__ process-wide while it traces, so two traces must never overlap."""
+    from explorer.core.anycnn import open_block_graph
+    from explorer.qt.workers import _graph_lock
+
+    with _graph_lock:
+        return open_block_graph(ref)
+
+
 def _int(value, default: int) -> int:
     try:
         return int(value)
@@ -74,6 +103,7 @@ def _int(value, default: int) -> int:
 
 class MainWindow(QMainWindow):
     graph_ready = Signal(str)
+    model_opened = Signal(str)
     graph_drawn = Signal(str)
     model_loaded = Signal(str)
     trace_updated = Signal()
@@ -92,6 +122,9 @@ class MainWindow(QMainWindow):
         self.trace = None  # the last valid ShapeTrace
         self.loaded = None  # LoadedModel once its weights are in
         self.model_name: str | None = None
+        self.spec = None  # the current model's ModelSpec (the zoo's, or an opened one)
+        self.model_ref: str | None = None  # what an opened model was opened from; None for the zoo's
+        self.open_dialog = None
         self.expanded: set[str] = set()
         self.failed_node: str | None = None
         self._presentation_scale: float | None = None
@@ -106,12 +139,16 @@ class MainWindow(QMainWindow):
         self.presentation = Presentation(self)
 
         saved_model = self.settings.value("model/name", DEFAULT_MODEL) if restore else DEFAULT_MODEL
-        name = model or (saved_model if saved_model in model_names() else DEFAULT_MODEL)
+        # Not a zoo name: a reference to open, after the zoo's model (which stays if opening fails).
+        opened = model if model and model not in model_names() else None
+        name = (None if opened else model) or (saved_model if saved_model in model_names() else DEFAULT_MODEL)
         if restore:
             self._restore_settings(name)
         else:
             self.size_control.set_value(*get_spec(name).native_size, 1, emit=False)
         self.set_model(name, size=None)
+        if opened:
+            self.open_model(opened)
         # pyqtgraph and the image panels cost half a second: after the first paint and the preview.
         QTimer.singleShot(IMAGE_DOCKS_DELAY_MS, self._build_image_docks)
 
@@ -148,6 +185,8 @@ class MainWindow(QMainWindow):
         self.weights_bar.open_requested.connect(self.open_weights_dialog)
         self.weights_bar.cancel_requested.connect(self.cancel_download)
         self.banner = Banner("error", self)
+        # Why the graph shows the module tree instead of the data flow (an untraceable forward).
+        self.notice = Banner("warning", self)
         self.caption = QLabel(self)
         self.caption.setTextFormat(Qt.TextFormat.RichText)
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -160,6 +199,7 @@ class MainWindow(QMainWindow):
         lay.setSpacing(0)
         lay.addWidget(self.weights_bar)
         lay.addWidget(self.banner)
+        lay.addWidget(self.notice)
         lay.addWidget(self.view, 1)
         lay.addWidget(self.caption)
         self.setCentralWidget(central)
@@ -245,6 +285,8 @@ class MainWindow(QMainWindow):
                      "Classify image files (or drop them on the window)")
         self._action(f, "Open &folder…", lambda: self.images and self.images.classify.open_folder(), "Ctrl+Shift+O",
                      "Classify every image of a folder")
+        self._action(f, "Open &model…", self.open_model_dialog, "Ctrl+Shift+M",
+                     "Any CNN: torchvision:NAME, timm:NAME, a .py file with build(), TorchScript or torch.export")
         self._action(f, "Open &weights file…", self.open_weights_dialog, "Ctrl+Alt+O",
                      "Load a .pth / .safetensors state dict into the current model")
         self._action(f, "&Retry download", self.retry_download, None, "Download the pretrained weights again")
@@ -285,14 +327,36 @@ class MainWindow(QMainWindow):
         m = mb.addMenu("&Model")
         self.model_actions = QActionGroup(self)
         for name in model_names():
-            act = QAction(get_spec(name).title, self, checkable=True)
+            act = QAction(get_spec(name).title.replace("&", "&&"), self, checkable=True)  # "Ioffe & Szegedy"
             act.setData(name)
             act.triggered.connect(lambda checked, n=name: self.set_model(n))
             self.model_actions.addAction(act)
             m.addAction(act)
+        self.model_menu = m
+        self.recent_actions: list[QAction] = []
+        self._rebuild_recent_menu()
+
+        c = mb.addMenu("&Compare")
+        self.compare_action = self._action(c, "&Compare models…", lambda: self.open_compare(0), "Ctrl+Shift+K",
+                                           "Two models side by side, stage by stage, differences highlighted")
+        self.factorisation_action = self._action(c, "&Factorisation…", lambda: self.open_compare(1), None,
+                                                 "What factorising a convolution saves, and where each model does it")
 
         h = mb.addMenu("&Help")
         self._action(h, "&About", self._about)
+
+    def open_compare(self, tab: int = 0):
+        """Show the Compare window (one per main window, non-modal) on tab 0 (compare) or 1 (factorisation)."""
+        from explorer.qt.compare_window import CompareWindow
+
+        if getattr(self, "compare_window", None) is None:
+            h, w, _ = self.size_control.value()
+            self.compare_window = CompareWindow(self.settings, self.model_name, (h, w), parent=self)
+        self.compare_window.show_tab(tab)
+        self.compare_window.show()
+        self.compare_window.raise_()
+        self.compare_window.activateWindow()
+        return self.compare_window
 
     def chrome_widgets(self) -> list[QWidget]:
         """What presentation mode hides: menus, toolbar, docks, status bar (the banners are suppressed)."""
@@ -305,13 +369,13 @@ class MainWindow(QMainWindow):
     # -- model and weights -------------------------------------------------------------------
 
     def spec_title(self) -> str:
-        return get_spec(self.model_name).title if self.model_name else ""
+        return self.spec.title if self.spec is not None else ""
 
     def set_model(self, name: str, size: tuple[int, int] | None | bool = False) -> None:
         """Load `name`'s block graph in a worker, then its weights. size: None keeps the current
         input size, False (the default) switches to the model's native size."""
         spec = get_spec(name)
-        if name == self.model_name and self.graph is not None:
+        if name == self.model_name and self.model_ref is None and self.graph is not None:
             return
         if self.model_name is not None and self.graph is not None:
             self._save_expanded()
@@ -319,10 +383,12 @@ class MainWindow(QMainWindow):
             size = spec.native_size
         if size is not None:
             self.size_control.set_value(size[0], size[1], None, emit=False)
-        self.model_name = name
+        self.runner.cancel("open")
+        self.model_name, self.spec, self.model_ref = name, spec, None
         self.graph = self.trace = self.loaded = None
         self.failed_node = None
         self.banner.set_message(None)
+        self.notice.set_message(None)
         self.details.show_nothing()
         self._sync_model_widgets()
         self.settings.setValue("model/name", name)
@@ -365,11 +431,14 @@ class MainWindow(QMainWindow):
         self.show_error(message)
 
     def _sync_model_widgets(self) -> None:
+        opened = self.model_ref is not None
         self.model_combo.blockSignals(True)
-        self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(self.model_name)))
+        # An opened model is in no zoo entry: the combo shows its title as a placeholder.
+        self.model_combo.setPlaceholderText(self.spec_title() if opened else "")
+        self.model_combo.setCurrentIndex(-1 if opened else max(0, self.model_combo.findData(self.model_name)))
         self.model_combo.blockSignals(False)
         for act in self.model_actions.actions():
-            act.setChecked(act.data() == self.model_name)
+            act.setChecked(not opened and act.data() == self.model_name)
 
     def _on_model_combo(self, index: int) -> None:
         name = self.model_combo.itemData(index)
@@ -388,6 +457,11 @@ class MainWindow(QMainWindow):
         self.find_edit.setCompleter(QCompleter([n.name for n in graph.nodes()], self.find_edit))
         self.find_edit.completer().setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.find_edit.completer().setFilterMode(Qt.MatchFlag.MatchContains)
+        reason = getattr(graph, "dataflow_reason", None)
+        self.notice.set_message(
+            f"Module tree only: {reason}. The nodes are the model's modules in the order its forward calls them,"
+            " with shapes; the data-flow view, branch detail, activations and attributions need a forward that"
+            " torch.fx can trace." if reason else None)
         self.retrace(redraw=False)
         self.redraw()
         if not from_preview:
@@ -406,12 +480,16 @@ class MainWindow(QMainWindow):
         text = "Loading weights…" if weights in ("auto", "none") else f"Loading weights from {Path(weights).name}…"
         self.weights_bar.show_loading(text)
         self.weights_label.setText("weights: loading…")
-        job = Job(load_weights, name, weights, allow_download, wants_progress=True)
+        if self.model_ref is not None:
+            job = Job(_load_opened_weights, self.spec, weights, allow_download, self.output_classes(),
+                      wants_progress=True)
+        else:
+            job = Job(load_weights, name, weights, allow_download, wants_progress=True)
         self.runner.start("weights", job, on_success=self._on_weights, on_failure=self._on_weights_failed,
                           on_progress=self.weights_bar.show_progress, on_cancel=self._on_weights_cancelled)
 
     def _has_published_weights(self) -> bool:
-        return self.model_name is not None and get_spec(self.model_name).weights is not None
+        return self.spec is not None and self.spec.weights is not None
 
     def retry_download(self) -> None:
         self.load_weights("auto", True)
@@ -437,6 +515,12 @@ class MainWindow(QMainWindow):
             self.weights_label.setText(f"weights: {state.describe()}")
         if self.images is not None and self.graph is not None and not getattr(self.graph, "is_preview", False):
             self.images.model_ready(loaded, self.graph)
+        classes = self.output_classes()
+        if self.model_ref is not None and classes != 1000:
+            self.statusBar().showMessage(
+                f"{self.spec_title()} outputs {classes} class scores, not ImageNet's 1000: classification shows"
+                " class indices" if classes else f"{self.spec_title()} does not output a vector of class scores:"
+                " classification cannot interpret it", 15000)
         self.model_loaded.emit(loaded.name)
 
     def _on_weights_failed(self, message: str) -> None:
@@ -456,6 +540,117 @@ class MainWindow(QMainWindow):
             self.weights_label.setText("weights: random")
         else:
             self.weights_bar.hide_all()
+
+    # -- any CNN -----------------------------------------------------------------------------
+
+    def open_model_dialog(self) -> None:
+        """File → Open model…: a name with completion, or a model file; the window opens it."""
+        from explorer.qt.open_model_dialog import OpenModelDialog
+
+        if self.open_dialog is not None:
+            self.open_dialog.deleteLater()
+        self.open_dialog = OpenModelDialog(self, runner=self.runner, recent=self.recent_models())
+        self.open_dialog.model_chosen.connect(self.open_model)
+        self.open_dialog.open()
+
+    def open_model(self, ref: str) -> None:
+        """Open any CNN — 'torchvision:NAME', 'timm:NAME', or a .py (with build()) / TorchScript /
+        torch.export file — in a worker. It replaces the current model only once its graph is built;
+        a bad name or a broken file is reported and the current model stays."""
+        from explorer.core.anycnn import is_file_reference
+
+        ref = str(ref).strip()
+        if not ref:
+            return
+        if is_file_reference(ref):
+            path = Path(ref).expanduser()
+            if not path.is_file():
+                known = ref in self.recent_models()
+                self._forget_recent(ref)
+                self.show_error(f"Cannot open {ref}: the file does not exist"
+                                + (" (removed from the recent models)" if known else ""))
+                return
+            ref = str(path.resolve())
+        self._set_busy(True, f"Opening {ref}…")
+        self.runner.start("open", Job(_open_block_graph, ref), on_success=lambda result: self._on_opened(ref, result),
+                          on_failure=lambda message: self._on_open_failed(ref, message))
+
+    def _on_opened(self, ref: str, result) -> None:
+        spec, graph = result
+        self.runner.cancel("graph")  # a zoo model still loading is superseded
+        if self.model_name is not None and self.graph is not None and not getattr(self.graph, "is_preview", False):
+            self._save_expanded()
+        self.model_name, self.spec, self.model_ref = spec.name, spec, ref
+        self.graph = self.trace = self.loaded = None
+        self._shown_preview = None
+        self.failed_node = None
+        self.banner.set_message(None)
+        self.details.show_nothing()
+        self.view.show_message(f"Drawing {spec.title}…")  # drops the previous model's boxes and selection
+        self.size_control.set_value(*spec.native_size, None, emit=False)
+        self._sync_model_widgets()
+        self._add_recent(ref)
+        self._on_graph(graph)  # draws it, then loads the weights
+        self.model_opened.emit(ref)
+
+    def _on_open_failed(self, ref: str, message: str) -> None:
+        still = f" {self.spec_title()} stays loaded." if self.graph is not None else ""
+        self.show_error(f"Could not open {ref}: {message}.{still}")
+
+    def output_classes(self) -> int | None:
+        """How many class scores the current model outputs at this size (None: not a vector)."""
+        if self.graph is None or self.trace is None:
+            return None
+        last = [n for n in self.graph.nodes() if not n.training_only][-1]
+        node = self.trace.nodes.get(last.name)
+        shape = node.output_shape if node is not None else None
+        return shape[0] if shape is not None and len(shape) == 1 else None
+
+    def recent_models(self) -> list[str]:
+        """References of the models opened lately, the latest first."""
+        value = self.settings.value("recent/models", [])
+        if isinstance(value, str):
+            value = [value] if value else []
+        return [str(v) for v in (value or [])][:MAX_RECENT]
+
+    def _set_recent(self, refs: list[str]) -> None:
+        self.settings.setValue("recent/models", refs[:MAX_RECENT])
+        self._rebuild_recent_menu()
+
+    def _add_recent(self, ref: str) -> None:
+        self._set_recent([ref] + [r for r in self.recent_models() if r != ref])
+
+    def _forget_recent(self, ref: str) -> None:
+        if ref in self.recent_models():
+            self._set_recent([r for r in self.recent_models() if r != ref])
+
+    def clear_recent(self) -> None:
+        self._set_recent([])
+
+    def _rebuild_recent_menu(self) -> None:
+        """The Model menu's Recent section: one entry per opened model, then Open model… and Clear."""
+        from explorer.core.anycnn import is_file_reference
+
+        for act in self.recent_actions:
+            self.model_menu.removeAction(act)
+            act.deleteLater()
+        self.recent_actions = [self.model_menu.addSection("Recent")]
+        for ref in self.recent_models():
+            act = QAction(Path(ref).name if is_file_reference(ref) else ref, self)
+            act.setData(ref)
+            act.setStatusTip(ref)
+            act.setToolTip(ref)
+            act.triggered.connect(lambda checked=False, r=ref: self.open_model(r))
+            self.model_menu.addAction(act)
+            self.recent_actions.append(act)
+        more = [QAction("Open &model…", self), QAction("Clear recent", self)]
+        more[0].triggered.connect(self.open_model_dialog)
+        more[1].triggered.connect(self.clear_recent)
+        more[1].setEnabled(len(self.recent_actions) > 1)
+        self.recent_actions.append(self.model_menu.addSeparator())
+        for act in more:
+            self.model_menu.addAction(act)
+            self.recent_actions.append(act)
 
     # -- shapes ------------------------------------------------------------------------------
 
@@ -692,7 +887,7 @@ class MainWindow(QMainWindow):
         return PngExporter(self.view.scene()).export(path, scale)
 
     def export_svg_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export graph as SVG", f"{self.model_name}.svg", "SVG (*.svg)")
+        path, _ = QFileDialog.getSaveFileName(self, "Export graph as SVG", f"{self._file_stem()}.svg", "SVG (*.svg)")
         if path:
             self._export(lambda: self.export_svg(path))
 
@@ -701,9 +896,14 @@ class MainWindow(QMainWindow):
                                            8.0, 2)
         if not ok:
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Export graph as PNG", f"{self.model_name}.png", "PNG (*.png)")
+        path, _ = QFileDialog.getSaveFileName(self, "Export graph as PNG", f"{self._file_stem()}.png", "PNG (*.png)")
         if path:
             self._export(lambda: self.export_png(path, scale))
+
+    def _file_stem(self) -> str:
+        """The model's name as a file name ("torchvision:resnet18" → "torchvision_resnet18")."""
+        name = self.model_name or "graph"
+        return re.sub(r"[^\w.-]+", "_", Path(name).stem if self.model_ref else name)
 
     def _export(self, fn) -> None:
         try:
@@ -773,7 +973,7 @@ class MainWindow(QMainWindow):
             self.presentation.leave()
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState(DOCK_LAYOUT_VERSION))
-        if self.model_name:
+        if self.model_name and self.model_ref is None:  # an opened model is reopened from the Recent list
             s.setValue("model/name", self.model_name)
         h, w, n = self.size_control.value()
         s.setValue("input/height", h)
@@ -802,6 +1002,9 @@ class MainWindow(QMainWindow):
         self.save_settings()
         if self.images is not None:
             self.images.shutdown()
+        if getattr(self, "compare_window", None) is not None:
+            self.compare_window.shutdown()
+            self.compare_window.close()
         self.runner.cancel_all()
         self.runner.wait(20000)
         super().closeEvent(event)

@@ -76,7 +76,7 @@ class Presentation(QObject):
         self._saved["geometry"] = w.saveGeometry()
         for bar in w.chrome_widgets():
             bar.hide()
-        for strip in (w.weights_bar, w.banner):  # messages arriving now wait until the talk is over
+        for strip in (w.weights_bar, w.banner, w.notice):  # messages arriving now wait until the talk is over
             strip.set_suppressed(True)
         screen = w.screen() or QGuiApplication.primaryScreen()
         height = screen.availableGeometry().height() if screen else 720
@@ -111,7 +111,7 @@ class Presentation(QObject):
         w.redraw()
         for bar, vis in s["visible"].items():
             bar.setVisible(vis)
-        for strip in (w.weights_bar, w.banner):
+        for strip in (w.weights_bar, w.banner, w.notice):
             strip.set_suppressed(False)
         if not s["full_screen"]:
             w.showMaximized() if s["maximized"] else w.showNormal()

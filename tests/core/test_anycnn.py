@@ -94,6 +94,8 @@ def test_exported_and_torchscript_files(tmp_path):
     graph = build_block_graph(open_model(tmp_path / "r18.ts", native_size=(96, 96)))
     last = graph.nodes()[-1].name
     assert trace_shapes(graph, 96).nodes[last].output_shape == (1000,)
+    # Its modules cannot be hooked: one node, which says why it has no branch detail.
+    assert [n.name for n in graph.nodes()] == ["input", "model"] and "TorchScript" in graph.node("model").notes[0]
     with pytest.raises(OpenModelError):
         open_model(tmp_path / "missing.pt")
 
@@ -134,3 +136,84 @@ def test_unknown_names_are_refused():
         open_model("torchvision:resnet9000")
     with pytest.raises(OpenModelError):
         open_model("nonsense")
+
+
+UNTRACEABLE_FILE = '''
+import torch, torch.nn as nn
+
+class Untraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2)
+        self.body = nn.Conv2d(8, 16, 3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        if x.abs().sum() >= 0:
+            x = self.body(x)
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+def build():
+    return Untraceable()
+'''
+
+
+def test_open_block_graph_runs_a_value_dependent_forward_for_real(tmp_path):
+    """On the meta device an `if` on a tensor's value cannot run: the module tree is built on the CPU."""
+    from explorer.core.anycnn import open_block_graph
+
+    path = tmp_path / "untraceable.py"
+    path.write_text(UNTRACEABLE_FILE)
+    spec, graph = open_block_graph(path, native_size=(64, 64))
+    assert spec.name == "untraceable.py" and graph.name == spec.name
+    assert "cannot be traced" in graph.dataflow_reason
+    assert [n.name for n in graph.nodes()] == ["input", "stem", "body", "pool", "fc"]
+    real = _real_child_shapes(Untraceable(), (40, 52))
+    trace = trace_shapes(graph, (40, 52))
+    assert all(trace.nodes[n].output_shape == real[n] for n in ("stem", "body", "pool", "fc"))
+
+
+def test_build_errors_name_the_file(tmp_path):
+    from explorer.core.anycnn import open_block_graph
+
+    (tmp_path / "raises.py").write_text("def build():\n    raise KeyError('conv9')\n")
+    with pytest.raises(OpenModelError, match=r"raises\.py: build\(\) raised KeyError: 'conv9'"):
+        open_block_graph(tmp_path / "raises.py")
+    (tmp_path / "notamodule.py").write_text("def build():\n    return 42\n")
+    with pytest.raises(OpenModelError, match="returned int, not an nn.Module"):
+        open_block_graph(tmp_path / "notamodule.py")
+    # A file named like a zoo model is not taken for it.
+    (tmp_path / "googlenet.py").write_text("import torch.nn as nn\ndef build():\n    return nn.Conv2d(3, 4, 3)\n")
+    assert open_model(tmp_path / "googlenet.py").name == "googlenet.py"
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_loading_an_opened_model(tmp_path):
+    """Preprocessing and names follow ImageNet's conventions where no weights enum says otherwise;
+    a TorchScript file keeps its own weights."""
+    from explorer.core.loading import load_model
+
+    tv = load_model(open_model("torchvision:resnet18"), weights="none")
+    weights = torchvision.models.ResNet18_Weights.DEFAULT
+    assert tv.categories == weights.meta["categories"] and tv.transforms().crop_size == weights.transforms().crop_size
+    assert tv.weights.is_random
+
+    path = tmp_path / "mynet.py"
+    path.write_text("import torchvision\ndef build():\n    return torchvision.models.resnet18()\n")
+    spec = open_model(path, native_size=(160, 160))
+    imagenet = load_model(spec, weights="none", outputs=1000)
+    assert imagenet.categories == weights.meta["categories"]
+    t = imagenet.transforms()
+    assert t.crop_size == [160] and t.resize_size == [round(160 / 0.875)]
+    assert list(t.mean) == list(weights.transforms().mean) and list(t.std) == list(weights.transforms().std)
+    assert load_model(spec, weights="none", outputs=10).categories == [f"class {i}" for i in range(10)]
+
+    model = torchvision.models.resnet18().eval()
+    torch.jit.save(torch.jit.script(model), tmp_path / "r18.ts")
+    loaded = load_model(open_model(tmp_path / "r18.ts"), weights="none")
+    assert loaded.weights.kind == "file" and not loaded.weights.is_random
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded.module(x), model(x))
