@@ -619,7 +619,9 @@ class Classifier:
             # produced from the full image, mapping the full image's extent (`box`) exactly.
             from PIL import Image
 
-            im = im.resize(resized_size(li.size, self.resize_size), Image.Resampling.BILINEAR, box=li.box)
+            mode = getattr(getattr(self.transforms, "interpolation", None), "value", "bilinear")
+            resample = Image.Resampling.BICUBIC if mode == "bicubic" else Image.Resampling.BILINEAR
+            im = im.resize(resized_size(li.size, self.resize_size), resample, box=li.box)
         return self.transforms(im)
 
     def _decode_jpegs_cuda(self, datas: list[bytes]):

@@ -12,6 +12,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+INCEPTION_MEAN = INCEPTION_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images are prepared for a model that has no torchvision weights enum: the convention of the
+    weight files it loads (timm's data config for v4 / Inception-ResNet-v2), ImageNet-1k classes."""
+
+    crop: int
+    resize: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"  # a torchvision InterpolationMode value
+    #: Whose convention this is, for the details panel.
+    source: str = "torchvision's ImageNet evaluation transform"
+
+    def transform(self):
+        """torchvision's own ImageClassification preset with these numbers."""
+        import torchvision.models  # noqa: F401 - the package first (brings _presets; thread-safe import)
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms._presets import ImageClassification
+
+        return ImageClassification(crop_size=self.crop, resize_size=self.resize, mean=self.mean, std=self.std,
+                                   interpolation=InterpolationMode(self.interpolation))
+
+
+#: torchvision's ImageNet evaluation transform at 224 (resize 256), as GoogLeNet's weights use.
+IMAGENET_224 = Preprocessing(crop=224, resize=256)
+
+
 @dataclass(frozen=True)
 class PaperReference:
     """What the architecture's paper says, for flagging where a model departs from it."""
@@ -50,6 +81,8 @@ class ModelSpec:
     notes: tuple[str, ...] = ()
     #: Builds the network instead of `builder` (models opened from a file).
     factory: Any = None
+    #: The preprocessing where `weights` is None (ImageNet-1k classes implied); None: none known.
+    preprocessing: Preprocessing | None = None
 
     def build(self, device: str | None = None):
         """Build the network (random weights, eval mode); device='meta' allocates nothing."""
@@ -72,16 +105,22 @@ class ModelSpec:
 
     def categories(self) -> list[str]:
         w = self.weights_enum()
-        if w is None:
-            return [f"class {i}" for i in range(1000)]
-        return list(w.meta["categories"])
+        if w is not None:
+            return list(w.meta["categories"])
+        if self.preprocessing is not None:  # an ImageNet-1k model: torchvision's class names (offline)
+            import torchvision.models  # through the package: a direct submodule import can deadlock
+
+            return list(torchvision.models._meta._IMAGENET_CATEGORIES)
+        return [f"class {i}" for i in range(1000)]
 
     def transforms(self):
         """The preprocessing the weights were trained with (torchvision's own transform)."""
         w = self.weights_enum()
-        if w is None:
-            raise ValueError(f"{self.name} has no weights, hence no preprocessing of its own")
-        return w.transforms()
+        if w is not None:
+            return w.transforms()
+        if self.preprocessing is not None:
+            return self.preprocessing.transform()
+        raise ValueError(f"{self.name} has no weights, hence no preprocessing of its own")
 
     @property
     def weights_url(self) -> str | None:
@@ -166,11 +205,21 @@ register(
         builder_kwargs=dict(aux_logits=True),
         weights=None,
         native_size=(224, 224),
+        preprocessing=IMAGENET_224,
         paper=_GOOGLENET_PAPER,
         notes=("5×5 branches, local response normalisation and no batch norm, as in the paper's Table 1 and"
                " Figure 3; no pretrained weights",),
     )
 )
+
+#: timm's data configs of its inception_v4 / inception_resnet_v2 weights (resize = floor(299 / crop_pct)).
+_TIMM_INCEPTION_V4 = Preprocessing(crop=299, resize=341, mean=INCEPTION_MEAN, std=INCEPTION_STD,
+                                   interpolation="bicubic", source="timm's inception_v4 data config")
+_TIMM_INCEPTION_RESNET_V2 = Preprocessing(crop=299, resize=333, mean=INCEPTION_MEAN, std=INCEPTION_STD,
+                                          interpolation="bicubic", source="timm's inception_resnet_v2 data config")
+#: No published weights: the Inception papers' convention (299 px, inputs scaled to [-1, 1]).
+_INCEPTION_299 = Preprocessing(crop=299, resize=341, mean=INCEPTION_MEAN, std=INCEPTION_STD,
+                               interpolation="bicubic", source="the Inception convention (no published weights)")
 
 _INCEPTION_V4_CITATION = ("Szegedy et al., Inception-v4, Inception-ResNet and the Impact of Residual Connections"
                           " on Learning (2016)")
@@ -185,6 +234,7 @@ register(
         builder_kwargs={},
         weights=None,
         native_size=(224, 224),
+        preprocessing=IMAGENET_224,
         paper=PaperReference(
             citation="Ioffe & Szegedy, Batch Normalization (2015), Figure 5",
             branch_kernels={
@@ -206,6 +256,7 @@ register(
         builder_kwargs={},
         weights=None,
         native_size=(299, 299),
+        preprocessing=_TIMM_INCEPTION_V4,
         paper=PaperReference(citation=_INCEPTION_V4_CITATION + ", Figures 3–9"),
         notes=("parameter names follow timm's inception_v4: its weight files load",),
     )
@@ -221,6 +272,7 @@ register(
         builder_kwargs={},
         weights=None,
         native_size=(299, 299),
+        preprocessing=_INCEPTION_299,
         paper=PaperReference(citation=_INCEPTION_V4_CITATION + ", Figures 7 and 10–15"),
         notes=("no pretrained weights",),
     )
@@ -236,6 +288,7 @@ register(
         builder_kwargs={},
         weights=None,
         native_size=(299, 299),
+        preprocessing=_TIMM_INCEPTION_RESNET_V2,
         paper=PaperReference(citation=_INCEPTION_V4_CITATION + ", Figures 3, 7 and 15–19"),
         notes=("parameter names follow timm's inception_resnet_v2: its weight files load",
                "as released (and in timm): a Mixed_5b stem, 320/1088/2080 channels and 10/20/10 residual"

@@ -26,3 +26,27 @@ def test_model_draws_with_engine_shapes(window, qtbot, name):
     window.collapse_all()
     qtbot.waitUntil(lambda: window.loaded is not None and window.loaded.name == name, timeout=120_000)
     assert window.weights_bar.retry.isVisible() == (get_spec(name).weights is not None)
+
+
+@pytest.mark.parametrize("name", ["bn_inception", "googlenet_paper"])
+def test_family_model_classifies_a_dropped_image_and_shows_its_branches(make_window, qtbot, name):
+    """No published weights: random weights (badge), yet the window classifies with ImageNet's names
+    and the activation view shows that forward's branches."""
+    import torchvision.models
+
+    from explorer.core.samples import sample_images
+
+    w = make_window(name)
+    docks = w.images
+    qtbot.waitUntil(lambda: docks.capture_model is not None, timeout=120_000)
+    assert w.weights_bar.isVisible() and w.loaded.weights.is_random
+    panel = docks.classify
+    with qtbot.waitSignal(panel.image_shown, timeout=120_000) as shown:
+        panel.classify_paths([sample_images()[0].path])
+    result = shown.args[0].result
+    assert result.ok and len(result.top) == 5
+    assert {p.label for p in result.top} <= set(torchvision.models._meta._IMAGENET_CATEGORIES)
+    assert panel.message.text() == ""
+    qtbot.waitUntil(lambda: docks.activations.capture is shown.args[0].capture, timeout=10_000)
+    blocks = [n.name for n in w.graph.nodes() if n.is_block]
+    assert set(docks.activations.capture.branches) == set(blocks)
