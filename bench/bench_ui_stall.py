@@ -5,7 +5,13 @@ longest gap between ticks is the longest time the window could not respond (targ
 anchor is the engine alone (`Classifier.classify` on the same files, no UI): the ratio shows what
 the panel's workers and table updates cost in throughput. Then the same for single-image drops.
 
+Then Integrated Gradients in the real window: a MainWindow classifies a sample photo, and its
+attribution panel runs IG (50 steps) on it from `AttributionPanel.run()`; the same timer measures
+the stalls, and the job's `progressed` signal is counted (the progress bar's updates). The anchor is
+`attribute()` alone on a thread of its own, same model object and input, no UI.
+
     .venv/bin/python bench/bench_ui_stall.py [--n 40] [--size 400] [--model googlenet] [--runs 2]
+                                             [--ig-steps 50] [--cases batch,single,ig]
 """
 
 from __future__ import annotations
@@ -105,29 +111,13 @@ def describe(gaps: list[float], busy: list[float]) -> str:
             f"{max(busy):.1f} ms")
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=40, help="images in the batch")
-    ap.add_argument("--size", type=int, default=400, help="side of each image in pixels")
-    ap.add_argument("--model", default="googlenet")
-    ap.add_argument("--runs", type=int, default=2, help="batch runs (the longest stall of all is reported)")
-    args = ap.parse_args(argv)
-
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-
-    import torch
-
+def classify_cases(args, cases: set[str], app, loaded, recorder: TickRecorder) -> list[float]:
+    """The batch and single-drop cases in a ClassifyPanel; returns their tick gaps (ms)."""
     from explorer.core.inference import Classifier
-    from explorer.core.loading import load_model
     from explorer.qt.classify_panel import ClassifyPanel
 
-    loaded = load_model(args.model, weights="none", allow_download=False)
-    print(f"model {args.model} (random weights), CPU, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} intra-op threads, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f} at start")
+    if not cases & {"batch", "single"}:
+        return []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         files = make_images(folder, args.n, args.size)
@@ -159,7 +149,6 @@ def main(argv=None) -> int:
             wait_for(panel.busy_changed)
         app.processEvents()
 
-        recorder = TickRecorder()
         # Baseline: the same timer with nothing running, for as long as a batch takes. On a shared
         # machine it shows the stalls that come from the OS scheduling other processes.
         from PySide6.QtCore import QEventLoop, QTimer
@@ -172,7 +161,7 @@ def main(argv=None) -> int:
         all_gaps: list[float] = []
         all_busy: list[float] = []
         rates = []
-        for _ in range(args.runs):
+        for _ in range(args.runs if "batch" in cases else 0):
             recorder.start()
             panel.classify_paths([folder])
             wait_for(panel.batch_finished)
@@ -180,16 +169,17 @@ def main(argv=None) -> int:
             all_gaps += gaps
             all_busy += busy
             rates.append(panel.throughput)
-        panel_rate = max(rates)
-        print(f"batch  (panel):  {describe(all_gaps, all_busy)}")
-        print(f"throughput (best of runs): panel {panel_rate:.1f} images/s · engine alone {engine_rate:.1f} images/s · "
-              f"ratio {panel_rate / engine_rate:.2f}")
+        if rates:
+            panel_rate = max(rates)
+            print(f"batch  (panel):  {describe(all_gaps, all_busy)}")
+            print(f"throughput (best of runs): panel {panel_rate:.1f} images/s · engine alone {engine_rate:.1f} "
+                  f"images/s · ratio {panel_rate / engine_rate:.2f}")
 
         # Single drops, one after the other: stall and drop-to-top-5 latency.
         single_gaps: list[float] = []
         single_busy: list[float] = []
         latencies = []
-        for path in files[:10]:
+        for path in files[:10] if "single" in cases else []:
             recorder.start()
             t0 = time.perf_counter()
             panel.classify_paths([path])
@@ -199,13 +189,141 @@ def main(argv=None) -> int:
             gaps, busy = recorder.stop()
             single_gaps += gaps
             single_busy += busy
-        print(f"single (panel):  {describe(single_gaps, single_busy)}")
-        print(f"single drop → top-5 shown: median {statistics.median(latencies):.1f} ms, "
-              f"max {max(latencies):.1f} ms")
+        if latencies:
+            print(f"single (panel):  {describe(single_gaps, single_busy)}")
+            print(f"single drop → top-5 shown: median {statistics.median(latencies):.1f} ms, "
+                  f"max {max(latencies):.1f} ms")
         panel.shutdown()
-        longest = max(all_gaps + single_gaps)
-        verdict = "PASS" if longest <= STALL_TARGET_MS else "FAIL"
-        print(f"longest event-loop stall {longest:.1f} ms (target ≤ {STALL_TARGET_MS:.0f} ms): {verdict}")
+    return all_gaps + single_gaps
+
+
+def wait_until(predicate, timeout_s: float = 600) -> None:
+    """Run the event loop until `predicate()` holds (polled every 20 ms)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for the window")
+        loop = QEventLoop()
+        QTimer.singleShot(20, loop.quit)
+        loop.exec()
+
+
+def ig_case(args, recorder: TickRecorder) -> list[float]:
+    """Integrated Gradients from the attribution panel of a real MainWindow; returns its tick gaps (ms)."""
+    from PySide6.QtCore import QEventLoop, QSettings, QTimer
+
+    from explorer.core.attribution import attribute
+    from explorer.qt.main_window import MainWindow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = QSettings(str(Path(tmp) / "bench.ini"), QSettings.Format.IniFormat)
+        window = MainWindow(args.model, weights="none", allow_download=False, settings=settings, restore=False,
+                            classify_sample=True)
+        window.resize(1600, 1000)
+        window.show()
+        # The window classifies a sample photo and hands its network input to the attribution panel.
+        wait_until(lambda: window.images is not None and window.images.attribution.x is not None
+                   and window.images.attribution.capture_model is not None)
+        panel = window.images.attribution
+        window.images.attribution_dock.raise_()
+        panel.set_method("integrated_gradients")
+        panel.ig_steps.setValue(args.ig_steps)
+        wait_until(lambda: window.images.classify.classifier is not None and not window.images.runner.running(
+            "capture_model"))
+        settle = QEventLoop()
+        QTimer.singleShot(500, settle.quit)
+        settle.exec()
+        model, x, params, target = panel.capture_model, panel.x, panel.params(), panel.target()
+        print(f"Integrated Gradients, {params.ig_steps} steps, internal batch {params.internal_batch_size}, "
+              f"input {tuple(x.shape)}, in the main window's attribution panel")
+
+        # The anchor: attribute() alone on a thread of its own, same model object and input, no UI.
+        engine_s: list[float] = []
+
+        def run_engine():
+            t0 = time.perf_counter()
+            attribute(model, x, "integrated_gradients", target, params=params)
+            engine_s.append(time.perf_counter() - t0)
+
+        for _ in range(args.runs):
+            t = threading.Thread(target=run_engine)
+            t.start()
+            t.join()
+
+        recorder.start()
+        idle = QEventLoop()
+        QTimer.singleShot(int(1000 * min(engine_s)), idle.quit)
+        idle.exec()
+        print(f"idle   (no work): {describe(*recorder.stop())}")
+
+        all_gaps: list[float] = []
+        all_busy: list[float] = []
+        window_s: list[float] = []
+        updates: list[int] = []
+        for _ in range(args.runs):
+            seen: list[tuple[int, int]] = []  # (value, maximum) of the progress bar at each update
+
+            def on_value(v, seen=seen):
+                if panel.progress.maximum() > 0:
+                    seen.append((v, panel.progress.maximum()))
+
+            panel.progress.valueChanged.connect(on_value)
+            recorder.start()
+            t0 = time.perf_counter()
+            panel.run()
+            wait_for(panel.attribution_finished)
+            window_s.append(time.perf_counter() - t0)
+            gaps, busy = recorder.stop()
+            panel.progress.valueChanged.disconnect(on_value)
+            all_gaps += gaps
+            all_busy += busy
+            updates.append(len(seen))
+            last = f"{seen[-1][0]}/{seen[-1][1]}" if seen else "none"
+            print(f"  run: {window_s[-1]:.1f} s, {len(seen)} progress-bar updates (last {last}), "
+                  f"status: {panel.status.text()}")
+        print(f"IG     (window): {describe(all_gaps, all_busy)}")
+        print(f"IG time (best of runs): window {min(window_s):.2f} s · engine alone {min(engine_s):.2f} s · "
+              f"ratio {min(engine_s) / min(window_s):.2f} (throughput, window / engine) · "
+              f"progress-bar updates per run {updates}")
+        window.close()
+    return all_gaps
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=40, help="images in the batch")
+    ap.add_argument("--size", type=int, default=400, help="side of each image in pixels")
+    ap.add_argument("--model", default="googlenet")
+    ap.add_argument("--runs", type=int, default=2, help="batch runs (the longest stall of all is reported)")
+    ap.add_argument("--ig-steps", type=int, default=50, help="Integrated Gradients steps")
+    ap.add_argument("--cases", default="batch,single,ig", help="which cases to run, comma-separated")
+    args = ap.parse_args(argv)
+    cases = {c.strip() for c in args.cases.split(",") if c.strip()}
+    if not cases <= {"batch", "single", "ig"}:
+        ap.error(f"unknown case in --cases {args.cases!r}: batch, single, ig")
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+
+    import torch
+
+    from explorer.core.loading import load_model
+
+    loaded = load_model(args.model, weights="none", allow_download=False)
+    print(f"model {args.model} (random weights), CPU, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} intra-op threads, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
+    recorder = TickRecorder()
+    gaps = classify_cases(args, cases, app, loaded, recorder)
+    if "ig" in cases:
+        gaps += ig_case(args, recorder)
+    longest = max(gaps)
+    verdict = "PASS" if longest <= STALL_TARGET_MS else "FAIL"
+    print(f"longest event-loop stall {longest:.1f} ms (target ≤ {STALL_TARGET_MS:.0f} ms): {verdict}")
     return 0
 
 

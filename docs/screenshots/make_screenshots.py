@@ -2,8 +2,11 @@
 
     xvfb-run -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py
     xvfb-run -s "-screen 0 1280x720x24" .venv/bin/python docs/screenshots/make_screenshots.py --presentation
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py compare_window
 
-Grabs the X screen itself (QScreen.grabWindow), so what is saved is what the display shows.
+Names on the command line make only those shots (see NAMED_SHOTS); without any, every shot but the
+presentation and dark ones. Grabs the X screen itself (QScreen.grabWindow), so what is saved is what
+the display shows.
 """
 
 from __future__ import annotations
@@ -11,16 +14,23 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: Shots that can be made on their own, by name (each saves NAME.png).
+NAMED_SHOTS = ("compare_window", "compare_factorisation", "open_model_resnet18")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--presentation", action="store_true", help="only the presentation-mode shots")
     ap.add_argument("--dark", action="store_true", help="only the dark-palette shot")
+    ap.add_argument("shots", nargs="*", metavar="NAME", help=f"only these shots: {', '.join(NAMED_SHOTS)}")
     args = ap.parse_args()
+    unknown = [n for n in args.shots if n not in NAMED_SHOTS]
+    if unknown:
+        ap.error(f"unknown shot {', '.join(unknown)}; one of {', '.join(NAMED_SHOTS)}")
 
     from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
     from PySide6.QtGui import QColor, QPalette
@@ -45,12 +55,16 @@ def main() -> int:
     window.setGeometry(geo)
     window.show()
 
-    def wait(signal=None, ms=60_000):
+    def wait(signal=None, ms=60_000, *more):
         loop = QEventLoop()
-        if signal is not None:
-            signal.connect(loop.quit)
+        for s in (signal, *more):
+            if s is not None:
+                s.connect(loop.quit)
         QTimer.singleShot(ms, loop.quit)
         loop.exec()
+        for s in (signal, *more):
+            if s is not None:
+                s.disconnect(loop.quit)
 
     def settle(ms=400):
         wait(None, ms)
@@ -66,7 +80,60 @@ def main() -> int:
         wait(window.model_loaded, 60_000)
     settle()
 
-    if args.presentation:
+    def compared(cw, a, b, size):
+        """Compare a and b at size in the Compare window and wait for that comparison."""
+        failed = []
+        cw.comparison_failed.connect(failed.append)
+        cw.set_models(a, b)
+        cw.set_input_size(size)
+        deadline = time.monotonic() + 180
+        while not failed and time.monotonic() < deadline and (
+                cw.comparison is None
+                or (cw.comparison.a.model, cw.comparison.b.model, cw.comparison.size) != (a, b, (size, size))):
+            wait(cw.comparison_ready, 5_000, cw.comparison_failed)
+        cw.comparison_failed.disconnect(failed.append)
+        if failed:
+            print("comparison failed:", failed[0])
+        settle()
+
+    def named_shots(names):
+        if "compare_window" in names or "compare_factorisation" in names:
+            from PySide6.QtWidgets import QAbstractItemView
+
+            cw = window.open_compare(0)
+            cw.setGeometry(geo)
+            if "compare_window" in names:
+                compared(cw, "googlenet", "googlenet_paper", 224)
+                # From the stage heading above inception3a: blocks whose 3rd branch is 3×3 vs the paper's 5×5.
+                cw.table.scrollToItem(cw.table.item(cw.table_row("inception3a") - 1, 0),
+                                      QAbstractItemView.ScrollHint.PositionAtTop)
+                shot("compare_window.png")
+            if "compare_factorisation" in names:
+                # Inception v3's 1×7 convs keep their width (in = out), so the savings are the paper's.
+                compared(cw, "inception_v3", "googlenet_paper", 299)
+                cw.show_tab(1)
+                convs = cw.factorisation.convs()
+                pick = next(i for i, c in enumerate(convs) if c.kernel == (1, 7) and c.in_channels == c.out_channels)
+                cw.factorisation.pick_layer(pick + 1)
+                cw.factorisation.table.setCurrentCell(-1, -1)  # no focus tint on the first saving
+                shot("compare_factorisation.png")
+            cw.close()
+        if "open_model_resnet18" in names:
+            window.open_model("torchvision:resnet18")
+            wait(window.model_opened, 180_000)
+            # The weights: downloaded where there is a network; otherwise the window says why not.
+            wait(window.model_loaded, 120_000, window.error_shown)
+            block = "layer2.0" if "layer2.0" in {b.name for b in window.graph.blocks()} else \
+                next(b.name for b in window.graph.blocks() if b.branches)
+            window.expand(block)
+            window.view.select(block)
+            window.view.set_zoom(1.0)
+            window.view.centerOn(window.view.frames[block])
+            shot("open_model_resnet18.png")
+
+    if args.shots:
+        named_shots(args.shots)
+    elif args.presentation:
         window.presentation.enter()
         settle()
         window.presentation.go(0)
@@ -108,6 +175,7 @@ def main() -> int:
         window.view.set_zoom(0.9)
         window.view.centerOn(window.view.frames["Mixed_7b"])
         shot("inception_v3_nested_branches.png")
+        named_shots(NAMED_SHOTS)
     window.close()
     return 0
 
