@@ -153,6 +153,8 @@ def _exported(path: Path, native_size) -> ModelSpec:
             module = program.module(check_guards=False)
         except TypeError:  # older torch
             module = program.module()
+        # Newer torch also checks the input's shape in a pre-hook (unless told not to validate).
+        module.validate_inputs = False
         # An exported module refuses train()/eval() (its graph fixed the mode when it was
         # exported); the explorer only ever asks for the mode it already has.
         module.train = types.MethodType(lambda self, mode=True: self, module)

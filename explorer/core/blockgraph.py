@@ -462,11 +462,15 @@ def _describe_unit(unit, idx, out, steps, vals, model, training_only, paper) -> 
     if unit == "input":
         return BlockNode(name="input", kind="input", stage="stem", module_type="input",
                          out_channels=vals[out][1], steps=tuple(idx), output_step=out)
+    # The type torch.export recorded for the unit (its graph module keeps bare nn.Modules).
+    unit_type = next((steps[i].attrs["unit_type"] for i in idx if "unit_type" in steps[i].attrs), None)
     try:
         module = model.get_submodule(unit)
         params = sum(p.numel() for p in module.parameters())
+        if unit_type is not None and type(module).__name__ == "Module":
+            module = _Missing(unit, unit_type)
     except AttributeError:  # a torch.export graph keeps the module names, not the modules
-        module = _Missing(unit, steps[idx[0]].attrs.get("module_type", "module"))
+        module = _Missing(unit, unit_type or steps[idx[0]].attrs.get("module_type", "module"))
         params = sum(p.numel() for n, p in model.named_parameters() if n.startswith(unit + "."))
     own = set(idx)
     layers = tuple(_layer_spec(steps[i], vals) for i in idx if steps[i].is_layer)
@@ -541,6 +545,8 @@ def _receptive_fields(steps) -> list[tuple[tuple[int, int] | None, tuple[int, in
         ins = [rf[i] for i in s.inputs if rf[i] is not None]
         if s.kind == "input":
             rf[s.index] = ((1, 1), (1, 1))
+            continue
+        if s.attrs.get("constant"):  # a parameter or buffer (torch.export's weights are graph inputs)
             continue
         if s.kind in ("adaptive_pool", "flatten") or s.kind == "linear":
             rf[s.index] = (GLOBAL, GLOBAL)

@@ -8,10 +8,12 @@ probes are ordinary modules, so captum's layer methods (Grad-CAM, layer attribut
 one branch even where the model computes it with a function (Inception v3's pool branches).
 The classifier's BN-folded device copy traces to the same steps (each folded batch norm stays as an
 `nn.Identity` call), so `Classifier.classify_captured` probes the very network that classifies.
+A torch.export file's module is an fx graph already; its graph is probed as it is, not re-traced.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,6 +28,51 @@ from explorer.core.program import _unit_of
 
 if TYPE_CHECKING:
     from explorer.core.blockgraph import BlockGraph
+
+
+def _aliases(node: fx.Node) -> bool:
+    """An aten op whose result shares memory with an argument (a view, or an in-place op)."""
+    t = node.target
+    return isinstance(t, torch._ops.OpOverload) and any(r.alias_info is not None for r in t._schema.returns)
+
+
+def _out_of_place(graph: fx.Graph) -> None:
+    """Make the in-place aten ops of an exported graph (relu_, add_) write new tensors, as a traced
+    forward does, so a probed tensor is not overwritten later (a residual branch by its add_).
+
+    Later readers of the overwritten tensor read the new one instead. Skipped where memory is
+    shared (views, graph inputs, parameters), where the rewrite could change the result."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for n in list(graph.nodes):
+        t = n.target
+        if n.op != "call_function" or not isinstance(t, torch._ops.OpOverload) or not n.args:
+            continue
+        args = t._schema.arguments
+        if not (args and args[0].alias_info is not None and args[0].alias_info.is_write):
+            continue
+        base = getattr(torch.ops.aten, t.overloadpacket.__name__.rstrip("_"), None)
+        pure = getattr(base, t._overloadname, None) if base is not None else None
+        src = n.args[0]
+        if pure is None or not isinstance(src, fx.Node) or src.op != "call_function" or _aliases(src):
+            continue
+        if any(u is not n and _aliases(u) for u in src.users):
+            continue
+        n.target = pure
+        for u in list(src.users):
+            if u is not n and order[u] > order[n]:
+                u.replace_input_with(src, n)
+
+
+def _writes_in_place(node: fx.Node, gm: fx.GraphModule) -> bool:
+    """A traced call that overwrites its first argument: nn.ReLU(inplace=True), F.relu(x, inplace=True),
+    x.add_(y) (a probed tensor read by one of these would be captured with the later values)."""
+    if node.op == "call_module":
+        return getattr(gm.get_submodule(node.target), "inplace", False) is True
+    if node.op == "call_method":
+        return node.target.endswith("_") and not node.target.endswith("__")
+    if node.op == "call_function":
+        return node.kwargs.get("inplace") is True or getattr(node.target, "__name__", "").endswith("_")
+    return False
 
 
 def _probe_name(node: str, branch: int | None) -> str:
@@ -58,9 +105,15 @@ class CaptureModel(nn.Module):
 
     def __init__(self, module: nn.Module, graph: BlockGraph):
         super().__init__()
-        was_training = module.training
-        gm = symbolic_trace(module.eval())
-        module.train(was_training)
+        if isinstance(module, fx.GraphModule):
+            # A graph already (torch.export's module): the block graph was read from this very graph,
+            # so probe a copy of it; re-tracing would lose the module names its nodes carry.
+            gm = fx.GraphModule(module, copy.deepcopy(module.graph), type(module).__name__)
+            _out_of_place(gm.graph)
+        else:
+            was_training = module.training
+            gm = symbolic_trace(module.eval())
+            module.train(was_training)
         self.graph_name = graph.name
         self.probes: dict[str, nn.Identity] = {}
         self.probe_of: dict[tuple[str, int | None], str] = {}
@@ -115,18 +168,22 @@ class CaptureModel(nn.Module):
             self.probe_of[(node_name, branch)] = name
         gm.recompile()
         self.gm = gm
-        for name in probed.values():
+        for n, name in probed.items():
             probe = gm.get_submodule(name)
             self.probes[name] = probe
-            probe.register_forward_hook(self._keep(name))
+            # Kept as a copy only where a later in-place op would overwrite the tensor (resnet's
+            # bn1 → ReLU(inplace=True)); everywhere else the probe keeps the tensor itself.
+            p = next(u for u in n.users if u.op == "call_module" and u.target == name)
+            overwritten = any(_writes_in_place(u, gm) and u.args and u.args[0] is p for u in p.users)
+            probe.register_forward_hook(self._keep(name, clone=overwritten))
         self.block_branches = {bn.name: len(bn.branch_steps) for bn in graph.nodes() if bn.is_block}
         self.node_names = [bn.name for bn in graph.nodes() if not bn.training_only and bn.kind != "input"]
 
-    def _keep(self, name):
+    def _keep(self, name, clone: bool = False):
         def hook(module, inputs, output):
             store = getattr(self._local, "store", None)
             if store is not None:
-                store[name] = output.detach()
+                store[name] = output.detach().clone() if clone else output.detach()
         return hook
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -55,6 +55,14 @@ _BROADCAST_FUNCTIONS = {
 }
 _BROADCAST_METHODS = {"add", "add_", "mul", "mul_", "sub", "div"}
 _CAT_FUNCTIONS = {torch.cat, torch.concat}
+# The same, as the aten ops of a torch.export graph (by overload packet name).
+_ATEN_IDENTITY = {
+    "relu", "relu_", "relu6", "hardtanh", "hardtanh_", "leaky_relu", "leaky_relu_", "elu", "elu_", "gelu", "gelu_",
+    "silu", "silu_", "mish", "mish_", "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_", "sigmoid",
+    "sigmoid_", "tanh", "tanh_", "batch_norm", "dropout", "dropout_", "feature_dropout", "alpha_dropout", "clone",
+    "contiguous", "softmax", "_softmax", "log_softmax", "_log_softmax", "group_norm", "instance_norm", "layer_norm",
+}
+_ATEN_BROADCAST = {"add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_"}
 _FLATTEN_FUNCTIONS = {torch.flatten}
 
 # Positional parameters of the functional pooling calls (after the input).
@@ -122,12 +130,37 @@ def _unit_of(node: fx.Node, root: nn.Module) -> str | None:
     return None
 
 
+def _type_name(typ) -> str:
+    """A module type's class name, from the class (symbolic_trace) or its qualified name (torch.export)."""
+    return typ.rsplit(".", 1)[-1] if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+
+
+def _torch_leaf(node: fx.Node) -> tuple[str, str] | None:
+    """(name, class name) of the torch.nn module a torch.export op runs in (its conv, its pool), if any.
+
+    symbolic_trace keeps those modules as call_module nodes; an exported graph has only their aten
+    ops, so this names the op after its module as the trace would."""
+    stack = list(node.meta.get("nn_module_stack", {}).values())
+    if not stack or not isinstance(node.target, torch._ops.OpOverload):
+        return None
+    qualname, typ = stack[-1]
+    if isinstance(typ, str) and typ.startswith("torch.nn.modules.") and typ not in _CONTAINER_NAMES:
+        return qualname, _type_name(typ)
+    return None
+
+
 def _layer_name(node: fx.Node, unit: str | None) -> str:
     if node.op == "call_module":
         return str(node.target)
+    leaf = _torch_leaf(node)
+    if leaf is not None and leaf[0]:
+        return leaf[0]
     stack = list(node.meta.get("nn_module_stack", {}).values())
     owner = stack[-1][0] if stack else unit
-    fn = getattr(node.target, "__name__", str(node.target))
+    if isinstance(node.target, torch._ops.OpOverload):
+        fn = node.target.overloadpacket.__name__  # aten.add_.Tensor -> add_
+    else:
+        fn = getattr(node.target, "__name__", str(node.target))
     if fn == "fn":  # torch's boolean_dispatch wrapper of max_pool2d
         fn = "max_pool2d"
     return f"{owner}: {fn}" if owner else fn
@@ -157,6 +190,9 @@ class ShapeProgram:
                 training_only=unit in training_only_units,
             )
             index[node] = step.index
+            unit_type = next((t for q, t in node.meta.get("nn_module_stack", {}).values() if q == unit), None)
+            if unit_type is not None:  # torch.export's graph module keeps bare modules, not their types
+                step.attrs["unit_type"] = _type_name(unit_type)
             self._compile_step(step, node, index)
             self.steps.append(step)
         self.input_index = next(s.index for s in self.steps if s.kind == "input")
@@ -176,6 +212,7 @@ class ShapeProgram:
                 value = getattr(value, part)
             shape = TShape(value.shape) if isinstance(value, torch.Tensor) else value
             step.run = lambda vals, v=shape: v
+            step.attrs["constant"] = True  # not computed from the input (no receptive field)
             return
         first = index[node.args[0]] if node.args and isinstance(node.args[0], fx.Node) else None
         if node.op == "call_module":
@@ -199,6 +236,8 @@ class ShapeProgram:
             return self._fallback(step, node, mod, index)
         if node.op == "call_function":
             fn = node.target
+            if isinstance(fn, torch._ops.OpOverload):  # a torch.export graph
+                return self._aten(step, node, index, first)
             name = getattr(fn, "__name__", "")
             if name == "fn" and "max_pool2d" in getattr(fn, "__qualname__", "") or fn is F.max_pool2d:
                 name = "max_pool2d"
@@ -235,12 +274,83 @@ class ShapeProgram:
             return self._fallback(step, node, None, index)
         raise NotImplementedError(node.op)
 
+    def _aten(self, step: Step, node: fx.Node, index: dict[fx.Node, int], first: int | None) -> None:
+        """Rules for the aten ops of a torch.export graph (by their torch.nn names: conv, pool, linear)."""
+        op = node.target.overloadpacket.__name__
+        args, kwargs = node.args, node.kwargs
+        leaf = _torch_leaf(node)
+        if leaf is not None:
+            step.attrs["module_type"] = leaf[1]
+
+        def arg(i, name, default=None):
+            return args[i] if len(args) > i else kwargs.get(name, default)
+
+        if op in ("cat", "concat") and isinstance(args[0], (list, tuple)):
+            return self._cat(step, [index[n] for n in args[0]], arg(1, "dim", 0))
+        if first is None:
+            return self._fallback(step, node, None, index)
+        if op in ("conv2d", "convolution"):
+            w = self._const_shape(arg(1, "weight"))
+            transposed = op == "convolution" and arg(6, "transposed", False)
+            groups = arg(8 if op == "convolution" else 6, "groups", 1)
+            padding = arg(4, "padding", 0)
+            if w is not None and len(w) == 4 and not transposed and not isinstance(padding, str):
+                return self._conv_rule(step, first, tuple(w[2:]), _pair(arg(3, "stride", 1)), _pair(padding),
+                                       _pair(arg(5, "dilation", 1)), w[1] * groups, w[0], groups)
+        if op in ("linear", "mm", "addmm"):
+            # linear(x, W[out, in]); mm(x, W.t()); addmm(bias, x, W.t())
+            x, w = (args[1], args[2]) if op == "addmm" else (args[0], args[1])
+            shape = self._const_shape(w)
+            if shape is not None and len(shape) == 2 and isinstance(x, fx.Node):
+                fin, fout = (shape[1], shape[0]) if op == "linear" else (shape[0], shape[1])
+                return self._linear(step, index[x], fin, fout)
+        if op in ("max_pool2d", "avg_pool2d"):
+            kw = dict(zip(_POOL_SIGNATURES[op], args[1:]))
+            kw.update(kwargs)
+            k = kw["kernel_size"]
+            return self._pool(
+                step, first, "max_pool" if op == "max_pool2d" else "avg_pool", k, kw.get("stride") or k,
+                kw.get("padding", 0), kw.get("dilation", 1), kw.get("ceil_mode", False),
+            )
+        if op in ("adaptive_avg_pool2d", "_adaptive_avg_pool2d"):
+            return self._adaptive(step, first, arg(1, "output_size"))
+        if op in _ATEN_IDENTITY:
+            return self._identity(step, first)
+        if op in _ATEN_BROADCAST:
+            return self._broadcast(step, node, index, op=op.strip("_"))
+        if op == "flatten":
+            return self._flatten(step, first, arg(1, "start_dim", 0), arg(2, "end_dim", -1))
+        return self._fallback(step, node, None, index)
+
+    def _const_shape(self, node) -> tuple[int, ...] | None:
+        """The shape of a parameter node (or of its transpose), known before any input is given."""
+        if not isinstance(node, fx.Node):
+            return None
+        if node.op == "get_attr":
+            value = self.gm
+            for part in node.target.split("."):
+                value = getattr(value, part, None)
+            return tuple(value.shape) if isinstance(value, torch.Tensor) else None
+        op = node.target.overloadpacket.__name__ if isinstance(node.target, torch._ops.OpOverload) else None
+        src = self._const_shape(node.args[0]) if op in ("t", "permute", "transpose") and node.args else None
+        if src is None:
+            return None
+        if op == "t":
+            return src[::-1]
+        if op == "permute":
+            return tuple(src[d] for d in node.args[1])
+        d0, d1 = (d % len(src) for d in node.args[1:3])
+        out = list(src)
+        out[d0], out[d1] = src[d1], src[d0]
+        return tuple(out)
+
     def _conv(self, step: Step, src: int, mod: nn.Conv2d) -> None:
-        kh, kw = mod.kernel_size
-        sh, sw = mod.stride
-        ph, pw = mod.padding
-        dh, dw = mod.dilation
-        cin, cout, groups = mod.in_channels, mod.out_channels, mod.groups
+        self._conv_rule(step, src, mod.kernel_size, mod.stride, mod.padding, mod.dilation, mod.in_channels,
+                        mod.out_channels, mod.groups)
+
+    def _conv_rule(self, step: Step, src: int, kernel, stride, padding, dilation, cin: int, cout: int,
+                   groups: int) -> None:
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
         ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
         step.kind = "conv"
         step.attrs.update(kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw),
@@ -342,9 +452,9 @@ class ShapeProgram:
 
         step.run = run
 
-    def _broadcast(self, step, node: fx.Node, index) -> None:
+    def _broadcast(self, step, node: fx.Node, index, op: str | None = None) -> None:
         step.kind = "broadcast"
-        name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+        name = op or (node.target if isinstance(node.target, str) else getattr(node.target, "__name__", ""))
         step.attrs["op"] = name.strip("_").replace("iadd", "add").replace("imul", "mul").replace("truediv", "div")
         srcs = [index[a] for a in node.args if isinstance(a, fx.Node)]
         layer = step.layer

@@ -217,3 +217,129 @@ def test_loading_an_opened_model(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(loaded.module(x), model(x))
+
+
+# -- torch.export files: the same block graph and numbers as the model opened directly -----------
+
+EXPORT_SIZE = 96
+
+
+def _export(model, path):
+    ep = torch.export.export(model.eval(), (torch.randn(1, 3, EXPORT_SIZE, EXPORT_SIZE),))
+    torch.export.save(ep, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def resnet18_export(tmp_path_factory):
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    return model, _export(model, tmp_path_factory.mktemp("export") / "r18.pt2")
+
+
+def _googlenet():
+    return torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False).eval()
+
+
+def _assert_same_graph(exported, direct, sizes):
+    """Same nodes (names, kinds, types, branches, layers), edges, and per-node shapes, params and MACs."""
+    assert exported.dataflow_reason is None
+    names = [n.name for n in direct.nodes()]
+    assert [n.name for n in exported.nodes()] == names
+    assert set(exported.graph.edges) == set(direct.graph.edges)
+    for a, b in zip(exported.nodes(), direct.nodes()):
+        for attr in ("kind", "stage", "module_type", "params", "merge", "out_channels", "branches", "layers",
+                     "receptive_field", "effective_stride"):
+            assert getattr(a, attr) == getattr(b, attr), (a.name, attr)
+    assert exported.total_params == direct.total_params
+    for size in sizes:
+        te, td = trace_shapes(exported, size), trace_shapes(direct, size)
+        for name in names:
+            e, d = te.nodes[name], td.nodes[name]
+            assert (e.output_shape, e.params, e.macs) == (d.output_shape, d.params, d.macs), (name, size)
+        assert te.total_macs == td.total_macs > 0
+    assert min_input_size(exported) == min_input_size(direct)
+
+
+def test_exported_resnet18_has_the_residual_blocks_and_numbers_of_the_model(resnet18_export):
+    from explorer.core.anycnn import open_block_graph
+
+    _, path = resnet18_export
+    _, exported = open_block_graph(path)
+    _, direct = open_block_graph("torchvision:resnet18", native_size=(EXPORT_SIZE, EXPORT_SIZE))
+    blocks = exported.blocks()
+    assert [b.name for b in blocks] == [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
+    assert all(b.kind == "residual" and b.merge == "add" and b.module_type == "BasicBlock" for b in blocks)
+    assert exported.node("conv1").kind == "conv" and exported.node("fc").kind == "linear"
+    # Shapes are computed, not read from the export: other sizes than the exported one work too.
+    _assert_same_graph(exported, direct, [EXPORT_SIZE, (150, 112)])
+
+
+def test_exported_googlenet_has_four_branch_inception_blocks(tmp_path):
+    from explorer.core.anycnn import open_block_graph
+
+    _, exported = open_block_graph(_export(_googlenet(), tmp_path / "googlenet.pt2"))
+    with torch.device("meta"):
+        model = _googlenet()
+    direct = block_graph_from_module(model, "googlenet", native_size=(EXPORT_SIZE, EXPORT_SIZE))
+    blocks = exported.blocks()
+    assert [b.name for b in blocks] == ["inception3a", "inception3b", "inception4a", "inception4b", "inception4c",
+                                        "inception4d", "inception4e", "inception5a", "inception5b"]
+    assert all(b.kind == "inception" and b.merge == "cat" and len(b.branches) == 4 for b in blocks)
+    _assert_same_graph(exported, direct, [EXPORT_SIZE, 224])
+    # Too small an input names the real layer, as for the model itself.
+    with pytest.raises(InputTooSmallError, match="layer maxpool3 fails") as e:
+        trace_shapes(exported, 8)
+    with pytest.raises(InputTooSmallError) as d:
+        trace_shapes(direct, 8)
+    assert (e.value.layer, e.value.node, e.value.reason) == (d.value.layer, d.value.node, d.value.reason)
+
+
+def test_activations_of_an_exported_file_equal_hooks_on_the_model(resnet18_export):
+    """Probes go into the exported graph itself; its in-place add_ must not overwrite a captured branch."""
+    from explorer.core.anycnn import open_block_graph
+    from explorer.core.capture import CaptureModel
+
+    model, path = resnet18_export
+    spec, graph = open_block_graph(path)
+    seen = {}
+    for q, m in model.named_modules():
+        if q.count(".") == 1 or q.endswith("bn2") or q in ("conv1", "fc", "layer2.0.downsample"):
+            m.register_forward_hook(lambda mod, i, o, q=q: seen.__setitem__(q, o.clone()))
+    cm = CaptureModel(spec.build(), graph)
+    for size in (EXPORT_SIZE, 128):  # the exported module runs at other sizes too
+        x = torch.randn(2, 3, size, size)
+        with torch.no_grad():
+            logits = model(x)
+        cap = cm.capture(x)
+        assert torch.equal(cap.logits, logits)
+        for node in ["conv1", "fc"] + [b.name for b in graph.blocks()]:
+            assert torch.equal(cap.outputs[node], seen[node]), node
+        for block in graph.blocks():
+            assert torch.equal(cap.branch(block.name, 0), seen[f"{block.name}.bn2"]), block.name
+        assert torch.equal(cap.branch("layer2.0", 1), seen["layer2.0.downsample"])
+
+
+def test_activations_of_a_directly_opened_resnet_are_not_overwritten_by_in_place_relus():
+    """resnet18's bn1 and each block's bn2 feed ReLU(inplace=True) / `out += identity`: the capture must
+    hold the values the layer produced, as a hook that copies them sees them."""
+    import torchvision
+
+    from explorer.core.blockgraph import block_graph_from_module
+    from explorer.core.capture import CaptureModel
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    graph = block_graph_from_module(model, "resnet18", native_size=(96, 96))
+    cm = CaptureModel(model, graph)
+    seen = {}
+    for q, m in model.named_modules():
+        if q in ("bn1", "conv1") or q.endswith(".bn2"):
+            m.register_forward_hook(lambda mod, i, o, q=q: seen.__setitem__(q, o.clone()))
+    x = torch.randn(2, 3, 96, 96)
+    cap = cm.capture(x)
+    assert "bn1" in cap.outputs
+    assert torch.equal(cap.outputs["bn1"], seen["bn1"])
+    assert (cap.outputs["bn1"] < 0).any()  # before the ReLU: what an overwritten capture would lose
+    for block in graph.blocks():
+        assert torch.equal(cap.branch(block.name, 0), seen[f"{block.name}.bn2"]), block.name
