@@ -71,6 +71,9 @@ class BranchSpec:
     note: str | None = None
     #: The constant a residual branch is multiplied by before the addition (Inception-ResNet's 0.1–0.3).
     scale: float | None = None
+    #: The sibling branches (1-based) whose concatenation this branch starts from: a DenseNet layer
+    #: reads every earlier layer's output. Empty: the branch starts from the block's input.
+    reads: tuple[int, ...] = ()
 
     def all_layers(self) -> list[LayerSpec]:
         out = list(self.layers)
@@ -319,13 +322,22 @@ def _is_join(step: Step, own, steps, vals) -> bool:
     return _join_inputs(step, vals) is not None
 
 
-def _walk(start: int, stop: int | None, own: set[int], steps, vals, depth: int = 0) -> list:
+@dataclass(frozen=True)
+class _Reads:
+    """A walk item: the branch starts from the concatenation of these sibling branches (1-based)."""
+
+    branches: tuple[int, ...]
+
+
+def _walk(start: int, stop: int | None, own: set[int], steps, vals, depth: int = 0,
+          siblings: dict[int, int] | None = None) -> list:
     """Layers from `stop` (exclusive; None: the block's input) to `start`, in execution order.
 
     A nested join yields a tuple ("split", merge, [sub-walks]). Joins are opened one level deep
     (Inception v3's 1×3 ‖ 3×1, Inception-ResNet's branches before the add); a join deeper than that
-    (DenseNet's concatenations of all earlier layers) ends the walk, so the description stays
-    linear in the size of the block.
+    ends the walk. A join of the block's own branches (`siblings`: join input step → branch number;
+    DenseNet's concatenation of every earlier layer) is named, not opened, so the description
+    stays linear in the size of the block.
     """
     items: list = []
     i: int | None = start
@@ -335,6 +347,9 @@ def _walk(start: int, stop: int | None, own: set[int], steps, vals, depth: int =
             if depth >= 1:
                 break
             ins = _join_inputs(s, vals)
+            if siblings and all(j in siblings for j in ins):
+                items.append(_Reads(tuple(siblings[j] for j in ins)))
+                break
             common = set.intersection(*(_ancestors(j, own, steps) | {j} for j in ins))
             split = max(common) if common else None
             subs = [_walk(j, split, own, steps, vals, depth + 1) for j in ins]
@@ -350,9 +365,11 @@ def _walk(start: int, stop: int | None, own: set[int], steps, vals, depth: int =
 
 
 def _branch_from_walk(items: list, out_channels: int) -> BranchSpec:
-    layers, parallel, tail, merge = [], (), [], None
+    layers, parallel, tail, merge, reads = [], (), [], None, ()
     for it in items:
-        if isinstance(it, tuple):
+        if isinstance(it, _Reads):
+            reads = it.branches
+        elif isinstance(it, tuple):
             merge = it[1]
             parallel = tuple(_branch_from_walk(sub, _walk_channels(sub)) for sub in it[2])
         elif parallel:
@@ -372,7 +389,8 @@ def _branch_from_walk(items: list, out_channels: int) -> BranchSpec:
     if len(flat) > 1 and flat[0].type == "conv" and flat[0].kernel == (1, 1) and (len(convs) > 1 or parallel):
         reduce = flat[0].out_channels
     b = BranchSpec(label="", out_channels=out_channels, layers=tuple(layers), parallel=parallel, merge=merge,
-                   tail=tuple(tail), kernel=kernel, reduce_channels=reduce, pool=pool, pool_proj=pool_proj)
+                   tail=tuple(tail), kernel=kernel, reduce_channels=reduce, pool=pool, pool_proj=pool_proj,
+                   reads=reads)
     return _with_label(b)
 
 
@@ -391,12 +409,27 @@ def _with_label(b: BranchSpec) -> BranchSpec:
     return replace(b, label=branch_label(b))
 
 
+def _ranges(numbers: tuple[int, ...]) -> str:
+    """(1, 2, 3, 5) → '1–3, 5'."""
+    out, run = [], []
+    for n in numbers:
+        if run and n == run[-1] + 1:
+            run.append(n)
+            continue
+        if run:
+            out.append(f"{run[0]}–{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [n]
+    if run:
+        out.append(f"{run[0]}–{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
+
+
 def branch_label(b: BranchSpec) -> str:
     """A role label read from the layers: '#1×1', '#3×3 reduce → #3×3', '3×3 max pool → pool proj', …"""
     flat_seq: list[Any] = list(b.layers) + ([b.parallel] if b.parallel else []) + list(b.tail)
     if not flat_seq:
         return "identity (shortcut)"
-    parts: list[str] = []
+    parts: list[str] = [f"(branches {_ranges(b.reads)} concatenated)"] if b.reads else []
     # Factorized: a 1×n and an n×1 convolution one after the other (not side by side).
     seq = [l for l in list(b.layers) + list(b.tail) if l.type == "conv" and l.kernel]
     factorized = sorted({max(a.kernel) for a, c in zip(seq, seq[1:])
@@ -491,9 +524,12 @@ def _describe_unit(unit, idx, out, steps, vals, model, training_only, paper) -> 
         join_step, branch_steps = j, tuple(_join_inputs(join, vals))
         merge = "cat" if join.kind == "cat" else "add"
         # The shortcut of a residual block is a tensor from outside the block: an empty walk.
+        inputs = _join_inputs(join, vals)
+        siblings = {i: k for k, i in enumerate(inputs, 1)}
         branches = tuple(
-            _branch_from_walk(_walk(i, None, own, steps, vals), vals[i][1] if len(vals[i]) > 1 else 0)
-            for i in _join_inputs(join, vals)
+            _branch_from_walk(_walk(i, None, own, steps, vals, siblings=siblings),
+                              vals[i][1] if len(vals[i]) > 1 else 0)
+            for i in inputs
         )
         kind = "inception" if merge == "cat" else "residual"
         if merge == "add":

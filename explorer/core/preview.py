@@ -50,6 +50,7 @@ def _branch(d: dict) -> BranchSpec:
     d["parallel"] = tuple(_branch(x) for x in d["parallel"])
     d["pool"] = _layer(d["pool"]) if d["pool"] else None
     d["kernel"] = _tuples(d["kernel"])
+    d["reads"] = tuple(d.get("reads", ()))
     return BranchSpec(**d)
 
 

@@ -343,3 +343,37 @@ def test_activations_of_a_directly_opened_resnet_are_not_overwritten_by_in_place
     assert (cap.outputs["bn1"] < 0).any()  # before the ReLU: what an overwritten capture would lose
     for block in graph.blocks():
         assert torch.equal(cap.branch(block.name, 0), seen[f"{block.name}.bn2"]), block.name
+
+
+def test_densenet_blocks_name_the_earlier_layers_they_read():
+    """A dense block concatenates its input and every layer's output, and each layer reads all the
+    earlier ones: one block with a branch per layer, each saying which branches it reads (the
+    description grows linearly with the block, not quadratically)."""
+    import torchvision
+
+    from explorer.core.blockgraph import block_graph_from_module
+    from explorer.core.shapes import trace_shapes
+
+    model = torchvision.models.DenseNet(growth_rate=8, block_config=(3, 5), num_init_features=16,
+                                        bn_size=2, num_classes=10).eval()
+    graph = block_graph_from_module(model, "densenet", native_size=(64, 64))
+    blocks = {b.name: b for b in graph.blocks()}
+    assert set(blocks) == {"features.denseblock1", "features.denseblock2"}
+    for name, layers in (("features.denseblock1", 3), ("features.denseblock2", 5)):
+        block = blocks[name]
+        assert block.merge == "cat" and len(block.branches) == layers + 1
+        assert block.branches[0].label == "identity (shortcut)"
+        assert block.branches[1].reads == ()  # the first layer reads the block's input alone
+        for k, br in enumerate(block.branches[2:], start=3):
+            assert br.reads == tuple(range(1, k))
+            assert br.label.startswith(f"(branches 1–{k - 1} concatenated) → ")
+            assert [l.type for l in br.all_layers()].count("conv") == 2  # its own 1×1 and 3×3 only
+            assert br.out_channels == 8
+    real = {}
+    for q in blocks:
+        model.get_submodule(q).register_forward_hook(lambda m, i, o, q=q: real.__setitem__(q, tuple(o.shape[1:])))
+    model(torch.randn(1, 3, 64, 64))
+    trace = trace_shapes(graph, (64, 64))
+    for q in blocks:
+        assert trace.nodes[q].output_shape == real[q]
+        assert sum(b.out_channels for b in blocks[q].branches) == real[q][0]
