@@ -40,9 +40,12 @@ def compare(make_window, qtbot):
         windows.append(cw)
         return w, cw
 
+    open_.windows = windows  # windows a test makes itself: kept alive, closed and deleted here
     yield open_
     for cw in windows:
         cw.shutdown()
+        cw.close()
+        cw.deleteLater()
 
 
 def tinted(item) -> bool:
@@ -96,6 +99,9 @@ def test_picking_models_and_size_reruns_and_is_remembered(compare, qtbot, tmp_pa
     assert fresh.models() == ("inception_v3", "googlenet")  # no saved pair: the natural partner
     wait_compared(qtbot, fresh)
     fresh.shutdown()
+    # A parentless window must not be left to the garbage collector inside Qt's event processing
+    # (PySide deleting it there corrupted the heap); the fixture closes and deletes it.
+    compare.windows.extend([again, fresh])
 
 
 def test_too_small_for_one_side_shows_its_error(compare, qtbot):
