@@ -8,6 +8,7 @@ wrapped to count its calls and to raise `Cancelled` between them; branch shares 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from dataclasses import dataclass
@@ -140,15 +141,27 @@ def attribute(
     x = x.detach()
 
     if method == "integrated_gradients":
-        calls = math.ceil(params.ig_steps / params.internal_batch_size) + 1
-        fwd = _Forward(model, calls, progress, cancel)
+        batches = math.ceil(params.ig_steps / params.internal_batch_size)
+        blocks = list(model.block_branches)
+        if blocks:
+            # Progress (and cancel) at every block, forward and backward: a CPU batch takes seconds.
+            # Per block: each batch's forward and backward, captum's two convergence-delta forwards
+            # and the two of the gap below.
+            ticker = _BlockTicker(model, blocks, 2 * batches + 4, progress, cancel)
+            fwd = _Forward(model, 1, None, cancel)
+        else:  # no blocks to count: one step per internal batch
+            ticker = contextlib.nullcontext()
+            fwd = _Forward(model, batches + 1, progress, cancel)
         baseline = baseline_for(x, params.ig_baseline) if baseline is None else baseline.detach()
         rule = ig_method(params.ig_steps)
-        attr, delta = IntegratedGradients(fwd).attribute(
-            x, baselines=baseline, target=target, n_steps=params.ig_steps, method=rule,
-            internal_batch_size=params.internal_batch_size, return_convergence_delta=True)
-        with torch.no_grad():
-            gap = float(model(x)[0, target] - model(baseline)[0, target])
+        with ticker:
+            attr, delta = IntegratedGradients(fwd).attribute(
+                x, baselines=baseline, target=target, n_steps=params.ig_steps, method=rule,
+                internal_batch_size=params.internal_batch_size, return_convergence_delta=True)
+            with torch.no_grad():
+                gap = float(model(x)[0, target] - model(baseline)[0, target])
+        if blocks and progress is not None:
+            progress(ticker.total, ticker.total)
         heat = attr[0].sum(0).detach().cpu().numpy()
         d = float(delta.abs().max())
         return AttributionResult(method, target, heat, heat, True, None, d, d / abs(gap) if gap else math.inf,

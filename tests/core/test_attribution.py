@@ -64,7 +64,8 @@ def test_many_steps_report_progress_from_the_first_batch_and_cancel(cm, leggauss
     params = AttributionParams(ig_steps=IG_MAX_STEPS, internal_batch_size=16)
     with pytest.raises(Cancelled):
         attribute(cm, images(1, 64), "integrated_gradients", 1, params=params, progress=progress, cancel=token)
-    assert seen == [(1, math.ceil(IG_MAX_STEPS / 16) + 1, [])]
+    # Counted per block, forward and backward: each batch's pass, captum's 2 delta forwards, our 2.
+    assert seen == [(1, len(cm.block_branches) * (2 * math.ceil(IG_MAX_STEPS / 16) + 4), [])]
     assert leggauss_calls == []
 
 
@@ -93,7 +94,11 @@ def test_completeness_holds_with_the_trapezoid_rule(cm, leggauss_calls):
     assert r.heatmap.sum() == pytest.approx(gap, rel=IG_DELTA_WARNING)
     assert r.delta == pytest.approx(abs(r.heatmap.sum() - gap), abs=1e-3 * abs(gap))
     assert r.delta_relative < IG_DELTA_WARNING and not r.delta_flagged
-    assert seen[-1] == (math.ceil(steps / 50) + 1,) * 2
+    total = len(cm.block_branches) * (2 * math.ceil(steps / 50) + 4)
+    assert seen[-1] == (total, total)
+    # Every block of every batch reports, forward and backward: far more often than once per batch.
+    dones = [d for d, _ in seen]
+    assert dones == sorted(dones) and len(set(dones)) >= len(cm.block_branches) * 2 * math.ceil(steps / 50)
 
 
 # -- branch shares ----------------------------------------------------------------------------------
