@@ -40,7 +40,7 @@ from explorer.core.compare import fmt_shape, natural_partner
 from explorer.core.zoo import get_spec, model_names
 from explorer.qt.factorisation_panel import FactorisationPanel, format_count
 from explorer.qt.panels import MAX_SIDE, Banner
-from explorer.qt.workers import Job, JobRunner, load_block_graph
+from explorer.qt.workers import Job, JobRunner, load_any_block_graph
 
 if TYPE_CHECKING:
     from explorer.core.compare import Comparison, CompareRow, SideCell
@@ -66,7 +66,7 @@ def compare_job(name_a: str, name_b: str, size: tuple[int, int]):
     """Worker task: both block graphs (cached per process) and their comparison."""
     from explorer.core.compare import compare_models
 
-    graph_a, graph_b = load_block_graph(name_a), load_block_graph(name_b)
+    graph_a, graph_b = load_any_block_graph(name_a), load_any_block_graph(name_b)
     return graph_a, graph_b, compare_models(graph_a, graph_b, size)
 
 
@@ -78,7 +78,8 @@ class CompareWindow(QWidget):
     csv_exported = Signal(str)
 
     def __init__(self, settings: QSettings, model: str | None = None, size: tuple[int, int] = (224, 224),
-                 parent: QWidget | None = None):
+                 parent: QWidget | None = None, opened: list[str] | None = None):
+        """opened: references of models opened in the main window (any CNN), offered after the zoo's."""
         super().__init__(parent, Qt.WindowType.Window)
         self.setWindowTitle("Compare models")
         self.settings = settings
@@ -93,6 +94,7 @@ class CompareWindow(QWidget):
             for name in names:
                 combo.addItem(get_spec(name).title, name)
             combo.setToolTip(tip)
+        self.add_models(opened or [])
         self.swap_button = QToolButton(self)
         self.swap_button.setText("⇄")
         self.swap_button.setToolTip("Swap the two models")
@@ -171,13 +173,27 @@ class CompareWindow(QWidget):
         self.resize(1500, 820)
         self.compare()
 
+    def add_models(self, refs: list[str]) -> None:
+        """Offer models opened in the main window (torchvision:/timm: names, files) after the zoo's."""
+        for ref in refs:
+            for combo in (self.combo_a, self.combo_b):
+                if combo.findData(ref) < 0:
+                    combo.blockSignals(True)
+                    if combo.count() == len(model_names()):
+                        combo.insertSeparator(combo.count())
+                    combo.addItem(f"{ref} (opened)", ref)
+                    combo.blockSignals(False)
+
+    def _offered(self) -> list[str]:
+        return [self.combo_a.itemData(i) for i in range(self.combo_a.count()) if self.combo_a.itemData(i)]
+
     def _initial_pair(self, model: str | None) -> tuple[str, str]:
         """The last pair when it includes the window's model (or there is none), else model vs its partner."""
-        names = model_names()
+        names, offered = model_names(), self._offered()
         a, b = self.settings.value("compare/model_a"), self.settings.value("compare/model_b")
-        if a in names and b in names and (model is None or model in (a, b)):
+        if a in offered and b in offered and (model is None or model in (a, b)):
             return a, b
-        model = model if model in names else names[0]
+        model = model if model in offered else names[0]
         return model, natural_partner(model, names)
 
     @staticmethod

@@ -349,9 +349,13 @@ class MainWindow(QMainWindow):
         """Show the Compare window (one per main window, non-modal) on tab 0 (compare) or 1 (factorisation)."""
         from explorer.qt.compare_window import CompareWindow
 
+        opened = [r for r in [self.model_name, *self.recent_models()] if r not in model_names()]
         if getattr(self, "compare_window", None) is None:
             h, w, _ = self.size_control.value()
-            self.compare_window = CompareWindow(self.settings, self.model_name, (h, w), parent=self)
+            self.compare_window = CompareWindow(self.settings, self.model_name, (h, w), parent=self,
+                                                opened=list(dict.fromkeys(opened)))
+        else:
+            self.compare_window.add_models(opened)
         self.compare_window.show_tab(tab)
         self.compare_window.show()
         self.compare_window.raise_()

@@ -135,3 +135,27 @@ def test_factorisation_menu_opens_that_tab(compare, qtbot):
     wait_compared(qtbot, cw, "inception_v3", "googlenet")
     assert set(cw.factorisation.usage_tables) == {"inception_v3", "googlenet"}
     assert cw.factorisation.layer_combo.count() == 1 + len(cw.factorisation.convs())
+
+
+def test_a_model_opened_in_the_window_is_compared_against_the_zoo(make_window, qtbot, tmp_path):
+    """File → Open model… then Compare: the opened network (here torchvision's resnet18 by name) is
+    side A, against GoogLeNet; its rows are its own residual blocks with its own traced numbers."""
+    from explorer.core.anycnn import open_block_graph
+
+    w = make_window("googlenet")
+    with qtbot.waitSignal(w.model_opened, timeout=GRAPH_TIMEOUT_MS):
+        w.open_model("torchvision:resnet18")
+    cw = w.open_compare(0)
+    try:
+        assert cw.models() == ("torchvision:resnet18", "googlenet")
+        assert cw.combo_a.findData("torchvision:resnet18") >= 0 and cw.combo_b.findData("torchvision:resnet18") >= 0
+        c = wait_compared(qtbot, cw, size=(224, 224))
+        graph = open_block_graph("torchvision:resnet18")[1]
+        trace = trace_shapes(graph, (224, 224))
+        names_a = [r.a.name for r in c.rows if r.a is not None]
+        assert names_a == [n.name for n in graph.nodes() if not n.training_only]
+        row = cw.table_row("layer2.0", "a")
+        assert cw.compare_row(row).a.params == trace.nodes["layer2.0"].params
+        assert c.a.total_params == trace.total_params_inference and c.a.total_macs == trace.total_macs
+    finally:
+        cw.shutdown()
