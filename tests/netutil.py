@@ -185,3 +185,34 @@ def bad_corpus(folder: Path) -> dict[str, tuple[Path, str]]:
     d.mkdir()
     out["folder.jpg"] = (d, "directory")
     return out
+
+
+#: A model file whose `build()` returns a network that branches on a tensor's value in its forward:
+#: torch.fx cannot trace it, so the explorer falls back to the module tree.
+UNTRACEABLE_SOURCE = '''
+import torch, torch.nn as nn
+
+class Untraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2)
+        self.body = nn.Conv2d(8, 16, 3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        if x.abs().sum() >= 0:  # always true, but data-dependent
+            x = self.body(x)
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+def build():
+    return Untraceable()
+'''
+
+
+def untraceable_model() -> torch.nn.Module:
+    """A fresh instance of the network in UNTRACEABLE_SOURCE."""
+    namespace: dict = {}
+    exec(compile(UNTRACEABLE_SOURCE, "untraceable.py", "exec"), namespace)
+    return namespace["build"]()

@@ -8,7 +8,7 @@ from typing import Any
 
 from explorer.core.cancel import CancelToken, ProgressCallback
 from explorer.core.weights import WeightsState, load_weights_file, resolve_pretrained
-from explorer.core.zoo import ModelSpec, get_spec
+from explorer.core.zoo import ModelSpec, get_spec, imagenet_categories, imagenet_preprocessing
 
 
 @dataclass
@@ -28,23 +28,6 @@ class LoadedModel:
 
     def transforms(self):
         return self.preprocess if self.preprocess is not None else self.spec.transforms()
-
-
-def imagenet_preprocessing(size: int):
-    """torchvision's standard ImageNet evaluation transform for a `size`×`size` input (crop 87.5 %)."""
-    import torchvision.models  # noqa: F401 - the package first: its import brings _presets (and is thread-safe)
-    from torchvision.transforms._presets import ImageClassification
-
-    return ImageClassification(crop_size=size, resize_size=round(size / 0.875))
-
-
-def imagenet_categories() -> list[str]:
-    """The 1000 ImageNet class names, as torchvision's weights carry them (offline)."""
-    # Through the package: importing the submodule directly while another thread imports the
-    # package can deadlock on the two module locks.
-    import torchvision.models
-
-    return list(torchvision.models._meta._IMAGENET_CATEGORIES)
 
 
 def load_model(
@@ -82,6 +65,6 @@ def load_model(
     categories, preprocess = spec.categories(), None
     if spec.family == ANY_CNN and spec.weights is None:
         # No weights enum to say how it was trained: ImageNet's conventions at its native size.
-        preprocess = imagenet_preprocessing(spec.native_size[0])
+        preprocess = imagenet_preprocessing(spec.native_size[0]).transform()
         categories = imagenet_categories() if outputs in (None, 1000) else [f"class {i}" for i in range(outputs)]
     return LoadedModel(spec=spec, module=module, weights=state, categories=categories, preprocess=preprocess)

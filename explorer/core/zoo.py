@@ -43,6 +43,20 @@ class Preprocessing:
 IMAGENET_224 = Preprocessing(crop=224, resize=256)
 
 
+def imagenet_preprocessing(size: int) -> Preprocessing:
+    """torchvision's ImageNet evaluation convention for a `size`×`size` input (crop 87.5 %)."""
+    return Preprocessing(crop=size, resize=round(size / 0.875))
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet class names, as torchvision's weights carry them (offline)."""
+    # Through the package: importing the submodule directly while another thread imports the
+    # package can deadlock on the two module locks.
+    import torchvision.models
+
+    return list(torchvision.models._meta._IMAGENET_CATEGORIES)
+
+
 @dataclass(frozen=True)
 class PaperReference:
     """What the architecture's paper says, for flagging where a model departs from it."""
@@ -107,10 +121,8 @@ class ModelSpec:
         w = self.weights_enum()
         if w is not None:
             return list(w.meta["categories"])
-        if self.preprocessing is not None:  # an ImageNet-1k model: torchvision's class names (offline)
-            import torchvision.models  # through the package: a direct submodule import can deadlock
-
-            return list(torchvision.models._meta._IMAGENET_CATEGORIES)
+        if self.preprocessing is not None:  # an ImageNet-1k model
+            return imagenet_categories()
         return [f"class {i}" for i in range(1000)]
 
     def transforms(self):

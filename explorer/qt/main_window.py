@@ -51,7 +51,7 @@ from explorer.qt.layout import Style, build_diagram, layout_diagram
 from explorer.qt.panels import Banner, DetailsPanel, InputSizeControl, WeightsBar
 from explorer.qt.presentation import Presentation
 from explorer.qt.theme import make_theme
-from explorer.qt.workers import Job, JobRunner, load_block_graph, load_weights
+from explorer.qt.workers import Job, JobRunner, load_block_graph, load_weights, open_any_model
 
 ORGANIZATION = "InceptionExplorer"
 APPLICATION = "Inception Explorer"
@@ -82,16 +82,6 @@ def _load_opened_weights(spec, weights: str, allow_download: bool, outputs: int 
         cancel.raise_if_cancelled()
     return load_model(spec, weights=weights, allow_download=allow_download, progress=progress, cancel=cancel,
                       outputs=outputs)
-
-
-def _open_block_graph(ref: str):
-    """anycnn.open_block_graph under the lock the zoo's graph builds hold: torch.fx patches
-    nn.Module.__call__ process-wide while it traces, so two traces must never overlap."""
-    from explorer.core.anycnn import open_block_graph
-    from explorer.qt.workers import _graph_lock
-
-    with _graph_lock:
-        return open_block_graph(ref)
 
 
 def _int(value, default: int) -> int:
@@ -576,7 +566,7 @@ class MainWindow(QMainWindow):
                 return
             ref = str(path.resolve())
         self._set_busy(True, f"Opening {ref}…")
-        self.runner.start("open", Job(_open_block_graph, ref), on_success=lambda result: self._on_opened(ref, result),
+        self.runner.start("open", Job(open_any_model, ref), on_success=lambda result: self._on_opened(ref, result),
                           on_failure=lambda message: self._on_open_failed(ref, message))
 
     def _on_opened(self, ref: str, result) -> None:

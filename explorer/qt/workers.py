@@ -197,23 +197,26 @@ def load_block_graph(name: str):
 _opened_cache: dict[tuple, Any] = {}
 
 
-def load_any_block_graph(ref: str):
-    """The BlockGraph of a zoo model or of any CNN reference (torchvision:/timm: name, a file), cached;
-    a file is read again when it changed on disk."""
+def open_any_model(ref: str):
+    """(ModelSpec, BlockGraph) of any CNN reference (torchvision:/timm: name, a file), built once per
+    process; a file is opened again when it changed on disk."""
     import os
 
-    from explorer.core.zoo import model_names
-
-    if ref in model_names():
-        return load_block_graph(ref)
     from explorer.core.anycnn import open_block_graph
 
     key = (ref, os.path.getmtime(ref) if os.path.isfile(ref) else None)
     with _graph_lock:
-        graph = _opened_cache.get(key)
-        if graph is None:
-            graph = _opened_cache[key] = open_block_graph(ref)[1]
-    return graph
+        opened = _opened_cache.get(key)
+        if opened is None:
+            opened = _opened_cache[key] = open_block_graph(ref)
+    return opened
+
+
+def load_any_block_graph(ref: str):
+    """The BlockGraph of a zoo model or of any CNN reference (see `open_any_model`)."""
+    from explorer.core.zoo import model_names
+
+    return load_block_graph(ref) if ref in model_names() else open_any_model(ref)[1]
 
 
 def load_weights(name: str, weights: str, allow_download: bool, *, progress=None, cancel=None):

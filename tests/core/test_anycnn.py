@@ -11,6 +11,7 @@ import torchvision
 from explorer.core.anycnn import OpenModelError, open_model
 from explorer.core.blockgraph import block_graph_from_module, build_block_graph
 from explorer.core.shapes import InputTooSmallError, min_input_size, trace_shapes
+from netutil import UNTRACEABLE_SOURCE, untraceable_model
 
 
 def _real_child_shapes(model, size):
@@ -100,29 +101,12 @@ def test_exported_and_torchscript_files(tmp_path):
         open_model(tmp_path / "missing.pt")
 
 
-class Untraceable(nn.Module):
-    """Branches on a tensor's value: torch.fx cannot trace this forward."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Conv2d(3, 8, 3, stride=2)
-        self.body = nn.Conv2d(8, 16, 3)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(16, 5)
-
-    def forward(self, x):
-        x = self.stem(x)
-        if x.abs().sum() >= 0:  # always true, but data-dependent
-            x = self.body(x)
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-
 def test_a_model_that_defeats_tracing_still_gets_its_module_tree_with_shapes():
-    graph = block_graph_from_module(Untraceable(), "untraceable", native_size=(64, 64))
+    graph = block_graph_from_module(untraceable_model(), "untraceable", native_size=(64, 64))
     assert graph.dataflow_reason and "cannot be traced" in graph.dataflow_reason
     assert [n.name for n in graph.nodes()] == ["input", "stem", "body", "pool", "fc"]
     trace = trace_shapes(graph, (40, 52))
-    real = _real_child_shapes(Untraceable(), (40, 52))
+    real = _real_child_shapes(untraceable_model(), (40, 52))
     for name in ("stem", "body", "pool", "fc"):
         assert trace.nodes[name].output_shape == real[name]
     assert trace.nodes["body"].macs == 16 * 8 * 9 * 17 * 23
@@ -138,39 +122,17 @@ def test_unknown_names_are_refused():
         open_model("nonsense")
 
 
-UNTRACEABLE_FILE = '''
-import torch, torch.nn as nn
-
-class Untraceable(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Conv2d(3, 8, 3, stride=2)
-        self.body = nn.Conv2d(8, 16, 3)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(16, 5)
-
-    def forward(self, x):
-        x = self.stem(x)
-        if x.abs().sum() >= 0:
-            x = self.body(x)
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-def build():
-    return Untraceable()
-'''
-
-
 def test_open_block_graph_runs_a_value_dependent_forward_for_real(tmp_path):
     """On the meta device an `if` on a tensor's value cannot run: the module tree is built on the CPU."""
     from explorer.core.anycnn import open_block_graph
 
     path = tmp_path / "untraceable.py"
-    path.write_text(UNTRACEABLE_FILE)
+    path.write_text(UNTRACEABLE_SOURCE)
     spec, graph = open_block_graph(path, native_size=(64, 64))
     assert spec.name == "untraceable.py" and graph.name == spec.name
     assert "cannot be traced" in graph.dataflow_reason
     assert [n.name for n in graph.nodes()] == ["input", "stem", "body", "pool", "fc"]
-    real = _real_child_shapes(Untraceable(), (40, 52))
+    real = _real_child_shapes(untraceable_model(), (40, 52))
     trace = trace_shapes(graph, (40, 52))
     assert all(trace.nodes[n].output_shape == real[n] for n in ("stem", "body", "pool", "fc"))
 

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog
 from explorer.core.inference import Classifier
 from explorer.core.weights import RANDOM_WARNING
 from explorer.qt.layout import fmt_shape
+from netutil import UNTRACEABLE_SOURCE
 
 GRAPH_TIMEOUT_MS = 180_000  # the first graph of a session imports torch (as in conftest)
 
@@ -46,27 +47,6 @@ TWO_BRANCH = textwrap.dedent("""
 
     def build():
         return Net()
-""")
-
-UNTRACEABLE = textwrap.dedent("""
-    import torch, torch.nn as nn
-
-    class Untraceable(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.stem = nn.Conv2d(3, 8, 3, stride=2)
-            self.body = nn.Conv2d(8, 16, 3)
-            self.pool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(16, 5)
-
-        def forward(self, x):
-            x = self.stem(x)
-            if x.abs().sum() >= 0:  # data-dependent: torch.fx cannot trace this
-                x = self.body(x)
-            return self.fc(torch.flatten(self.pool(x), 1))
-
-    def build():
-        return Untraceable()
 """)
 
 
@@ -223,7 +203,7 @@ def test_a_failing_build_is_reported_and_the_current_model_stays(make_window, qt
 
 def test_an_untraceable_forward_shows_the_module_tree_and_why(make_window, qtbot, tmp_path):
     path = tmp_path / "untraceable.py"
-    path.write_text(UNTRACEABLE)
+    path.write_text(UNTRACEABLE_SOURCE)
     w = make_window()
     open_and_wait(qtbot, w, str(path))
     real = load_file(path)
