@@ -322,3 +322,25 @@ def test_traced_shapes_equal_a_real_forward_with_skewed_strides_and_ceil_pools(s
         k, s, p = ((v, v) if isinstance(v, int) else v for v in (pool.kernel_size, pool.stride, pool.padding))
         n = inputs[q][1 + axis]
         assert real[q][1 + axis] == uncorrected_ceil_size(n, k[axis], s[axis], p[axis]) - 1, (q, axis)
+
+
+def test_an_exported_skewed_net_traces_to_the_real_shapes(tmp_path):
+    """The same rules read from a torch.export graph's aten ops (conv strides and pool kernels as lists)."""
+    from explorer.core.anycnn import open_model
+    from explorer.core.blockgraph import build_block_graph
+
+    net = Skewed().eval()
+    path = tmp_path / "skewed.pt2"
+    torch.export.save(torch.export.export(net, (torch.zeros(1, 3, 48, 48),)), path)
+    graph = build_block_graph(open_model(str(path)))
+    for size in SKEWED_SIZES:
+        real = {}
+        handles = [m.register_forward_hook(lambda mod, i, o, q=q: real.__setitem__(q, tuple(o.shape[1:])))
+                   for q, m in net.named_children()]
+        with torch.no_grad():
+            net(torch.zeros(1, 3, *size))
+        for h in handles:
+            h.remove()
+        trace = trace_shapes(graph, size)
+        for q, shape in real.items():
+            assert trace.nodes[q].output_shape == shape, (q, size)
