@@ -72,7 +72,7 @@ def shares_by_hand(model, x, target):
 
 def test_branch_shares_equal_gradient_times_activation_on_the_plain_model(googlenet):
     model, cm = googlenet
-    x = image()
+    x = image(64)
     with torch.no_grad():
         ranked = model(x)[0].argsort(descending=True).tolist()
     top, other = ranked[0], ranked[500]
