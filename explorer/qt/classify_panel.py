@@ -1,25 +1,23 @@
 """The classification panel: drop, paste or open images and see what the loaded network makes of them.
 
-One image (a dropped file, a paste, a sample) shows in the single view: the picture, a bar chart of
-its top-5 classes and the time split into decode / preprocess / forward. Given the model's block
-graph (`set_model(..., graph=)`), that image is classified by one forward that also keeps every
-branch's output (`Classifier.classify_captured`), handed on in `ShownImage.capture`. Several files
-or a folder fill a sortable table batch by batch, with progress, Cancel, throughput and CSV export;
-clicking a row shows that image and its result in the single view.
+One image (a dropped file, a paste, a sample) shows in the single view (`ResultView`): the picture, a
+bar chart of its top-5 classes and the time split. Given the model's block graph
+(`set_model(..., graph=)`), that image is classified by one forward that also keeps every branch's
+output, handed on in `ShownImage.capture`. Several files or a folder fill a sortable table batch by
+batch, with progress, Cancel, throughput and CSV export; clicking a row shows that image in the view.
 
-All torch work runs on a private thread pool (`_Job`: a generator per task that yields plain data
-and checks a CancelToken between steps); widgets are touched only by slots on the UI thread. One
-classification at a time: a new request cancels the running one, whose later output is dropped.
-The pool's threads run at a lower OS priority than the UI thread, so that a CPU batch does not
-starve the event loop. The main window docks the panel and forwards drops and pastes to
-`handle_drop` / `paste`, and calls `shutdown()` when it closes.
+The panel is a skin over the window's `ExplorerState`: it writes `classification`, `shown_image` and
+`batch` there, and follows `model` / `status_text`. Results belong to the model that made them: a
+model switch clears the table (its files can be classified again with one click) and the view says
+the new model is loading until its classifier is ready. The work runs as explorer.core.tasks
+generators on the one `JobRunner` (low-priority threads, so a CPU batch does not starve the UI).
 
 Signals
 -------
 image_classified(object)  ClassificationResult of a single image that could be classified
 batch_finished(list)      every ClassificationResult of a batch that ran to the end, in input order
-failed(str)               a message for the status bar: a bad file, failures in a batch, a worker
-                          error, a drop with nothing to classify, no model loaded
+batch_started()           a batch began (the window gives the table room)
+failed(str)               a message for the window: a bad file, failures in a batch, a worker error
 busy_changed(bool)        a classification or the classifier's preparation started (True) / ended
 image_shown(object)       a ShownImage: the picture now on display, its network input, its result and
                           (given the block graph) the Capture of the forward that gave the result
@@ -28,30 +26,12 @@ image_shown(object)       a ShownImage: the picture now on display, its network 
 from __future__ import annotations
 
 import os
-import sys
-import threading
 import time
-import traceback
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import (
-    QMimeData,
-    QObject,
-    QRunnable,
-    QSize,
-    QSortFilterProxyModel,
-    Qt,
-    QThread,
-    QThreadPool,
-    Signal,
-    Slot,
-)
-from PySide6.QtGui import QFontMetrics, QIcon, QImage, QImageReader, QKeySequence, QPalette, QPixmap, QShortcut
+from PySide6.QtCore import QMimeData, QSize, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QFontMetrics, QIcon, QImage, QImageReader, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -70,11 +50,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.core.cancel import Cancelled, CancelToken
-from explorer.core.images import IMAGE_EXTENSIONS, ImageLoadError, expand_inputs
+from explorer.core import tasks
+from explorer.core.images import IMAGE_EXTENSIONS
+from explorer.core.state import BatchRun, ExplorerState
+from explorer.core.tasks import ShownImage  # noqa: F401 - what image_shown carries
 from explorer.qt.panels import Banner
+from explorer.qt.result_view import ResultView, array_to_qimage, pil_to_qimage, qimage_to_pil  # noqa: F401
 from explorer.qt.results_table import (
-    COL_ERROR,
     COL_FILE,
     COL_INDEX,
     COL_PROB,
@@ -84,373 +66,15 @@ from explorer.qt.results_table import (
     SORT_ROLE,
     ResultsTableModel,
     display_name,
-    fmt_prob,
     write_results_csv,
 )
+from explorer.qt.workers import Job, JobRunner
 
-#: Classes shown per image.
-TOP = 5
-#: Longest side of the picture sent to the UI thread (the label scales it further).
-DISPLAY_MAX = 768
 #: Name given to an image that comes from the clipboard or a drop of image data.
 PASTED_NAME = "<pasted image>"
+#: Share of the panel's height the batch table gets while a batch is on screen.
+BATCH_TABLE_SHARE = 0.7
 _FILE_FILTER = "Images ({});;All files (*)".format(" ".join(f"*{e}" for e in IMAGE_EXTENSIONS))
-
-
-@dataclass
-class ShownImage:
-    """What the single view displays, for views that work on the same image (activations, attribution).
-
-    image: the upright RGB PIL image as decoded (on the CPU a big JPEG at a reduced DCT scale, never
-    smaller than the network's resize; a GPU decode shrunk to DISPLAY_MAX). result: its
-    ClassificationResult. capture: the `Capture` of the forward that gave `result` (tensors on the
-    classifier's device), None without a block graph. x: that forward's input (1, 3, crop, crop), on
-    the same device. rgb: x de-normalised, (crop, crop, 3) uint8. model: the model's name.
-    """
-
-    source: str
-    image: Any
-    result: Any
-    capture: Any = None
-    x: Any = None
-    rgb: Any = None
-    model: str | None = None
-
-
-# ---------------------------------------------------------------------------------------- workers
-
-
-class _JobSignals(QObject):
-    yielded = Signal(int, object)
-    finished = Signal(int)
-    failed = Signal(int, str)
-    cancelled = Signal(int)
-
-
-class _Job(QRunnable):
-    """Runs the generator `fn(*args, cancel=token)` on a pool thread and emits what it yields.
-
-    Signals carry the job id: the panel drops anything from a job that is no longer current.
-    """
-
-    def __init__(self, job_id: int, fn: Callable[..., Iterator], args: tuple):
-        super().__init__()
-        self.setAutoDelete(False)
-        self.job_id, self.fn, self.args = job_id, fn, args
-        self.token = CancelToken()
-        self.signals = _JobSignals()
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        _lower_thread_priority()
-        try:
-            for item in self.fn(*self.args, cancel=self.token):
-                self.token.raise_if_cancelled()
-                self.signals.yielded.emit(self.job_id, item)
-            self.token.raise_if_cancelled()
-        except Cancelled:
-            self.signals.cancelled.emit(self.job_id)
-        except Exception as e:  # every worker error ends up in the panel's message area
-            if not isinstance(e, (ValueError, OSError, ImageLoadError)):
-                traceback.print_exc()
-            self.signals.failed.emit(self.job_id, str(e) or type(e).__name__)
-        else:
-            self.signals.finished.emit(self.job_id)
-        finally:
-            self.done.set()
-
-
-#: Linux nice increment of the worker threads over the process (see _lower_thread_priority).
-WORKER_NICE = 10
-
-
-def _lower_thread_priority() -> None:
-    """Let the UI thread win a core from the workers: on a 2-core machine torch's threads took both
-    and the event loop stalled >100 ms several times per batch; at nice +10 the longest stall fell
-    under 50 ms with unchanged throughput (bench/bench_ui_stall.py). Per thread: torch's OpenMP
-    helpers, started by this thread's first parallel op, inherit it. Elsewhere Qt's LowPriority."""
-    if sys.platform.startswith("linux"):
-        try:
-            target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + WORKER_NICE)
-            tid = threading.get_native_id()
-            if os.getpriority(os.PRIO_PROCESS, tid) < target:
-                os.setpriority(os.PRIO_PROCESS, tid, target)
-        except OSError:
-            pass
-    else:
-        QThread.currentThread().setPriority(QThread.Priority.LowPriority)
-
-
-def _prepare_task(loaded, device: str, batch_size: int | None, graph, *, cancel: CancelToken):
-    """Build the classifier (a device copy of the network, probed through `graph` when given) and
-    warm it up (its capture model; CUDA graphs on a GPU)."""
-    from explorer.core.inference import Classifier
-
-    classifier = Classifier(loaded, device=device, batch_size=batch_size, graph=graph)
-    cancel.raise_if_cancelled()
-    classifier.warm_up()
-    yield ("classifier", classifier)
-
-
-def _single_task(classifier, source, name: str, *, cancel: CancelToken):
-    """Classify one input and hand it on for display (the top-5 comes first). With a block graph,
-    one forward gives the top-5 and every branch's output, from one decode."""
-    if classifier.can_capture:
-        out = classifier.classify_captured(source, name=name, top=TOP, display_max=DISPLAY_MAX, cancel=cancel)
-        yield ("result", out.result)
-        if out.result.ok:
-            cancel.raise_if_cancelled()
-            yield ("shown", _captured_shown(classifier, out, name))
-        return
-    [result] = classifier.classify([source], names=[name], top=TOP, cancel=cancel)
-    yield ("result", result)
-    if result.ok:
-        cancel.raise_if_cancelled()
-        yield ("shown", _shown_image(classifier, source, name, result))
-
-
-def _batch_task(classifier, paths: list, *, cancel: CancelToken):
-    """Expand folders, announce the file list, then classify it batch by batch."""
-    files: list[Path] = []
-    empty: list[str] = []
-    for p in paths:
-        found = expand_inputs([p])
-        if Path(p).is_dir() and not found:
-            empty.append(str(p))
-        files.extend(found)
-    yield ("files", ([str(f) for f in files], empty))
-    for results in classifier.iter_classify(files, top=TOP, cancel=cancel):
-        yield ("batch", results)
-
-
-def _preview_task(classifier, source: str, result, *, cancel: CancelToken):
-    """Show a file of the batch table (a row was selected). With a block graph the batch kept no
-    activations: one captured forward then gives the view its top-5 and activations together."""
-    if classifier.can_capture:
-        out = classifier.classify_captured(source, name=source, top=TOP, display_max=DISPLAY_MAX, cancel=cancel)
-        yield ("shown", _captured_shown(classifier, out, display_name(source)) if out.result.ok else None)
-        return
-    yield ("shown", _shown_image(classifier, source, display_name(source), result))
-
-
-def _captured_shown(classifier, out, name: str):
-    """(ShownImage, QImage for display) of a `CapturedClassification` (no decode: its picture)."""
-    thumb = out.picture.copy()
-    thumb.thumbnail((DISPLAY_MAX, DISPLAY_MAX))
-    shown = ShownImage(source=name, image=out.picture, result=out.result, capture=out.capture, x=out.x,
-                       rgb=out.rgb, model=classifier.loaded.name)
-    return shown, pil_to_qimage(thumb)
-
-
-def _shown_image(classifier, source, name: str, result):
-    """(ShownImage without a capture, QImage for display) or None when the file cannot be decoded
-    (any more): for a classifier without a block graph, where the top-5 came from `classify`."""
-    from explorer.core.images import LoadedImage, load_image, to_rgb
-
-    try:
-        if isinstance(source, (str, os.PathLike)):
-            li = load_image(source, max_pixels=classifier.max_pixels, draft_short_side=classifier.resize_size,
-                            name=name)
-        else:
-            rgb = to_rgb(source)
-            li = LoadedImage(image=rgb, source=name, format="", stored_size=rgb.size, mode=source.mode,
-                             box=(0, 0, *rgb.size))
-    except ImageLoadError:
-        return None
-    x = classifier.preprocess(li)[None]
-    thumb = li.image.copy()
-    thumb.thumbnail((DISPLAY_MAX, DISPLAY_MAX))
-    shown = ShownImage(source=name, image=li.image, result=result, x=x, rgb=classifier.input_rgb(x[0]),
-                       model=classifier.loaded.name)
-    return shown, pil_to_qimage(thumb)
-
-
-def pil_to_qimage(image) -> QImage:
-    """An RGB PIL image as a QImage that owns its pixels (safe to hand across threads)."""
-    a = np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
-    h, w, _ = a.shape
-    return QImage(a.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-
-
-def qimage_to_pil(image: QImage):
-    """A QImage as a PIL image: RGBA when it has alpha (the engine composites it onto white), else RGB."""
-    from PIL import Image
-
-    alpha = image.hasAlphaChannel()
-    fmt = QImage.Format.Format_RGBA8888 if alpha else QImage.Format.Format_RGB888
-    channels = 4 if alpha else 3
-    img = image.convertToFormat(fmt)
-    w, h, bpl = img.width(), img.height(), img.bytesPerLine()
-    a = np.frombuffer(img.constBits(), dtype=np.uint8, count=bpl * h).reshape(h, bpl)
-    a = a[:, : w * channels].reshape(h, w, channels).copy()
-    return Image.fromarray(a, "RGBA" if alpha else "RGB")
-
-
-# ---------------------------------------------------------------------------------------- widgets
-
-
-class TopKChart(pg.PlotWidget):
-    """Horizontal bars of the top-k probabilities, best at the top, labels on the left axis."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        pal = self.palette()
-        text = pal.color(QPalette.ColorRole.WindowText)
-        self.setBackground(pal.color(QPalette.ColorRole.Base))
-        self.setMenuEnabled(False)
-        self.setMouseEnabled(x=False, y=False)
-        self.hideButtons()
-        item = self.getPlotItem()
-        item.invertY(True)
-        item.setXRange(0, 1.16, padding=0)  # room right of a 100% bar for its label
-        item.setYRange(-0.5, TOP - 0.5, padding=0.02)
-        for side in ("left", "bottom"):
-            axis = item.getAxis(side)
-            axis.setTextPen(text)
-            axis.setPen(pal.color(QPalette.ColorRole.Mid))
-        bottom = item.getAxis("bottom")
-        bottom.setTicks([[(v, f"{v:.0%}") for v in (0, 0.25, 0.5, 0.75, 1.0)]])
-        bottom.setStyle(hideOverlappingLabels=False)  # else 0% and 100% vanish at the plot's edges
-        self.bars = pg.BarGraphItem(x0=[], y=[], height=0.65, width=[], brush=pg.mkBrush(70, 130, 200),
-                                    pen=pg.mkPen(None))
-        self.addItem(self.bars)
-        # Made once and reused: creating pyqtgraph items costs milliseconds on the UI thread.
-        self._texts = [pg.TextItem("", color=text, anchor=(0, 0.5)) for _ in range(TOP)]
-        for t in self._texts:
-            self.addItem(t)
-        self._label_width = 0
-        #: (label, probability) pairs now drawn, best first.
-        self.predictions: list[tuple[str, float]] = []
-        self.setMinimumHeight(120)
-        self.set_predictions([])
-
-    def set_predictions(self, predictions: Sequence) -> None:
-        """Draw `predictions` (objects with .label and .prob, best first, at most TOP); [] clears."""
-        self.predictions = [(p.label, float(p.prob)) for p in predictions][:TOP]
-        n = len(self.predictions)
-        ys = list(range(n))
-        self.bars.setOpts(x0=[0.0] * n, y=ys, width=[p for _, p in self.predictions], height=0.65)
-        for i, t in enumerate(self._texts):
-            if i < n:
-                p = self.predictions[i][1]
-                t.setText(fmt_prob(p))
-                t.setPos(p + 0.01, i)
-            t.setVisible(i < n)
-        fm = QFontMetrics(self.font())
-        labels = [fm.elidedText(label, Qt.TextElideMode.ElideRight, 190) for label, _ in self.predictions]
-        left = self.getPlotItem().getAxis("left")
-        left.setTicks([list(zip(ys, labels))])
-        width = max([fm.horizontalAdvance(s) for s in labels] + [40]) + 12
-        if width > self._label_width:  # grow only: the bars do not jump left and right between images
-            self._label_width = width
-            left.setWidth(width)
-
-    def percent_texts(self) -> list[str]:
-        return [t.toPlainText() for t in self._texts if t.isVisible()]
-
-
-class ScaledImageLabel(QLabel):
-    """A QLabel that shows its pixmap scaled to fit, keeping the aspect ratio."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._pixmap: QPixmap | None = None
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setMinimumSize(160, 160)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setWordWrap(True)
-
-    def set_image(self, image: QImage | None) -> None:
-        """Show `image`; None or a null image clears the label."""
-        self._pixmap = QPixmap.fromImage(image) if image is not None and not image.isNull() else None
-        if self._pixmap is None:
-            self.clear()
-        self._rescale()
-
-    def has_image(self) -> bool:
-        return self._pixmap is not None
-
-    def set_placeholder(self, text: str) -> None:
-        self._pixmap = None
-        self.clear()
-        self.setText(text)
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        self._rescale()
-
-    def _rescale(self) -> None:
-        if self._pixmap is None:
-            return
-        size = self.contentsRect().size()
-        self.setPixmap(self._pixmap.scaled(size, Qt.AspectRatioMode.KeepAspectRatio,
-                                           Qt.TransformationMode.SmoothTransformation))
-
-
-class ResultView(QWidget):
-    """The single-image view: picture | title, top-5 chart, time split."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        self.image = ScaledImageLabel(self)
-        lay.addWidget(self.image, 2)
-        right = QVBoxLayout()
-        self.title = QLabel(self)
-        self.title.setWordWrap(True)
-        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        font = self.title.font()
-        font.setBold(True)
-        self.title.setFont(font)
-        self.chart = TopKChart(self)
-        self.timings = QLabel(self)
-        self.timings.setWordWrap(True)
-        self.timings.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        # Rows of a sensible height, not stretched: the picture gets the rest of the space.
-        self.chart.setMaximumHeight(44 * TOP + 40)
-        right.addWidget(self.title)
-        right.addWidget(self.chart, 1)
-        right.addWidget(self.timings)
-        right.addStretch(0)
-        lay.addLayout(right, 3)
-        self.result = None
-        self.clear()
-
-    def clear(self, text: str = "Drop an image or a folder here, paste one (Ctrl+V), or open files.") -> None:
-        self.result = None
-        self.image.set_placeholder(text)
-        self.title.setText("")
-        self.chart.set_predictions([])
-        self.timings.setText("")
-
-    def show_pending(self, name: str) -> None:
-        self.clear(f"Classifying {name}…")
-        self.title.setText(name)
-
-    def show_result(self, result) -> None:
-        self.result = result
-        size = f"  ({result.image_size[0]}×{result.image_size[1]})" if result.image_size else ""
-        self.title.setText(display_name(result.source) + size)
-        self.title.setToolTip(result.source)
-        self.chart.set_predictions(result.top)
-        if not result.ok:
-            self.image.set_placeholder(f"Cannot classify {display_name(result.source)}:\n{result.error}")
-        self.timings.setText(fmt_timings(result))
-
-    def show_image(self, image: QImage | None) -> None:
-        self.image.set_image(image)
-
-
-def fmt_timings(result) -> str:
-    t = result.timings_ms
-    parts = [f"{key} {t[key]:.1f} ms" for key in ("decode", "preprocess", "forward", "total") if key in t]
-    text = " · ".join(parts)
-    if result.ok:
-        text += f" · on {result.device}"
-    if result.notice:
-        text += f"\n{result.notice}"
-    return text
 
 
 class ClassifyPanel(QWidget):
@@ -458,13 +82,16 @@ class ClassifyPanel(QWidget):
 
     image_classified = Signal(object)
     batch_finished = Signal(list)
+    batch_started = Signal()
     failed = Signal(str)
     busy_changed = Signal(bool)
     image_shown = Signal(object)
 
-    def __init__(self, parent=None, *, samples: Sequence | None = None):
-        """samples: SampleImage list for the gallery (default: explorer.core.samples.sample_images())."""
+    def __init__(self, parent=None, *, samples: Sequence | None = None, state: ExplorerState | None = None):
+        """samples: SampleImage list for the gallery (default: explorer.core.samples.sample_images()).
+        state: the window's ExplorerState (a panel on its own makes its own)."""
         super().__init__(parent)
+        self.state = state if state is not None else ExplorerState()
         self.setAcceptDrops(True)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # a click on the panel makes Ctrl+V paste here
         self.loaded = None  # the LoadedModel
@@ -476,18 +103,16 @@ class ClassifyPanel(QWidget):
         self.shown: ShownImage | None = None
         self._busy = False
         self._pending: Callable[[], None] | None = None  # a request waiting for the classifier
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(3)
-        self._jobs: dict[int, _Job] = {}  # every job not known to be finished
-        self._current: dict[str, int] = {}  # slot → id of its current job
-        self._slot_of: dict[int, str] = {}
-        self._next_id = 1
-        self._batch_total = 0
+        self.runner = JobRunner(self, threads=3)
+        self.runner.busy_changed.connect(lambda _busy: self._update_controls())
         self._batch_started = 0.0
-        self._empty_folders: list[str] = []
+        self._empty_folders: tuple[str, ...] = ()
         #: Throughput of the last finished batch, images per second (None before any).
         self.throughput: float | None = None
         self._build_ui(samples)
+        self.state.connect("model", self._on_model_switched)
+        self.state.connect("batch", self._on_batch_state)
+        self.state.connect("previous_batch", self._on_previous_batch)
         self._update_controls()
 
     # ------------------------------------------------------------------ layout
@@ -527,6 +152,18 @@ class ClassifyPanel(QWidget):
         self.message = Banner("error", self)
         lay.addWidget(self.badge)
         lay.addWidget(self.message)
+        # A batch cleared by a model switch: its files can be classified again with the new model.
+        self.previous_bar = QWidget(self)
+        pl = QHBoxLayout(self.previous_bar)
+        pl.setContentsMargins(0, 0, 0, 0)
+        self.previous_label = QLabel(self.previous_bar)
+        self.previous_button = QPushButton("Classify them again", self.previous_bar)
+        self.previous_button.setToolTip("Classify the same files and folders with the model now loaded")
+        self.previous_button.clicked.connect(self.classify_previous_batch)
+        pl.addWidget(self.previous_label, 1)
+        pl.addWidget(self.previous_button)
+        self.previous_bar.hide()
+        lay.addWidget(self.previous_bar)
 
         self.splitter = QSplitter(Qt.Orientation.Vertical, self)
         self.result_view = ResultView(self.splitter)
@@ -574,16 +211,20 @@ class ClassifyPanel(QWidget):
         self.batch_box.hide()
         lay.addWidget(self.splitter, 1)
 
-        self.sample_bar = QHBoxLayout()
+        # The sample strip keeps its full height (captions included): the dock scrolls before it clips.
+        strip = QWidget(self)
+        strip.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.sample_bar = QHBoxLayout(strip)
+        self.sample_bar.setContentsMargins(0, 0, 0, 0)
         self.sample_buttons: list[QToolButton] = []
         if samples is None:
             from explorer.core.samples import sample_images
 
             samples = sample_images()
         if samples:
-            self.sample_bar.addWidget(QLabel("Samples:", self))
+            self.sample_bar.addWidget(QLabel("Samples:", strip))
         for s in samples:
-            b = QToolButton(self)
+            b = QToolButton(strip)
             b.setText(s.title or s.name)
             b.setToolTip(f"Classify {s.title or s.name}" + (f"\n{s.credit} ({s.licence})" if s.credit else ""))
             b.setIcon(QIcon(_thumbnail(s.path, 48)))
@@ -594,7 +235,7 @@ class ClassifyPanel(QWidget):
             self.sample_bar.addWidget(b)
             self.sample_buttons.append(b)
         self.sample_bar.addStretch(1)
-        lay.addLayout(self.sample_bar)
+        lay.addWidget(strip)
 
         self.paste_shortcut = QShortcut(QKeySequence(QKeySequence.StandardKey.Paste), self)
         self.paste_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -604,7 +245,7 @@ class ClassifyPanel(QWidget):
 
     @property
     def busy(self) -> bool:
-        """Whether a classification or the classifier's preparation is running."""
+        """Whether a classification or the classifier's preparation is running (or a request waits)."""
         return self._busy
 
     def set_model(self, loaded, device: str = "auto", *, batch_size: int | None = None, graph=None) -> None:
@@ -612,14 +253,16 @@ class ClassifyPanel(QWidget):
         up in a worker. Requests made meanwhile wait for it; the running job is cancelled.
         graph: the model's BlockGraph; with it a single image's forward also captures its branches."""
         self._interrupt("Stopped: the model changed")
-        self._cancel_slot("preview")
-        self._cancel_slot("prepare")
-        self._pending = None
+        self.runner.cancel("preview")
+        self.runner.cancel("prepare")
+        if loaded is None:
+            self._pending = None
         self.loaded, self.graph, self.classifier, self.device_request = loaded, graph, None, device
         self.device_combo.blockSignals(True)
         self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(device)))
         self.device_combo.blockSignals(False)
-        self.result_view.clear()
+        # A request made while the model loaded waits for its classifier; it is not lost.
+        self.result_view.clear("Waiting for the model…" if self._pending is not None else None)
         self.shown = None
         if loaded is None:
             self.badge.set_message(None)
@@ -627,7 +270,10 @@ class ClassifyPanel(QWidget):
         else:
             self.badge.set_message(loaded.weights.describe() if loaded.weights.is_random else None)
             self.device_label.setText(f"{loaded.name}: preparing ({device})…")
-            self._start("prepare", _prepare_task, loaded, device, batch_size, graph)
+            self.runner.start("prepare", Job(tasks.prepare_classifier, loaded, device, batch_size, graph,
+                                             low_priority=True),
+                              on_event=self._on_event, on_success=lambda _: self._on_prepared(),
+                              on_failure=self._on_prepare_failed)
         self._update_controls()
 
     def set_device(self, device: str) -> None:
@@ -719,12 +365,21 @@ class ClassifyPanel(QWidget):
         """Write the batch table (input order) to `path` as CSV; see results_table.csv_header."""
         return write_results_csv(self.model.results, path)
 
+    def has_pending(self) -> bool:
+        """Whether a request waits for the classifier (made while the model loaded)."""
+        return self._pending is not None
+
+    def classify_previous_batch(self) -> None:
+        """Classify the files of the batch a model switch cleared, with the model now loaded."""
+        previous = self.state.previous_batch
+        if previous is not None:
+            self.classify_paths(list(previous.inputs))
+
     def shutdown(self, msecs: int = 30000) -> bool:
         """Cancel every job and wait for the workers to return (call before the panel is destroyed)."""
-        for slot in list(self._current):
-            self._cancel_slot(slot)
+        self.runner.cancel_all()
         self._pending = None
-        return self._pool.waitForDone(msecs)
+        return self.runner.wait(msecs)
 
     # ------------------------------------------------------------------ drops
 
@@ -744,17 +399,52 @@ class ClassifyPanel(QWidget):
         else:
             event.ignore()
 
+    # ------------------------------------------------------------------ the state
+
+    def _on_model_switched(self, name) -> None:
+        """Another model is on screen: nothing of the previous one is classified or shown any more."""
+        if self.loaded is not None and self.loaded.name == name:
+            return
+        self._interrupt("Stopped: the model changed")
+        self.runner.cancel("preview")
+        self.runner.cancel("prepare")
+        self._pending = None
+        self.loaded = self.graph = self.classifier = None
+        self.shown = None
+        text = self.state.status_text or (f"loading {name}…" if name else "")
+        self.result_view.clear(text[:1].upper() + text[1:] if text else "")
+        self.device_label.setText(text)
+        self._update_controls()
+
+    def _on_batch_state(self, batch) -> None:
+        if batch is None:
+            self.model.clear_results()
+            self.batch_box.hide()
+            self.mode = "single"
+            self._update_controls()
+
+    def _on_previous_batch(self, previous) -> None:
+        if previous is None:
+            self.previous_bar.hide()
+            return
+        n = len(previous.results)
+        self.previous_label.setText(
+            f"The batch table held {n} result{'s' if n != 1 else ''} of {previous.model}; they were cleared"
+            " when the model changed.")
+        self.previous_bar.show()
+
     # ------------------------------------------------------------------ requests
 
     def _interrupt(self, why: str) -> bool:
         """Cancel the running classification, saying so in the batch status; whether one ran."""
-        job_id = self._current.get("classify")
-        self._cancel_slot("classify")
-        if job_id is None:
+        if not self.runner.cancel("classify"):
             return False
-        if self.mode == "batch":
-            self.progress.setRange(0, max(self._batch_total, 1))
-            self.status.setText(f"{why} after {self.model.rowCount()} of {self._batch_total} images")
+        batch = self.state.batch
+        if self.mode == "batch" and batch is not None:
+            total = batch.total or 0
+            self.progress.setRange(0, max(total, 1))
+            self.status.setText(f"{why} after {self.model.rowCount()} of {total} images")
+            batch.status = "cancelled"
         return True
 
     def _request(self, start: Callable[[], None]) -> None:
@@ -763,9 +453,12 @@ class ClassifyPanel(QWidget):
         self.message.set_message(None)
         if self.classifier is not None:
             start()
-        elif self.loaded is not None and "prepare" in self._current:
+        elif self.loaded is not None and self.runner.running("prepare") is not None:
             self._pending = start
             self.result_view.clear("Waiting for the model…")
+        elif self.state.model_status == "loading" and self.state.model:
+            self._pending = start
+            self.result_view.clear(f"Waiting for {self.state.model} to load…")
         else:
             self._fail("No model is loaded yet: load a model, then classify")
         self._update_controls()
@@ -773,112 +466,69 @@ class ClassifyPanel(QWidget):
     def _start_single(self, source, name: str) -> None:
         self.mode = "single"
         self.result_view.show_pending(display_name(name))
-        self._start("classify", _single_task, self.classifier, source, name)
+        self.runner.start("classify", Job(tasks.classify_single, self.classifier, source, name, low_priority=True),
+                          on_event=self._on_event, on_failure=self._on_classify_failed)
+        self._update_controls()
 
     def _start_batch(self, paths: list[Path]) -> None:
         self.mode = "batch"
         self.model.clear_results()
         self.table.sortByColumn(COL_INDEX, Qt.SortOrder.AscendingOrder)
-        self._batch_total = 0
-        self._empty_folders = []
+        self._empty_folders = ()
         self.throughput = None
+        self.state.previous_batch = None
+        self.state.batch = BatchRun(model=self.loaded.name, inputs=tuple(str(p) for p in paths))
         self.progress.setRange(0, 0)  # busy indicator while folders are listed
         self.status.setText("Listing files…")
         self.batch_box.show()
+        h = max(self.splitter.height(), 200)
+        self.splitter.setSizes([round(h * (1 - BATCH_TABLE_SHARE)), round(h * BATCH_TABLE_SHARE)])
         self._batch_started = time.perf_counter()
-        self._start("classify", _batch_task, self.classifier, [str(p) for p in paths])
-
-    # ------------------------------------------------------------------ jobs
-
-    def _start(self, slot: str, fn, *args) -> int:
-        self._cancel_slot(slot)
-        job_id = self._next_id
-        self._next_id += 1
-        job = _Job(job_id, fn, args)
-        queued = Qt.ConnectionType.QueuedConnection
-        job.signals.yielded.connect(self._on_yielded, queued)
-        job.signals.finished.connect(self._on_finished, queued)
-        job.signals.failed.connect(self._on_failed, queued)
-        job.signals.cancelled.connect(self._on_cancelled, queued)
-        # The pool still touches a runnable just after run() returns: keep the last few referenced.
-        done = [i for i, j in self._jobs.items() if j.done.is_set()]
-        for i in done[:-4]:
-            del self._jobs[i]
-        self._jobs[job_id] = job
-        self._current[slot] = job_id
-        self._slot_of[job_id] = slot
-        self._pool.start(job)
-        self._update_controls()
-        return job_id
-
-    def _cancel_slot(self, slot: str) -> None:
-        job_id = self._current.pop(slot, None)
-        if job_id is not None and job_id in self._jobs:
-            self._jobs[job_id].token.cancel()
-
-    def _is_current(self, job_id: int) -> str | None:
-        slot = self._slot_of.get(job_id)
-        return slot if slot is not None and self._current.get(slot) == job_id else None
-
-    def _end(self, job_id: int) -> None:
-        slot = self._slot_of.pop(job_id, None)
-        if slot is not None and self._current.get(slot) == job_id:
-            del self._current[slot]
+        self.runner.start("classify", Job(tasks.classify_batch, self.classifier, [str(p) for p in paths],
+                                          low_priority=True),
+                          on_event=self._on_event, on_success=lambda _: self._finish_batch(),
+                          on_failure=self._on_classify_failed)
+        self.batch_started.emit()
         self._update_controls()
 
-    @Slot(int, object)
-    def _on_yielded(self, job_id: int, item) -> None:
-        if self._is_current(job_id) is None:
-            return
-        kind, payload = item
-        if kind == "classifier":
-            self._on_classifier(payload)
-        elif kind == "result":
-            self._on_single_result(payload)
-        elif kind == "shown":
-            self._on_shown(payload)
-        elif kind == "files":
-            self._on_files(*payload)
-        elif kind == "batch":
-            self._on_batch(payload)
+    # ------------------------------------------------------------------ events
 
-    @Slot(int)
-    def _on_finished(self, job_id: int) -> None:
-        slot = self._is_current(job_id)
-        self._end(job_id)
-        if slot == "classify" and self.mode == "batch":
-            self._finish_batch()
-        if slot == "prepare" and self._pending is not None:
+    def _on_event(self, event) -> None:
+        if isinstance(event, tasks.ClassifierReady):
+            self._on_classifier(event.classifier)
+        elif isinstance(event, tasks.ImageClassified):
+            self._on_single_result(event.result)
+        elif isinstance(event, tasks.ImageShown):
+            self._on_shown(event)
+        elif isinstance(event, tasks.FilesListed):
+            self._on_files(event.files, event.empty_folders)
+        elif isinstance(event, tasks.BatchClassified):
+            self._on_batch(event.results)
+
+    def _on_prepared(self) -> None:
+        if self._pending is not None and self.classifier is not None:
             pending, self._pending = self._pending, None
             pending()
-            self._update_controls()
+        self._update_controls()
 
-    @Slot(int, str)
-    def _on_failed(self, job_id: int, message: str) -> None:
-        slot = self._is_current(job_id)
-        self._end(job_id)
-        if slot is None:
-            return
-        if slot == "prepare":
-            self._pending = None
-            self.device_label.setText(f"{self.loaded.name if self.loaded else ''}: not ready")
-            self.result_view.clear("The classifier could not be prepared.")
-            self._fail(f"Cannot prepare the classifier: {message}")
-        elif slot == "classify":
-            if self.mode == "batch":
-                self.progress.setRange(0, max(self._batch_total, 1))
-                self.status.setText("Stopped by an error")
-            else:
-                self.result_view.clear("Classification failed.")
-            self._fail(f"Classification failed: {message}")
+    def _on_prepare_failed(self, message: str) -> None:
+        self._pending = None
+        self.device_label.setText(f"{self.loaded.name if self.loaded else ''}: not ready")
+        self.result_view.clear("The classifier could not be prepared.")
+        self._fail(f"Cannot prepare the classifier: {message}")
+        self._update_controls()
+
+    def _on_classify_failed(self, message: str) -> None:
+        if self.mode == "batch":
+            batch = self.state.batch
+            self.progress.setRange(0, max(batch.total or 0 if batch else 0, 1))
+            self.status.setText("Stopped by an error")
+            if batch is not None:
+                batch.status = "failed"
         else:
-            self._fail(message)
-
-    @Slot(int)
-    def _on_cancelled(self, job_id: int) -> None:
-        self._end(job_id)
-
-    # ------------------------------------------------------------------ results
+            self.result_view.clear("Classification failed.")
+        self._fail(f"Classification failed: {message}")
+        self._update_controls()
 
     def _on_classifier(self, classifier) -> None:
         self.classifier = classifier
@@ -891,41 +541,44 @@ class ClassifyPanel(QWidget):
     def _on_single_result(self, result) -> None:
         self.result_view.show_result(result)
         self.shown = None
+        self.state.classification = result
         if result.ok:
             self.image_classified.emit(result)
         else:
             self._fail(f"{display_name(result.source)}: {result.error}")
 
-    def _on_shown(self, payload) -> None:
-        if payload is None:
+    def _on_shown(self, event: tasks.ImageShown) -> None:
+        shown = event.shown
+        if shown is None:
             self.result_view.show_image(None)
             return
-        shown, qimage = payload
         self.shown = shown
         if self.result_view.result is not shown.result and shown.result is not None:
             # A table row's preview: its captured forward is what the view now shows, top-5 included.
             self.result_view.show_result(shown.result)
-        self.result_view.show_image(qimage)
+        self.result_view.show_image(array_to_qimage(event.thumbnail) if event.thumbnail is not None else None)
+        self.state.shown_image = shown
         self.image_shown.emit(shown)
 
-    def _on_files(self, files: list[str], empty: list[str]) -> None:
-        self._batch_total = len(files)
+    def _on_files(self, files: tuple[str, ...], empty: tuple[str, ...]) -> None:
+        if self.state.batch is not None:
+            self.state.batch.total = len(files)
         self._empty_folders = empty
         self.progress.setRange(0, max(len(files), 1))
         self.progress.setValue(0)
-        if not files:
-            self.status.setText("No images")
-        else:
-            self.status.setText(f"Classifying {len(files)} images…")
+        self.status.setText(f"Classifying {len(files)} images…" if files else "No images")
         if empty:
             names = ", ".join(display_name(p) for p in empty)
             self.message.set_message(f"No image files in {names}")
 
-    def _on_batch(self, results: list) -> None:
+    def _on_batch(self, results) -> None:
         self.model.append(results)
+        if self.state.batch is not None:
+            self.state.batch.results.extend(results)
         done = self.model.rowCount()
+        total = self.state.batch.total if self.state.batch is not None else done
         self.progress.setValue(done)
-        self.status.setText(f"Classifying… {done} / {self._batch_total}")
+        self.status.setText(f"Classifying… {done} / {total}")
         if self.table.currentIndex().row() < 0 and self.proxy.rowCount() > 0:
             self.table.selectRow(0)
 
@@ -934,6 +587,8 @@ class ClassifyPanel(QWidget):
         n = len(results)
         elapsed = time.perf_counter() - self._batch_started
         self.throughput = n / elapsed if n and elapsed > 0 else None
+        if self.state.batch is not None:
+            self.state.batch.status, self.state.batch.seconds = "done", elapsed
         self.progress.setRange(0, max(n, 1))
         self.progress.setValue(n)
         failures = self.model.failure_count()
@@ -962,17 +617,19 @@ class ClassifyPanel(QWidget):
         self.shown = None
         if result.ok and self.classifier is not None:
             self.result_view.show_image(None)
-            self._start("preview", _preview_task, self.classifier, result.source, result)
+            self.runner.start("preview", Job(tasks.preview_file, self.classifier, result.source, result,
+                                             low_priority=True),
+                              on_event=self._on_event, on_failure=self._fail)
 
-    # ------------------------------------------------------------------ state
+    # ------------------------------------------------------------------ controls
 
     def _fail(self, message: str) -> None:
         self.message.set_message(message)
         self.failed.emit(message)
 
     def _update_controls(self) -> None:
-        busy = "classify" in self._current or "prepare" in self._current or self._pending is not None
-        classifying = "classify" in self._current
+        classifying = self.runner.running("classify") is not None
+        busy = classifying or self.runner.running("prepare") is not None or self._pending is not None
         self.cancel_button.setEnabled(classifying or self._pending is not None)
         self.export_button.setEnabled(self.model.rowCount() > 0 and not (classifying and self.mode == "batch"))
         if busy != self._busy:

@@ -38,9 +38,10 @@ def _cpu_input(x):
 class ImageDocks(QObject):
     """Owns the image panels of a main window (which calls `model_ready`, `select_block`, `shutdown`)."""
 
-    def __init__(self, window: QMainWindow, *, classify_sample: bool = True):
+    def __init__(self, window: QMainWindow, *, state=None, classify_sample: bool = True):
         super().__init__(window)
         self.window = window
+        self.state = state
         self.runner = JobRunner(self, threads=1)
         self.capture_model = None
         self.graph = None
@@ -48,7 +49,7 @@ class ImageDocks(QObject):
         self.last_shown = None
         self._sample_pending = classify_sample
 
-        self.classify = ClassifyPanel(window)
+        self.classify = ClassifyPanel(window, state=state)
         self.activations = ActivationView(window)
         self.attribution = AttributionPanel(window, runner=self.runner)
         self.shares = BranchSharePanel(window, runner=self.runner)
@@ -67,6 +68,10 @@ class ImageDocks(QObject):
         self.classify_dock.raise_()
 
         self.classify.image_shown.connect(self._on_image_shown)
+        # The file on screen, as soon as it is classified (its picture and capture may still be on the way
+        # when the model changes): the next model classifies it again.
+        self.last_source: str | None = None
+        self.classify.image_classified.connect(lambda result: setattr(self, "last_source", result.source))
         self.classify.failed.connect(self._status)
         self.attribution.attribution_failed.connect(self._status)
         self.shares.shares_failed.connect(self._status)
@@ -88,7 +93,8 @@ class ImageDocks(QObject):
         return [self.classify_dock, self.activation_dock, self.attribution_dock, self.shares_dock]
 
     def _status(self, message: str) -> None:
-        self.window.statusBar().showMessage(message, 15000)
+        show = getattr(self.window, "show_status", None)
+        show(message, 15000) if show is not None else self.window.statusBar().showMessage(message, 15000)
 
     # -- the model --------------------------------------------------------------------------
 
@@ -99,8 +105,10 @@ class ImageDocks(QObject):
         self.classify.set_model(loaded, self.classify.device_combo.currentData(), graph=graph)
         self.runner.start("capture_model", Job(_build_capture, loaded.module, graph),
                           on_success=self._on_capture_model, on_failure=self._status)
-        again = self.last_shown.source if self.last_shown is not None else None
-        if again and Path(again).is_file():
+        again = self.last_source
+        if self.classify.has_pending():
+            pass  # a request the user made while the model loaded runs first, and replaces the re-run
+        elif again and Path(again).is_file():
             # The image on screen stays on screen: classified again by the new model.
             self.classify.classify_paths([again])
         elif self._sample_pending:

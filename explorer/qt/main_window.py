@@ -1,9 +1,13 @@
 """The explorer's main window: the block graph, input size, model and weights, details, presentation.
 
-The window holds the state (model, input size, expanded blocks, the last valid shape trace) and
-redraws the graph view from it; engine work that needs torch runs in `JobRunner` workers and
-comes back as plain results. torch is never imported here at module level, so the window can be
-shown while the first worker is still importing it.
+The window is a skin over an `ExplorerState` (explorer.core.state): the model, its graph and
+weights, the input size and its trace, the expanded blocks, the selection and the image results
+live there, and the widgets follow its announcements. Engine work that needs torch runs on the one
+`JobRunner` and comes back as plain results, handed to the state on the UI thread. torch is never
+imported here at module level, so the window paints before the first worker has imported it.
+
+Menus and shortcuts come from one table (explorer.qt.actions); settings are bound to the state by
+`WindowSettings`; finding a node is `explorer.core.find`.
 
 Signals
 -------
@@ -25,9 +29,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QEvent, QPointF, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QPointF, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QFont, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QApplication,
     QComboBox,
     QCompleter,
@@ -40,55 +45,57 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QScrollArea,
+    QTabWidget,
     QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
+from explorer.core.find import find_in_graph
+from explorer.core.state import ExplorerState, InputSize
 from explorer.core.zoo import get_spec, model_names
+from explorer.qt.actions import build_actions, shortcuts_html
 from explorer.qt.graph_view import GraphView, TextMeasure
 from explorer.qt.layout import Style, build_diagram, layout_diagram
 from explorer.qt.panels import Banner, DetailsPanel, InputSizeControl, WeightsBar
 from explorer.qt.presentation import Presentation
+from explorer.qt.status_line import StatusLine
 from explorer.qt.theme import make_theme
+from explorer.qt.window_settings import (
+    APPLICATION,
+    DEFAULT_MODEL,
+    DOCK_LAYOUT_VERSION,
+    MAX_RECENT,
+    ORGANIZATION,
+    WindowSettings,
+    default_settings,
+)
 from explorer.qt.workers import Job, JobRunner, load_block_graph, load_weights, open_any_model
 
-ORGANIZATION = "InceptionExplorer"
-APPLICATION = "Inception Explorer"
-DEFAULT_MODEL = "googlenet"
+__all__ = ["APPLICATION", "DEFAULT_MODEL", "DOCK_LAYOUT_VERSION", "MAX_RECENT", "ORGANIZATION", "MainWindow",
+           "default_settings"]
+
 INITIAL_MIN_ZOOM = 0.8
+#: Ctrl+F zooms to at least this much, so the match's text can be read.
+FIND_ZOOM = 1.0
 WEIGHT_FILTER = "Weights (*.pth *.pt *.bin *.safetensors);;All files (*)"
-#: How many opened models the Model menu's Recent section remembers.
-MAX_RECENT = 8
-
-
-def default_settings() -> QSettings:
-    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
-
-
-#: The preview is drawn this long after the model is chosen: the window paints itself first.
-PREVIEW_DELAY_MS = 30
+#: The image panels are built this long after the window is on screen (pyqtgraph costs half a second).
 IMAGE_DOCKS_DELAY_MS = 60
-#: Bumped when the docks change: a layout saved by an older version is then not restored.
-DOCK_LAYOUT_VERSION = 2
+#: The graph worker (which imports torch) starts this long after the first paint.
+ENGINE_DELAY_MS = 10
 
 
-def _load_opened_weights(spec, weights: str, allow_download: bool, outputs: int | None, *, progress=None,
-                         cancel=None):
-    """An opened model (a ModelSpec, not a zoo name) on the CPU with weights, as a LoadedModel."""
-    from explorer.core.loading import load_model
+class _PasteRouter(QObject):
+    """Ctrl+V in a text field pastes text only when the clipboard holds nothing but text; an image or
+    files on the clipboard go to the window's Paste (classify) wherever the focus is."""
 
-    if cancel is not None:
-        cancel.raise_if_cancelled()
-    return load_model(spec, weights=weights, allow_download=allow_download, progress=progress, cancel=cancel,
-                      outputs=outputs)
-
-
-def _int(value, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.ShortcutOverride and event.matches(QKeySequence.StandardKey.Paste):
+            mime = QApplication.clipboard().mimeData()
+            if mime is not None and (mime.hasImage() or mime.hasUrls()):
+                event.ignore()  # the field does not claim the key: the window's Paste action gets it
+                return True
+        return False
 
 
 class MainWindow(QMainWindow):
@@ -104,43 +111,92 @@ class MainWindow(QMainWindow):
                  settings: QSettings | None = None, restore: bool = True, classify_sample: bool = True, parent=None):
         super().__init__(parent)
         self.settings = settings if settings is not None else default_settings()
+        self.state = ExplorerState()
+        self.saved = WindowSettings(self.settings, self.state)
         self.weights_choice = weights
         self.allow_download = allow_download
         # Two threads: the graph of a newly chosen model need not wait for a download to give up.
         self.runner = JobRunner(self, threads=2)
-        self.graph = None  # BlockGraph of the current model once loaded
-        self.trace = None  # the last valid ShapeTrace
-        self.loaded = None  # LoadedModel once its weights are in
-        self.model_name: str | None = None
-        self.spec = None  # the current model's ModelSpec (the zoo's, or an opened one)
-        self.model_ref: str | None = None  # what an opened model was opened from; None for the zoo's
         self.open_dialog = None
-        self.expanded: set[str] = set()
-        self.failed_node: str | None = None
+        self.compare_window = None
         self._presentation_scale: float | None = None
         self._classify_sample = classify_sample
         self._restore = restore
+        self._shown_preview: str | None = None
+        self._engine_started = False
+        self.images = None  # the image panels, built just after the window is on screen
 
         self.setWindowTitle(APPLICATION)
         self.setAcceptDrops(True)
         self._default_size()
         self._build_ui()
-        self._build_menus()
+        self.actions = build_actions(self)
+        self._build_model_menu()
         self.presentation = Presentation(self)
+        self._paste_router = _PasteRouter(self)
+        self._route_paste(self)
+        self._bind_state()
 
-        saved_model = self.settings.value("model/name", DEFAULT_MODEL) if restore else DEFAULT_MODEL
-        # Not a zoo name: a reference to open, after the zoo's model (which stays if opening fails).
-        opened = model if model and model not in model_names() else None
-        name = (None if opened else model) or (saved_model if saved_model in model_names() else DEFAULT_MODEL)
+        saved = self.saved.saved_model() if restore else DEFAULT_MODEL
         if restore:
-            self._restore_settings(name)
+            self.state.recent = self.saved.saved_recent()
+        requested = model or saved
+        # Not a zoo name: a reference to open, after the zoo's model (which stays if opening fails).
+        opened = requested if requested not in model_names() else None
+        name = DEFAULT_MODEL if opened else requested
+        if restore:
+            size, linked = self.saved.saved_input_size(get_spec(name).native_size)
+            self.state.size_linked = linked
+            self.state.input_size = size
+            self.saved.restore_window(self)
         else:
-            self.size_control.set_value(*get_spec(name).native_size, 1, emit=False)
+            self.state.input_size = InputSize(*get_spec(name).native_size, 1)
+        self.saved.bind()
         self.set_model(name, size=None)
         if opened:
             self.open_model(opened)
         # pyqtgraph and the image panels cost half a second: after the first paint and the preview.
         QTimer.singleShot(IMAGE_DOCKS_DELAY_MS, self._build_image_docks)
+
+    # -- the state, for readers (the window's own widgets follow it) ------------------------------
+
+    @property
+    def graph(self):
+        return self.state.graph
+
+    @property
+    def trace(self):
+        return self.state.trace
+
+    @property
+    def loaded(self):
+        return self.state.loaded
+
+    @property
+    def model_name(self) -> str | None:
+        return self.state.model
+
+    @property
+    def spec(self):
+        return self.state.spec
+
+    @property
+    def model_ref(self) -> str | None:
+        return self.state.model_ref
+
+    @property
+    def failed_node(self) -> str | None:
+        return self.state.failed_node
+
+    @property
+    def expanded(self) -> frozenset[str]:
+        return self.state.expanded
+
+    @expanded.setter
+    def expanded(self, blocks) -> None:
+        self.state.expanded = frozenset(blocks)
+
+    # -- construction ------------------------------------------------------------------------
 
     def _build_image_docks(self) -> None:
         """Classification, activations, attributions and branch shares, as docks."""
@@ -148,23 +204,27 @@ class MainWindow(QMainWindow):
             return
         from explorer.qt.image_docks import ImageDocks
 
-        self.images = ImageDocks(self, classify_sample=self._classify_sample)
+        self.images = ImageDocks(self, state=self.state, classify_sample=self._classify_sample)
         self.images.classify.paste_shortcut.setEnabled(False)  # the window's Edit → Paste has Ctrl+V
         self.images.activations.block_changed.connect(self._follow_block)
         self.images.shares.block_selected.connect(self._follow_block)
         for dock in self.images.docks():
             self.view_menu.addAction(dock.toggleViewAction())
         self.resizeDocks([self.images.classify_dock], [340], Qt.Orientation.Vertical)
-        state = self.settings.value("window/state")
-        if self._restore and isinstance(state, QByteArray) and not state.isEmpty():
-            self.restoreState(state, DOCK_LAYOUT_VERSION)  # the docks' places, now that they exist
-        if self.presentation_active():
+        if self._restore:
+            self.saved.restore_docks(self)  # the docks' places, now that they exist
+        if self.state.presenting:
             for dock in self.images.docks():
                 dock.hide()
+        self._route_paste(self.images.classify.parentWidget() or self)
+        for panel in (self.images.classify, self.images.activations, self.images.attribution, self.images.shares):
+            self._route_paste(panel)
         if self.loaded is not None and self.graph is not None and not getattr(self.graph, "is_preview", False):
             self.images.model_ready(self.loaded, self.graph)
 
-    # -- construction ------------------------------------------------------------------------
+    def _route_paste(self, root: QWidget) -> None:
+        for w in root.findChildren(QAbstractSpinBox) + root.findChildren(QLineEdit):
+            w.installEventFilter(self._paste_router)
 
     def _build_ui(self) -> None:
         self.view = GraphView(self)
@@ -183,8 +243,8 @@ class MainWindow(QMainWindow):
         self.caption.setWordWrap(True)
         self.caption.setStyleSheet("QLabel { background: black; color: white; padding: 10px; }")
         self.caption.hide()
-        central = QWidget(self)
-        lay = QVBoxLayout(central)
+        graph_page = QWidget(self)
+        lay = QVBoxLayout(graph_page)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         lay.addWidget(self.weights_bar)
@@ -192,7 +252,25 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.notice)
         lay.addWidget(self.view, 1)
         lay.addWidget(self.caption)
-        self.setCentralWidget(central)
+        # The graph and the paper's table share the central area as tabs: the table gets the room it needs.
+        self.tabs = QTabWidget(self)
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(graph_page, "Graph")
+        self.paper_table = None
+        self.paper_dock = None  # the table is a tab now, not a dock
+        try:
+            from explorer.qt.paper_table import PaperTableWidget
+        except ImportError:
+            PaperTableWidget = None
+        if PaperTableWidget is not None:
+            self.paper_table = PaperTableWidget(self)
+            scroll = QScrollArea(self)
+            scroll.setWidgetResizable(True)
+            scroll.setWidget(self.paper_table)
+            self.tabs.addTab(scroll, "Paper table")
+        self.tabs.tabBar().setVisible(self.tabs.count() > 1)
+        self.tabs.currentChanged.connect(lambda _i: self._update_paper_table())
+        self.setCentralWidget(self.tabs)
 
         tb = QToolBar("Graph", self)
         tb.setObjectName("graph_toolbar")
@@ -205,7 +283,8 @@ class MainWindow(QMainWindow):
         tb.addWidget(self.model_combo)
         tb.addSeparator()
         self.size_control = InputSizeControl(self)
-        self.size_control.size_changed.connect(self._on_size_changed)
+        self.size_control.size_changed.connect(self._on_size_edited)
+        self.size_control.link.toggled.connect(lambda on: setattr(self.state, "size_linked", on))
         tb.addWidget(self.size_control)
         tb.addSeparator()
         self.find_edit = QLineEdit(self)
@@ -221,28 +300,11 @@ class MainWindow(QMainWindow):
         self.details_dock.setObjectName("details_dock")
         self.details_dock.setWidget(self.details)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.details_dock)
-        self.paper_table = None
-        self.paper_dock = None
-        try:
-            from explorer.qt.paper_table import PaperTableWidget
-        except ImportError:
-            PaperTableWidget = None
-        if PaperTableWidget is not None:
-            self.paper_table = PaperTableWidget(self)
-            self.paper_dock = QDockWidget("Paper table", self)
-            self.paper_dock.setObjectName("paper_dock")
-            # In a scroll area, so the table's own minimum width does not force the window wider.
-            scroll = QScrollArea(self)
-            scroll.setWidgetResizable(True)
-            scroll.setWidget(self.paper_table)
-            self.paper_dock.setWidget(scroll)
-            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.paper_dock)
-            self.tabifyDockWidget(self.details_dock, self.paper_dock)
-            self.details_dock.raise_()
         self.resizeDocks([self.details_dock], [380], Qt.Orientation.Horizontal)
-        self.images = None  # the image panels, built just after the window is on screen
 
         sb = self.statusBar()
+        self.status_line = StatusLine(self)
+        sb.addWidget(self.status_line, 1)
         self.busy = QProgressBar(self)
         self.busy.setRange(0, 0)
         self.busy.setMaximumWidth(140)
@@ -254,68 +316,17 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.weights_label)
         sb.addPermanentWidget(self.busy)
 
-    def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
-        act = QAction(text, self)
-        if shortcut is not None:
-            if isinstance(shortcut, (list, tuple)):
-                act.setShortcuts([QKeySequence(s) for s in shortcut])
-            else:
-                act.setShortcut(QKeySequence(shortcut))
-        if tip:
-            act.setStatusTip(tip)
-        act.triggered.connect(slot)
-        menu.addAction(act)
-        self.addAction(act)  # shortcuts keep working while presentation mode hides the menu bar
-        return act
-
-    def _build_menus(self) -> None:
-        mb = self.menuBar()
-        f = mb.addMenu("&File")
-        self._action(f, "&Open images…", lambda: self.images and self.images.classify.open_files(), QKeySequence.StandardKey.Open,
-                     "Classify image files (or drop them on the window)")
-        self._action(f, "Open &folder…", lambda: self.images and self.images.classify.open_folder(), "Ctrl+Shift+O",
-                     "Classify every image of a folder")
-        self._action(f, "Open &model…", self.open_model_dialog, "Ctrl+Shift+M",
-                     "Any CNN: torchvision:NAME, timm:NAME, a .py file with build(), TorchScript or torch.export")
-        self._action(f, "Open &weights file…", self.open_weights_dialog, "Ctrl+Alt+O",
-                     "Load a .pth / .safetensors state dict into the current model")
-        self._action(f, "&Retry download", self.retry_download, None, "Download the pretrained weights again")
-        export = f.addMenu("&Export graph")
-        self._action(export, "As &SVG…", self.export_svg_dialog, "Ctrl+Shift+S", "Vector drawing, text stays text")
-        self._action(export, "As &PNG…", self.export_png_dialog, "Ctrl+Shift+P", "Bitmap at a chosen scale")
-        f.addSeparator()
-        self._action(f, "&Quit", self.close, "Ctrl+Q")
-
-        e = mb.addMenu("&Edit")
-        self._action(e, "&Paste image", lambda: self.images and self.images.classify.paste(), QKeySequence.StandardKey.Paste,
-                     "Classify the image on the clipboard")
-        self._action(e, "&Cancel classification", lambda: self.images and self.images.classify.cancel(), "Ctrl+.")
-
-        v = mb.addMenu("&View")
-        self._action(v, "Zoom &in", self.view.zoom_in, ["Ctrl+=", "Ctrl++"])
-        self._action(v, "Zoom &out", self.view.zoom_out, "Ctrl+-")
-        self._action(v, "&Fit to window", lambda: self.view.fit(max_zoom=1.5), "Ctrl+0")
+    def _build_model_menu(self) -> None:
+        v = self.menus["&View"]
+        for key in ("fit", "expand_all", "collapse_all"):
+            self.toolbar.addAction(self.actions[key])
         v.addSeparator()
-        self._action(v, "&Expand all blocks", self.expand_all, "Ctrl+Shift+E")
-        self._action(v, "&Collapse all blocks", self.collapse_all, "Ctrl+Shift+C")
-        self._action(v, "F&ind node…", self.focus_find, QKeySequence.StandardKey.Find)
-        v.addSeparator()
-        self._action(v, "Full &screen", self.toggle_full_screen, "F11")
-        self._action(v, "&Presentation mode", lambda: self.presentation.toggle(), "F5",
-                     "Full screen, large type; arrow keys step through the blocks, Esc leaves")
-        v.addSeparator()
-        self.toolbar.addSeparator()
-        for act in v.actions():
-            if act.text() in ("&Fit to window", "&Expand all blocks", "&Collapse all blocks"):
-                self.toolbar.addAction(act)
         v.addAction(self.details_dock.toggleViewAction())
-        if self.paper_dock is not None:
-            v.addAction(self.paper_dock.toggleViewAction())
         v.addAction(self.toolbar.toggleViewAction())
         self.view_menu = v
-
-        m = mb.addMenu("&Model")
+        m = self.menus["&Model"]
         self.model_actions = QActionGroup(self)
+        self.model_actions.setExclusive(True)
         for name in model_names():
             act = QAction(get_spec(name).title.replace("&", "&&"), self, checkable=True)  # "Ioffe & Szegedy"
             act.setData(name)
@@ -325,24 +336,99 @@ class MainWindow(QMainWindow):
         self.model_menu = m
         self.recent_actions: list[QAction] = []
         self._rebuild_recent_menu()
+        self.compare_action = self.actions["compare"]
+        self.factorisation_action = self.actions["factorisation"]
 
-        c = mb.addMenu("&Compare")
-        self.compare_action = self._action(c, "&Compare models…", lambda: self.open_compare(0), "Ctrl+Shift+K",
-                                           "Two models side by side, stage by stage, differences highlighted")
-        self.factorisation_action = self._action(c, "&Factorisation…", lambda: self.open_compare(1), None,
-                                                 "What factorising a convolution saves, and where each model does it")
+    def _bind_state(self) -> None:
+        st = self.state
+        st.connect("input_size", self._on_input_size)
+        st.connect("size_linked", self.size_control.set_linked)
+        st.connect("model", lambda _n: self._sync_model_widgets())
+        st.connect("model_ref", lambda _r: self._sync_model_widgets())
+        st.connect("model_status", lambda _s: self._sync_busy())
+        st.connect("status_text", lambda text: self.show_status(text, 0, topic="model") if text else
+                   self.status_line.clear("model"))
+        st.connect("recent", lambda _refs: self._rebuild_recent_menu())
+        st.connect("presenting", lambda _p: self._sync_busy())
 
-        h = mb.addMenu("&Help")
-        self._action(h, "&About", self._about)
+    # -- actions (see explorer.qt.actions) ---------------------------------------------------------
+
+    def open_images(self) -> None:
+        if self.images is not None:
+            self.images.classify.open_files()
+
+    def open_folder(self) -> None:
+        if self.images is not None:
+            self.images.classify.open_folder()
+
+    def paste(self) -> None:
+        """Edit → Paste (Ctrl+V): text into the focused text field when the clipboard holds only text;
+        otherwise the clipboard's image or files are classified, wherever the focus is."""
+        focus = QApplication.focusWidget()
+        mime = QApplication.clipboard().mimeData()
+        text_only = mime is not None and mime.hasText() and not (mime.hasImage() or mime.hasUrls())
+        if text_only and isinstance(focus, (QLineEdit, QAbstractSpinBox)):
+            focus.lineEdit().paste() if isinstance(focus, QAbstractSpinBox) else focus.paste()
+            return
+        if self.images is not None and self.images.classify.paste():
+            self._raise_classify_dock()
+
+    def cancel_classification(self) -> None:
+        if self.images is not None:
+            self.images.classify.cancel()
+
+    def zoom_in(self) -> None:
+        self.view.zoom_in()
+
+    def zoom_out(self) -> None:
+        self.view.zoom_out()
+
+    def fit_to_window(self) -> None:
+        self.view.fit(max_zoom=1.5)
+
+    def show_graph_tab(self) -> None:
+        self.tabs.setCurrentIndex(0)
+
+    def show_paper_tab(self) -> None:
+        if self.tabs.count() > 1:
+            self.tabs.setCurrentIndex(1)
+
+    def toggle_presentation(self) -> None:
+        self.presentation.toggle()
+
+    def open_factorisation(self):
+        return self.open_compare(1)
+
+    def show_shortcuts(self) -> None:
+        box = QMessageBox(self)
+        box.setWindowTitle("Keyboard shortcuts")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(shortcuts_html(self.actions))
+        box.open()
+        self._help_box = box
+
+    def show_weights_help(self) -> None:
+        box = QMessageBox(self)
+        box.setWindowTitle("Where weights are looked for")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(weights_help_html())
+        box.open()
+        self._help_box = box
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About Inception Explorer",
+                          "<b>Inception Explorer</b><br>Look inside Inception-family convolutional networks:"
+                          " block graph, shapes at any input size, the paper's table, presentation mode,"
+                          " classification, activations and attributions per branch.")
 
     def open_compare(self, tab: int = 0):
         """Show the Compare window (one per main window, non-modal) on tab 0 (compare) or 1 (factorisation)."""
         from explorer.qt.compare_window import CompareWindow
 
-        opened = [r for r in [self.model_name, *self.recent_models()] if r not in model_names()]
-        if getattr(self, "compare_window", None) is None:
-            h, w, _ = self.size_control.value()
-            self.compare_window = CompareWindow(self.settings, self.model_name, (h, w), parent=self,
+        opened = [r for r in [self.model_ref, *self.recent_models()] if r and r not in model_names()]
+        if self.compare_window is None:
+            size = self.state.input_size
+            self.compare_window = CompareWindow(self.settings, self.model_name, size.hw, parent=self,
                                                 opened=list(dict.fromkeys(opened)))
         else:
             self.compare_window.add_models(opened)
@@ -354,11 +440,8 @@ class MainWindow(QMainWindow):
 
     def chrome_widgets(self) -> list[QWidget]:
         """What presentation mode hides: menus, toolbar, docks, status bar (the banners are suppressed)."""
-        out = [self.menuBar(), self.toolbar, self.statusBar(), self.details_dock,
-               *(self.images.docks() if self.images is not None else [])]
-        if self.paper_dock is not None:
-            out.append(self.paper_dock)
-        return out
+        return [self.menuBar(), self.toolbar, self.statusBar(), self.details_dock,
+                *(self.images.docks() if self.images is not None else [])]
 
     # -- model and weights -------------------------------------------------------------------
 
@@ -371,28 +454,37 @@ class MainWindow(QMainWindow):
         spec = get_spec(name)
         if name == self.model_name and self.model_ref is None and self.graph is not None:
             return
-        if self.model_name is not None and self.graph is not None:
-            self._save_expanded()
+        self.saved.save_expanded()
+        self.runner.cancel("open")
+        self.runner.cancel("weights")
+        self._shown_preview = None
+        self.state.begin_model(name, spec)
         if size is False:
             size = spec.native_size
         if size is not None:
-            self.size_control.set_value(size[0], size[1], None, emit=False)
-        self.runner.cancel("open")
-        self.model_name, self.spec, self.model_ref = name, spec, None
-        self.graph = self.trace = self.loaded = None
-        self.failed_node = None
+            self.state.input_size = InputSize(size[0], size[1], self.state.input_size.batch)
         self.banner.set_message(None)
         self.notice.set_message(None)
         self.details.show_nothing()
-        self._sync_model_widgets()
-        self.settings.setValue("model/name", name)
-        self._set_busy(True, f"Loading {spec.title}…")
         self.view.show_message(f"Loading {spec.title}…")
-        self.runner.cancel("weights")
+        if self._engine_started:
+            self._start_graph_job(name)
+        # The preview is drawn now, before any worker imports torch: the window paints it at once.
+        self._show_preview(name)
+        if not self._engine_started:
+            # The engine (torch) starts importing once the window has painted.
+            QTimer.singleShot(ENGINE_DELAY_MS, self._start_engine)
+
+    def _start_engine(self) -> None:
+        if self._engine_started:
+            return
+        self._engine_started = True
+        if self.model_ref is None and self.model_name is not None and (self.graph is None or self._shown_preview):
+            self._start_graph_job(self.model_name)
+
+    def _start_graph_job(self, name: str) -> None:
         self.runner.start("graph", Job(load_block_graph, name), on_success=self._on_graph,
                           on_failure=self._on_graph_failed)
-        # After the window is on screen: the preview must not delay it.
-        QTimer.singleShot(PREVIEW_DELAY_MS, lambda: self._show_preview(name))
 
     def _show_preview(self, name: str) -> None:
         """Draw the shipped preview of `name` while the engine (torch) loads; shapes are those of
@@ -405,26 +497,29 @@ class MainWindow(QMainWindow):
         if shipped is None:
             return
         preview, trace = shipped
-        h, w, n = self.size_control.value()
-        if trace.input_shape != (n, trace.input_shape[1], h, w):
+        size = self.state.input_size
+        if trace.input_shape != (size.batch, trace.input_shape[1], size.height, size.width):
             return
-        self.graph, self.trace = preview, trace
         names = {b.name for b in preview.blocks()}
-        self.expanded = {b for b in self._saved_expanded(name) if b in names}
+        with self.state.changes():
+            self.state.graph, self.state.trace = preview, trace
+            self.state.expanded = frozenset(b for b in self.saved.saved_expanded(name) if b in names)
         self.redraw()
         self._initial_view()
         self._shown_preview = name
-        self.view_status(f"{self.spec_title()}: preview; the engine is loading…")
+        self.show_status(f"{self.spec_title()}: preview; the engine is loading…", 0, topic="model")
         self.graph_drawn.emit(name)
 
     def view_status(self, text: str) -> None:
-        self.statusBar().showMessage(text)
+        self.show_status(text)
 
     def _on_graph_failed(self, message: str) -> None:
         self.view.show_message(f"Could not build the block graph of {self.spec_title()}.")
+        self.state.model_status = "failed"
         self.show_error(message)
 
     def _sync_model_widgets(self) -> None:
+        """The combo and the Model menu show the current model (an opened one: its Recent entry)."""
         opened = self.model_ref is not None
         self.model_combo.blockSignals(True)
         # An opened model is in no zoo entry: the combo shows its title as a placeholder.
@@ -433,6 +528,14 @@ class MainWindow(QMainWindow):
         self.model_combo.blockSignals(False)
         for act in self.model_actions.actions():
             act.setChecked(not opened and act.data() == self.model_name)
+        for act in self.recent_actions:
+            if act.isCheckable():
+                act.setChecked(opened and act.data() == self.model_ref)
+        self.setWindowTitle(f"{self.spec_title()} — {APPLICATION}" if self.spec is not None else APPLICATION)
+
+    def _sync_busy(self) -> None:
+        busy = self.state.model_status == "loading"
+        self.busy.setVisible(busy and not self.state.presenting)
 
     def _on_model_combo(self, index: int) -> None:
         name = self.model_combo.itemData(index)
@@ -442,12 +545,14 @@ class MainWindow(QMainWindow):
     def _on_graph(self, graph) -> None:
         if graph.name != self.model_name:
             return
-        from_preview = getattr(self, "_shown_preview", None) == graph.name and self.graph is not None
+        from_preview = self._shown_preview == graph.name and self.graph is not None
         self._shown_preview = None
-        self.graph = graph
         names = {n.name for n in graph.blocks()}
-        if not from_preview:  # keep what the user expanded while the preview was up
-            self.expanded = {n for n in self._saved_expanded(graph.name) if n in names}
+        with self.state.changes():
+            self.state.graph = graph
+            if not from_preview:  # keep what the user expanded while the preview was up
+                saved = self.saved.saved_expanded(self.model_ref or graph.name)
+                self.state.expanded = frozenset(n for n in saved if n in names)
         self.find_edit.setCompleter(QCompleter([n.name for n in graph.nodes()], self.find_edit))
         self.find_edit.completer().setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.find_edit.completer().setFilterMode(Qt.MatchFlag.MatchContains)
@@ -460,7 +565,8 @@ class MainWindow(QMainWindow):
         self.redraw()
         if not from_preview:
             self._initial_view()
-        self._set_busy(False, f"{self.spec_title()}: {len(graph.nodes())} nodes, {len(names)} blocks")
+        self.show_status(f"{self.spec_title()}: {len(graph.nodes())} nodes, {len(names)} blocks; loading weights…",
+                         0, topic="model")
         self.graph_ready.emit(graph.name)
         if not from_preview:
             self.graph_drawn.emit(graph.name)
@@ -468,17 +574,16 @@ class MainWindow(QMainWindow):
 
     def load_weights(self, weights: str, allow_download: bool) -> None:
         """Load the current model's weights in a worker ("auto", "none" or a file path)."""
-        if self.model_name is None:
+        if self.model_name is None or self.graph is None or getattr(self.graph, "is_preview", False):
             return
-        name = self.model_name
         text = "Loading weights…" if weights in ("auto", "none") else f"Loading weights from {Path(weights).name}…"
         self.weights_bar.show_loading(text)
         self.weights_label.setText("weights: loading…")
         if self.model_ref is not None:
-            job = Job(_load_opened_weights, self.spec, weights, allow_download, self.output_classes(),
+            job = Job(load_weights, self.spec, weights, allow_download, outputs=self.output_classes(),
                       wants_progress=True)
         else:
-            job = Job(load_weights, name, weights, allow_download, wants_progress=True)
+            job = Job(load_weights, self.model_name, weights, allow_download, wants_progress=True)
         self.runner.start("weights", job, on_success=self._on_weights, on_failure=self._on_weights_failed,
                           on_progress=self.weights_bar.show_progress, on_cancel=self._on_weights_cancelled)
 
@@ -499,7 +604,10 @@ class MainWindow(QMainWindow):
     def _on_weights(self, loaded) -> None:
         if loaded.name != self.model_name:
             return
-        self.loaded = loaded
+        with self.state.changes():
+            self.state.loaded = loaded
+            self.state.model_status = "ready"
+            self.state.status_text = ""
         state = loaded.weights
         if state.is_random:
             self.weights_bar.show_random(state.reason, self._has_published_weights())
@@ -510,16 +618,20 @@ class MainWindow(QMainWindow):
         if self.images is not None and self.graph is not None and not getattr(self.graph, "is_preview", False):
             self.images.model_ready(loaded, self.graph)
         classes = self.output_classes()
+        self.show_status(f"{self.spec_title()}: {len(self.graph.nodes())} nodes, "
+                         f"{len(self.graph.blocks())} blocks", 8000, topic="model")
         if self.model_ref is not None and classes != 1000:
-            self.statusBar().showMessage(
+            self.show_status(
                 f"{self.spec_title()} outputs {classes} class scores, not ImageNet's 1000: classification shows"
                 " class indices" if classes else f"{self.spec_title()} does not output a vector of class scores:"
-                " classification cannot interpret it", 15000)
+                " classification cannot interpret it", 15000, topic="model")
         self.model_loaded.emit(loaded.name)
 
     def _on_weights_failed(self, message: str) -> None:
         self.show_error(message)
         self._restore_weights_badge()
+        if self.loaded is None:
+            self.state.model_status = "failed"
 
     def _on_weights_cancelled(self) -> None:
         # A model switch cancels the old load; the new model's own load follows its graph.
@@ -556,6 +668,9 @@ class MainWindow(QMainWindow):
         ref = str(ref).strip()
         if not ref:
             return
+        if ref in model_names():
+            self.set_model(ref)
+            return
         if is_file_reference(ref):
             path = Path(ref).expanduser()
             if not path.is_file():
@@ -565,29 +680,31 @@ class MainWindow(QMainWindow):
                                 + (" (removed from the recent models)" if known else ""))
                 return
             ref = str(path.resolve())
-        self._set_busy(True, f"Opening {ref}…")
+        self.busy.setVisible(True)
+        self.show_status(f"Opening {ref}…", 0, topic="open")
         self.runner.start("open", Job(open_any_model, ref), on_success=lambda result: self._on_opened(ref, result),
                           on_failure=lambda message: self._on_open_failed(ref, message))
 
     def _on_opened(self, ref: str, result) -> None:
         spec, graph = result
         self.runner.cancel("graph")  # a zoo model still loading is superseded
-        if self.model_name is not None and self.graph is not None and not getattr(self.graph, "is_preview", False):
-            self._save_expanded()
-        self.model_name, self.spec, self.model_ref = spec.name, spec, ref
-        self.graph = self.trace = self.loaded = None
+        self.runner.cancel("weights")
+        self.saved.save_expanded()
         self._shown_preview = None
-        self.failed_node = None
+        self.status_line.clear("open")
+        self.state.begin_model(spec.name, spec, ref)
         self.banner.set_message(None)
         self.details.show_nothing()
         self.view.show_message(f"Drawing {spec.title}…")  # drops the previous model's boxes and selection
-        self.size_control.set_value(*spec.native_size, None, emit=False)
-        self._sync_model_widgets()
+        self.state.input_size = InputSize(*spec.native_size, self.state.input_size.batch)
         self._add_recent(ref)
         self._on_graph(graph)  # draws it, then loads the weights
         self.model_opened.emit(ref)
 
     def _on_open_failed(self, ref: str, message: str) -> None:
+        self.status_line.clear("open")
+        self._sync_busy()
+        self._sync_model_widgets()  # a Recent entry checked when it was chosen
         still = f" {self.spec_title()} stays loaded." if self.graph is not None else ""
         self.show_error(f"Could not open {ref}: {message}.{still}")
 
@@ -602,39 +719,37 @@ class MainWindow(QMainWindow):
 
     def recent_models(self) -> list[str]:
         """References of the models opened lately, the latest first."""
-        value = self.settings.value("recent/models", [])
-        if isinstance(value, str):
-            value = [value] if value else []
-        return [str(v) for v in (value or [])][:MAX_RECENT]
-
-    def _set_recent(self, refs: list[str]) -> None:
-        self.settings.setValue("recent/models", refs[:MAX_RECENT])
-        self._rebuild_recent_menu()
+        return list(self.state.recent)[:MAX_RECENT]
 
     def _add_recent(self, ref: str) -> None:
-        self._set_recent([ref] + [r for r in self.recent_models() if r != ref])
+        self.state.recent = tuple([ref] + [r for r in self.state.recent if r != ref])[:MAX_RECENT]
 
     def _forget_recent(self, ref: str) -> None:
-        if ref in self.recent_models():
-            self._set_recent([r for r in self.recent_models() if r != ref])
+        if ref in self.state.recent:
+            self.state.recent = tuple(r for r in self.state.recent if r != ref)
 
     def clear_recent(self) -> None:
-        self._set_recent([])
+        self.state.recent = ()
 
     def _rebuild_recent_menu(self) -> None:
-        """The Model menu's Recent section: one entry per opened model, then Open model… and Clear."""
+        """The Model menu's Recent section: one entry per opened model (the current one checked), then
+        Open model… and Clear."""
         from explorer.core.anycnn import is_file_reference
 
         for act in self.recent_actions:
             self.model_menu.removeAction(act)
+            if act.actionGroup() is not None:
+                act.actionGroup().removeAction(act)
             act.deleteLater()
         self.recent_actions = [self.model_menu.addSection("Recent")]
         for ref in self.recent_models():
-            act = QAction(Path(ref).name if is_file_reference(ref) else ref, self)
+            act = QAction(Path(ref).name if is_file_reference(ref) else ref, self, checkable=True)
             act.setData(ref)
             act.setStatusTip(ref)
             act.setToolTip(ref)
+            act.setChecked(ref == self.model_ref)
             act.triggered.connect(lambda checked=False, r=ref: self.open_model(r))
+            self.model_actions.addAction(act)
             self.model_menu.addAction(act)
             self.recent_actions.append(act)
         more = [QAction("Open &model…", self), QAction("Clear recent", self)]
@@ -648,65 +763,81 @@ class MainWindow(QMainWindow):
 
     # -- shapes ------------------------------------------------------------------------------
 
-    def _on_size_changed(self, h: int, w: int, n: int) -> None:
-        self.settings.setValue("input/height", h)
-        self.settings.setValue("input/width", w)
-        self.settings.setValue("input/batch", n)
-        self.settings.setValue("input/linked", self.size_control.linked)
+    def _on_size_edited(self, h: int, w: int, n: int) -> None:
+        """The size control was edited: the state takes the new size (and retraces)."""
+        self.state.input_size = InputSize(h, w, n)
+
+    def _on_input_size(self, size: InputSize) -> None:
+        if self.size_control.value() != (size.height, size.width, size.batch):
+            self.size_control.set_value(size.height, size.width, size.batch, emit=False)
         self.retrace()
 
     def set_input_size(self, h: int, w: int | None = None, batch: int | None = None) -> None:
-        """Set the input size as if typed in the size control (retraces and redraws)."""
+        """Set the input size (retraces and redraws)."""
         w = h if w is None else w
-        self.size_control.set_value(h, w, batch)
+        self.state.input_size = InputSize(h, w, self.state.input_size.batch if batch is None else batch)
 
     def input_size(self) -> tuple[int, int, int]:
-        return self.size_control.value()
+        s = self.state.input_size
+        return s.height, s.width, s.batch
 
     def retrace(self, redraw: bool = True) -> bool:
-        """Trace shapes at the control's size; on failure keep the last valid trace and mark the node."""
+        """Trace shapes at the state's size; on failure keep the last valid trace, marked as stale, and
+        mark the failing node. Messages about an earlier size go as soon as the size is valid."""
         if self.graph is None:
             return False
+        size = self.state.input_size
         if getattr(self.graph, "is_preview", False):
             # Only the native size is known until the engine has loaded; it retraces then.
-            self.statusBar().showMessage("shapes for this size follow once the engine has loaded", 5000)
+            if self.trace is not None and self.trace.input_shape[2:] != size.hw:
+                self.show_status("shapes for this size follow once the engine has loaded", 5000, topic="size")
             return False
         from explorer.core.shapes import InputTooSmallError, trace_shapes
 
-        h, w, n = self.size_control.value()
+        st = self.state
         ok = True
-        try:
-            self.trace = trace_shapes(self.graph, (h, w), batch=n)
-        except InputTooSmallError as e:
-            ok = False
-            self.failed_node = e.node or "input"
-            self._trace_error(str(e))
-            self.trace_failed.emit(self.failed_node, str(e))
-        except ValueError as e:
-            ok = False
-            self.failed_node = "input"
-            self._trace_error(str(e))
-            self.trace_failed.emit("input", str(e))
-        else:
-            self.failed_node = None
-            self.banner.set_message(None)
-            self.size_control.set_invalid(False)
-            t = self.trace
-            self.totals_label.setText(
-                f"{t.total_params_inference / 1e6:.2f} M params · {t.total_macs / 1e9:.2f} G mult-adds"
-                f" · input {h}×{w}" + (f" ×{n}" if n > 1 else ""))
+        with st.changes():
+            try:
+                st.trace = trace_shapes(self.graph, size.hw, batch=size.batch)
+            except InputTooSmallError as e:
+                ok = False
+                st.failed_node = e.node or "input"
+                st.trace_error = str(e)
+            except ValueError as e:
+                ok = False
+                st.failed_node = "input"
+                st.trace_error = str(e)
+            else:
+                st.failed_node = None
+                st.trace_error = None
+        self._show_trace_state()
         if redraw:
             self.redraw()
         if ok:
             self._update_paper_table()
-            self._refresh_details()
             self.trace_updated.emit()
+        else:
+            self.trace_failed.emit(st.failed_node, st.trace_error)
+        self._refresh_details()
         return ok
 
-    def _trace_error(self, message: str) -> None:
-        self.banner.set_message(message)
-        self.size_control.set_invalid(True)
-        self.statusBar().showMessage(message, 10000)
+    def _show_trace_state(self) -> None:
+        """Banner, size boxes, totals and status after a retrace: an error names the size it is about, and
+        the numbers of the last valid size say that they are not for the size asked."""
+        st = self.state
+        self.size_control.set_invalid(st.trace_error is not None)
+        t = st.trace
+        totals = "" if t is None else (f"{t.total_params_inference / 1e6:.2f} M params · "
+                                       f"{t.total_macs / 1e9:.2f} G mult-adds")
+        if st.trace_error is not None:
+            self.show_error(st.trace_error, topic="size")
+            if t is not None:
+                h, w = t.input_shape[2:]
+                totals = f"input {st.input_size.text()} does not fit · shapes shown for {h}×{w}"
+        else:
+            self.clear_error("size")
+            totals += f" · input {st.input_size.text()}"
+        self.totals_label.setText(totals)
 
     def _update_paper_table(self) -> None:
         if self.paper_table is None or self.graph is None or self.trace is None:
@@ -716,7 +847,7 @@ class MainWindow(QMainWindow):
         try:
             self.paper_table.set_model(self.graph, self.trace)
         except Exception as e:  # the table is a guest widget: its failure must not take the window down
-            self.statusBar().showMessage(f"paper table: {e}", 10000)
+            self.show_status(f"paper table: {e}", 10000)
 
     # -- drawing -----------------------------------------------------------------------------
 
@@ -740,7 +871,7 @@ class MainWindow(QMainWindow):
         selected = self.view.selected_key()
         anchor = anchor or (self.view.boxes[selected].box.node if selected in self.view.boxes else None)
         before = self._screen_pos(anchor)
-        d = build_diagram(self.graph, self.trace, self.expanded, TextMeasure(theme), style)
+        d = build_diagram(self.graph, self.trace, set(self.expanded), TextMeasure(theme), style)
         layout_diagram(d, style)
         kinds = {n.name: n.kind for n in self.graph.nodes()}
         self.view.set_diagram(d, theme, kinds, selected=selected if selected in d.boxes else None)
@@ -775,14 +906,12 @@ class MainWindow(QMainWindow):
 
     def expand(self, name: str) -> None:
         if self.graph is not None and self.graph.node(name).branches and name not in self.expanded:
-            self.expanded.add(name)
-            self._save_expanded()
+            self.state.expanded = self.expanded | {name}
             self.redraw(anchor=name)
 
     def collapse(self, name: str) -> None:
         if name in self.expanded:
-            self.expanded.discard(name)
-            self._save_expanded()
+            self.state.expanded = self.expanded - {name}
             self.redraw(anchor=name)
 
     def toggle(self, name: str) -> None:
@@ -790,13 +919,11 @@ class MainWindow(QMainWindow):
 
     def expand_all(self) -> None:
         if self.graph is not None:
-            self.expanded = {n.name for n in self.graph.blocks()}
-            self._save_expanded()
+            self.state.expanded = frozenset(n.name for n in self.graph.blocks())
             self.redraw()
 
     def collapse_all(self) -> None:
-        self.expanded.clear()
-        self._save_expanded()
+        self.state.expanded = frozenset()
         self.redraw()
 
     def _on_box_activated(self, key: str) -> None:
@@ -810,6 +937,7 @@ class MainWindow(QMainWindow):
             self.toggle(node)
 
     def _on_box_selected(self, key: str) -> None:
+        self.state.selection = key or None
         self._refresh_details(key)
         item = self.view.boxes.get(key)
         if item is not None and self.images is not None:
@@ -836,6 +964,12 @@ class MainWindow(QMainWindow):
             return
         node = item.box.node
         self.details.show_node(self.graph, self.trace, node, key if key != node else None)
+        st = self.state
+        if st.trace_error is not None and st.trace is not None:
+            h, w = st.trace.input_shape[2:]
+            self.details.setHtml(
+                f"<p style='color:#b00'><b>Shapes for {h}×{w}, the last size that fits:</b> input "
+                f"{st.input_size.text()} does not pass through the network.</p>" + self.details.toHtml())
 
     # -- find --------------------------------------------------------------------------------
 
@@ -844,29 +978,36 @@ class MainWindow(QMainWindow):
         self.find_edit.selectAll()
 
     def find(self, text: str) -> str | None:
-        """Select and centre the node (or layer inside a block) whose name best matches `text`."""
-        text = text.strip().lower()
-        if not text or self.graph is None:
+        """Select the node (or layer inside a block) whose name best matches `text`, and zoom to it."""
+        match = find_in_graph(self.graph, text)
+        if match is None:
+            if text.strip():
+                self.show_status(f"no node matches “{text.strip()}”", 4000)
             return None
-        names = [n.name for n in self.graph.nodes()]
-        match = next((n for n in names if n.lower() == text), None) \
-            or next((n for n in names if n.lower().startswith(text)), None) \
-            or next((n for n in names if text in n.lower()), None)
-        if match is not None:
-            self.view.select(match) or self.view.select(self.view.diagram.entry[match])
-            self.statusBar().showMessage(f"found {match}", 4000)
-            return match
+        if match.layer is None:
+            key = match.node if match.node in self.view.boxes else self.view.diagram.entry[match.node]
+            self.view.select(key)
+            self._zoom_to(key)
+            self.show_status(f"found {match.node}", 4000)
+            return match.node
         # A layer inside a block: open the block and select the layer's box.
-        for node in self.graph.blocks():
-            if any(text in l.name.lower() for b in node.branches for l in b.all_layers()):
-                self.expand(node.name)
-                for b in self.view.diagram.boxes.values():
-                    if b.node == node.name and b.role == "layer" and text in b.tooltip.lower():
-                        self.view.select(b.key)
-                        self.statusBar().showMessage(f"found {b.tooltip} in {node.name}", 4000)
-                        return b.key
-        self.statusBar().showMessage(f"no node matches “{text}”", 4000)
+        self.expand(match.node)
+        for b in self.view.diagram.boxes.values():
+            if b.node == match.node and b.role == "layer" and match.layer.lower() in b.tooltip.lower():
+                self.view.select(b.key)
+                self._zoom_to(b.key)
+                self.show_status(f"found {b.tooltip} in {match.node}", 4000)
+                return b.key
         return None
+
+    def _zoom_to(self, key: str) -> None:
+        """Zoom to at least FIND_ZOOM (the match's text readable) and centre on box `key`."""
+        item = self.view.boxes.get(key)
+        if item is None:
+            return
+        if self.view.zoom() < FIND_ZOOM:
+            self.view.set_zoom(FIND_ZOOM)
+        self.view.centerOn(item)
 
     # -- export ------------------------------------------------------------------------------
 
@@ -905,77 +1046,49 @@ class MainWindow(QMainWindow):
         except OSError as e:
             self.show_error(f"export failed: {e}")
         else:
-            self.statusBar().showMessage(f"exported {path}", 6000)
+            self.show_status(f"exported {path}", 6000)
 
-    # -- window ------------------------------------------------------------------------------
+    # -- messages ----------------------------------------------------------------------------
 
-    def show_error(self, message: str) -> None:
-        """The one place worker and user errors reach: the banner above the graph and the status bar."""
-        self._set_busy(False)
+    def show_error(self, message: str, topic: str | None = None) -> None:
+        """The one place worker and user errors reach: the banner above the graph and the status line.
+        topic: what the message is about ("size"): `clear_error(topic)` removes it once that holds again."""
+        self._sync_busy()
         self.banner.set_message(message)
-        self.statusBar().showMessage(message, 15000)
+        self._banner_topic = topic
+        self.show_status(message, 15000 if topic is None else 0, topic=topic)
         self.error_shown.emit(message)
 
-    def _set_busy(self, busy: bool, message: str | None = None) -> None:
-        self.busy.setVisible(busy)
-        self.model_combo.setEnabled(not busy)
-        if message:
-            self.statusBar().showMessage(message, 0 if busy else 8000)
+    def clear_error(self, topic: str) -> None:
+        """Remove `topic`'s message from the banner and the status line (others stay)."""
+        if getattr(self, "_banner_topic", None) == topic:
+            self.banner.set_message(None)
+            self._banner_topic = None
+        self.status_line.clear(topic)
+
+    def show_status(self, text: str, msecs: int = 8000, topic: str | None = None) -> None:
+        """A one-line message in the status bar, elided beside the permanent texts (0: until replaced)."""
+        self.status_line.show_message(text, msecs, topic)
+
+    def _raise_classify_dock(self) -> None:
+        if self.images is not None:
+            self.images.classify_dock.show()
+            self.images.classify_dock.raise_()
 
     def toggle_full_screen(self) -> None:
         self.showNormal() if self.isFullScreen() else self.showFullScreen()
 
-    def _about(self) -> None:
-        QMessageBox.about(self, "About Inception Explorer",
-                          "<b>Inception Explorer</b><br>Look inside Inception-family convolutional networks:"
-                          " block graph, shapes at any input size, the paper's table, presentation mode.")
-
     # -- settings ----------------------------------------------------------------------------
-
-    def _restore_settings(self, model: str) -> None:
-        s = self.settings
-        native = get_spec(model).native_size
-        h = _int(s.value("input/height"), native[0])
-        w = _int(s.value("input/width"), native[1])
-        n = _int(s.value("input/batch"), 1)
-        linked = str(s.value("input/linked", "true")).lower() == "true"
-        self.size_control.set_value(h, w, n, emit=False)
-        self.size_control.set_linked(linked and h == w)
-        geometry = s.value("window/geometry")
-        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
-            self.restoreGeometry(geometry)
-        state = s.value("window/state")
-        if isinstance(state, QByteArray) and not state.isEmpty():
-            self.restoreState(state, DOCK_LAYOUT_VERSION)
-
-    def _saved_expanded(self, model: str) -> list[str]:
-        value = self.settings.value(f"expanded/{model}", "")
-        if isinstance(value, (list, tuple)):
-            value = ",".join(value)
-        return [v for v in str(value or "").split(",") if v]
-
-    def _save_expanded(self) -> None:
-        if self.model_name is not None and not self.presentation_active():
-            self.settings.setValue(f"expanded/{self.model_name}", ",".join(sorted(self.expanded)))
 
     def presentation_active(self) -> bool:
         return getattr(self, "presentation", None) is not None and self.presentation.active
 
     def save_settings(self) -> None:
-        s = self.settings
         if self.presentation_active():
             self.presentation.leave()
-        s.setValue("window/geometry", self.saveGeometry())
-        s.setValue("window/state", self.saveState(DOCK_LAYOUT_VERSION))
-        if self.model_name and self.model_ref is None:  # an opened model is reopened from the Recent list
-            s.setValue("model/name", self.model_name)
-        h, w, n = self.size_control.value()
-        s.setValue("input/height", h)
-        s.setValue("input/width", w)
-        s.setValue("input/batch", n)
-        s.setValue("input/linked", self.size_control.linked)
-        self._save_expanded()
-        s.sync()
+        self.saved.save_window(self)
+
+    # -- window events -----------------------------------------------------------------------
 
     def dragEnterEvent(self, event) -> None:
         mime = event.mimeData()
@@ -989,14 +1102,13 @@ class MainWindow(QMainWindow):
         """Files, folders or image data dropped anywhere on the window are classified."""
         if self.images is not None and self.images.classify.handle_drop(event.mimeData()):
             event.acceptProposedAction()
-            self.images.classify_dock.show()
-            self.images.classify_dock.raise_()
+            self._raise_classify_dock()
 
     def closeEvent(self, event) -> None:
         self.save_settings()
         if self.images is not None:
             self.images.shutdown()
-        if getattr(self, "compare_window", None) is not None:
+        if self.compare_window is not None:
             self.compare_window.shutdown()
             self.compare_window.close()
         self.runner.cancel_all()
@@ -1020,3 +1132,22 @@ class MainWindow(QMainWindow):
 
     def sizeHint(self) -> QSize:
         return QSize(1280, 860)
+
+
+def weights_help_html() -> str:
+    """Help → Where weights are looked for: the torch hub cache, downloads, and files."""
+    import html
+    import os
+
+    hub = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
+    return (
+        "<p>For a model with published weights (torchvision's GoogLeNet and Inception v3, and any torchvision"
+        " model opened by name) the window looks, in order:</p><ol>"
+        f"<li>in the torch hub cache: <code>{html.escape(os.path.join(hub, 'hub', 'checkpoints'))}</code>"
+        " (set <code>TORCH_HOME</code> to move it);</li>"
+        "<li>online, downloading into that cache (with progress and Cancel; File → Retry download);</li>"
+        "<li>else the model keeps random weights and says why.</li></ol>"
+        "<p>timm models use timm's own cache. Any model takes a state dict with File → Open weights file…"
+        " (.pth / .pt / .bin read with <code>weights_only=True</code>, or .safetensors): it is loaded whole or"
+        " not at all.</p>")

@@ -68,6 +68,7 @@ class Presentation(QObject):
         if self.active or w.graph is None:
             return
         self.active = True
+        w.state.presenting = True
         self._saved = dict(
             expanded=set(w.expanded), selected=w.view.selected_key(), full_screen=w.isFullScreen(),
             maximized=w.isMaximized(), transform=w.view.transform(),
@@ -90,7 +91,7 @@ class Presentation(QObject):
         w.caption.show()
         w.view.setFocus()
         self.index = -1
-        w.expanded.clear()
+        w.expanded = ()
         w.redraw()
         self._show_overview()
         self.entered.emit()
@@ -100,6 +101,7 @@ class Presentation(QObject):
         if not self.active:
             return
         self.active = False
+        w.state.presenting = False
         for sc in self._shortcuts:
             sc.setEnabled(False)
         w.caption.hide()
@@ -140,7 +142,7 @@ class Presentation(QObject):
         self.index = index
         w = self.window
         if index < 0:
-            w.expanded.clear()
+            w.expanded = ()
             w.redraw()
             self._show_overview()
             self.stepped.emit(-1, "")

@@ -15,6 +15,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 
+from explorer.core.tasks import display_name  # noqa: F401 - the table's cells and the panel's titles
+
 #: Role whose value the proxy sorts on (numbers for numeric columns).
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 #: Role giving the row's ClassificationResult (on the "#" column).
@@ -31,11 +33,6 @@ def fmt_prob(p: float) -> str:
 def top5_summary(result) -> str:
     """'tabby 41.2% · tiger cat 20.3% · …' — every prediction of the result."""
     return " · ".join(f"{p.label} {fmt_prob(p.prob)}" for p in result.top)
-
-
-def display_name(source: str) -> str:
-    """The file name of a path; pseudo-sources such as '<pasted image>' stay as they are."""
-    return source if source.startswith("<") else Path(source).name
 
 
 class ResultsTableModel(QStandardItemModel):

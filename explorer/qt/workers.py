@@ -1,45 +1,79 @@
-"""Workers: engine tasks run on a thread pool; results reach the UI thread only through signals.
+"""The one job runner: engine tasks run on a thread pool; their events reach the UI thread through signals.
 
-A `Job` wraps a plain function `fn(*args, progress=…, cancel=…)`. Its `JobSignals` object lives
-in the UI thread, so connections to widgets are queued and slots run on the UI thread.
-`JobRunner` keeps one job per purpose: a new request cancels the one running before it, and the
-results of a cancelled or superseded job are dropped.
+A `Job` runs either a generator task `fn(*args, cancel=token)` from explorer.core.tasks, whose typed
+events (dataclasses; `Progress` among them) are handed to the UI thread one by one, or a plain function
+`fn(*args, progress=…, cancel=…)` whose return value is the result. `JobRunner` keeps one job per slot
+(one per purpose: "graph", "weights", "classify", …): a new request cancels the slot's running job,
+and whatever a cancelled or superseded job still says is dropped.
 
-Signals (JobSignals)
---------------------
-progressed(object, object)   done, total (total None when unknown)
-succeeded(object)            the function's return value
-failed(str)                  the exception as a message for the status bar
+Signals (JobSignals, emitted on the pool thread, received queued on the UI thread)
+--------------------------------------------------------------------------------
+event(object)        a typed event of a generator task (throttled Progress included)
+succeeded(object)    the function's return value (None for a generator task)
+failed(str)          the exception as a message for the window
+cancelled()          the job stopped at a cancel check
+
+JobRunner.busy_changed(bool)   whether any of its jobs is running
 """
 
 from __future__ import annotations
 
+import inspect
+import os
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 
 from explorer.core.cancel import Cancelled, CancelToken
+from explorer.core.graphs import block_graph, opened_model, zoo_block_graph
+from explorer.core.images import ImageLoadError
+from explorer.core.tasks import Progress
+
+#: Linux nice increment of low-priority worker threads over the process (see `lower_thread_priority`).
+WORKER_NICE = 10
+#: Progress events reach the UI at most this often (seconds), apart from the last one.
+PROGRESS_INTERVAL = 0.05
+
+
+def lower_thread_priority() -> None:
+    """Let the UI thread win a core from the workers: on a 2-core machine torch's threads took both
+    and the event loop stalled >100 ms several times per batch; at nice +10 the longest stall fell
+    under 50 ms with unchanged throughput (bench/bench_ui_stall.py). Per thread: torch's OpenMP
+    helpers, started by this thread's first parallel op, inherit it. Elsewhere Qt's LowPriority."""
+    if sys.platform.startswith("linux"):
+        try:
+            target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + WORKER_NICE)
+            tid = threading.get_native_id()
+            if os.getpriority(os.PRIO_PROCESS, tid) < target:
+                os.setpriority(os.PRIO_PROCESS, tid, target)
+        except OSError:
+            pass
+    else:
+        QThread.currentThread().setPriority(QThread.Priority.LowPriority)
 
 
 class JobSignals(QObject):
-    progressed = Signal(object, object)
+    event = Signal(object)
     succeeded = Signal(object)
     failed = Signal(str)
     cancelled = Signal()
 
 
 class Job(QRunnable):
-    """One run of `fn` on a pool thread; progress is throttled to about 20 updates a second."""
+    """One run of a task on a pool thread (see the module docstring)."""
 
-    def __init__(self, fn: Callable[..., Any], *args, wants_progress: bool = False, **kwargs):
+    def __init__(self, fn: Callable[..., Any], *args, wants_progress: bool = False, low_priority: bool = False,
+                 **kwargs):
         super().__init__()
         self.setAutoDelete(False)
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.wants_progress = wants_progress
+        self.low_priority = low_priority
         self.token = CancelToken()
         self.signals = JobSignals()
         self.done = threading.Event()
@@ -49,83 +83,114 @@ class Job(QRunnable):
         self.token.cancel()
 
     def _progress(self, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if now - self._last_progress >= 0.05 or (total is not None and done >= total):
+        self._emit(Progress(done, total))
+
+    def _emit(self, event) -> None:
+        if isinstance(event, Progress):
+            now = time.monotonic()
+            last = event.total is not None and event.done >= event.total
+            if now - self._last_progress < PROGRESS_INTERVAL and not last:
+                return
             self._last_progress = now
-            if not self.token.cancelled:
-                self.signals.progressed.emit(done, total)
+        if not self.token.cancelled:
+            self.signals.event.emit(event)
 
     def run(self) -> None:
-        kwargs = dict(self.kwargs)
-        if self.wants_progress:
-            kwargs.update(progress=self._progress, cancel=self.token)
+        if self.low_priority:
+            lower_thread_priority()
         try:
-            result = self.fn(*self.args, **kwargs)
+            if inspect.isgeneratorfunction(self.fn):
+                for event in self.fn(*self.args, cancel=self.token, **self.kwargs):
+                    self.token.raise_if_cancelled()
+                    self._emit(event)
+                result = None
+            else:
+                kwargs = dict(self.kwargs)
+                if self.wants_progress:
+                    kwargs.update(progress=self._progress, cancel=self.token)
+                result = self.fn(*self.args, **kwargs)
+            self.token.raise_if_cancelled()
         except Cancelled:
             self.signals.cancelled.emit()
         except Exception as e:  # every worker error reaches the window's one error handler
             msg = str(e) or type(e).__name__
-            if not isinstance(e, (ValueError, OSError)):  # those are the user's input, not our bug
+            if not isinstance(e, (ValueError, OSError, ImageLoadError)):  # those are the user's input, not our bug
                 traceback.print_exc()
-            if not self.token.cancelled:
-                self.signals.failed.emit(msg)
-        else:
             if self.token.cancelled:
                 self.signals.cancelled.emit()
             else:
-                self.signals.succeeded.emit(result)
+                self.signals.failed.emit(msg)
+        else:
+            self.signals.succeeded.emit(result)
         finally:
             self.done.set()
 
 
 class JobRunner(QObject):
-    """Runs jobs on a private pool, one at a time per `slot`; starting a job cancels its slot's previous one."""
+    """Runs jobs on a private pool, one at a time per slot; starting a job cancels its slot's previous one."""
+
+    busy_changed = Signal(bool)
 
     def __init__(self, parent=None, threads: int = 1):
         super().__init__(parent)
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(threads)
         self._jobs: dict[str, Job] = {}
-        self._all: dict[Job, _Relay] = {}
         self._retired: list[Job] = []
+        self._busy = False
 
     def start(self, slot: str, job: Job, on_success=None, on_failure=None, on_progress=None,
-              on_cancel=None) -> Job:
+              on_cancel=None, on_event=None) -> Job:
+        """Run `job` in `slot`. Callbacks run on the UI thread while the job is the slot's current one
+        (on_cancel always): on_event(event) for typed events, on_progress(done, total) for Progress."""
         old = self._jobs.get(slot)
         if old is not None:
             old.cancel()
         self._jobs[slot] = job
-        relay = _Relay(self, slot, job, on_success, on_failure, on_progress, on_cancel)
-        self._all[job] = relay
+        relay = _Relay(self, slot, job, dict(success=on_success, failure=on_failure, progress=on_progress,
+                                               cancel=on_cancel, event=on_event))
         # The relay lives in the UI thread, so these connections are queued: callbacks run there.
-        job.signals.progressed.connect(relay.on_progress)
+        job.signals.event.connect(relay.on_event)
         job.signals.succeeded.connect(relay.on_success)
         job.signals.failed.connect(relay.on_failure)
         job.signals.cancelled.connect(relay.on_cancel)
         self.pool.start(job)
+        self._update_busy()
         return job
 
     def _finished(self, slot: str, job: Job) -> None:
-        self._all.pop(job, None)
         # The pool still touches the runnable just after run() returns: keep it referenced a while.
         self._retired = [j for j in self._retired if not j.done.is_set()] + [job]
         if self._jobs.get(slot) is job:
             del self._jobs[slot]
+        self._update_busy()
+
+    def _update_busy(self) -> None:
+        busy = any(not j.token.cancelled for j in self._jobs.values())
+        if busy != self._busy:
+            self._busy = busy
+            self.busy_changed.emit(busy)
 
     def is_current(self, slot: str, job: Job) -> bool:
         return self._jobs.get(slot) is job and not job.token.cancelled
 
     def running(self, slot: str) -> Job | None:
-        return self._jobs.get(slot)
-
-    def cancel(self, slot: str) -> None:
+        """The slot's current job, unless it was cancelled."""
         job = self._jobs.get(slot)
-        if job is not None:
-            job.cancel()
+        return job if job is not None and not job.token.cancelled else None
+
+    def cancel(self, slot: str) -> bool:
+        """Cancel the slot's job; whether one was running."""
+        job = self._jobs.get(slot)
+        if job is None or job.token.cancelled:
+            return False
+        job.cancel()
+        self._update_busy()
+        return True
 
     def cancel_all(self) -> None:
-        for job in list(self._jobs.values()):
-            job.cancel()
+        for slot in list(self._jobs):
+            self.cancel(slot)
 
     def wait(self, msecs: int = 30000) -> bool:
         """Wait for every job to return (after cancelling them, a download stops within a chunk)."""
@@ -135,20 +200,23 @@ class JobRunner(QObject):
 class _Relay(QObject):
     """Receives one job's signals in the UI thread and calls its callbacks if the job is still current."""
 
-    def __init__(self, runner: JobRunner, slot: str, job: Job, on_success, on_failure, on_progress, on_cancel):
+    def __init__(self, runner: JobRunner, slot: str, job: Job, callbacks: dict):
         super().__init__(runner)
-        self.runner, self.slot, self.job = runner, slot, job
-        self.cb = dict(success=on_success, failure=on_failure, progress=on_progress, cancel=on_cancel)
+        self.runner, self.slot, self.job, self.cb = runner, slot, job, callbacks
 
     def _call(self, name: str, *args) -> None:
         fn = self.cb[name]
         if fn is not None:
             fn(*args)
 
-    @Slot(object, object)
-    def on_progress(self, done, total) -> None:
-        if self.runner.is_current(self.slot, self.job):
-            self._call("progress", done, total)
+    @Slot(object)
+    def on_event(self, event) -> None:
+        if not self.runner.is_current(self.slot, self.job):
+            return
+        if isinstance(event, Progress):
+            self._call("progress", event.done, event.total)
+        else:
+            self._call("event", event)
 
     @Slot(object)
     def on_success(self, result) -> None:
@@ -174,55 +242,21 @@ class _Relay(QObject):
         self.deleteLater()
 
 
-# -- engine tasks (run on pool threads) --------------------------------------------------------
+# -- engine tasks the window runs (run on pool threads) ---------------------------------------
 
-_graph_cache: dict[str, Any] = {}
-_graph_lock = threading.Lock()
-
-
-def load_block_graph(name: str):
-    """The model's BlockGraph (built once per process on the meta device) and its min input size."""
-    from explorer.core.blockgraph import build_block_graph
-    from explorer.core.shapes import min_input_size
-    from explorer.core.zoo import get_spec
-
-    with _graph_lock:
-        graph = _graph_cache.get(name)
-        if graph is None:
-            graph = _graph_cache[name] = build_block_graph(get_spec(name))
-        min_input_size(graph)  # cached on the graph; computing it here keeps it off the UI thread
-    return graph
+#: Kept under these names for the window's callers; the caches live in explorer.core.graphs.
+load_block_graph = zoo_block_graph
+open_any_model = opened_model
+load_any_block_graph = block_graph
 
 
-_opened_cache: dict[tuple, Any] = {}
-
-
-def open_any_model(ref: str):
-    """(ModelSpec, BlockGraph) of any CNN reference (torchvision:/timm: name, a file), built once per
-    process; a file is opened again when it changed on disk."""
-    import os
-
-    from explorer.core.anycnn import open_block_graph
-
-    key = (ref, os.path.getmtime(ref) if os.path.isfile(ref) else None)
-    with _graph_lock:
-        opened = _opened_cache.get(key)
-        if opened is None:
-            opened = _opened_cache[key] = open_block_graph(ref)
-    return opened
-
-
-def load_any_block_graph(ref: str):
-    """The BlockGraph of a zoo model or of any CNN reference (see `open_any_model`)."""
-    from explorer.core.zoo import model_names
-
-    return load_block_graph(ref) if ref in model_names() else open_any_model(ref)[1]
-
-
-def load_weights(name: str, weights: str, allow_download: bool, *, progress=None, cancel=None):
-    """The model on the CPU with weights ("auto", "none" or a file path), as a LoadedModel."""
+def load_weights(model, weights: str, allow_download: bool, outputs: int | None = None, *, progress=None,
+                 cancel=None):
+    """A model (a zoo name or an opened model's ModelSpec) on the CPU with weights ("auto", "none" or a
+    file path), as a LoadedModel."""
     from explorer.core.loading import load_model
 
     if cancel is not None:
         cancel.raise_if_cancelled()
-    return load_model(name, weights=weights, allow_download=allow_download, progress=progress, cancel=cancel)
+    return load_model(model, weights=weights, allow_download=allow_download, progress=progress, cancel=cancel,
+                      outputs=outputs)
