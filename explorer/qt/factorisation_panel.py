@@ -41,6 +41,7 @@ from explorer.core.factorisation import (
     factorisations,
     kernel_usage,
 )
+from explorer.core.text import fmt_count, fmt_int
 
 if TYPE_CHECKING:
     from explorer.core.blockgraph import BlockGraph
@@ -59,19 +60,6 @@ FAMILY_ROLE = Qt.ItemDataRole.UserRole + 1
 TABLE_COLUMNS = ("Original", "Factorised", "Saving", "Params", "Params factorised", "Mult-adds",
                  "Mult-adds factorised")
 USAGE_COLUMNS = ("Block", "Kernels used", "Factorisation applied")
-
-
-def format_count(n: int | None) -> str:
-    """Readable on a projector: 9,536 · 156 K · 1.50 M · 1.58 G; None → '—'."""
-    if n is None:
-        return "—"
-    if n >= 1e9:
-        return f"{n / 1e9:.2f} G"
-    if n >= 1e6:
-        return f"{n / 1e6:.2f} M"
-    if n >= 1e5:
-        return f"{n / 1e3:.0f} K"
-    return f"{n:,}"
 
 
 def _kernels_used(counter) -> str:
@@ -266,9 +254,9 @@ class FactorisationPanel(QWidget):
         for row, f in enumerate(self._factorisations):
             orig = " + ".join(f"{a}×{b}" for a, b in f.original)
             repl = " + ".join(f"{a}×{b}" for a, b in f.replacement)
-            texts = (orig, repl, f"{f.saving:.1%}", format_count(f.params_original),
-                     format_count(f.params_replacement), format_count(f.macs_original),
-                     format_count(f.macs_replacement))
+            texts = (orig, repl, f"{f.saving:.1%}", fmt_count(f.params_original),
+                     fmt_count(f.params_replacement), fmt_count(f.macs_original),
+                     fmt_count(f.macs_replacement))
             tint = FAMILY_COLOURS[_row_family(row)]
             for col, text in enumerate(texts):
                 item = QTableWidgetItem(text)
@@ -279,7 +267,7 @@ class FactorisationPanel(QWidget):
                     item.setToolTip(f.name)
                 elif col >= 3:
                     exact = (f.params_original, f.params_replacement, f.macs_original, f.macs_replacement)[col - 3]
-                    item.setToolTip(f"{exact:,}")
+                    item.setToolTip(fmt_int(exact))
                 t.setItem(row, col, item)
         t.resizeRowsToContents()
         # Exactly as tall as its rows: the usage tables below get the rest of the panel.

@@ -47,7 +47,7 @@ from PySide6.QtWidgets import (
 
 from explorer.core.zoo import get_spec, model_names
 from explorer.qt.graph_view import GraphView, TextMeasure
-from explorer.qt.layout import Style, build_diagram, layout_diagram
+from explorer.diagram.layout import Style, build_diagram, layout_diagram
 from explorer.qt.panels import Banner, DetailsPanel, InputSizeControl, WeightsBar
 from explorer.qt.presentation import Presentation
 from explorer.qt.theme import make_theme

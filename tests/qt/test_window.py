@@ -6,7 +6,7 @@ import pytest
 from PySide6.QtCore import QPoint, QSettings, Qt
 from PySide6.QtGui import QImage
 
-from explorer.qt.layout import fmt_shape
+from explorer.core.text import fmt_shape
 
 
 def engine_trace(window, size, batch=1):

@@ -1,4 +1,6 @@
-"""The Qt-free layout: nothing overlaps, the main path is one straight line, edges point down."""
+"""The Qt-free diagram layout: nothing overlaps, the main path is one straight line, edges point down.
+
+Runs without Qt, as the benchmarks do."""
 
 import itertools
 import sys
@@ -6,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer.qt.layout import Style, build_diagram, build_diagram_from, layout_diagram
+from explorer.diagram.layout import Style, build_diagram, build_diagram_from, layout_diagram
 
 
 def measure(text, bold):
@@ -19,10 +21,11 @@ def overlaps(a, b):
 
 @pytest.fixture(scope="module")
 def googlenet():
+    from explorer.core.blockgraph import build_block_graph
     from explorer.core.shapes import trace_shapes
-    from explorer.qt.workers import load_block_graph
+    from explorer.core.zoo import get_spec
 
-    graph = load_block_graph("googlenet")
+    graph = build_block_graph(get_spec("googlenet"))
     return graph, trace_shapes(graph, (224, 224))
 
 
@@ -63,11 +66,3 @@ def test_synthetic_thousand_layer_layout_is_fast():
     assert time.perf_counter() - t < 1.0  # target 0.3 s; slack for a loaded test machine
     assert len(d.boxes) > 1000
 
-
-def test_pyside_void_calls_do_not_exhaust_none():
-    from PySide6.QtCore import QPointF
-
-    p = QPointF()
-    for _ in range(200_000):
-        p.setX(1.0)
-    assert sys.getrefcount(None) > 1000
