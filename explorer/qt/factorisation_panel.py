@@ -41,7 +41,7 @@ from explorer.core.factorisation import (
     factorisations,
     kernel_usage,
 )
-from explorer.core.text import fmt_count, fmt_int
+from explorer.core.text import fmt_count, fmt_int, fmt_kernel
 
 if TYPE_CHECKING:
     from explorer.core.blockgraph import BlockGraph
@@ -65,7 +65,7 @@ USAGE_COLUMNS = ("Block", "Kernels used", "Factorisation applied")
 def _kernels_used(counter) -> str:
     """Counter({(1, 1): 4, (5, 5): 1}) → '1×1 ×4, 5×5' (largest kernels first)."""
     items = sorted(counter.items(), key=lambda kv: (-kv[0][0] * kv[0][1], kv[0]))
-    return ", ".join(f"{k[0]}×{k[1]}" + (f" ×{c}" if c > 1 else "") for k, c in items)
+    return ", ".join(fmt_kernel(k) + (f" ×{c}" if c > 1 else "") for k, c in items)
 
 
 def _row_family(row: int) -> str:
@@ -252,8 +252,8 @@ class FactorisationPanel(QWidget):
         t.setRowCount(len(self._factorisations))
         right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
         for row, f in enumerate(self._factorisations):
-            orig = " + ".join(f"{a}×{b}" for a, b in f.original)
-            repl = " + ".join(f"{a}×{b}" for a, b in f.replacement)
+            orig = " + ".join(fmt_kernel(k) for k in f.original)
+            repl = " + ".join(fmt_kernel(k) for k in f.replacement)
             texts = (orig, repl, f"{f.saving:.1%}", fmt_count(f.params_original),
                      fmt_count(f.params_replacement), fmt_count(f.macs_original),
                      fmt_count(f.macs_replacement))

@@ -239,15 +239,14 @@ class WeightsBar(_Suppressible, QFrame):
         self.show()
 
     def show_progress(self, done: int, total: int | None) -> None:
-        mb = done / 1e6
         if total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * done / total))
-            self.progress.setFormat(f"{mb:.1f} / {total / 1e6:.1f} MB")
+            self.progress.setFormat(f"{fmt_bytes(done)} / {fmt_bytes(total)}")
             self.label.setText("Downloading pretrained weights…")
         else:
             self.progress.setRange(0, 0)
-            self.progress.setFormat(f"{mb:.1f} MB")
+            self.progress.setFormat(fmt_bytes(done))
 
     def hide_all(self) -> None:
         self.hide()

@@ -66,3 +66,15 @@ def test_synthetic_thousand_layer_layout_is_fast():
     assert time.perf_counter() - t < 1.0  # target 0.3 s; slack for a loaded test machine
     assert len(d.boxes) > 1000
 
+
+
+def test_expanded_googlenet_block_shows_every_branch_label_once(googlenet):
+    """The drawing shows the engine's branch labels: branch 3 names the paper's #5×5 column and the 3×3
+    kernel torchvision really uses, so no two branch captions of a block read the same."""
+    graph, trace = googlenet
+    d = build_diagram(graph, trace, ["inception3a"], measure)
+    captions = [" ".join(b.lines[:b.bold_lines]) for b in d.boxes.values()
+                if b.role == "branch" and b.node == "inception3a"]
+    assert captions == [b.label for b in graph.node("inception3a").branches]
+    assert captions[2] == "#5×5 reduce → #5×5 (3×3 kernel)"
+    assert len(set(captions)) == 4
