@@ -11,6 +11,10 @@ Two layouts, after the papers' Table 1s:
 Every number is read from the block graph's layers and the shape trace, never from the paper; where
 the paper says something else (zoo's `PaperReference`), the cell carries a note. That includes the
 params and ops the paper prints: where they do not add up from the layers, the cell says by how much.
+
+One unit convention for cells, notes and exports, stated once in the notes: K = 10³, M = 10⁶,
+G = 10⁹ (`explorer.core.text`). GoogLeNet's Table 1 prints its params with K = 1024; the notes quote
+the paper's figure and say what it comes to in weights, never write a K of 1024 of their own.
 """
 
 from __future__ import annotations
