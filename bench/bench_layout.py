@@ -21,7 +21,7 @@ import time
 from types import SimpleNamespace
 
 from explorer.core.blockgraph import BlockNode, BranchSpec, LayerSpec
-from explorer.qt.layout import Style, build_diagram_from, layout_diagram
+from explorer.diagram.layout import Style, build_diagram_from, layout_diagram
 
 
 def conv(name: str, k: tuple[int, int], c: int) -> LayerSpec:
@@ -144,7 +144,7 @@ def real_model(synthetic_s: float, repeat: int, measure, theme, view, name: str 
     from explorer.core.blockgraph import build_block_graph
     from explorer.core.shapes import trace_shapes
     from explorer.core.zoo import get_spec
-    from explorer.qt.layout import build_diagram
+    from explorer.diagram.layout import build_diagram
 
     spec = get_spec(name)
     model = spec.build(device="meta")

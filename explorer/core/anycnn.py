@@ -49,9 +49,10 @@ def open_block_graph(ref: str | os.PathLike, *, native_size: tuple[int, int] | N
 
     spec = open_model(ref, native_size=native_size)
     try:
-        graph = block_graph_from_module(spec.build(device="meta"), spec.name, native_size=spec.native_size)
+        graph = block_graph_from_module(spec.build(device="meta"), spec.name, native_size=spec.native_size,
+                                        paper=spec.paper)
     except NeedsRealTensors:
-        graph = block_graph_from_module(spec.build(), spec.name, native_size=spec.native_size)
+        graph = block_graph_from_module(spec.build(), spec.name, native_size=spec.native_size, paper=spec.paper)
     min_input_size(graph)  # cached on the graph: computed here, off the UI thread
     return spec, graph
 
@@ -86,8 +87,16 @@ def _torchvision(name: str, native_size) -> ModelSpec:
         name=f"torchvision:{name}", title=f"{name} (torchvision)", family=ANY_CNN,
         builder=("torchvision.models", "get_model"), builder_kwargs={"name": name, "weights": None},
         weights=(type(weights).__module__, type(weights).__name__, weights.name),
-        native_size=native_size or (crop, crop),
+        native_size=native_size or (crop, crop), paper=_zoo_paper("torchvision.models", name),
     )
+
+
+def _zoo_paper(module: str, name: str):
+    """The paper reference of the zoo's model built by the same function (torchvision's googlenet
+    opened by name keeps the paper's branch identities), else None."""
+    from explorer.core.zoo import all_specs
+
+    return next((s.paper for s in all_specs() if s.builder == (module, name)), None)
 
 
 def _timm(name: str, native_size) -> ModelSpec:

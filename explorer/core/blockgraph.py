@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from explorer.core.text import fmt_kernel
+
 if TYPE_CHECKING:
     from explorer.core.program import ShapeProgram, Step
     from explorer.core.zoo import ModelSpec, PaperReference
@@ -108,10 +110,6 @@ class BlockNode:
     @property
     def is_block(self) -> bool:
         return self.kind in ("inception", "residual")
-
-
-def fmt_kernel(k: tuple[int, int] | None) -> str:
-    return "" if k is None else f"{k[0]}×{k[1]}"
 
 
 class NodeGraph:
@@ -424,8 +422,20 @@ def _ranges(numbers: tuple[int, ...]) -> str:
     return ", ".join(out)
 
 
-def branch_label(b: BranchSpec) -> str:
-    """A role label read from the layers: '#1×1', '#3×3 reduce → #3×3', '3×3 max pool → pool proj', …"""
+def branch_label(b: BranchSpec, paper_kernel: tuple[int, int] | None = None) -> str:
+    """A role label read from the layers: '#1×1', '#3×3 reduce → #3×3', '3×3 max pool → pool proj', …
+
+    paper_kernel: the kernel the paper gives this branch, where it differs from the real one. The
+    label then names the paper's column and keeps the real kernel beside it: torchvision's GoogLeNet
+    branch 3 reads '#5×5 reduce → #5×5 (3×3 kernel)'.
+    """
+    # Renamed only where one convolution stands for the paper's one (not a stack replacing it).
+    renamed = (paper_kernel is not None and b.kernel is not None and paper_kernel != b.kernel
+               and sum(1 for l in b.all_layers() if l.type == "conv" and l.kernel == b.kernel) == 1)
+
+    def column(k: tuple[int, int]) -> str:  # the paper's column name for a square kernel
+        return fmt_kernel(paper_kernel if renamed and k == b.kernel else k)
+
     flat_seq: list[Any] = list(b.layers) + ([b.parallel] if b.parallel else []) + list(b.tail)
     if not flat_seq:
         return "identity (shortcut)"
@@ -447,21 +457,34 @@ def branch_label(b: BranchSpec) -> str:
             elif it.kernel == (1, 1) and pos == 0 and nxt is not None:
                 target = nxt.kernel if isinstance(nxt, LayerSpec) and nxt.type == "conv" else None
                 if target and target[0] == target[1] and target != (1, 1):
-                    parts.append(f"#{fmt_kernel(target)} reduce{stride}")
+                    parts.append(f"#{column(target)} reduce{stride}")
                 else:
                     parts.append(f"#1×1 reduce{stride}")
             elif it.kernel and it.kernel[0] == it.kernel[1]:
-                parts.append(f"#{fmt_kernel(it.kernel)}{stride}")
+                parts.append(f"#{column(it.kernel)}{stride}")
             else:
                 parts.append(f"{fmt_kernel(it.kernel)}{stride}")
         else:
             parts.append(it.describe())
     label = " → ".join(parts)
+    if renamed:
+        label += f" ({fmt_kernel(b.kernel)} kernel)"
     if factorized:
         label += " (factorized " + ", ".join(f"{n}×{n}" for n in factorized) + ")"
     if b.scale is not None:
         label += f" → ×{b.scale:g}"
     return label
+
+
+def _distinct_labels(branches: tuple[BranchSpec, ...]) -> tuple[BranchSpec, ...]:
+    """Branches whose labels would read the same (two identical paths of one block) get their number
+    appended, '#3×3 reduce → #3×3 (branch 2)', so that every view can tell them apart."""
+    from collections import Counter
+    from dataclasses import replace
+
+    seen = Counter(b.label for b in branches)
+    return tuple(replace(b, label=f"{b.label} (branch {n})") if seen[b.label] > 1 else b
+                 for n, b in enumerate(branches, 1))
 
 
 def _scaled(branch: BranchSpec, i: int, own: set[int], steps) -> BranchSpec:
@@ -548,9 +571,10 @@ def _describe_unit(unit, idx, out, steps, vals, model, training_only, paper) -> 
                         notes.append(note)
                         from dataclasses import replace
 
-                        b = replace(b, note=note)
+                        b = replace(b, note=note, label=branch_label(b, paper_kernel=k))
                     fixed.append(b)
                 branches = tuple(fixed)
+    branches = _distinct_labels(branches)
     if unit in training_only:
         kind = "aux"
         notes.append("auxiliary classifier: runs in training only")

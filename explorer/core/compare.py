@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from explorer.core.blockgraph import BlockNode, BranchSpec, LayerSpec, fmt_kernel
+from explorer.core.blockgraph import BlockNode, BranchSpec, LayerSpec
 from explorer.core.shapes import InputTooSmallError, NodeShape, ShapeTrace
+from explorer.core.text import fmt_count, fmt_int, fmt_kernel, fmt_shape
 
 if TYPE_CHECKING:
     from explorer.core.blockgraph import BlockGraph
@@ -44,11 +45,6 @@ def natural_partner(name: str, names: Sequence[str] | None = None) -> str:
         return partner
     others = [n for n in (names or PARTNERS) if n != name]
     return others[0] if others else name
-
-
-def fmt_shape(shape: tuple[int, ...] | None) -> str:
-    """(256, 28, 28) → '256×28×28'; None → '—'."""
-    return "—" if shape is None else "×".join(str(d) for d in shape)
 
 
 def _stride(s: tuple[int, int] | None) -> str:
@@ -200,8 +196,8 @@ class Comparison:
     def summary(self) -> str:
         """'googlenet 6.62 M params, 1.50 G mult-adds · … · B/A 1.06× params, 1.06× mult-adds'."""
         def side(s: SideSummary) -> str:
-            macs = f"{s.total_macs / 1e9:.2f} G mult-adds" if s.total_macs is not None else "does not run"
-            return f"{s.model}: {s.total_params / 1e6:.2f} M params, {macs}"
+            macs = f"{fmt_count(s.total_macs)} mult-adds" if s.total_macs is not None else "does not run"
+            return f"{s.model}: {fmt_count(s.total_params)} params, {macs}"
 
         h, w = self.size
         text = f"{side(self.a)} · {side(self.b)} · at {h}×{w}: {self.b.model}/{self.a.model} = " \
@@ -264,9 +260,9 @@ def _differences(a: SideCell | None, b: SideCell | None, model_a: str, model_b: 
     if a.output_shape is not None and b.output_shape is not None and a.output_shape != b.output_shape:
         out.append(Difference("shape", f"output {fmt_shape(a.output_shape)} vs {fmt_shape(b.output_shape)}"))
     if a.params != b.params:
-        out.append(Difference("params", f"{a.params:,} vs {b.params:,} parameters{_pct(a.params, b.params)}"))
+        out.append(Difference("params", f"{fmt_int(a.params)} vs {fmt_int(b.params)} parameters{_pct(a.params, b.params)}"))
     if a.macs is not None and b.macs is not None and a.macs != b.macs:
-        out.append(Difference("macs", f"{a.macs:,} vs {b.macs:,} multiply-adds{_pct(a.macs, b.macs)}"))
+        out.append(Difference("macs", f"{fmt_int(a.macs)} vs {fmt_int(b.macs)} multiply-adds{_pct(a.macs, b.macs)}"))
     if a.is_block and b.is_block and len(a.branch_kernels) != len(b.branch_kernels):
         out.append(Difference("branches", f"{len(a.branch_kernels)} vs {len(b.branch_kernels)} branches"))
     if a.kernels != b.kernels:

@@ -9,6 +9,7 @@ from typing import Any
 
 from explorer.core.blockgraph import BlockGraph, BranchSpec, LayerSpec
 from explorer.core.shapes import ShapeTrace
+from explorer.core.text import COUNT_UNITS, MISSING, fmt_bytes, fmt_count, fmt_int, fmt_kernel, fmt_shape
 
 
 def layer_record(layer: LayerSpec) -> dict[str, Any]:
@@ -40,7 +41,7 @@ def compact_branch(branch: BranchSpec) -> str:
     """'1×1 96 → 3×3 128', '3×3 max → 1×1 32', '1×1 384 → (1×3 384 ‖ 3×1 384)'."""
 
     def one(l: LayerSpec) -> str:
-        k = f"{l.kernel[0]}×{l.kernel[1]}" if l.kernel else ""
+        k = fmt_kernel(l.kernel)
         s = f"/{l.stride[0]}" if l.stride and max(l.stride) > 1 else ""
         if l.type == "conv":
             return f"{k}{s} {l.out_channels}"
@@ -107,9 +108,9 @@ def _row(graph: BlockGraph, trace: ShapeTrace, name: str) -> list[str]:
     node, t = graph.node(name), trace.nodes[name]
     kind = node.kind + (" (training only)" if node.training_only else "")
     branches = " ‖ ".join(compact_branch(b) for b in node.branches)
-    shape = "×".join(map(str, t.output_shape)) if t.output_shape is not None else f"— ({t.failure})"
-    rf = f"{t.receptive_field[0]}×{t.receptive_field[1]}" if t.receptive_field else "global"
-    return [name, kind, branches, shape, f"{t.params:,}", f"{t.macs:,}", rf]
+    shape = fmt_shape(t.output_shape) if t.output_shape is not None else f"{MISSING} ({t.failure})"
+    rf = fmt_kernel(t.receptive_field) if t.receptive_field else "global"
+    return [name, kind, branches, shape, fmt_int(t.params), fmt_int(t.macs), rf]
 
 
 def _rows(graph: BlockGraph, trace: ShapeTrace) -> list[list[str]]:
@@ -119,10 +120,12 @@ def _rows(graph: BlockGraph, trace: ShapeTrace) -> list[list[str]]:
 def _totals(trace: ShapeTrace) -> list[str]:
     mh, mw = trace.min_input
     return [
-        f"input {'×'.join(map(str, trace.input_shape))} (N×C×H×W), minimum {mh}×{mw}",
-        f"params {trace.total_params:,} ({trace.total_params_inference:,} without training-only heads)",
-        f"multiply-adds {trace.total_macs:,} ({trace.total_macs / 1e9:.3f} G; {trace.total_macs_with_aux:,} with heads)",
-        f"activations {trace.total_activation_bytes / 2**20:.1f} MiB (float32)",
+        f"input {fmt_shape(trace.input_shape)} (N×C×H×W), minimum {mh}×{mw}",
+        f"params {fmt_int(trace.total_params)} ({fmt_int(trace.total_params_inference)} without training-only heads)",
+        f"multiply-adds {fmt_int(trace.total_macs)} ({fmt_count(trace.total_macs)};"
+        f" {fmt_int(trace.total_macs_with_aux)} with heads)",
+        f"activations {fmt_bytes(trace.total_activation_bytes)} (float32)",
+        f"units: {COUNT_UNITS}; KiB = 2¹⁰ bytes, MiB = 2²⁰",
     ]
 
 

@@ -12,6 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from explorer.core.text import fmt_kernel
+
 if TYPE_CHECKING:
     from explorer.core.blockgraph import BlockGraph, BlockNode, BranchSpec
 
@@ -143,8 +145,8 @@ class BranchConv:
         return max(self.kernel)
 
     def describe(self) -> str:
-        k = f"{self.kernel[0]}×{self.kernel[1]}"
-        where = f" at {self.map_size[0]}×{self.map_size[1]}" if self.map_size else ""
+        k = fmt_kernel(self.kernel)
+        where = f" at {fmt_kernel(self.map_size)}" if self.map_size else ""
         return f"{self.block} · branch {self.branch} · {k} conv {self.in_channels}→{self.out_channels}{where}"
 
 

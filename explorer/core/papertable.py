@@ -11,6 +11,10 @@ Two layouts, after the papers' Table 1s:
 Every number is read from the block graph's layers and the shape trace, never from the paper; where
 the paper says something else (zoo's `PaperReference`), the cell carries a note. That includes the
 params and ops the paper prints: where they do not add up from the layers, the cell says by how much.
+
+One unit convention for cells, notes and exports, stated once in the notes: K = 10³, M = 10⁶,
+G = 10⁹ (`explorer.core.text`). GoogLeNet's Table 1 prints its params with K = 1024; the notes quote
+the paper's figure and say what it comes to in weights, never write a K of 1024 of their own.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from explorer.core.blockgraph import BlockGraph, BlockNode, BranchSpec, LayerSpec, fmt_kernel
+from explorer.core.blockgraph import BlockGraph, BlockNode, BranchSpec, LayerSpec
+from explorer.core.text import COUNT_UNITS, fmt_hwc, fmt_int, fmt_kernel, fmt_paper_ops, fmt_paper_params
 
 if TYPE_CHECKING:  # shapes imports torch; the window imports this module before torch is needed
     from explorer.core.shapes import ShapeTrace
@@ -33,6 +38,8 @@ FORMATS = ("csv", "markdown", "latex")
 #: A printed params / ops number agrees with the layers when it is within this many units of its last
 #: printed digit (1K for "159K", 0.1K for "2.7K"): rounding either way, or truncation.
 PRINTED_TOLERANCE_UNITS = 1
+#: The one unit convention of the table's cells, notes and exports, stated once in its notes.
+UNITS_NOTE = f"Params and ops in {COUNT_UNITS} (the tool's units everywhere)."
 
 
 @dataclass(frozen=True)
@@ -185,7 +192,7 @@ _LATEX = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
     "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "×": r"$\times$", "→": r"$\rightarrow$",
     "‖": r"$\parallel$", "–": "--", "—": "---", "≠": r"$\neq$", "<": r"\textless{}", ">": r"\textgreater{}",
-    "·": r"$\cdot$", "⁶": r"$^6$",
+    "·": r"$\cdot$", **{d: f"$^{i}$" for i, d in enumerate("⁰¹²³⁴⁵⁶⁷⁸⁹")},
 }
 
 
@@ -194,32 +201,6 @@ def latex_escape(text: str) -> str:
 
 
 # -- number formats, as the paper prints them ---------------------------------------------------
-
-
-def format_params(n: int) -> str:
-    """2.7K, 159K, 1072K (the paper stays in K); '' for none."""
-    if not n:
-        return ""
-    if n < 1000:
-        return str(n)
-    if n < 10_000:
-        return f"{n / 1e3:.1f}K"
-    if n < 10_000_000:
-        return f"{round(n / 1e3)}K"
-    return f"{round(n / 1e6)}M"
-
-
-def format_ops(n: int) -> str:
-    """34M, 128M, 1M (multiply-adds); '' for none."""
-    if not n:
-        return ""
-    if n < 1e6:
-        return f"{round(n / 1e3)}K" if n >= 1000 else str(n)
-    if n < 10e6:
-        return f"{n / 1e6:.1f}".rstrip("0").rstrip(".") + "M"
-    if n < 10e9:
-        return f"{round(n / 1e6)}M"
-    return f"{n / 1e9:.1f}G"
 
 
 def parse_printed(text: str, k: int = 1000) -> tuple[float, float]:
@@ -231,18 +212,6 @@ def parse_printed(text: str, k: int = 1000) -> tuple[float, float]:
     whole, frac, suffix = m.groups()
     scale = k ** {"": 0, "K": 1, "M": 2, "G": 3}[suffix]
     return float(f"{whole}.{frac or 0}") * scale, scale / 10 ** len(frac or "")
-
-
-def format_size(shape: tuple[int, ...] | None) -> str:
-    """The paper's H×W×C from the trace's (C, H, W); a flat (C,) is 1×1×C."""
-    if shape is None:
-        return "—"
-    if len(shape) == 3:
-        c, h, w = shape
-        return f"{h}×{w}×{c}"
-    if len(shape) == 1:
-        return f"1×1×{shape[0]}"
-    return "×".join(map(str, shape))
 
 
 def format_patch(kernel: tuple[int, int] | None, stride: tuple[int, int] | None) -> str:
@@ -314,7 +283,7 @@ def paper_table(graph: BlockGraph, trace: ShapeTrace, layout: str | None = None,
     batch_norm = any("BatchNorm" in type(m).__name__ for m in graph.model.modules())
     head = [f"Layout after {citation}." if citation else "Layout after the Inception papers' Table 1.",
             f"Computed from the model's layers at input {h}×{w}: ops are multiply-adds per image"
-            + ("; params include batch-norm parameters." if batch_norm else ".")]
+            + ("; params include batch-norm parameters." if batch_norm else "."), UNITS_NOTE]
     skipped = [n.name for n in graph.nodes() if n.training_only]
     if skipped:
         head.append(f"Training-only heads left out: {', '.join(skipped)}.")
@@ -411,7 +380,7 @@ def _block_suffix(name: str) -> str:
 def _numbers(trace: ShapeTrace, names: list[str], batch: int) -> dict[str, PaperCell]:
     params = sum(trace.nodes[n].params for n in names)
     ops = sum(trace.nodes[n].macs for n in names) // batch
-    return {"params": PaperCell(format_params(params), params), "ops": PaperCell(format_ops(ops), ops)}
+    return {"params": PaperCell(fmt_paper_params(params), params), "ops": PaperCell(fmt_paper_ops(ops), ops)}
 
 
 def _paper_patch_note(paper, node: BlockNode, text: str) -> str | None:
@@ -489,6 +458,11 @@ def _short(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".")
 
 
+def _paper_k(k: int, value: float) -> str:
+    """Where the paper's K is not the table's 1000: what its printed number comes to in weights."""
+    return "" if k == 1000 else f" (its K is {k}: {fmt_int(round(value))} weights)"
+
+
 def _check_printed(paper, graph: BlockGraph, trace: ShapeTrace, names: list[str],
                    cells: dict[str, PaperCell]) -> tuple[int, bool] | None:
     """Note the params / ops cells whose printed number (paper.printed_numbers) does not add up from
@@ -509,19 +483,19 @@ def _check_printed(paper, graph: BlockGraph, trace: ShapeTrace, names: list[str]
     if params_text:
         value, unit = parse_printed(params_text, k)
         if abs(value - weights) > PRINTED_TOLERANCE_UNITS * unit:
-            how = (f"the layer has {terms[0]} = {weights:,} weights" if len(terms) == 1
-                   else f"its {len(terms)} layers have {weights:,} weights")
-            cells["params"] = replace(cells["params"], note=f"{label}: the paper prints {params_text} params;"
-                                      f" {how}, {_short(weights / k)}K (K = {k})")
+            how = (f"the layer has {terms[0]} = {fmt_int(weights)} weights" if len(terms) == 1
+                   else f"its {len(terms)} layers have {fmt_int(weights)} weights")
+            cells["params"] = replace(cells["params"], note=f"{label}: the paper prints {params_text} params"
+                                      f"{_paper_k(k, value)}; {how}, {fmt_paper_params(weights)}")
             marked += 1
     macs = cells["ops"].value or 0
     if ops_text and compare_ops:
         value, unit = parse_printed(ops_text, 1000)
         if abs(value - macs) > PRINTED_TOLERANCE_UNITS * unit:
             shape = trace.nodes[names[-1]].output_shape
-            how = f"{macs:,}"
+            how = fmt_int(macs)
             if len(shape) == 3 and weights * shape[1] * shape[2] == macs:
-                how = f"{weights:,} weights × {shape[1]}·{shape[2]} positions = {macs:,}"
+                how = f"{fmt_int(weights)} weights × {shape[1]}·{shape[2]} positions = {fmt_int(macs)}"
             cells["ops"] = replace(cells["ops"], note=f"{label}: the paper prints {ops_text} ops; {how}"
                                    f" multiply-adds, {_short(macs / 1e6)}M")
             marked += 1
@@ -533,9 +507,11 @@ def _printed_summary(paper, rows: list[PaperRow], compared: list[str], marked: i
     if not printed or not compared:  # not the paper's network
         return []
     k = getattr(paper, "params_k", 1000)
-    out = [f"The paper's printed params and ops are checked against the layers: weights without biases in"
-           f" K = {k}, multiply-adds in M = 10⁶, agreeing within {PRINTED_TOLERANCE_UNITS} unit of the last"
-           f" printed digit; {marked} cells where the paper's numbers do not add up carry a note."]
+    paper_k = f", read with the paper's own K = {k} (only so do its rows add up; this table's K is 1000)" \
+        if k != 1000 else ""
+    out = [f"The paper's printed params and ops are checked against the layers: its params count weights"
+           f" without biases{paper_k}, its ops multiply-adds; they agree within {PRINTED_TOLERANCE_UNITS} unit of"
+           f" the last printed digit, and the {marked} cells where they do not carry a note."]
     skipped = [r.label for r in rows if r.nodes[-1] in printed and r.label not in compared]
     if skipped:
         out.append(f"Not checked, as their layers differ from the paper's: {', '.join(skipped)}.")
@@ -585,7 +561,7 @@ def _googlenet_rows(graph, trace, nodes, kernels, batch, paper, fold, notes) -> 
             patch = _patch(graph, trace, node)
         cells["type"] = PaperCell(typ)
         cells["patch"] = PaperCell(patch, note=_paper_patch_note(paper, node, patch))
-        cells["output"] = PaperCell(format_size(t.output_shape), t.output_shape)
+        cells["output"] = PaperCell(fmt_hwc(t.output_shape), t.output_shape)
         cells["depth"] = PaperCell(str(depth), depth)
         cells.update(_numbers(trace, names, batch))
         if node.kind == "dropout":
@@ -650,8 +626,8 @@ def _v3_rows(graph, trace, nodes, batch, paper) -> tuple[list[PaperRow], tuple[P
         shape_in = _input_shape(graph, trace, node)
         cells = {
             "type": PaperCell(_type_name(graph, node, INCEPTION_V3)),
-            "input": PaperCell(format_size(shape_in), shape_in),
-            "output": PaperCell(format_size(t.output_shape), t.output_shape),
+            "input": PaperCell(fmt_hwc(shape_in), shape_in),
+            "output": PaperCell(fmt_hwc(t.output_shape), t.output_shape),
             "depth": PaperCell(str(node_depth(node)), node_depth(node)),
         }
         if node.branches:

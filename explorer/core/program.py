@@ -20,6 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import fx
 
+from explorer.core.text import fmt_shape
+
 
 class TShape(tuple):
     """The shape of a tensor flowing through the program (a tuple, marked as a tensor's)."""
@@ -447,7 +449,7 @@ class ShapeProgram:
             d = dim % len(first)
             for s in shapes[1:]:
                 if len(s) != len(first) or any(a != b for j, (a, b) in enumerate(zip(s, first)) if j != d):
-                    raise LayerFailed(f"{layer}: branch outputs {', '.join(_fmt(x) for x in shapes)} do not line up")
+                    raise LayerFailed(f"{layer}: branch outputs {', '.join(fmt_shape(x) for x in shapes)} do not line up")
             return TShape((*first[:d], sum(s[d] for s in shapes), *first[d + 1:]))
 
         step.run = run
@@ -468,7 +470,7 @@ class ShapeProgram:
             for j in range(r):
                 dims = {s[j - r + len(s)] for s in shapes if j - r + len(s) >= 0} - {1}
                 if len(dims) > 1:
-                    raise LayerFailed(f"{layer}: shapes {', '.join(_fmt(s) for s in shapes)} do not broadcast")
+                    raise LayerFailed(f"{layer}: shapes {', '.join(fmt_shape(s) for s in shapes)} do not broadcast")
                 out.append(dims.pop() if dims else 1)
             return TShape(out)
 
@@ -528,10 +530,6 @@ class StepFailed(Exception):
     def __init__(self, step: Step, reason: str):
         super().__init__(reason)
         self.step, self.reason = step, reason
-
-
-def _fmt(shape) -> str:
-    return "×".join(str(d) for d in shape)
 
 
 def _to_meta(v):

@@ -63,7 +63,9 @@ class PaperReference:
 
     citation: str
     #: Characteristic kernel of each branch of an Inception block, in concatenation order
-    #: (None for the pool branch), keyed by block module type name.
+    #: (None for the pool branch), keyed by block module type name. It is the paper's identity of the
+    #: branch: where the model's real kernel differs, the branch is labelled with the paper's column and
+    #: the real kernel ("#5×5 reduce → #5×5 (3×3 kernel)") and carries a note.
     branch_kernels: dict[str, tuple[tuple[int, int] | None, ...]] = field(default_factory=dict)
     #: Patch size/stride of single layers as the paper gives them ("3×3/2"), keyed by node name.
     layer_patches: dict[str, str] = field(default_factory=dict)

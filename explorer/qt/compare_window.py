@@ -36,9 +36,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.core.compare import fmt_shape, natural_partner
+from explorer.core.compare import natural_partner
+from explorer.core.text import fmt_count, fmt_int, fmt_shape
 from explorer.core.zoo import get_spec, model_names
-from explorer.qt.factorisation_panel import FactorisationPanel, format_count
+from explorer.qt.factorisation_panel import FactorisationPanel
 from explorer.qt.panels import MAX_SIDE, Banner
 from explorer.qt.workers import Job, JobRunner, load_any_block_graph
 
@@ -318,7 +319,7 @@ class CompareWindow(QWidget):
                     elif cell is not None and col in (2, 3):
                         value = cell.params if col == 2 else cell.macs
                         if value is not None:
-                            item.setToolTip(f"{value:,} {'parameters' if col == 2 else 'multiply-adds per image'}")
+                            item.setToolTip(f"{fmt_int(value)} {'parameters' if col == 2 else 'multiply-adds per image'}")
                     if cell is not None and col == 0 and cell.training_only:
                         item.setToolTip((item.toolTip() + "\n" if item.toolTip() else "")
                                         + "runs in training only")
@@ -330,8 +331,8 @@ class CompareWindow(QWidget):
         if cell is None:
             return [""] * len(SIDE_COLUMNS)
         name = cell.name + (" (aux)" if cell.training_only and cell.kind != "aux" else "")
-        return [name, fmt_shape(cell.output_shape), format_count(cell.params) if cell.params else "",
-                format_count(cell.macs) if cell.macs != 0 else "", cell.kernels, cell.channels]
+        return [name, fmt_shape(cell.output_shape), fmt_count(cell.params) if cell.params else "",
+                fmt_count(cell.macs) if cell.macs != 0 else "", cell.kernels, cell.channels]
 
     def table_row(self, node: str, side: str = "a") -> int:
         """The table row showing `node` on side 'a' or 'b'; ValueError if none."""

@@ -41,6 +41,7 @@ from explorer.core.factorisation import (
     factorisations,
     kernel_usage,
 )
+from explorer.core.text import fmt_count, fmt_int, fmt_kernel
 
 if TYPE_CHECKING:
     from explorer.core.blockgraph import BlockGraph
@@ -61,23 +62,10 @@ TABLE_COLUMNS = ("Original", "Factorised", "Saving", "Params", "Params factorise
 USAGE_COLUMNS = ("Block", "Kernels used", "Factorisation applied")
 
 
-def format_count(n: int | None) -> str:
-    """Readable on a projector: 9,536 · 156 K · 1.50 M · 1.58 G; None → '—'."""
-    if n is None:
-        return "—"
-    if n >= 1e9:
-        return f"{n / 1e9:.2f} G"
-    if n >= 1e6:
-        return f"{n / 1e6:.2f} M"
-    if n >= 1e5:
-        return f"{n / 1e3:.0f} K"
-    return f"{n:,}"
-
-
 def _kernels_used(counter) -> str:
     """Counter({(1, 1): 4, (5, 5): 1}) → '1×1 ×4, 5×5' (largest kernels first)."""
     items = sorted(counter.items(), key=lambda kv: (-kv[0][0] * kv[0][1], kv[0]))
-    return ", ".join(f"{k[0]}×{k[1]}" + (f" ×{c}" if c > 1 else "") for k, c in items)
+    return ", ".join(fmt_kernel(k) + (f" ×{c}" if c > 1 else "") for k, c in items)
 
 
 def _row_family(row: int) -> str:
@@ -264,11 +252,11 @@ class FactorisationPanel(QWidget):
         t.setRowCount(len(self._factorisations))
         right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
         for row, f in enumerate(self._factorisations):
-            orig = " + ".join(f"{a}×{b}" for a, b in f.original)
-            repl = " + ".join(f"{a}×{b}" for a, b in f.replacement)
-            texts = (orig, repl, f"{f.saving:.1%}", format_count(f.params_original),
-                     format_count(f.params_replacement), format_count(f.macs_original),
-                     format_count(f.macs_replacement))
+            orig = " + ".join(fmt_kernel(k) for k in f.original)
+            repl = " + ".join(fmt_kernel(k) for k in f.replacement)
+            texts = (orig, repl, f"{f.saving:.1%}", fmt_count(f.params_original),
+                     fmt_count(f.params_replacement), fmt_count(f.macs_original),
+                     fmt_count(f.macs_replacement))
             tint = FAMILY_COLOURS[_row_family(row)]
             for col, text in enumerate(texts):
                 item = QTableWidgetItem(text)
@@ -279,7 +267,7 @@ class FactorisationPanel(QWidget):
                     item.setToolTip(f.name)
                 elif col >= 3:
                     exact = (f.params_original, f.params_replacement, f.macs_original, f.macs_replacement)[col - 3]
-                    item.setToolTip(f"{exact:,}")
+                    item.setToolTip(fmt_int(exact))
                 t.setItem(row, col, item)
         t.resizeRowsToContents()
         # Exactly as tall as its rows: the usage tables below get the rest of the panel.

@@ -14,7 +14,7 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFontMetricsF, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene, QGraphicsView, QStyleOptionGraphicsItem
 
-from explorer.qt.layout import Box, Diagram, Edge, Frame, Style
+from explorer.diagram.layout import Box, Diagram, Edge, Frame, Style
 from explorer.qt.theme import Theme
 
 MIN_ZOOM, MAX_ZOOM = 0.05, 8.0

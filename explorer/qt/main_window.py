@@ -56,7 +56,7 @@ from explorer.core.state import ExplorerState, InputSize
 from explorer.core.zoo import get_spec, model_names
 from explorer.qt.actions import build_actions, shortcuts_html
 from explorer.qt.graph_view import GraphView, TextMeasure
-from explorer.qt.layout import Style, build_diagram, layout_diagram
+from explorer.diagram.layout import Style, build_diagram, layout_diagram
 from explorer.qt.panels import Banner, DetailsPanel, InputSizeControl, WeightsBar
 from explorer.qt.presentation import Presentation
 from explorer.qt.status_line import StatusLine

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.qt.layout import fmt_shape
+from explorer.core.text import MISSING, fmt_bytes, fmt_count, fmt_int, fmt_kernel, fmt_shape
 
 MAX_SIDE = 4096
 MAX_BATCH = 4096
@@ -239,41 +239,20 @@ class WeightsBar(_Suppressible, QFrame):
         self.show()
 
     def show_progress(self, done: int, total: int | None) -> None:
-        mb = done / 1e6
         if total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * done / total))
-            self.progress.setFormat(f"{mb:.1f} / {total / 1e6:.1f} MB")
+            self.progress.setFormat(f"{fmt_bytes(done)} / {fmt_bytes(total)}")
             self.label.setText("Downloading pretrained weights…")
         else:
             self.progress.setRange(0, 0)
-            self.progress.setFormat(f"{mb:.1f} MB")
+            self.progress.setFormat(fmt_bytes(done))
 
     def hide_all(self) -> None:
         self.hide()
 
     def text(self) -> str:
         return self.label.text() if self.wanted else ""
-
-
-def _fmt_int(n: int | None) -> str:
-    return "—" if n is None else f"{n:,}".replace(",", " ")
-
-
-def fmt_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-def fmt_count(n: int) -> str:
-    """1234567 → '1.23 M'."""
-    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.2f} {unit}"
-    return str(n)
 
 
 class DetailsPanel(QTextBrowser):
@@ -299,18 +278,18 @@ class DetailsPanel(QTextBrowser):
             ("kind", node.kind + (" (training only)" if node.training_only else "")),
             ("module", node.module_type),
             ("stage", node.stage),
-            ("input", ", ".join(in_shapes) or "—"),
-            ("output", fmt_shape(ns.output_shape) if ns else "—"),
-            ("parameters", _fmt_int(node.params)),
+            ("input", ", ".join(in_shapes) or MISSING),
+            ("output", fmt_shape(ns.output_shape) if ns else MISSING),
+            ("parameters", fmt_int(node.params)),
         ]
         if ns is not None:
             rows += [
-                ("multiply-adds", f"{fmt_count(ns.macs)} ({_fmt_int(ns.macs)})" + (f", batch {batch}" if batch > 1 else "")),
+                ("multiply-adds", f"{fmt_count(ns.macs)} ({fmt_int(ns.macs)})" + (f", batch {batch}" if batch > 1 else "")),
                 ("activation memory", fmt_bytes(ns.activation_bytes) + (f", batch {batch}" if batch > 1 else "")
                  + " (float32 output)"),
             ]
-        rf = "whole input" if node.receptive_field is None else "×".join(map(str, node.receptive_field)) + " px"
-        stride = "—" if node.effective_stride is None else "×".join(map(str, node.effective_stride))
+        rf = "whole input" if node.receptive_field is None else fmt_kernel(node.receptive_field) + " px"
+        stride = MISSING if node.effective_stride is None else fmt_kernel(node.effective_stride)
         rows += [("receptive field", rf), ("effective stride", stride)]
         parts = [f"<h3>{html.escape(name)}</h3>", "<table cellspacing='0' cellpadding='3'>"]
         for k, v in rows:

@@ -32,6 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.core.text import COUNT_UNITS, fmt_count, fmt_int
+
 if TYPE_CHECKING:
     from explorer.core.blockgraph import BlockGraph
     from explorer.core.papertable import PaperTable
@@ -182,14 +184,14 @@ class PaperTableWidget(QWidget):
                     item.setToolTip(cell.note)
                     item.setData(NOTE_ROLE, cell.note)
                 elif col.key == "ops" and cell.value:
-                    item.setToolTip(f"{cell.value:,} multiply-adds per image")
+                    item.setToolTip(f"{fmt_int(cell.value)} multiply-adds per image")
                 elif col.key == "params" and cell.value:
-                    item.setToolTip(f"{cell.value:,} parameters")
+                    item.setToolTip(f"{fmt_int(cell.value)} parameters")
                 view.setItem(i, j, item)
         n, c, h, w = t.input_shape
         self.caption.setText(
-            f"<b>{t.model}</b> at {h}×{w}: {len(t.rows)} rows, {t.total_params:,} parameters,"
-            f" {t.total_ops / 1e9:.2f} G multiply-adds per image")
+            f"<b>{t.model}</b> at {h}×{w}: {len(t.rows)} rows, {fmt_int(t.total_params)} parameters,"
+            f" {fmt_count(t.total_ops)} multiply-adds per image · {COUNT_UNITS}")
         notes = list(t.notes)
         if t.deviations():
             notes.append(f"{len(t.deviations())} highlighted cells differ from the paper (hover for why).")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 
-from explorer.qt.layout import fmt_shape
+from explorer.core.text import fmt_shape
 
 if TYPE_CHECKING:
     from explorer.qt.main_window import MainWindow

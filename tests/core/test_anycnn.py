@@ -339,3 +339,14 @@ def test_densenet_blocks_name_the_earlier_layers_they_read():
     for q in blocks:
         assert trace.nodes[q].output_shape == real[q]
         assert sum(b.out_channels for b in blocks[q].branches) == real[q][0]
+
+
+def test_torchvision_googlenet_opened_by_name_keeps_the_papers_branch_names(graph_of):
+    """The zoo's paper reference reaches the same torchvision builder opened by name: the same labels."""
+    from explorer.core.anycnn import open_block_graph
+
+    _, opened = open_block_graph("torchvision:googlenet")
+    zoo = graph_of("googlenet")
+    assert [[b.label for b in n.branches] for n in opened.blocks()] == [
+        [b.label for b in n.branches] for n in zoo.blocks()]
+    assert opened.node("inception3a").branches[2].label == "#5×5 reduce → #5×5 (3×3 kernel)"

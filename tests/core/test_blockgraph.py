@@ -40,10 +40,12 @@ def test_googlenet_blocks_and_branch_labels(graph_of):
         b1, b2, b3, b4 = node.branches
         assert b1.label == "#1×1" and b1.out_channels == m.branch1.conv.out_channels
         assert b2.label == "#3×3 reduce → #3×3" and b2.reduce_channels == m.branch2[0].conv.out_channels
-        # torchvision's "5×5" branch really is a 3×3 convolution: say 3×3, note the paper's 5×5.
-        assert m.branch3[1].conv.kernel_size == (3, 3)
-        assert b3.kernel == (3, 3) and "5×5" not in b3.label and b3.label == "#3×3 reduce → #3×3"
+        # torchvision's "5×5" branch really is a 3×3 convolution: the label names the paper's #5×5
+        # column and the real kernel beside it, and the note says so.
+        kh, kw = m.branch3[1].conv.kernel_size
+        assert b3.kernel == (kh, kw) and b3.label == f"#5×5 reduce → #5×5 ({kh}×{kw} kernel)"
         assert b3.note and "5×5" in b3.note and any("5×5" in n for n in node.notes)
+        assert len({b.label for b in node.branches}) == 4
         assert b4.label == "3×3 max pool → pool proj" and b4.pool.type == "max_pool"
         assert b4.pool_proj == m.branch4[1].conv.out_channels
         assert node.out_channels == sum(b.out_channels for b in node.branches)
@@ -133,3 +135,62 @@ def test_generic_detection_on_a_hand_made_net():
     assert [l.kernel for l in residual.parallel[1].all_layers()] == [(1, 1), (1, 5)]
     assert residual.tail[0].name == "blocks.0.proj"
     assert graph.node("stem").stage == "stem" and graph.node("fc").stage == "head"
+
+
+def test_paper_identity_comes_from_the_zoo_and_the_kernel_from_the_layers(graph_of):
+    """The paper's column is the zoo spec's data (its branch kernels); the kernel in the label is read
+    from the module: with the paper's kernel for branch 3 changed, the label follows it."""
+    from dataclasses import replace
+
+    spec = get_spec("googlenet")
+    model = spec.build(device="meta")
+    kh, kw = model.inception3a.branch3[1].conv.kernel_size
+    for paper_kernel, column in (((5, 5), "#5×5"), ((7, 7), "#7×7")):
+        paper = replace(spec.paper, branch_kernels={"Inception": ((1, 1), (3, 3), paper_kernel, None)})
+        graph = block_graph_from_module(model, "googlenet", paper=paper)
+        b3 = graph.node("inception3a").branches[2]
+        assert b3.label == f"{column} reduce → {column} ({kh}×{kw} kernel)"
+    # Without the paper, two branches of one block read the same and get their numbers.
+    plain = block_graph_from_module(model, "googlenet").node("inception3a")
+    assert [b.label for b in plain.branches] == [
+        "#1×1", "#3×3 reduce → #3×3 (branch 2)", "#3×3 reduce → #3×3 (branch 3)", "3×3 max pool → pool proj"]
+
+
+@pytest.mark.parametrize("name, block, labels", [
+    ("googlenet_paper", "inception3a",
+     ["#1×1", "#3×3 reduce → #3×3", "#5×5 reduce → #5×5", "3×3 max pool → pool proj"]),
+    ("inception_v3", "Mixed_5b",
+     ["#1×1", "#5×5 reduce → #5×5", "#3×3 reduce → #3×3 → #3×3", "3×3 avg pool → pool proj"]),
+    ("inception_v3", "Mixed_6a", ["#3×3 /2", "#3×3 reduce → #3×3 → #3×3 /2", "3×3 max pool /2"]),
+])
+def test_labels_that_were_distinct_stay_as_they_were(graph_of, name, block, labels):
+    assert [b.label for b in graph_of(name).node(block).branches] == labels
+
+
+class TwinBranches(nn.Module):
+    """A block whose second and third branches are the same 1×1 → 3×3 path (different weights)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1)
+        self.b = nn.Sequential(nn.Conv2d(3, 2, 1), nn.Conv2d(2, 4, 3, padding=1))
+        self.c = nn.Sequential(nn.Conv2d(3, 2, 1), nn.Conv2d(2, 4, 3, padding=1))
+
+    def forward(self, x):
+        return torch.cat([self.a(x), self.b(x), self.c(x)], 1)
+
+
+class TwinNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = TwinBranches()
+        self.fc = nn.Linear(12, 2)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.block(x), 1), 1))
+
+
+def test_identical_branches_of_a_custom_net_get_distinct_labels():
+    block = block_graph_from_module(TwinNet(), "twins", native_size=(8, 8)).node("block")
+    assert [b.label for b in block.branches] == [
+        "#1×1", "#3×3 reduce → #3×3 (branch 2)", "#3×3 reduce → #3×3 (branch 3)"]

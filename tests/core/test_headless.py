@@ -15,7 +15,7 @@ def test_engine_runs_without_qt():
         sys.meta_path.insert(0, NoQt())
         from explorer.cli import main
         import explorer.core.blockgraph, explorer.core.shapes, explorer.core.weights, explorer.core.loading
-        import explorer.core.export
+        import explorer.core.export, explorer.core.text, explorer.diagram.layout
         assert main(["trace", "googlenet", "--size", "64", "--format", "csv"]) == 0
         assert not [m for m in sys.modules if m.startswith(("PySide6", "pyqtgraph", "explorer.qt"))]
     """)

@@ -12,13 +12,11 @@ import pytest
 from explorer.core.papertable import (
     GOOGLENET,
     INCEPTION_V3,
-    format_ops,
-    format_params,
-    format_size,
     latex_escape,
     paper_table,
 )
 from explorer.core.shapes import trace_shapes
+from explorer.core.text import fmt_hwc, fmt_paper_ops, fmt_paper_params
 from explorer.core.zoo import get_spec
 
 KERNEL_KEYS = {(1, 1): (None, "n1x1"), (3, 3): ("n3x3red", "n3x3"), (5, 5): ("n5x5red", "n5x5")}
@@ -425,15 +423,15 @@ def test_latex_escape():
 
 
 def test_number_formats_follow_the_paper():
-    assert format_params(2_700) == "2.7K"
-    assert format_params(159_000) == "159K"
-    assert format_params(1_072_000) == "1072K"
-    assert format_params(0) == ""
-    assert format_ops(34_000_000) == "34M"
-    assert format_ops(1_024_000) == "1M"
-    assert format_ops(1_500_000) == "1.5M"
-    assert format_size((64, 112, 112)) == "112×112×64"
-    assert format_size((1000,)) == "1×1×1000"
+    assert fmt_paper_params(2_700) == "2.7K"
+    assert fmt_paper_params(159_000) == "159K"
+    assert fmt_paper_params(1_072_000) == "1072K"
+    assert fmt_paper_params(0) == ""
+    assert fmt_paper_ops(34_000_000) == "34M"
+    assert fmt_paper_ops(1_024_000) == "1M"
+    assert fmt_paper_ops(1_500_000) == "1.5M"
+    assert fmt_hwc((64, 112, 112)) == "112×112×64"
+    assert fmt_hwc((1000,)) == "1×1×1000"
 
 
 def test_unknown_layout_is_refused(googlenet):
@@ -554,8 +552,10 @@ def test_rows_are_marked_exactly_where_the_printed_numbers_do_not_add_up(paper_f
             assert abs(printed(ops.text, 1000)[0] - printed(ops_text, 1000)[0]) <= 1e6
         else:
             assert f"the paper prints {ops_text} ops" in ops.note and f"{macs:,}" in ops.note
+    # The note writes K = 1000 as every cell does, and says what the paper's own K = 1024 makes of its figure.
     assert t.cell("conv1", "params").note == (
-        "conv1: the paper prints 2.7K params; the layer has 7·7·3·64 = 9,408 weights, 9.2K (K = 1024)")
+        "conv1: the paper prints 2.7K params (its K is 1024: 2,765 weights); the layer has 7·7·3·64 = 9,408"
+        " weights, 9.4K")
 
 
 def test_the_marks_reach_every_export(paper_faithful):
@@ -578,3 +578,28 @@ def test_printed_ops_are_compared_only_at_the_papers_size(graph_of):
     assert any("not checked at this input size" in n for n in t.notes)
     assert {r.nodes[-1] for r, _, _ in t.deviations()} == {
         "conv1", "inception4a", "inception4c", "inception4d", "inception4e", "inception5a", "inception5b"}
+
+
+def test_one_unit_convention_in_cells_notes_and_exports(paper_faithful, recomputed):
+    """K = 1000 in every cell and every figure the notes add, stated once; the paper's own K = 1024
+    appears only as the reading of its printed numbers."""
+    _, t = paper_faithful
+    stated = [n for n in t.notes if "K = 10³, M = 10⁶, G = 10⁹" in n]
+    assert len(stated) == 1
+    assert f"- {stated[0]}" in t.to_markdown() and f"% {latex_escape(stated[0])}" in t.to_latex()
+    for r in t.rows:
+        for key in ("params", "ops"):
+            cell = r[key]
+            if cell.value:
+                value, unit = printed(cell.text, 1000) if cell.text[-1] in "KM" else (float(cell.text), 1)
+                assert abs(value - cell.value) <= unit / 2, (r.label, key, cell.text, cell.value)
+    for node in TABLE_1:
+        note = t.row(node)["params"].note
+        if note is None:
+            continue
+        weights = recomputed[node][0]
+        ours = note.rsplit(", ", 1)[-1]  # the figure the note adds for the layers
+        value, unit = printed(ours, 1000)
+        assert abs(value - weights) <= unit / 2, note
+        paper_weights = round(printed(TABLE_1[node][1], 1024)[0])
+        assert f"its K is 1024: {paper_weights:,} weights" in note

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog
 
 from explorer.core.inference import Classifier
 from explorer.core.weights import RANDOM_WARNING
-from explorer.qt.layout import fmt_shape
+from explorer.core.text import fmt_shape
 from netutil import UNTRACEABLE_SOURCE
 
 GRAPH_TIMEOUT_MS = 180_000  # the first graph of a session imports torch (as in conftest)

@@ -6,7 +6,7 @@ import pytest
 from PySide6.QtCore import QPoint, QSettings, Qt
 from PySide6.QtGui import QImage
 
-from explorer.qt.layout import fmt_shape
+from explorer.core.text import fmt_shape
 
 
 def engine_trace(window, size, batch=1):
@@ -160,9 +160,9 @@ def test_details_panel_shows_block_numbers(window):
     text = window.details.toPlainText()
     ns = window.trace.nodes["inception3a"]
     assert "256×28×28" in text and "192×28×28" in text  # output and input
-    assert f"{ns.params:,}".replace(",", " ") in text
-    assert f"{ns.macs:,}".replace(",", " ") in text
+    assert f"{ns.params:,}" in text and f"{ns.macs:,}" in text
     assert "#3×3 reduce → #3×3" in text and "3×3 max pool → pool proj" in text
+    assert "#5×5 reduce → #5×5 (3×3 kernel)" in text  # branch 3: the paper's column, the real kernel
     assert "paper has 5×5" in text
     window.view.select("avgpool")
     assert "whole input" in window.details.toPlainText()
@@ -290,7 +290,7 @@ def test_download_progress_and_cancel(window, qtbot, monkeypatch):
     bar = window.weights_bar
     qtbot.waitUntil(lambda: bar.progress.maximum() == 1000 and bar.progress.value() > 0, timeout=10_000)
     assert threads and threads[0] is not threading.main_thread()
-    assert bar.cancel.isVisible() and "MB" in bar.progress.format()
+    assert bar.cancel.isVisible() and bar.progress.format().endswith(" / 9.54 MiB")  # 10⁷ bytes in MiB
     qtbot.mouseClick(bar.cancel, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: bar.retry.isVisible(), timeout=10_000)
     assert "cancelled" in bar.text()

@@ -3,7 +3,7 @@
 import pytest
 
 from explorer.core.zoo import model_names
-from explorer.qt.layout import fmt_shape
+from explorer.core.text import fmt_shape
 
 
 @pytest.mark.parametrize("name", model_names())

@@ -1,4 +1,6 @@
-"""The Qt-free layout: nothing overlaps, the main path is one straight line, edges point down."""
+"""The Qt-free diagram layout: nothing overlaps, the main path is one straight line, edges point down.
+
+Runs without Qt, as the benchmarks do."""
 
 import itertools
 import sys
@@ -6,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer.qt.layout import Style, build_diagram, build_diagram_from, layout_diagram
+from explorer.diagram.layout import Style, build_diagram, build_diagram_from, layout_diagram
 
 
 def measure(text, bold):
@@ -19,10 +21,11 @@ def overlaps(a, b):
 
 @pytest.fixture(scope="module")
 def googlenet():
+    from explorer.core.blockgraph import build_block_graph
     from explorer.core.shapes import trace_shapes
-    from explorer.qt.workers import load_block_graph
+    from explorer.core.zoo import get_spec
 
-    graph = load_block_graph("googlenet")
+    graph = build_block_graph(get_spec("googlenet"))
     return graph, trace_shapes(graph, (224, 224))
 
 
@@ -64,10 +67,14 @@ def test_synthetic_thousand_layer_layout_is_fast():
     assert len(d.boxes) > 1000
 
 
-def test_pyside_void_calls_do_not_exhaust_none():
-    from PySide6.QtCore import QPointF
 
-    p = QPointF()
-    for _ in range(200_000):
-        p.setX(1.0)
-    assert sys.getrefcount(None) > 1000
+def test_expanded_googlenet_block_shows_every_branch_label_once(googlenet):
+    """The drawing shows the engine's branch labels: branch 3 names the paper's #5×5 column and the 3×3
+    kernel torchvision really uses, so no two branch captions of a block read the same."""
+    graph, trace = googlenet
+    d = build_diagram(graph, trace, ["inception3a"], measure)
+    captions = [" ".join(b.lines[:b.bold_lines]) for b in d.boxes.values()
+                if b.role == "branch" and b.node == "inception3a"]
+    assert captions == [b.label for b in graph.node("inception3a").branches]
+    assert captions[2] == "#5×5 reduce → #5×5 (3×3 kernel)"
+    assert len(set(captions)) == 4

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from explorer.core.text import fmt_shape
+
 if TYPE_CHECKING:
     from explorer.core.blockgraph import BlockGraph, BlockNode, BranchSpec, LayerSpec
     from explorer.core.shapes import ShapeTrace
@@ -187,11 +189,6 @@ class FrameTree:
 
 
 # -- building --------------------------------------------------------------------------------
-
-
-def fmt_shape(shape: tuple[int, ...] | None) -> str:
-    """(256, 28, 28) → '256×28×28'; None → '—' (cannot run at this size)."""
-    return "—" if shape is None else "×".join(str(d) for d in shape)
 
 
 def node_detail(node: BlockNode) -> str:

@@ -1,0 +1,113 @@
+"""Every shape, size and number string the tool shows, made in one place.
+
+One convention everywhere (graph, Details, presentation, exports, compare, factorisation, paper
+table): counts of parameters and multiply-adds are SI, K = 10³, M = 10⁶, G = 10⁹, printed with three
+significant digits ('9.41 K', '156 K', '6.62 M', '1.50 G'); memory is binary, KiB = 2¹⁰ bytes,
+MiB = 2²⁰, GiB = 2³⁰. A value that is not known (a shape the input is too small for) reads '—'.
+"""
+
+from __future__ import annotations
+
+#: The text of a value that does not exist (a node that cannot run at this input size).
+MISSING = "—"
+#: How the tool's own count units read, said once where a table or export states its units.
+COUNT_UNITS = "K = 10³, M = 10⁶, G = 10⁹"
+
+_SI = ("K", "M", "G", "T")
+_BINARY = ("KiB", "MiB", "GiB", "TiB")
+
+
+def fmt_shape(shape: tuple[int, ...] | None) -> str:
+    """(256, 28, 28) → '256×28×28'; None → '—' (cannot run at this size)."""
+    return MISSING if shape is None else "×".join(str(d) for d in shape)
+
+
+def fmt_kernel(k: tuple[int, int] | None) -> str:
+    """(3, 3) → '3×3', (1, 7) → '1×7'; None → ''."""
+    return "" if k is None else f"{k[0]}×{k[1]}"
+
+
+def fmt_hwc(shape: tuple[int, ...] | None) -> str:
+    """The papers' H×W×C from a trace's (C, H, W); a flat (C,) is 1×1×C; None → '—'."""
+    if shape is None:
+        return MISSING
+    if len(shape) == 3:
+        c, h, w = shape
+        return f"{h}×{w}×{c}"
+    if len(shape) == 1:
+        return f"1×1×{shape[0]}"
+    return fmt_shape(shape)
+
+
+def _three_digits(value: float, base: int, units: tuple[str, ...]) -> tuple[str, str] | None:
+    """value scaled into the first unit where it prints with three significant digits below `base`'s
+    next step, as (number, unit); None when it is below one unit."""
+    for i, unit in enumerate(units):
+        v = value / base ** (i + 1)
+        if v >= 1000 and i + 1 < len(units):
+            continue
+        if v >= 99.95:
+            text = f"{v:.0f}"
+        elif v >= 9.995:
+            text = f"{v:.1f}"
+        else:
+            text = f"{v:.2f}"
+        if float(text) >= 1000 and i + 1 < len(units):  # 999 950 rounds to '1000 K': say '1.00 M'
+            continue
+        return text, unit
+    return None
+
+
+def fmt_count(n: int | float | None) -> str:
+    """A parameter or multiply-add count in SI units: 999 → '999', 1000 → '1.00 K', 12 345 → '12.3 K',
+    999 950 → '1.00 M', 1.5e9 → '1.50 G'; 0 → '0'; None → '—'."""
+    if n is None:
+        return MISSING
+    sign, x = ("-" if n < 0 else ""), abs(n)
+    if round(x) < 1000:
+        return f"{sign}{round(x)}"
+    number, unit = _three_digits(x, 1000, _SI)
+    return f"{sign}{number} {unit}"
+
+
+def fmt_int(n: int | None) -> str:
+    """An exact count, digits grouped by commas: 1234567 → '1,234,567'; None → '—'."""
+    return MISSING if n is None else f"{n:,}"
+
+
+def fmt_bytes(n: int | float | None) -> str:
+    """Memory in binary units: 512 → '512 B', 1536 → '1.50 KiB', 3 · 2²⁰ → '3.00 MiB'; None → '—'."""
+    if n is None:
+        return MISSING
+    if round(n) < 1000:
+        return f"{round(n)} B"
+    number, unit = _three_digits(n, 1024, _BINARY)
+    return f"{number} {unit}"
+
+
+def fmt_paper_params(n: int | None) -> str:
+    """Parameters as the papers' tables print them, in K = 1000 and without a space: '2.7K', '159K',
+    '1072K' (the table stays in K below 10 M), '24M'; '' for none."""
+    if not n:
+        return ""
+    if n < 1000:
+        return str(n)
+    if n < 10_000:
+        return f"{n / 1e3:.1f}K"
+    if n < 10_000_000:
+        return f"{round(n / 1e3)}K"
+    return f"{round(n / 1e6)}M"
+
+
+def fmt_paper_ops(n: int | None) -> str:
+    """Multiply-adds as the papers' tables print them (M = 10⁶): '34M', '1.5M', '128M', '5.7G'; ''
+    for none."""
+    if not n:
+        return ""
+    if n < 1e6:
+        return f"{round(n / 1e3)}K" if n >= 1000 else str(n)
+    if n < 10e6:
+        return f"{n / 1e6:.1f}".rstrip("0").rstrip(".") + "M"
+    if n < 10e9:
+        return f"{round(n / 1e6)}M"
+    return f"{n / 1e9:.1f}G"
