@@ -21,6 +21,10 @@ from explorer.qt.classify_panel import ClassifyPanel
 from explorer.qt.workers import Job, JobRunner
 
 
+#: Share of the window's height the classify dock gets while a batch is on screen.
+BATCH_DOCK_SHARE = 0.5
+
+
 def _build_capture(module, graph):
     from explorer.core.capture import CaptureModel
 
@@ -73,6 +77,7 @@ class ImageDocks(QObject):
         self.last_source: str | None = None
         self.classify.image_classified.connect(lambda result: setattr(self, "last_source", result.source))
         self.classify.failed.connect(self._status)
+        self.classify.batch_started.connect(self._give_batch_room)
         self.attribution.attribution_failed.connect(self._status)
         self.shares.shares_failed.connect(self._status)
         for w in (self.activations, self.attribution, self.shares):
@@ -91,6 +96,15 @@ class ImageDocks(QObject):
 
     def docks(self) -> list[QDockWidget]:
         return [self.classify_dock, self.activation_dock, self.attribution_dock, self.shares_dock]
+
+    def _give_batch_room(self) -> None:
+        """A batch began: the classify dock comes forward and gets half the window's height for its table."""
+        dock = self.classify_dock
+        dock.show()
+        dock.raise_()
+        want = round(self.window.height() * BATCH_DOCK_SHARE)
+        if dock.height() < want and not dock.isFloating():
+            self.window.resizeDocks([dock], [want], Qt.Orientation.Vertical)
 
     def _status(self, message: str) -> None:
         show = getattr(self.window, "show_status", None)

@@ -44,7 +44,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
-    QScrollArea,
     QTabWidget,
     QToolBar,
     QVBoxLayout,
@@ -53,6 +52,7 @@ from PySide6.QtWidgets import (
 
 from explorer.core.find import find_in_graph
 from explorer.core.state import ExplorerState, InputSize
+from explorer.core.text import fmt_count
 from explorer.core.zoo import get_spec, model_names
 from explorer.qt.actions import build_actions, shortcuts_html
 from explorer.qt.graph_view import GraphView, TextMeasure
@@ -264,10 +264,7 @@ class MainWindow(QMainWindow):
             PaperTableWidget = None
         if PaperTableWidget is not None:
             self.paper_table = PaperTableWidget(self)
-            scroll = QScrollArea(self)
-            scroll.setWidgetResizable(True)
-            scroll.setWidget(self.paper_table)
-            self.tabs.addTab(scroll, "Paper table")
+            self.tabs.addTab(self.paper_table, "Paper table")
         self.tabs.tabBar().setVisible(self.tabs.count() > 1)
         self.tabs.currentChanged.connect(lambda _i: self._update_paper_table())
         self.setCentralWidget(self.tabs)
@@ -827,8 +824,7 @@ class MainWindow(QMainWindow):
         st = self.state
         self.size_control.set_invalid(st.trace_error is not None)
         t = st.trace
-        totals = "" if t is None else (f"{t.total_params_inference / 1e6:.2f} M params · "
-                                       f"{t.total_macs / 1e9:.2f} G mult-adds")
+        totals = "" if t is None else f"{fmt_count(t.total_params_inference)} params · {fmt_count(t.total_macs)} mult-adds"
         if st.trace_error is not None:
             self.show_error(st.trace_error, topic="size")
             if t is not None:

@@ -26,7 +26,9 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSplitter,
     QTableWidget,
+    QTextBrowser,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -53,6 +55,26 @@ EXPORT_FORMATS = {
 
 _LAYOUT_CHOICES = (("Layout: automatic", None), ("Layout: GoogLeNet Table 1", "googlenet"),
                    ("Layout: Inception v3 Table 1", "inception_v3"))
+
+
+class _NotesView(QTextBrowser):
+    """The table's notes: rich text that scrolls; `text()` is its plain text."""
+
+    def __init__(self):
+        super().__init__()
+        self.setOpenLinks(False)
+        self.setMinimumHeight(60)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - the QLabel name the table used
+        self.setHtml(text)
+
+    def text(self) -> str:
+        return self.toPlainText()
+
+    def sizeHint(self):  # noqa: N802 - Qt override
+        hint = super().sizeHint()
+        hint.setHeight(120)
+        return hint
 
 
 class PaperTableWidget(QWidget):
@@ -88,9 +110,8 @@ class PaperTableWidget(QWidget):
         self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.view.itemSelectionChanged.connect(self._on_selection)
 
-        self.notes = QLabel()
-        self.notes.setWordWrap(True)
-        self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # The notes scroll on their own below the table, which keeps most of the height.
+        self.notes = _NotesView()
 
         self.export_buttons: dict[str, QPushButton] = {}
         buttons = QHBoxLayout()
@@ -106,8 +127,13 @@ class PaperTableWidget(QWidget):
 
         box = QVBoxLayout(self)
         box.addWidget(self.caption)
-        box.addWidget(self.view, 1)
-        box.addWidget(self.notes)
+        split = QSplitter(Qt.Orientation.Vertical, self)
+        split.addWidget(self.view)
+        split.addWidget(self.notes)
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 1)
+        split.setChildrenCollapsible(False)
+        box.addWidget(split, 1)
         box.addLayout(buttons)
 
     # -- model ---------------------------------------------------------------------------------

@@ -324,7 +324,7 @@ def test_paper_table_follows_model_and_size(window, monkeypatch):
     pytest.importorskip("explorer.qt.paper_table")
     assert window.paper_table is not None
     # The table is a tab of the central area (room for its columns), not a squeezed dock.
-    assert window.tabs.count() == 2 and window.tabs.widget(1).widget() is window.paper_table
+    assert window.tabs.count() == 2 and window.tabs.widget(1) is window.paper_table
     calls = []
     monkeypatch.setattr(window.paper_table, "set_model", lambda graph, trace: calls.append((graph, trace)))
     window.set_input_size(320)

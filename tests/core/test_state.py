@@ -1,0 +1,73 @@
+"""ExplorerState: announcements, grouping, and what a model switch does to results (no Qt)."""
+
+from explorer.core.state import BatchRun, ExplorerState, InputSize, State, StateProperty
+
+
+def test_a_change_is_announced_once_and_an_equal_value_not_at_all():
+    st = ExplorerState()
+    seen = []
+    st.connect("input_size", seen.append)
+    st.input_size = InputSize(320, 320)
+    st.input_size = InputSize(320, 320)  # equal: a widget writing back what it was told causes no loop
+    assert seen == [InputSize(320, 320)]
+    st.disconnect("input_size", seen.append)
+    st.input_size = InputSize(10, 10)
+    assert len(seen) == 1
+
+
+def test_changes_are_held_until_the_block_ends_and_announced_once_each():
+    st = ExplorerState()
+    seen = []
+    st.connect("trace_error", lambda v: seen.append(("trace_error", v, st.failed_node)))
+    st.connect("failed_node", lambda v: seen.append(("failed_node", v, st.trace_error)))
+    with st.changes():
+        st.trace_error = "too small"
+        st.failed_node = "maxpool3"
+        st.trace_error = "too small!"
+        assert seen == []
+    # Each callback sees the final values of both properties.
+    assert seen == [("trace_error", "too small!", "maxpool3"), ("failed_node", "maxpool3", "too small!")]
+
+
+def test_unknown_property_cannot_be_connected():
+    import pytest
+
+    with pytest.raises(AttributeError):
+        ExplorerState().connect("no_such_thing", print)
+
+
+def test_a_model_switch_moves_the_batch_aside_and_clears_the_previous_models_results():
+    st = ExplorerState()
+    st.begin_model("googlenet", spec=None)
+    st.batch = BatchRun(model="googlenet", inputs=("photos/",), results=[1, 2, 3])
+    st.classification = object()
+    st.shown_image = object()
+    st.selection = "inception4a"
+    changed = []
+    for name in ("batch", "previous_batch", "classification", "shown_image", "model", "model_status"):
+        st.connect(name, lambda v, n=name: changed.append(n))
+    st.begin_model("inception_v3", spec=None)
+    assert st.batch is None and st.previous_batch.model == "googlenet" and st.previous_batch.results == [1, 2, 3]
+    assert st.classification is None and st.shown_image is None and st.selection is None
+    assert st.model_status == "loading" and st.status_text == "loading inception_v3…"
+    assert sorted(changed) == sorted(["batch", "previous_batch", "classification", "shown_image", "model"])
+
+
+def test_properties_are_listed_with_their_docstrings():
+    names = ExplorerState.property_names()
+    assert {"model", "input_size", "trace", "expanded", "selection", "batch", "shown_image"} <= set(names)
+    assert all(getattr(ExplorerState, n).__doc__ for n in names)
+
+
+def test_arrays_compare_as_changed_without_raising():
+    import numpy as np
+
+    class S(State):
+        value = StateProperty(None, "an array")
+
+    s = S()
+    seen = []
+    s.connect("value", seen.append)
+    s.value = np.zeros(3)
+    s.value = np.zeros(3)  # element-wise equality is no answer: announced again
+    assert len(seen) == 2
