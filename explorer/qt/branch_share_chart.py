@@ -159,7 +159,7 @@ class NetworkShareChart(QWidget):
         self.plot.addItem(self.current, ignoreBounds=True)
         self.canvas.scene().sigMouseClicked.connect(self._on_click)
         self.stack, self.placeholder = _placeholder_stack(
-            self, "No branch shares yet: classify an image, then Compute branch shares.", self.canvas)
+            self, "Every block's branch shares appear here once they are computed.", self.canvas)
 
     def set_shares(self, shares: dict[str, list[float]], labels: dict[str, list[str]]) -> None:
         """shares and labels per block, in depth order."""

@@ -82,7 +82,7 @@ class Presentation(QObject):
         )
         # saveState() holds the docks' sizes and tab order; which tab is raised is taken from the
         # screen, since showing the hidden docks again raises whichever comes last.
-        self._saved.update(geometry=w.saveGeometry(), state=w.saveState(),
+        self._saved.update(geometry=w.saveGeometry(), rect=w.geometry(), state=w.saveState(),
                            raised=[d for d in w.findChildren(QDockWidget)
                                    if d.isVisible() and not d.visibleRegion().isEmpty()])
         for bar in w.chrome_widgets():
@@ -124,9 +124,14 @@ class Presentation(QObject):
             bar.setVisible(vis)
         for strip in (w.weights_bar, w.banner, w.notice):
             strip.set_suppressed(False)
-        if not s["full_screen"]:
-            w.showMaximized() if s["maximized"] else w.showNormal()
+        if s["maximized"] and not s["full_screen"]:
+            w.showMaximized()
             w.restoreGeometry(s["geometry"])
+        elif not s["full_screen"]:
+            # The window's own rectangle: restoreGeometry() guesses the frame, and without a window
+            # manager (Xvfb) the window came back 25 px lower each time.
+            w.showNormal()
+            w.setGeometry(s["rect"])
         w.restoreState(s["state"])
         for dock in s["raised"]:
             dock.raise_()

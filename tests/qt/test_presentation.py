@@ -7,12 +7,12 @@ from PySide6.QtWidgets import QDockWidget, QTabBar
 
 def layout_of(w) -> dict:
     """The size of every dock on screen (a tab behind another keeps a stale size), each dock tab bar's
-    raised tab, and the window's size."""
+    raised tab, and where the window is."""
     docks = {d.objectName(): d.geometry().getRect() for d in w.findChildren(QDockWidget)
              if d.isVisible() and not d.visibleRegion().isEmpty()}
     tabs = sorted(t.tabText(t.currentIndex()) for t in w.findChildren(QTabBar)
                   if t.parent() is w and t.isVisible())
-    return {"docks": docks, "tabs": tabs, "window": w.size().toTuple(), "view": w.view.size().toTuple()}
+    return {"docks": docks, "tabs": tabs, "window": w.geometry().getRect(), "view": w.view.size().toTuple()}
 
 
 def text_px(view) -> float:
