@@ -20,6 +20,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--weights", default="auto", help="auto (hub cache, then download), none, or a file")
         p.add_argument("--offline", action="store_true", help="never try to download weights")
         opts = p.parse_args(args[1:] if args else [])
+        from explorer.qt.platform_check import platform_problem
+
+        problem = platform_problem()  # before any Qt library loads: Qt's own failure is an abort
+        if problem:
+            print(problem, file=sys.stderr)
+            return 1
         from explorer.qt.app import main as gui_main
 
         return gui_main([sys.argv[0]], model=opts.model, weights=opts.weights, allow_download=not opts.offline)

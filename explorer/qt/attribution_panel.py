@@ -67,6 +67,8 @@ ABSOLUTE_COLORMAP = "inferno"
 CLIP_PERCENTILE = 99.5
 CLIPPED_METHODS = ("integrated_gradients", "saliency")
 WARNING_COLOR = "#c62828"
+#: Widest the column of controls grows (pixels): room for the longest baseline and branch names.
+CONTROLS_MAX_WIDTH = 420
 SLOT = "attribution"
 
 
@@ -192,13 +194,22 @@ class AttributionPanel(QWidget):
         shown.addWidget(self.opacity_slider, 1)
         shown.addWidget(self.export_button)
 
-        layout = QVBoxLayout(self)
-        layout.addLayout(self.form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status)
-        layout.addWidget(self.delta_label)
+        # The controls in a column of bounded width beside the overlay: stacked above it, in a dock
+        # across a 1280 px window the fields stretched to the full width and pushed Show, Opacity and
+        # Export below a 300 px dock's edge.
+        self.controls = QWidget(self)
+        self.controls.setMaximumWidth(CONTROLS_MAX_WIDTH)
+        column = QVBoxLayout(self.controls)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addLayout(self.form)
+        column.addLayout(buttons)
+        column.addLayout(shown)
+        column.addWidget(self.status)
+        column.addWidget(self.delta_label)
+        column.addStretch(1)
+        layout = QHBoxLayout(self)
+        layout.addWidget(self.controls)
         layout.addWidget(self.view, 1)
-        layout.addLayout(shown)
 
         self.method_combo.currentIndexChanged.connect(lambda: self.set_method(self.method_combo.currentData()))
         self.block_combo.currentIndexChanged.connect(self._on_block_combo)

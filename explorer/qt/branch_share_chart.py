@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFileDialog,
     QGraphicsRectItem,
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QProgressBar,
     QPushButton,
+    QStackedLayout,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -66,6 +67,20 @@ def _plot(title: str) -> pg.PlotWidget:
     return w
 
 
+def _placeholder_stack(parent: QWidget, text: str, chart: QWidget) -> tuple[QStackedLayout, QLabel]:
+    """`chart` behind a line of text shown while there is nothing to plot: an empty plot would
+    show a numbered 0.1–0.9 axis that means nothing."""
+    label = QLabel(text, parent)
+    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    label.setWordWrap(True)
+    label.setEnabled(False)  # drawn in the palette's disabled (grey) text colour
+    stack = QStackedLayout(parent)
+    stack.setContentsMargins(0, 0, 0, 0)
+    stack.addWidget(label)
+    stack.addWidget(chart)
+    return stack, label
+
+
 def _configure(w: pg.PlotItem, title: str) -> None:
     w.setMenuEnabled(False)
     w.setMouseEnabled(x=False, y=False)
@@ -86,9 +101,8 @@ class BranchShareChart(QWidget):
         self.bars: pg.BarGraphItem | None = None
         self.block: str | None = None
         self.shares: list[float] = []
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot)
+        self.stack, self.placeholder = _placeholder_stack(
+            self, "One block's branch shares appear here once they are computed.", self.plot)
 
     def set_block(self, block: str, shares: list[float], labels: list[str]) -> None:
         self.block, self.shares = block, list(shares)
@@ -103,6 +117,7 @@ class BranchShareChart(QWidget):
         self.plot.setXRange(-0.6, len(shares) - 0.4, padding=0)
         self.plot.setYRange(0, max(shares, default=1) * 1.1, padding=0)
         self.plot.setTitle(f"Branch shares of {block}")
+        self.stack.setCurrentWidget(self.plot)
 
     def heights(self) -> np.ndarray:
         return np.array([]) if self.bars is None else np.asarray(self.bars.opts["height"], float)
@@ -111,6 +126,7 @@ class BranchShareChart(QWidget):
         if self.bars is not None:
             self.plot.removeItem(self.bars)
         self.bars, self.block, self.shares = None, None, []
+        self.stack.setCurrentWidget(self.placeholder)
 
     def export_png(self, path: str | Path, width: int = 900) -> Path:
         from explorer.qt.activation_view import export_layout_png
@@ -142,13 +158,14 @@ class NetworkShareChart(QWidget):
         self.current.hide()
         self.plot.addItem(self.current, ignoreBounds=True)
         self.canvas.scene().sigMouseClicked.connect(self._on_click)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.canvas)
+        self.stack, self.placeholder = _placeholder_stack(
+            self, "Every block's branch shares appear here once they are computed.", self.canvas)
 
     def set_shares(self, shares: dict[str, list[float]], labels: dict[str, list[str]]) -> None:
         """shares and labels per block, in depth order."""
         self.clear()
+        if not shares:
+            return
         self.blocks = list(shares)
         n = max((len(v) for v in shares.values()), default=0)
         x = np.arange(len(self.blocks))
@@ -172,6 +189,7 @@ class NetworkShareChart(QWidget):
         self.plot.getAxis("bottom").setTicks([[(i, names[i]) for i in range(0, len(names), every)]])
         self.plot.setXRange(-0.6, len(self.blocks) - 0.4, padding=0)
         self.plot.setYRange(0, 1, padding=0.02)
+        self.stack.setCurrentWidget(self.canvas)
 
     def set_current(self, block: str | None) -> None:
         """Outline `block`'s bar (None: no outline)."""
@@ -194,6 +212,7 @@ class NetworkShareChart(QWidget):
         self.current.hide()
         self.legend.clear()
         self.bars, self.blocks = [], []
+        self.stack.setCurrentWidget(self.placeholder)
 
     def export_png(self, path: str | Path, width: int = 1200) -> Path:
         from explorer.qt.activation_view import export_layout_png

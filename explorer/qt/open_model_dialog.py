@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QStringListModel, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QStringListModel, Qt, Signal
 from PySide6.QtWidgets import (
     QCompleter,
     QDialog,
@@ -70,6 +70,10 @@ class OpenModelDialog(QDialog):
         completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         completer.setFilterMode(Qt.MatchFlag.MatchContains)
         self.edit.setCompleter(completer)
+        # The popup grabs the keyboard while it is shown and the completer swallows Return there, so
+        # the first Enter would only pick the completion. Filters run last-installed first: this one
+        # sees Return before the completer does and opens at once.
+        completer.popup().installEventFilter(self)
         self.browse_button = QPushButton("Browse…", self)
         self.browse_button.clicked.connect(self.browse)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel,
@@ -88,6 +92,18 @@ class OpenModelDialog(QDialog):
         lay.addWidget(self.buttons)
         self._update_button()
         self._load_names()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        popup = self.edit.completer().popup()
+        if (watched is popup and event.type() == QEvent.Type.KeyPress
+                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)):
+            index = popup.currentIndex()
+            if index.isValid():  # a highlighted completion is what the user chose
+                self.edit.setText(index.data(self.edit.completer().completionRole()))
+            popup.hide()
+            self.accept()
+            return True
+        return super().eventFilter(watched, event)
 
     def reference(self) -> str:
         return self.edit.text().strip()

@@ -2,7 +2,10 @@
 
 Each step expands, highlights and centres the next Inception block (collapsing the previous one)
 and writes a caption with the block's name, output shape and branch channels. Esc restores the
-window as it was.
+window as it was: its geometry, its docks' sizes and which of their tabs was raised.
+
+What it reads of the window: graph, trace, expanded, view, caption, weights_bar, banner, notice,
+chrome_widgets(), set_presentation_style(), redraw(), spec_title(), and its QDockWidget children.
 
 Signals
 -------
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtWidgets import QDockWidget
 
 from explorer.core.text import fmt_shape
 
@@ -25,6 +29,9 @@ if TYPE_CHECKING:
 
 NEXT_KEYS = ("Right", "Space", "PgDown", "Down")
 PREV_KEYS = ("Left", "Backspace", "PgUp", "Up")
+#: The zoom of a block slide whose block fits the screen (block slides never zoom in further): the
+#: overview is drawn at it too, so its text is as large as theirs, from the top of the network.
+SLIDE_ZOOM = 1.0
 
 
 def presentation_scale(screen_height: int) -> float:
@@ -74,7 +81,11 @@ class Presentation(QObject):
             maximized=w.isMaximized(), transform=w.view.transform(),
             visible={bar: bar.isVisible() for bar in w.chrome_widgets()},
         )
-        self._saved["geometry"] = w.saveGeometry()
+        # saveState() holds the docks' sizes and tab order; which tab is raised is taken from the
+        # screen, since showing the hidden docks again raises whichever comes last.
+        self._saved.update(geometry=w.saveGeometry(), rect=w.geometry(), state=w.saveState(),
+                           raised=[d for d in w.findChildren(QDockWidget)
+                                   if d.isVisible() and not d.visibleRegion().isEmpty()])
         for bar in w.chrome_widgets():
             bar.hide()
         for strip in (w.weights_bar, w.banner, w.notice):  # messages arriving now wait until the talk is over
@@ -115,9 +126,17 @@ class Presentation(QObject):
             bar.setVisible(vis)
         for strip in (w.weights_bar, w.banner, w.notice):
             strip.set_suppressed(False)
-        if not s["full_screen"]:
-            w.showMaximized() if s["maximized"] else w.showNormal()
+        if s["maximized"] and not s["full_screen"]:
+            w.showMaximized()
             w.restoreGeometry(s["geometry"])
+        elif not s["full_screen"]:
+            # The window's own rectangle: restoreGeometry() guesses the frame, and without a window
+            # manager (Xvfb) the window came back 25 px lower each time.
+            w.showNormal()
+            w.setGeometry(s["rect"])
+        w.restoreState(s["state"])
+        for dock in s["raised"]:
+            dock.raise_()
         w.view.setTransform(s["transform"])
         if s["selected"]:
             w.view.select(s["selected"])
@@ -134,7 +153,7 @@ class Presentation(QObject):
         self.go(self.index - 1)
 
     def go(self, index: int) -> None:
-        """Show block `index` (−1: the whole network); out-of-range indices stop at the ends."""
+        """Show block `index` (−1: the overview); out-of-range indices stop at the ends."""
         blocks = self.blocks()
         if not self.active or not blocks:
             return
@@ -153,7 +172,7 @@ class Presentation(QObject):
         w.view.set_highlighted(name)
         rect = w.view.node_rect(name)
         if rect is not None:
-            w.view.fit(rect.adjusted(-30, -30, 30, 30), max_zoom=1.0)
+            w.view.fit(rect.adjusted(-30, -30, 30, 30), max_zoom=SLIDE_ZOOM)
         w.caption.setText(self.caption_text(name))
         self.stepped.emit(index, name)
 
@@ -172,7 +191,7 @@ class Presentation(QObject):
     def _show_overview(self) -> None:
         w = self.window
         w.view.set_highlighted(None)
-        w.view.fit(max_zoom=1.0)
+        w.view.fit(max_zoom=SLIDE_ZOOM, min_zoom=SLIDE_ZOOM)
         title = w.spec_title()
         w.caption.setText(f"<b>{title}</b> &nbsp;·&nbsp; {len(self.blocks())} Inception blocks"
                           f" &nbsp;<span style='color:#aaa'>→ next · ← back · Esc leave</span>")

@@ -1,0 +1,60 @@
+"""Presentation mode gives the window back as it was, and its overview's text is as large as a slide's."""
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontInfo
+from PySide6.QtWidgets import QDockWidget, QTabBar
+
+
+def layout_of(w) -> dict:
+    """The size of every dock on screen (a tab behind another keeps a stale size), each dock tab bar's
+    raised tab, and where the window is."""
+    docks = {d.objectName(): d.geometry().getRect() for d in w.findChildren(QDockWidget)
+             if d.isVisible() and not d.visibleRegion().isEmpty()}
+    tabs = sorted(t.tabText(t.currentIndex()) for t in w.findChildren(QTabBar)
+                  if t.parent() is w and t.isVisible())
+    return {"docks": docks, "tabs": tabs, "window": w.geometry().getRect(), "view": w.view.size().toTuple()}
+
+
+def text_px(view) -> float:
+    return view.transform().m11() * QFontInfo(view.theme.font).pixelSize()
+
+
+def test_leaving_restores_the_layout_from_before(window, qtbot):
+    w = window
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow, timeout=5000)
+    # A layout of the user's own: not the first tab raised, docks dragged to other sizes.
+    w.images.attribution_dock.raise_()
+    w.resizeDocks([w.details_dock], [240], Qt.Orientation.Horizontal)
+    w.resizeDocks([w.images.attribution_dock], [280], Qt.Orientation.Vertical)
+    qtbot.wait(100)
+    before = layout_of(w)
+    assert "Attributions" in before["tabs"]
+    with qtbot.waitSignal(w.presentation.entered):
+        qtbot.keyClick(w.view, Qt.Key.Key_F5)
+    qtbot.keyClick(w.view, Qt.Key.Key_Right)
+    qtbot.keyClick(w.view, Qt.Key.Key_Right)
+    with qtbot.waitSignal(w.presentation.left):
+        qtbot.keyClick(w.view, Qt.Key.Key_Escape)
+    qtbot.wait(100)
+    assert layout_of(w) == before
+
+
+def test_the_overview_text_is_as_large_as_the_block_slides(window, qtbot):
+    w = window
+    normal = text_px(w.view) / w.view.transform().m11()  # the font's pixel size outside presentation
+    with qtbot.waitSignal(w.presentation.entered):
+        w.presentation.enter()
+    overview = text_px(w.view)
+    assert QFontInfo(w.view.theme.font).pixelSize() > normal  # the theme grew with the screen
+    slides = []
+    for _ in w.presentation.blocks():
+        w.presentation.next()
+        slides.append(text_px(w.view))
+    assert overview >= max(slides)
+    # The overview starts at the network's input.
+    w.presentation.first()
+    w.presentation.previous()
+    visible = w.view.mapToScene(w.view.viewport().rect()).boundingRect()
+    assert visible.contains(w.view.boxes["input"].sceneBoundingRect())
+    w.presentation.leave()
