@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None, *, model: str | None = None, weights: st
                     done = torch is not None and not getattr(getattr(torch, "__spec__", None), "_initializing",
                                                              False)
                     print(f"torch_imported_at_window {done}", flush=True)
+                    if window.state.graph is not None:  # the preview, drawn before the window was shown
+                        print(f"graph_drawn_s {since():.3f}", flush=True)
                 return False
 
         first_paint = FirstPaint(window)

@@ -55,8 +55,10 @@ from explorer.core.state import ExplorerState, InputSize
 from explorer.core.text import fmt_count
 from explorer.core.zoo import get_spec, model_names
 from explorer.qt.actions import build_actions, shortcuts_html
+from explorer.qt import help
 from explorer.qt.graph_view import GraphView, TextMeasure
 from explorer.diagram.layout import Style, build_diagram, layout_diagram
+from explorer.qt.model_menu import ModelMenu
 from explorer.qt.panels import Banner, DetailsPanel, InputSizeControl, WeightsBar
 from explorer.qt.presentation import Presentation
 from explorer.qt.status_line import StatusLine
@@ -76,13 +78,11 @@ __all__ = ["APPLICATION", "DEFAULT_MODEL", "DOCK_LAYOUT_VERSION", "MAX_RECENT", 
            "default_settings"]
 
 INITIAL_MIN_ZOOM = 0.8
-#: Ctrl+F zooms to at least this much, so the match's text can be read.
-FIND_ZOOM = 1.0
 WEIGHT_FILTER = "Weights (*.pth *.pt *.bin *.safetensors);;All files (*)"
 #: The image panels are built this long after the window is on screen (pyqtgraph costs half a second).
 IMAGE_DOCKS_DELAY_MS = 60
-#: The graph worker (which imports torch) starts this long after the first paint.
-ENGINE_DELAY_MS = 10
+#: The graph worker (which imports torch) starts right after the graph's first paint, or after this long.
+ENGINE_FALLBACK_MS = 1500
 
 
 class _PasteRouter(QObject):
@@ -124,6 +124,7 @@ class MainWindow(QMainWindow):
         self._restore = restore
         self._shown_preview: str | None = None
         self._engine_started = False
+        self._engine_waits = False
         self.images = None  # the image panels, built just after the window is on screen
 
         self.setWindowTitle(APPLICATION)
@@ -187,6 +188,10 @@ class MainWindow(QMainWindow):
     @property
     def failed_node(self) -> str | None:
         return self.state.failed_node
+
+    @property
+    def recent_actions(self) -> list[QAction]:
+        return self.model_menu_binding.recent_actions
 
     @property
     def expanded(self) -> frozenset[str]:
@@ -321,18 +326,12 @@ class MainWindow(QMainWindow):
         v.addAction(self.details_dock.toggleViewAction())
         v.addAction(self.toolbar.toggleViewAction())
         self.view_menu = v
-        m = self.menus["&Model"]
-        self.model_actions = QActionGroup(self)
-        self.model_actions.setExclusive(True)
-        for name in model_names():
-            act = QAction(get_spec(name).title.replace("&", "&&"), self, checkable=True)  # "Ioffe & Szegedy"
-            act.setData(name)
-            act.triggered.connect(lambda checked, n=name: self.set_model(n))
-            self.model_actions.addAction(act)
-            m.addAction(act)
-        self.model_menu = m
-        self.recent_actions: list[QAction] = []
-        self._rebuild_recent_menu()
+        self.model_menu = self.menus["&Model"]
+        self.model_menu_binding = ModelMenu(self.model_menu, self.state, self)
+        self.model_menu_binding.zoo_model_chosen.connect(self.set_model)
+        self.model_menu_binding.reference_chosen.connect(self.open_model)
+        self.model_menu_binding.open_requested.connect(self.open_model_dialog)
+        self.model_actions = self.model_menu_binding.group
         self.compare_action = self.actions["compare"]
         self.factorisation_action = self.actions["factorisation"]
 
@@ -345,7 +344,6 @@ class MainWindow(QMainWindow):
         st.connect("model_status", lambda _s: self._sync_busy())
         st.connect("status_text", lambda text: self.show_status(text, 0, topic="model") if text else
                    self.status_line.clear("model"))
-        st.connect("recent", lambda _refs: self._rebuild_recent_menu())
         st.connect("presenting", lambda _p: self._sync_busy())
 
     # -- actions (see explorer.qt.actions) ---------------------------------------------------------
@@ -397,26 +395,13 @@ class MainWindow(QMainWindow):
         return self.open_compare(1)
 
     def show_shortcuts(self) -> None:
-        box = QMessageBox(self)
-        box.setWindowTitle("Keyboard shortcuts")
-        box.setTextFormat(Qt.TextFormat.RichText)
-        box.setText(shortcuts_html(self.actions))
-        box.open()
-        self._help_box = box
+        help.show_shortcuts(self)
 
     def show_weights_help(self) -> None:
-        box = QMessageBox(self)
-        box.setWindowTitle("Where weights are looked for")
-        box.setTextFormat(Qt.TextFormat.RichText)
-        box.setText(weights_help_html())
-        box.open()
-        self._help_box = box
+        help.show_weights_help(self)
 
     def show_about(self) -> None:
-        QMessageBox.about(self, "About Inception Explorer",
-                          "<b>Inception Explorer</b><br>Look inside Inception-family convolutional networks:"
-                          " block graph, shapes at any input size, the paper's table, presentation mode,"
-                          " classification, activations and attributions per branch.")
+        help.show_about(self)
 
     def open_compare(self, tab: int = 0):
         """Show the Compare window (one per main window, non-modal) on tab 0 (compare) or 1 (factorisation)."""
@@ -468,14 +453,24 @@ class MainWindow(QMainWindow):
             self._start_graph_job(name)
         # The preview is drawn now, before any worker imports torch: the window paints it at once.
         self._show_preview(name)
-        if not self._engine_started:
-            # The engine (torch) starts importing once the window has painted.
-            QTimer.singleShot(ENGINE_DELAY_MS, self._start_engine)
+        if not self._engine_started and not self._engine_waits:
+            # The engine (torch) starts importing once the graph has painted: a worker importing torch
+            # holds the interpreter for seconds, and the window would stay black until then.
+            self._engine_waits = True
+            self.view.viewport().installEventFilter(self)
+            QTimer.singleShot(ENGINE_FALLBACK_MS, self._start_engine)  # a window that is never shown
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.Paint and obj is self.view.viewport() and not self._engine_started:
+            obj.removeEventFilter(self)
+            QTimer.singleShot(0, self._start_engine)  # after this paint has reached the screen
+        return False
 
     def _start_engine(self) -> None:
         if self._engine_started:
             return
         self._engine_started = True
+        self.view.viewport().removeEventFilter(self)
         if self.model_ref is None and self.model_name is not None and (self.graph is None or self._shown_preview):
             self._start_graph_job(self.model_name)
 
@@ -523,11 +518,6 @@ class MainWindow(QMainWindow):
         self.model_combo.setPlaceholderText(self.spec_title() if opened else "")
         self.model_combo.setCurrentIndex(-1 if opened else max(0, self.model_combo.findData(self.model_name)))
         self.model_combo.blockSignals(False)
-        for act in self.model_actions.actions():
-            act.setChecked(not opened and act.data() == self.model_name)
-        for act in self.recent_actions:
-            if act.isCheckable():
-                act.setChecked(opened and act.data() == self.model_ref)
         self.setWindowTitle(f"{self.spec_title()} — {APPLICATION}" if self.spec is not None else APPLICATION)
 
     def _sync_busy(self) -> None:
@@ -701,7 +691,8 @@ class MainWindow(QMainWindow):
     def _on_open_failed(self, ref: str, message: str) -> None:
         self.status_line.clear("open")
         self._sync_busy()
-        self._sync_model_widgets()  # a Recent entry checked when it was chosen
+        self._sync_model_widgets()
+        self.model_menu_binding.sync()  # a Recent entry was checked when it was chosen
         still = f" {self.spec_title()} stays loaded." if self.graph is not None else ""
         self.show_error(f"Could not open {ref}: {message}.{still}")
 
@@ -727,36 +718,6 @@ class MainWindow(QMainWindow):
 
     def clear_recent(self) -> None:
         self.state.recent = ()
-
-    def _rebuild_recent_menu(self) -> None:
-        """The Model menu's Recent section: one entry per opened model (the current one checked), then
-        Open model… and Clear."""
-        from explorer.core.anycnn import is_file_reference
-
-        for act in self.recent_actions:
-            self.model_menu.removeAction(act)
-            if act.actionGroup() is not None:
-                act.actionGroup().removeAction(act)
-            act.deleteLater()
-        self.recent_actions = [self.model_menu.addSection("Recent")]
-        for ref in self.recent_models():
-            act = QAction(Path(ref).name if is_file_reference(ref) else ref, self, checkable=True)
-            act.setData(ref)
-            act.setStatusTip(ref)
-            act.setToolTip(ref)
-            act.setChecked(ref == self.model_ref)
-            act.triggered.connect(lambda checked=False, r=ref: self.open_model(r))
-            self.model_actions.addAction(act)
-            self.model_menu.addAction(act)
-            self.recent_actions.append(act)
-        more = [QAction("Open &model…", self), QAction("Clear recent", self)]
-        more[0].triggered.connect(self.open_model_dialog)
-        more[1].triggered.connect(self.clear_recent)
-        more[1].setEnabled(len(self.recent_actions) > 1)
-        self.recent_actions.append(self.model_menu.addSeparator())
-        for act in more:
-            self.model_menu.addAction(act)
-            self.recent_actions.append(act)
 
     # -- shapes ------------------------------------------------------------------------------
 
@@ -983,7 +944,7 @@ class MainWindow(QMainWindow):
         if match.layer is None:
             key = match.node if match.node in self.view.boxes else self.view.diagram.entry[match.node]
             self.view.select(key)
-            self._zoom_to(key)
+            self.view.zoom_to_box(key)
             self.show_status(f"found {match.node}", 4000)
             return match.node
         # A layer inside a block: open the block and select the layer's box.
@@ -991,19 +952,10 @@ class MainWindow(QMainWindow):
         for b in self.view.diagram.boxes.values():
             if b.node == match.node and b.role == "layer" and match.layer.lower() in b.tooltip.lower():
                 self.view.select(b.key)
-                self._zoom_to(b.key)
+                self.view.zoom_to_box(b.key)
                 self.show_status(f"found {b.tooltip} in {match.node}", 4000)
                 return b.key
         return None
-
-    def _zoom_to(self, key: str) -> None:
-        """Zoom to at least FIND_ZOOM (the match's text readable) and centre on box `key`."""
-        item = self.view.boxes.get(key)
-        if item is None:
-            return
-        if self.view.zoom() < FIND_ZOOM:
-            self.view.set_zoom(FIND_ZOOM)
-        self.view.centerOn(item)
 
     # -- export ------------------------------------------------------------------------------
 
@@ -1129,21 +1081,3 @@ class MainWindow(QMainWindow):
     def sizeHint(self) -> QSize:
         return QSize(1280, 860)
 
-
-def weights_help_html() -> str:
-    """Help → Where weights are looked for: the torch hub cache, downloads, and files."""
-    import html
-    import os
-
-    hub = os.environ.get("TORCH_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
-    return (
-        "<p>For a model with published weights (torchvision's GoogLeNet and Inception v3, and any torchvision"
-        " model opened by name) the window looks, in order:</p><ol>"
-        f"<li>in the torch hub cache: <code>{html.escape(os.path.join(hub, 'hub', 'checkpoints'))}</code>"
-        " (set <code>TORCH_HOME</code> to move it);</li>"
-        "<li>online, downloading into that cache (with progress and Cancel; File → Retry download);</li>"
-        "<li>else the model keeps random weights and says why.</li></ol>"
-        "<p>timm models use timm's own cache. Any model takes a state dict with File → Open weights file…"
-        " (.pth / .pt / .bin read with <code>weights_only=True</code>, or .safetensors): it is loaded whole or"
-        " not at all.</p>")

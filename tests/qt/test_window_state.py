@@ -227,11 +227,11 @@ def test_the_paper_table_has_the_central_area(window, qtbot):
 
 
 def test_find_zooms_to_the_match(window, qtbot):
-    from explorer.qt.main_window import FIND_ZOOM
+    from explorer.qt.graph_view import NATURAL_ZOOM
 
     window.view.set_zoom(0.3)
     assert window.find("inception4c") == "inception4c"
-    assert window.view.zoom() >= FIND_ZOOM
+    assert window.view.zoom() >= NATURAL_ZOOM
     item = window.view.boxes["inception4c"]
     visible = window.view.mapToScene(window.view.viewport().rect()).boundingRect()
     assert visible.contains(item.sceneBoundingRect().center())
