@@ -89,7 +89,9 @@ def cmd_classify(args) -> int:
 
     # (NaN fails both comparisons: "not 0 < x <= limit" refuses it, and inf.)
     if args.max_pixels is not None and not 0 < args.max_pixels <= MAX_PIXELS_LIMIT / 1e6:
-        raise CommandError(f"--max-megapixels {args.max_pixels:g} must be above 0 and at most {MAX_PIXELS_LIMIT / 1e6:g}")
+        raise CommandError(
+            f"--max-megapixels {args.max_pixels:g} must be above 0 and at most {MAX_PIXELS_LIMIT / 1e6:g}"
+        )
 
     files = expand_inputs(args.inputs)
     if not files:
@@ -144,7 +146,8 @@ def cmd_classify(args) -> int:
                 out.write(json.dumps(r.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
             elif args.format == "csv":
                 for rank, p in enumerate(r.top, 1):
-                    writer.writerow([r.source, rank, p.index, p.label, f"{p.prob:.6f}" if math.isfinite(p.prob) else ""])
+                    prob = f"{p.prob:.6f}" if math.isfinite(p.prob) else ""  # NaN logits: an empty cell
+                    writer.writerow([r.source, rank, p.index, p.label, prob])
             else:
                 t = r.timings_ms
                 print(
@@ -173,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_models)
     s = sub.add_parser("trace", help="trace every node's output shape, params and multiply-adds")
     s.add_argument("model")
-    s.add_argument("--size", default="224", help=f"input size: H or HxW (default 224; at most {MAX_INPUT_SIDE} per side)")
+    s.add_argument("--size", default="224",
+                   help=f"input size: H or HxW (default 224; at most {MAX_INPUT_SIDE} per side)")
     s.add_argument("--batch", type=int, default=1, help=f"batch size N (default 1; at most {MAX_BATCH})")
     s.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
     s.set_defaults(func=cmd_trace)
@@ -187,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     s.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
-    s.add_argument("--batch", type=int, default=None, help=f"images per forward pass (default 64 on CUDA, 8 on the CPU; at most {MAX_BATCH})")
+    s.add_argument("--batch", type=int, default=None,
+                   help=f"images per forward pass (default 64 on CUDA, 8 on the CPU; at most {MAX_BATCH})")
     s.add_argument("--max-megapixels", dest="max_pixels", type=float, default=None, metavar="MP",
                    help="refuse images larger than this, before or after the resize (decompression-bomb "
                    f"guard; default 100, at most {MAX_PIXELS_LIMIT / 1e6:g})")

@@ -149,7 +149,11 @@ def _mib(n: int) -> str:
 
 
 def check_resize(
-    size: tuple[int, int], short_side: int | None, source: str = "<image>", *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    size: tuple[int, int],
+    short_side: int | None,
+    source: str = "<image>",
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Refuse an image of `size` (width, height) whose Resize(`short_side`) would be absurd: an aspect
     ratio above MAX_ASPECT_RATIO, or more than `max_pixels` after the resize. Checked from the header,

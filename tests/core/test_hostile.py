@@ -357,7 +357,8 @@ def test_a_bad_last_tensor_loads_nothing(tmp_path, kind, words):
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
 
-@pytest.mark.parametrize("dtype,words", [(torch.int32, "integer dtype int32"), (torch.complex64, "complex dtype complex64"),
+@pytest.mark.parametrize("dtype,words", [(torch.int32, "integer dtype int32"),
+                                         (torch.complex64, "complex dtype complex64"),
                                          (torch.bool, "boolean dtype bool")])
 def test_non_floating_weights_are_refused_with_the_keys(tmp_path, dtype, words):
     # Old behaviour: int32 and complex64 weights were accepted silently.
@@ -382,7 +383,8 @@ def test_non_finite_weights_are_refused(tmp_path):
     path = _write_state(tmp_path / "nan.pth", state)
     model = _perturbed()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(WeightsError, match=r"NaN or infinite values \(refused: .*\) in 2 tensors: conv.weight, fc.bias$"):
+    refused = r"NaN or infinite values \(refused: .*\) in 2 tensors: conv.weight, fc.bias$"
+    with pytest.raises(WeightsError, match=refused):
         load_weights_file(model, path)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
