@@ -10,7 +10,6 @@ so that a regression fails the test instead of hanging the suite.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import math
 import os
@@ -43,17 +42,10 @@ from explorer.core.loading import LoadedModel
 from explorer.core.shapes import MAX_BATCH, MAX_INPUT_SIDE
 from explorer.core.weights import WeightsError, WeightsState, load_weights_file
 from explorer.core.zoo import get_spec, imagenet_preprocessing
-from tests.netutil import png_header_only, write_weights
+from tests.netutil import FifoWatchdog, png_header_only, strip_png, write_weights
 
 #: What one input may cost the CLI process at most (torch alone is ~0.9 GB resident).
 PEAK_RSS_LIMIT = 1.5 * 2**30
-
-
-def strip_png(w: int, h: int) -> bytes:
-    """A black w×h PNG, 1 bit per pixel: a few hundred bytes however long it is."""
-    buf = io.BytesIO()
-    Image.new("1", (w, h)).save(buf, "PNG", optimize=True)
-    return buf.getvalue()
 
 
 def good_png(path: Path, seed: int) -> Path:
@@ -61,35 +53,6 @@ def good_png(path: Path, seed: int) -> Path:
     low = (torch.rand(3, 6, 8, generator=gen) * 255).byte().permute(1, 2, 0).numpy()
     Image.fromarray(low).resize((96, 72), Image.BICUBIC).save(path)
     return path
-
-
-class FifoWatchdog:
-    """Unblocks a reader stuck opening `fifo` (opening it for writing, then closing it) if one is still
-    stuck after `grace` seconds: a regression then gets end-of-file instead of hanging the test."""
-
-    def __init__(self, fifo: Path, grace: float = 5.0):
-        self.fifo, self.grace, self.fired = fifo, grace, False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        if self._stop.wait(self.grace):
-            return
-        while not self._stop.is_set():
-            try:  # succeeds only while a reader has it open (ENXIO otherwise)
-                os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))
-                self.fired = True
-            except OSError:
-                pass
-            self._stop.wait(0.05)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 # ---------------------------------------------------------------- images and paths
