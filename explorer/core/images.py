@@ -167,7 +167,7 @@ def check_resize(
     if long > MAX_ASPECT_RATIO * short:
         raise ImageLoadError(
             source,
-            f"{w}×{h} has an aspect ratio of {long / short:,.0f}:1, above the limit of {MAX_ASPECT_RATIO}:1 "
+            f"{w}×{h} has an aspect ratio of {_ratio_text(long / short)}:1, above the limit of {MAX_ASPECT_RATIO}:1 "
             f"(resizing its short side to {short_side} would make it {_resized_text(size, short_side)})",
         )
     rw, rh = resized_size(size, short_side)
@@ -177,6 +177,10 @@ def check_resize(
             f"{w}×{h} resized to {rw}×{rh} = {rw * rh / 1e6:.0f} megapixels exceeds the limit of "
             f"{max_pixels / 1e6:g} megapixels",
         )
+
+
+def _ratio_text(r: float) -> str:
+    return f"{r:,.0f}" if r >= 1000 or r == int(r) else f"{r:.1f}"  # 100.5:1 must not read as 100:1
 
 
 def _resized_text(size: tuple[int, int], short_side: int) -> str:

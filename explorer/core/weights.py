@@ -254,8 +254,9 @@ def apply_state_dict(model, state_dict: dict[str, Any]) -> str | None:
         model.load_state_dict(checked, strict=True)
     except Exception as e:
         model.load_state_dict(backup, strict=True)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"weights cannot be used; nothing was loaded — {first}") from e
+        # torch's message spans lines ("Error(s) in loading…:" then the reason): one line for the user.
+        text = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+        raise WeightsError(f"weights cannot be used; nothing was loaded — {text}") from e
     return note
 
 

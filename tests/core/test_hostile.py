@@ -157,6 +157,22 @@ def test_iter_classify_finishes_the_good_images_beside_hostile_ones(tmp_path):
         assert r.ok and [p.index for p in r.top] == row.topk(3).indices.tolist()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_path_refuses_a_jpeg_strip_before_nvjpeg(tmp_path):
+    net = TinyNet().eval()
+    loaded = LoadedModel(get_spec("googlenet"), net, WeightsState("random", "none"), [f"c{i}" for i in range(10)],
+                         preprocess=imagenet_preprocessing(32).transform())
+    good = tmp_path / "good.jpg"
+    Image.new("RGB", (96, 72), (10, 200, 90)).save(good)
+    strip = tmp_path / "strip.jpg"
+    Image.new("L", (2, 60_000)).save(strip)  # JPEG allows 65,535 pixels per side
+    clf = Classifier(loaded, "cuda")
+    results = clf.classify([strip, good], top=3)
+    assert "aspect ratio of 30,000:1" in results[0].error and results[1].ok
+    with pytest.raises(ImageLoadError, match="aspect ratio"):  # the single-image device path
+        clf.device_input(strip)
+
+
 def test_json_of_a_nan_result_is_valid():
     # Old behaviour: NaN probabilities went into the CLI's JSON as the bare word NaN (invalid JSON).
     r = ClassificationResult(source="x.png")
@@ -317,6 +333,21 @@ def test_a_bad_last_tensor_loads_nothing(tmp_path, kind, words):
     msg = str(info.value)
     assert msg.startswith(f"{kind}.pth: weights cannot be used; nothing was loaded — ") and "\n" not in msg
     assert f"{words}" in msg and msg.endswith(f"in 1 tensor: {last}")
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+def test_a_failure_the_checks_miss_still_loads_nothing(monkeypatch):
+    # The safety net behind the checks: should torch fail half-way, the previous tensors come back.
+    import explorer.core.weights as weights
+
+    monkeypatch.setattr(weights, "check_tensors", lambda model, state: (state, None))
+    state = TinyNet().state_dict()
+    state["fc.bias"] = torch.empty_like(state["fc.bias"], device="meta")
+    model = _perturbed()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(WeightsError, match="nothing was loaded — Error.*Cannot copy out of meta tensor") as info:
+        weights.apply_state_dict(model, state)
+    assert "\n" not in str(info.value)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
 
