@@ -7,6 +7,7 @@ mistyped command answers at once with one line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 EXIT_USAGE = 2
@@ -50,15 +51,14 @@ def cmd_models(args) -> int:
 
 
 def cmd_trace(args) -> int:
-    from explorer.core.shapes import parse_size
+    from explorer.core.shapes import check_batch, parse_size
 
     name = _model_name(args.model)
     try:
         size = parse_size(args.size)
+        check_batch(args.batch)
     except ValueError as e:
         raise CommandError(str(e)) from None
-    if args.batch <= 0:
-        raise CommandError(f"batch {args.batch} must be positive")
 
     from explorer.core.blockgraph import build_block_graph
     from explorer.core.export import TRACE_FORMATS
@@ -81,12 +81,17 @@ def cmd_classify(args) -> int:
     name = _model_name(args.model)
     if args.top < 1:
         raise CommandError(f"--top {args.top} must be at least 1")
-    if args.batch is not None and args.batch < 1:
-        raise CommandError(f"--batch {args.batch} must be at least 1")
-    if args.max_pixels is not None and args.max_pixels <= 0:
-        raise CommandError(f"--max-megapixels {args.max_pixels} must be positive")
+    from explorer.core.shapes import MAX_BATCH
 
-    from explorer.core.images import DEFAULT_MAX_PIXELS, expand_inputs
+    if args.batch is not None and not 1 <= args.batch <= MAX_BATCH:
+        raise CommandError(f"--batch {args.batch} must be from 1 to {MAX_BATCH}")
+    from explorer.core.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, expand_inputs
+
+    # (NaN fails both comparisons: "not 0 < x <= limit" refuses it, and inf.)
+    if args.max_pixels is not None and not 0 < args.max_pixels <= MAX_PIXELS_LIMIT / 1e6:
+        raise CommandError(
+            f"--max-megapixels {args.max_pixels:g} must be above 0 and at most {MAX_PIXELS_LIMIT / 1e6:g}"
+        )
 
     files = expand_inputs(args.inputs)
     if not files:
@@ -106,6 +111,8 @@ def cmd_classify(args) -> int:
         raise CommandError(str(e), EXIT_FAILED) from None
     if loaded.weights.is_random:
         print(f"inception-explorer: warning: {loaded.weights.describe()}", file=sys.stderr)
+    elif loaded.weights.note:
+        print(f"inception-explorer: note: weights {loaded.weights.note}", file=sys.stderr)
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else int(args.max_pixels * 1e6)
     clf = Classifier(loaded, device, max_pixels=max_pixels, batch_size=args.batch, jpeg_draft=not args.exact_decode)
     clf.warm_up()  # device copy of the model (and CUDA graph) before the clock starts
@@ -116,12 +123,16 @@ def cmd_classify(args) -> int:
 
     start = time.perf_counter()
     ok = failed = 0
-    done_json: list[dict] = []
+    out = sys.stdout
     if args.format == "csv":
         import csv
 
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["path", "rank", "index", "label", "prob"])
+    elif args.format == "json":
+        import json
+    # Each result is written and flushed as soon as it is known: a batch killed half-way keeps
+    # every line it finished (JSON Lines: one complete document per line).
     for batch in clf.iter_classify(files, top=args.top):
         for r in batch:
             if not r.ok:
@@ -132,10 +143,11 @@ def cmd_classify(args) -> int:
             if r.notice:
                 print(f"inception-explorer: note: {r.notice}", file=sys.stderr)
             if args.format == "json":
-                done_json.append(r.to_dict())
+                out.write(json.dumps(r.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
             elif args.format == "csv":
                 for rank, p in enumerate(r.top, 1):
-                    writer.writerow([r.source, rank, p.index, p.label, f"{p.prob:.6f}"])
+                    prob = f"{p.prob:.6f}" if math.isfinite(p.prob) else ""  # NaN logits: an empty cell
+                    writer.writerow([r.source, rank, p.index, p.label, prob])
             else:
                 t = r.timings_ms
                 print(
@@ -144,14 +156,9 @@ def cmd_classify(args) -> int:
                 )
                 for rank, p in enumerate(r.top, 1):
                     print(f"  {rank}. {p.prob:7.2%}  {p.label} ({p.index})")
-        sys.stdout.flush()
+            out.flush()
     elapsed = time.perf_counter() - start
-    if args.format == "json":
-        import json
-
-        json.dump(done_json, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
-    elif args.format == "table" and ok:
+    if args.format == "table" and ok:
         print(f"{ok} image(s) in {elapsed:.2f} s ({ok / elapsed:.1f} images/s) on {clf.device}, {failed} failed")
     if ok == 0:
         print(f"inception-explorer: error: none of the {failed} input(s) could be classified", file=sys.stderr)
@@ -160,14 +167,18 @@ def cmd_classify(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from explorer.core.images import MAX_PIXELS_LIMIT
+    from explorer.core.shapes import MAX_BATCH, MAX_INPUT_SIDE
+
     p = _Parser(prog="inception-explorer", description="Look inside Inception-family networks.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     s = sub.add_parser("models", help="list the model zoo")
     s.set_defaults(func=cmd_models)
     s = sub.add_parser("trace", help="trace every node's output shape, params and multiply-adds")
     s.add_argument("model")
-    s.add_argument("--size", default="224", help="input size: H or HxW (default 224)")
-    s.add_argument("--batch", type=int, default=1, help="batch size N (default 1)")
+    s.add_argument("--size", default="224",
+                   help=f"input size: H or HxW (default 224; at most {MAX_INPUT_SIDE} per side)")
+    s.add_argument("--batch", type=int, default=1, help=f"batch size N (default 1; at most {MAX_BATCH})")
     s.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
     s.set_defaults(func=cmd_trace)
     s = sub.add_parser("classify", help="top-k ImageNet classes of image files and folders")
@@ -180,13 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     s.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
-    s.add_argument("--batch", type=int, default=None, help="images per forward pass (default 64 on CUDA, 8 on the CPU)")
+    s.add_argument("--batch", type=int, default=None,
+                   help=f"images per forward pass (default 64 on CUDA, 8 on the CPU; at most {MAX_BATCH})")
     s.add_argument("--max-megapixels", dest="max_pixels", type=float, default=None, metavar="MP",
-                   help="refuse images larger than this (decompression-bomb guard; default 100)")
+                   help="refuse images larger than this, before or after the resize (decompression-bomb "
+                   f"guard; default 100, at most {MAX_PIXELS_LIMIT / 1e6:g})")
     s.add_argument("--exact-decode", action="store_true",
                    help="decode big JPEGs at full size on the CPU: preprocessing bit-identical to torchvision's, "
                    "slower (default: reduced-scale decode, within a grey level)")
-    s.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    s.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="json: JSON Lines, one object per image; every format is written as results complete")
     s.set_defaults(func=cmd_classify)
     return p
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -150,6 +152,42 @@ def png_bytes(size=(64, 48)) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(_RNG.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "PNG")
     return buf.getvalue()
+
+
+def strip_png(w: int, h: int) -> bytes:
+    """A black w×h PNG, 1 bit per pixel: a few hundred bytes however long it is."""
+    buf = io.BytesIO()
+    Image.new("1", (w, h)).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+class FifoWatchdog:
+    """Unblocks a reader stuck opening `fifo` (opening it for writing, then closing it) if one is still
+    stuck after `grace` seconds: a regression then gets end-of-file instead of hanging the test."""
+
+    def __init__(self, fifo: Path, grace: float = 5.0):
+        self.fifo, self.grace, self.fired = fifo, grace, False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        if self._stop.wait(self.grace):
+            return
+        while not self._stop.is_set():
+            try:  # succeeds only while a reader has it open (ENXIO otherwise)
+                os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))
+                self.fired = True
+            except OSError:
+                pass
+            self._stop.wait(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def bad_corpus(folder: Path) -> dict[str, tuple[Path, str]]:

@@ -16,12 +16,19 @@ Conversion policy, chosen to match what a photo viewer shows:
 The pixel limit (`max_pixels`, a decompression-bomb guard) is checked from the header, before any pixel
 is decoded, per call: the process-wide `PIL.Image.MAX_IMAGE_PIXELS` is neither read nor changed by
 this module's own check. (Pillow's check still runs inside GIF/TIFF decoding with its global limit.)
+A tiny image can still make the pipeline allocate a huge one: `Resize(256)` of a 1×100,000 PNG is
+256×25,600,000 pixels. Given the short side the caller resizes to, the header is also checked for an
+aspect ratio above `MAX_ASPECT_RATIO` and for a resized image above `max_pixels`.
+
+Only regular files are read, and at most `max_bytes` of them: a FIFO, a device (`/dev/zero`) or a
+socket is refused from its `stat` without being opened for reading, so none can stall a batch.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +43,13 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", "
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 #: Default decompression-bomb limit: 100 megapixels (a 12 MP photo is far below it).
 DEFAULT_MAX_PIXELS = 100_000_000
+#: The largest `max_pixels` a user may ask for (one gigapixel: 3 GB of RGB once decoded).
+MAX_PIXELS_LIMIT = 1_000_000_000
+#: Default limit on an image file's size in bytes (a 100-megapixel uncompressed TIFF is 300 MB).
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+#: Widest accepted aspect ratio, long side over short side: a 100:1 image resized to a 342-pixel
+#: short side is 342×34,200 (12 megapixels); a 1×100,000 strip would be 342×34,200,000.
+MAX_ASPECT_RATIO = 100
 
 _EXIF_ORIENTATION = 0x0112
 
@@ -74,26 +88,115 @@ class LoadedImage:
         return (h, w) if self.orientation in (5, 6, 7, 8) else (w, h)
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The contents of `path`, or ImageLoadError saying why they cannot be had."""
+def read_bytes(path: str | os.PathLike, *, max_bytes: int | None = DEFAULT_MAX_BYTES) -> bytes:
+    """The contents of regular file `path` (at most `max_bytes`), or ImageLoadError saying why not.
+
+    A FIFO, device or socket is refused from `stat` before any open; the file is then opened
+    non-blocking and checked again (it may have been swapped meanwhile), and never read past the
+    limit, so that no path can block or exhaust the process."""
     p = Path(path)
+    source = str(p)
     try:
-        data = p.read_bytes()
+        st = os.stat(p)
+        _check_regular(source, st.st_mode)
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
-        raise ImageLoadError(str(p), "no such file") from None
+        raise ImageLoadError(source, "no such file") from None
     except IsADirectoryError:
-        raise ImageLoadError(str(p), "is a directory, not an image file") from None
+        raise ImageLoadError(source, "is a directory, not an image file") from None
     except PermissionError:
-        raise ImageLoadError(str(p), "permission denied") from None
+        raise ImageLoadError(source, "permission denied") from None
     except OSError as e:
-        raise ImageLoadError(str(p), f"cannot read: {e.strerror or e}") from None
+        raise ImageLoadError(source, f"cannot read: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        _check_regular(source, st.st_mode)
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise ImageLoadError(source, f"file of {_mib(st.st_size)} exceeds the limit of {_mib(max_bytes)}")
+        limit = max_bytes + 1 if max_bytes is not None else -1
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            fd = -1
+            data = f.read(limit)
+    except OSError as e:
+        raise ImageLoadError(source, f"cannot read: {e.strerror or e}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if max_bytes is not None and len(data) > max_bytes:  # it grew while being read
+        raise ImageLoadError(source, f"file exceeds the limit of {_mib(max_bytes)}")
     if not data:
-        raise ImageLoadError(str(p), "empty file")
+        raise ImageLoadError(source, "empty file")
     return data
 
 
-def open_image(data: bytes, source: str = "<bytes>", *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
-    """Identify encoded image `data` from its header (nothing decoded yet) and enforce `max_pixels`.
+def _check_regular(source: str, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise ImageLoadError(source, "is a directory, not an image file")
+    if not stat.S_ISREG(mode):
+        raise ImageLoadError(source, f"is {_file_kind(mode)}, not a regular file; only regular files are read")
+
+
+def _file_kind(mode: int) -> str:
+    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def check_resize(
+    size: tuple[int, int],
+    short_side: int | None,
+    source: str = "<image>",
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Refuse an image of `size` (width, height) whose Resize(`short_side`) would be absurd: an aspect
+    ratio above MAX_ASPECT_RATIO, or more than `max_pixels` after the resize. Checked from the header,
+    before anything is decoded or resized; nothing is checked when `short_side` is None."""
+    if short_side is None:
+        return
+    w, h = size
+    short, long = min(w, h), max(w, h)
+    if short <= 0:
+        raise ImageLoadError(source, f"corrupt image size {w}×{h}")
+    if long > MAX_ASPECT_RATIO * short:
+        raise ImageLoadError(
+            source,
+            f"{w}×{h} has an aspect ratio of {_ratio_text(long / short)}:1, above the limit of {MAX_ASPECT_RATIO}:1 "
+            f"(resizing its short side to {short_side} would make it {_resized_text(size, short_side)})",
+        )
+    rw, rh = resized_size(size, short_side)
+    if max_pixels is not None and rw * rh > max_pixels:
+        raise ImageLoadError(
+            source,
+            f"{w}×{h} resized to {rw}×{rh} = {rw * rh / 1e6:.0f} megapixels exceeds the limit of "
+            f"{max_pixels / 1e6:g} megapixels",
+        )
+
+
+def _ratio_text(r: float) -> str:
+    return f"{r:,.0f}" if r >= 1000 or r == int(r) else f"{r:.1f}"  # 100.5:1 must not read as 100:1
+
+
+def _resized_text(size: tuple[int, int], short_side: int) -> str:
+    rw, rh = resized_size(size, short_side)
+    return f"{rw:,}×{rh:,} pixels"
+
+
+def open_image(
+    data: bytes,
+    source: str = "<bytes>",
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    resize_short_side: int | None = None,
+):
+    """Identify encoded image `data` from its header (nothing decoded yet) and enforce `max_pixels`
+    (and, given the short side it will be resized to, `check_resize`).
 
     Returns a lazy PIL image. Pillow's `Image.open` would apply its own global limit (and warn);
     this goes through the format plugins directly so that the limit is this call's.
@@ -132,6 +235,7 @@ def open_image(data: bytes, source: str = "<bytes>", *, max_pixels: int | None =
             f"{w}×{h} = {w * h / 1e6:.0f} megapixels exceeds the limit of {max_pixels / 1e6:g} "
             "megapixels (possible decompression bomb)",
         )
+    check_resize((w, h), resize_short_side, source, max_pixels=max_pixels)
     return im
 
 
@@ -140,8 +244,10 @@ def load_image(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     draft_short_side: int | None = None,
+    resize_short_side: int | None = None,
     keep_data: bool = False,
     name: str | None = None,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
 ) -> LoadedImage:
     """Decode `source` (a path or the bytes of a file) into an upright RGB image.
 
@@ -150,14 +256,18 @@ def load_image(
     that resize in both dimensions — several times faster for big photos — and the caller must finish
     with that resize, mapping `box` (the full image's extent in the reduced one). Other formats
     ignore it.
+    resize_short_side: the short side the caller will resize to (defaults to `draft_short_side`):
+    the image is refused from its header when that resize would be absurd (`check_resize`).
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         label = name or "<bytes>"
     else:
         label = name or str(source)
-        data = read_bytes(source)
-    im = open_image(data, label, max_pixels=max_pixels)
+        data = read_bytes(source, max_bytes=max_bytes)
+    if resize_short_side is None:
+        resize_short_side = draft_short_side
+    im = open_image(data, label, max_pixels=max_pixels, resize_short_side=resize_short_side)
     stored_size, mode, fmt = im.size, im.mode, im.format or "?"
     scale = 1
     if draft_short_side is not None and fmt in ("JPEG", "MPO") and mode in ("RGB", "L", "YCbCr", "CMYK"):
@@ -247,7 +357,9 @@ def expand_inputs(paths: Iterable[str | os.PathLike], *, recursive: bool = False
     """Files to classify: folders become their image files (sorted by name, hidden ones skipped).
 
     Paths that are not folders are kept as given — whether or not they exist or look like images —
-    so that each bad one is reported against its name rather than silently dropped.
+    so that each bad one is reported against its name rather than silently dropped. Within a folder,
+    every non-directory entry with an image extension is kept, a FIFO or a broken link included
+    (`read_bytes` refuses those with a reason): only `stat` is used, nothing is opened.
     """
     out: list[Path] = []
     for raw in paths:
@@ -259,7 +371,7 @@ def expand_inputs(paths: Iterable[str | os.PathLike], *, recursive: bool = False
                 for f in p.glob(pattern)
                 if f.suffix.lower() in IMAGE_EXTENSIONS
                 and not any(part.startswith(".") for part in f.relative_to(p).parts)
-                and f.is_file()
+                and not f.is_dir()
             ]
             out.extend(sorted(found, key=lambda f: str(f.relative_to(p)).lower()))
         else:

@@ -22,6 +22,7 @@ torch is imported when a `Classifier` is made, not when this module is.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import threading
 import time
@@ -34,6 +35,7 @@ from explorer.core.images import (
     DEFAULT_MAX_PIXELS,
     ImageLoadError,
     LoadedImage,
+    check_resize,
     exif_orientation,
     load_image,
     open_image,
@@ -82,9 +84,10 @@ class ClassificationResult:
         self.top = [Prediction(int(i), _category(categories, int(i)), float(v)) for v, i in zip(probs, indices)]
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON: a non-finite probability (NaN logits) becomes None, JSON's null."""
         d: dict[str, Any] = {
             "path": self.source,
-            "top": [{"index": p.index, "label": p.label, "prob": p.prob} for p in self.top],
+            "top": [{"index": p.index, "label": p.label, "prob": _finite_or_none(p.prob)} for p in self.top],
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "device": self.device,
         }
@@ -453,7 +456,12 @@ class Classifier:
                 r.timings_ms = {"decode": _ms(t0)}
                 continue
             t1 = time.perf_counter()
-            x = self._preprocess_pil(li)
+            try:
+                x = self._preprocess_pil(li)
+            except (MemoryError, RuntimeError, ValueError) as e:  # this image only: the batch goes on
+                r.error = f"cannot preprocess: {_first_line(e)}"
+                r.timings_ms = {"decode": (t1 - t0) * 1e3}
+                continue
             t2 = time.perf_counter()
             r.image_size = li.size
             r.timings_ms = {"decode": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3}
@@ -482,7 +490,7 @@ class Classifier:
             try:
                 if isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
                     data = bytes(src) if not isinstance(src, (str, os.PathLike)) else read_bytes(src)
-                    im = open_image(data, label, max_pixels=self.max_pixels)
+                    im = open_image(data, label, max_pixels=self.max_pixels, resize_short_side=self.resize_size)
                     if im.format == "JPEG" and im.mode in ("RGB", "L", "YCbCr") and _ends_like_jpeg(data):
                         orientation = exif_orientation(im)  # a JPEG's EXIF is in its header
                         w, h = im.size
@@ -596,15 +604,20 @@ class Classifier:
     def _load_cpu(self, src, label: str, draft: bool | None = None) -> LoadedImage:
         draft = self.jpeg_draft if draft is None else draft
         if isinstance(src, LoadedImage):
+            check_resize(src.size, self.resize_size, label, max_pixels=self.max_pixels)
             return src
         if isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
             return load_image(
                 src,
                 max_pixels=self.max_pixels,
                 draft_short_side=self.resize_size if draft else None,
+                resize_short_side=self.resize_size,
                 name=label,
             )
         # A PIL image (pasted from the clipboard, say).
+        size = getattr(src, "size", None)
+        if isinstance(size, tuple) and len(size) == 2:
+            check_resize(size, self.resize_size, label, max_pixels=self.max_pixels)
         try:
             rgb = to_rgb(src)
         except (AttributeError, OSError, ValueError) as e:
@@ -657,7 +670,7 @@ class Classifier:
 
         if isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
             data = read_bytes(src) if isinstance(src, (str, os.PathLike)) else bytes(src)
-            im = open_image(data, label, max_pixels=self.max_pixels)
+            im = open_image(data, label, max_pixels=self.max_pixels, resize_short_side=self.resize_size)
             if im.format == "JPEG" and im.mode in ("RGB", "L", "YCbCr") and _ends_like_jpeg(data):
                 try:
                     x = _orient_tensor(self._decode_jpegs_cuda([data])[0], exif_orientation(im))
@@ -721,6 +734,15 @@ def _display_picture(image, display_max: int | None):
         x = F.interpolate(x[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[0]
         x = x.round().clamp(0, 255).to(torch.uint8)
     return Image.fromarray(x.permute(1, 2, 0).contiguous().cpu().numpy(), "RGB")
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _ms(t0: float) -> float:

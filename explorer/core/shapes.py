@@ -5,6 +5,7 @@ receptive field for any input size, from the block graph's compiled shape progra
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
@@ -13,6 +14,10 @@ if TYPE_CHECKING:  # the shape program imports torch; the dataclasses here must 
     from explorer.core.blockgraph import BlockGraph
 
 FLOAT32_BYTES = 4
+#: Largest input height or width anywhere (command line and window): 16 times ImageNet's 256.
+MAX_INPUT_SIDE = 4096
+#: Largest batch size N anywhere (command line and window).
+MAX_BATCH = 4096
 
 
 @dataclass(frozen=True)
@@ -64,16 +69,33 @@ class InputTooSmallError(ValueError):
         )
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'224' → (224, 224); '320x480' / '320×480' / '320,480' → (320, 480). ValueError otherwise."""
+def parse_size(text: str, max_side: int = MAX_INPUT_SIDE) -> tuple[int, int]:
+    """'224' → (224, 224); '320x480' / '320×480' / '320,480' → (320, 480). ValueError otherwise,
+    also for a side above `max_side` (checked on the digits, so no huge number is ever made)."""
+    shown = repr(text if len(text) <= 40 else text[:30] + "…")
     t = text.strip().lower().replace("×", "x").replace(",", "x").replace(" ", "")
     parts = t.split("x") if t else []
-    if len(parts) not in (1, 2) or not all(p.lstrip("+-").isdigit() for p in parts):
-        raise ValueError(f"size {text!r} is not a number or HxW (e.g. 224 or 320x480)")
+    if len(parts) not in (1, 2) or not all(re.fullmatch(r"[+-]?[0-9]+", p) for p in parts):
+        raise ValueError(f"size {shown} is not a number or HxW (e.g. 224 or 320x480)")
+    if any(p.startswith("-") for p in parts):
+        raise ValueError(f"size {shown} must be positive")
+    if any(len(p.lstrip("+").lstrip("0")) > len(str(max_side)) for p in parts):
+        raise ValueError(f"size {shown} exceeds the limit of {max_side} pixels per side")
     h, w = (int(parts[0]), int(parts[-1]))
     if h <= 0 or w <= 0:
-        raise ValueError(f"size {text!r} must be positive")
+        raise ValueError(f"size {shown} must be positive")
+    if h > max_side or w > max_side:
+        raise ValueError(f"size {shown} exceeds the limit of {max_side} pixels per side")
     return h, w
+
+
+def check_batch(n: int, max_batch: int = MAX_BATCH) -> int:
+    """`n` if it is a batch size from 1 to `max_batch`; ValueError otherwise."""
+    if n < 1:
+        raise ValueError(f"batch {n} must be at least 1")
+    if n > max_batch:
+        raise ValueError(f"batch {n} exceeds the limit of {max_batch}")
+    return n
 
 
 def trace_shapes(graph: BlockGraph, size: tuple[int, int] | int, batch: int = 1) -> ShapeTrace:

@@ -3,6 +3,11 @@
 Resolution order for a zoo model: a file already in the torch hub cache, then a download into
 that cache (with progress and cancel), then — when the user names one — a local file. A failed
 or cancelled download leaves random weights and says so (`WeightsState`), never silently.
+
+Loading is all or nothing. Before the model is touched, every tensor of the file is checked: keys
+and shapes, then layout (dense only), device (not meta), dtype (floating for floating parameters;
+another floating precision is cast, with a note) and values (NaN or infinity refuse the file: such a
+model predicts nothing, and quietly loading it would give NaN probabilities).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +42,8 @@ class WeightsState:
     kind: str  # "pretrained" | "file" | "random"
     source: str
     reason: str | None = None
+    #: Something the user should know about weights that did load (e.g. float16 cast to float32).
+    note: str | None = None
 
     @property
     def is_random(self) -> bool:
@@ -44,7 +52,7 @@ class WeightsState:
     def describe(self) -> str:
         if self.is_random:
             return f"{RANDOM_WARNING} ({self.reason})" if self.reason else RANDOM_WARNING
-        return self.source
+        return f"{self.source} ({self.note})" if self.note else self.source
 
 
 class WeightsError(ValueError):
@@ -59,9 +67,25 @@ class WeightsMismatchError(WeightsError):
         parts = []
         for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mismatched)):
             if keys:
-                more = f" … and {len(keys) - shown} more" if len(keys) > shown else ""
-                parts.append(f"{len(keys)} {title}: {', '.join(keys[:shown])}{more}")
+                parts.append(f"{len(keys)} {title}: {_listed(keys, shown)}")
         super().__init__("weights do not fit this architecture; nothing was loaded — " + "; ".join(parts))
+
+
+class WeightsContentError(WeightsError):
+    """A weight file fits the architecture but its tensors cannot be used; nothing was loaded.
+
+    `problems` maps a description ("sparse layout (sparse_coo)", "NaN or infinite values …") to its keys."""
+
+    def __init__(self, problems: dict[str, list[str]], shown: int = 3):
+        self.problems = problems
+        parts = [f"{what} in {len(keys)} tensor{'s' if len(keys) > 1 else ''}: {_listed(keys, shown)}"
+                 for what, keys in problems.items()]
+        super().__init__("weights cannot be used; nothing was loaded — " + "; ".join(parts))
+
+
+def _listed(keys: list[str], shown: int) -> str:
+    more = f" … and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more
 
 
 def hub_checkpoint_path(url: str) -> Path:
@@ -126,15 +150,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     import torch
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise WeightsError(f"no such weight file: {path}")
+    if not path.is_file():  # a folder, FIFO or device: never opened (a FIFO would block, /dev/zero never ends)
+        raise WeightsError(f"{path} is not a regular file; weights are read from regular files only")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             obj: Any = load_file(str(path), device="cpu")
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's notes on old storages or sparse checks: not the user's
+                warnings.simplefilter("ignore", UserWarning)
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any parse failure is the file's fault, reported as such
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsError(f"cannot read weights from {path.name}: {first}") from e
@@ -163,10 +191,73 @@ def check_compatible(model, state_dict: dict[str, Any]) -> None:
         raise WeightsMismatchError(missing, unexpected, mismatched)
 
 
-def apply_state_dict(model, state_dict: dict[str, Any]) -> None:
-    """Load all of `state_dict` into `model`, or nothing at all."""
+def check_tensors(model, state_dict: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Check every tensor of a compatible `state_dict` against `model` without touching the model.
+
+    Returns (the tensors in the model's own dtypes, a note on any cast or None). Raises
+    WeightsContentError listing, by problem, the keys of sparse, quantised, meta, integer, complex,
+    boolean or non-finite tensors."""
+    import torch
+
+    own = model.state_dict()
+    problems: dict[str, list[str]] = {}
+    cast: dict[tuple[str, str], int] = {}
+    out: dict[str, Any] = {}
+    for key, ref in own.items():
+        t = state_dict[key]
+        problem = None
+        if t.layout != torch.strided:
+            problem = f"sparse layout ({str(t.layout).removeprefix('torch.')})"
+        elif t.is_quantized:
+            problem = f"quantised dtype ({_dtype_name(t.dtype)})"
+        elif t.device.type == "meta":
+            problem = "meta device (no values)"
+        elif ref.is_floating_point() and not t.is_floating_point():
+            kind = "complex" if t.is_complex() else "boolean" if t.dtype == torch.bool else "integer"
+            problem = f"{kind} dtype {_dtype_name(t.dtype)} (the model has {_dtype_name(ref.dtype)})"
+        elif not ref.is_floating_point() and (t.is_complex() or t.is_floating_point() or t.dtype == torch.bool)\
+                and t.dtype != ref.dtype:
+            problem = f"dtype {_dtype_name(t.dtype)} (the model has {_dtype_name(ref.dtype)})"
+        elif t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            problem = "NaN or infinite values (refused: such weights predict nothing)"
+        if problem is not None:
+            problems.setdefault(problem, []).append(key)
+            continue
+        if t.dtype != ref.dtype:
+            if t.is_floating_point():
+                pair = (_dtype_name(t.dtype), _dtype_name(ref.dtype))
+                cast[pair] = cast.get(pair, 0) + 1
+            t = t.to(ref.dtype)
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):  # float64 beyond float32's range
+                problems.setdefault(f"values beyond {_dtype_name(ref.dtype)}'s range", []).append(key)
+                continue
+        out[key] = t
+    if problems:
+        raise WeightsContentError(problems)
+    note = "; ".join(f"{n} {a} tensor{'s' if n > 1 else ''} cast to {b}" for (a, b), n in cast.items()) or None
+    return out, note
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def apply_state_dict(model, state_dict: dict[str, Any]) -> str | None:
+    """Load all of `state_dict` into `model`, or nothing at all; returns a note on any dtype cast.
+
+    Every key, shape, layout, dtype and value is checked first (`check_compatible`,
+    `check_tensors`); should torch still fail half-way, the model's previous tensors are restored."""
     check_compatible(model, state_dict)
-    model.load_state_dict(state_dict, strict=True)
+    checked, note = check_tensors(model, state_dict)
+    backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    try:
+        model.load_state_dict(checked, strict=True)
+    except Exception as e:
+        model.load_state_dict(backup, strict=True)
+        # torch's message spans lines ("Error(s) in loading…:" then the reason): one line for the user.
+        text = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+        raise WeightsError(f"weights cannot be used; nothing was loaded — {text}") from e
+    return note
 
 
 def resolve_pretrained(
@@ -184,10 +275,10 @@ def resolve_pretrained(
     path = hub_checkpoint_path(url)
     if path.is_file():
         try:
-            apply_state_dict(model, read_state_dict(path))
+            note = apply_state_dict(model, read_state_dict(path))
         except WeightsError as e:
             return WeightsState("random", "none", f"cached file {path} unusable: {e}")
-        return WeightsState("pretrained", f"pretrained (torch hub cache: {path})")
+        return WeightsState("pretrained", f"pretrained (torch hub cache: {path})", note=note)
     if not allow_download:
         return WeightsState("random", "none", "not in the torch hub cache and downloading is off")
     try:
@@ -198,13 +289,19 @@ def resolve_pretrained(
         reason = getattr(e, "reason", None) or e
         return WeightsState("random", "none", f"download failed: {reason}")
     try:
-        apply_state_dict(model, read_state_dict(path))
+        note = apply_state_dict(model, read_state_dict(path))
     except WeightsError as e:
         return WeightsState("random", "none", f"downloaded file unusable: {e}")
-    return WeightsState("pretrained", f"pretrained (downloaded from {url})")
+    return WeightsState("pretrained", f"pretrained (downloaded from {url})", note=note)
 
 
 def load_weights_file(model, path: str | os.PathLike) -> WeightsState:
-    """Load a user-named weight file into `model` (all or nothing); raises WeightsError."""
-    apply_state_dict(model, read_state_dict(path))
-    return WeightsState("file", f"file: {Path(path).name}")
+    """Load a user-named weight file into `model` (all or nothing); raises WeightsError, whose
+    message names the file."""
+    state_dict = read_state_dict(path)
+    try:
+        note = apply_state_dict(model, state_dict)
+    except WeightsError as e:
+        e.args = (f"{Path(path).name}: {e}",)
+        raise
+    return WeightsState("file", f"file: {Path(path).name}", note=note)

@@ -60,7 +60,7 @@ def test_mixed_batch_json_in_a_subprocess(corpus):
     proc = run_cli(*inputs, "--model", "googlenet", "--weights", corpus["safetensors"],
                    "--device", "cpu", "--format", "json")
     assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    out = [json.loads(line) for line in proc.stdout.splitlines()]  # JSON Lines: one object per image
     assert [o["path"] for o in out] == [str(p) for p in corpus["good"]]
     for o, ref in zip(out, corpus["ref_top5"]):
         assert set(o) >= {"path", "top", "timings_ms"}
@@ -111,7 +111,7 @@ def test_csv_table_and_folder(corpus, capsys, tmp_path):
 def test_random_weights_warning(corpus, capsys):
     code, out, err = _main(capsys, corpus["good"][0], "--model", "googlenet", "--weights", "none",
                            "--device", "cpu", "--format", "json")
-    assert code == 0 and len(json.loads(out)) == 1
+    assert code == 0 and len(out.splitlines()) == 1 and json.loads(out)["path"] == str(corpus["good"][0])
     assert err.startswith("inception-explorer: warning: random weights: predictions are meaningless (")
     assert len(err.strip().splitlines()) == 1
 

@@ -230,10 +230,10 @@ def test_unreadable_file(tmp_path, monkeypatch):
         finally:
             p.chmod(0o644)
 
-    def deny(self):
+    def deny(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "read_bytes", deny)
+    monkeypatch.setattr(os, "open", deny)
     with pytest.raises(ImageLoadError, match="permission denied"):
         load_image(p)
 
