@@ -661,10 +661,12 @@ class MainWindow(QMainWindow):
         if is_file_reference(ref):
             path = Path(ref).expanduser()
             if not path.is_file():
-                known = ref in self.recent_models()
-                self._forget_recent(ref)
-                self.show_error(f"Cannot open {ref}: the file does not exist"
-                                + (" (removed from the recent models)" if known else ""))
+                exists = path.exists()
+                known = ref in self.recent_models() and not exists
+                if known:
+                    self._forget_recent(ref)
+                why = "it is not a regular file (a folder, a device or a pipe)" if exists else "the file does not exist"
+                self.show_error(f"Cannot open {ref}: {why}" + (" (removed from the recent models)" if known else ""))
                 return
             ref = str(path.resolve())
         self.busy.setVisible(True)

@@ -26,10 +26,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.core.shapes import MAX_BATCH, MAX_INPUT_SIDE
 from explorer.core.text import MISSING, fmt_bytes, fmt_count, fmt_int, fmt_kernel, fmt_shape
 
-MAX_SIDE = 4096
-MAX_BATCH = 4096
+#: The size boxes stop at the engine's bounds (one number each, in explorer.core.shapes).
+MAX_SIDE = MAX_INPUT_SIDE
 
 
 class InputSizeControl(QWidget):
