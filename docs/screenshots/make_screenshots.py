@@ -26,6 +26,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--presentation", action="store_true", help="only the presentation-mode shots")
     ap.add_argument("--dark", action="store_true", help="only the dark-palette shot")
+    ap.add_argument("--window", metavar="WxH", help="window size instead of the whole screen (e.g. 1280x860,"
+                    " the default size); shots are then saved under --out")
+    ap.add_argument("--out", default=None, help="folder for the shots (default: beside this script)")
     ap.add_argument("shots", nargs="*", metavar="NAME", help=f"only these shots: {', '.join(NAMED_SHOTS)}")
     args = ap.parse_args()
     unknown = [n for n in args.shots if n not in NAMED_SHOTS]
@@ -52,8 +55,14 @@ def main() -> int:
     window = MainWindow("googlenet", weights="auto", allow_download=True, settings=settings)
     screen = app.primaryScreen()
     geo = screen.availableGeometry()
-    window.setGeometry(geo)
+    if args.window:
+        w, h = (int(v) for v in args.window.lower().split("x"))
+        window.setGeometry(geo.x(), geo.y(), w, h)
+    else:
+        window.setGeometry(geo)
     window.show()
+    out = Path(args.out) if args.out else HERE
+    out.mkdir(parents=True, exist_ok=True)
 
     def wait(signal=None, ms=60_000, *more):
         loop = QEventLoop()
@@ -71,8 +80,11 @@ def main() -> int:
 
     def shot(name):
         settle()
-        path = HERE / name
-        screen.grabWindow(0).save(str(path))
+        path = out / name
+        if args.window:
+            window.grab().save(str(path))
+        else:
+            screen.grabWindow(0).save(str(path))
         print("saved", path)
 
     wait(window.graph_ready, 180_000)
@@ -148,20 +160,33 @@ def main() -> int:
         window.view.centerOn(window.view.frames["inception3a"])
         shot("dark_palette.png")
     else:
+        # The window as it comes up: the sample photo classified in the Classify tab.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and (window.images is None or window.images.classify.shown is None):
+            wait(None, 500)
         window.view.select("inception4a")
         window.view.centerOn(window.view.boxes["inception4a"])
+        shot("window_classify.png")
+        # A batch: every sample photo at once, the table given room.
+        from explorer.core.samples import SAMPLES_DIR
+
+        window.images.classify.classify_paths([SAMPLES_DIR])
+        wait(window.images.classify.batch_finished, 180_000)
+        shot("classify_batch.png")
+        window.images.activation_dock.raise_()
+        window.view.select("inception4a")
+        shot("window_activations.png")
+        window.images.classify_dock.raise_()
         shot("collapsed_graph.png")
         window.expand("inception3a")
         window.view.select("inception3a")
         window.view.set_zoom(1.0)
         window.view.centerOn(window.view.frames["inception3a"])
         shot("expanded_block.png")
-        if window.paper_dock is not None:
-            window.paper_dock.raise_()
-            window.resizeDocks([window.paper_dock], [int(geo.width() * 0.62)], Qt.Orientation.Horizontal)
+        if window.paper_table is not None:
+            window.show_paper_tab()
             shot("paper_table.png")
-            window.resizeDocks([window.paper_dock], [380], Qt.Orientation.Horizontal)
-            window.details_dock.raise_()
+            window.show_graph_tab()
         window.set_input_size(12)
         window.view.centerOn(window.view.boxes[window.failed_node] if window.failed_node in window.view.boxes
                              else window.view.boxes["input"])
