@@ -1,6 +1,7 @@
 """Per-branch activations and Integrated Gradients: ours against the plain approach, same model, same run.
 
-Run: .venv/bin/python bench/bench_activations.py [--size 224] [--device cpu|cuda|all] [--ig-repeat N]
+Run: .venv/bin/python bench/bench_activations.py [--size 224] [--device cpu|cuda|all] [--ig-repeat N] [--quick]
+(--quick, a smoke test: CPU, 96×96, one repeat, IG with 4 steps.)
 
 For each device (CPU, and CUDA when available) and GoogLeNet:
 1. forward at --size: the classifier's network (BN-folded, channels-last) run plainly vs through the
@@ -88,7 +89,7 @@ def display_block(cap, graph) -> None:
     branch_stats(cap, graph, DISPLAY_BLOCK)
 
 
-def bench_device(device: str, size: int, repeat: int, ig_repeat: int, graph) -> None:
+def bench_device(device: str, size: int, repeat: int, ig_repeat: int, graph, ig_steps: int = 50) -> None:
     from captum.attr import IntegratedGradients
 
     spec = get_spec(MODEL)
@@ -145,17 +146,17 @@ def bench_device(device: str, size: int, repeat: int, ig_repeat: int, graph) -> 
     with torch.no_grad():
         target = int(model(x).argmax(1))
     baseline = baseline_for(x, "black")
-    params = AttributionParams(ig_steps=50, internal_batch_size=16)
+    params = AttributionParams(ig_steps=ig_steps, internal_batch_size=16)
 
     def ours_ig():
         attribute(cm, x, "integrated_gradients", target, params=params)
 
     def captum_ig():
-        IntegratedGradients(model).attribute(x, baselines=baseline, target=target, n_steps=50)
+        IntegratedGradients(model).attribute(x, baselines=baseline, target=target, n_steps=ig_steps)
 
     t_ours, t_captum = median_times([ours_ig, captum_ig], ig_repeat, device, warmup=0 if device == "cpu" else 1)
     r = attribute(cm, x, "integrated_gradients", target, params=params)
-    print(f"IG-50              ours {t_ours * 1e3:8.1f} ms   captum default {t_captum * 1e3:8.1f} ms   "
+    print(f"IG-{ig_steps:<2d}              ours {t_ours * 1e3:8.1f} ms   captum default {t_captum * 1e3:8.1f} ms   "
           f"ratio {t_captum / t_ours:5.2f}×   (ours: batches of 16 with progress and cancel; "
           f"delta {r.delta_relative:.1%} of f(x) − f(baseline))")
 
@@ -166,7 +167,10 @@ def main() -> None:
     ap.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     ap.add_argument("--repeat", type=int, default=10, help="timed runs of the forward measurements")
     ap.add_argument("--ig-repeat", type=int, default=None, help="timed IG runs (default: 1 on CPU, 10 on CUDA)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: CPU, 96×96, one repeat, IG with 4 steps")
     args = ap.parse_args()
+    if args.quick:
+        args.size, args.device, args.repeat, args.ig_repeat = 96, "cpu", 1, 1
     # Random weights let activations decay into denormal floats, which are very slow on CPUs.
     torch.set_flush_denormal(True)
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
@@ -178,7 +182,8 @@ def main() -> None:
             print("\n== cuda: not available, skipped")
             continue
         ig_repeat = args.ig_repeat or (10 if device == "cuda" else 1)
-        bench_device(device, args.size, args.repeat if device == "cuda" else min(args.repeat, 5), ig_repeat, graph)
+        bench_device(device, args.size, args.repeat if device == "cuda" else min(args.repeat, 5), ig_repeat, graph,
+                     ig_steps=4 if args.quick else 50)
 
 
 if __name__ == "__main__":

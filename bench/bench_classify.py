@@ -74,7 +74,7 @@ def naive_top5(path, tf, model, device):
         return indices[0].tolist(), values[0].tolist()
 
 
-def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: int, batch: int | None = None) -> None:
+def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: int, quick: bool = False) -> None:
     from explorer.core.inference import ClassificationResult, Classifier
 
     loaded, weights = get_loaded(name)
@@ -88,10 +88,10 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
           + (f", CUDA graph {'ready' if clf.graph_ready else 'not captured'}" if device != "cpu" else ""))
 
     # On the CPU also time our path without draft decoding (bit-exact preprocessing), for reference.
-    exact = Classifier(loaded, device, jpeg_draft=False) if device == "cpu" else None
+    exact = Classifier(loaded, device, jpeg_draft=False) if device == "cpu" and not quick else None
     if exact is not None:
         exact._modules = clf._modules  # same optimised network
-    for _ in range(2):  # first-call costs out of the way
+    for _ in range(0 if quick else 2):  # first-call costs out of the way
         naive_top5(jpeg, tf, model, device)
         clf.classify([jpeg])
     naive_t, ours_t, exact_t, stages, exact_stages = [], [], [], [], []
@@ -147,7 +147,7 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
           "(ours includes softmax + top-5)")
 
     # Throughput of a folder-sized batch.
-    n = batch or (64 if device != "cpu" else 8)
+    n = 2 if quick else 64 if device != "cpu" else 8
     batch = [jpeg] * n
     t0 = time.perf_counter()
     clf.classify(batch)
@@ -164,7 +164,7 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
     # Agreement with the naive path.
     tf_cpu = loaded.transforms()
     rows = []
-    for p in [jpeg, *extra]:
+    for p in extra if quick else [jpeg, *extra]:
         with torch.no_grad():
             ref = model(tf_cpu(Image.open(p).convert("RGB"))[None].to(device)).float().cpu()[0]
         ours = clf.logits([p])[0]
@@ -230,7 +230,7 @@ def main(argv=None) -> int:
               + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else ", no CUDA"))
         for device in devices:
             for name in names:
-                bench_model(name, device, jpeg, extra, args.repeats, batch=2 if args.quick else None)
+                bench_model(name, device, jpeg, extra, args.repeats, quick=args.quick)
     return 0
 
 

@@ -97,7 +97,7 @@ def cmd_classify(args) -> int:
     from explorer.core.weights import WeightsError
 
     try:
-        device = resolve_device(args.device)
+        resolve_device(args.device)
     except DeviceUnavailableError as e:
         raise CommandError(f"--device {args.device}: {e}", EXIT_FAILED) from None
     try:
@@ -107,7 +107,9 @@ def cmd_classify(args) -> int:
     if loaded.weights.is_random:
         print(f"inception-explorer: warning: {loaded.weights.describe()}", file=sys.stderr)
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else int(args.max_pixels * 1e6)
-    clf = Classifier(loaded, device, max_pixels=max_pixels, batch_size=args.batch, jpeg_draft=not args.exact_decode)
+    # args.device, not its resolution: given "auto", the classifier notes why a GPU was passed over.
+    clf = Classifier(loaded, args.device, max_pixels=max_pixels,
+                     batch_size=args.batch, jpeg_draft=not args.exact_decode)
     clf.warm_up()  # device copy of the model (and CUDA graph) before the clock starts
     for notice in clf.notices:
         print(f"inception-explorer: note: {notice}", file=sys.stderr)

@@ -717,7 +717,8 @@ class Classifier:
 
         with self._lock:
             if self._on_cuda:
-                return self._logits_cuda(images)
+                with torch.cuda.device(self.device):
+                    return self._logits_cuda(images)
             xs = [self._preprocess_pil(self._load_cpu(src, _label(src, i))) for i, src in enumerate(images)]
             with torch.inference_mode():
                 x = torch.stack(xs)
