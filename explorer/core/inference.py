@@ -165,11 +165,12 @@ def cuda_unsupported_reason(device: str = "cuda") -> str | None:
     cc = 10 * major + minor
     for arch in arch_list:
         kind, _, version = arch.partition("_")
-        specific = version.endswith(("a", "f"))  # sm_90a: that exact GPU only (sm_100f: its family)
         v = int(version.rstrip("af"))
-        if kind == "sm" and (v == cc if specific and version.endswith("a") else v // 10 == major and v <= cc):
-            return None
-        if kind == "compute" and not specific and v <= cc:
+        if kind == "sm":  # sm_90a runs on that exact GPU only; sm_100f on its family, like sm_100
+            runs = v == cc if version.endswith("a") else v // 10 == major and v <= cc
+        else:  # compute_XY: PTX, which the driver compiles for this GPU
+            runs = not version.endswith(("a", "f")) and v <= cc
+        if runs:
             return None
     return (f"{torch.cuda.get_device_name(index)} (compute capability sm_{cc}) is not supported by this torch "
             f"build, which has kernels for {' '.join(arch_list)}")
