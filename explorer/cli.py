@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a .pth/.pt/.safetensors file, or 'none' for random weights (default: the published "
         "weights from the torch hub cache or a download; random, with a warning, when neither works)",
     )
-    s.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    s.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="auto: CUDA when this torch build can run the GPU; on CUDA the network input is "
+                   "within a grey level of torchvision's PIL reference, as with the reduced-scale decode")
     s.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
     s.add_argument("--batch", type=int, default=None, help="images per forward pass (default 64 on CUDA, 8 on the CPU)")
     s.add_argument("--max-megapixels", dest="max_pixels", type=float, default=None, metavar="MP",

@@ -28,6 +28,7 @@ def test_every_benchmark_is_covered():
     assert sorted(BENCHES) == sorted(p.name for p in (ROOT / "bench").glob("bench_*.py"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(BENCHES))
 def test_benchmark_runs_in_quick_mode(script, tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path),

@@ -11,9 +11,11 @@ applied to a PIL image on the CPU and to a uint8 tensor on the GPU. Two things m
   logits agree with the plain model to ~1e-5 of their scale).
 - CUDA: JPEGs are decoded by nvjpeg (torchvision's `decode_jpegs_cuda` operator), resized, cropped
   and normalised on the device by the same transform object, and batch-1 forwards replay a CUDA graph
-  captured by `warm_up()`. Convolutions and matrix products run in full float32 (TF32 off: the GPU
-  gives the CPU's numbers to ~1e-5). Running out of GPU memory, or a GPU this torch build cannot run,
-  moves the classifier to the CPU with a notice.
+  captured by `warm_up()`. The network input is within a grey level of torchvision's PIL reference
+  (nvjpeg and the tensor resize round differently), like the CPU's draft decode. Convolutions and
+  matrix products run in full float32 (TF32 off: the same input gives the CPU's logits to ~1e-5).
+  Running out of GPU memory, or a GPU this torch build cannot run, moves the classifier to the CPU
+  with a notice.
 
 A file that cannot be read never stops a batch: its result carries the error message instead.
 `classify_captured` classifies one image for the window with a single forward through a
