@@ -288,6 +288,13 @@ def ig_case(args, recorder: TickRecorder) -> list[float]:
               f"ratio {min(engine_s) / min(window_s):.2f} (throughput, window / engine) · "
               f"progress-bar updates per run {updates}")
         window.close()
+        # Let the window's workers finish and its widgets go before the interpreter tears Qt down:
+        # a pool thread still running then can crash the process at exit.
+        window.images.runner.pool.waitForDone(60_000)
+        window.deleteLater()
+        settle = QEventLoop()
+        QTimer.singleShot(100, settle.quit)
+        settle.exec()
     return all_gaps
 
 

@@ -31,7 +31,8 @@ def test_every_benchmark_is_covered():
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(BENCHES))
 def test_benchmark_runs_in_quick_mode(script, tmp_path):
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path),
+    # PYTHONFAULTHANDLER: a crash (a segfault at exit, say) leaves its Python stack in stderr.
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path), PYTHONFAULTHANDLER="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     out = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)
