@@ -1,6 +1,7 @@
 """Per-branch activations and Integrated Gradients: ours against the plain approach, same model, same run.
 
-Run: .venv/bin/python bench/bench_activations.py [--size 224] [--device cpu|cuda|all] [--ig-repeat N]
+Run: .venv/bin/python bench/bench_activations.py [--size 224] [--device cpu|cuda|all] [--ig-repeat N] [--quick]
+(--quick, a smoke test: CPU, 96×96, one repeat, IG with 4 steps.)
 
 For each device (CPU, and CUDA when available) and GoogLeNet:
 1. forward at --size: the classifier's network (BN-folded, channels-last) run plainly vs through the
@@ -12,8 +13,9 @@ For each device (CPU, and CUDA when available) and GoogLeNet:
    module copying each output to the CPU, and its top-5). Also shown: the window's path before issue 5
    (`classify`, then a second decode and a capture forward on the CPU). Issue 5's target on an H100:
    ours ≤ 15 ms;
-3. Integrated Gradients with 50 steps: our `attribute()` (progress, cancel, internal batches of 16)
-   vs captum's default call (`IntegratedGradients(model).attribute(x, baselines, target, n_steps=50)`).
+3. Integrated Gradients with 50 steps: our `attribute_on_device()` on the classifier's network and
+   device (progress, cancel, internal batches of 16) vs captum's default call
+   (`IntegratedGradients(model).attribute(x, baselines, target, n_steps=50)`).
    Issue 5's target on an H100: ≤ 20 ms.
 Ratios are theirs / ours (> 1: ours is faster).
 """
@@ -29,7 +31,7 @@ import torch
 from PIL import Image
 
 from explorer.core.activations import branch_stats, feature_maps
-from explorer.core.attribution import AttributionParams, attribute, baseline_for
+from explorer.core.attribution import AttributionParams, attribute_on_device, baseline_for
 from explorer.core.blockgraph import build_block_graph
 from explorer.core.capture import CaptureModel
 from explorer.core.inference import Classifier
@@ -88,7 +90,7 @@ def display_block(cap, graph) -> None:
     branch_stats(cap, graph, DISPLAY_BLOCK)
 
 
-def bench_device(device: str, size: int, repeat: int, ig_repeat: int, graph) -> None:
+def bench_device(device: str, size: int, repeat: int, ig_repeat: int, graph, ig_steps: int = 50) -> None:
     from captum.attr import IntegratedGradients
 
     spec = get_spec(MODEL)
@@ -98,7 +100,6 @@ def bench_device(device: str, size: int, repeat: int, ig_repeat: int, graph) -> 
     clf = Classifier(loaded, device, graph=graph)
     clf.warm_up()
     model = model.to(device)
-    cm = CaptureModel(model, graph).to(device).eval()  # for IG: the plain network, with gradients
     x = torch.randn(1, 3, size, size, device=device)
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\n== {device} ({name}), {MODEL} at {size}×{size}, batch 1")
@@ -145,17 +146,17 @@ def bench_device(device: str, size: int, repeat: int, ig_repeat: int, graph) -> 
     with torch.no_grad():
         target = int(model(x).argmax(1))
     baseline = baseline_for(x, "black")
-    params = AttributionParams(ig_steps=50, internal_batch_size=16)
+    params = AttributionParams(ig_steps=ig_steps, internal_batch_size=16)
 
-    def ours_ig():
-        attribute(cm, x, "integrated_gradients", target, params=params)
+    def ours_ig():  # the window's path: the classifier's network, on its device
+        attribute_on_device(clf.capture_model, x, "integrated_gradients", target, device=device, params=params)
 
     def captum_ig():
-        IntegratedGradients(model).attribute(x, baselines=baseline, target=target, n_steps=50)
+        IntegratedGradients(model).attribute(x, baselines=baseline, target=target, n_steps=ig_steps)
 
     t_ours, t_captum = median_times([ours_ig, captum_ig], ig_repeat, device, warmup=0 if device == "cpu" else 1)
-    r = attribute(cm, x, "integrated_gradients", target, params=params)
-    print(f"IG-50              ours {t_ours * 1e3:8.1f} ms   captum default {t_captum * 1e3:8.1f} ms   "
+    r = attribute_on_device(clf.capture_model, x, "integrated_gradients", target, device=device, params=params)
+    print(f"IG-{ig_steps:<2d}              ours {t_ours * 1e3:8.1f} ms   captum default {t_captum * 1e3:8.1f} ms   "
           f"ratio {t_captum / t_ours:5.2f}×   (ours: batches of 16 with progress and cancel; "
           f"delta {r.delta_relative:.1%} of f(x) − f(baseline))")
 
@@ -166,7 +167,10 @@ def main() -> None:
     ap.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     ap.add_argument("--repeat", type=int, default=10, help="timed runs of the forward measurements")
     ap.add_argument("--ig-repeat", type=int, default=None, help="timed IG runs (default: 1 on CPU, 10 on CUDA)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: CPU, 96×96, one repeat, IG with 4 steps")
     args = ap.parse_args()
+    if args.quick:
+        args.size, args.device, args.repeat, args.ig_repeat = 96, "cpu", 1, 1
     # Random weights let activations decay into denormal floats, which are very slow on CPUs.
     torch.set_flush_denormal(True)
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
@@ -178,7 +182,8 @@ def main() -> None:
             print("\n== cuda: not available, skipped")
             continue
         ig_repeat = args.ig_repeat or (10 if device == "cuda" else 1)
-        bench_device(device, args.size, args.repeat if device == "cuda" else min(args.repeat, 5), ig_repeat, graph)
+        bench_device(device, args.size, args.repeat if device == "cuda" else min(args.repeat, 5), ig_repeat, graph,
+                     ig_steps=4 if args.quick else 50)
 
 
 if __name__ == "__main__":

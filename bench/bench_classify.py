@@ -1,6 +1,7 @@
 """Drop-to-top-5 on a 12-megapixel JPEG: our path against the naive one, same image, same weights.
 
     python bench/bench_classify.py [--model googlenet|inception_v3|all] [--repeats N] [--device cpu|cuda|all]
+                                   [--quick]   (smoke test: GoogLeNet, one repeat, a 1 MP JPEG)
 
 naive: PIL open → RGB → weights.transforms() → eager forward of the loaded model → softmax top-5
        (on CUDA: the transformed tensor is copied to the GPU for the forward).
@@ -73,8 +74,8 @@ def naive_top5(path, tf, model, device):
         return indices[0].tolist(), values[0].tolist()
 
 
-def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: int) -> None:
-    from explorer.core.inference import Classifier
+def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: int, quick: bool = False) -> None:
+    from explorer.core.inference import ClassificationResult, Classifier
 
     loaded, weights = get_loaded(name)
     tf = loaded.transforms()
@@ -87,10 +88,10 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
           + (f", CUDA graph {'ready' if clf.graph_ready else 'not captured'}" if device != "cpu" else ""))
 
     # On the CPU also time our path without draft decoding (bit-exact preprocessing), for reference.
-    exact = Classifier(loaded, device, jpeg_draft=False) if device == "cpu" else None
+    exact = Classifier(loaded, device, jpeg_draft=False) if device == "cpu" and not quick else None
     if exact is not None:
         exact._modules = clf._modules  # same optimised network
-    for _ in range(2):  # first-call costs out of the way
+    for _ in range(0 if quick else 2):  # first-call costs out of the way
         naive_top5(jpeg, tf, model, device)
         clf.classify([jpeg])
     naive_t, ours_t, exact_t, stages, exact_stages = [], [], [], [], []
@@ -139,14 +140,14 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
             sync(device)
             eager.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            clf._forward_and_fill([x[0]], [_Slot()], 5, clf.device)
+            clf._forward_and_fill([x[0]], [ClassificationResult("bench")], 5, clf.device)
             sync(device)
             fast.append(time.perf_counter() - t0)
     print(f"forward batch-1    eager {statistics.median(eager) * 1e3:.2f} ms, ours {statistics.median(fast) * 1e3:.2f} ms "
           "(ours includes softmax + top-5)")
 
     # Throughput of a folder-sized batch.
-    n = 64 if device != "cpu" else 8
+    n = 2 if quick else 64 if device != "cpu" else 8
     batch = [jpeg] * n
     t0 = time.perf_counter()
     clf.classify(batch)
@@ -163,7 +164,7 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
     # Agreement with the naive path.
     tf_cpu = loaded.transforms()
     rows = []
-    for p in [jpeg, *extra]:
+    for p in extra if quick else [jpeg, *extra]:
         with torch.no_grad():
             ref = model(tf_cpu(Image.open(p).convert("RGB"))[None].to(device)).float().cpu()[0]
         ours = clf.logits([p])[0]
@@ -192,21 +193,17 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
     model.cpu()
 
 
-class _Slot:
-    """Stand-in result for timing the bare forward."""
-
-    def __init__(self):
-        self.timings_ms: dict = {}
-        self.top: list = []
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="all", choices=("all", "googlenet", "inception_v3"))
     ap.add_argument("--device", default="all", choices=("all", "cpu", "cuda"))
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: GoogLeNet, one repeat, a 1 MP JPEG, batches of 2 (numbers mean nothing)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.repeats, args.model = 1, "googlenet"
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
@@ -218,17 +215,22 @@ def main(argv=None) -> int:
     names = ["googlenet", "inception_v3"] if args.model == "all" else [args.model]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        jpeg = make_jpeg(tmp / "photo12mp.jpg")
-        extra = [make_jpeg(tmp / "photo2mp.jpg", (1600, 1200), seed=1),
-                 make_jpeg(tmp / "portrait.jpg", (1080, 1920), seed=2),
-                 make_jpeg(tmp / "small.jpg", (400, 300), seed=3)]
+        if args.quick:
+            jpeg, extra = make_jpeg(tmp / "photo1mp.jpg", (1200, 900)), [make_jpeg(tmp / "small.jpg", (400, 300), seed=3)]
+        else:
+            jpeg = make_jpeg(tmp / "photo12mp.jpg")
+            extra = [make_jpeg(tmp / "photo2mp.jpg", (1600, 1200), seed=1),
+                     make_jpeg(tmp / "portrait.jpg", (1080, 1920), seed=2),
+                     make_jpeg(tmp / "small.jpg", (400, 300), seed=3)]
         cpu = (open("/proc/cpuinfo").read().count("processor\t:") if Path("/proc/cpuinfo").exists() else "?")
-        print(f"12 MP JPEG {jpeg.stat().st_size / 1e6:.2f} MB; torch {torch.__version__}, "
+        with Image.open(jpeg) as im:
+            mp = im.width * im.height / 1e6
+        print(f"{mp:.0f} MP JPEG {jpeg.stat().st_size / 1e6:.2f} MB; torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, {cpu} CPUs"
               + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else ", no CUDA"))
         for device in devices:
             for name in names:
-                bench_model(name, device, jpeg, extra, args.repeats)
+                bench_model(name, device, jpeg, extra, args.repeats, quick=args.quick)
     return 0
 
 

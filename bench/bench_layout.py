@@ -10,7 +10,9 @@ the block graph starts from), layout with every block collapsed and every block 
 the synthetic graph's build + layout, ratio printed; budget ≤ 300 ms) and a retrace at a new input
 size after the first (as bench_trace.py measures it; budget ≤ 5 ms).
 
-    .venv/bin/python bench/bench_layout.py [--blocks 100] [--scene] [--no-real]
+    .venv/bin/python bench/bench_layout.py [--blocks 100] [--scene] [--no-real] [--quick]
+
+--quick (a smoke test): 10 blocks, one repeat, GoogLeNet as the real network.
 """
 
 from __future__ import annotations
@@ -86,7 +88,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--scene", action="store_true", help="also time building the Qt scene (offscreen)")
     ap.add_argument("--no-real", action="store_true", help="skip the real Inception-ResNet-v2")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 10 blocks, one repeat, GoogLeNet as the real one")
     args = ap.parse_args()
+    if args.quick:
+        args.blocks, args.repeat = 10, 1
     nodes, preds, succs, trace, layers = synthetic_graph(args.blocks)
     expanded = [n.name for n in nodes if n.branches]
     measure = char_measure
@@ -124,7 +129,8 @@ def main() -> None:
     if scene_t:
         print(f"qt_scene_ms {1000 * statistics.median(scene_t):.1f}")
     if not args.no_real:
-        real_model(statistics.median(total), args.repeat, measure, theme, view if theme is not None else None)
+        real_model(statistics.median(total), args.repeat, measure, theme, view if theme is not None else None,
+                   name="googlenet" if args.quick else "inception_resnet_v2")
 
 
 def median_ms(fn, repeat: int) -> float:

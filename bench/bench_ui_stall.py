@@ -11,7 +11,7 @@ the stalls, and the job's `progressed` signal is counted (the progress bar's upd
 `attribute()` alone on a thread of its own, same model object and input, no UI.
 
     .venv/bin/python bench/bench_ui_stall.py [--n 40] [--size 400] [--model googlenet] [--runs 2]
-                                             [--ig-steps 50] [--cases batch,single,ig]
+                                             [--ig-steps 50] [--cases batch,single,ig] [--quick]
 """
 
 from __future__ import annotations
@@ -288,6 +288,13 @@ def ig_case(args, recorder: TickRecorder) -> list[float]:
               f"ratio {min(engine_s) / min(window_s):.2f} (throughput, window / engine) · "
               f"progress-bar updates per run {updates}")
         window.close()
+        # Let the window's workers finish and its widgets go before the interpreter tears Qt down:
+        # a pool thread still running then can crash the process at exit.
+        window.images.runner.pool.waitForDone(60_000)
+        window.deleteLater()
+        settle = QEventLoop()
+        QTimer.singleShot(100, settle.quit)
+        settle.exec()
     return all_gaps
 
 
@@ -299,7 +306,11 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=2, help="batch runs (the longest stall of all is reported)")
     ap.add_argument("--ig-steps", type=int, default=50, help="Integrated Gradients steps")
     ap.add_argument("--cases", default="batch,single,ig", help="which cases to run, comma-separated")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 3 images of 64 px, one run, IG with 2 steps (numbers mean nothing)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.size, args.runs, args.ig_steps = 3, 64, 1, 2
     cases = {c.strip() for c in args.cases.split(",") if c.strip()}
     if not cases <= {"batch", "single", "ig"}:
         ap.error(f"unknown case in --cases {args.cases!r}: batch, single, ig")

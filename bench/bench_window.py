@@ -9,7 +9,9 @@ is "cold" (files not in the OS cache yet, unless something else just read them),
 "warm". Targets on a 2-core machine: window ≤ 1 s, graph ≤ 4 s. Then, in this process, the time
 to repaint the largest zoo model with every block expanded (60 fps = 16.7 ms a frame).
 
-    .venv/bin/python bench/bench_window.py [--runs 3]
+    .venv/bin/python bench/bench_window.py [--runs 3] [--quick]
+
+--quick (a smoke test): one run, then two frames of GoogLeNet instead of the largest model.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ def run_once(env: dict[str, str]) -> tuple[float, float, float]:
     return tuple(times[k] for k in keys)
 
 
-def paint_benchmark(frames: int = 30) -> None:
-    """Milliseconds to repaint a 1600×1000 view of the largest zoo model, every block expanded."""
+def paint_benchmark(frames: int = 30, model: str | None = None) -> None:
+    """Milliseconds to repaint a 1600×1000 view of `model` (default: the largest zoo model), every
+    block expanded."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QEventLoop, QSettings, QTimer
     from PySide6.QtWidgets import QApplication
@@ -50,7 +53,7 @@ def paint_benchmark(frames: int = 30) -> None:
     from explorer.qt.workers import load_block_graph
 
     app = QApplication.instance() or QApplication([])
-    largest = max(model_names(), key=lambda n: len(load_block_graph(n).nodes()))
+    largest = model or max(model_names(), key=lambda n: len(load_block_graph(n).nodes()))
     settings = QSettings(os.path.join(tempfile.mkdtemp(), "bench.ini"), QSettings.Format.IniFormat)
     # No sample classification: its worker threads would compete with the painting measured here.
     w = MainWindow(largest, weights="none", allow_download=False, settings=settings, classify_sample=False)
@@ -101,7 +104,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-paint", action="store_true", help="skip the repaint benchmark")
+    ap.add_argument("--quick", action="store_true", help="smoke test: one run, two frames of GoogLeNet")
     args = ap.parse_args()
+    if args.quick:
+        args.runs = 1
     env = dict(os.environ)
     if not env.get("DISPLAY"):
         env["QT_QPA_PLATFORM"] = "offscreen"
@@ -120,7 +126,7 @@ def main() -> None:
               f" graph drawn {statistics.median(r[1] for r in warm):.2f} s (target ≤ 4),"
               f" engine ready (torch imported, any size) {statistics.median(r[2] for r in warm):.2f} s")
     if not args.no_paint:
-        paint_benchmark()
+        paint_benchmark(2, "googlenet") if args.quick else paint_benchmark()
 
 
 if __name__ == "__main__":

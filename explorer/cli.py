@@ -102,7 +102,7 @@ def cmd_classify(args) -> int:
     from explorer.core.weights import WeightsError
 
     try:
-        device = resolve_device(args.device)
+        resolve_device(args.device)
     except DeviceUnavailableError as e:
         raise CommandError(f"--device {args.device}: {e}", EXIT_FAILED) from None
     try:
@@ -114,7 +114,9 @@ def cmd_classify(args) -> int:
     elif loaded.weights.note:
         print(f"inception-explorer: note: weights {loaded.weights.note}", file=sys.stderr)
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else int(args.max_pixels * 1e6)
-    clf = Classifier(loaded, device, max_pixels=max_pixels, batch_size=args.batch, jpeg_draft=not args.exact_decode)
+    # args.device, not its resolution: given "auto", the classifier notes why a GPU was passed over.
+    clf = Classifier(loaded, args.device, max_pixels=max_pixels,
+                     batch_size=args.batch, jpeg_draft=not args.exact_decode)
     clf.warm_up()  # device copy of the model (and CUDA graph) before the clock starts
     for notice in clf.notices:
         print(f"inception-explorer: note: {notice}", file=sys.stderr)
@@ -189,7 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a .pth/.pt/.safetensors file, or 'none' for random weights (default: the published "
         "weights from the torch hub cache or a download; random, with a warning, when neither works)",
     )
-    s.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    s.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="auto: CUDA when this torch build can run the GPU; on CUDA the network input is "
+                   "within a grey level of torchvision's PIL reference, as with the reduced-scale decode")
     s.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
     s.add_argument("--batch", type=int, default=None,
                    help=f"images per forward pass (default 64 on CUDA, 8 on the CPU; at most {MAX_BATCH})")

@@ -9,9 +9,13 @@ applied to a PIL image on the CPU and to a uint8 tensor on the GPU. Two things m
   small to be reduced go through the transform untouched, bit for bit. The network runs with each
   batch norm folded into its convolution, in channels-last layout (same maths, different rounding:
   logits agree with the plain model to ~1e-5 of their scale).
-- CUDA: JPEGs are decoded by nvjpeg (`torchvision.io.decode_jpeg(device="cuda")`), resized, cropped
+- CUDA: JPEGs are decoded by nvjpeg (torchvision's `decode_jpegs_cuda` operator), resized, cropped
   and normalised on the device by the same transform object, and batch-1 forwards replay a CUDA graph
-  captured by `warm_up()`. Running out of GPU memory moves the classifier to the CPU with a notice.
+  captured by `warm_up()`. The network input is within a grey level of torchvision's PIL reference
+  (nvjpeg and the tensor resize round differently), like the CPU's draft decode. Convolutions and
+  matrix products run in full float32 (TF32 off: the same input gives the CPU's logits to ~1e-5).
+  Running out of GPU memory, or a GPU this torch build cannot run, moves the classifier to the CPU
+  with a notice.
 
 A file that cannot be read never stops a batch: its result carries the error message instead.
 `classify_captured` classifies one image for the window with a single forward through a
@@ -46,6 +50,13 @@ from explorer.core.images import (
 
 #: Images per forward pass, by device type.
 DEFAULT_BATCH_SIZE = {"cuda": 64, "cpu": 8}
+#: Most pixels nvjpeg decodes in one call (the decoded images of one call are alive together:
+#: 3 bytes a pixel, so about 0.8 GB).
+DECODE_PIXELS_PER_CALL = 256_000_000
+
+#: CUDA graph capture is process-wide (work launched from another thread while a stream captures
+#: breaks the capture): one capture at a time in the whole process, whatever the classifier.
+_GRAPH_CAPTURE_LOCK = threading.Lock()
 
 ImageInput = Union[str, os.PathLike, bytes, LoadedImage, Any]  # Any: a PIL image
 
@@ -120,18 +131,63 @@ class CapturedClassification:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """'auto' → 'cuda' when CUDA is usable, else 'cpu'; 'cuda'/'cuda:N' must exist."""
+    """'auto' → 'cuda' when CUDA is usable, else 'cpu'; 'cuda'/'cuda:N' must exist and be a GPU
+    this torch build has kernels for (DeviceUnavailableError otherwise)."""
     import torch
 
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() and cuda_unsupported_reason() is None else "cpu"
     if device == "cpu":
         return "cpu"
     if device == "cuda" or device.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise DeviceUnavailableError("CUDA is not available on this machine")
+        try:
+            index = torch.device(device).index
+        except RuntimeError:
+            raise ValueError(f"unknown device {device!r}; use auto, cuda, cuda:N or cpu") from None
+        if index is not None and index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(f"there is no {device}: {torch.cuda.device_count()} CUDA device(s)")
+        reason = cuda_unsupported_reason(device)
+        if reason is not None:
+            raise DeviceUnavailableError(reason)
         return device
     raise ValueError(f"unknown device {device!r}; use auto, cuda or cpu")
+
+
+def cuda_unsupported_reason(device: str = "cuda") -> str | None:
+    """Why this torch build cannot run kernels on `device`, or None. `torch.cuda.is_available()` is
+    true on a GPU older than the wheel's architectures (torch only warns), and the first kernel then
+    fails. A GPU runs an `sm_XY` binary of its own major version and minor ≥ Y, and any `compute_XY`
+    (PTX, compiled at load) with XY ≤ its capability."""
+    import torch
+
+    arch_list = torch.cuda.get_arch_list()
+    if torch.version.hip is not None or not arch_list:  # unknown: let the first kernel tell
+        return None
+    index = torch.device(device).index
+    major, minor = torch.cuda.get_device_capability(index)
+    cc = 10 * major + minor
+    for arch in arch_list:
+        kind, _, version = arch.partition("_")
+        v = int(version.rstrip("af"))
+        if kind == "sm":  # sm_90a runs on that exact GPU only; sm_100f on its family, like sm_100
+            runs = v == cc if version.endswith("a") else v // 10 == major and v <= cc
+        else:  # compute_XY: PTX, which the driver compiles for this GPU
+            runs = not version.endswith(("a", "f")) and v <= cc
+        if runs:
+            return None
+    return (f"{torch.cuda.get_device_name(index)} (compute capability sm_{cc}) is not supported by this torch "
+            f"build, which has kernels for {' '.join(arch_list)}")
+
+
+def use_exact_float32_on_cuda() -> None:
+    """Full float32 convolutions and matrix products on CUDA (cuDNN uses TF32 by default, ~1e-3 of
+    relative error): the GPU's logits then match the CPU's to ~1e-5. Process-wide torch flags."""
+    import torch
+
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def fold_batch_norms(module):
@@ -181,6 +237,13 @@ class Classifier:
         self.batch_size = batch_size
         #: Things the user should know about this classifier (e.g. a fallback to the CPU).
         self.notices: list[str] = []
+        if device == "auto" and self.device == "cpu":
+            import torch
+
+            if torch.cuda.is_available():
+                self.notices.append(f"{cuda_unsupported_reason()}; classifying on the CPU")
+        if self._on_cuda:
+            use_exact_float32_on_cuda()
         self._modules: dict[str, Any] = {}
         self._graph: tuple[Any, Any, Any] | None = None
         #: The block graph that `classify_captured` probes (None: captures are unavailable).
@@ -233,46 +296,76 @@ class Classifier:
     def warm_up(self) -> bool:
         """Prepare the device path: build the device copy of the model, initialise nvjpeg and capture
         a CUDA graph for batch-1 forwards. Slow (seconds): run it in a worker. No-op on the CPU
-        apart from building the optimised model; returns whether a CUDA graph is ready."""
+        apart from building the optimised model; returns whether a CUDA graph is ready.
+
+        Running out of GPU memory, or any CUDA failure (a GPU the wheel has no kernels for, say),
+        moves the classifier to the CPU with a notice; a graph that cannot be captured leaves eager
+        forwards on the GPU."""
         with self._lock:
-            module = self._module(self.device)
-            if self.graph is not None and self.capture_error is None:
+            if self._on_cuda:
+                import torch
+
                 try:
-                    self.capture_model()
-                except Exception as e:  # untraceable, or not the graph: classification works; the
-                    # activation views will say why not (fx raises TraceError, a ValueError, and others)
-                    self.capture_error = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                    self.notices.append(f"Activations unavailable: {self.capture_error}")
-            if not self.device.startswith("cuda"):
-                return False
+                    with torch.cuda.device(self.device):
+                        return self._warm_up_cuda()
+                except torch.cuda.OutOfMemoryError:
+                    self._fall_back_to_cpu("CUDA ran out of memory while warming up")
+                except RuntimeError as e:  # torch.AcceleratorError and kernels that fail with their own
+                    self._fall_back_to_cpu(f"CUDA failed while warming up ({_first_line(e)})")
+            self._module(self.device)
+            self._build_capture_model()
+            return False
+
+    def _build_capture_model(self) -> None:
+        if self.graph is not None and self.capture_error is None:
             import torch
 
             try:
-                self._decode_jpegs_cuda([_tiny_jpeg()])
-                size = self.crop_size
-                static_in = torch.zeros(1, 3, size, size, device=self.device)
-                if self.optimize:
-                    static_in = static_in.contiguous(memory_format=torch.channels_last)
-                side = torch.cuda.Stream(device=self.device)
-                side.wait_stream(torch.cuda.current_stream(self.device))
-                with torch.inference_mode():
-                    with torch.cuda.stream(side):
-                        for _ in range(3):
-                            module(static_in)
-                    torch.cuda.current_stream(self.device).wait_stream(side)
+                self.capture_model()
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as e:  # untraceable, or not the graph: classification works; the
+                # activation views will say why not (fx raises TraceError, a ValueError, and others)
+                self.capture_error = _first_line(e)
+                self.notices.append(f"Activations unavailable: {self.capture_error}")
+
+    def _warm_up_cuda(self) -> bool:
+        """warm_up on the classifier's GPU (the current device): errors but capture's propagate."""
+        import torch
+
+        module = self._module(self.device)
+        self._build_capture_model()
+        try:
+            self._decode_jpegs_cuda([_tiny_jpeg()])
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except RuntimeError as e:  # PIL decodes JPEGs that nvjpeg refuses: a notice, not a failure
+            self.notices.append(f"nvjpeg unavailable, JPEGs are decoded on the CPU: {_first_line(e)}")
+        p = next(module.parameters())
+        static_in = torch.zeros(1, 3, self.crop_size, self.crop_size, device=p.device, dtype=p.dtype)
+        if self.optimize:
+            static_in = static_in.contiguous(memory_format=torch.channels_last)
+        side = torch.cuda.Stream(device=self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.inference_mode():
+            with torch.cuda.stream(side):
+                for _ in range(3):  # eager first: a GPU that cannot run the network fails here
+                    module(static_in)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            with _GRAPH_CAPTURE_LOCK:
+                try:
                     graph = torch.cuda.CUDAGraph()
                     with torch.cuda.graph(graph):
                         static_out = module(static_in)
-                torch.cuda.synchronize(self.device)
-                self._graph = (graph, static_in, static_out)
-                return True
-            except torch.cuda.OutOfMemoryError:
-                self._fall_back_to_cpu("CUDA ran out of memory while warming up")
-                return False
-            except RuntimeError as e:  # capture unsupported: eager forwards still work
-                self._graph = None
-                self.notices.append(f"CUDA graph capture failed, running eagerly: {str(e).splitlines()[0]}")
-                return False
+                    torch.cuda.synchronize(self.device)
+                except torch.cuda.OutOfMemoryError:
+                    raise
+                except RuntimeError as e:  # capture unsupported: eager forwards still work
+                    self._graph = None
+                    self.notices.append(f"CUDA graph capture failed, running eagerly: {_first_line(e)}")
+                    return False
+        self._graph = (graph, static_in, static_out)
+        return True
 
     def classify(
         self,
@@ -350,12 +443,15 @@ class Classifier:
                 import torch
 
                 try:
-                    return self._classify_captured(source, label, top, display_max, cancel)
+                    with torch.cuda.device(self.device):
+                        return self._classify_captured(source, label, top, display_max, cancel)
                 except torch.cuda.OutOfMemoryError:
                     self._fall_back_to_cpu("CUDA ran out of memory on one image")
-                    out = self._classify_captured(source, label, top, display_max, cancel)
-                    out.result.notice = self.notices[-1]
-                    return out
+                except torch.AcceleratorError as e:
+                    self._fall_back_to_cpu(f"CUDA failed ({_first_line(e)})")
+                out = self._classify_captured(source, label, top, display_max, cancel)
+                out.result.notice = self.notices[-1]
+                return out
             return self._classify_captured(source, label, top, display_max, cancel)
 
     def _classify_captured(self, source, label: str, top: int, display_max, cancel) -> CapturedClassification:
@@ -431,13 +527,16 @@ class Classifier:
             import torch
 
             try:
-                return self._classify_batch_cuda(chunk, top, cancel)
+                with torch.cuda.device(self.device):
+                    return self._classify_batch_cuda(chunk, top, cancel)
             except torch.cuda.OutOfMemoryError:
                 self._fall_back_to_cpu(f"CUDA ran out of memory on a batch of {len(chunk)}")
-                results = self._classify_batch_cpu(chunk, top, cancel)
-                for r in results:
-                    r.notice = self.notices[-1]
-                return results
+            except torch.AcceleratorError as e:  # e.g. no kernel for this GPU: the CPU still works
+                self._fall_back_to_cpu(f"CUDA failed ({_first_line(e)})")
+            results = self._classify_batch_cpu(chunk, top, cancel)
+            for r in results:
+                r.notice = self.notices[-1]
+            return results
         return self._classify_batch_cpu(chunk, top, cancel)
 
     def _classify_batch_cpu(self, chunk, top, cancel) -> list[ClassificationResult]:
@@ -474,12 +573,16 @@ class Classifier:
         return results
 
     def _classify_batch_cuda(self, chunk, top, cancel) -> list[ClassificationResult]:
+        """The batch on the GPU: JPEG headers read on the CPU, nvjpeg decodes in calls of at most
+        DECODE_PIXELS_PER_CALL pixels, each decoded image released once resized. Stages are timed
+        with CUDA events, read once the forward's top-k has reached the CPU: no synchronisation
+        between images."""
         import torch
 
         dev = self.device
         results: list[ClassificationResult] = []
-        jpegs: list[tuple[ClassificationResult, bytes, int, float]] = []  # result, data, orientation, t
-        others: list[tuple[ClassificationResult, Any, float]] = []
+        jpegs: list[_Jpeg] = []
+        others: list[tuple[ClassificationResult, Any, float]] = []  # result, LoadedImage, ms
         for src, label in chunk:
             if cancel is not None:
                 cancel.raise_if_cancelled()
@@ -495,7 +598,7 @@ class Classifier:
                         orientation = exif_orientation(im)  # a JPEG's EXIF is in its header
                         w, h = im.size
                         r.image_size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-                        jpegs.append((r, data, orientation, (time.perf_counter() - t0) * 1e3))
+                        jpegs.append(_Jpeg(r, data, orientation, _ms(t0), w * h))
                         continue
                 li = self._load_cpu(src if data is None else data, label, draft=False)
             except ImageLoadError as e:
@@ -503,66 +606,98 @@ class Classifier:
                 r.timings_ms = {"decode": _ms(t0)}
                 continue
             r.image_size = li.size
-            others.append((r, li, (time.perf_counter() - t0) * 1e3))
+            others.append((r, li, _ms(t0)))
 
-        decoded: list[tuple[ClassificationResult, Any, float]] = []  # result, uint8 CHW on device, ms
-        if jpegs:
-            t0 = time.perf_counter()
-            try:
-                images = self._decode_jpegs_cuda([d for _, d, _, _ in jpegs])
-                torch.cuda.synchronize(dev)
-                share = _ms(t0) / len(jpegs)
-                for (r, _, orientation, header_ms), x in zip(jpegs, images):
-                    decoded.append((r, _orient_tensor(x, orientation), header_ms + share))
-            except torch.cuda.OutOfMemoryError:
-                raise
-            except RuntimeError:
-                # nvjpeg refuses the whole list when one image fails: find it, one by one, and let
-                # PIL decode (and explain) what nvjpeg cannot.
-                for r, data, orientation, header_ms in jpegs:
-                    t1 = time.perf_counter()
-                    try:
-                        x = self._decode_jpegs_cuda([data])[0]
-                        torch.cuda.synchronize(dev)
-                        decoded.append((r, _orient_tensor(x, orientation), header_ms + _ms(t1)))
-                    except torch.cuda.OutOfMemoryError:
-                        raise
-                    except RuntimeError:
-                        try:
-                            li = self._load_cpu(data, r.source, draft=False)
-                        except ImageLoadError as e:
-                            r.error = e.reason
-                            r.timings_ms = {"decode": header_ms + _ms(t1)}
-                            continue
-                        others.append((r, li, header_ms + _ms(t1)))
         from torchvision.transforms.functional import pil_to_tensor
 
-        for r, li, ms in others:
-            t1 = time.perf_counter()
-            x = pil_to_tensor(li.image).to(dev, non_blocking=True)
-            decoded.append((r, x, ms + _ms(t1)))
+        events = _EventTimer()
+        tensors, slots, spans = [], [], []
 
-        tensors, slots = [], []
-        for r, x, decode_ms in decoded:
+        def preprocess(r, x, decode_ms, decode_span) -> None:
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            t1 = time.perf_counter()
-            if x.shape[0] == 1:
-                x = x.expand(3, -1, -1)
-            y = self.transforms(x)
-            torch.cuda.synchronize(dev)
-            r.timings_ms = {"decode": decode_ms, "preprocess": _ms(t1)}
-            tensors.append(y)
+            start = events.mark()
+            tensors.append(self.transforms(x.expand(3, -1, -1) if x.shape[0] == 1 else x))
             slots.append(r)
+            spans.append((r, decode_ms, decode_span, (start, events.mark())))
+
+        for group in _pixel_groups(jpegs, DECODE_PIXELS_PER_CALL):
+            decoded = self._decode_jpeg_group(group, events, others)
+            decoded.reverse()
+            while decoded:  # pop: each full-size image is freed once its network input exists
+                job, x, span = decoded.pop()
+                preprocess(job.result, _orient_tensor(x, job.orientation), job.header_ms, span)
+                del x
+        while others:
+            r, li, ms = others.pop(0)
+            t1 = time.perf_counter()
+            x = pil_to_tensor(li.image).to(dev)  # not non_blocking: the PIL buffer is not pinned
+            del li
+            preprocess(r, x, ms + _ms(t1), None)
+            del x
         if tensors:
-            self._forward_and_fill(tensors, slots, top, dev)
+            forward = self._forward_and_fill(tensors, slots, top, dev, events)
+            # The top-k reached the CPU: every event before it has completed.
+            for r, decode_ms, decode_span, (p0, p1) in spans:
+                if decode_span is not None:
+                    d0, d1, n = decode_span
+                    decode_ms += events.ms(d0, d1) / n
+                r.timings_ms = {"decode": decode_ms, "preprocess": events.ms(p0, p1), "forward": forward}
+                r.timings_ms["total"] = sum(r.timings_ms.values())
         return results
 
-    def _forward_and_fill(self, tensors, slots, top, device) -> None:
+    def _decode_jpeg_group(self, group: list[_Jpeg], events, others) -> list[tuple[_Jpeg, Any, Any]]:
+        """nvjpeg decodes `group` in one call: (job, uint8 (C, H, W) on the device, decode span) each.
+        nvjpeg refuses the whole list when one image fails, and reports its own lack of memory as the
+        same "Error while decoding JPEG images": the group is halved until the failure is one image,
+        which is handed to PIL (it decodes, or explains, what nvjpeg cannot) unless GPU memory is
+        what ran out (OutOfMemoryError). Running short of memory is said in the results' notice."""
+        import torch
+
+        start = events.mark()
+        try:
+            images = self._decode_jpegs_cuda([job.data for job in group])
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except RuntimeError as e:
+            torch.cuda.empty_cache()  # what the allocator caches is out of nvjpeg's reach
+            need = sum(job.pixels for job in group) * 3 * 2  # the decoded images and nvjpeg's buffers
+            short = _nvjpeg_out_of_memory(e, need, self.device)
+            if len(group) == 1:
+                job = group[0]
+                if short:
+                    raise torch.cuda.OutOfMemoryError(
+                        f"nvjpeg ran out of GPU memory decoding {job.result.source} ({_first_line(e)})") from None
+                t1 = time.perf_counter()
+                try:
+                    li = self._load_cpu(job.data, job.result.source, draft=False)
+                except ImageLoadError as err:
+                    job.result.error = err.reason
+                    job.result.timings_ms = {"decode": job.header_ms + _ms(t1)}
+                    return []
+                others.append((job.result, li, job.header_ms + _ms(t1)))
+                return []
+            if short:
+                notice = (f"nvjpeg ran out of GPU memory decoding {len(group)} images at once; "
+                          "decoding them in smaller groups")
+                if not self.notices or self.notices[-1] != notice:
+                    self.notices.append(notice)
+                for job in group:
+                    job.result.notice = notice
+            half = len(group) // 2
+            return (self._decode_jpeg_group(group[:half], events, others)
+                    + self._decode_jpeg_group(group[half:], events, others))
+        span = (start, events.mark(), len(group))
+        return [(job, x, span) for job, x in zip(group, images)]
+
+    def _forward_and_fill(self, tensors, slots, top, device, events=None) -> float:
+        """One forward of the stacked inputs; fills each slot's top-k and its share of the forward
+        time, which it returns (ms; timed by CUDA events when `events` is given)."""
         import torch
 
         module = self._module(device)
         t0 = time.perf_counter()
+        e0 = events.mark() if events is not None else None
         with torch.inference_mode():
             x = torch.stack(tensors).to(device)
             if self.optimize:
@@ -575,14 +710,16 @@ class Classifier:
             else:
                 logits = module(x)
             probs = logits.float().softmax(dim=1)
+            e1 = events.mark() if events is not None else None
             k = min(top, probs.shape[1])
             values, indices = probs.topk(k, dim=1)
             values, indices = values.cpu().tolist(), indices.cpu().tolist()
-        share = _ms(t0) / len(slots)
+        share = (events.ms(e0, e1) if events is not None else _ms(t0)) / len(slots)
         for r, vs, ixs in zip(slots, values, indices):
             r.fill(vs, ixs, self.categories)
             r.timings_ms["forward"] = share
             r.timings_ms["total"] = sum(r.timings_ms.values())
+        return share
 
     def logits(self, images: Sequence[ImageInput]):
         """Raw logits (N, classes) on the CPU for images that all load (ImageLoadError otherwise);
@@ -591,7 +728,8 @@ class Classifier:
 
         with self._lock:
             if self._on_cuda:
-                return self._logits_cuda(images)
+                with torch.cuda.device(self.device):
+                    return self._logits_cuda(images)
             xs = [self._preprocess_pil(self._load_cpu(src, _label(src, i))) for i, src in enumerate(images)]
             with torch.inference_mode():
                 x = torch.stack(xs)
@@ -638,11 +776,16 @@ class Classifier:
         return self.transforms(im)
 
     def _decode_jpegs_cuda(self, datas: list[bytes]):
+        """nvjpeg decodes JPEG files to uint8 RGB (3, H, W) tensors on the device, in one call.
+
+        The operator torchvision's `decode_jpeg(device="cuda")` runs, called directly: that wrapper
+        is deprecated in torchvision 0.29 (in favour of TorchCodec) and warns on every call."""
         import torch
-        from torchvision.io import ImageReadMode, decode_jpeg
+        import torchvision.io  # noqa: F401 - registers torch.ops.image
+        from torchvision.io import ImageReadMode
 
         tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
-        return decode_jpeg(tensors, mode=ImageReadMode.RGB, device=self.device)
+        return torch.ops.image.decode_jpegs_cuda(tensors, ImageReadMode.RGB.value, torch.device(self.device))
 
     def _logits_cuda(self, images):
         import torch
@@ -747,6 +890,72 @@ def _first_line(e: BaseException) -> str:
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+@dataclass
+class _Jpeg:
+    """A JPEG of a GPU batch, read as far as its header."""
+
+    result: ClassificationResult
+    data: bytes
+    orientation: int
+    header_ms: float
+    pixels: int
+
+
+def _pixel_groups(jpegs: list[_Jpeg], budget: int) -> Iterator[list[_Jpeg]]:
+    """`jpegs` in order, in groups of at most `budget` pixels (one image alone may exceed it)."""
+    group: list[_Jpeg] = []
+    pixels = 0
+    for job in jpegs:
+        if group and pixels + job.pixels > budget:
+            yield group
+            group, pixels = [], 0
+        group.append(job)
+        pixels += job.pixels
+    if group:
+        yield group
+
+
+class _EventTimer:
+    """CUDA events on the current stream: `mark()` records one, `ms(a, b)` reads the time between
+    two once they have completed. Timing this way needs no synchronisation while work is queued."""
+
+    def __init__(self):
+        import torch
+
+        self._event = torch.cuda.Event
+
+    def mark(self):
+        e = self._event(enable_timing=True)
+        e.record()
+        return e
+
+    @staticmethod
+    def ms(start, end) -> float:
+        return float(start.elapsed_time(end))
+
+
+def _nvjpeg_out_of_memory(error: BaseException, need_bytes: int, device: str) -> bool:
+    """Whether an nvjpeg failure is GPU memory running out: torchvision reports nvjpeg's
+    NVJPEG_STATUS_ALLOCATOR_FAILURE (5) as "Error while decoding JPEG images: 5", and any failure
+    with less free memory than the decode needs is taken as one."""
+    import re
+
+    import torch
+
+    text = str(error)
+    if "out of memory" in text.lower() or re.search(r"JPEG images: 5\b", text):
+        return True
+    try:
+        free, _ = torch.cuda.mem_get_info(device)
+    except RuntimeError:
+        return False
+    return free < need_bytes
 
 
 def _orient_tensor(x, orientation: int):

@@ -13,6 +13,7 @@ from explorer.core.attribution import (
     IG_MAX_STEPS,
     AttributionParams,
     attribute,
+    attribute_on_device,
     branch_shares,
     ig_method,
 )
@@ -134,3 +135,49 @@ def test_branch_shares_stop_when_cancelled(cm, stop_at):
     assert all(len(p._forward_hooks) == 1 for p in cm.probes.values())  # only the capture's own
     with pytest.raises(Cancelled):
         branch_shares(cm, images(1, 96), cancel=token)  # a cancelled token stops before any work
+
+
+class _FullGpu(torch.nn.Module):
+    """The network as the GPU runs it, with no memory left: every forward runs out."""
+
+    block_branches: dict = {}
+
+    def forward(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
+
+
+def _saliency_by_hand(model, x, target):
+    """|d logit / d input|, largest over the colour channels: autograd on the plain model."""
+    x = x.clone().requires_grad_(True)
+    model(x)[0, target].backward()
+    return x.grad.abs().amax(1)[0].numpy()
+
+
+@pytest.fixture
+def cuda_on_cpu(monkeypatch):
+    """CUDA calls made harmless: tensors "moved" to cuda stay on the CPU."""
+    import contextlib
+
+    real_to = torch.Tensor.to
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: self if a and str(a[0]).startswith("cuda")
+                        else real_to(self, *a, **k))
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+
+
+def test_gradients_run_on_the_classifiers_device(cm, cuda_on_cpu):
+    x = images(1, 96)
+    asked = []
+    r = attribute_on_device(lambda d: asked.append(d) or cm, x, "saliency", 7, device="cuda")
+    assert asked == ["cuda"] and r.device == "cuda" and r.notice is None
+    assert np.allclose(r.heatmap, _saliency_by_hand(calibrated_model("googlenet"), x, 7), atol=1e-6)
+
+
+def test_gradients_fall_back_to_cpu_when_the_gpu_runs_out_of_memory(cm, cuda_on_cpu):
+    x = images(1, 96)
+    asked = []
+    models = {"cuda": _FullGpu(), "cpu": cm}
+    r = attribute_on_device(lambda d: asked.append(d) or models[d], x, "saliency", 7, device="cuda")
+    assert asked == ["cuda", "cpu"] and r.device == "cpu"
+    assert "out of memory" in r.notice and "CPU" in r.notice
+    assert np.allclose(r.heatmap, _saliency_by_hand(calibrated_model("googlenet"), x, 7), atol=1e-6)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 
@@ -231,6 +232,7 @@ def test_cuda_out_of_memory_falls_back_to_cpu(images, monkeypatch):
     def full(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
     monkeypatch.setattr(clf, "_classify_batch_cuda", full)
     results = clf.classify(images[:2])
     assert clf.device == "cpu" and all(r.ok and r.device == "cpu" for r in results)
