@@ -102,6 +102,9 @@ class AttributionPanel(QWidget):
         self.state = AttributionPanelState()
         self.runner = runner if runner is not None else JobRunner(self)
         self.capture_model = None
+        self.capture_model_for = None  # device -> the network there (gradient methods on the classifier's GPU)
+        #: Where the gradient methods run: the classifier's device ("cpu", "cuda:0").
+        self.device = "cpu"
         self.graph = None
         self.categories: list[str] = []
         self.x = None
@@ -226,10 +229,12 @@ class AttributionPanel(QWidget):
 
     # ------------------------------------------------------------------ inputs
 
-    def set_model(self, capture_model, graph, categories: list[str] | None = None) -> None:
-        """The network to explain (a CaptureModel), its block graph and its class names."""
+    def set_model(self, capture_model, graph, categories: list[str] | None = None, capture_model_for=None) -> None:
+        """The network to explain (a CaptureModel on the CPU), its block graph and its class names.
+        capture_model_for(device): the same network on another device, for runs on `self.device`."""
         self.cancel()
         self.capture_model, self.graph = capture_model, graph
+        self.capture_model_for = capture_model_for
         self.categories = list(categories or [])
         self._populate_targets()
         self.block_combo.blockSignals(True)
@@ -339,7 +344,7 @@ class AttributionPanel(QWidget):
 
     def run(self) -> None:
         """Start the chosen method on a worker (cancelling one still running)."""
-        from explorer.core.attribution import attribute
+        from explorer.core.attribution import attribute, attribute_on_device
 
         if self.capture_model is None or self.x is None:
             self._fail("Load a model and classify an image first.")
@@ -357,7 +362,12 @@ class AttributionPanel(QWidget):
                 self._fail("Choose a block for Grad-CAM.")
                 return
             kwargs.update(node=self.state.block, branch=self.state.branch)
-        job = Job(attribute, self.capture_model, self.x, method, target, wants_progress=True, **kwargs)
+        if self.device != "cpu" and self.capture_model_for is not None:
+            # On the classifier's device (a GPU): the CPU computes it instead when the GPU runs out of memory.
+            job = Job(attribute_on_device, self.capture_model_for, self.x, method, target, device=self.device,
+                      wants_progress=True, **kwargs)
+        else:
+            job = Job(attribute, self.capture_model, self.x, method, target, wants_progress=True, **kwargs)
         self._job = job
         self._started = time.monotonic()
         self._set_running(True)
@@ -399,8 +409,11 @@ class AttributionPanel(QWidget):
         self.result = result
         seconds = time.monotonic() - self._started
         where = f" on {result.layer}" if result.layer else ""
+        device = getattr(result, "device", None)
+        on = f" on {device}" if device and device != "cpu" or getattr(result, "notice", None) else ""
         self.status.setText(f"{METHOD_NAMES[result.method]}{where} for {self._category(result.target)}: "
-                            f"done in {seconds:.1f} s")
+                            f"done in {seconds:.1f} s{on}" + (f" — {result.notice}" if getattr(result, "notice", None)
+                                                              else ""))
         self._set_status_warning(False)
         self._show_result()
         self.attribution_finished.emit(result)

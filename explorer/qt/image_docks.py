@@ -51,6 +51,7 @@ class ImageDocks(QObject):
         self.graph = None
         self.loaded = None
         self.last_shown = None
+        self._device_models: dict = {}
         self._sample_pending = classify_sample
 
         self.classify = ClassifyPanel(window, state=state)
@@ -137,7 +138,9 @@ class ImageDocks(QObject):
         if self.loaded is None or capture_model.graph_name != self.loaded.name:
             return
         self.capture_model = capture_model
-        self.attribution.set_model(capture_model, self.graph, self.loaded.categories)
+        self._device_models = {}
+        self.attribution.set_model(capture_model, self.graph, self.loaded.categories,
+                                   capture_model_for=self._capture_model_for)
         self.shares.set_model(capture_model, self.graph)
         self.attribution.set_image(None)  # the previous model's image until the new one's arrives
         if self.last_shown is not None and self._is_current(self.last_shown):
@@ -173,10 +176,28 @@ class ImageDocks(QObject):
         if selected:
             self.select_block(selected)
 
+    def _capture_model_for(self, device: str):
+        """The gradient methods' network on `device`, built once per model and device (on the worker thread:
+        a copy of the loaded network, so that captures of the classifier on other threads never see
+        captum's hooks)."""
+        if device == "cpu":
+            return self.capture_model
+        model = self._device_models.get(device)
+        if model is None:
+            import copy
+
+            from explorer.core.capture import CaptureModel
+
+            model = self._device_models[device] = CaptureModel(copy.deepcopy(self.loaded.module).to(device),
+                                                               self.graph)
+        return model
+
     def _hand_on(self, shown) -> None:
-        """Give the gradient panels the image's network input (on the CPU, where their network is)."""
+        """Give the gradient panels the image's network input; attributions run on the classifier's device
+        (branch shares on the CPU, where their network is)."""
         if shown.x is None:
             return
+        self.attribution.device = str(shown.x.device)
         x = _cpu_input(shown.x)
         top1 = shown.result.top[0].index if shown.result is not None and shown.result.top else None
         self.attribution.set_image(x, shown.rgb, top1=top1)

@@ -59,7 +59,7 @@ from explorer.qt import help
 from explorer.qt.graph_view import GraphView, TextMeasure
 from explorer.diagram.layout import Style, build_diagram, layout_diagram
 from explorer.qt.model_menu import ModelMenu
-from explorer.qt.panels import Banner, DetailsPanel, InputSizeControl, WeightsBar
+from explorer.qt.panels import MAX_BATCH, MAX_SIDE, Banner, DetailsPanel, InputSizeControl, WeightsBar
 from explorer.qt.presentation import Presentation
 from explorer.qt.status_line import StatusLine
 from explorer.qt.theme import make_theme
@@ -733,9 +733,10 @@ class MainWindow(QMainWindow):
         self.retrace()
 
     def set_input_size(self, h: int, w: int | None = None, batch: int | None = None) -> None:
-        """Set the input size (retraces and redraws)."""
+        """Set the input size as the size boxes would take it (clamped to their bounds); retraces and redraws."""
         w = h if w is None else w
-        self.state.input_size = InputSize(h, w, self.state.input_size.batch if batch is None else batch)
+        n = self.state.input_size.batch if batch is None else batch
+        self.state.input_size = InputSize(min(max(1, h), MAX_SIDE), min(max(1, w), MAX_SIDE), min(max(1, n), MAX_BATCH))
 
     def input_size(self) -> tuple[int, int, int]:
         s = self.state.input_size

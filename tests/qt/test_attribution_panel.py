@@ -181,7 +181,8 @@ def test_branch_shares_chart_sums_to_one_per_block(qtbot, setup, tmp_path):
     np.testing.assert_allclose(p.block_chart.heights(), shares["inception4c"])
     assert p.block_chart.heights().sum() == pytest.approx(1.0)
     ticks = p.block_chart.plot.getAxis("bottom")._tickLevels[0]
-    assert [t[1] for t in ticks] == ["1 · #1×1", "2 · #3×3", "3 · #3×3", "4 · pool proj"]
+    # The branches' own labels (torchvision's "#5×5" branch says it has a 3×3 kernel).
+    assert [t[1] for t in ticks] == ["1 · #1×1", "2 · #3×3", "3 · #5×5 (3×3 kernel)", "4 · pool proj"]
     for path in (p.export_network_png(tmp_path / "net.png"), p.export_block_png(tmp_path / "block.png")):
         assert path.stat().st_size > 1000
     rows = list(csv.DictReader(p.export_csv(tmp_path / "shares.csv").open(encoding="utf-8")))
@@ -233,4 +234,36 @@ def test_cancelling_network_shares_returns_to_idle_and_stays_usable(qtbot, setup
     with qtbot.waitSignal(p.shares_ready, timeout=RUN_MS):  # still usable
         p.compute_button.click()
     assert p.network_chart.blocks == [b.name for b in graph.blocks()] and "cancelled" not in p.status.text()
+    p.shutdown()
+
+
+def test_attributions_run_on_the_classifiers_device_and_say_when_the_cpu_took_over(qtbot, setup, monkeypatch):
+    """On a GPU the panel runs the gradient methods there (attribute_on_device, with the CPU as fallback);
+    here a fake GPU runs out of memory on every call, so the CPU computes it and the panel says so."""
+    import explorer.core.attribution as attribution
+
+    graph, cm, x, image, categories = setup
+    asked = []
+
+    def capture_model_for(device):
+        asked.append(device)
+        if device.startswith("cuda"):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return cm
+
+    monkeypatch.setattr(torch.cuda, "device", lambda device: __import__("contextlib").nullcontext())
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    p = AttributionPanel()
+    qtbot.addWidget(p)
+    p.set_model(cm, graph, categories, capture_model_for=capture_model_for)
+    p.set_image(x, image)
+    p.device = "cuda:0"
+    p.set_method("saliency")
+    with qtbot.waitSignal(p.attribution_finished, timeout=RUN_MS) as done:
+        p.run()
+    result = done.args[0]
+    assert asked == ["cuda:0", "cpu"] and result.device == "cpu" and "ran out of memory" in result.notice
+    assert "ran out of memory" in p.status.text()
+    expected = attribution.attribute(cm, x, "saliency", result.target)
+    np.testing.assert_allclose(result.heatmap, expected.heatmap, rtol=1e-5, atol=1e-7)
     p.shutdown()
