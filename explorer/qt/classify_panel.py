@@ -72,8 +72,8 @@ from explorer.qt.workers import Job, JobRunner
 
 #: Name given to an image that comes from the clipboard or a drop of image data.
 PASTED_NAME = "<pasted image>"
-#: Share of the panel's height the batch table gets while a batch is on screen.
-BATCH_TABLE_SHARE = 0.7
+#: Share of the panel's width the batch table gets while a batch is on screen (the image the rest).
+BATCH_TABLE_SHARE = 0.6
 _FILE_FILTER = "Images ({});;All files (*)".format(" ".join(f"*{e}" for e in IMAGE_EXTENSIONS))
 
 
@@ -165,7 +165,8 @@ class ClassifyPanel(QWidget):
         self.previous_bar.hide()
         lay.addWidget(self.previous_bar)
 
-        self.splitter = QSplitter(Qt.Orientation.Vertical, self)
+        # A batch's table on the left, the selected image on the right: both get the dock's whole height.
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
         self.result_view = ResultView(self.splitter)
         self.batch_box = QWidget(self.splitter)
         bl = QVBoxLayout(self.batch_box)
@@ -204,38 +205,33 @@ class ClassifyPanel(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(fm.height() + 6)
         self.table.selectionModel().currentRowChanged.connect(self._on_row_changed)
         bl.addWidget(self.table, 1)
-        self.splitter.addWidget(self.result_view)
         self.splitter.addWidget(self.batch_box)
+        self.splitter.addWidget(self.result_view)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         self.batch_box.hide()
         lay.addWidget(self.splitter, 1)
 
-        # The sample strip keeps its full height (captions included): the dock scrolls before it clips.
-        strip = QWidget(self)
-        strip.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
-        self.sample_bar = QHBoxLayout(strip)
-        self.sample_bar.setContentsMargins(0, 0, 0, 0)
+        # Samples: small pictures in the button row (their names in the tooltips), so nothing below the
+        # views can be cut off or pushed out of a low dock.
         self.sample_buttons: list[QToolButton] = []
         if samples is None:
             from explorer.core.samples import sample_images
 
             samples = sample_images()
         if samples:
-            self.sample_bar.addWidget(QLabel("Samples:", strip))
+            bar.insertWidget(bar.count() - 3, QLabel("Samples:", self))
         for s in samples:
-            b = QToolButton(strip)
+            b = QToolButton(self)
             b.setText(s.title or s.name)
             b.setToolTip(f"Classify {s.title or s.name}" + (f"\n{s.credit} ({s.licence})" if s.credit else ""))
-            b.setIcon(QIcon(_thumbnail(s.path, 48)))
-            b.setIconSize(QSize(48, 48))
-            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+            b.setIcon(QIcon(_thumbnail(s.path, 32)))
+            b.setIconSize(QSize(28, 28))
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
             b.setAutoRaise(True)
             b.clicked.connect(lambda _=False, path=s.path: self.classify_paths([path]))
-            self.sample_bar.addWidget(b)
+            bar.insertWidget(bar.count() - 3, b)
             self.sample_buttons.append(b)
-        self.sample_bar.addStretch(1)
-        lay.addWidget(strip)
 
         self.paste_shortcut = QShortcut(QKeySequence(QKeySequence.StandardKey.Paste), self)
         self.paste_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -481,8 +477,8 @@ class ClassifyPanel(QWidget):
         self.progress.setRange(0, 0)  # busy indicator while folders are listed
         self.status.setText("Listing files…")
         self.batch_box.show()
-        h = max(self.splitter.height(), 200)
-        self.splitter.setSizes([round(h * (1 - BATCH_TABLE_SHARE)), round(h * BATCH_TABLE_SHARE)])
+        w = max(self.splitter.width(), 400)
+        self.splitter.setSizes([round(w * BATCH_TABLE_SHARE), round(w * (1 - BATCH_TABLE_SHARE))])
         self._batch_started = time.perf_counter()
         self.runner.start("classify", Job(tasks.classify_batch, self.classifier, [str(p) for p in paths],
                                           low_priority=True),

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QScrollArea
+from PySide6.QtCore import QEvent, QObject, QSize, Qt
+from PySide6.QtWidgets import QApplication, QDockWidget, QMainWindow, QScrollArea, QWidget
 
 from explorer.qt.activation_view import ActivationView
 from explorer.qt.attribution_panel import AttributionPanel
@@ -37,6 +37,34 @@ def _cpu_input(x):
     import torch
 
     return x.detach().to("cpu", torch.float32).clone(memory_format=torch.contiguous_format)
+
+
+class _PanelHolder(QWidget):
+    """Holds a panel in a dock's scroll area, which then scrolls only below the panel's minimum size.
+
+    A panel whose layout has a word-wrapping label has height-for-width, and a resizable scroll area
+    gives such a widget its preferred height for the width, not what it needs: a scroll bar appeared
+    at the default window size with the whole panel fitting above it."""
+
+    def __init__(self, panel: QWidget):
+        super().__init__()
+        self.panel = panel
+        panel.setParent(self)
+        panel.installEventFilter(self)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return self.panel.minimumSizeHint()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return self.panel.sizeHint()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.panel.setGeometry(self.rect())
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        if obj is self.panel and event.type() == QEvent.Type.LayoutRequest:
+            QApplication.postEvent(self, QEvent(QEvent.Type.LayoutRequest))  # the scroll area re-reads our size
+        return False
 
 
 class ImageDocks(QObject):
@@ -90,7 +118,7 @@ class ImageDocks(QObject):
         # In a scroll area, so a panel's minimum size never forces the window larger (a projector).
         scroll = QScrollArea(dock)
         scroll.setWidgetResizable(True)
-        scroll.setWidget(widget)
+        scroll.setWidget(_PanelHolder(widget))
         dock.setWidget(scroll)
         self.window.addDockWidget(area, dock)
         return dock

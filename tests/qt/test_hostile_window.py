@@ -64,3 +64,34 @@ def test_the_size_control_stops_at_the_engines_bound(window, qtbot):
     with qtbot.waitSignal(window.trace_updated, timeout=TIMEOUT_MS):
         window.set_input_size(MAX_INPUT_SIDE + 1, 10**9, MAX_BATCH + 1)
     assert window.input_size() == (MAX_INPUT_SIDE, MAX_INPUT_SIDE, MAX_BATCH)
+
+
+def test_open_model_refuses_a_fifo_and_a_folder_in_one_line(window, qtbot, tmp_path):
+    qtbot.waitUntil(lambda: window.loaded is not None, timeout=TIMEOUT_MS)
+    fifo = tmp_path / "net.py"
+    os.mkfifo(fifo)
+    folder = tmp_path / "model.pt2"
+    folder.mkdir()
+    for ref in (fifo, folder):
+        with qtbot.waitSignal(window.error_shown, timeout=5_000) as blocker:
+            window.open_model(str(ref))
+        message = blocker.args[0]
+        assert str(ref) in message and "not a regular file" in message and "\n" not in message
+        assert window.model_name == "googlenet" and window.model_ref is None
+
+
+def test_a_pasted_strip_is_refused_in_one_line_and_the_panel_goes_on(window, qtbot):
+    from PySide6.QtGui import QImage
+
+    panel = _ready(window, qtbot)
+    strip = QImage(1, 5000, QImage.Format.Format_RGB888)
+    strip.fill(0x808080)
+    with qtbot.waitSignal(panel.failed, timeout=TIMEOUT_MS) as failed:
+        panel.classify_image(strip)
+    assert "5,000:1" in failed.args[0] and "100:1" in failed.args[0] and "\n" not in failed.args[0]
+    qtbot.waitUntil(lambda: not panel.busy, timeout=TIMEOUT_MS)
+    good = QImage(80, 60, QImage.Format.Format_RGB888)
+    good.fill(0x3060A0)
+    with qtbot.waitSignal(panel.image_classified, timeout=TIMEOUT_MS) as done:
+        panel.classify_image(good)
+    assert done.args[0].ok

@@ -119,8 +119,11 @@ def test_a_batch_shows_its_table_at_a_useful_height(make_window, qtbot, tmp_path
     qtbot.wait(50)
     table = w.images.classify.table
     row = table.verticalHeader().defaultSectionSize()
-    assert table.isVisible() and table.viewport().height() >= 6 * row, (
-        f"table viewport {table.viewport().height()} px, rows {row} px")
+    # What can be seen of it in the dock (its scroll area clips it), not its own size.
+    seen = table.viewport().visibleRegion().boundingRect().height()
+    assert table.isVisible() and seen >= 6 * row, f"{seen} px of the table can be seen, rows are {row} px"
+    scroll = w.images.classify_dock.widget()
+    assert not scroll.verticalScrollBar().isVisible(), "the classify panel does not fit its dock"
 
 
 # 4. -----------------------------------------------------------------------------------------------
@@ -241,11 +244,16 @@ def test_find_zooms_to_the_match(window, qtbot):
 # 10 (sample strip). -------------------------------------------------------------------------------
 
 
-def test_the_sample_strip_is_not_clipped_at_the_default_size(make_window, qtbot):
-    w = make_window()
+def test_the_classify_panel_fits_its_dock_at_the_default_size(make_window, qtbot):
+    """Samples and captions were clipped, and the panel scrolled with room to spare."""
+    w = make_window(classify_sample=True)
     w.resize(1280, 860)
-    qtbot.waitUntil(lambda: w.images is not None, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: ready(w) and w.images.classify.result_view.image.has_image(), timeout=TIMEOUT_MS)
     qtbot.wait(100)
+    scroll = w.images.classify_dock.widget()
+    assert not scroll.verticalScrollBar().isVisible() and not scroll.horizontalScrollBar().isVisible()
+    timings = w.images.classify.result_view.timings
+    assert timings.visibleRegion().boundingRect().height() == timings.height() > 0  # the last line, whole
     buttons = w.images.classify.sample_buttons
     assert buttons
     for b in buttons:
