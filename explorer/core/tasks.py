@@ -2,7 +2,8 @@
 
 A task checks `cancel` between steps; the worker that runs it (explorer.qt.workers.Job) hands each
 event to the UI thread, where it is dispatched by type. Nothing here knows about Qt: a picture for
-display travels as an RGB uint8 array.
+display travels as an RGB uint8 array. numpy, PIL and torch are imported by the tasks, not here: the
+window imports this module before it first paints.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from explorer.core.cancel import CancelToken
-from explorer.core.images import ImageLoadError, expand_inputs
 
 #: Classes shown per image.
 TOP = 5
@@ -54,7 +52,7 @@ class ImageShown:
     thumbnail, an (h, w, 3) uint8 array at most DISPLAY_MAX on a side."""
 
     shown: Any
-    thumbnail: np.ndarray | None
+    thumbnail: Any  # np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -130,6 +128,8 @@ def classify_single(classifier, source, name: str, *, cancel: CancelToken):
 
 def classify_batch(classifier, paths: list, *, cancel: CancelToken):
     """Expand folders, announce the file list, then classify it batch by batch."""
+    from explorer.core.images import expand_inputs
+
     files: list[Path] = []
     empty: list[str] = []
     for p in paths:
@@ -152,7 +152,10 @@ def preview_file(classifier, source: str, result, *, cancel: CancelToken):
     yield _decoded_shown(classifier, source, display_name(source), result)
 
 
-def _thumbnail(picture) -> np.ndarray:
+def _thumbnail(picture):
+    """An (h, w, 3) uint8 array of `picture`, at most DISPLAY_MAX on a side."""
+    import numpy as np
+
     thumb = picture.copy()
     thumb.thumbnail((DISPLAY_MAX, DISPLAY_MAX))
     return np.ascontiguousarray(np.asarray(thumb.convert("RGB"), dtype=np.uint8))
@@ -168,7 +171,7 @@ def _captured_shown(classifier, out, name: str) -> ImageShown:
 def _decoded_shown(classifier, source, name: str, result) -> ImageShown:
     """The ImageShown of an image whose top-k came from `classify` (a classifier without a block graph);
     no picture when the file cannot be decoded any more."""
-    from explorer.core.images import LoadedImage, load_image, to_rgb
+    from explorer.core.images import ImageLoadError, LoadedImage, load_image, to_rgb
 
     try:
         if isinstance(source, (str, os.PathLike)):

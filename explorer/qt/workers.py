@@ -31,7 +31,6 @@ from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slo
 
 from explorer.core.cancel import Cancelled, CancelToken
 from explorer.core.graphs import block_graph, opened_model, zoo_block_graph
-from explorer.core.images import ImageLoadError
 from explorer.core.tasks import Progress
 
 #: Linux nice increment of low-priority worker threads over the process (see `lower_thread_priority`).
@@ -55,6 +54,13 @@ def lower_thread_priority() -> None:
             pass
     else:
         QThread.currentThread().setPriority(QThread.Priority.LowPriority)
+
+
+def _is_user_error(e: Exception) -> bool:
+    """A bad file, name or value the user gave (reported in the window), not a bug of ours (also printed)."""
+    from explorer.core.images import ImageLoadError  # imported with the first error: not before the first paint
+
+    return isinstance(e, (ValueError, OSError, ImageLoadError))
 
 
 class JobSignals(QObject):
@@ -114,7 +120,7 @@ class Job(QRunnable):
             self.signals.cancelled.emit()
         except Exception as e:  # every worker error reaches the window's one error handler
             msg = str(e) or type(e).__name__
-            if not isinstance(e, (ValueError, OSError, ImageLoadError)):  # those are the user's input, not our bug
+            if not _is_user_error(e):
                 traceback.print_exc()
             if self.token.cancelled:
                 self.signals.cancelled.emit()
