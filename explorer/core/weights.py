@@ -363,6 +363,7 @@ def resolve_hub(
     The file is read with safetensors, or torch.load(weights_only=True), and loaded all or nothing."""
     try:
         import huggingface_hub
+        import huggingface_hub.constants  # read at each call: tests and users may point it elsewhere
     except ImportError:
         return WeightsState("random", "none", "huggingface_hub is not installed (pip install huggingface_hub)")
     for filename in hub.filenames:

@@ -276,7 +276,7 @@ def test_download_progress_and_cancel(window, qtbot, monkeypatch):
 
     threads = []
 
-    def fake_download(name, weights, allow_download, *, progress=None, cancel=None):
+    def fake_download(*args, progress=None, cancel=None, **kwargs):
         threads.append(threading.current_thread())
         total = 10_000_000
         for i in range(1000):
@@ -285,7 +285,10 @@ def test_download_progress_and_cancel(window, qtbot, monkeypatch):
             time.sleep(0.01)
         raise AssertionError("never cancelled")
 
-    monkeypatch.setattr(main_window, "load_weights", fake_download)
+    from explorer.core import loading
+
+    monkeypatch.setattr(main_window, "load_weights", fake_download)  # the first load, if still running
+    monkeypatch.setattr(loading, "retry_download", fake_download)  # Retry download of the loaded model
     window.retry_download()
     bar = window.weights_bar
     qtbot.waitUntil(lambda: bar.progress.maximum() == 1000 and bar.progress.value() > 0, timeout=10_000)
