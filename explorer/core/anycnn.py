@@ -158,7 +158,26 @@ def _timm(name: str, native_size) -> ModelSpec:
     return ModelSpec(
         name=f"timm:{name}", title=f"{name} (timm)", family=ANY_CNN, builder=("timm", "create_model"),
         builder_kwargs={"model_name": name, "pretrained": False}, weights=None, native_size=native_size or size,
+        **_timm_published(name, cfg),
     )
+
+
+def _timm_published(name: str, cfg) -> dict:
+    """The Hugging Face Hub repository of timm's default pretrained weights for `name` and the data
+    config they were trained with (ImageNet-1k classifiers only: their class names are known)."""
+    from explorer.core.zoo import HubWeights, Preprocessing
+
+    if cfg is None or not getattr(cfg, "hf_hub_id", None) or cfg.num_classes != 1000:
+        return {}
+    files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else HubWeights.__dataclass_fields__["filenames"].default
+    crop = int(cfg.input_size[-1])
+    interpolation = cfg.interpolation if cfg.interpolation in ("bilinear", "bicubic", "nearest") else "bilinear"
+    return {
+        "hub_weights": HubWeights(cfg.hf_hub_id, files),
+        "preprocessing": Preprocessing(crop=crop, resize=int(crop / (cfg.crop_pct or 0.875)),
+                                       mean=tuple(cfg.mean), std=tuple(cfg.std), interpolation=interpolation,
+                                       source=f"timm's {name} data config"),
+    }
 
 
 def _python_file(path: Path, native_size) -> ModelSpec:

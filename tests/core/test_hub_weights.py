@@ -265,3 +265,26 @@ def test_zoo_hub_ids_are_timm_s():
         hub = get_spec(name).hub_weights
         assert hub.repo_id == cfg.hf_hub_id and (cfg.hf_hub_filename or "pytorch_model.bin") in hub.filenames
         assert dataclasses.replace(hub).url == f"https://huggingface.co/{cfg.hf_hub_id}"
+
+
+def test_timm_model_by_name_loads_timm_s_published_weights(hub_cache):
+    """timm:NAME finds the repository timm's pretrained config names, loads it strictly into timm's own
+    model, and preprocesses with that config's numbers."""
+    timm = pytest.importorskip("timm")
+    from timm.data import resolve_data_config
+
+    from explorer.core.anycnn import open_model
+
+    reference = timm.create_model("resnet18", pretrained=False)
+    state = _published(reference)
+    cfg = timm.get_pretrained_cfg("resnet18")
+    _fill_cache(hub_cache, cfg.hf_hub_id, state)
+    loaded = load_model(open_model("timm:resnet18"), outputs=1000)
+    assert loaded.weights.kind == "pretrained" and cfg.hf_hub_id.replace("/", "--") in loaded.weights.source
+    assert _equal(loaded.module, state)
+    data = resolve_data_config({}, model=reference)
+    t = loaded.transforms()
+    assert list(t.crop_size) == [data["input_size"][-1]] and list(t.resize_size) == [
+        int(data["input_size"][-1] / data["crop_pct"])]
+    assert tuple(t.mean) == tuple(data["mean"]) and tuple(t.std) == tuple(data["std"])
+    assert t.interpolation.value == data["interpolation"]
