@@ -300,6 +300,35 @@ def test_download_progress_and_cancel(window, qtbot, monkeypatch):
     assert not bar.progress.isVisible()
 
 
+def test_retry_download_offline_keeps_the_weights_and_says_so(window, qtbot, monkeypatch, tmp_path):
+    """Retry download without network: the bar says "still offline: … — weights unchanged" and the model
+    object and its weights stay as they were."""
+    import socket
+    import urllib.error
+
+    import torch
+
+    from explorer.core import weights
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path))  # an empty torch hub cache
+    monkeypatch.setattr(weights.urllib.request, "urlopen", offline)
+    before = window.loaded
+    state = {k: v.clone() for k, v in before.module.state_dict().items()}
+    try:
+        window.retry_download()
+        qtbot.waitUntil(lambda: "weights unchanged" in window.weights_bar.text(), timeout=60_000)
+    finally:
+        torch.hub.set_dir(old)
+    text = window.weights_bar.text()
+    assert "still offline: no network connection" in text and "Errno" not in text
+    assert window.loaded is before and all(torch.equal(v, state[k]) for k, v in before.module.state_dict().items())
+    assert window.weights_bar.retry.isVisible()
+
+
 def test_zoom_and_fit(window, qtbot):
     view = window.view
     z = view.zoom()
