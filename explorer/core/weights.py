@@ -265,10 +265,14 @@ def apply_state_dict(model, state_dict: dict[str, Any]) -> str | None:
     return note
 
 
+#: `network_reason` of a file the hub does not have (the next file name is tried).
+_NOT_ON_HUB = "the file is not on the Hugging Face Hub"
+
+
 def network_reason(error: BaseException) -> tuple[str, bool]:
     """A failed download as a sentence, and whether it means the network could not be reached.
 
-    "[Errno -2] Name or service not known" reads "no network connection (the host name cannot be
+    "[Errno -2] Name or service not known" reads "no network connection (the server's name cannot be
     resolved)"; the chain of causes is searched, as libraries wrap the socket's error in their own."""
     chain: list[BaseException] = []
     todo: list[BaseException | None] = [error]
@@ -287,7 +291,7 @@ def network_reason(error: BaseException) -> tuple[str, bool]:
     if isinstance(error, urllib.error.HTTPError):
         return f"the server answered HTTP {error.code} ({error.reason})", False
     if {"EntryNotFoundError", "RemoteEntryNotFoundError", "RepositoryNotFoundError"} & names:
-        return "the file is not on the Hugging Face Hub", False
+        return _NOT_ON_HUB, False
     if any(isinstance(e, socket.gaierror) for e in chain) or any(
             m in text for m in ("name or service not known", "temporary failure in name resolution",
                                 "nodename nor servname", "getaddrinfo failed", "no address associated")):
@@ -307,11 +311,9 @@ def network_reason(error: BaseException) -> tuple[str, bool]:
     return first, False
 
 
-def _failed(reason: str, error: BaseException | None = None, prefix: str = "download failed") -> WeightsState:
-    if error is None:
-        return WeightsState("random", "none", reason)
+def _download_failed(error: BaseException) -> WeightsState:
     why, offline = network_reason(error)
-    return WeightsState("random", "none", f"{prefix}: {why}", offline=offline)
+    return WeightsState("random", "none", f"download failed: {why}", offline=offline)
 
 
 def resolve_pretrained(
@@ -340,7 +342,7 @@ def resolve_pretrained(
     except Cancelled:
         return WeightsState("random", "none", "download cancelled")
     except (OSError, urllib.error.URLError, ValueError) as e:
-        return _failed("", e)
+        return _download_failed(e)
     try:
         note = apply_state_dict(model, read_state_dict(path))
     except WeightsError as e:
@@ -385,12 +387,12 @@ def resolve_hub(
             return WeightsState("random", "none", "download cancelled")
         except Exception as e:  # the hub's errors are many; each is told as a sentence
             last = e
-            if network_reason(e)[0] == "the file is not on the Hugging Face Hub":
+            if network_reason(e)[0] == _NOT_ON_HUB:
                 continue  # the next file name (timm's repositories hold both)
             break
         else:
             return _load_hub_file(model, Path(path), f"downloaded from {hub.url}", "downloaded")
-    return _failed("", last)
+    return _download_failed(last)
 
 
 def _load_hub_file(model, path: Path, where: str, how: str) -> WeightsState:
@@ -403,17 +405,25 @@ def _load_hub_file(model, path: Path, where: str, how: str) -> WeightsState:
 
 def _progress_bar_class(progress: ProgressCallback | None, cancel: CancelToken | None):
     """A stand-in for tqdm that huggingface_hub's download drives: it reports bytes through `progress`
-    and stops the download (raising Cancelled) at the first chunk after `cancel` is set."""
+    and stops the download (raising Cancelled) at the first chunk after `cancel` is set.
+
+    The hub's HTTP download makes one bar; its Xet download makes two (bytes written, bytes
+    transferred): only the first bar made reports progress, every bar checks `cancel`."""
+    made = []
 
     class ProgressBar:
+        format_dict: dict = {}
+
         def __init__(self, *args, total=None, initial=0, **kwargs):
             self.total, self.n = total, initial
+            self._reports = not made
+            made.append(self)
             self._report()
 
         def _report(self):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            if progress is not None:
+            if progress is not None and self._reports:
                 progress(int(self.n), int(self.total) if self.total else None)
 
         def update(self, n=1):
@@ -426,11 +436,8 @@ def _progress_bar_class(progress: ProgressCallback | None, cancel: CancelToken |
         def __exit__(self, *exc):
             return False
 
-        def close(self):
-            pass
-
-        def set_description(self, *args, **kwargs):
-            pass
+        def __getattr__(self, name):  # tqdm's display methods (close, set_postfix_str, refresh…): nothing to do
+            return lambda *args, **kwargs: None
 
     return ProgressBar
 
