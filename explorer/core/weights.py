@@ -14,6 +14,7 @@ model predicts nothing, and quietly loading it would give NaN probabilities).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import socket
@@ -377,22 +378,39 @@ def resolve_hub(
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         return WeightsState("random", "none", "not in the Hugging Face Hub cache, and the hub's offline mode is on"
                             " (HF_HUB_OFFLINE is set)", offline=True)
+    try:
+        # Without a name server the hub would retry for half a minute, logging each attempt.
+        resolve_host(urllib.parse.urlparse(huggingface_hub.constants.ENDPOINT).hostname)
+    except OSError as e:
+        return _download_failed(e)
     last: BaseException | None = None
-    for filename in hub.filenames:
-        try:
-            path = huggingface_hub.hf_hub_download(
-                hub.repo_id, filename, revision=hub.revision, etag_timeout=timeout,
-                tqdm_class=_progress_bar_class(progress, cancel))
-        except Cancelled:
-            return WeightsState("random", "none", "download cancelled")
-        except Exception as e:  # the hub's errors are many; each is told as a sentence
-            last = e
-            if network_reason(e)[0] == _NOT_ON_HUB:
-                continue  # the next file name (timm's repositories hold both)
-            break
-        else:
-            return _load_hub_file(model, Path(path), f"downloaded from {hub.url}", "downloaded")
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)  # its retry warnings: the outcome is told once, as a sentence
+    try:
+        for filename in hub.filenames:
+            try:
+                path = huggingface_hub.hf_hub_download(
+                    hub.repo_id, filename, revision=hub.revision, etag_timeout=timeout,
+                    tqdm_class=_progress_bar_class(progress, cancel))
+            except Cancelled:
+                return WeightsState("random", "none", "download cancelled")
+            except Exception as e:  # the hub's errors are many; each is told as a sentence
+                last = e
+                if network_reason(e)[0] == _NOT_ON_HUB:
+                    continue  # the next file name (timm's repositories hold both)
+                break
+            else:
+                return _load_hub_file(model, Path(path), f"downloaded from {hub.url}", "downloaded")
+    finally:
+        hub_logger.setLevel(level)
     return _download_failed(last)
+
+
+def resolve_host(host: str | None) -> None:
+    """Look `host` up (raises socket.gaierror without a name server): a quick test for a network."""
+    if host:
+        socket.getaddrinfo(host, 443)
 
 
 def _load_hub_file(model, path: Path, where: str, how: str) -> WeightsState:

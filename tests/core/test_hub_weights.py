@@ -72,6 +72,7 @@ def hub_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(weights_module, "resolve_host", lambda host: None)  # tests that go "online" fake the hub
     return cache
 
 
@@ -186,6 +187,20 @@ def test_network_errors_read_as_sentences(hub_cache, monkeypatch, error, expecte
     assert expected in state.reason and "Errno" not in state.reason and "[" not in state.reason
     # torchvision's weights through torch hub: the same sentences.
     assert network_reason(error) == (state.reason.removeprefix("download failed: "), True)
+
+
+def test_without_a_name_server_the_hub_is_not_tried(hub_cache, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    def no_dns(host):
+        assert host == "huggingface.co"
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(weights_module, "resolve_host", no_dns)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", _raise(AssertionError("the hub was tried")))
+    state = load_model(TINY).weights
+    assert state.offline and state.reason == "download failed: no network connection (the server's name cannot be" \
+        " resolved)"
 
 
 def test_torch_hub_download_error_reads_as_a_sentence(tmp_path, monkeypatch):
