@@ -102,3 +102,11 @@ def test_classify_torchvision_model_with_random_weights(tmp_path, capsys):
     top = probs.topk(5)
     assert [t["index"] for t in doc["top"]] == top.indices.tolist()
     assert [t["prob"] for t in doc["top"]] == pytest.approx(top.values.tolist(), abs=1e-5)
+
+
+def test_window_launcher_refuses_an_unknown_name_before_qt(capsys):
+    from explorer.launcher import main as launcher_main
+
+    assert launcher_main(["gui", "--model", "resnt18"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "did you mean torchvision:resnet18" in err
