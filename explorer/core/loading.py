@@ -66,8 +66,9 @@ def load_model(
     if spec.family == ANY_CNN and spec.weights is None:
         # No weights enum to say how it was trained: its weights' data config (timm), else ImageNet's
         # conventions at its native size.
-        own = spec.preprocessing if spec.preprocessing is not None and spec.native_size[0] == spec.preprocessing.crop \
-            else imagenet_preprocessing(spec.native_size[0])
+        own = spec.preprocessing
+        if own is None or own.crop != spec.native_size[0]:
+            own = imagenet_preprocessing(spec.native_size[0])
         preprocess = own.transform()
         categories = imagenet_categories() if outputs in (None, 1000) else [f"class {i}" for i in range(outputs)]
     return LoadedModel(spec=spec, module=module, weights=state, categories=categories, preprocess=preprocess)

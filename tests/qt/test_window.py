@@ -422,3 +422,15 @@ def test_the_image_on_screen_is_classified_again_after_a_model_switch(make_windo
     with qtbot.waitSignal(w.images.classify.image_classified, timeout=180_000) as blocker:
         w.set_model("inception_v3")
     assert blocker.args[0].source == path and w.images.classify.classifier.loaded.name == "inception_v3"
+
+
+def test_weights_help_names_both_caches(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    from explorer.qt.help import weights_help_html
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    text = weights_help_html()
+    assert str(tmp_path / "hf-cache") in text and str(tmp_path / "torch-home" / "hub" / "checkpoints") in text
+    assert "Inception-v4" in text and "Open weights file" in text
