@@ -8,6 +8,7 @@ torch and torchvision are imported only when a model is built.
 from __future__ import annotations
 
 import importlib
+import threading
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +101,9 @@ class HubWeights:
 OPEN_WEIGHTS_HINT = "load a state dict with File → Open weights file… (command line: --weights FILE)"
 
 
+_SEEDED_BUILD = threading.Lock()
+
+
 def random_seed(name: str) -> int:
     """The seed of a model's random weights: fixed per model name, so that every session and process
     builds the same random network and predicts the same for the same image."""
@@ -138,7 +142,12 @@ class ModelSpec:
         import torch
 
         fn = self.factory or getattr(importlib.import_module(self.builder[0]), self.builder[1])
-        with torch.random.fork_rng(devices=[]):
+        if device == "meta":  # no values, nothing drawn from the random stream
+            with torch.device(device):
+                return fn(**self.builder_kwargs).eval()
+        # The initialisers draw from torch's one global stream: two builds on two threads at once would
+        # interleave their draws, so seeded builds take turns.
+        with _SEEDED_BUILD, torch.random.fork_rng(devices=[]):
             torch.manual_seed(random_seed(self.name))
             if device is None:
                 model = fn(**self.builder_kwargs)

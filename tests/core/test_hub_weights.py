@@ -156,6 +156,22 @@ def test_random_weights_are_the_same_in_every_process():
     assert _digest(other.build()) != here
 
 
+def test_random_weights_are_the_same_when_built_on_two_threads_at_once():
+    """The window loads weights while another worker builds a model: the draws must not interleave."""
+    import threading
+
+    names = ["googlenet_paper", "bn_inception"]
+    alone = {n: _digest(get_spec(n).build()) for n in names}
+    together = []
+    threads = [threading.Thread(target=lambda n=n: together.append((n, _digest(get_spec(n).build()))))
+               for n in names * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(together) == sorted((n, alone[n]) for n in names * 2)
+
+
 def _raise(error):
     def download(*args, **kwargs):
         raise error
