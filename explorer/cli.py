@@ -29,15 +29,44 @@ class CommandError(Exception):
         self.code = code
 
 
-def _model_name(name: str) -> str:
-    from explorer.core.zoo import model_names
+def _model_ref(text: str) -> str:
+    """The model reference the window would open for `text` (a bare name becomes torchvision:/timm:);
+    an unknown name is a usage error that suggests close names."""
+    from explorer.core.anycnn import OpenModelError, resolve_reference
 
-    if name not in model_names():
-        raise CommandError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
-    return name
+    try:
+        return resolve_reference(text)
+    except OpenModelError as e:
+        raise CommandError(str(e)) from None
+
+
+def _open_model(ref: str):
+    """(ModelSpec, BlockGraph) of a reference; a name or file that cannot be opened is one line, exit 2."""
+    from explorer.core.anycnn import OpenModelError
+    from explorer.core.graphs import opened_model, zoo_block_graph
+    from explorer.core.program import LayerFailed
+    from explorer.core.zoo import get_spec, model_names
+
+    if ref in model_names():
+        return get_spec(ref), zoo_block_graph(ref)
+    try:
+        return opened_model(ref)
+    except OpenModelError as e:
+        raise CommandError(str(e)) from None
+    except LayerFailed as e:
+        raise CommandError(f"{ref}: {e.reason}", EXIT_FAILED) from None
+
+
+def _weights_column(spec) -> str:
+    if spec.weights is not None:
+        return f"torchvision {spec.weights[1]}.{spec.weights[2]}"
+    if spec.hub_weights is not None:
+        return f"Hugging Face Hub {spec.hub_weights.repo_id}"
+    return "none published"
 
 
 def cmd_models(args) -> int:
+    """The zoo with its weights; with --all, every name that can be opened (torchvision, timm)."""
     from explorer.core.zoo import all_specs
 
     specs = all_specs()
@@ -45,27 +74,29 @@ def cmd_models(args) -> int:
     wt = max(len(s.title) for s in specs)
     for spec in specs:
         h, w = spec.native_size
-        weights = spec.weights[2] if spec.weights else "none"
-        print(f"{spec.name:{wn}s}  {spec.title:{wt}s}  input {h}×{w}  weights {weights}")
+        print(f"{spec.name:{wn}s}  {spec.title:{wt}s}  input {h}×{w}  weights: {_weights_column(spec)}")
+    if args.all:
+        from explorer.core.anycnn import timm_model_names, torchvision_model_names
+
+        for name in torchvision_model_names() + timm_model_names():
+            print(name)
     return 0
 
 
 def cmd_trace(args) -> int:
     from explorer.core.shapes import check_batch, parse_size
 
-    name = _model_name(args.model)
+    ref = _model_ref(args.model)
     try:
         size = parse_size(args.size)
         check_batch(args.batch)
     except ValueError as e:
         raise CommandError(str(e)) from None
 
-    from explorer.core.blockgraph import build_block_graph
     from explorer.core.export import TRACE_FORMATS
     from explorer.core.shapes import InputTooSmallError, trace_shapes
-    from explorer.core.zoo import get_spec
 
-    graph = build_block_graph(get_spec(name))
+    _, graph = _open_model(ref)
     try:
         trace = trace_shapes(graph, size, batch=args.batch)
     except InputTooSmallError as e:
@@ -78,7 +109,7 @@ def cmd_trace(args) -> int:
 
 def cmd_classify(args) -> int:
     """Classify image files and folders; one stderr line per file that cannot be classified."""
-    name = _model_name(args.model)
+    ref = _model_ref(args.model)
     if args.top < 1:
         raise CommandError(f"--top {args.top} must be at least 1")
     from explorer.core.shapes import MAX_BATCH
@@ -105,8 +136,15 @@ def cmd_classify(args) -> int:
         resolve_device(args.device)
     except DeviceUnavailableError as e:
         raise CommandError(f"--device {args.device}: {e}", EXIT_FAILED) from None
+    from explorer.core.zoo import get_spec, model_names
+
+    if ref in model_names():
+        spec, outputs = get_spec(ref), None
+    else:
+        spec, graph = _open_model(ref)
+        outputs = _output_classes(graph)
     try:
-        loaded = load_model(name, weights=args.weights or "auto")
+        loaded = load_model(spec, weights=args.weights or "auto", outputs=outputs)
     except WeightsError as e:
         raise CommandError(str(e), EXIT_FAILED) from None
     if loaded.weights.is_random:
@@ -168,16 +206,34 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def _output_classes(graph) -> int | None:
+    """How many class scores the model outputs at its native size (None: not a vector), as the window
+    works it out: 1000 gives ImageNet's names, another count class indices."""
+    from explorer.core.shapes import trace_shapes
+
+    last = [n for n in graph.nodes() if not n.training_only][-1]
+    try:
+        shape = trace_shapes(graph, graph.native_size).nodes[last.name].output_shape
+    except Exception:  # a model that cannot be traced still classifies; its classes are then unnamed
+        return None
+    return shape[0] if shape is not None and len(shape) == 1 else None
+
+
+MODEL_HELP = ("a zoo name (see `models`), torchvision:NAME, timm:NAME, a bare torchvision or timm name, a .py file"
+              " with build(), or a TorchScript / torch.export file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from explorer.core.images import MAX_PIXELS_LIMIT
     from explorer.core.shapes import MAX_BATCH, MAX_INPUT_SIDE
 
     p = _Parser(prog="inception-explorer", description="Look inside Inception-family networks.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
-    s = sub.add_parser("models", help="list the model zoo")
+    s = sub.add_parser("models", help="list the model zoo and its weights")
+    s.add_argument("--all", action="store_true", help="also every torchvision and timm model that opens by name")
     s.set_defaults(func=cmd_models)
     s = sub.add_parser("trace", help="trace every node's output shape, params and multiply-adds")
-    s.add_argument("model")
+    s.add_argument("model", help=MODEL_HELP)
     s.add_argument("--size", default="224",
                    help=f"input size: H or HxW (default 224; at most {MAX_INPUT_SIDE} per side)")
     s.add_argument("--batch", type=int, default=1, help=f"batch size N (default 1; at most {MAX_BATCH})")
@@ -185,11 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_trace)
     s = sub.add_parser("classify", help="top-k ImageNet classes of image files and folders")
     s.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER")
-    s.add_argument("--model", required=True)
+    s.add_argument("--model", required=True, help=MODEL_HELP)
     s.add_argument(
         "--weights",
-        help="a .pth/.pt/.safetensors file, or 'none' for random weights (default: the published "
-        "weights from the torch hub cache or a download; random, with a warning, when neither works)",
+        help="a .pth/.pt/.safetensors file, or 'none' for random weights (default: the published weights "
+        "from the torch hub or Hugging Face Hub cache, or a download; seeded random weights, with a warning "
+        "saying why, when neither works or none are published)",
     )
     s.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="auto: CUDA when this torch build can run the GPU; on CUDA the network input is "

@@ -16,10 +16,19 @@ def main(argv: list[str] | None = None) -> int:
         p = argparse.ArgumentParser(prog="inception-explorer gui", description="Open the explorer window.")
         p.add_argument("--model", default=None,
                        help="a zoo model (default: the last one, else googlenet), or any CNN: torchvision:NAME,"
-                            " timm:NAME, or a .py file with build(), a TorchScript .ts/.pt or a torch.export .pt2")
+                            " timm:NAME, a bare torchvision or timm name, or a .py file with build(), a TorchScript"
+                            " .ts/.pt or a torch.export .pt2")
         p.add_argument("--weights", default="auto", help="auto (hub cache, then download), none, or a file")
         p.add_argument("--offline", action="store_true", help="never try to download weights")
         opts = p.parse_args(args[1:] if args else [])
+        if opts.model is not None:  # a bare torchvision/timm name, as on the command line
+            from explorer.core.anycnn import OpenModelError, resolve_reference
+
+            try:
+                opts.model = resolve_reference(opts.model)
+            except OpenModelError as e:
+                print(f"inception-explorer: error: {e}", file=sys.stderr)
+                return 2
         from explorer.qt.platform_check import platform_problem
 
         problem = platform_problem()  # before any Qt library loads: Qt's own failure is an abort

@@ -31,6 +31,53 @@ def is_file_reference(ref: str | os.PathLike) -> bool:
     return not str(ref).startswith(("torchvision:", "timm:"))
 
 
+#: The prefixes of a model named by its library.
+NAME_PREFIXES = ("torchvision:", "timm:")
+
+
+def looks_like_path(ref: str) -> bool:
+    """A reference written as a file (a folder separator or a model file's suffix), not a bare name."""
+    return os.sep in ref or "/" in ref or ref.endswith(MODEL_FILE_SUFFIXES + (".pth",)) or ref.startswith("~")
+
+
+def timm_model_names() -> list[str]:
+    """'timm:NAME' for each architecture timm builds (empty when timm is not installed)."""
+    try:
+        import timm
+    except ImportError:
+        return []
+    return [f"timm:{n}" for n in timm.list_models()]
+
+
+def resolve_reference(ref: str | os.PathLike) -> str:
+    """The reference File → Open model… takes for what a user typed: a zoo name or a file as they are,
+    a bare name as 'torchvision:NAME' if torchvision builds it, else 'timm:NAME'.
+
+    An unknown name raises OpenModelError suggesting close names (zoo, torchvision, timm) and the
+    prefixes."""
+    import difflib
+
+    from explorer.core.zoo import model_names
+
+    text = str(ref).strip()
+    if text in model_names() or text.startswith(NAME_PREFIXES) or looks_like_path(text) or Path(text).exists():
+        return text
+    tv = torchvision_model_names()
+    if f"torchvision:{text}" in tv:
+        return f"torchvision:{text}"
+    tm = timm_model_names()
+    if f"timm:{text}" in tm:
+        return f"timm:{text}"
+    # Close names, compared without their prefix; shown as they would be typed.
+    candidates = {n: n for n in model_names()}
+    for full in tv + tm:
+        candidates.setdefault(full.split(":", 1)[1], full)
+    close = difflib.get_close_matches(text, list(candidates), n=4, cutoff=0.6)
+    hint = f"did you mean {', '.join(candidates[c] for c in close)}? " if close else ""
+    raise OpenModelError(f"unknown model {text!r}: {hint}(a zoo name, torchvision:NAME, timm:NAME, or a .py /"
+                         " TorchScript / torch.export file; `inception-explorer models --all` lists the names)")
+
+
 def torchvision_model_names() -> list[str]:
     """'torchvision:NAME' for each classification model torchvision builds (for completion)."""
     import torchvision.models as tvm
@@ -111,7 +158,26 @@ def _timm(name: str, native_size) -> ModelSpec:
     return ModelSpec(
         name=f"timm:{name}", title=f"{name} (timm)", family=ANY_CNN, builder=("timm", "create_model"),
         builder_kwargs={"model_name": name, "pretrained": False}, weights=None, native_size=native_size or size,
+        **_timm_published(name, cfg),
     )
+
+
+def _timm_published(name: str, cfg) -> dict:
+    """The Hugging Face Hub repository of timm's default pretrained weights for `name` and the data
+    config they were trained with (ImageNet-1k classifiers only: their class names are known)."""
+    from explorer.core.zoo import HubWeights, Preprocessing
+
+    if cfg is None or not getattr(cfg, "hf_hub_id", None) or cfg.num_classes != 1000:
+        return {}
+    files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else HubWeights.__dataclass_fields__["filenames"].default
+    crop = int(cfg.input_size[-1])
+    interpolation = cfg.interpolation if cfg.interpolation in ("bilinear", "bicubic", "nearest") else "bilinear"
+    return {
+        "hub_weights": HubWeights(cfg.hf_hub_id, files),
+        "preprocessing": Preprocessing(crop=crop, resize=int(crop / (cfg.crop_pct or 0.875)),
+                                       mean=tuple(cfg.mean), std=tuple(cfg.std), interpolation=interpolation,
+                                       source=f"timm's {name} data config"),
+    }
 
 
 def _python_file(path: Path, native_size) -> ModelSpec:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from explorer.core.cancel import CancelToken, ProgressCallback
-from explorer.core.weights import WeightsState, load_weights_file, resolve_pretrained
-from explorer.core.zoo import ModelSpec, get_spec, imagenet_categories, imagenet_preprocessing
+from explorer.core.weights import WeightsState, load_weights_file, resolve_hub, resolve_pretrained
+from explorer.core.zoo import OPEN_WEIGHTS_HINT, ModelSpec, get_spec, imagenet_categories, imagenet_preprocessing
 
 
 @dataclass
@@ -42,7 +42,8 @@ def load_model(
 ) -> LoadedModel:
     """Build `name` (a zoo name, or a spec from `anycnn.open_model`) on the CPU and give it weights.
 
-    weights: "auto" (hub cache, then download; random with the reason when both fail), "none"
+    weights: "auto" (the published weights: torch hub's or the Hugging Face Hub's cache, then a
+    download; random with the reason when both fail or none are published), "none"
     (random on purpose), or a path to a .pth/.pt/.safetensors file (WeightsError if it does not fit).
     outputs: the number of classes an opened model predicts, where known (1000: ImageNet's names).
     """
@@ -56,15 +57,61 @@ def load_model(
     elif isinstance(weights, str) and weights == "none":
         state = WeightsState("random", "none", "no weights requested")
     elif isinstance(weights, str) and weights == "auto":
-        state = resolve_pretrained(
-            module, spec.weights_url, allow_download=allow_download, progress=progress, cancel=cancel, timeout=timeout
-        )
+        state = resolve_published(module, spec, allow_download=allow_download, progress=progress, cancel=cancel,
+                                  timeout=timeout)
     else:
         state = load_weights_file(module, weights)
     module.eval()
     categories, preprocess = spec.categories(), None
     if spec.family == ANY_CNN and spec.weights is None:
-        # No weights enum to say how it was trained: ImageNet's conventions at its native size.
-        preprocess = imagenet_preprocessing(spec.native_size[0]).transform()
+        # No weights enum to say how it was trained: its weights' data config (timm), else ImageNet's
+        # conventions at its native size.
+        own = spec.preprocessing
+        if own is None or own.crop != spec.native_size[0]:
+            own = imagenet_preprocessing(spec.native_size[0])
+        preprocess = own.transform()
         categories = imagenet_categories() if outputs in (None, 1000) else [f"class {i}" for i in range(outputs)]
     return LoadedModel(spec=spec, module=module, weights=state, categories=categories, preprocess=preprocess)
+
+
+def resolve_published(module, spec: ModelSpec, **kwargs) -> WeightsState:
+    """The published weights of `spec` into `module`: torchvision's through torch hub, timm's through the
+    Hugging Face Hub; where none are published, random weights and the precise reason."""
+    if spec.weights is not None:
+        return resolve_pretrained(module, spec.weights_url, **kwargs)
+    if spec.hub_weights is not None:
+        return resolve_hub(module, spec.hub_weights, **kwargs)
+    return WeightsState("random", "none", f"{spec.no_weights or 'no published weights are known for this model'};"
+                        f" {OPEN_WEIGHTS_HINT}")
+
+
+@dataclass(frozen=True)
+class RetryResult:
+    """What "Retry download" did: the model to use (the same object when nothing changed) and a sentence."""
+
+    loaded: LoadedModel
+    changed: bool
+    message: str
+
+
+def retry_download(
+    loaded: LoadedModel,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    timeout: float = 15.0,
+) -> RetryResult:
+    """Try the published weights of a model with random weights again. On failure the model is returned
+    unchanged (its seeded random weights included) with what happened: "still offline: … — weights
+    unchanged"; it is never re-initialised behind the user's back."""
+    if not loaded.weights.is_random:
+        return RetryResult(loaded, False, f"weights already loaded ({loaded.weights.describe()}) — weights unchanged")
+    fresh = load_model(loaded.spec, weights="auto", progress=progress, cancel=cancel, timeout=timeout,
+                       outputs=len(loaded.categories))
+    state = fresh.weights
+    if not state.is_random:
+        return RetryResult(fresh, True, f"weights loaded: {state.describe()}")
+    reason = state.reason or "no weights found"
+    if state.offline:
+        reason = "still offline: " + reason.removeprefix("download failed: ")
+    return RetryResult(loaded, False, f"{reason} — weights unchanged")

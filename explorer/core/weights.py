@@ -1,8 +1,9 @@
 """Weights: find, download and load them without ever executing code from a file.
 
-Resolution order for a zoo model: a file already in the torch hub cache, then a download into
-that cache (with progress and cancel), then — when the user names one — a local file. A failed
-or cancelled download leaves random weights and says so (`WeightsState`), never silently.
+Resolution order for a zoo model: a file already in the cache (torch hub's for torchvision's
+weights, the Hugging Face Hub's for timm's), then a download into that cache (with progress and
+cancel), then — when the user names one — a local file. A failed or cancelled download leaves
+random weights and says so (`WeightsState`), never silently.
 
 Loading is all or nothing. Before the model is touched, every tensor of the file is checked: keys
 and shapes, then layout (dense only), device (not meta), dtype (floating for floating parameters;
@@ -13,8 +14,11 @@ model predicts nothing, and quietly loading it would give NaN probabilities).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
+import socket
+import ssl
 import tempfile
 import urllib.error
 import urllib.parse
@@ -44,6 +48,8 @@ class WeightsState:
     reason: str | None = None
     #: Something the user should know about weights that did load (e.g. float16 cast to float32).
     note: str | None = None
+    #: Random because the network could not be reached (a later retry may succeed).
+    offline: bool = False
 
     @property
     def is_random(self) -> bool:
@@ -260,6 +266,57 @@ def apply_state_dict(model, state_dict: dict[str, Any]) -> str | None:
     return note
 
 
+#: `network_reason` of a file the hub does not have (the next file name is tried).
+_NOT_ON_HUB = "the file is not on the Hugging Face Hub"
+
+
+def network_reason(error: BaseException) -> tuple[str, bool]:
+    """A failed download as a sentence, and whether it means the network could not be reached.
+
+    "[Errno -2] Name or service not known" reads "no network connection (the server's name cannot be
+    resolved)"; the chain of causes is searched, as libraries wrap the socket's error in their own."""
+    chain: list[BaseException] = []
+    todo: list[BaseException | None] = [error]
+    while todo and len(chain) < 20:
+        e = todo.pop()
+        if e is None or e in chain:
+            continue
+        chain.append(e)
+        # urllib keeps the socket's error in `reason`; the hub raises its own around httpx's.
+        reason = getattr(e, "reason", None)
+        todo += [e.__cause__, e.__context__, reason if isinstance(reason, BaseException) else None]
+    names = {type(e).__name__ for e in chain}
+    text = " ".join(str(e) for e in chain).lower()
+    if "OfflineModeIsEnabled" in names:
+        return "offline mode is on (HF_HUB_OFFLINE is set)", True
+    if isinstance(error, urllib.error.HTTPError):
+        return f"the server answered HTTP {error.code} ({error.reason})", False
+    if {"EntryNotFoundError", "RemoteEntryNotFoundError", "RepositoryNotFoundError"} & names:
+        return _NOT_ON_HUB, False
+    if any(isinstance(e, socket.gaierror) for e in chain) or any(
+            m in text for m in ("name or service not known", "temporary failure in name resolution",
+                                "nodename nor servname", "getaddrinfo failed", "no address associated")):
+        return "no network connection (the server's name cannot be resolved)", True
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "connection refused" in text:
+        return "no network connection (the server refused the connection)", True
+    if any(isinstance(e, (TimeoutError, socket.timeout)) for e in chain) or {"ConnectTimeout", "ReadTimeout",
+                                                                            "TimeoutException"} & names:
+        return "no network connection (the server did not answer in time)", True
+    if any(isinstance(e, OSError) and e.errno in (101, 113, 65) for e in chain) or "network is unreachable" in text:
+        return "no network connection (the network is unreachable)", True
+    if any(isinstance(e, ssl.SSLError) for e in chain):
+        return "the secure connection failed (check the system's certificates or proxy)", False
+    if {"ConnectError", "LocalEntryNotFoundError"} & names or any(isinstance(e, ConnectionError) for e in chain):
+        return "no network connection", True
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return first, False
+
+
+def _download_failed(error: BaseException) -> WeightsState:
+    why, offline = network_reason(error)
+    return WeightsState("random", "none", f"download failed: {why}", offline=offline)
+
+
 def resolve_pretrained(
     model,
     url: str | None,
@@ -286,13 +343,121 @@ def resolve_pretrained(
     except Cancelled:
         return WeightsState("random", "none", "download cancelled")
     except (OSError, urllib.error.URLError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
-        return WeightsState("random", "none", f"download failed: {reason}")
+        return _download_failed(e)
     try:
         note = apply_state_dict(model, read_state_dict(path))
     except WeightsError as e:
         return WeightsState("random", "none", f"downloaded file unusable: {e}")
     return WeightsState("pretrained", f"pretrained (downloaded from {url})", note=note)
+
+
+def resolve_hub(
+    model,
+    hub,
+    *,
+    allow_download: bool = True,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    timeout: float = 15.0,
+) -> WeightsState:
+    """Put the weights of a Hugging Face Hub repository (`zoo.HubWeights`) into `model`, as timm finds
+    them: the hub's cache first (HF_HUB_CACHE / HF_HOME), then a download into it; else say why not.
+
+    The file is read with safetensors, or torch.load(weights_only=True), and loaded all or nothing."""
+    try:
+        import huggingface_hub
+        import huggingface_hub.constants  # read at each call: tests and users may point it elsewhere
+    except ImportError:
+        return WeightsState("random", "none", "huggingface_hub is not installed (pip install huggingface_hub)")
+    for filename in hub.filenames:
+        cached = huggingface_hub.try_to_load_from_cache(hub.repo_id, filename, revision=hub.revision)
+        if isinstance(cached, str):
+            return _load_hub_file(model, Path(cached), f"Hugging Face Hub cache: {cached}", "cached")
+    if not allow_download:
+        return WeightsState("random", "none", "not in the Hugging Face Hub cache and downloading is off")
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return WeightsState("random", "none", "not in the Hugging Face Hub cache, and the hub's offline mode is on"
+                            " (HF_HUB_OFFLINE is set)", offline=True)
+    try:
+        # Without a name server the hub would retry for half a minute, logging each attempt.
+        resolve_host(urllib.parse.urlparse(huggingface_hub.constants.ENDPOINT).hostname)
+    except OSError as e:
+        return _download_failed(e)
+    last: BaseException | None = None
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)  # its retry warnings: the outcome is told once, as a sentence
+    try:
+        for filename in hub.filenames:
+            try:
+                path = huggingface_hub.hf_hub_download(
+                    hub.repo_id, filename, revision=hub.revision, etag_timeout=timeout,
+                    tqdm_class=_progress_bar_class(progress, cancel))
+            except Cancelled:
+                return WeightsState("random", "none", "download cancelled")
+            except Exception as e:  # the hub's errors are many; each is told as a sentence
+                last = e
+                if network_reason(e)[0] == _NOT_ON_HUB:
+                    continue  # the next file name (timm's repositories hold both)
+                break
+            else:
+                return _load_hub_file(model, Path(path), f"downloaded from {hub.url}", "downloaded")
+    finally:
+        hub_logger.setLevel(level)
+    return _download_failed(last)
+
+
+def resolve_host(host: str | None) -> None:
+    """Look `host` up (raises socket.gaierror without a name server): a quick test for a network."""
+    if host:
+        socket.getaddrinfo(host, 443)
+
+
+def _load_hub_file(model, path: Path, where: str, how: str) -> WeightsState:
+    try:
+        note = apply_state_dict(model, read_state_dict(path))
+    except WeightsError as e:
+        return WeightsState("random", "none", f"{how} file {path} unusable: {e}")
+    return WeightsState("pretrained", f"pretrained ({where})", note=note)
+
+
+def _progress_bar_class(progress: ProgressCallback | None, cancel: CancelToken | None):
+    """A stand-in for tqdm that huggingface_hub's download drives: it reports bytes through `progress`
+    and stops the download (raising Cancelled) at the first chunk after `cancel` is set.
+
+    The hub's HTTP download makes one bar; its Xet download makes two (bytes written, bytes
+    transferred): only the first bar made reports progress, every bar checks `cancel`."""
+    made = []
+
+    class ProgressBar:
+        format_dict: dict = {}
+
+        def __init__(self, *args, total=None, initial=0, **kwargs):
+            self.total, self.n = total, initial
+            self._reports = not made
+            made.append(self)
+            self._report()
+
+        def _report(self):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            if progress is not None and self._reports:
+                progress(int(self.n), int(self.total) if self.total else None)
+
+        def update(self, n=1):
+            self.n += n
+            self._report()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def __getattr__(self, name):  # tqdm's display methods (close, set_postfix_str, refresh…): nothing to do
+            return lambda *args, **kwargs: None
+
+    return ProgressBar
 
 
 def load_weights_file(model, path: str | os.PathLike) -> WeightsState:

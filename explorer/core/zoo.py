@@ -8,6 +8,8 @@ torch and torchvision are imported only when a model is built.
 from __future__ import annotations
 
 import importlib
+import threading
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +83,34 @@ class PaperReference:
 
 
 @dataclass(frozen=True)
+class HubWeights:
+    """Published weights on the Hugging Face Hub: a repository and the files that may hold its state dict,
+    tried in order (timm's convention: the safetensors file first, then the torch pickle)."""
+
+    repo_id: str
+    filenames: tuple[str, ...] = ("model.safetensors", "pytorch_model.bin")
+    #: A branch, tag or commit; None: the repository's main branch.
+    revision: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://huggingface.co/{self.repo_id}"
+
+
+#: Where weights are missing, what the user reads (with the file dialog to use instead).
+OPEN_WEIGHTS_HINT = "load a state dict with File → Open weights file… (command line: --weights FILE)"
+
+
+_SEEDED_BUILD = threading.Lock()
+
+
+def random_seed(name: str) -> int:
+    """The seed of a model's random weights: fixed per model name, so that every session and process
+    builds the same random network and predicts the same for the same image."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One architecture of the zoo."""
 
@@ -99,17 +129,31 @@ class ModelSpec:
     factory: Any = None
     #: The preprocessing where `weights` is None (ImageNet-1k classes implied); None: none known.
     preprocessing: Preprocessing | None = None
+    #: Published weights on the Hugging Face Hub where torchvision has none (`weights` is None).
+    hub_weights: HubWeights | None = None
+    #: Why there are no published weights, where neither `weights` nor `hub_weights` is given.
+    no_weights: str | None = None
 
     def build(self, device: str | None = None):
-        """Build the network (random weights, eval mode); device='meta' allocates nothing."""
+        """Build the network (seeded random weights, eval mode); device='meta' allocates nothing.
+
+        The random state is the same in every process (`random_seed`), and the caller's global RNG
+        is left as it was."""
         import torch
 
         fn = self.factory or getattr(importlib.import_module(self.builder[0]), self.builder[1])
-        if device is None:
-            model = fn(**self.builder_kwargs)
-        else:
+        if device == "meta":  # no values, nothing drawn from the random stream
             with torch.device(device):
+                return fn(**self.builder_kwargs).eval()
+        # The initialisers draw from torch's one global stream: two builds on two threads at once would
+        # interleave their draws, so seeded builds take turns.
+        with _SEEDED_BUILD, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(random_seed(self.name))
+            if device is None:
                 model = fn(**self.builder_kwargs)
+            else:
+                with torch.device(device):
+                    model = fn(**self.builder_kwargs)
         return model.eval()
 
     def weights_enum(self):
@@ -221,6 +265,9 @@ register(
         native_size=(224, 224),
         preprocessing=IMAGENET_224,
         paper=_GOOGLENET_PAPER,
+        no_weights=("neither torchvision nor timm publishes weights for GoogLeNet as in the paper (torchvision's"
+                    " googlenet is a batch-norm variant whose weights do not fit; the Caffe model zoo's BVLC"
+                    " GoogLeNet would have to be converted to these parameter names)"),
         notes=("5×5 branches, local response normalisation and no batch norm, as in the paper's Table 1 and"
                " Figure 3; no pretrained weights",),
     )
@@ -231,6 +278,12 @@ _TIMM_INCEPTION_V4 = Preprocessing(crop=299, resize=341, mean=INCEPTION_MEAN, st
                                    interpolation="bicubic", source="timm's inception_v4 data config")
 _TIMM_INCEPTION_RESNET_V2 = Preprocessing(crop=299, resize=333, mean=INCEPTION_MEAN, std=INCEPTION_STD,
                                           interpolation="bicubic", source="timm's inception_resnet_v2 data config")
+#: The Hugging Face Hub repositories of timm's pretrained configs for these models (`hf_hub_id` of
+#: `inception_v4.tf_in1k` and `inception_resnet_v2.tf_in1k` in timm 1.0's models/inception_v4.py and
+#: models/inception_resnet_v2.py; the TensorFlow-Slim release ported to PyTorch), copied here as data
+#: so that timm is not needed at run time.
+_TIMM_HUB_INCEPTION_V4 = HubWeights("timm/inception_v4.tf_in1k")
+_TIMM_HUB_INCEPTION_RESNET_V2 = HubWeights("timm/inception_resnet_v2.tf_in1k")
 #: No published weights: the Inception papers' convention (299 px, inputs scaled to [-1, 1]).
 _INCEPTION_299 = Preprocessing(crop=299, resize=341, mean=INCEPTION_MEAN, std=INCEPTION_STD,
                                interpolation="bicubic", source="the Inception convention (no published weights)")
@@ -256,6 +309,8 @@ register(
                 "ReductionModule": ((3, 3), (3, 3), None),
             },
         ),
+        no_weights=("neither torchvision nor timm publishes BN-Inception weights (ports of the Caffe model"
+                    " use other parameter names and would have to be converted)"),
         notes=("each 5×5 of GoogLeNet replaced by two stacked 3×3; no pretrained weights",),
     )
 )
@@ -271,6 +326,7 @@ register(
         weights=None,
         native_size=(299, 299),
         preprocessing=_TIMM_INCEPTION_V4,
+        hub_weights=_TIMM_HUB_INCEPTION_V4,
         paper=PaperReference(citation=_INCEPTION_V4_CITATION + ", Figures 3–9"),
         notes=("parameter names follow timm's inception_v4: its weight files load",),
     )
@@ -287,6 +343,8 @@ register(
         weights=None,
         native_size=(299, 299),
         preprocessing=_INCEPTION_299,
+        no_weights=("no weights were ever published for Inception-ResNet-v1 (the paper's authors released"
+                    " v4 and Inception-ResNet-v2 only; neither torchvision nor timm has v1)"),
         paper=PaperReference(citation=_INCEPTION_V4_CITATION + ", Figures 7 and 10–15"),
         notes=("no pretrained weights",),
     )
@@ -303,6 +361,7 @@ register(
         weights=None,
         native_size=(299, 299),
         preprocessing=_TIMM_INCEPTION_RESNET_V2,
+        hub_weights=_TIMM_HUB_INCEPTION_RESNET_V2,
         paper=PaperReference(citation=_INCEPTION_V4_CITATION + ", Figures 3, 7 and 15–19"),
         notes=("parameter names follow timm's inception_resnet_v2: its weight files load",
                "as released (and in timm): a Mixed_5b stem, 320/1088/2080 channels and 10/20/10 residual"

@@ -38,16 +38,26 @@ def show_about(window) -> None:
 
 
 def weights_help_html() -> str:
-    """Where weights come from: the torch hub cache, a download into it, or a file the user opens."""
+    """Where weights come from: torch hub's or the Hugging Face Hub's cache, a download into it, or a
+    file the user opens."""
     hub = os.environ.get("TORCH_HOME") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
+    try:  # the folder huggingface_hub itself uses (HF_HUB_CACHE, else HF_HOME/hub)
+        from huggingface_hub.constants import HF_HUB_CACHE as hf_cache
+    except ImportError:
+        hf_cache = os.path.join(os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface"), "hub")
     return (
-        "<p>For a model with published weights (torchvision's GoogLeNet and Inception v3, and any torchvision"
-        " model opened by name) the window looks, in order:</p><ol>"
-        f"<li>in the torch hub cache: <code>{html.escape(os.path.join(hub, 'hub', 'checkpoints'))}</code>"
-        " (set <code>TORCH_HOME</code> to move it);</li>"
-        "<li>online, downloading into that cache (with progress and Cancel; File → Retry download);</li>"
-        "<li>else the model keeps random weights and says why.</li></ol>"
-        "<p>timm models use timm's own cache. Any model takes a state dict with File → Open weights file…"
+        "<p>For a model with published weights the window looks, in order:</p><ol>"
+        "<li>in the cache: torchvision's weights (GoogLeNet, Inception v3, any torchvision model opened by"
+        f" name) in torch hub's, <code>{html.escape(os.path.join(hub, 'hub', 'checkpoints'))}</code>"
+        " (set <code>TORCH_HOME</code> to move it); timm's weights for Inception-v4 and Inception-ResNet-v2"
+        f" in the Hugging Face Hub's, <code>{html.escape(hf_cache)}</code> (set <code>HF_HUB_CACHE</code> or"
+        " <code>HF_HOME</code>), where timm keeps them too;</li>"
+        "<li>online, downloading into that cache (with progress and Cancel; File → Retry download;"
+        " <code>HF_HUB_OFFLINE=1</code> keeps the Hugging Face Hub offline);</li>"
+        "<li>else the model keeps random weights and says why. Random weights are seeded by the model's"
+        " name: the same in every session. A retry that fails again leaves them unchanged and says so.</li></ol>"
+        "<p>GoogLeNet as in the paper, BN-Inception and Inception-ResNet-v1 have no published PyTorch"
+        " weights in these parameter names. Any model takes a state dict with File → Open weights file…"
         " (.pth / .pt / .bin read with <code>weights_only=True</code>, or .safetensors): it is loaded whole or"
         " not at all.</p>")

@@ -575,10 +575,19 @@ class MainWindow(QMainWindow):
                           on_progress=self.weights_bar.show_progress, on_cancel=self._on_weights_cancelled)
 
     def _has_published_weights(self) -> bool:
-        return self.spec is not None and self.spec.weights is not None
+        return self.spec is not None and (self.spec.weights is not None or self.spec.hub_weights is not None)
 
     def retry_download(self) -> None:
-        self.load_weights("auto", True)
+        """Try the published weights again; a failure keeps the model's weights and says so."""
+        from explorer.core.loading import retry_download
+
+        if self.loaded is None or self.loaded.name != self.model_name:
+            self.load_weights("auto", True)
+            return
+        self.weights_bar.show_loading("Retrying the download…")
+        self.runner.start("weights", Job(retry_download, self.loaded, wants_progress=True),
+                          on_success=self._on_weights, on_failure=self._on_weights_failed,
+                          on_progress=self.weights_bar.show_progress, on_cancel=self._on_weights_cancelled)
 
     def cancel_download(self) -> None:
         self.runner.cancel("weights")
@@ -589,6 +598,16 @@ class MainWindow(QMainWindow):
             self.load_weights(path, False)
 
     def _on_weights(self, loaded) -> None:
+        from explorer.core.loading import RetryResult
+
+        if isinstance(loaded, RetryResult):  # Retry download: nothing changes unless weights arrived
+            if loaded.loaded.name != self.model_name:
+                return
+            self.show_status(f"Retry download: {loaded.message}", 15000, topic="model")
+            if not loaded.changed:
+                self._restore_weights_badge(loaded.message)
+                return
+            loaded = loaded.loaded
         if loaded.name != self.model_name:
             return
         with self.state.changes():

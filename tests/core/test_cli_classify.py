@@ -117,7 +117,7 @@ def test_random_weights_warning(corpus, capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--model", "alexnet"], "unknown model"),
+    (["--model", "alexnett"], "unknown model"),
     (["--model", "googlenet", "--top", "0"], "--top 0"),
     (["--model", "googlenet", "--weights", "/nonexistent/w.pth"], "no such weight file"),
 ])

@@ -276,7 +276,7 @@ def test_download_progress_and_cancel(window, qtbot, monkeypatch):
 
     threads = []
 
-    def fake_download(name, weights, allow_download, *, progress=None, cancel=None):
+    def fake_download(*args, progress=None, cancel=None, **kwargs):
         threads.append(threading.current_thread())
         total = 10_000_000
         for i in range(1000):
@@ -285,7 +285,10 @@ def test_download_progress_and_cancel(window, qtbot, monkeypatch):
             time.sleep(0.01)
         raise AssertionError("never cancelled")
 
-    monkeypatch.setattr(main_window, "load_weights", fake_download)
+    from explorer.core import loading
+
+    monkeypatch.setattr(main_window, "load_weights", fake_download)  # the first load, if still running
+    monkeypatch.setattr(loading, "retry_download", fake_download)  # Retry download of the loaded model
     window.retry_download()
     bar = window.weights_bar
     qtbot.waitUntil(lambda: bar.progress.maximum() == 1000 and bar.progress.value() > 0, timeout=10_000)
@@ -295,6 +298,35 @@ def test_download_progress_and_cancel(window, qtbot, monkeypatch):
     qtbot.waitUntil(lambda: bar.retry.isVisible(), timeout=10_000)
     assert "cancelled" in bar.text()
     assert not bar.progress.isVisible()
+
+
+def test_retry_download_offline_keeps_the_weights_and_says_so(window, qtbot, monkeypatch, tmp_path):
+    """Retry download without network: the bar says "still offline: … — weights unchanged" and the model
+    object and its weights stay as they were."""
+    import socket
+    import urllib.error
+
+    import torch
+
+    from explorer.core import weights
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path))  # an empty torch hub cache
+    monkeypatch.setattr(weights.urllib.request, "urlopen", offline)
+    before = window.loaded
+    state = {k: v.clone() for k, v in before.module.state_dict().items()}
+    try:
+        window.retry_download()
+        qtbot.waitUntil(lambda: "weights unchanged" in window.weights_bar.text(), timeout=60_000)
+    finally:
+        torch.hub.set_dir(old)
+    text = window.weights_bar.text()
+    assert "still offline: no network connection" in text and "Errno" not in text
+    assert window.loaded is before and all(torch.equal(v, state[k]) for k, v in before.module.state_dict().items())
+    assert window.weights_bar.retry.isVisible()
 
 
 def test_zoom_and_fit(window, qtbot):
@@ -390,3 +422,15 @@ def test_the_image_on_screen_is_classified_again_after_a_model_switch(make_windo
     with qtbot.waitSignal(w.images.classify.image_classified, timeout=180_000) as blocker:
         w.set_model("inception_v3")
     assert blocker.args[0].source == path and w.images.classify.classifier.loaded.name == "inception_v3"
+
+
+def test_weights_help_names_both_caches(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    from explorer.qt.help import weights_help_html
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    text = weights_help_html()
+    assert str(tmp_path / "hf-cache") in text and str(tmp_path / "torch-home" / "hub" / "checkpoints") in text
+    assert "Inception-v4" in text and "Open weights file" in text
