@@ -85,6 +85,19 @@ IMAGE_DOCKS_DELAY_MS = 60
 ENGINE_FALLBACK_MS = 1500
 
 
+def _open_reference(ref: str):
+    """(reference, ModelSpec, BlockGraph) of what a user typed (a bare name resolves to torchvision's or
+    timm's model of that name); runs on a worker, as resolving imports torchvision and timm."""
+    from explorer.core.anycnn import resolve_reference
+    from explorer.core.zoo import model_names
+
+    ref = resolve_reference(ref)
+    if ref in model_names():
+        return ref, None, None
+    spec, graph = open_any_model(ref)
+    return ref, spec, graph
+
+
 class _PasteRouter(QObject):
     """Ctrl+V in a text field pastes text only when the clipboard holds nothing but text; an image or
     files on the clipboard go to the window's Paste (classify) wherever the focus is."""
@@ -669,7 +682,7 @@ class MainWindow(QMainWindow):
         """Open any CNN — 'torchvision:NAME', 'timm:NAME', or a .py (with build()) / TorchScript /
         torch.export file — in a worker. It replaces the current model only once its graph is built;
         a bad name or a broken file is reported and the current model stays."""
-        from explorer.core.anycnn import is_file_reference
+        from explorer.core.anycnn import looks_like_path
 
         ref = str(ref).strip()
         if not ref:
@@ -677,7 +690,7 @@ class MainWindow(QMainWindow):
         if ref in model_names():
             self.set_model(ref)
             return
-        if is_file_reference(ref):
+        if looks_like_path(ref) or Path(ref).expanduser().exists():  # else a name, resolved on the worker
             path = Path(ref).expanduser()
             if not path.is_file():
                 exists = path.exists()
@@ -690,11 +703,14 @@ class MainWindow(QMainWindow):
             ref = str(path.resolve())
         self.busy.setVisible(True)
         self.show_status(f"Opening {ref}…", 0, topic="open")
-        self.runner.start("open", Job(open_any_model, ref), on_success=lambda result: self._on_opened(ref, result),
+        self.runner.start("open", Job(_open_reference, ref), on_success=lambda result: self._on_opened(*result),
                           on_failure=lambda message: self._on_open_failed(ref, message))
 
-    def _on_opened(self, ref: str, result) -> None:
-        spec, graph = result
+    def _on_opened(self, ref: str, spec, graph) -> None:
+        if ref in model_names():  # a bare name that is the zoo's
+            self.status_line.clear("open")
+            self.set_model(ref)
+            return
         self.runner.cancel("graph")  # a zoo model still loading is superseded
         self.runner.cancel("weights")
         self.saved.save_expanded()

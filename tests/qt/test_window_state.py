@@ -297,3 +297,18 @@ def test_help_lists_the_shortcuts_from_the_action_table(window):
         for seq in act.shortcuts():
             assert seq.toString() in html or seq.toString(seq.SequenceFormat.NativeText) in html
     assert "Ctrl+Shift+M" in html and "F5" in html and "Esc" in html
+
+
+def test_open_model_takes_a_bare_name_like_the_command_line(window, qtbot):
+    """File → Open model… with 'resnet18' opens torchvision's resnet18 (the CLI resolves it the same way)."""
+    import torchvision
+
+    with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS) as opened:
+        window.open_model("resnet18")
+    assert opened.args == ["torchvision:resnet18"] and window.state.model_ref == "torchvision:resnet18"
+    real = torchvision.models.resnet18(weights=None)
+    assert window.graph.total_params == sum(p.numel() for p in real.parameters())
+    with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT_MS) as failed:
+        window.open_model("resnt18")
+    assert "did you mean" in failed.args[0] and "resnet18" in failed.args[0]
+    assert window.state.model_ref == "torchvision:resnet18"  # the opened model stays
