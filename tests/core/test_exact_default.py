@@ -172,3 +172,15 @@ def test_cli_fast_decode_flag_labels_its_output(corpus, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(base + ["--fast-decode", "--exact-decode"])
     assert e.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["inception_v3", "inception_v4", "inception_resnet_v2"])
+def test_family_presets_get_the_reference_input_bit_for_bit(corpus, name):
+    """Models with their own preset (v3: torchvision's enum; v4 and Inception-ResNet-v2: timm's data
+    config, bicubic, resize 341/333): the default path's input is the preset applied to the PIL image,
+    exactly — for the big and the EXIF-rotated JPEGs, where the old default decoded at a reduced scale."""
+    spec = get_spec(name)
+    clf = Classifier(LoadedModel(spec, None, WeightsState("random", "none"), spec.categories()), "cpu")
+    tf = spec.transforms()
+    for file in ("big.jpg", "big_rotated_grey.jpg", "cmyk.jpg"):
+        assert torch.equal(clf.preprocess(corpus[file]), tf(reference_rgb(corpus[file]))), file
