@@ -188,7 +188,8 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
           + ("  [exact: the default]" if device == "cpu" else ""))
     if fast_t:
         print(f"ours --fast-decode median {statistics.median(fast_t) * 1e3:8.1f} ms  (min {min(fast_t) * 1e3:.1f})  "
-              f"{split(fast_stages)}  → ratio {med_naive / (statistics.median(fast_t) * 1e3):.2f}× (approximate, opt-in)")
+              f"{split(fast_stages)}  → ratio {med_naive / (statistics.median(fast_t) * 1e3):.2f}× "
+              "(approximate, opt-in)")
     print(f"ratio  naive/ours  {med_naive / med_ours:.2f}× wall-clock, one 12 MP image at a time")
     if device == "cpu":
         nc, oc = statistics.median(naive_cpu) * 1e3, statistics.median(ours_cpu) * 1e3
@@ -226,7 +227,8 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
     sync(device)
     naive_rate = m / (time.perf_counter() - t0)
     workers = f", {clf._decode_worker_count()} decode threads" if device == "cpu" else ""
-    print(f"throughput         ours {ours_rate:.1f} images/s (batches of {clf.batch_size or 8 if device == 'cpu' else 64}"
+    size = clf.batch_size or (8 if device == "cpu" else 64)
+    print(f"throughput         ours {ours_rate:.1f} images/s (batches of {size}"
           f"{workers}), naive {naive_rate:.1f} images/s (one by one) → ratio {ours_rate / naive_rate:.2f}×")
 
     # Agreement with the reference pipeline, on every test image.
@@ -237,7 +239,8 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
         ours = clf.logits([p]).softmax(1)[0]
         delta = (ours - ref).abs().max().item()
         worst = max(worst, delta)
-        line = f"max |Δprob| = {delta:.1e}, top-5 {'same' if ours.topk(5).indices.tolist() == ref.topk(5).indices.tolist() else 'DIFFERENT'}"
+        same = ours.topk(5).indices.tolist() == ref.topk(5).indices.tolist()
+        line = f"max |Δprob| = {delta:.1e}, top-5 {'same' if same else 'DIFFERENT'}"
         if fast is not None:
             fd = (fast.logits([p]).softmax(1)[0] - ref).abs().max().item()
             line += f"   (--fast-decode: {fd:.1e})"

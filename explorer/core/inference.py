@@ -36,8 +36,8 @@ import math
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -242,7 +242,8 @@ class Classifier:
         graph=None,
     ):
         """loaded: a `LoadedModel`. fast_decode: decode big JPEGs at a reduced scale on the CPU path
-        (approximate, labelled in each result; also settable later as the attribute). optimize: fold batch norms and use channels-last (False: the model exactly as loaded).
+        (approximate, labelled in each result; the attribute can be changed later).
+        optimize: fold batch norms and use channels-last (False: the model exactly as loaded).
         graph: the model's `BlockGraph`, needed by `classify_captured` (or `set_graph` later)."""
         self.loaded = loaded
         self.transforms = loaded.transforms()
@@ -450,7 +451,8 @@ class Classifier:
                         for i in range(start, min(stop + n, total)):
                             if i not in queued:
                                 queued[i] = pool.submit(self._prepare_cpu, inputs[i], labels[i])
-                        results = self._classify_batch_cpu(chunk, top, cancel, [queued.pop(i) for i in range(start, stop)])
+                        prepared = [queued.pop(i) for i in range(start, stop)]
+                        results = self._classify_batch_cpu(chunk, top, cancel, prepared)
                 start = stop
                 done += len(chunk)
                 if progress:
@@ -586,7 +588,7 @@ class Classifier:
             return results
         return self._classify_batch_cpu(chunk, top, cancel)
 
-    def _classify_batch_cpu(self, chunk, top, cancel, prepared: list[Future] | None = None) -> list[ClassificationResult]:
+    def _classify_batch_cpu(self, chunk, top, cancel, prepared: list[Future] | None = None):
         """The batch on the CPU: each image loaded and preprocessed (`prepared`: futures of
         `_prepare_cpu` for the chunk, already queued on a pool; None: here, one by one), then one
         forward of those that could be read."""
@@ -595,8 +597,9 @@ class Classifier:
         for i, (src, label) in enumerate(chunk):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            r, x = prepared[i].result() if prepared is not None else self._prepare_cpu(src, label)
+            r, resized = prepared[i].result() if prepared is not None else self._prepare_cpu(src, label)
             results.append(r)
+            x = self._finish_cpu(r, resized) if resized is not None else None
             if x is not None:
                 tensors.append(x)
                 slots.append(r)
@@ -607,8 +610,10 @@ class Classifier:
         return results
 
     def _prepare_cpu(self, src, label: str) -> tuple[ClassificationResult, Any]:
-        """Load and preprocess one image for the CPU forward: its result (with the error, if any) and
-        its network input (None when it cannot be classified). Runs on the decode pool's threads."""
+        """Load one image and resize it as the transform does: its result (with the error, if any)
+        and the resized PIL image (None when it cannot be classified). PIL work only, which releases
+        the GIL: it runs on the decode threads (a torch operation there would start one more OpenMP
+        team per thread, spinning beside the forward's)."""
         r = ClassificationResult(source=label, device="cpu")
         t0 = time.perf_counter()
         try:
@@ -619,8 +624,8 @@ class Classifier:
             return r, None
         t1 = time.perf_counter()
         try:
-            x = self._preprocess_pil(li)
-        except (MemoryError, RuntimeError, ValueError) as e:  # this image only: the batch goes on
+            resized = self._resized_pil(li)
+        except (MemoryError, OSError, ValueError) as e:  # this image only: the batch goes on
             r.error = f"cannot preprocess: {_first_line(e)}"
             r.timings_ms = {"decode": (t1 - t0) * 1e3}
             return r, None
@@ -628,7 +633,20 @@ class Classifier:
         r.timings_ms = {"decode": (t1 - t0) * 1e3, "preprocess": _ms(t1)}
         if li.draft_scale > 1:
             r.add_notice(FAST_DECODE_NOTICE)
-        return r, x
+        return r, resized
+
+    def _finish_cpu(self, r: ClassificationResult, resized):
+        """The rest of the transform on a `_prepare_cpu` image (crop, tensor, normalisation), on the
+        calling thread; None, with `r.error` set, when it fails."""
+        t0 = time.perf_counter()
+        try:
+            x = self.transforms(resized)
+        except (MemoryError, RuntimeError, ValueError) as e:
+            r.error = f"cannot preprocess: {_first_line(e)}"
+            r.timings_ms = {"decode": r.timings_ms["decode"]}
+            return None
+        r.timings_ms["preprocess"] += _ms(t0)
+        return x
 
     def _classify_batch_cuda(self, chunk, top, cancel) -> list[ClassificationResult]:
         """The batch on the GPU: JPEG headers read on the CPU, nvjpeg decodes in calls of at most
@@ -822,16 +840,26 @@ class Classifier:
         return LoadedImage(image=rgb, source=label, format="", stored_size=(w, h), mode=src.mode, box=(0, 0, w, h))
 
     def _preprocess_pil(self, li: LoadedImage):
+        """The network input (3, crop, crop) of a loaded image: `weights.transforms()` on it."""
+        return self.transforms(self._resized_pil(li))
+
+    def _resized_pil(self, li: LoadedImage):
+        """`li` resized as the transform's first step resizes it (PIL only, no torch operation: this
+        runs on the decode threads). The transform then finds the image at its size and only copies
+        it, so `self.transforms(result)` is `self.transforms(li.image)` bit for bit."""
         im = li.image
         if li.draft_scale > 1:
-            # Finish the reduced decode with the transform's own resize, to the size it would have
+            # Finish the reduced decode with the transform's own filter, to the size it would have
             # produced from the full image, mapping the full image's extent (`box`) exactly.
             from PIL import Image
 
             mode = getattr(getattr(self.transforms, "interpolation", None), "value", "bilinear")
             resample = Image.Resampling.BICUBIC if mode == "bicubic" else Image.Resampling.BILINEAR
-            im = im.resize(resized_size(li.size, self.resize_size), resample, box=li.box)
-        return self.transforms(im)
+            return im.resize(resized_size(li.size, self.resize_size), resample, box=li.box)
+        from torchvision.transforms import functional as F
+
+        tf = self.transforms
+        return F.resize(im, list(tf.resize_size), interpolation=tf.interpolation, antialias=tf.antialias)
 
     def _decode_jpegs_cuda(self, datas: list[bytes]):
         """nvjpeg decodes JPEG files to uint8 RGB (3, H, W) tensors on the device, in one call.
