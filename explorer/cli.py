@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="auto: CUDA when this torch build can run the GPU; on CUDA the network input is "
-                   "within a grey level of torchvision's PIL reference, as with the reduced-scale decode")
+                   "within a grey level of torchvision's PIL reference, as with --fast-decode "
+                   "(the CPU's default is exact)")
     s.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
     s.add_argument("--batch", type=int, default=None,
                    help=f"images per forward pass (default 64 on CUDA, 8 on the CPU; at most {MAX_BATCH})")
