@@ -153,8 +153,7 @@ def cmd_classify(args) -> int:
         print(f"inception-explorer: note: weights {loaded.weights.note}", file=sys.stderr)
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else int(args.max_pixels * 1e6)
     # args.device, not its resolution: given "auto", the classifier notes why a GPU was passed over.
-    clf = Classifier(loaded, args.device, max_pixels=max_pixels,
-                     batch_size=args.batch, jpeg_draft=not args.exact_decode)
+    clf = Classifier(loaded, args.device, max_pixels=max_pixels, batch_size=args.batch, fast_decode=args.fast_decode)
     clf.warm_up()  # device copy of the model (and CUDA graph) before the clock starts
     for notice in clf.notices:
         print(f"inception-explorer: note: {notice}", file=sys.stderr)
@@ -250,16 +249,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="auto: CUDA when this torch build can run the GPU; on CUDA the network input is "
-                   "within a grey level of torchvision's PIL reference, as with the reduced-scale decode")
+                   "within a grey level of torchvision's PIL reference, as with --fast-decode "
+                   "(the CPU's default is exact)")
     s.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
     s.add_argument("--batch", type=int, default=None,
                    help=f"images per forward pass (default 64 on CUDA, 8 on the CPU; at most {MAX_BATCH})")
     s.add_argument("--max-megapixels", dest="max_pixels", type=float, default=None, metavar="MP",
                    help="refuse images larger than this, before or after the resize (decompression-bomb "
                    f"guard; default 100, at most {MAX_PIXELS_LIMIT / 1e6:g})")
-    s.add_argument("--exact-decode", action="store_true",
-                   help="decode big JPEGs at full size on the CPU: preprocessing bit-identical to torchvision's, "
-                   "slower (default: reduced-scale decode, within a grey level)")
+    decode = s.add_mutually_exclusive_group()
+    decode.add_argument("--fast-decode", action="store_true",
+                        help="decode big JPEGs at a reduced scale on the CPU: several times faster, inputs within "
+                        "~0.5 grey levels of torchvision's; each result so decoded says so (default: exact, "
+                        "the same preprocessing as torchvision's weights.transforms() on the PIL image)")
+    decode.add_argument("--exact-decode", action="store_true",
+                        help="the default (kept for compatibility)")
     s.add_argument("--format", choices=("table", "json", "csv"), default="table",
                    help="json: JSON Lines, one object per image; every format is written as results complete")
     s.set_defaults(func=cmd_classify)

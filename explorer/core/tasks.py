@@ -175,8 +175,10 @@ def _decoded_shown(classifier, source, name: str, result) -> ImageShown:
 
     try:
         if isinstance(source, (str, os.PathLike)):
-            li = load_image(source, max_pixels=classifier.max_pixels, draft_short_side=classifier.resize_size,
-                            name=name)
+            # Decoded as the classifier decodes: the input shown is the one that was classified.
+            draft = classifier.resize_size if classifier.fast_decode else None
+            li = load_image(source, max_pixels=classifier.max_pixels, draft_short_side=draft,
+                            resize_short_side=classifier.resize_size, name=name)
         else:
             rgb = to_rgb(source)
             li = LoadedImage(image=rgb, source=name, format="", stored_size=rgb.size, mode=source.mode,

@@ -467,7 +467,7 @@ def test_gpu_numbers_are_full_float32(tf32_on):
 def test_gpu_input_is_within_a_grey_level_of_the_pil_reference(tmp_path):
     """The GPU path's network input (nvjpeg, `weights.transforms()` on the uint8 tensor) against
     torchvision's reference (PIL decode, the same transform on the PIL image, on the CPU): the bound
-    of the CPU's draft decode. Not probabilities within 1e-3: the calibrated weights of the tests
+    of the CPU's opt-in fast decode. Not probabilities within 1e-3: the calibrated weights of the tests
     move by more than that for a tenth of a grey level (on the CPU, the tensor transform against
     the PIL one on the same pixels: 0.06), and the published weights cannot be had here."""
     rng = np.random.default_rng(9)

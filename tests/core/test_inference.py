@@ -149,8 +149,9 @@ def test_exif_rotated_jpeg_matches_upright_reference(tmp_path):
     _assert_same(clf.logits([p]), reference_logits("googlenet", [p]))
 
 
-def test_jpeg_draft_is_close_to_full_decode(tmp_path):
-    """A big JPEG is decoded at 1/2..1/8 scale then resized exactly: inputs differ by rounding only."""
+def test_fast_decode_is_close_to_full_decode(tmp_path):
+    """With fast_decode, a big JPEG is decoded at 1/2..1/8 scale then resized exactly: inputs differ
+    by rounding only. The default decodes it whole: its input is the reference's, bit for bit."""
     rng = np.random.default_rng(11)
     big = Image.fromarray(_smooth(rng, 1203, 905, 12))
     exif = Image.Exif()
@@ -158,14 +159,14 @@ def test_jpeg_draft_is_close_to_full_decode(tmp_path):
     p = tmp_path / "big.jpg"
     big.save(p, quality=92, exif=exif.tobytes())
     random = load_model("googlenet", weights="none")  # preprocessing only: any weights will do
-    clf = Classifier(random, "cpu")
+    clf = Classifier(random, "cpu", fast_decode=True)
     li = load_image(p, draft_short_side=clf.resize_size)
     assert li.draft_scale == 2 and li.size == (905, 1203)
     ours = clf.preprocess(p)
     ref = get_spec("googlenet").transforms()(ImageOps.exif_transpose(Image.open(p)).convert("RGB"))
     levels = (ours - ref).abs() * 0.226 * 255  # back to 8-bit grey levels, roughly
     assert ours.shape == ref.shape and levels.mean() < 1.0 and levels.max() < 12
-    exact = Classifier(random, "cpu", jpeg_draft=False)
+    exact = Classifier(random, "cpu")
     assert torch.equal(exact.preprocess(p), ref)
     for mode in ("L", "CMYK"):  # greyscale and CMYK JPEGs take the draft path too
         q = tmp_path / f"big_{mode}.jpg"
@@ -304,7 +305,7 @@ def test_gpu_path_matches_torchvision(name, images, no_tf32):
     one = clf.classify(images[:1])[0]
     assert [x.index for x in one.top] == ref[0].topk(5).indices.tolist()
     # Against the CPU path's pixels (libjpeg + PIL resize): rounding differences only.
-    cpu = Classifier(loaded(name), "cpu", jpeg_draft=False)
+    cpu = Classifier(loaded(name), "cpu")
     for p, x in zip(images, xs):
         levels = (x.cpu() - cpu.preprocess(p)).abs() * 0.226 * 255
         assert levels.mean() < 1.0, p.name
@@ -420,7 +421,7 @@ def test_classify_captured_is_one_forward_that_classifies_and_captures(name, ima
     x = out.x
     assert x.shape == (1, 3, clf.crop_size, clf.crop_size)
     assert torch.equal(x.contiguous(), clf.preprocess(images[-1])[None])
-    assert out.picture.size == load_image(images[-1], draft_short_side=clf.resize_size).image.size
+    assert out.picture.size == load_image(images[-1]).image.size
     mean, std = torch.tensor(clf.transforms.mean).view(3, 1, 1), torch.tensor(clf.transforms.std).view(3, 1, 1)
     assert np.abs(out.rgb.astype(float) - ((x[0] * std + mean) * 255).permute(1, 2, 0).numpy()).max() <= 0.5 + 1e-3
 

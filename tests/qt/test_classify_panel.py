@@ -469,3 +469,27 @@ def test_a_table_rows_preview_is_one_captured_forward_consistent_with_the_row(qt
         assert [p.prob for p in shown.result.top] == values.tolist()
     finally:
         assert panel.shutdown(30000)
+
+
+def test_fast_decode_box_sets_the_classifier_and_labels_results(qtbot, panel, tmp_path):
+    """Off by default (exact preprocessing); ticked, a big JPEG is decoded at a reduced scale and its
+    result says so in the view; a classifier prepared later (device change) keeps the choice."""
+    from explorer.core.inference import FAST_DECODE_NOTICE
+
+    big = tmp_path / "big.jpg"
+    Image.fromarray((synthetic_batch(2, 64, torch.Generator().manual_seed(5))[1].permute(1, 2, 0).numpy() * 255)
+                    .astype("uint8")).resize((1200, 900)).save(big, quality=90)
+    assert not panel.fast_decode_box.isChecked() and not panel.classifier.fast_decode
+    for checked in (True, False):
+        panel.fast_decode_box.setChecked(checked)
+        assert panel.classifier.fast_decode is checked
+        with qtbot.waitSignal(panel.image_classified, timeout=TIMEOUT_MS) as blocker:
+            panel.classify_paths([big])
+        result = blocker.args[0]
+        assert result.ok and (result.notice == FAST_DECODE_NOTICE) is checked
+        assert (FAST_DECODE_NOTICE in panel.result_view.timings.text()) is checked
+        qtbot.waitUntil(lambda: not panel.busy, timeout=TIMEOUT_MS)
+    panel.fast_decode_box.setChecked(True)
+    panel.set_device("auto")
+    qtbot.waitUntil(lambda: panel.classifier is not None and not panel.busy, timeout=TIMEOUT_MS)
+    assert panel.classifier.fast_decode
