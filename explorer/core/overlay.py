@@ -37,6 +37,7 @@ QUANTITIES: dict[str, str] = {
     "zeros": "Zero activations (image)",
 }
 STATIC = ("params", "macs", "memory", "receptive_field")
+LOG_SCALE = ("params", "macs")
 IMAGE = ("energy", "zeros")
 
 #: A sequential palette, light (low) to dark (high): ColorBrewer's YlOrRd, 9 classes.
@@ -124,12 +125,15 @@ class Overlay:
 
 
 def make_legend(quantity: str, values: dict[str, float], note: str = "") -> Legend:
-    """A legend over `values`: linear from 0, log when the largest is over 100× the smallest non-zero."""
+    """A legend over `values`: linear from 0; for counts, log when the largest is over 100× the smallest
+    non-zero."""
     vs = [v for v in values.values() if v is not None and math.isfinite(v)]
     hi = max(vs, default=0.0)
     lo = min(vs, default=0.0)
     positive = [v for v in vs if v > 0]
-    log = quantity != "zeros" and bool(positive) and max(positive) > 100 * min(positive)
+    # Counts span decades (a 1×1 reduce beside a 5×5 block): log there; times, bytes and fractions read
+    # better linear (on a log scale nearly every block of a timed GoogLeNet came out dark).
+    log = quantity in LOG_SCALE and bool(positive) and max(positive) > 100 * min(positive)
     if log:
         lo = min(positive)
     elif quantity != "receptive_field":

@@ -155,9 +155,16 @@ class OverlayLegend(QWidget):
         self.setVisible(legend is not None)
         if legend is not None:
             fm = QFontMetricsF(self.font())
-            texts = [legend.title, legend.note, f"{legend.low_text} … {legend.high_text}"]
-            self.resize(int(max(fm.horizontalAdvance(x) for x in texts)) + 24, int(fm.height() * 4 + 26))
+            bold = QFont(self.font())
+            bold.setBold(True)
+            widths = [QFontMetricsF(bold).horizontalAdvance(self.title()), fm.horizontalAdvance(legend.note),
+                      fm.horizontalAdvance(f"{legend.low_text}    {legend.high_text}"), 120.0]
+            self.resize(int(max(widths)) + 24, int(fm.height() * 4 + 26))
         self.update()
+
+    def title(self) -> str:
+        lg = self.legend
+        return "" if lg is None else lg.title + ("  (log scale)" if lg.log else "")
 
     def texts(self) -> tuple[str, str]:
         """The range as shown: (low, high), in explorer.core.text formats."""
@@ -180,7 +187,7 @@ class OverlayLegend(QWidget):
         bold = QFont(self.font())
         bold.setBold(True)
         p.setFont(bold)
-        p.drawText(QRectF(x, 6, w, lh), Qt.AlignmentFlag.AlignLeft, lg.title + ("  (log scale)" if lg.log else ""))
+        p.drawText(QRectF(x, 6, w, lh), Qt.AlignmentFlag.AlignLeft, self.title())
         p.setFont(self.font())
         bar = QRectF(x, 8 + lh, w, lh * 0.9)
         grad = QLinearGradient(bar.topLeft(), bar.topRight())
