@@ -1,9 +1,10 @@
 """View → Overlay colours the graph's boxes like the values rank, with a legend in the shared number formats;
 measured time runs in a worker and feeds "where does the time go"."""
 
+import pytest
 from PySide6.QtGui import QColor
 
-from explorer.core.text import fmt_count, fmt_seconds
+from explorer.core.text import fmt_count, fmt_fraction, fmt_seconds
 
 
 def _lum(c: QColor) -> float:
@@ -58,3 +59,28 @@ def test_measured_time_runs_in_a_worker_and_ranks_the_time_table(window, qtbot):
     assert table.table.item(0, 0).text() == slowest
     assert table.table.item(0, 1).text() == fmt_seconds(med[slowest])
     table.close()
+
+
+def test_zero_activations_of_the_classified_image_match_hooks_on_the_plain_model(make_window, qtbot):
+    import torch
+
+    w = make_window(classify_sample=True)
+    w.overlay_menu.actions["zeros"].trigger()
+    qtbot.waitUntil(lambda: getattr(w.state.shown_image, "capture", None) is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: bool(_node_fills(w)), timeout=10_000)
+    module, x = w.loaded.module, w.state.shown_image.x.detach().cpu().float()
+    zeros = {}
+    hooks = [module.get_submodule(k).register_forward_hook(
+        lambda m, i, o, k=k: zeros.__setitem__(k, float((o == 0).float().mean()))) for k in w.view.overlay_values]
+    try:
+        with torch.no_grad():
+            module.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    for k, v in zeros.items():  # the classifier's network has its batch norms folded: rounding differs
+        assert w.view.overlay_values[k] == pytest.approx(v, abs=2e-3), k
+    fills = _node_fills(w)
+    darkest = min(fills, key=lambda k: _lum(fills[k]))
+    assert zeros[darkest] == pytest.approx(max(zeros[k] for k in fills), abs=2e-3)
+    assert w.view.legend_widget.texts()[1] == fmt_fraction(max(w.view.overlay_values.values()))
