@@ -146,3 +146,26 @@ def test_legend_colours_rank_like_the_values():
     assert colour_at(0) == PALETTE[0]
     linear = make_legend("zeros", {"a": 0.2, "b": 0.6})
     assert not linear.log and linear.position(0.3) == pytest.approx(0.5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_block_times_on_the_gpu_sum_to_a_plain_timed_forward(graph_of, googlenet):
+    """CUDA events around each block: their sum is within 15 % of a plain forward timed by events."""
+    import copy
+
+    graph = graph_of("googlenet")
+    m = copy.deepcopy(googlenet).cuda()
+    x = torch.randn(8, 3, 224, 224, device="cuda")
+    times = time_blocks(m, graph, x, warmup=3, repeats=10)
+    plain = []
+    with torch.inference_mode():
+        for _ in range(10):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            m(x)
+            b.record()
+            torch.cuda.synchronize()
+            plain.append(a.elapsed_time(b) / 1e3)
+    assert times.device.startswith("cuda") and set(times.median) == set(_module_names(graph))
+    assert 0.85 <= sum(times.median.values()) / statistics.median(plain) <= 1.15
