@@ -46,6 +46,7 @@ class OverlayMenu(QObject):
         self.time_action = menu.addAction("&Where does the time go…", self.show_time_table)
         self.time_action.setStatusTip("Blocks ranked by measured time beside their share of multiply-adds")
         self.table: TimeTable | None = None
+        self._measuring: tuple | None = None  # (model, size, device) of the running timing job
         st = self.state
         st.connect("overlay", self._on_overlay)
         for name in ("trace", "graph", "loaded", "shown_image", "block_times"):
@@ -64,11 +65,21 @@ class OverlayMenu(QObject):
 
     # -- values ------------------------------------------------------------------------------
 
+    def device(self) -> str:
+        """The device images are classified on (the classify panel's), else the CPU."""
+        images = getattr(self.window, "images", None)
+        classifier = getattr(getattr(images, "classify", None), "classifier", None)
+        device = str(getattr(classifier, "device", None) or DEVICE)
+        return device if device == "cpu" or ":" in device else device + ":0"  # as torch names a tensor's
+
+    def _wanted(self) -> tuple:
+        st = self.state
+        return getattr(st.graph, "name", None), st.input_size.hw, self.device()
+
     def _times_fit(self) -> bool:
-        """Whether `state.block_times` were measured for the model and input size on screen."""
-        t, st = self.state.block_times, self.state
-        return t is not None and t.model == getattr(st.graph, "name", None) and tuple(t.input_shape[-2:]) == \
-            st.input_size.hw
+        """Whether `state.block_times` were measured for the model, input size and device on screen."""
+        t = self.state.block_times
+        return t is not None and (t.model, tuple(t.input_shape[-2:]), t.device) == self._wanted()
 
     def refresh(self) -> None:
         """Hand the view the chosen quantity's values (or start measuring them)."""
@@ -100,7 +111,8 @@ class OverlayMenu(QObject):
     def measure(self) -> None:
         """Time every block of the loaded model at the input size, in a worker (unless it is running)."""
         st, runner = self.state, self.window.runner
-        if runner.running("overlay") is not None:
+        wanted = self._wanted()
+        if runner.running("overlay") is not None and self._measuring == wanted:
             return
         if st.loaded is None or st.graph is None or getattr(st.graph, "is_preview", False):
             self.window.show_status("timing starts once the model has loaded", 6000, topic="overlay")
@@ -108,11 +120,13 @@ class OverlayMenu(QObject):
         if getattr(st.graph, "dataflow_reason", None) is not None:
             self.window.show_status("timing needs a model whose forward torch.fx can trace", 8000, topic="overlay")
             return
-        graph, model = st.graph, st.graph.name
-        job = Job(timing_task, st.loaded.module, graph, st.input_size.hw, DEVICE, warmup=WARMUP, repeats=REPEATS,
+        graph, model, device = st.graph, st.graph.name, wanted[2]
+        # A new request (another model, size or device) supersedes the running one: the runner cancels it.
+        job = Job(timing_task, st.loaded.module, graph, st.input_size.hw, device, warmup=WARMUP, repeats=REPEATS,
                   wants_progress=True, low_priority=True)
+        self._measuring = wanted
         self.cancel_action.setEnabled(True)
-        self.window.show_status(f"timing the blocks of {model} on the {DEVICE.upper()}…", 0, topic="overlay")
+        self.window.show_status(f"timing the blocks of {model} on the {device.upper()}…", 0, topic="overlay")
 
         def done(times) -> None:
             self.cancel_action.setEnabled(False)

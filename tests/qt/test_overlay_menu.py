@@ -60,6 +60,14 @@ def test_measured_time_runs_in_a_worker_and_ranks_the_time_table(window, qtbot):
     assert table.table.item(0, 1).text() == fmt_seconds(med[slowest])
     table.close()
 
+    window.set_input_size(72)  # the times follow the input size: measured again
+    qtbot.waitUntil(lambda: window.state.block_times.input_shape[-2:] == (72, 72), timeout=120_000)
+    window.set_input_size(80)
+    assert window.runner.running("overlay") is not None
+    window.overlay_menu.actions["none"].trigger()  # leaving the time overlay cancels the measurement
+    assert window.runner.running("overlay") is None
+    assert window.state.block_times.input_shape[-2:] == (72, 72)
+
 
 def test_zero_activations_of_the_classified_image_match_hooks_on_the_plain_model(make_window, qtbot):
     import torch
