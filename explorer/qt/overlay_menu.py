@@ -117,6 +117,9 @@ class OverlayMenu(QObject):
         if st.loaded is None or st.graph is None or getattr(st.graph, "is_preview", False):
             self.window.show_status("timing starts once the model has loaded", 6000, topic="overlay")
             return
+        if st.trace_error is not None:
+            self.window.show_status("timing waits for an input size that fits the network", 6000, topic="overlay")
+            return
         if getattr(st.graph, "dataflow_reason", None) is not None:
             self.window.show_status("timing needs a model whose forward torch.fx can trace", 8000, topic="overlay")
             return
