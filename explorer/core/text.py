@@ -115,9 +115,11 @@ def fmt_paper_ops(n: int | None) -> str:
 
 def fmt_seconds(s: float | None) -> str:
     """A duration with three significant digits: 0.00123 → '1.23 ms', 4.56e-5 → '45.6 µs', 2.5 → '2.50 s';
-    None → '—'."""
+    0 → '0 s'; None → '—'."""
     if s is None:
         return MISSING
+    if s == 0:
+        return "0 s"
     for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
         if abs(s) >= scale * 0.9995 or unit == "µs":
             v = s / scale

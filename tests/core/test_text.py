@@ -79,7 +79,7 @@ def test_paper_style_counts_use_the_same_k():
 
 
 @pytest.mark.parametrize("s, text", [
-    (None, "—"), (2.5, "2.50 s"), (0.9996, "1.00 s"), (0.1, "100 ms"), (0.0123, "12.3 ms"), (0.00123, "1.23 ms"),
+    (None, "—"), (0, "0 s"), (2.5, "2.50 s"), (0.9996, "1.00 s"), (0.1, "100 ms"), (0.0123, "12.3 ms"), (0.00123, "1.23 ms"),
     (0.0009996, "1.00 ms"), (4.56e-5, "45.6 µs"), (1e-7, "0.10 µs"),
 ])
 def test_durations_read_with_three_digits(s, text):
