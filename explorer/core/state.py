@@ -150,6 +150,8 @@ class ExplorerState(State):
     previous_batch = StateProperty(None, "A BatchRun cleared by a model switch (its inputs can be run again).")
     recent = StateProperty((), "References of the models opened lately, the latest first.")
     presenting = StateProperty(False, "Whether presentation mode is on.")
+    overlay = StateProperty("none", "What the graph's boxes are coloured by: a key of explorer.core.overlay.QUANTITIES.")
+    block_times = StateProperty(None, "The BlockTimes last measured for the current model (its size and device).")
 
     # -- transitions that change several properties at once ---------------------------------
 
@@ -166,6 +168,7 @@ class ExplorerState(State):
             self.selection = None
             self.shown_image = None
             self.classification = None
+            self.block_times = None
             self.model_status = "loading"
             self.status_text = f"loading {name}…"
 

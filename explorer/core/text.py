@@ -111,3 +111,23 @@ def fmt_paper_ops(n: int | None) -> str:
     if n < 10e9:
         return f"{round(n / 1e6)}M"
     return f"{n / 1e9:.1f}G"
+
+
+def fmt_seconds(s: float | None) -> str:
+    """A duration with three significant digits: 0.00123 → '1.23 ms', 4.56e-5 → '45.6 µs', 2.5 → '2.50 s';
+    0 → '0 s'; None → '—'."""
+    if s is None:
+        return MISSING
+    if s == 0:
+        return "0 s"
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if abs(s) >= scale * 0.9995 or unit == "µs":
+            v = s / scale
+            text = f"{v:.0f}" if abs(v) >= 99.95 else f"{v:.1f}" if abs(v) >= 9.995 else f"{v:.2f}"
+            return f"{text} {unit}"
+    return MISSING  # not reached
+
+
+def fmt_fraction(f: float | None) -> str:
+    """A share as a percentage with one decimal: 0.1234 → '12.3 %'; None → '—'."""
+    return MISSING if f is None else f"{100 * f:.1f} %"

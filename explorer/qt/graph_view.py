@@ -4,6 +4,9 @@ Signals
 -------
 box_selected(str)      key of the selected box ("" when the selection is cleared)
 box_activated(str)     key of a double-clicked box or frame (expand / collapse)
+
+An overlay (`set_overlay`) fills the boxes of graph nodes with a colour of explorer.core.overlay's
+palette and shows its legend in the view's top-right corner.
 """
 
 from __future__ import annotations
@@ -11,9 +14,21 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFontInfo, QFontMetricsF, QPainter, QPainterPath, QPen, QPolygonF
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene, QGraphicsView, QStyleOptionGraphicsItem
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QFontInfo,
+    QFontMetricsF,
+    QLinearGradient,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPolygonF,
+)
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene, QGraphicsView, QStyleOptionGraphicsItem, QWidget
 
+from explorer.core.overlay import PALETTE, Legend
 from explorer.diagram.layout import Box, Diagram, Edge, Frame, Style
 from explorer.qt.theme import Theme
 
@@ -53,6 +68,7 @@ class BoxItem(QGraphicsItem):
         self.box, self.theme = box, theme
         self.failed = False
         self.highlighted = False
+        self.overlay_fill: QColor | None = None  # the overlay's colour for this box, None: the kind's
         self.setPos(box.x, box.y)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable, True)
         self.setAcceptHoverEvents(False)
@@ -78,10 +94,16 @@ class BoxItem(QGraphicsItem):
             self.highlighted = on
             self.update()
 
+    def set_overlay(self, fill: QColor | None, text: str = "") -> None:
+        """Fill with the overlay's colour (None: the kind's own) and say the value in the tooltip."""
+        self.overlay_fill = fill
+        self.setToolTip(self.box.tooltip + (f"\n{text}" if text else ""))
+        self.update()
+
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
         b, t = self.box, self.theme
         rect = QRectF(0, 0, b.w, b.h)
-        fill = QColor(t.fill(b.kind))
+        fill = QColor(t.fill(b.kind)) if self.overlay_fill is None else self.overlay_fill
         pen = QPen(t.border(b.kind), t.line_width)
         if b.training_only:
             pen.setStyle(Qt.PenStyle.DashLine)
@@ -101,7 +123,7 @@ class BoxItem(QGraphicsItem):
             painter.drawRect(rect)
             return
         painter.drawRoundedRect(rect, radius, radius)
-        painter.setPen(t.text)
+        painter.setPen(t.text if self.overlay_fill is None else _text_on(self.overlay_fill))
         total = sum(t.line_height(i < b.bold_lines) for i in range(len(b.lines)))
         total += 2.0 * (len(b.lines) - 1)
         y = (b.h - total) / 2
@@ -111,6 +133,75 @@ class BoxItem(QGraphicsItem):
             h = t.line_height(bold)
             painter.drawText(QRectF(0, y, b.w, h), Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, line)
             y += h + 2.0
+
+
+def _text_on(fill: QColor) -> QColor:
+    """Black text on a light fill, white on a dark one (the palette runs from pale yellow to dark red)."""
+    lum = 0.299 * fill.red() + 0.587 * fill.green() + 0.114 * fill.blue()
+    return QColor(0, 0, 0) if lum > 140 else QColor(255, 255, 255)
+
+
+class OverlayLegend(QWidget):
+    """The overlay's legend: its title, the colour scale from low to high with their values, and a note."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.legend: Legend | None = None
+        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.hide()
+
+    def set_legend(self, legend: Legend | None) -> None:
+        self.legend = legend
+        self.setVisible(legend is not None)
+        if legend is not None:
+            fm = QFontMetricsF(self.font())
+            bold = QFont(self.font())
+            bold.setBold(True)
+            widths = [QFontMetricsF(bold).horizontalAdvance(self.title()), fm.horizontalAdvance(legend.note),
+                      fm.horizontalAdvance(f"{legend.low_text}    {legend.high_text}"), 120.0]
+            self.resize(int(max(widths)) + 24, int(fm.height() * 4 + 26))
+        self.update()
+
+    def title(self) -> str:
+        lg = self.legend
+        return "" if lg is None else lg.title + ("  (log scale)" if lg.log else "")
+
+    def texts(self) -> tuple[str, str]:
+        """The range as shown: (low, high), in explorer.core.text formats."""
+        return (self.legend.low_text, self.legend.high_text) if self.legend else ("", "")
+
+    def paintEvent(self, event) -> None:
+        if self.legend is None:
+            return
+        lg = self.legend
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        pal = self.palette()
+        p.setPen(QPen(pal.color(pal.ColorRole.Mid), 1))
+        p.setBrush(pal.color(pal.ColorRole.Base))
+        p.drawRoundedRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5), 6, 6)
+        fm = QFontMetricsF(self.font())
+        lh = fm.height()
+        x, w = 10.0, self.width() - 20.0
+        p.setPen(pal.color(pal.ColorRole.Text))
+        bold = QFont(self.font())
+        bold.setBold(True)
+        p.setFont(bold)
+        p.drawText(QRectF(x, 6, w, lh), Qt.AlignmentFlag.AlignLeft, self.title())
+        p.setFont(self.font())
+        bar = QRectF(x, 8 + lh, w, lh * 0.9)
+        grad = QLinearGradient(bar.topLeft(), bar.topRight())
+        for i, c in enumerate(PALETTE):
+            grad.setColorAt(i / (len(PALETTE) - 1), QColor(*c))
+        p.setBrush(grad)
+        p.drawRect(bar)
+        y = bar.bottom() + 2
+        p.drawText(QRectF(x, y, w, lh), Qt.AlignmentFlag.AlignLeft, lg.low_text)
+        p.drawText(QRectF(x, y, w, lh), Qt.AlignmentFlag.AlignRight, lg.high_text)
+        if lg.note:
+            p.setPen(pal.color(pal.ColorRole.PlaceholderText))
+            p.drawText(QRectF(x, y + lh + 2, w, lh), Qt.AlignmentFlag.AlignLeft, lg.note)
+        p.end()
 
 
 class FrameItem(QGraphicsItem):
@@ -243,6 +334,8 @@ class GraphView(QGraphicsView):
         self.frames: dict[str, FrameItem] = {}
         self.edges: list[EdgeItem] = []
         self._placeholder = None
+        self.overlay_values: dict[str, float] | None = None
+        self.legend_widget = OverlayLegend(self)
         self.scene().selectionChanged.connect(self._on_selection)
 
     def set_chrome(self, on: bool) -> None:
@@ -290,10 +383,38 @@ class GraphView(QGraphicsView):
             self.edges.append(item)
         m = 40.0
         scene.setSceneRect(QRectF(-m, -m, diagram.width + 2 * m, diagram.height + 2 * m))
+        self._apply_overlay()
         if selected and selected in self.boxes:
             scene.blockSignals(True)
             self.boxes[selected].setSelected(True)
             scene.blockSignals(False)
+
+    def set_overlay(self, values_by_node: dict[str, float] | None, legend: Legend | None = None) -> None:
+        """Colour the boxes of graph nodes by `values_by_node` on `legend`'s scale, the legend in the
+        corner; None: the kinds' own colours again. Kept across redraws until changed."""
+        self.overlay_values = values_by_node if legend is not None else None
+        self.legend_widget.set_legend(legend if values_by_node is not None else None)
+        self._place_legend()
+        self._apply_overlay()
+
+    def _apply_overlay(self) -> None:
+        values, legend = self.overlay_values, self.legend_widget.legend
+        for item in self.boxes.values():
+            v = None if values is None or item.box.role not in ("node", "header") else values.get(item.box.node)
+            if v is None:
+                item.set_overlay(None) if item.overlay_fill is not None else None
+            else:
+                item.set_overlay(QColor(*legend.colour(v)), f"{legend.title}: {legend.text(v)}")
+
+    def _place_legend(self) -> None:
+        lw = self.legend_widget
+        vp = self.viewport().geometry()
+        lw.move(vp.right() - lw.width() - 10, vp.top() + 10)
+        lw.raise_()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._place_legend()
 
     def set_failed(self, node: str | None) -> None:
         """Mark the boxes of `node` as failing (red); None clears the mark."""

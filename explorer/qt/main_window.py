@@ -59,6 +59,7 @@ from explorer.qt import help
 from explorer.qt.graph_view import GraphView, TextMeasure
 from explorer.diagram.layout import Style, build_diagram, layout_diagram
 from explorer.qt.model_menu import ModelMenu
+from explorer.qt.overlay_menu import OverlayMenu
 from explorer.qt.panels import MAX_BATCH, MAX_SIDE, Banner, DetailsPanel, InputSizeControl, WeightsBar
 from explorer.qt.presentation import Presentation
 from explorer.qt.status_line import StatusLine
@@ -338,6 +339,9 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         v.addAction(self.details_dock.toggleViewAction())
         v.addAction(self.toolbar.toggleViewAction())
+        v.addSeparator()
+        self.overlay_menu = OverlayMenu(self, v)
+        v.addSeparator()
         self.view_menu = v
         self.model_menu = self.menus["&Model"]
         self.model_menu_binding = ModelMenu(self.model_menu, self.state, self)

@@ -5,11 +5,13 @@ import pytest
 from explorer.core.text import (
     fmt_bytes,
     fmt_count,
+    fmt_fraction,
     fmt_hwc,
     fmt_int,
     fmt_kernel,
     fmt_paper_ops,
     fmt_paper_params,
+    fmt_seconds,
     fmt_shape,
 )
 
@@ -74,3 +76,17 @@ def test_paper_style_counts_use_the_same_k():
     assert fmt_paper_ops(34_000_000) == "34M"
     assert fmt_paper_ops(5_731_000_000) == "5731M"
     assert fmt_paper_ops(12_340_000_000) == "12.3G"
+
+
+@pytest.mark.parametrize("s, text", [
+    (None, "—"), (0, "0 s"), (2.5, "2.50 s"), (0.9996, "1.00 s"), (0.1, "100 ms"), (0.0123, "12.3 ms"), (0.00123, "1.23 ms"),
+    (0.0009996, "1.00 ms"), (4.56e-5, "45.6 µs"), (1e-7, "0.10 µs"),
+])
+def test_durations_read_with_three_digits(s, text):
+    assert fmt_seconds(s) == text
+
+
+def test_fractions_read_as_percentages():
+    assert fmt_fraction(0.1234) == "12.3 %"
+    assert fmt_fraction(1) == "100.0 %"
+    assert fmt_fraction(None) == "—"

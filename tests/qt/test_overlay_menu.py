@@ -1,0 +1,94 @@
+"""View → Overlay colours the graph's boxes like the values rank, with a legend in the shared number formats;
+measured time runs in a worker and feeds "where does the time go"."""
+
+import pytest
+from PySide6.QtGui import QColor
+
+from explorer.core.text import fmt_count, fmt_fraction, fmt_seconds
+
+
+def _lum(c: QColor) -> float:
+    return 0.299 * c.red() + 0.587 * c.green() + 0.114 * c.blue()
+
+
+def _node_fills(window) -> dict[str, QColor]:
+    return {k: item.overlay_fill for k, item in window.view.boxes.items()
+            if item.box.role == "node" and item.overlay_fill is not None}
+
+
+def test_parameters_overlay_colours_rank_like_the_modules_parameters(window, qtbot):
+    module = window.loaded.module
+    window.overlay_menu.actions["params"].trigger()
+    assert window.state.overlay == "params"
+    fills = _node_fills(window)
+    # Independent of the trace: each node module's own parameters.
+    params = {k: sum(p.numel() for p in module.get_submodule(k).parameters()) for k in fills}
+    ranked = sorted(fills, key=lambda k: params[k])
+    lums = [_lum(fills[k]) for k in ranked]
+    assert all(a >= b for a, b in zip(lums, lums[1:])), list(zip(ranked, lums))
+    darkest = min(fills, key=lambda k: _lum(fills[k]))
+    assert params[darkest] == max(params.values())
+    legend = window.view.legend_widget
+    assert legend.isVisible()
+    assert legend.texts()[1] == fmt_count(max(params.values()))
+    assert legend.texts()[0] == fmt_count(min(v for v in params.values() if v > 0))  # log scale: smallest non-zero
+
+    window.expand("inception4a")  # a redraw keeps the overlay: the opened block's header is coloured
+    assert window.view.boxes[window.view.diagram.entry["inception4a"]].overlay_fill is not None
+
+    window.overlay_menu.actions["none"].trigger()
+    assert not _node_fills(window) and not legend.isVisible()
+
+
+def test_measured_time_runs_in_a_worker_and_ranks_the_time_table(window, qtbot):
+    window.set_input_size(64)
+    window.overlay_menu.actions["time"].trigger()
+    qtbot.waitUntil(lambda: window.state.block_times is not None, timeout=120_000)
+    times = window.state.block_times
+    assert times.input_shape[-2:] == (64, 64) and times.repeats >= 3
+    fills = _node_fills(window)
+    med = times.median
+    assert set(fills) == set(med)
+    slowest = max(med, key=med.get)
+    assert _lum(fills[slowest]) == min(_lum(c) for c in fills.values())
+    assert window.view.legend_widget.texts()[1] == fmt_seconds(max(med.values()))
+
+    table = window.overlay_menu.show_time_table()
+    qtbot.addWidget(table)
+    assert table.table.rowCount() == len(med)
+    assert table.table.item(0, 0).text() == slowest
+    assert table.table.item(0, 1).text() == fmt_seconds(med[slowest])
+    table.close()
+
+    window.set_input_size(72)  # the times follow the input size: measured again
+    qtbot.waitUntil(lambda: window.state.block_times.input_shape[-2:] == (72, 72), timeout=120_000)
+    window.set_input_size(80)
+    assert window.runner.running("overlay") is not None
+    window.overlay_menu.actions["none"].trigger()  # leaving the time overlay cancels the measurement
+    assert window.runner.running("overlay") is None
+    assert window.state.block_times.input_shape[-2:] == (72, 72)
+
+
+def test_zero_activations_of_the_classified_image_match_hooks_on_the_plain_model(make_window, qtbot):
+    import torch
+
+    w = make_window(classify_sample=True)
+    w.overlay_menu.actions["zeros"].trigger()
+    qtbot.waitUntil(lambda: getattr(w.state.shown_image, "capture", None) is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: bool(_node_fills(w)), timeout=10_000)
+    module, x = w.loaded.module, w.state.shown_image.x.detach().cpu().float()
+    zeros = {}
+    hooks = [module.get_submodule(k).register_forward_hook(
+        lambda m, i, o, k=k: zeros.__setitem__(k, float((o == 0).float().mean()))) for k in w.view.overlay_values]
+    try:
+        with torch.no_grad():
+            module.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    for k, v in zeros.items():  # the classifier's network has its batch norms folded: rounding differs
+        assert w.view.overlay_values[k] == pytest.approx(v, abs=2e-3), k
+    fills = _node_fills(w)
+    darkest = min(fills, key=lambda k: _lum(fills[k]))
+    assert zeros[darkest] == pytest.approx(max(zeros[k] for k in fills), abs=2e-3)
+    assert w.view.legend_widget.texts()[1] == fmt_fraction(max(w.view.overlay_values.values()))
