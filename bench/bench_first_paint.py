@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.runs, args.load = 1, 0
     if shutil.which("Xvfb") is None:
-        print("Xvfb not installed: first-paint benchmark skipped (apt-get install xvfb)")
+        print("first paint: skipped, Xvfb is not installed (apt-get install xvfb)")
         return 0
     fbdir = tempfile.mkdtemp()
     display = f":{120 + os.getpid() % 50}"
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                   f" graph drawn {times.get('graph_drawn_s', float('nan')):.2f} s,"
                   f" engine ready {times.get('engine_ready_s', float('nan')):.2f} s", flush=True)
         o, a = statistics.median(ours), statistics.median(anchor)
-        print(f"median, {args.load} busy processes beside it: content on screen {o:.2f} s vs bare Qt window"
+        print(f"first paint, median, {args.load} busy processes beside it: content on screen {o:.2f} s vs bare Qt window"
               f" {a:.2f} s, ratio {o / a:.2f}× (target: content within 1 s)")
     finally:
         stop.set()

@@ -22,6 +22,7 @@ BENCHES = {
     "bench_ui_stall.py": "longest event-loop stall",
     "bench_activations.py": "IG-4",
     "bench_overlay.py": "ratio  ours/plain",
+    "bench_first_paint.py": "first paint",
 }
 
 
