@@ -21,6 +21,7 @@ BENCHES = {
     "bench_classify.py": "ratio  naive/ours",
     "bench_ui_stall.py": "longest event-loop stall",
     "bench_activations.py": "IG-4",
+    "bench_faithfulness.py": "ratio  naive/ours",
 }
 
 
