@@ -169,9 +169,9 @@ def cmd_classify(args) -> int:
 
 
 #: Metrics `attribute --metrics` computes next to each map.
-ATTRIBUTE_METRICS = ("deletion", "insertion", "sanity")
+ATTRIBUTE_METRICS = ("deletion", "insertion", "sanity", "road")
 ATTRIBUTE_CSV_COLUMNS = ("path", "method", "target", "label", "layer", "deletion_auc", "deletion_random_auc",
-                         "insertion_auc", "insertion_random_auc", "sanity_last", "sanity_flagged", "delta",
+                         "insertion_auc", "insertion_random_auc", "sanity_last", "sanity_flagged", "road", "delta",
                          "delta_relative", "notice", "attribution_ms", "png", "npy")
 
 
@@ -274,7 +274,8 @@ def cmd_attribute(args) -> int:
     import torch
 
     from explorer.core.attribution import attribute, branch_shares
-    from explorer.core.faithfulness import faithfulness_curves, sanity_blocks, sanity_check
+    from explorer.core import faithfulness
+    from explorer.core.faithfulness import faithfulness_curves, road_score, sanity_blocks, sanity_check
 
     out = sys.stdout
     if args.format == "csv":
@@ -326,6 +327,10 @@ def cmd_attribute(args) -> int:
                                      original=r.heatmap, blocks=sanity_blocks(cm, 5))
                 timings["sanity_ms"] = (time.perf_counter() - t0) * 1000
                 record["sanity"] = check.to_dict()
+            if "road" in metrics:
+                t0 = time.perf_counter()
+                record["road"] = road_score(cm, x, r.heatmap, target, percentiles=faithfulness.ROAD_PERCENTILES).to_dict()
+                timings["road_ms"] = (time.perf_counter() - t0) * 1000
             record["branch_shares"] = {b: [round(v, 6) for v in vs] for b, vs in shares.items()}
             if out_dir is not None:
                 png, npy = out_dir / f"{stem}.{method}.png", out_dir / f"{stem}.{method}.npy"
@@ -340,7 +345,8 @@ def cmd_attribute(args) -> int:
                 writer.writerow([record["path"], method, target, record["label"], r.layer or "",
                                  d.get("auc", ""), d.get("random_auc", ""), i.get("auc", ""),
                                  i.get("random_auc", ""), (s.get("correlations") or [""])[-1] if s else "",
-                                 s.get("flagged", ""), record.get("delta", ""), record.get("delta_relative", ""),
+                                 s.get("flagged", ""), record.get("road", {}).get("combined", ""),
+                                 record.get("delta", ""), record.get("delta_relative", ""),
                                  r.notice or "", record["timings"]["attribution_ms"], record.get("png", ""),
                                  record.get("npy", "")])
             out.flush()
@@ -420,7 +426,8 @@ def _add_attribute_parser(sub) -> None:
                    "default: the last block")
     s.add_argument("--metrics", metavar="M[,M…]",
                    help="comma-separated: deletion, insertion (areas under the curves, with a random-order "
-                   "reference), sanity (rank correlation as the top 5 blocks are randomised)")
+                   "reference), sanity (rank correlation as the top 5 blocks are randomised), road (pytorch-grad-cam's "
+                   "ROAD: MoRF, LeRF and their combination)")
     s.add_argument("--steps", type=int, default=50,
                    help="steps of the deletion and insertion curves (default 50: 2 %% of the pixels each)")
     s.add_argument("--format", choices=("json", "csv"), default="json",

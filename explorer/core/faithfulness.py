@@ -380,3 +380,46 @@ def sanity_check(
         correlations.append(spearman(ref, np.abs(m.astype(np.float64))))
         step()
     return SanityCheck(list(blocks), correlations, maps)
+
+
+# ---------------------------------------------------------------- ROAD
+
+#: Percentiles of ROAD's thresholds (pytorch-grad-cam's default: 10 … 90).
+ROAD_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+
+
+@dataclass(frozen=True)
+class RoadScore:
+    """ROAD (Rong et al., "A Consistent and Efficient Evaluation Strategy for Attribution Methods",
+    2022): the change of the target's probability when the most (MoRF) or least (LeRF) relevant
+    pixels are removed by noisy linear imputation, which leaks no shape of the removed region to
+    the model; averaged over the removal percentiles."""
+
+    morf: float  # mean probability change removing the most relevant first (more negative: better)
+    lerf: float  # the same removing the least relevant first (nearer 0: better)
+
+    @property
+    def combined(self) -> float:
+        """(LeRF − MoRF) / 2, pytorch-grad-cam's ROADCombined: higher is better."""
+        return (self.lerf - self.morf) / 2
+
+    def to_dict(self) -> dict[str, float]:
+        return {"morf": round(self.morf, 6), "lerf": round(self.lerf, 6), "combined": round(self.combined, 6)}
+
+
+def road_score(model, x: torch.Tensor, heatmap: np.ndarray, target: int, *,
+               percentiles: Sequence[int] = ROAD_PERCENTILES, seed: int = 0) -> RoadScore:
+    """ROAD with pytorch-grad-cam's implementation (`pytorch_grad_cam.metrics.road`) on the target's
+    softmax probability. Its imputer solves a sparse system per percentile on the CPU (scipy) and
+    adds seeded noise, so one score costs 2 × len(percentiles) solves and twice as many forwards."""
+    import torch
+    from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    cams = np.asarray(heatmap, dtype=np.float32)[None]
+    targets = [ClassifierOutputSoftmaxTarget(target)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        morf = ROADMostRelevantFirstAverage(list(percentiles))(x.detach(), cams, targets, model)
+        lerf = ROADLeastRelevantFirstAverage(list(percentiles))(x.detach(), cams, targets, model)
+    return RoadScore(float(np.ravel(morf)[0]), float(np.ravel(lerf)[0]))

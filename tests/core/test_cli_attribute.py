@@ -79,9 +79,12 @@ def test_maps_metrics_and_bad_files(corpus, capsys, tmp_path):
             assert r["layer"] == "inception4e branch 2"
 
 
-def test_sanity_in_json_and_csv_and_the_default_layer(corpus, capsys):
+def test_sanity_in_json_and_csv_and_the_default_layer(corpus, capsys, monkeypatch):
+    import explorer.core.faithfulness
+
+    monkeypatch.setattr(explorer.core.faithfulness, "ROAD_PERCENTILES", (50,))  # one imputation each way
     args = [corpus["good"][1], "--model", "googlenet", "--weights", corpus["weights"], "--method", "grad_cam",
-            "--target", "3", "--metrics", "sanity"]
+            "--target", "3", "--metrics", "sanity,road"]
     code, out, err = run(capsys, *args)
     assert code == 0, err
     (r,) = [json.loads(line) for line in out.splitlines()]
@@ -89,10 +92,13 @@ def test_sanity_in_json_and_csv_and_the_default_layer(corpus, capsys):
     assert s["blocks"] == ["inception5b", "inception5a", "inception4e", "inception4d", "inception4c"]
     assert len(s["correlations"]) == 5 and isinstance(s["flagged"], bool) and "sanity_ms" in r["timings"]
     assert r["layer"] == "inception5b" and "inception5b, the last block" in err
+    assert set(r["road"]) == {"morf", "lerf", "combined"} and "road_ms" in r["timings"]
+    assert r["road"]["combined"] == pytest.approx((r["road"]["lerf"] - r["road"]["morf"]) / 2, abs=2e-6)
     code, out, err = run(capsys, *args, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and len(rows) == 1 and rows[0]["layer"] == "inception5b" and rows[0]["target"] == "3"
     assert rows[0]["sanity_flagged"] == str(s["flagged"])
+    assert float(rows[0]["road"]) == pytest.approx(r["road"]["combined"], abs=1e-6)
     last = s["correlations"][-1]
     assert (rows[0]["sanity_last"] == "") if last is None else float(rows[0]["sanity_last"]) == pytest.approx(last)
 

@@ -172,3 +172,19 @@ def test_a_map_that_ignores_the_model_is_flagged(cm):
     edges = (x[0].diff(dim=-1).abs().sum(0)[:-1, :] + x[0].diff(dim=-2).abs().sum(0)[:, :-1]).numpy()
     check = sanity_check(cm, lambda m: edges, k=2)
     assert check.correlations == [pytest.approx(1.0)] * 2 and check.flagged
+
+
+def test_road_prefers_the_map_to_its_reverse(cm):
+    """pytorch-grad-cam's ROAD on our model: Grad-CAM's map removes more of the class first than the
+    same map upside down (least relevant first), and the score is its MoRF/LeRF combination."""
+    from explorer.core.faithfulness import road_score
+
+    x = pasted()
+    r = attribute(cm, x, "grad_cam", node="inception4e")
+    good = road_score(cm, x, r.heatmap, r.target, percentiles=(30, 60, 90))
+    bad = road_score(cm, x, -r.heatmap, r.target, percentiles=(30, 60, 90))
+    assert good.morf < good.lerf and good.combined > bad.combined
+    assert good.combined == pytest.approx((good.lerf - good.morf) / 2)
+    # The imputation noise is seeded: the same call gives the same score.
+    assert road_score(cm, x, r.heatmap, r.target, percentiles=(30,)) == road_score(cm, x, r.heatmap, r.target,
+                                                                                 percentiles=(30,))
