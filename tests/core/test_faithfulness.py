@@ -80,7 +80,8 @@ def test_batched_curves_equal_a_loop_of_single_forwards(cm):
     rng = np.random.default_rng(1)
     heat = rng.normal(size=(32, 32))
     order = cell_order(heat, 3)
-    target = 5
+    with torch.no_grad():
+        target = int(cm(x).argmax(1))  # a class with a probability to follow (a tiny one hides any error)
     from explorer.core.attribution import baseline_for
 
     for kind, sub in (("deletion", torch.zeros_like(x)), ("insertion", baseline_for(x, "blur"))):
@@ -89,8 +90,9 @@ def test_batched_curves_equal_a_loop_of_single_forwards(cm):
             ref = reference_curve(cm, x, order, target, sub, step_counts(32 * 32, 6))
         else:  # insertion: the substrate's pixels become the image's
             ref = reference_curve(cm, sub, order, target, x, step_counts(32 * 32, 6))
-        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-6)
-        assert ours.std() > 0  # the curve moves: the comparison has something to compare
+        assert ref.max() > 0.01
+        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-7)
+        assert ours.std() > 1e-3  # the curve moves: the comparison has something to compare
 
 
 def test_cell_order_keeps_squares_together_and_ranks_them_by_mean():
