@@ -80,7 +80,7 @@ class AttributionResult:
     method: str
     target: int
     heatmap: np.ndarray  # (H, W) at the input's size
-    raw: np.ndarray  # before upsampling: (H, W) for input methods, the layer's (h, w) for Grad-CAM
+    raw: np.ndarray  # before upsampling: (H, W) for input methods; for CAMs the signed map at the layer's (h, w)
     signed: bool  # heatmap values can be negative
     layer: str | None = None
     delta: float | None = None  # IG convergence delta
