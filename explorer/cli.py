@@ -129,24 +129,12 @@ def cmd_classify(args) -> int:
         raise CommandError("no image files found in " + ", ".join(args.inputs), EXIT_FAILED)
 
     from explorer.core.inference import Classifier, DeviceUnavailableError, resolve_device
-    from explorer.core.loading import load_model
-    from explorer.core.weights import WeightsError
 
     try:
         resolve_device(args.device)
     except DeviceUnavailableError as e:
         raise CommandError(f"--device {args.device}: {e}", EXIT_FAILED) from None
-    from explorer.core.zoo import get_spec, model_names
-
-    if ref in model_names():
-        spec, outputs = get_spec(ref), None
-    else:
-        spec, graph = _open_model(ref)
-        outputs = _output_classes(graph)
-    try:
-        loaded = load_model(spec, weights=args.weights or "auto", outputs=outputs)
-    except WeightsError as e:
-        raise CommandError(str(e), EXIT_FAILED) from None
+    loaded, _graph = _load_model(ref, args.weights)
     if loaded.weights.is_random:
         print(f"inception-explorer: warning: {loaded.weights.describe()}", file=sys.stderr)
     elif loaded.weights.note:
@@ -205,6 +193,24 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def _load_model(ref: str, weights: str | None):
+    """(LoadedModel, its BlockGraph or None for a zoo model) of a resolved model reference; a weights file
+    that cannot be loaded is one error line."""
+    from explorer.core.loading import load_model
+    from explorer.core.weights import WeightsError
+    from explorer.core.zoo import get_spec, model_names
+
+    if ref in model_names():
+        spec, graph, outputs = get_spec(ref), None, None
+    else:
+        spec, graph = _open_model(ref)
+        outputs = _output_classes(graph)
+    try:
+        return load_model(spec, weights=weights or "auto", outputs=outputs), graph
+    except WeightsError as e:
+        raise CommandError(str(e), EXIT_FAILED) from None
+
+
 def _output_classes(graph) -> int | None:
     """How many class scores the model outputs at its native size (None: not a vector), as the window
     works it out: 1000 gives ImageNet's names, another count class indices."""
@@ -220,6 +226,200 @@ def _output_classes(graph) -> int | None:
 
 MODEL_HELP = ("a zoo name (see `models`), torchvision:NAME, timm:NAME, a bare torchvision or timm name, a .py file"
               " with build(), or a TorchScript / torch.export file")
+
+
+#: Metrics `attribute --metrics` computes next to each map.
+ATTRIBUTE_METRICS = ("deletion", "insertion", "sanity", "road")
+ATTRIBUTE_CSV_COLUMNS = ("path", "method", "target", "label", "layer", "deletion_auc", "deletion_random_auc",
+                         "insertion_auc", "insertion_random_auc", "sanity_last", "sanity_flagged", "road", "delta",
+                         "delta_relative", "notice", "attribution_ms", "png", "npy")
+
+
+def _attribute_choices(text: str, known: tuple[str, ...], what: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in known]
+    if unknown or not names:
+        raise CommandError(f"unknown {what} {', '.join(unknown) or repr(text)}; one of {', '.join(known)}")
+    return list(dict.fromkeys(names))
+
+
+def _attribute_layer(text: str | None, cm, methods: list[str]) -> tuple[str | None, int | None]:
+    """--layer BLOCK[/BRANCH] (BRANCH 1-based, as Details shows it) checked against the model; the last
+    block when CAM methods run without one."""
+    from explorer.core.attribution import CAM_METHODS
+
+    blocks = list(cm.block_branches)
+    if text is None:
+        if not any(m in CAM_METHODS for m in methods):
+            return None, None
+        if not blocks:
+            raise CommandError("CAM methods need --layer: this model has no blocks")
+        print(f"inception-explorer: note: CAM methods look at {blocks[-1]}, the last block (the usual choice: "
+              "its features are the most class-specific and it still has a spatial map); --layer picks another",
+              file=sys.stderr)
+        return blocks[-1], None
+    block, _, branch = text.partition("/")
+    if block not in cm.node_names:
+        raise CommandError(f"--layer {text}: no block or node {block!r}; blocks: {', '.join(blocks)}")
+    if not branch:
+        return block, None
+    count = cm.block_branches.get(block, 0)
+    if not branch.isdigit() or not 1 <= int(branch) <= count:
+        raise CommandError(f"--layer {text}: {block} has {count} branch(es); give a number from 1 to {count}"
+                           if count else f"--layer {text}: {block} is not a block with branches")
+    return block, int(branch) - 1
+
+
+def _overlay_png(rgb, heat, path) -> None:
+    """The map over the picture (pytorch-grad-cam's overlay: JET colours, 50 % blend); signed maps are
+    drawn by magnitude (the .npy keeps the sign)."""
+    import numpy as np
+    from PIL import Image
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    mag = np.abs(np.nan_to_num(heat.astype(np.float64)))
+    top = np.percentile(mag, 99.5) if mag.size else 0.0
+    mask = np.clip(mag / top, 0, 1) if top > 0 else np.zeros_like(mag)
+    Image.fromarray(show_cam_on_image(rgb.astype(np.float32) / 255, mask.astype(np.float32), use_rgb=True,
+                                      image_weight=0.5)).save(path)
+
+
+def cmd_attribute(args) -> int:
+    """Attribution maps for image files and folders, with faithfulness metrics; one stderr line per
+    file that cannot be read, JSON Lines (or CSV rows) written as each map completes."""
+    from explorer.core.attribution import CAM_METHODS, METHODS
+
+    methods = _attribute_choices(args.method, METHODS, "method")
+    metrics = _attribute_choices(args.metrics, ATTRIBUTE_METRICS, "metric") if args.metrics else []
+    if not 1 <= args.steps <= 1000:
+        raise CommandError(f"--steps {args.steps} must be from 1 to 1000")
+    ref = _model_ref(args.model)
+    if args.target is not None and args.target < 0:
+        raise CommandError(f"--target {args.target} must be a class index from 0")
+    from pathlib import Path
+
+    from explorer.core.images import ImageLoadError, expand_inputs
+
+    out_dir = Path(args.output) if args.output else None
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise CommandError(f"-o {out_dir}: not a folder")
+    files = expand_inputs(args.inputs)
+    if not files:
+        raise CommandError("no image files found in " + ", ".join(args.inputs), EXIT_FAILED)
+
+    from explorer.core.blockgraph import build_block_graph
+    from explorer.core.inference import Classifier
+
+    loaded, graph = _load_model(ref, args.weights)
+    if loaded.weights.is_random:
+        print(f"inception-explorer: warning: {loaded.weights.describe()}", file=sys.stderr)
+    clf = Classifier(loaded, "cpu", optimize=False, graph=graph or build_block_graph(loaded.spec))
+    cm = clf.capture_model("cpu")
+    node, branch = _attribute_layer(args.layer, cm, methods)
+    classes = len(clf.categories)
+    if args.target is not None and args.target >= classes:
+        raise CommandError(f"--target {args.target}: the model has {classes} classes (0 to {classes - 1})")
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    import json
+    import time
+
+    import numpy as np
+    import torch
+
+    from explorer.core.attribution import attribute, branch_shares
+    from explorer.core import faithfulness
+    from explorer.core.faithfulness import faithfulness_curves, road_score, sanity_blocks, sanity_check
+
+    out = sys.stdout
+    if args.format == "csv":
+        import csv
+
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(ATTRIBUTE_CSV_COLUMNS)
+    stems: set[str] = set()
+    ok = failed = 0
+    for path in files:
+        try:
+            x = clf.preprocess(path).unsqueeze(0)
+        except ImageLoadError as e:
+            failed += 1
+            print(f"inception-explorer: cannot attribute {path}: {e.reason}", file=sys.stderr)
+            continue
+        ok += 1
+        stem = Path(path).stem
+        while stem in stems:  # two folders, one file name: keep both maps
+            stem += "_"
+        stems.add(stem)
+        with torch.no_grad():
+            target = int(cm(x).argmax(1)) if args.target is None else args.target
+        t0 = time.perf_counter()
+        shares = branch_shares(cm, x, target)
+        shares_ms = (time.perf_counter() - t0) * 1000
+        rgb = clf.input_rgb(x[0])
+        for method in methods:
+            kw = dict(node=node, branch=branch) if method in CAM_METHODS else {}
+            t0 = time.perf_counter()
+            r = attribute(cm, x, method, target, **kw)
+            timings = {"attribution_ms": (time.perf_counter() - t0) * 1000, "branch_shares_ms": shares_ms}
+            record = {"path": str(path), "method": method, "target": target,
+                      "label": clf.categories[target], "layer": r.layer}
+            if r.delta is not None:
+                record.update(delta=r.delta, delta_relative=r.delta_relative)
+            if r.notice:
+                record["notice"] = r.notice
+                print(f"inception-explorer: note: {path} {method}: {r.notice}", file=sys.stderr)
+            kinds = [k for k in ("deletion", "insertion") if k in metrics]
+            if kinds:
+                t0 = time.perf_counter()
+                curves = faithfulness_curves(cm, x, r.heatmap, target, kinds=kinds, steps=args.steps)
+                timings["curves_ms"] = (time.perf_counter() - t0) * 1000
+                record.update({k: c.to_dict() for k, c in curves.items()})
+            if "sanity" in metrics:
+                t0 = time.perf_counter()
+                check = sanity_check(cm, lambda m: attribute(m, x, method, target, **kw).heatmap,
+                                     original=r.heatmap, blocks=sanity_blocks(cm, 5))
+                timings["sanity_ms"] = (time.perf_counter() - t0) * 1000
+                record["sanity"] = check.to_dict()
+            if "road" in metrics:
+                t0 = time.perf_counter()
+                record["road"] = road_score(cm, x, r.heatmap, target, percentiles=faithfulness.ROAD_PERCENTILES).to_dict()
+                timings["road_ms"] = (time.perf_counter() - t0) * 1000
+            record["branch_shares"] = {b: [round(v, 6) for v in vs] for b, vs in shares.items()}
+            if out_dir is not None:
+                png, npy = out_dir / f"{stem}.{method}.png", out_dir / f"{stem}.{method}.npy"
+                np.save(npy, r.heatmap.astype(np.float32))
+                _overlay_png(rgb, r.heatmap, png)
+                record.update(png=str(png), npy=str(npy))
+            record["timings"] = {k: round(v, 2) for k, v in timings.items()}
+            if args.format == "json":
+                out.write(json.dumps(_finite(record), ensure_ascii=False, allow_nan=False) + "\n")
+            else:
+                d, i, s = record.get("deletion", {}), record.get("insertion", {}), record.get("sanity", {})
+                writer.writerow([record["path"], method, target, record["label"], r.layer or "",
+                                 d.get("auc", ""), d.get("random_auc", ""), i.get("auc", ""),
+                                 i.get("random_auc", ""), (s.get("correlations") or [""])[-1] if s else "",
+                                 s.get("flagged", ""), record.get("road", {}).get("combined", ""),
+                                 record.get("delta", ""), record.get("delta_relative", ""),
+                                 r.notice or "", record["timings"]["attribution_ms"], record.get("png", ""),
+                                 record.get("npy", "")])
+            out.flush()
+    if ok == 0:
+        print(f"inception-explorer: error: none of the {failed} input(s) could be read", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: they become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,7 +467,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("table", "json", "csv"), default="table",
                    help="json: JSON Lines, one object per image; every format is written as results complete")
     s.set_defaults(func=cmd_classify)
+    _add_attribute_parser(sub)
     return p
+
+
+def _add_attribute_parser(sub) -> None:
+    s = sub.add_parser("attribute", help="attribution maps of image files and folders, with faithfulness metrics")
+    s.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER")
+    s.add_argument("--model", required=True)
+    s.add_argument("--weights", help="a .pth/.pt/.safetensors file, or 'none' for random weights (default: the "
+                   "published weights from the torch hub cache or a download; random, with a warning, when neither works)")
+    s.add_argument("--method", required=True, metavar="M[,M…]",
+                   help="comma-separated: integrated_gradients, saliency, grad_cam, occlusion, grad_cam_plus_plus, "
+                   "score_cam, eigen_cam, layer_cam, hires_cam, xgrad_cam, smoothgrad_integrated_gradients, "
+                   "smoothgrad_saliency")
+    s.add_argument("--target", type=int, default=None, metavar="CLASS",
+                   help="class index to explain (default: each image's top-1)")
+    s.add_argument("--layer", metavar="BLOCK[/BRANCH]",
+                   help="where CAM methods look: a block, or one of its branches (1-based, as in Details); "
+                   "default: the last block")
+    s.add_argument("--metrics", metavar="M[,M…]",
+                   help="comma-separated: deletion, insertion (areas under the curves, with a random-order "
+                   "reference), sanity (rank correlation as the top 5 blocks are randomised), road (pytorch-grad-cam's "
+                   "ROAD: MoRF, LeRF and their combination)")
+    s.add_argument("--steps", type=int, default=50,
+                   help="steps of the deletion and insertion curves (default 50: 2 %% of the pixels each)")
+    s.add_argument("--format", choices=("json", "csv"), default="json",
+                   help="json: JSON Lines, one object per image and method, written as each completes")
+    s.add_argument("-o", "--output", metavar="DIR", help="write each map as a PNG overlay and a .npy array here")
+    s.set_defaults(func=cmd_attribute)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ BENCHES = {
     "bench_activations.py": "IG-4",
     "bench_overlay.py": "ratio  ours/plain",
     "bench_first_paint.py": "first paint",
+    "bench_faithfulness.py": "ratio  naive/ours",
 }
 
 

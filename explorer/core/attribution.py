@@ -1,5 +1,6 @@
-"""Attributions with captum: Integrated Gradients, Saliency, Grad-CAM and Occlusion on the input,
-and per-branch shares of the evidence.
+"""Attributions with captum: Integrated Gradients, Saliency (each also smoothed with SmoothGrad),
+Grad-CAM and Occlusion on the input; the rest of the CAM family from pytorch-grad-cam (Grad-CAM++,
+Score-CAM, EigenCAM, LayerCAM, HiResCAM, XGrad-CAM); and per-branch shares of the evidence.
 
 Every method runs on a `CaptureModel`, whose probes give captum a module for each branch output.
 The slow methods report progress and stop on a CancelToken: the forward function captum calls is
@@ -24,7 +25,23 @@ if TYPE_CHECKING:  # torch and the capture model load only when an attribution r
 
     from explorer.core.capture import CaptureModel
 
-METHODS = ("integrated_gradients", "saliency", "grad_cam", "occlusion")
+#: pytorch-grad-cam's class for each CAM method it computes (Grad-CAM itself is captum's).
+LIBRARY_CAMS = {
+    "grad_cam_plus_plus": "GradCAMPlusPlus",
+    "score_cam": "ScoreCAM",
+    "eigen_cam": "EigenCAM",
+    "layer_cam": "LayerCAM",
+    "hires_cam": "HiResCAM",
+    "xgrad_cam": "XGradCAM",
+}
+#: Methods that look at a block's output (or one branch's): they need `node` (and take `branch`).
+CAM_METHODS = ("grad_cam", *LIBRARY_CAMS)
+#: captum's NoiseTunnel (SmoothGrad: the map averaged over noisy copies of the image) around a method.
+SMOOTHGRAD = {"smoothgrad_integrated_gradients": "integrated_gradients", "smoothgrad_saliency": "saliency"}
+METHODS = ("integrated_gradients", "saliency", "grad_cam", "occlusion", *LIBRARY_CAMS, *SMOOTHGRAD)
+#: How a CAM's class-activation map becomes the heatmap: its positive part (the papers' ReLU), the
+#: signed map, or its absolute value.
+CAM_MAPS = ("positive", "signed", "absolute")
 #: |delta| / |f(x) - f(baseline)| above this is flagged: too few integration steps.
 IG_DELTA_WARNING = 0.05
 #: Up to this many steps IG uses captum's Gauss–Legendre rule, above it the trapezoid rule. The
@@ -52,6 +69,10 @@ class AttributionParams:
     occlusion_window: int = 32
     occlusion_stride: int = 16
     perturbations_per_eval: int = 8
+    cam_map: str = "positive"  # one of CAM_MAPS
+    score_cam_batch: int = 16  # masked images per forward (Score-CAM: one per channel of the layer)
+    smoothgrad_samples: int = 8
+    smoothgrad_stdev: float = 0.15  # noise σ as a share of the image's value range (SmoothGrad's 10–20 %)
 
 
 @dataclass(frozen=True)
@@ -59,7 +80,7 @@ class AttributionResult:
     method: str
     target: int
     heatmap: np.ndarray  # (H, W) at the input's size
-    raw: np.ndarray  # before upsampling: (H, W) for input methods, the layer's (h, w) for Grad-CAM
+    raw: np.ndarray  # before upsampling: (H, W) for input methods; for CAMs the signed map at the layer's (h, w)
     signed: bool  # heatmap values can be negative
     layer: str | None = None
     delta: float | None = None  # IG convergence delta
@@ -128,7 +149,7 @@ def attribute(
     `baseline` (IG only) overrides params.ig_baseline with a tensor shaped like `x`.
     """
     import torch
-    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
+    from captum.attr import IntegratedGradients, LayerGradCam, Occlusion, Saliency
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
@@ -176,16 +197,23 @@ def attribute(
         heat = attr[0].amax(0).detach().cpu().numpy()
         return AttributionResult(method, target, heat, heat, False)
 
-    if method == "grad_cam":
+    if method in CAM_METHODS:
         if node is None:
-            raise ValueError("Grad-CAM needs a block (and optionally a branch) to look at")
+            raise ValueError(f"{method.replace('_', ' ')} needs a block (and optionally a branch) to look at")
+        if params.cam_map not in CAM_MAPS:
+            raise ValueError(f"unknown CAM map {params.cam_map!r}; one of {', '.join(CAM_MAPS)}")
         layer = model.layer(node, branch)
-        fwd = _Forward(model, 1, progress, cancel)
-        cam = LayerGradCam(fwd, layer).attribute(x, target=target, relu_attributions=True)
-        raw = cam[0, 0].detach().cpu().numpy()
-        up = LayerAttribution.interpolate(cam.detach(), (h, w), interpolate_mode="bilinear")
         name = node if branch is None else f"{node} branch {branch + 1}"
-        return AttributionResult(method, target, up[0, 0].cpu().numpy(), raw, False, name)
+        if method == "grad_cam":
+            fwd = _Forward(model, 1, progress, cancel)
+            # The signed map: its positive part is taken below, where an empty one can be explained.
+            cam = LayerGradCam(fwd, layer).attribute(x, target=target, relu_attributions=False)[0, 0].detach()
+        else:
+            cam = _library_cam(model, x, method, target, layer, params, progress, cancel)
+        return _cam_result(method, target, cam, (h, w), params.cam_map, name)
+
+    if method in SMOOTHGRAD:
+        return _smoothgrad(model, x, method, target, params, baseline, progress, cancel)
 
     # occlusion
     win, stride = params.occlusion_window, params.occlusion_stride
@@ -198,6 +226,123 @@ def attribute(
             baselines=0, target=target, perturbations_per_eval=params.perturbations_per_eval)
     heat = attr[0].sum(0).detach().cpu().numpy()
     return AttributionResult(method, target, heat, heat, True)
+
+
+def _cam_result(method: str, target: int, cam: torch.Tensor, size: tuple[int, int], mode: str,
+                layer: str) -> AttributionResult:
+    """A CAM's heatmap at the image's size (bilinear, as captum's LayerAttribution.interpolate), with a
+    notice when its positive part is empty: every weighted activation argues against the class."""
+    import torch.nn.functional as F
+
+    cam = cam.float().cpu()
+    raw = cam.numpy()
+    notice = None
+    if mode == "positive":
+        if not bool((cam > 0).any()):
+            label = method.replace("_", " ")
+            notice = (f"{label} at {layer} is empty for class {target}: every weighted activation there "
+                      f"counts against the class (largest {float(cam.max()):.3g}); show the signed or "
+                      "absolute map to see where")
+        cam = cam.clamp(min=0)
+    elif mode == "absolute":
+        cam = cam.abs()
+    up = F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+    return AttributionResult(method, target, up.numpy(), raw, mode == "signed", layer, notice=notice)
+
+
+def _counting_module(model: CaptureModel, total: int, progress, cancel):
+    """The model as pytorch-grad-cam needs it (an nn.Module, for its device and eval()), with progress
+    and cancel at each forward; its `total` can be raised once known (Score-CAM's channel count)."""
+    import torch
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+            self.total, self.calls = max(total, 1), 0
+
+        def forward(self, x):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            out = self.inner(x)
+            self.calls += 1
+            if progress is not None:
+                progress(min(self.calls, self.total), self.total)
+            return out
+
+    return Counting()
+
+
+def _quiet_score_cam() -> None:
+    """Score-CAM draws a tqdm progress bar on stderr for every map: ours reports progress instead, and
+    the command line's stderr carries one line per problem only."""
+    from pytorch_grad_cam import score_cam
+
+    if not getattr(score_cam, "_explorer_quiet", False):
+        score_cam.tqdm = type("tqdm", (), {"tqdm": staticmethod(lambda iterable, *a, **k: iterable)})
+        score_cam._explorer_quiet = True
+
+
+def _library_cam(model: CaptureModel, x: torch.Tensor, method: str, target: int, layer,
+                 params: AttributionParams, progress, cancel) -> torch.Tensor:
+    """The signed class-activation map (h, w) of one of pytorch-grad-cam's methods at probe `layer`.
+
+    The library's own `__call__` scales each map to 0…1 after a ReLU, which hides an empty map and
+    the map's scale: we run its steps (hooks, gradient, `get_cam_image`) and keep the raw map. The
+    gradient is taken with autograd.grad, so the shared model's parameters gather no .grad."""
+    import pytorch_grad_cam
+    import torch
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    if method == "score_cam":
+        _quiet_score_cam()
+    wrapper = _counting_module(model, 1, progress, cancel)
+    cam = getattr(pytorch_grad_cam, LIBRARY_CAMS[method])(wrapper, [layer])
+    if method == "score_cam":
+        cam.batch_size = params.score_cam_batch
+    try:
+        xin = x.clone().requires_grad_(cam.uses_gradients)
+        out = cam.activations_and_grads(xin)
+        if cam.uses_gradients:
+            torch.autograd.grad(out[0, target], xin)
+            grads = cam.activations_and_grads.gradients[0].numpy()
+        else:
+            grads = None
+        acts = cam.activations_and_grads.activations[0].numpy()
+        if method == "score_cam":  # then one masked image per channel of the layer
+            wrapper.total = 1 + math.ceil(acts.shape[1] / params.score_cam_batch)
+        with torch.no_grad():
+            raw = cam.get_cam_image(x.detach(), layer, [ClassifierOutputTarget(target)], acts, grads, False)
+    finally:
+        cam.activations_and_grads.release()
+    return torch.as_tensor(np.asarray(raw)[0])
+
+
+def _smoothgrad(model: CaptureModel, x: torch.Tensor, method: str, target: int, params: AttributionParams,
+                baseline, progress, cancel) -> AttributionResult:
+    """SmoothGrad (captum's NoiseTunnel) around IG or Saliency: the map averaged over
+    `smoothgrad_samples` copies of the image with Gaussian noise of σ = smoothgrad_stdev × its range."""
+    from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
+
+    n, per = params.smoothgrad_samples, max(1, params.internal_batch_size)
+    stdev = params.smoothgrad_stdev * float(x.max() - x.min())
+    if SMOOTHGRAD[method] == "saliency":
+        fwd = _Forward(model, math.ceil(n / per), progress, cancel)
+        attr = NoiseTunnel(Saliency(fwd)).attribute(
+            x.clone().requires_grad_(True), nt_type="smoothgrad", nt_samples=n, nt_samples_batch_size=per,
+            stdevs=stdev, target=target, abs=True)
+        heat = attr[0].amax(0).detach().cpu().numpy()
+        return AttributionResult(method, target, heat, heat, False)
+    # IG: each batch of `per` noisy copies integrates over ig_steps points, `per` images per forward.
+    batches = math.ceil(n / per)
+    fwd = _Forward(model, batches * math.ceil(min(per, n) * params.ig_steps / per) + 1, progress, cancel)
+    baseline = baseline_for(x, params.ig_baseline) if baseline is None else baseline.detach()
+    rule = ig_method(params.ig_steps)
+    attr = NoiseTunnel(IntegratedGradients(fwd)).attribute(
+        x, nt_type="smoothgrad", nt_samples=n, nt_samples_batch_size=per, stdevs=stdev, target=target,
+        baselines=baseline, n_steps=params.ig_steps, method=rule, internal_batch_size=per)
+    heat = attr[0].sum(0).detach().cpu().numpy()
+    return AttributionResult(method, target, heat, heat, True, ig_method=rule)
 
 
 def attribute_on_device(

@@ -978,10 +978,6 @@ def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
 @dataclass
 class _Jpeg:
     """A JPEG of a GPU batch, read as far as its header."""

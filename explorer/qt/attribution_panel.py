@@ -47,13 +47,25 @@ METHOD_NAMES = {
     "saliency": "Saliency",
     "grad_cam": "Grad-CAM",
     "occlusion": "Occlusion",
+    "grad_cam_plus_plus": "Grad-CAM++",
+    "score_cam": "Score-CAM",
+    "eigen_cam": "EigenCAM",
+    "layer_cam": "LayerCAM",
+    "hires_cam": "HiResCAM",
+    "xgrad_cam": "XGrad-CAM",
+    "smoothgrad_integrated_gradients": "Integrated Gradients + SmoothGrad",
+    "smoothgrad_saliency": "Saliency + SmoothGrad",
 }
 #: Which parameter rows each method uses.
 METHOD_PARAMS = {
     "integrated_gradients": ("ig_steps", "ig_baseline", "internal_batch_size"),
     "saliency": (),
-    "grad_cam": ("block", "branch"),
+    "grad_cam": ("block", "branch", "cam_map"),
     "occlusion": ("occlusion_window", "occlusion_stride"),
+    **{m: ("block", "branch", "cam_map") for m in ("grad_cam_plus_plus", "score_cam", "eigen_cam", "layer_cam", "hires_cam",
+                                        "xgrad_cam")},
+    "smoothgrad_integrated_gradients": ("ig_steps", "ig_baseline", "internal_batch_size"),
+    "smoothgrad_saliency": (),
 }
 IG_STEPS_TIP = (f"Integration steps (more: smaller delta). Gauss–Legendre nodes up to {IG_GAUSS_LEGENDRE_MAX_STEPS}"
                 " steps, the trapezoid rule above (Gauss–Legendre nodes for thousands of steps take seconds"
@@ -65,7 +77,7 @@ ABSOLUTE_COLORMAP = "inferno"
 #: Pixel-level maps (IG, saliency) have a few extreme pixels: their colour scale ends at this percentile
 #: of |value| so that the rest stays visible (values beyond it are drawn at full colour).
 CLIP_PERCENTILE = 99.5
-CLIPPED_METHODS = ("integrated_gradients", "saliency")
+CLIPPED_METHODS = ("integrated_gradients", "saliency", "smoothgrad_integrated_gradients", "smoothgrad_saliency")
 WARNING_COLOR = "#c62828"
 #: Widest the column of controls grows (pixels): room for the longest baseline and branch names.
 CONTROLS_MAX_WIDTH = 420
@@ -139,6 +151,11 @@ class AttributionPanel(QWidget):
                                          toolTip="Step between patches")
         self.block_combo = QComboBox(toolTip="Block whose output Grad-CAM weighs")
         self.branch_combo = QComboBox(toolTip="The whole block's output, or one of its branches")
+        self.cam_map = QComboBox(toolTip="A CAM's positive evidence (as in the papers), or its signed or absolute "
+                                 "map: where every weighted activation counts against the class, the positive "
+                                 "map is empty")
+        for label, key in (("Positive evidence", "positive"), ("Signed", "signed"), ("Absolute", "absolute")):
+            self.cam_map.addItem(label, key)
         self.form = QFormLayout()
         self.form.addRow("Method", self.method_combo)
         self.form.addRow("Target", self.target_combo)
@@ -150,6 +167,7 @@ class AttributionPanel(QWidget):
             "occlusion_stride": ("Stride", self.occlusion_stride),
             "block": ("Block", self.block_combo),
             "branch": ("Branch", self.branch_combo),
+            "cam_map": ("Map", self.cam_map),
         }
         for label, w in self._rows.values():
             self.form.addRow(label, w)
@@ -335,7 +353,7 @@ class AttributionPanel(QWidget):
         return AttributionParams(
             ig_steps=self.ig_steps.value(), ig_baseline=self.ig_baseline.currentData(),
             internal_batch_size=self.internal_batch.value(), occlusion_window=self.occlusion_window.value(),
-            occlusion_stride=self.occlusion_stride.value())
+            occlusion_stride=self.occlusion_stride.value(), cam_map=self.cam_map.currentData())
 
     # ------------------------------------------------------------------ running
 
@@ -357,9 +375,9 @@ class AttributionPanel(QWidget):
         self.state.target = target
         method = self.state.method
         kwargs = dict(params=self.params())
-        if method == "grad_cam":
+        if "block" in METHOD_PARAMS[method]:  # the CAM family
             if self.state.block is None:
-                self._fail("Choose a block for Grad-CAM.")
+                self._fail(f"Choose a block for {METHOD_NAMES[method]}.")
                 return
             kwargs.update(node=self.state.block, branch=self.state.branch)
         if self.device != "cpu" and self.capture_model_for is not None:
@@ -412,9 +430,9 @@ class AttributionPanel(QWidget):
         device = getattr(result, "device", None)
         on = f" on {device}" if device and device != "cpu" or getattr(result, "notice", None) else ""
         self.status.setText(f"{METHOD_NAMES[result.method]}{where} for {self._category(result.target)}: "
-                            f"done in {seconds:.1f} s{on}" + (f" — {result.notice}" if getattr(result, "notice", None)
-                                                              else ""))
-        self._set_status_warning(False)
+                            f"done in {seconds:.1f} s{on}" + (f". {result.notice}" if result.notice else ""))
+        # An empty map (or a fallback to the CPU) is said in the warning colour, never left silent.
+        self._set_status_warning(bool(result.notice))
         self._show_result()
         self.attribution_finished.emit(result)
 

@@ -43,7 +43,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QSplitter,
     QTableView,
     QToolButton,
@@ -56,7 +55,7 @@ from explorer.core.images import IMAGE_EXTENSIONS
 from explorer.core.state import BatchRun, ExplorerState
 from explorer.core.tasks import ShownImage  # noqa: F401 - what image_shown carries
 from explorer.qt.panels import Banner
-from explorer.qt.result_view import ResultView, array_to_qimage, pil_to_qimage, qimage_to_pil  # noqa: F401
+from explorer.qt.result_view import ResultView, array_to_qimage, qimage_to_pil
 from explorer.qt.results_table import (
     COL_FILE,
     COL_INDEX,

@@ -30,7 +30,7 @@ import re
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, QPointF, QSettings, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QFont, QKeySequence
+from PySide6.QtGui import QAction, QFont, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
@@ -42,7 +42,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMainWindow,
-    QMessageBox,
     QProgressBar,
     QTabWidget,
     QToolBar,
@@ -54,7 +53,7 @@ from explorer.core.find import find_in_graph
 from explorer.core.state import ExplorerState, InputSize
 from explorer.core.text import fmt_count
 from explorer.core.zoo import get_spec, model_names
-from explorer.qt.actions import build_actions, shortcuts_html
+from explorer.qt.actions import build_actions
 from explorer.qt import help
 from explorer.qt.graph_view import GraphView, TextMeasure
 from explorer.diagram.layout import Style, build_diagram, layout_diagram

@@ -24,13 +24,6 @@ def array_to_qimage(rgb: np.ndarray) -> QImage:
     return QImage(a.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
-def pil_to_qimage(image) -> QImage:
-    """An RGB PIL image as a QImage that owns its pixels (safe to hand across threads)."""
-    a = np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
-    h, w, _ = a.shape
-    return QImage(a.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-
-
 def qimage_to_pil(image: QImage):
     """A QImage as a PIL image: RGBA when it has alpha (the engine composites it onto white), else RGB."""
     from PIL import Image

@@ -55,7 +55,7 @@ def test_switching_method_shows_its_parameters(panel):
     assert panel.visible_parameters() == ["occlusion_window", "occlusion_stride"]
     assert panel.occlusion_window.isVisible() and not panel.ig_steps.isVisible()
     panel.set_method("grad_cam")
-    assert panel.visible_parameters() == ["block", "branch"] and panel.block_combo.isVisible()
+    assert panel.visible_parameters() == ["block", "branch", "cam_map"] and panel.block_combo.isVisible()
     panel.set_method("saliency")
     assert panel.visible_parameters() == []
 
@@ -128,6 +128,46 @@ def test_grad_cam_on_one_branch(qtbot, panel, setup):
     assert result.raw.shape == tuple(cm.capture(x).branch("inception4a", 2).shape[-2:])
     assert result.heatmap.shape == image.shape[:2]
     assert "inception4a branch 3" in panel.title.text
+
+
+@pytest.mark.parametrize("method", ["grad_cam_plus_plus", "eigen_cam"])
+def test_library_cams_on_one_branch(qtbot, panel, setup, method):
+    graph, cm, x, image, _ = setup
+    panel.set_method(method)
+    assert panel.visible_parameters() == ["block", "branch", "cam_map"]
+    panel.block_combo.setCurrentIndex(panel.block_combo.findText("inception4a"))
+    panel.branch_combo.setCurrentIndex(panel.branch_combo.findData(1))
+    with qtbot.waitSignal(panel.attribution_finished, timeout=RUN_MS) as sig:
+        panel.run()
+    result = sig.args[0]
+    assert result.method == method and result.layer == "inception4a branch 2"
+    assert result.heatmap.shape == image.shape[:2]
+    assert panel.method_combo.currentText() in panel.title.text
+
+
+def test_an_empty_cam_is_said_and_the_signed_map_shown(qtbot, panel, setup):
+    """Grad-CAM for a class against which every weighted activation argues: the status says so in the
+    warning colour, and the signed map shows it."""
+    from explorer.core.attribution import attribute
+
+    graph, cm, x, image, _ = setup
+    with torch.no_grad():
+        order = cm(x)[0].argsort().tolist()
+    names = setup[4]
+    target = next(t for t in order[:300] if names.count(names[t]) == 1
+                  and attribute(cm, x, "grad_cam", t, node="inception4a").notice)
+    panel.set_method("grad_cam")
+    panel.block_combo.setCurrentIndex(panel.block_combo.findText("inception4a"))
+    panel.target_combo.setEditText(names[target])
+    assert panel.target() == target
+    with qtbot.waitSignal(panel.attribution_finished, timeout=RUN_MS) as sig:
+        panel.run()
+    assert (sig.args[0].heatmap == 0).all() and "signed or absolute" in panel.status.text()
+    assert "c62828" in panel.status.styleSheet().lower()
+    panel.cam_map.setCurrentIndex(panel.cam_map.findData("signed"))
+    with qtbot.waitSignal(panel.attribution_finished, timeout=RUN_MS) as sig:
+        panel.run()
+    assert sig.args[0].signed and sig.args[0].heatmap.min() < 0 and sig.args[0].notice is None
 
 
 def test_integrated_gradients_flags_a_large_delta(qtbot, panel, tmp_path):

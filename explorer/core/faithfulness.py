@@ -1,0 +1,425 @@
+"""Evidence that an attribution map means something: deletion and insertion curves (Petsiuk et al.,
+"RISE", 2018) with a random-order baseline, and the model-randomisation sanity check (Adebayo et al.,
+"Sanity Checks for Saliency Maps", 2018).
+
+Deletion removes pixels in the map's order (most important first) and follows the target class's
+probability: a faithful map makes it fall fast (low area under the curve). Insertion adds pixels to
+a blurred image in the same order: the probability should rise fast (high area). The same pixels
+taken in a random order give the reference each area is read against. Every step of a curve is one
+image of a batch, so a 50-step curve costs a few batched forwards instead of 50 single ones.
+
+The sanity check re-computes a map on a copy of the model whose top blocks are randomised one after
+another (cascade, from the output down) and rank-correlates each map with the original: a map that
+stays the same whatever the weights describes the image, not the model, and is flagged.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from explorer.core.cancel import CancelToken, ProgressCallback
+
+if TYPE_CHECKING:
+    import torch
+
+    from explorer.core.capture import CaptureModel
+
+#: Curve steps by default: 50 removals (or insertions) of 2 % of the pixels each.
+DEFAULT_STEPS = 50
+#: Images per forward when computing a curve (the CPU is fastest around this; a GPU takes all at once).
+DEFAULT_BATCH = 17
+#: What replaces deleted pixels (zeros after normalisation: the mean colour, as in RISE's code) and
+#: what insertion starts from (the image blurred).
+DELETION_SUBSTRATE = "zero"
+INSERTION_SUBSTRATE = "blur"
+#: A sanity-check map whose rank correlation with the original stays at or above this after the last
+#: randomisation step does not depend on the model's weights enough to be trusted.
+SANITY_UNCHANGED = 0.9
+CURVE_KINDS = ("deletion", "insertion")
+
+
+def _auc(fractions: np.ndarray, scores: np.ndarray) -> float:
+    """Area under a curve by the trapezoid rule over fractions 0…1."""
+    return float(np.sum((scores[1:] + scores[:-1]) * np.diff(fractions)) / 2)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One deletion or insertion curve and its random-order reference."""
+
+    kind: str  # "deletion" or "insertion"
+    fractions: np.ndarray  # (steps + 1,) share of the pixels removed (deletion) or inserted (insertion)
+    scores: np.ndarray  # the target's probability at each fraction, pixels in the map's order
+    random_scores: np.ndarray  # the same with pixels in a random order
+
+    @property
+    def auc(self) -> float:
+        return _auc(self.fractions, self.scores)
+
+    @property
+    def random_auc(self) -> float:
+        return _auc(self.fractions, self.random_scores)
+
+    @property
+    def better_than_random(self) -> bool:
+        """Deletion: the probability falls faster than at random; insertion: it rises faster."""
+        return self.auc < self.random_auc if self.kind == "deletion" else self.auc > self.random_auc
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"auc": round(self.auc, 6), "random_auc": round(self.random_auc, 6),
+                "curve": [round(float(s), 6) for s in self.scores],
+                "random_curve": [round(float(s), 6) for s in self.random_scores]}
+
+
+def default_cell(h: int, w: int) -> int:
+    """The side of the square removed as one unit: 1/28 of the shorter side (8 px at 224)."""
+    return max(1, round(min(h, w) / 28))
+
+
+def cell_order(heatmap: np.ndarray, cell: int = 1) -> np.ndarray:
+    """Flat pixel indices from the most to the least important, in units of `cell`×`cell` squares
+    ranked by their mean value (pixels of one square stay together; ties in reading order).
+
+    Squares, not single pixels: removing single pixels at random riddles the whole image with holes
+    after a few steps, which destroys any CNN's evidence faster than removing the most important
+    region does, so a pixel-level random order is no reference (observed: random deletion areas
+    below the map's for Grad-CAM, whose squares hold contiguous regions)."""
+    heat = np.asarray(heatmap, dtype=np.float64)
+    heat = np.where(np.isfinite(heat), heat, -np.inf)  # NaN / inf last
+    h, w = heat.shape
+    ys, xs = np.arange(h) // cell, np.arange(w) // cell
+    cells_x = xs[-1] + 1
+    cell_of = (ys[:, None] * cells_x + xs[None, :]).ravel()
+    n_cells = int(cell_of.max()) + 1
+    finite = np.where(np.isfinite(heat), heat, 0.0).ravel()
+    sums = np.bincount(cell_of, finite, n_cells)
+    counts = np.bincount(cell_of, None, n_cells)
+    bad = np.bincount(cell_of, (~np.isfinite(heat)).ravel().astype(np.float64), n_cells) > 0
+    means = np.where(bad, -np.inf, sums / counts)
+    cell_rank = np.empty(n_cells, dtype=np.int64)
+    cell_rank[np.argsort(-means, kind="stable")] = np.arange(n_cells)
+    return np.lexsort((np.arange(h * w), cell_rank[cell_of]))
+
+
+def _random_cells(shape: tuple[int, int], cell: int, rng: np.random.Generator) -> np.ndarray:
+    """A map whose `cell`×`cell` squares hold a random permutation: their random order."""
+    h, w = shape
+    ny, nx = -(-h // cell), -(-w // cell)
+    values = rng.permutation(ny * nx).reshape(ny, nx).astype(np.float64)
+    return np.repeat(np.repeat(values, cell, 0), cell, 1)[:h, :w]
+
+
+def step_counts(pixels: int, steps: int) -> np.ndarray:
+    """How many pixels are removed (or inserted) at each of the steps + 1 points, 0 to all."""
+    return np.round(np.linspace(0, pixels, steps + 1)).astype(np.int64)
+
+
+def _substrate(x: torch.Tensor, kind: str) -> torch.Tensor:
+    from explorer.core.attribution import baseline_for
+
+    return baseline_for(x, DELETION_SUBSTRATE if kind == "deletion" else INSERTION_SUBSTRATE)
+
+
+def curve_scores(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    order: np.ndarray,
+    target: int,
+    kind: str,
+    *,
+    steps: int = DEFAULT_STEPS,
+    batch_size: int = DEFAULT_BATCH,
+    substrate: torch.Tensor | None = None,
+    tick: Callable[[], None] | None = None,
+) -> np.ndarray:
+    """The target's probability at each step of a deletion or insertion in pixel `order`.
+
+    Step i's image is built from a mask (pixel rank < count_i) in one `where`, so the images of a
+    chunk of `batch_size` steps are made and classified together. `tick` runs before each forward
+    (progress and cancellation).
+    """
+    import torch
+
+    if kind not in CURVE_KINDS:
+        raise ValueError(f"unknown curve {kind!r}: deletion or insertion")
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError("one image at a time: x must be (1, 3, H, W)")
+    h, w = x.shape[-2:]
+    if len(order) != h * w:
+        raise ValueError(f"the pixel order has {len(order)} pixels, the image {h}×{w}")
+    x = x.detach()
+    other = (_substrate(x, kind) if substrate is None else substrate).detach()
+    # Deletion turns pixels of x into the substrate; insertion turns pixels of the substrate into x.
+    start, end = (x, other) if kind == "deletion" else (other, x)
+    rank = torch.empty(h * w, dtype=torch.int64, device=x.device)
+    rank[torch.as_tensor(order, device=x.device)] = torch.arange(h * w, device=x.device)
+    rank = rank.view(1, 1, h, w)
+    counts = torch.as_tensor(step_counts(h * w, steps), device=x.device).view(-1, 1, 1, 1)
+    scores = []
+    with torch.no_grad():
+        for i in range(0, len(counts), batch_size):
+            if tick is not None:
+                tick()
+            changed = rank < counts[i : i + batch_size]  # (b, 1, H, W)
+            images = torch.where(changed, end, start)
+            probs = torch.softmax(model(images).float(), dim=1)[:, target]
+            scores.append(probs.cpu())
+    return torch.cat(scores).numpy().astype(np.float64)
+
+
+def curve_forwards(steps: int = DEFAULT_STEPS, batch_size: int = DEFAULT_BATCH) -> int:
+    """Batched forwards one curve takes."""
+    return math.ceil((steps + 1) / batch_size)
+
+
+def faithfulness_curves(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    heatmap: np.ndarray,
+    target: int,
+    *,
+    kinds: Sequence[str] = CURVE_KINDS,
+    steps: int = DEFAULT_STEPS,
+    batch_size: int = DEFAULT_BATCH,
+    cell: int | None = None,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Curve]:
+    """Deletion and/or insertion curves of `heatmap` (H, W, at x's size) for class `target`, each
+    with a random-order reference (one seeded permutation shared by both curves). Pixels go in
+    `cell`-sized squares (default_cell: 8 px at 224; see cell_order).
+
+    Progress counts batched forwards; `cancel` is checked before each.
+    """
+    import torch
+
+    for kind in kinds:
+        if kind not in CURVE_KINDS:
+            raise ValueError(f"unknown curve {kind!r}: deletion or insertion")
+    heatmap = np.asarray(heatmap)
+    if heatmap.shape != tuple(x.shape[-2:]):
+        raise ValueError(f"the map is {heatmap.shape}, the image {tuple(x.shape[-2:])}")
+    cell = default_cell(*heatmap.shape) if cell is None else cell
+    order = cell_order(heatmap, cell)
+    random_order = cell_order(_random_cells(heatmap.shape, cell, np.random.default_rng(seed)), cell)
+    total = 2 * len(kinds) * curve_forwards(steps, batch_size)
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        done += 1
+        if progress is not None:
+            progress(min(done, total), total)
+
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    out = {}
+    for kind in kinds:
+        sub = _substrate(x.detach(), kind)
+        ranked = curve_scores(model, x, order, target, kind, steps=steps, batch_size=batch_size,
+                              substrate=sub, tick=tick)
+        rand = curve_scores(model, x, random_order, target, kind, steps=steps, batch_size=batch_size,
+                            substrate=sub, tick=tick)
+        out[kind] = Curve(kind, np.linspace(0.0, 1.0, steps + 1), ranked, rand)
+    return out
+
+
+# ---------------------------------------------------------------- sanity check
+
+
+def rankdata(values: np.ndarray) -> np.ndarray:
+    """Ranks 1…n of `values` (flattened), ties sharing their average rank (as scipy's rankdata)."""
+    a = np.asarray(values, dtype=np.float64).ravel()
+    sorter = np.argsort(a, kind="mergesort")
+    inverse = np.empty(a.size, dtype=np.int64)
+    inverse[sorter] = np.arange(a.size)
+    s = a[sorter]
+    first = np.r_[True, s[1:] != s[:-1]]  # where each run of equal values starts
+    group = np.cumsum(first)[inverse]  # 1-based run of each value
+    bounds = np.r_[np.nonzero(first)[0], a.size]  # run starts, then n
+    # A run covering sorted positions [lo, hi) has ranks lo+1 … hi: its average is (lo + hi + 1) / 2.
+    return 0.5 * (bounds[group - 1] + bounds[group] + 1)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two maps (Pearson's of their ranks); NaN if one is constant."""
+    ra, rb = rankdata(a), rankdata(b)
+    if ra.size != rb.size:
+        raise ValueError("the maps differ in size")
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = math.sqrt(float(ra @ ra) * float(rb @ rb))
+    return float(ra @ rb) / denom if denom > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class SanityCheck:
+    """Maps with the top blocks randomised in cascade, and their rank correlation with the original."""
+
+    blocks: list[str]  # randomised in this order: after step i, blocks[0..i] are all random
+    correlations: list[float]  # Spearman's ρ of |map| with the original's, one per step
+    maps: list[np.ndarray] = field(repr=False)  # the map at each step
+
+    @property
+    def flagged(self) -> bool:
+        """The map barely changed with the weights: it does not show what the model learned."""
+        last = self.correlations[-1] if self.correlations else math.nan
+        return math.isfinite(last) and last >= SANITY_UNCHANGED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"blocks": self.blocks,
+                "correlations": [None if not math.isfinite(c) else round(c, 6) for c in self.correlations],
+                "flagged": self.flagged}
+
+
+def detached_copy(model: CaptureModel) -> CaptureModel:
+    """A deep copy of a capture model that shares nothing with it (weights, probes, hooks): the
+    sanity check randomises its weights while the original goes on serving other views."""
+    import threading
+
+    # A thread-local cannot be copied: the copy gets a fresh one (the memo maps the original's to it).
+    clone = copy.deepcopy(model, memo={id(model._local): threading.local()})
+    # The probes' capture hooks were copied by reference to the original's closures: drop them (the
+    # copy only attributes; captum and pytorch-grad-cam add their own hooks when they run).
+    for probe in clone.probes.values():
+        probe._forward_hooks.clear()
+    return clone
+
+
+def block_parameters(model: CaptureModel, block: str) -> list:
+    """The parameters of `block` in the traced network (its submodule of the same name)."""
+    try:
+        sub = model.gm.get_submodule(block)
+    except AttributeError:
+        raise ValueError(f"no weights found for block {block}") from None
+    params = list(sub.parameters())
+    if not params:
+        raise ValueError(f"block {block} has no weights to randomise")
+    return params
+
+
+def randomise_block(model: CaptureModel, block: str, generator: torch.Generator) -> None:
+    """Replace every weight of `block` with Gaussian noise of that tensor's own mean and standard
+    deviation (batch-norm statistics are kept): what was learned is gone while the activations keep
+    their scale, so later layers neither saturate nor go silent."""
+    import torch
+
+    with torch.no_grad():
+        for p in block_parameters(model, block):
+            mean, std = float(p.mean()), float(p.std()) if p.numel() > 1 else 0.0
+            noise = torch.randn(p.shape, generator=generator, dtype=p.dtype, device="cpu")
+            p.copy_((noise * (std if std > 0 else 1.0) + mean).to(p.device))
+
+
+def sanity_blocks(model: CaptureModel, k: int) -> list[str]:
+    """The top `k` blocks, nearest the output first (the cascade's order)."""
+    blocks = list(model.block_branches)
+    if not blocks:
+        raise ValueError("this model has no blocks to randomise")
+    return blocks[::-1][: max(1, k)]
+
+
+def sanity_check(
+    model: CaptureModel,
+    explain: Callable[[CaptureModel], np.ndarray],
+    *,
+    k: int = 5,
+    original: np.ndarray | None = None,
+    blocks: list[str] | None = None,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> SanityCheck:
+    """Cascade randomisation: `explain(m)` (a map for the image, as computed on model `m`) on a copy of
+    `model` whose top `k` blocks (or `blocks`) are randomised one more at each step.
+
+    `original` is the map on the trained model (computed here when not given). Correlations are
+    on absolute values, as Adebayo et al. report them: a map whose sign flips still shows the same
+    places. Progress counts maps; `cancel` is checked between them.
+    """
+    import torch
+
+    blocks = blocks if blocks is not None else sanity_blocks(model, k)
+    total = len(blocks) + (original is None)
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    if original is None:
+        original = explain(model)
+        step()
+    for b in blocks:  # fail before any work when a block's weights cannot be found
+        block_parameters(model, b)
+    clone = detached_copy(model)
+    clone.eval()
+    g = torch.Generator().manual_seed(seed)
+    ref = np.abs(np.asarray(original, dtype=np.float64))
+    maps, correlations = [], []
+    for b in blocks:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        randomise_block(clone, b, g)
+        m = np.asarray(explain(clone))
+        maps.append(m)
+        correlations.append(spearman(ref, np.abs(m.astype(np.float64))))
+        step()
+    return SanityCheck(list(blocks), correlations, maps)
+
+
+# ---------------------------------------------------------------- ROAD
+
+#: Percentiles of ROAD's thresholds (pytorch-grad-cam's default: 10 … 90).
+ROAD_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+
+
+@dataclass(frozen=True)
+class RoadScore:
+    """ROAD (Rong et al., "A Consistent and Efficient Evaluation Strategy for Attribution Methods",
+    2022): the change of the target's probability when the most (MoRF) or least (LeRF) relevant
+    pixels are removed by noisy linear imputation, which leaks no shape of the removed region to
+    the model; averaged over the removal percentiles."""
+
+    morf: float  # mean probability change removing the most relevant first (more negative: better)
+    lerf: float  # the same removing the least relevant first (nearer 0: better)
+
+    @property
+    def combined(self) -> float:
+        """(LeRF − MoRF) / 2, pytorch-grad-cam's ROADCombined: higher is better."""
+        return (self.lerf - self.morf) / 2
+
+    def to_dict(self) -> dict[str, float]:
+        return {"morf": round(self.morf, 6), "lerf": round(self.lerf, 6), "combined": round(self.combined, 6)}
+
+
+def road_score(model, x: torch.Tensor, heatmap: np.ndarray, target: int, *,
+               percentiles: Sequence[int] = ROAD_PERCENTILES, seed: int = 0) -> RoadScore:
+    """ROAD with pytorch-grad-cam's implementation (`pytorch_grad_cam.metrics.road`) on the target's
+    softmax probability. Its imputer solves a sparse system per percentile on the CPU (scipy) and
+    adds seeded noise, so one score costs 2 × len(percentiles) solves and twice as many forwards."""
+    import torch
+    from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    cams = np.asarray(heatmap, dtype=np.float32)[None]
+    targets = [ClassifierOutputSoftmaxTarget(target)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        morf = ROADMostRelevantFirstAverage(list(percentiles))(x.detach(), cams, targets, model)
+        lerf = ROADLeastRelevantFirstAverage(list(percentiles))(x.detach(), cams, targets, model)
+    return RoadScore(float(np.ravel(morf)[0]), float(np.ravel(lerf)[0]))

@@ -1,0 +1,116 @@
+"""`inception-explorer attribute`: maps written as PNG + .npy, JSON Lines with every field, bad files
+one line each while the batch goes on, usage errors exit 2."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import Saliency
+from PIL import Image
+
+from explorer.cli import main
+from explorer.core.samples import SAMPLES_DIR
+from explorer.core.zoo import get_spec
+from tests.netutil import bad_corpus, calibrated_model, write_weights
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("attr")
+    good = [folder / "cat.png", folder / "coffee.jpg"]
+    Image.open(SAMPLES_DIR / "chelsea.png").convert("RGB").resize((260, 200)).save(good[0])
+    Image.open(SAMPLES_DIR / "coffee.jpg").convert("RGB").resize((240, 240)).save(good[1])
+    (folder / "bad").mkdir()
+    bad = bad_corpus(folder / "bad")
+    bad = [bad["truncated.png"][0], bad["text.jpg"][0]]
+    return {"good": good, "bad": bad, "weights": write_weights(calibrated_model("googlenet"), folder / "w.safetensors")}
+
+
+def run(capsys, *args):
+    code = main(["attribute", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_maps_metrics_and_bad_files(corpus, capsys, tmp_path):
+    inputs = [corpus["good"][0], corpus["bad"][0], corpus["good"][1], corpus["bad"][1]]
+    code, out, err = run(capsys, *inputs, "--model", "googlenet", "--weights", corpus["weights"],
+                         "--method", "saliency,grad_cam", "--layer", "inception4e/2",
+                         "--metrics", "deletion,insertion", "--steps", "2", "-o", tmp_path)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]  # JSON Lines: each line a document
+    assert [(r["path"], r["method"]) for r in records] == [
+        (str(g), m) for g in corpus["good"] for m in ("saliency", "grad_cam")]
+    bad_lines = [line for line in err.splitlines() if "cannot attribute" in line]
+    assert len(bad_lines) == 2 and all(str(b) in line for b, line in zip(corpus["bad"], bad_lines))
+    assert "Traceback" not in err
+
+    # The independent reference: torchvision's preprocessing, the plain model, captum on it.
+    model = calibrated_model("googlenet")
+    tf = get_spec("googlenet").transforms()
+    for r in records:
+        x = tf(Image.open(r["path"]).convert("RGB")).unsqueeze(0)
+        with torch.no_grad():
+            probs = torch.softmax(model(x), 1)[0]
+        assert r["target"] == int(probs.argmax()) and r["label"] == get_spec("googlenet").categories()[r["target"]]
+        for kind in ("deletion", "insertion"):
+            c = r[kind]
+            assert len(c["curve"]) == len(c["random_curve"]) == 3
+            assert 0 <= c["auc"] <= 1 and 0 <= c["random_auc"] <= 1
+        assert r["deletion"]["curve"][0] == pytest.approx(float(probs[r["target"]]), rel=1e-3)
+        assert r["insertion"]["curve"][-1] == pytest.approx(float(probs[r["target"]]), rel=1e-3)
+        assert sum(r["branch_shares"]["inception4e"]) == pytest.approx(1, abs=1e-4)
+        assert {"attribution_ms", "curves_ms", "branch_shares_ms"} <= set(r["timings"])
+        heat = np.load(r["npy"])
+        assert heat.shape == (224, 224)
+        with Image.open(r["png"]) as im:
+            assert im.size == (224, 224) and im.mode == "RGB"
+        assert r["npy"].endswith(f"{r['method']}.npy")  # one file per method, none overwritten
+        if r["method"] == "saliency":
+            ref = Saliency(model).attribute(x.requires_grad_(True), target=r["target"], abs=True)[0].amax(0)
+            np.testing.assert_allclose(heat, ref.numpy(), rtol=1e-3, atol=1e-6)
+            assert r["layer"] is None
+        else:
+            assert r["layer"] == "inception4e branch 2"
+
+
+def test_sanity_in_json_and_csv_and_the_default_layer(corpus, capsys, monkeypatch):
+    import explorer.core.faithfulness
+
+    monkeypatch.setattr(explorer.core.faithfulness, "ROAD_PERCENTILES", (50,))  # one imputation each way
+    args = [corpus["good"][1], "--model", "googlenet", "--weights", corpus["weights"], "--method", "grad_cam",
+            "--target", "3", "--metrics", "sanity,road"]
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    (r,) = [json.loads(line) for line in out.splitlines()]
+    s = r["sanity"]
+    assert s["blocks"] == ["inception5b", "inception5a", "inception4e", "inception4d", "inception4c"]
+    assert len(s["correlations"]) == 5 and isinstance(s["flagged"], bool) and "sanity_ms" in r["timings"]
+    assert r["layer"] == "inception5b" and "inception5b, the last block" in err
+    assert set(r["road"]) == {"morf", "lerf", "combined"} and "road_ms" in r["timings"]
+    assert r["road"]["combined"] == pytest.approx((r["road"]["lerf"] - r["road"]["morf"]) / 2, abs=2e-6)
+    code, out, err = run(capsys, *args, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 1 and rows[0]["layer"] == "inception5b" and rows[0]["target"] == "3"
+    assert rows[0]["sanity_flagged"] == str(s["flagged"])
+    assert float(rows[0]["road"]) == pytest.approx(r["road"]["combined"], abs=1e-6)
+    last = s["correlations"][-1]
+    assert (rows[0]["sanity_last"] == "") if last is None else float(rows[0]["sanity_last"]) == pytest.approx(last)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--method", "gradcam"], "unknown method gradcam"),
+    (["--method", "grad_cam", "--layer", "inception9z"], "no block or node"),
+    (["--method", "grad_cam", "--layer", "inception4e/7"], "has 4 branch"),
+    (["--method", "saliency", "--metrics", "speed"], "unknown metric speed"),
+    (["--method", "saliency", "--target", "1000"], "1000 classes"),
+])
+def test_usage_errors_exit_2_with_one_line(corpus, capsys, args, words):
+    code, out, err = run(capsys, corpus["good"][0], "--model", "googlenet", "--weights", corpus["weights"], *args)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and words in err, err

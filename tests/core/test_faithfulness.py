@@ -1,0 +1,192 @@
+"""Deletion / insertion curves and the model-randomisation sanity check.
+
+The curves are checked on a picture whose evidence lives in one known square: a sample photo pasted
+on a canvas of the mean colour (zeros after normalisation). A map that finds the square removes the
+class's evidence first; a random order removes mostly canvas.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from netutil import calibrated_model
+from PIL import Image
+
+from explorer.core.attribution import AttributionParams, attribute
+from explorer.core.cancel import Cancelled, CancelToken
+from explorer.core.capture import CaptureModel
+from explorer.core.faithfulness import (
+    SANITY_UNCHANGED,
+    cell_order,
+    curve_scores,
+    faithfulness_curves,
+    rankdata,
+    sanity_check,
+    spearman,
+    step_counts,
+)
+from explorer.core.samples import SAMPLES_DIR
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+SIZE, PATCH, AT = 96, 48, (12, 36)  # canvas side, photo side, the photo's top-left corner (y, x)
+
+
+@pytest.fixture(scope="module")
+def cm(graph_of):
+    return CaptureModel(calibrated_model("googlenet"), graph_of("googlenet"))
+
+
+def photo(name="chelsea.png", side=PATCH) -> torch.Tensor:
+    from torchvision.transforms.functional import center_crop, resize, to_tensor
+
+    img = Image.open(SAMPLES_DIR / name).convert("RGB")
+    return ((to_tensor(center_crop(resize(img, side), side)).unsqueeze(0)) - MEAN) / STD
+
+
+def pasted(name="chelsea.png") -> torch.Tensor:
+    x = torch.zeros(1, 3, SIZE, SIZE)
+    y0, x0 = AT
+    x[..., y0 : y0 + PATCH, x0 : x0 + PATCH] = photo(name)
+    return x
+
+
+def test_the_test_network_responds_to_its_input(cm):
+    """Calibrated random weights, yet different pictures get different classes and probabilities."""
+    xs = torch.cat([pasted(n) for n in ("chelsea.png", "coffee.jpg", "rocket.jpg")])
+    with torch.no_grad():
+        p = torch.softmax(cm(xs), 1)
+    assert len(set(p.argmax(1).tolist())) == 3
+    assert float(p.max(1).values.min()) > 0.05  # far above chance (1/1000)
+
+
+def reference_curve(model, x, order, target, substrate, counts):
+    """Independent reference: each step's image made pixel by pixel in a loop, classified alone."""
+    h, w = x.shape[-2:]
+    scores = []
+    for n in counts:
+        img = x.clone()
+        for flat in order[:n]:
+            y, xx = divmod(int(flat), w)
+            img[0, :, y, xx] = substrate[0, :, y, xx]
+        with torch.no_grad():
+            scores.append(float(torch.softmax(model(img), 1)[0, target]))
+    return np.array(scores)
+
+
+def test_batched_curves_equal_a_loop_of_single_forwards(cm):
+    x = pasted()[..., 24:56, 24:56].contiguous()  # 32 px: a few hundred pixel moves per step
+    rng = np.random.default_rng(1)
+    heat = rng.normal(size=(32, 32))
+    order = cell_order(heat, 3)
+    with torch.no_grad():
+        target = int(cm(x).argmax(1))  # a class with a probability to follow (a tiny one hides any error)
+    from explorer.core.attribution import baseline_for
+
+    for kind, sub in (("deletion", torch.zeros_like(x)), ("insertion", baseline_for(x, "blur"))):
+        ours = curve_scores(cm, x, order, target, kind, steps=6, batch_size=4, substrate=sub)
+        if kind == "deletion":
+            ref = reference_curve(cm, x, order, target, sub, step_counts(32 * 32, 6))
+        else:  # insertion: the substrate's pixels become the image's
+            ref = reference_curve(cm, sub, order, target, x, step_counts(32 * 32, 6))
+        assert ref.max() > 0.01
+        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-7)
+        assert ours.std() > 1e-3  # the curve moves: the comparison has something to compare
+
+
+def test_cell_order_keeps_squares_together_and_ranks_them_by_mean():
+    heat = np.zeros((4, 6))
+    heat[2:4, 2:4] = 5  # the best square
+    heat[0:2, 4:6] = [[1, 1], [1, 9]]  # mean 3: second
+    order = cell_order(heat, 2)
+    assert sorted(order[:4]) == [14, 15, 20, 21]
+    assert sorted(order[4:8]) == [4, 5, 10, 11]
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "grad_cam"])
+def test_maps_beat_a_random_order(cm, method):
+    x = pasted()
+    kw = dict(node="inception4e") if method == "grad_cam" else {}
+    r = attribute(cm, x, method, params=AttributionParams(ig_steps=16, ig_baseline="zero"), **kw)
+    seen = []
+    curves = faithfulness_curves(cm, x, r.heatmap, r.target, steps=12, batch_size=13,
+                                 progress=lambda d, t: seen.append((d, t)))
+    d, i = curves["deletion"], curves["insertion"]
+    assert d.auc < d.random_auc and d.better_than_random
+    assert i.auc > i.random_auc and i.better_than_random
+    assert seen == [(k, 4) for k in range(1, 5)]  # one batched forward per curve
+    # The probability starts at the picture's and deletion ends on the blank canvas.
+    with torch.no_grad():
+        p = torch.softmax(cm(torch.cat([x, torch.zeros_like(x)])), 1)[:, r.target]
+    assert d.scores[0] == pytest.approx(float(p[0]), rel=1e-4)
+    assert d.scores[-1] == pytest.approx(float(p[1]), rel=1e-4) == pytest.approx(d.random_scores[-1], rel=1e-4)
+
+
+def test_curves_stop_when_cancelled(cm):
+    token = CancelToken()
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        token.cancel()
+
+    with pytest.raises(Cancelled):
+        faithfulness_curves(cm, pasted(), np.zeros((SIZE, SIZE)), 1, steps=4, progress=progress, cancel=token)
+    assert seen == [1]
+
+
+def test_rank_correlation_by_hand():
+    assert rankdata([10, 20, 20, 5]).tolist() == [2.0, 3.5, 3.5, 1.0]
+    a, b = np.array([1, 2, 2, 4]), np.array([1, 3, 2, 4])
+    # ranks a: 1, 2.5, 2.5, 4 (mean 2.5, deviations -1.5, 0, 0, 1.5);
+    # ranks b: 1, 3, 2, 4 (deviations -1.5, .5, -.5, 1.5):
+    # Σ da·db = 2.25 + 2.25 = 4.5; Σ da² = 4.5; Σ db² = 5: ρ = 4.5 / √(4.5 · 5)
+    assert spearman(a, b) == pytest.approx(4.5 / math.sqrt(4.5 * 5))
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    assert math.isnan(spearman(np.ones(4), a))
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "grad_cam"])
+def test_sanity_correlation_falls_as_blocks_are_randomised(cm, method):
+    # A whole photo (on the pasted picture, IG is exactly 0 on the blank canvas whatever the weights).
+    x = photo(side=SIZE)
+    params = AttributionParams(ig_steps=8)
+    kw = dict(node="inception4e") if method == "grad_cam" else {}
+    r = attribute(cm, x, method, params=params, **kw)
+    before = {k: v.clone() for k, v in cm.state_dict().items()}
+
+    def explain(m):
+        return attribute(m, x, method, r.target, params=params, **kw).heatmap
+
+    check = sanity_check(cm, explain, k=3, original=r.heatmap)
+    assert check.blocks == ["inception5b", "inception5a", "inception4e"]
+    assert all(c < SANITY_UNCHANGED for c in check.correlations), check.correlations
+    assert check.correlations[-1] < check.correlations[0] or check.correlations[0] < 0.5
+    assert not check.flagged
+    # The original model is untouched and still gives the original map.
+    assert all(torch.equal(v, cm.state_dict()[k]) for k, v in before.items())
+    np.testing.assert_array_equal(explain(cm), r.heatmap)
+
+
+def test_a_map_that_ignores_the_model_is_flagged(cm):
+    x = pasted()
+    edges = (x[0].diff(dim=-1).abs().sum(0)[:-1, :] + x[0].diff(dim=-2).abs().sum(0)[:, :-1]).numpy()
+    check = sanity_check(cm, lambda m: edges, k=2)
+    assert check.correlations == [pytest.approx(1.0)] * 2 and check.flagged
+
+
+def test_road_prefers_the_map_to_its_reverse(cm):
+    """pytorch-grad-cam's ROAD on our model: Grad-CAM's map removes more of the class first than the
+    same map upside down (least relevant first), and the score is its MoRF/LeRF combination."""
+    from explorer.core.faithfulness import road_score
+
+    x = pasted()
+    r = attribute(cm, x, "grad_cam", node="inception4e")
+    good = road_score(cm, x, r.heatmap, r.target, percentiles=(30, 60, 90))
+    bad = road_score(cm, x, -r.heatmap, r.target, percentiles=(30, 60, 90))
+    assert good.morf < good.lerf and good.combined > bad.combined
+    assert good.combined == pytest.approx((good.lerf - good.morf) / 2)
+    # The imputation noise is seeded: the same call gives the same score.
+    assert road_score(cm, x, r.heatmap, r.target, percentiles=(30,)) == road_score(cm, x, r.heatmap, r.target,
+                                                                                 percentiles=(30,))
