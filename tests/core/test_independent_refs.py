@@ -173,7 +173,7 @@ def test_branch_energy_is_the_share_of_squared_activations(googlenet, graph_of):
             assert s.channels == a.shape[0]
         # Squares, not magnitudes: the two orderings of shares differ enough to tell apart.
         l1 = [float(np.abs(a).sum()) for a in arrays]
-        assert max(abs(e / sum(energy) - m / sum(l1)) for e, m in zip(energy, l1)) > 0.01
+        assert max(abs(e / sum(energy) - m / sum(l1)) for e, m in zip(energy, l1)) > 0.005  # ≫ the 1e-6 above
 
 
 # -- factorisation multiply-adds --------------------------------------------------------------------

@@ -177,5 +177,6 @@ def test_calibrated_models_find_their_classifier_and_respond_to_the_input(name):
     with torch.no_grad():
         logits = model(x)
     assert len(set(logits.argmax(1).tolist())) >= 4
-    # The classifier's logits were spread to std ≈ 3 on the calibration images.
-    assert 1.0 < float(logits.std(1).mean()) < 10.0
+    # The classifier's logits were spread to std ≈ 3 on the calibration images (the median image: an outlier
+    # image may spread further).
+    assert 1.0 < float(logits.std(1).median()) < 10.0
