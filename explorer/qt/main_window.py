@@ -438,7 +438,7 @@ class MainWindow(QMainWindow):
 
     def chrome_widgets(self) -> list[QWidget]:
         """What presentation mode hides: menus, toolbar, docks, status bar (the banners are suppressed)."""
-        return [self.menuBar(), self.toolbar, self.statusBar(), self.details_dock,
+        return [self.menuBar(), self.toolbar, self.tabs.tabBar(), self.statusBar(), self.details_dock,
                 *(self.images.docks() if self.images is not None else [])]
 
     # -- model and weights -------------------------------------------------------------------

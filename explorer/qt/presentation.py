@@ -76,6 +76,7 @@ class Presentation(QObject):
             return
         self.active = True
         w.state.presenting = True
+        w.show_graph_tab()  # the talk is the graph (its tab bar is chrome, hidden below)
         self._saved = dict(
             expanded=set(w.expanded), selected=w.view.selected_key(), full_screen=w.isFullScreen(),
             maximized=w.isMaximized(), transform=w.view.transform(),

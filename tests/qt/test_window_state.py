@@ -312,3 +312,14 @@ def test_open_model_takes_a_bare_name_like_the_command_line(window, qtbot):
         window.open_model("resnt18")
     assert "did you mean" in failed.args[0] and "resnet18" in failed.args[0]
     assert window.state.model_ref == "torchvision:resnet18"  # the opened model stays
+
+
+def test_presentation_shows_the_graph_without_the_tab_bar(window, qtbot):
+    window.show_paper_tab()
+    window.presentation.enter()
+    try:
+        assert window.tabs.currentIndex() == 0 and not window.tabs.tabBar().isVisible()
+        assert window.state.presenting
+    finally:
+        window.presentation.leave()
+    assert window.tabs.tabBar().isVisible() and not window.state.presenting
