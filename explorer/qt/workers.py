@@ -35,6 +35,8 @@ from explorer.core.tasks import Progress
 
 #: Linux nice increment of low-priority worker threads over the process (see `lower_thread_priority`).
 WORKER_NICE = 10
+#: Finished jobs kept referenced (see JobRunner._finished).
+KEEP_FINISHED = 16
 #: Progress events reach the UI at most this often (seconds), apart from the last one.
 PROGRESS_INTERVAL = 0.05
 
@@ -165,8 +167,13 @@ class JobRunner(QObject):
         return job
 
     def _finished(self, slot: str, job: Job) -> None:
-        # The pool still touches the runnable just after run() returns: keep it referenced a while.
-        self._retired = [j for j in self._retired if not j.done.is_set()] + [job]
+        # The pool still touches a runnable just after its run() has returned, on its own thread: a job is
+        # kept referenced until KEEP_FINISHED later ones have finished too (dropping one the moment its
+        # `done` was set freed a runnable the pool thread was still using: an abort under load).
+        self._retired.append(job)
+        finished = [j for j in self._retired if j.done.is_set()]
+        drop = set(map(id, finished[:-KEEP_FINISHED])) if len(finished) > KEEP_FINISHED else set()
+        self._retired = [j for j in self._retired if id(j) not in drop]
         if self._jobs.get(slot) is job:
             del self._jobs[slot]
         self._update_busy()

@@ -190,10 +190,17 @@ def _limit_address_space():
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
+#: Starts the CLI under the address-space cap from a fresh interpreter. Not a preexec_fn: that forks this
+#: test process, and a forked child's peak RSS counts the parent's pages it shared until exec (in the full
+#: suite, a pytest process of over 1.5 GB made the CLI look that big).
+_CAPPED = ("import os, resource, sys; cap = 12 * 2**30; resource.setrlimit(resource.RLIMIT_AS, (cap, cap));"
+           " os.execv(sys.executable, [sys.executable, '-m', 'explorer', *sys.argv[1:]])")
+
+
 def _run_cli_measured(args, timeout=240):
     """(returncode, stdout, stderr, peak RSS in bytes) of `inception-explorer classify ARGS`."""
-    proc = subprocess.Popen([sys.executable, "-m", "explorer", "classify", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_limit_address_space)
+    proc = subprocess.Popen([sys.executable, "-c", _CAPPED, "classify", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out: dict[str, bytes] = {}
     readers = [threading.Thread(target=lambda k, f: out.__setitem__(k, f.read()), args=(k, f))
                for k, f in (("out", proc.stdout), ("err", proc.stderr))]
