@@ -17,6 +17,7 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -190,17 +191,27 @@ def _limit_address_space():
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
-#: Starts the CLI under the address-space cap from a fresh interpreter. Not a preexec_fn: that forks this
-#: test process, and a forked child's peak RSS counts the parent's pages it shared until exec (in the full
-#: suite, a pytest process of over 1.5 GB made the CLI look that big).
-_CAPPED = ("import os, resource, sys; cap = 12 * 2**30; resource.setrlimit(resource.RLIMIT_AS, (cap, cap));"
-           " os.execv(sys.executable, [sys.executable, '-m', 'explorer', *sys.argv[1:]])")
+#: Runs the CLI under the address-space cap and writes its peak resident size (VmHWM of its own memory
+#: map, in kB) to the file named by HWM_FILE when it exits. Not getrusage's ru_maxrss: a child forked
+#: (or vforked) from this test process inherits the parent's peak through exec, and in the full suite a
+#: pytest process of over 1.5 GB made the CLI look that big.
+_CAPPED = (
+    "import atexit, os, re, resource, runpy, sys\n"
+    "cap = 12 * 2**30; resource.setrlimit(resource.RLIMIT_AS, (cap, cap))\n"
+    "def hwm():\n"
+    "    status = open('/proc/self/status').read()\n"
+    "    open(os.environ['HWM_FILE'], 'w').write(re.search(r'VmHWM:\\s+(\\d+)', status).group(1))\n"
+    "atexit.register(hwm)\n"
+    "sys.argv = ['inception-explorer', *sys.argv[1:]]\n"
+    "runpy.run_module('explorer', run_name='__main__')\n"
+)
 
 
 def _run_cli_measured(args, timeout=240):
     """(returncode, stdout, stderr, peak RSS in bytes) of `inception-explorer classify ARGS`."""
+    hwm_file = tempfile.mktemp(suffix=".hwm")
     proc = subprocess.Popen([sys.executable, "-c", _CAPPED, "classify", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, HWM_FILE=hwm_file))
     out: dict[str, bytes] = {}
     readers = [threading.Thread(target=lambda k, f: out.__setitem__(k, f.read()), args=(k, f))
                for k, f in (("out", proc.stdout), ("err", proc.stderr))]
@@ -223,7 +234,9 @@ def _run_cli_measured(args, timeout=240):
     proc.stderr.close()
     timed_out = time.monotonic() > deadline
     assert not timed_out, "the batch hung"
-    return proc.returncode, out["out"].decode(), out["err"].decode(), usage.ru_maxrss * 1024
+    peak = int(open(hwm_file).read()) * 1024
+    os.unlink(hwm_file)
+    return proc.returncode, out["out"].decode(), out["err"].decode(), peak
 
 
 @pytest.fixture(scope="module")
