@@ -251,27 +251,20 @@ def time_blocks(module, graph: BlockGraph, x, *, warmup: int = 2, repeats: int =
     starts: dict[str, list] = {k: [] for k in mods}
     ends: dict[str, list] = {k: [] for k in mods}
 
+    def stamp(into: list) -> None:
+        if state["on"] and threading.get_ident() == me:
+            if cuda:
+                e = torch.cuda.Event(enable_timing=True)
+                e.record()
+                into.append(e)
+            else:
+                into.append(clock())
+
     def pre(name):
-        def hook(_m, _inputs):
-            if state["on"] and threading.get_ident() == me:
-                if cuda:
-                    e = torch.cuda.Event(enable_timing=True)
-                    e.record()
-                    starts[name].append(e)
-                else:
-                    starts[name].append(clock())
-        return hook
+        return lambda _m, _inputs: stamp(starts[name])
 
     def post(name):
-        def hook(_m, _inputs, _out):
-            if state["on"] and threading.get_ident() == me:
-                if cuda:
-                    e = torch.cuda.Event(enable_timing=True)
-                    e.record()
-                    ends[name].append(e)
-                else:
-                    ends[name].append(clock())
-        return hook
+        return lambda _m, _inputs, _out: stamp(ends[name])
 
     handles = []
     for name, m in mods.items():
