@@ -18,7 +18,8 @@ on the CPU and to a uint8 tensor on the GPU.
 - CUDA: JPEGs are decoded by nvjpeg (torchvision's `decode_jpegs_cuda` operator), resized, cropped
   and normalised on the device by the same transform object, and batch-1 forwards replay a CUDA graph
   captured by `warm_up()`. The network input is within a grey level of torchvision's PIL reference
-  (nvjpeg and the tensor resize round differently), like the CPU's fast decode. Convolutions and
+  (nvjpeg and the tensor resize round differently), like the CPU's fast decode, and each result made on
+  the GPU says so (`GPU_INPUT_NOTICE`). Convolutions and
   matrix products run in full float32 (TF32 off: the same input gives the CPU's logits to ~1e-5).
   Running out of GPU memory, or a GPU this torch build cannot run, moves the classifier to the CPU
   with a notice.
@@ -62,6 +63,8 @@ DEFAULT_BATCH_SIZE = {"cuda": 64, "cpu": 8}
 MAX_DECODE_WORKERS = 8
 #: The label of every result whose JPEG was decoded at a reduced scale (`fast_decode`).
 FAST_DECODE_NOTICE = "fast decode: within ~0.5 grey levels"
+#: Said by every result classified on a GPU: nvjpeg and the tensor resize round differently from PIL.
+GPU_INPUT_NOTICE = "GPU decode and resize: within ~1 grey level of the PIL reference"
 #: Most pixels nvjpeg decodes in one call (the decoded images of one call are alive together:
 #: 3 bytes a pixel, so about 0.8 GB).
 DECODE_PIXELS_PER_CALL = 256_000_000
@@ -530,6 +533,8 @@ class Classifier:
         r.timings_ms = {"decode": (t1 - t0) * 1e3, "preprocess": _ms(t1)}
         if raw is None and li.draft_scale > 1:
             r.add_notice(FAST_DECODE_NOTICE)
+        if raw is not None:
+            r.add_notice(GPU_INPUT_NOTICE)
         if cancel is not None:
             cancel.raise_if_cancelled()
         t2 = time.perf_counter()
@@ -577,7 +582,11 @@ class Classifier:
 
             try:
                 with torch.cuda.device(self.device):
-                    return self._classify_batch_cuda(chunk, top, cancel)
+                    results = self._classify_batch_cuda(chunk, top, cancel)
+                for r in results:
+                    if r.ok:
+                        r.add_notice(GPU_INPUT_NOTICE)
+                return results
             except torch.cuda.OutOfMemoryError:
                 self._fall_back_to_cpu(f"CUDA ran out of memory on a batch of {len(chunk)}")
             except torch.AcceleratorError as e:  # e.g. no kernel for this GPU: the CPU still works

@@ -480,3 +480,17 @@ def test_gpu_input_is_within_a_grey_level_of_the_pil_reference(tmp_path):
         ref = tf(Image.open(p).convert("RGB"))
         levels = (clf.device_input(p).float().cpu() - ref).abs() * 0.226 * 255
         assert levels.mean() < 1.0 and levels.max() < 12, (p.name, levels.mean(), levels.max())
+
+
+def test_results_classified_on_a_gpu_say_their_input_bound(fake_cuda, jpegs):
+    """Point 7: the GPU's decode and resize are not the PIL reference's to 1e-3, so every result made on the
+    GPU says so, as a fast decode does; the same images on the CPU say nothing."""
+    from explorer.core.inference import GPU_INPUT_NOTICE
+
+    clf = Classifier(loaded(), "cpu", optimize=False)
+    on_cpu = clf.classify(jpegs[:2], top=5)
+    assert all(r.ok and r.notice is None for r in on_cpu)
+    clf.device = "cuda"
+    clf._classify_batch_cuda = lambda chunk, top, cancel: clf._classify_batch_cpu(chunk, top, cancel)
+    results = clf.classify(jpegs[:2], top=5)
+    assert all(r.ok and GPU_INPUT_NOTICE in r.notice for r in results)
