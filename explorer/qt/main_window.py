@@ -138,6 +138,7 @@ class MainWindow(QMainWindow):
         self._shown_preview: str | None = None
         self._engine_started = False
         self._engine_waits = False
+        self._engine_fallback: QTimer | None = None
         self.images = None  # the image panels, built just after the window is on screen
 
         self.setWindowTitle(APPLICATION)
@@ -474,7 +475,10 @@ class MainWindow(QMainWindow):
             # holds the interpreter for seconds, and the window would stay black until then.
             self._engine_waits = True
             self.view.viewport().installEventFilter(self)
-            QTimer.singleShot(ENGINE_FALLBACK_MS, self._start_engine)  # a window that is never shown
+            # A window that is never shown starts the engine after a while; stopped once a paint has.
+            self._engine_fallback = QTimer(self, singleShot=True, interval=ENGINE_FALLBACK_MS)
+            self._engine_fallback.timeout.connect(self._start_engine)
+            self._engine_fallback.start()
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
         if event.type() == QEvent.Type.Paint and obj is self.view.viewport() and not self._engine_started:
@@ -487,6 +491,8 @@ class MainWindow(QMainWindow):
             return
         self._engine_started = True
         self.view.viewport().removeEventFilter(self)
+        if self._engine_fallback is not None:
+            self._engine_fallback.stop()
         if self.model_ref is None and self.model_name is not None and (self.graph is None or self._shown_preview):
             self._start_graph_job(self.model_name)
 

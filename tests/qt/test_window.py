@@ -434,3 +434,21 @@ def test_weights_help_names_both_caches(monkeypatch, tmp_path):
     text = weights_help_html()
     assert str(tmp_path / "hf-cache") in text and str(tmp_path / "torch-home" / "hub" / "checkpoints") in text
     assert "Inception-v4" in text and "Open weights file" in text
+
+
+def test_the_engine_fallback_timer_stops_once_a_paint_started_the_engine(qtbot, settings_path):
+    """A shown window starts the engine from its first paint; the timer meant for a window that is
+    never shown must not stay armed and fire later."""
+    from PySide6.QtCore import QSettings
+
+    from explorer.qt.main_window import MainWindow
+
+    w = MainWindow(None, weights="none", allow_download=False,
+                   settings=QSettings(settings_path, QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    with qtbot.waitSignal(w.graph_ready, timeout=120_000):
+        w.show()
+        qtbot.waitUntil(lambda: w._engine_started, timeout=5_000)
+        assert w._engine_fallback is None or not w._engine_fallback.isActive()
+    w.runner.cancel_all()
+    w.runner.wait(30000)
