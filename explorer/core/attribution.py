@@ -414,15 +414,44 @@ class _BlockTicker:
             h.remove()
 
 
-def branch_shares(model: CaptureModel, x: torch.Tensor, target: int | None = None,
-                  blocks: list[str] | None = None, *, progress: ProgressCallback | None = None,
-                  cancel: CancelToken | None = None) -> dict[str, list[float]]:
-    """For each block, the share of the target's evidence flowing through each branch.
+@dataclass(frozen=True)
+class BranchEvidence:
+    """Sum of |gradient × activation| on every branch output of every block, for one image and target.
 
-    Gradient × activation on every branch output (one forward and one backward for all blocks),
-    summed in absolute value per branch and normalised per block: non-negative, summing to 1.
-    Progress counts blocks passed (forward, then backward; plus a first forward that finds the top-1
-    class when `target` is None); `cancel` is checked at each block.
+    `shares()` normalises per block (which branches carry a block's evidence); `block_shares()` compares
+    blocks (each block's part of the evidence summed over all blocks, for the graph's overlay).
+    """
+
+    model: str
+    target: int
+    sums: dict[str, list[float]]
+
+    def shares(self) -> dict[str, list[float]]:
+        return normalise_shares(self.sums)
+
+    def block_shares(self) -> dict[str, float]:
+        totals = {b: sum(v) for b, v in self.sums.items()}
+        whole = sum(totals.values())
+        return {b: (t / whole if whole > 0 else 0.0) for b, t in totals.items()}
+
+
+def normalise_shares(sums: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Each block's values divided by their sum (equal shares where a block's sum is zero)."""
+    shares = {}
+    for b, values in sums.items():
+        total = sum(values)
+        shares[b] = [v / total if total > 0 else 1.0 / len(values) for v in values]
+    return shares
+
+
+def branch_evidence(model: CaptureModel, x: torch.Tensor, target: int | None = None,
+                    blocks: list[str] | None = None, *, progress: ProgressCallback | None = None,
+                    cancel: CancelToken | None = None) -> BranchEvidence:
+    """For each block, |gradient × activation| of the target summed over each branch's output.
+
+    One forward and one backward for all blocks. Progress counts blocks passed (forward, then
+    backward; plus a first forward that finds the top-1 class when `target` is None); `cancel` is
+    checked at each block.
     """
     import torch
     from captum.attr import LayerGradientXActivation
@@ -448,11 +477,18 @@ def branch_shares(model: CaptureModel, x: torch.Tensor, target: int | None = Non
     sums: dict[str, list[float]] = {b: [0.0] * model.block_branches[b] for b in blocks}
     for (b, k), a in zip(keys, attrs):
         sums[b][k] = float(a.detach().abs().sum())
-    shares = {}
-    for b, values in sums.items():
-        total = sum(values)
-        shares[b] = [v / total if total > 0 else 1.0 / len(values) for v in values]
-    return shares
+    return BranchEvidence(getattr(model, "graph_name", ""), int(target), sums)
+
+
+def branch_shares(model: CaptureModel, x: torch.Tensor, target: int | None = None,
+                  blocks: list[str] | None = None, *, progress: ProgressCallback | None = None,
+                  cancel: CancelToken | None = None) -> dict[str, list[float]]:
+    """For each block, the share of the target's evidence flowing through each branch.
+
+    Gradient × activation on every branch output (one forward and one backward for all blocks),
+    summed in absolute value per branch and normalised per block: non-negative, summing to 1.
+    """
+    return branch_evidence(model, x, target, blocks, progress=progress, cancel=cancel).shares()
 
 
 def shares_csv(shares: dict[str, list[float]], labels: dict[str, list[str]] | None = None) -> str:

@@ -35,6 +35,7 @@ QUANTITIES: dict[str, str] = {
     "time": "Measured time",
     "energy": "Activation energy (image)",
     "zeros": "Zero activations (image)",
+    "attribution": "Attribution share (image)",
 }
 STATIC = ("params", "macs", "memory", "receptive_field")
 LOG_SCALE = ("params", "macs")
@@ -67,7 +68,7 @@ def _fmt_energy(v: float | None) -> str:
 #: How each quantity's values read (explorer.core.text formats).
 FORMATS: dict[str, Callable[[Any], str]] = {
     "params": fmt_count, "macs": fmt_count, "memory": fmt_bytes, "receptive_field": _fmt_px,
-    "time": fmt_seconds, "energy": _fmt_energy, "zeros": fmt_fraction,
+    "time": fmt_seconds, "energy": _fmt_energy, "zeros": fmt_fraction, "attribution": fmt_fraction,
 }
 
 
@@ -182,6 +183,14 @@ def image_overlay(quantity: str, capture) -> Overlay:
             else:
                 values[name] = float((t == 0).sum()) / max(1, t.numel())
     return Overlay(quantity, values, make_legend(quantity, values, "the image on screen"))
+
+
+def attribution_overlay(evidence) -> Overlay:
+    """Each block's share of the target's evidence (|gradient × activation| at its branches' outputs,
+    summed over all blocks), from the image's `BranchEvidence`."""
+    values = evidence.block_shares()
+    return Overlay("attribution", values, make_legend("attribution", values,
+                                                      f"|gradient × activation| for class {evidence.target}"))
 
 
 # -- measured time per block ----------------------------------------------------------------

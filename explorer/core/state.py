@@ -152,6 +152,13 @@ class ExplorerState(State):
     presenting = StateProperty(False, "Whether presentation mode is on.")
     overlay = StateProperty("none", "What the graph's boxes are coloured by: a key of explorer.core.overlay.QUANTITIES.")
     block_times = StateProperty(None, "The BlockTimes last measured for the current model (its size and device).")
+    branch_evidence = StateProperty(None, "The BranchEvidence of the image on screen (per-branch |gradient × "
+                                    "activation|), once computed; cleared with the image and the model.")
+
+    def __init__(self):
+        super().__init__()
+        # Evidence computed for one image does not describe the next.
+        self.connect("shown_image", lambda _shown: setattr(self, "branch_evidence", None))
 
     # -- transitions that change several properties at once ---------------------------------
 
@@ -169,6 +176,7 @@ class ExplorerState(State):
             self.shown_image = None
             self.classification = None
             self.block_times = None
+            self.branch_evidence = None
             self.model_status = "loading"
             self.status_text = f"loading {name}…"
 

@@ -237,6 +237,7 @@ class BranchSharePanel(QWidget):
     """
 
     shares_ready = Signal(object)
+    evidence_ready = Signal(object)  # the BranchEvidence the shares were read from
     shares_failed = Signal(str)
     shares_cancelled = Signal()
     block_selected = Signal(str)
@@ -250,6 +251,7 @@ class BranchSharePanel(QWidget):
         self.x = None
         self.target: int | None = None
         self.shares: dict[str, list[float]] = {}
+        self.evidence = None
         self.block: str | None = None
         self._job: Job | None = None
 
@@ -296,6 +298,7 @@ class BranchSharePanel(QWidget):
         self._job = None
         self.x, self.target = x, target
         self.shares = {}
+        self.evidence = None
         self.network_chart.clear()
         self.block_chart.clear()
         self.status.setText("" if x is None else "Compute to see which branches carry the evidence.")
@@ -305,15 +308,15 @@ class BranchSharePanel(QWidget):
         return {b.name: [br.label for br in b.branches] for b in self.graph.blocks()} if self.graph else {}
 
     def compute(self, target: int | None = None) -> None:
-        """Start branch_shares on a worker for `target` (None: the top-1 class)."""
-        from explorer.core.attribution import branch_shares
+        """Start branch_evidence on a worker for `target` (None: the top-1 class)."""
+        from explorer.core.attribution import branch_evidence
 
         if self.capture_model is None or self.x is None:
             self.status.setText("Load a model and classify an image first.")
             self.shares_failed.emit("no image to attribute")
             return
         self.target = target
-        job = Job(branch_shares, self.capture_model, self.x, target, wants_progress=True)
+        job = Job(branch_evidence, self.capture_model, self.x, target, wants_progress=True)
         self._job = job
         self.status.setText("Computing branch shares…")
         self.progress.setRange(0, 0)
@@ -381,12 +384,14 @@ class BranchSharePanel(QWidget):
 
     # -- worker callbacks
 
-    def _on_success(self, job, shares) -> None:
+    def _on_success(self, job, evidence) -> None:
         if job is not self._job:
             return
         self._job = None
+        self.evidence = evidence
         self.status.setText("Share of the target's evidence (|gradient × activation|) per branch.")
-        self.set_shares(shares)
+        self.set_shares(evidence.shares())
+        self.evidence_ready.emit(evidence)
         self.shares_ready.emit(self.shares)
 
     def _on_failure(self, job, message: str) -> None:

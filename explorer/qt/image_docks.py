@@ -109,6 +109,7 @@ class ImageDocks(QObject):
         self.classify.batch_started.connect(self._give_batch_room)
         self.attribution.attribution_failed.connect(self._status)
         self.shares.shares_failed.connect(self._status)
+        self.shares.evidence_ready.connect(self._on_evidence)
         for w in (self.activations, self.attribution, self.shares):
             w.export_failed.connect(self._status)
 
@@ -230,6 +231,11 @@ class ImageDocks(QObject):
         top1 = shown.result.top[0].index if shown.result is not None and shown.result.top else None
         self.attribution.set_image(x, shown.rgb, top1=top1)
         self.shares.set_image(x)
+
+    def _on_evidence(self, evidence) -> None:
+        """Branch shares of the image on screen were computed: the graph's overlay can colour by them."""
+        if self.state is not None and self.loaded is not None and evidence.model == self.loaded.name:
+            self.state.branch_evidence = evidence
 
     def select_block(self, name: str) -> None:
         """The graph's selection moved to `name`: follow it where it is a block."""

@@ -12,7 +12,16 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QDialog, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout
 
-from explorer.core.overlay import IMAGE, QUANTITIES, STATIC, image_overlay, static_overlay, timing_task, where_time_goes
+from explorer.core.overlay import (
+    IMAGE,
+    QUANTITIES,
+    STATIC,
+    attribution_overlay,
+    image_overlay,
+    static_overlay,
+    timing_task,
+    where_time_goes,
+)
 from explorer.core.text import fmt_fraction, fmt_seconds
 from explorer.qt.workers import Job
 
@@ -49,7 +58,7 @@ class OverlayMenu(QObject):
         self._measuring: tuple | None = None  # (model, size, device) of the running timing job
         st = self.state
         st.connect("overlay", self._on_overlay)
-        for name in ("trace", "graph", "loaded", "shown_image", "block_times"):
+        for name in ("trace", "graph", "loaded", "shown_image", "block_times", "branch_evidence"):
             st.connect(name, lambda _v: self.refresh())
 
     def _on_overlay(self, key: str) -> None:
@@ -97,6 +106,13 @@ class OverlayMenu(QObject):
                 else:
                     self.window.show_status("classify an image to colour the graph by its activations", 6000,
                                             topic="overlay")
+            elif key == "attribution":
+                ev = st.branch_evidence
+                if ev is not None and graph is not None and ev.model == graph.name:
+                    overlay = attribution_overlay(ev)
+                else:
+                    self.window.show_status("compute the branch shares of the image on screen (Branch shares tab) "
+                                            "to colour the graph by attribution", 8000, topic="overlay")
             elif key == "time":
                 if self._times_fit():
                     overlay = st.block_times.overlay()

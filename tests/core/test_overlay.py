@@ -169,3 +169,42 @@ def test_block_times_on_the_gpu_sum_to_a_plain_timed_forward(graph_of, googlenet
             plain.append(a.elapsed_time(b) / 1e3)
     assert times.device.startswith("cuda") and set(times.median) == set(_module_names(graph))
     assert 0.85 <= sum(times.median.values()) / statistics.median(plain) <= 1.15
+
+
+def test_attribution_share_per_block_equals_gradient_times_activation_on_the_plain_model(graph_of, googlenet):
+    """Each block's share: |d logit / d output × output| summed over the block's output, over all blocks,
+    computed here with hooks on the plain network (a concatenation's output is its branches' outputs)."""
+    from explorer.core.attribution import branch_evidence
+    from explorer.core.overlay import attribution_overlay
+
+    graph = graph_of("googlenet")
+    x = torch.randn(1, 3, *SIZE)
+    target = 7
+    evidence = branch_evidence(CaptureModel(googlenet, graph), x, target)
+    overlay = attribution_overlay(evidence)
+    blocks = [b.name for b in graph.blocks() if b.branches and not b.training_only]
+    outs = {}
+
+    def keep(name):
+        def hook(module, inputs, output):
+            output.retain_grad()
+            outs[name] = output
+        return hook
+
+    hooks = [googlenet.get_submodule(b).register_forward_hook(keep(b)) for b in blocks]
+    try:
+        googlenet(x)[0, target].backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    googlenet.zero_grad()
+    raw = {b: float((o.grad * o).detach().abs().sum()) for b, o in outs.items()}
+    whole = sum(raw.values())
+    assert set(overlay.values) == set(raw)
+    for b, v in raw.items():
+        assert overlay.values[b] == pytest.approx(v / whole, rel=1e-3, abs=1e-7), b
+    assert sum(overlay.values.values()) == pytest.approx(1.0)
+    # The per-branch shares are the same sums normalised within each block.
+    for b, shares in evidence.shares().items():
+        assert sum(shares) == pytest.approx(1.0)
+        assert len(shares) == len(graph.node(b).branches)

@@ -71,3 +71,20 @@ def test_arrays_compare_as_changed_without_raising():
     s.value = np.zeros(3)
     s.value = np.zeros(3)  # element-wise equality is no answer: announced again
     assert len(seen) == 2
+
+
+def test_branch_evidence_goes_with_the_image_and_the_model():
+    from explorer.core.attribution import BranchEvidence
+    from explorer.core.state import ExplorerState
+
+    st = ExplorerState()
+    ev = BranchEvidence("googlenet", 3, {"inception3a": [1.0, 2.0]})
+    st.shown_image = "first image"
+    st.branch_evidence = ev
+    st.shown_image = "first image"  # the same image again: nothing changes
+    assert st.branch_evidence is ev
+    st.shown_image = "another image"
+    assert st.branch_evidence is None
+    st.branch_evidence = ev
+    st.begin_model("inception_v3", None)
+    assert st.branch_evidence is None

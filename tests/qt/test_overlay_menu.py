@@ -92,3 +92,47 @@ def test_zero_activations_of_the_classified_image_match_hooks_on_the_plain_model
     darkest = min(fills, key=lambda k: _lum(fills[k]))
     assert zeros[darkest] == pytest.approx(max(zeros[k] for k in fills), abs=2e-3)
     assert w.view.legend_widget.texts()[1] == fmt_fraction(max(w.view.overlay_values.values()))
+
+
+def test_attribution_overlay_follows_the_branch_shares_of_the_image_on_screen(make_window, qtbot):
+    """Computing branch shares colours the graph by each block's share of |gradient × activation|, equal to
+    hooks on the plain network; a new image takes the colours away until its shares are computed."""
+    import torch
+
+    w = make_window(classify_sample=True)
+    qtbot.waitUntil(lambda: getattr(w.state.shown_image, "capture", None) is not None, timeout=120_000)
+    shares = w.images.shares
+    qtbot.waitUntil(lambda: shares.capture_model is not None and shares.x is not None, timeout=120_000)
+    w.overlay_menu.actions["attribution"].trigger()
+    assert w.view.overlay_values is None  # nothing computed yet: the window says how to get it
+    with qtbot.waitSignal(shares.shares_ready, timeout=120_000):
+        shares.compute_button.click()
+    qtbot.waitUntil(lambda: bool(_node_fills(w)), timeout=10_000)
+
+    module, x = w.loaded.module.eval(), shares.x.detach().clone()
+    target = w.state.branch_evidence.target
+    outs = {}
+
+    def keep(name):
+        def hook(m, i, o):
+            o.retain_grad()
+            outs[name] = o
+        return hook
+
+    hooks = [module.get_submodule(b).register_forward_hook(keep(b)) for b in w.view.overlay_values]
+    try:
+        module(x)[0, target].backward()
+    finally:
+        for h in hooks:
+            h.remove()
+        module.zero_grad()
+    raw = {b: float((o.grad * o).detach().abs().sum()) for b, o in outs.items()}
+    whole = sum(raw.values())
+    for b, v in raw.items():
+        assert w.view.overlay_values[b] == pytest.approx(v / whole, rel=1e-3, abs=1e-7), b
+    fills = _node_fills(w)
+    darkest = min(fills, key=lambda k: _lum(fills[k]))
+    assert raw[darkest] == pytest.approx(max(raw.values()), rel=1e-3)
+
+    w.state.shown_image = None  # another image (or none): its evidence is not this one's
+    assert w.state.branch_evidence is None and w.view.overlay_values is None
