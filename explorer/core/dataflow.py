@@ -59,7 +59,7 @@ class Slide:
     out_shape: tuple[int, ...] | None = None  # (C, H, W) leaving it
     merge: str | None = None  # "cat" or "add" (block slides)
     branches: tuple[BranchSlide, ...] = ()
-    image: np.ndarray | None = None  # (H, W, 3) uint8: the input slide's picture
+    image: np.ndarray | None = None  # (H, W, 3) uint8: the network input (input and top-5 slides)
     top: tuple[tuple[str, float], ...] = ()  # (label, probability), best first (top-5 slide)
     source: str = ""  # the image's name
 
@@ -177,7 +177,7 @@ class SlideDeck:
             return Slide(kind="input", index=0, title="The input as the network sees it", name="input",
                          out_shape=(self.graph.in_channels, int(h), int(w)), image=self.rgb, source=self.source)
         if index == len(self) - 1:
-            return Slide(kind="top5", index=index, title="Top-5", name="top-5", top=self._top5(),
+            return Slide(kind="top5", index=index, title="Top-5", name="top-5", top=self._top5(), image=self.rgb,
                          in_shape=self._shape(self.graph.node(self.blocks[-1]).output_step) if self.blocks else None,
                          source=self.source)
         name = self.blocks[index - 1]

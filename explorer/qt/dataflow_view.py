@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from explorer.core.dataflow import Slide
 from explorer.core.text import fmt_fraction, fmt_shape
+from explorer.qt.activation_view import short_label
 from explorer.qt.branch_share_chart import branch_color
 from explorer.qt.result_view import array_to_qimage
 
@@ -153,19 +154,23 @@ class DataflowView(QWidget):
             y += lh * 1.1
 
     def _top5(self, p: QPainter, r: QRectF, f: SlideFonts, s: Slide) -> None:
-        fm = QFontMetricsF(f.body)
+        """The input picture on the left, the five classes as bars on the right."""
+        fm, fb = QFontMetricsF(f.body), QFontMetricsF(f.bold)
         lh = fm.height()
+        if s.image is not None:
+            side = min(r.height() * 0.85, r.width() * 0.3)
+            p.drawImage(QRectF(r.left(), r.top() + (r.height() - side) / 2, side, side), self._picture(s.image))
+            r = r.adjusted(side + lh, 0, 0, 0)
         n = max(1, len(s.top))
         row = min(lh * 2.4, r.height() / (n + 0.5))
         pct_w = fm.horizontalAdvance("100.0 %") + 12
-        label_w = min(r.width() * 0.45, max((fm.horizontalAdvance(lab) for lab, _ in s.top), default=0) + 16)
+        label_w = min(r.width() * 0.5, max((fb.horizontalAdvance(lab) for lab, _ in s.top), default=0) + 16)
         bar_w = r.width() - label_w - pct_w
         y = r.top() + (r.height() - row * n) / 2
         for i, (label, prob) in enumerate(s.top):
-            rr = QRectF(r.left(), y, r.width(), row)
-            self._text(p, QRectF(rr.left(), y, label_w - 12, row), f.bold if i == 0 else f.body, TEXT, label,
+            self._text(p, QRectF(r.left(), y, label_w - 12, row), f.bold if i == 0 else f.body, TEXT, label,
                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            bar = QRectF(rr.left() + label_w, y + row * 0.2, max(2.0, bar_w * max(0.0, min(1.0, prob))), row * 0.6)
+            bar = QRectF(r.left() + label_w, y + row * 0.2, max(3.0, bar_w * max(0.0, min(1.0, prob))), row * 0.6)
             p.fillRect(bar, LIT if i == 0 else QColor(branch_color(0)))
             self._text(p, QRectF(bar.right() + 8, y, pct_w, row), f.body, TEXT, fmt_fraction(prob),
                        Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
@@ -177,12 +182,12 @@ class DataflowView(QWidget):
         lit = self.lit
         box_h = lh * 1.35
         n = max(1, len(s.branches))
-        # The input, its edges to each branch, the branches, their edges (output shapes), the join.
-        in_box = self._centred_box(r.center().x(), r.top(), f, f"input {fmt_shape(s.in_shape)}", box_h)
-        edge_h = lh * 1.3
-        panels_top = in_box.bottom() + edge_h
+        # The input, its edges to each branch, the branches, their output shapes and edges, the join.
+        in_text = f"input {fmt_shape(s.in_shape)}"
+        in_box = self._centred_box(r.center().x(), r.top(), f, in_text, box_h)
+        panels_top = in_box.bottom() + lh * 1.2
         join_box_top = r.bottom() - box_h
-        panels_bottom = join_box_top - edge_h
+        panels_bottom = join_box_top - lh * 2.3  # room for the shape under each branch, then its edge
         gap = max(10.0, r.width() * 0.012)
         col_w = (r.width() - gap * (n - 1)) / n
         panels = [QRectF(r.left() + k * (col_w + gap), panels_top, col_w, panels_bottom - panels_top)
@@ -199,17 +204,14 @@ class DataflowView(QWidget):
         # Edges first, under the boxes.
         for k, (b, pr) in enumerate(zip(s.branches, panels)):
             on_in = lit_k == k
-            on_out = merge_lit
             self._edge(p, QPointF(in_box.center().x(), in_box.bottom()), QPointF(pr.center().x(), pr.top()),
                        LIT if on_in else EDGE, 4 if on_in else 2)
-            self._edge(p, QPointF(pr.center().x(), pr.bottom()), QPointF(join_box.center().x(), join_box.top()),
-                       LIT if on_out else EDGE, 4 if on_out else 2)
-            label = fmt_shape(b.out_shape)
-            lw = fm.horizontalAdvance(label) + 10
-            lr = QRectF(pr.center().x() - lw / 2, pr.bottom() + 2, lw, lh)
-            p.fillRect(lr, BACKGROUND)
-            self._text(p, lr, f.body, LIT if on_out else TEXT, label, Qt.AlignmentFlag.AlignCenter)
-        self._box(p, in_box, f.bold, f"input {fmt_shape(s.in_shape)}", lit_k is not None)
+            label_r = QRectF(pr.left(), pr.bottom() + 2, pr.width(), lh)
+            self._text(p, label_r, f.body, LIT if merge_lit else TEXT, fmt_shape(b.out_shape),
+                       Qt.AlignmentFlag.AlignCenter)
+            self._edge(p, QPointF(pr.center().x(), label_r.bottom() + 2), QPointF(join_box.center().x(), join_box.top()),
+                       LIT if merge_lit else EDGE, 4 if merge_lit else 2)
+        self._box(p, in_box, f.bold, in_text, lit_k is not None)
         self._box(p, join_box, f.bold, join_text, merge_lit)
         for k, (b, pr) in enumerate(zip(s.branches, panels)):
             state = "lit" if lit_k == k else ("dim" if lit_k is not None and k > lit_k else "normal")
@@ -224,20 +226,28 @@ class DataflowView(QWidget):
         p.drawRoundedRect(r, 10, 10)
         pad = 8.0
         inner = r.adjusted(pad, pad * 0.6, -pad, -pad * 0.6)
-        self._text(p, QRectF(inner.left(), inner.top(), inner.width(), lh), f.bold, TEXT, b.label,
+        # The label's last part names the branch ("#3×3"); its layers say the rest, wrapped.
+        self._text(p, QRectF(inner.left(), inner.top(), inner.width(), lh), f.bold, TEXT, short_label(b.label),
                    Qt.AlignmentFlag.AlignHCenter)
         layers = " → ".join(b.layers) if b.layers else "the block's input, unchanged"
-        self._text(p, QRectF(inner.left(), inner.top() + lh, inner.width(), lh), f.body, MUTED, layers,
-                   Qt.AlignmentFlag.AlignHCenter)
+        p.setFont(f.body)
+        flags = int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop) | int(Qt.TextFlag.TextWordWrap)
+        need = fm.boundingRect(QRectF(0, 0, inner.width(), 10 * lh), flags, layers).height()
+        layers_h = min(need, 3 * lh)
+        p.setPen(MUTED)
+        p.save()
+        p.setClipRect(QRectF(inner.left(), inner.top() + lh, inner.width(), layers_h))
+        p.drawText(QRectF(inner.left(), inner.top() + lh, inner.width(), layers_h), flags, layers)
+        p.restore()
         shares = [f"energy {fmt_fraction(b.energy_share)}"]
         if b.attribution_share is not None:
             shares.append(f"attribution {fmt_fraction(b.attribution_share)}")
         share_h = lh * len(shares)
-        maps_rect = QRectF(inner.left(), inner.top() + 2 * lh + 4, inner.width(),
-                           inner.height() - 2 * lh - 8 - share_h)
+        top = inner.top() + lh + layers_h + 6
+        maps_rect = QRectF(inner.left(), top, inner.width(), inner.bottom() - share_h - 4 - top)
         if b.maps is not None and len(b.maps):
             self._maps(p, maps_rect, b.maps)
-        y = maps_rect.bottom() + 4
+        y = inner.bottom() - share_h
         for line in shares:
             self._text(p, QRectF(inner.left(), y, inner.width(), lh), f.body, TEXT, line, Qt.AlignmentFlag.AlignHCenter)
             y += lh

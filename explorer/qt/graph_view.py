@@ -7,7 +7,7 @@ box_activated(str)     key of a double-clicked box or frame (expand / collapse)
 
 An overlay (`set_overlay`) fills the boxes of graph nodes with a colour of explorer.core.overlay's
 palette and shows its legend in the view's top-right corner. Thumbnails (`set_thumbnails`) put a small
-feature map beside each node's box, on its right.
+feature map beside each node's box, on its left.
 """
 
 from __future__ import annotations
@@ -318,12 +318,13 @@ THUMBNAIL_GAP = 6.0
 
 
 class ThumbnailItem(QGraphicsItem):
-    """A feature map beside a box (square, as tall as the box), drawn with visible pixels."""
+    """A feature map beside a box, on its left (auxiliary heads branch off to the right), square and as
+    tall as the box, drawn with visible pixels."""
 
     def __init__(self, image: QImage, box: Box):
         super().__init__()
         self.image, self.side = image, box.h
-        self.setPos(box.x + box.w + THUMBNAIL_GAP, box.y)
+        self.setPos(box.x - THUMBNAIL_GAP - self.side, box.y)
         self.setZValue(2)
 
     def boundingRect(self) -> QRectF:

@@ -271,8 +271,13 @@ class Presentation(QObject):
         categories = getattr(w.loaded, "categories", None)
         deck = SlideDeck(w.graph, cap, shown.rgb, result=shown.result, categories=categories,
                          maps_per_branch=self.maps_per_branch(), attribution=self._attribution_shares(shown),
-                         source=display_name(shown.source))
+                         source=display_name(shown.source) + self._weights_note())
         return deck if deck.blocks else None
+
+    def _weights_note(self) -> str:
+        """Said beside the image's name when the maps come from random weights (they look like noise)."""
+        weights = getattr(self.window.loaded, "weights", None)
+        return " · random weights" if getattr(weights, "is_random", False) else ""
 
     def _attribution_shares(self, shown) -> dict | None:
         """The branch-share panel's shares, when it computed them for this image."""

@@ -44,7 +44,8 @@ def test_thumbnails_show_each_blocks_strongest_map_and_go_with_the_image(make_wi
     w.expand("inception3a")
     item = w.view.thumbnails["inception3a"]
     box = w.view.boxes["inception3a"].sceneBoundingRect()
-    assert item.sceneBoundingRect().left() >= box.right() - 5
+    assert item.sceneBoundingRect().right() <= box.left() + 5
+    assert not item.collidesWithItem(w.view.boxes["aux1"])
     # Another image: new maps; off: none.
     show(w, qtbot, second)
     assert not np.array_equal(pixels(w.view.thumbnails["inception4c"].image), pixels(thumb))
