@@ -39,7 +39,7 @@ class BranchSlide:
 
     index: int
     label: str  # the block graph's branch label ("#3×3 reduce → 3×3")
-    layers: tuple[str, ...]  # its layers in order, described ("3×3 conv, 128")
+    layers: tuple[str, ...]  # its layers in order, described ("3×3 conv, 128"); a split as "(1×3 … ‖ 3×1 …)"
     out_shape: tuple[int, ...] | None  # (C, H, W) of its output, from the engine's shape program
     maps: np.ndarray | None  # (k, H, W) float32: the image's k most active channels (highest mean first)
     channels: np.ndarray | None  # the original channel index of each map
@@ -189,7 +189,7 @@ class SlideDeck:
             fm = feature_maps(t, order="mean", limit=self.maps_per_branch) if t is not None and t.dim() == 4 else None
             step = node.branch_steps[k] if k < len(node.branch_steps) else None
             branches.append(BranchSlide(
-                index=k, label=spec.label, layers=tuple(layer.describe() for layer in spec.all_layers()),
+                index=k, label=spec.label, layers=describe_layers(spec),
                 out_shape=self._shape(step),
                 maps=None if fm is None else fm.maps, channels=None if fm is None else fm.channels,
                 energy_share=stats[k].energy_share if k in stats else None,
@@ -208,6 +208,15 @@ class SlideDeck:
         cats = self.categories or []
         return tuple((cats[i] if i < len(cats) else f"class {i}", float(v))
                      for v, i in zip(values.tolist(), indices.tolist()))
+
+
+def describe_layers(branch) -> tuple[str, ...]:
+    """A branch's layers in order; where it splits again (Inception v3's 1×3 ‖ 3×1) the parallel paths
+    are one item, "(1×3 conv, 384 ‖ 3×1 conv, 384)", so that a chain never reads as if they were in series."""
+    parts = [layer.describe() for layer in branch.layers]
+    if branch.parallel:
+        parts.append("(" + " ‖ ".join(" → ".join(describe_layers(b)) for b in branch.parallel) + ")")
+    return tuple(parts + [layer.describe() for layer in branch.tail])
 
 
 def next_position(deck: SlideDeck, pos: Position, flow: bool) -> Position:

@@ -215,9 +215,9 @@ class DataflowView(QWidget):
         self._box(p, join_box, f.bold, join_text, merge_lit)
         for k, (b, pr) in enumerate(zip(s.branches, panels)):
             state = "lit" if lit_k == k else ("dim" if lit_k is not None and k > lit_k else "normal")
-            self._branch(p, pr, f, b, state)
+            self._branch(p, pr, f, b, state, s.merge)
 
-    def _branch(self, p: QPainter, r: QRectF, f: SlideFonts, b, state: str) -> None:
+    def _branch(self, p: QPainter, r: QRectF, f: SlideFonts, b, state: str, merge: str | None = None) -> None:
         fm = QFontMetricsF(f.body)
         lh = fm.height()
         colour = QColor(branch_color(b.index))
@@ -239,7 +239,8 @@ class DataflowView(QWidget):
         p.setClipRect(QRectF(inner.left(), inner.top() + lh, inner.width(), layers_h))
         p.drawText(QRectF(inner.left(), inner.top() + lh, inner.width(), layers_h), flags, layers)
         p.restore()
-        shares = [f"energy {fmt_fraction(b.energy_share)}"]
+        # Added branches can cancel (and a ReLU may follow the add): each one's energy can exceed the output's.
+        shares = [f"energy {fmt_fraction(b.energy_share)}" + (" of output" if merge == "add" else "")]
         if b.attribution_share is not None:
             shares.append(f"attribution {fmt_fraction(b.attribution_share)}")
         share_h = lh * len(shares)

@@ -225,3 +225,10 @@ def test_first_slide_is_the_preprocessed_input_and_last_the_top5(tmp_path):
     # Without the classifier's result, the deck reads the same top-5 off the capture's logits.
     bare = SlideDeck(graph, out.capture, out.rgb, categories=cats)
     assert [label for label, _ in bare.slide(len(bare) - 1).top] == [cats[i] for i in indices.tolist()]
+
+
+def test_a_split_branch_reads_as_parallel_paths(graph_of):
+    from explorer.core.dataflow import describe_layers
+
+    branch = graph_of("inception_v3").node("Mixed_7b").branches[1]
+    assert describe_layers(branch) == ("1×1 conv, 384", "(1×3 conv, 384 ‖ 3×1 conv, 384)")
