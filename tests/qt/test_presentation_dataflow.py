@@ -154,3 +154,37 @@ def test_flow_mode_lights_branches_then_the_join_and_a_new_image_keeps_the_slide
     qtbot.keyClick(w.view, Qt.Key.Key_D)
     assert p.showing_dataflow() and v.slide.name == "inception3b"
     p.leave()
+
+
+def test_an_opened_resnet_gets_residual_slides(make_window, qtbot, pictures, counting):
+    """Any opened CNN: torchvision's resnet18 by name, its residual blocks as two-branch slides joined by add."""
+    from tests.qt.conftest import GRAPH_TIMEOUT_MS
+
+    w = make_window()
+    qtbot.waitUntil(lambda: ready(w), timeout=TIMEOUT_MS)
+    with qtbot.waitSignals([w.model_opened, w.model_loaded], timeout=GRAPH_TIMEOUT_MS, order="strict"):
+        w.open_model("torchvision:resnet18")
+    qtbot.waitUntil(lambda: ready(w) and w.images.capture_model.graph_name == w.graph.name, timeout=TIMEOUT_MS)
+    shown = show(w, qtbot, pictures[0])
+    p = w.presentation
+    p.enter()
+    assert p.deck.names() == ["input", *[f"layer{i}.{j}" for i in range(1, 5) for j in range(2)], "top-5"]
+    counting.clear()
+    for _ in range(len(p.deck) - 1):
+        qtbot.keyClick(p.slide_view, Qt.Key.Key_Right)
+        p.slide_view.repaint()
+    assert counting == []
+    s = p.deck.slide(p.deck.index_of("layer2.0"))
+    assert s.merge == "add" and len(s.branches) == 2 and s.out_shape == (128, 28, 28) and s.in_shape == (64, 56, 56)
+    seen = {}
+    block = w.loaded.module.get_submodule("layer2.0")
+    h = block.downsample.register_forward_hook(lambda m, i, o: seen.update(short=o[0].clone()))
+    with torch.no_grad():
+        w.loaded.module.eval()(shown.x.detach().cpu().float().contiguous())
+    h.remove()
+    t = seen["short"]
+    b = s.branches[1]
+    top = t.mean(dim=(1, 2)).topk(len(b.channels)).indices
+    assert b.channels.tolist() == top.tolist()
+    np.testing.assert_allclose(b.maps, t[top].numpy(), rtol=1e-3, atol=1e-4 * float(t.abs().max()) + 1e-7)
+    p.leave()
