@@ -15,13 +15,13 @@ before moving to the neighbouring slide.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # torch is imported when a deck is built, not when the window imports this module
+    import numpy as np
 
-from explorer.core.activations import branch_stats, feature_maps
-from explorer.core.blockgraph import BlockGraph
-from explorer.core.capture import Capture
+    from explorer.core.blockgraph import BlockGraph
+    from explorer.core.capture import Capture
 
 #: Feature maps drawn inside each branch unless the user asks for another number.
 DEFAULT_MAPS = 4
@@ -172,6 +172,8 @@ class SlideDeck:
         return self._shape(self.graph.node(preds[0]).output_step) if len(preds) == 1 else None
 
     def _build(self, index: int) -> Slide:
+        from explorer.core.activations import branch_stats, feature_maps
+
         if index == 0:
             h, w = self.rgb.shape[:2]
             return Slide(kind="input", index=0, title="The input as the network sees it", name="input",
