@@ -109,6 +109,15 @@ def test_dataflow_slides_step_through_the_image_without_a_forward(make_window, q
         assert_real_maps(deck.slide(deck.index_of(name)), module, xin)
     # Text is readable from the back of the hall.
     assert min(f.pointSizeF() for f in p.slide_view.fonts().all()) >= 18
+    # Branch shares computed during the talk: each branch's share of the attribution joins its energy.
+    from explorer.core.dataflow import Position
+
+    p.go_slide(Position(deck.index_of("inception4e"), 0))
+    assert all(b.attribution_share is None for b in p.slide_view.slide.branches)
+    with qtbot.waitSignal(w.images.shares.shares_ready, timeout=TIMEOUT_MS):
+        w.images.shares.compute()
+    expected = w.images.shares.shares["inception4e"]
+    assert [b.attribution_share for b in p.slide_view.slide.branches] == pytest.approx(expected)
     qtbot.keyClick(p.slide_view, Qt.Key.Key_Escape)
     assert not p.active and w.view.isVisible() and not p.slide_view.isVisible()
 
