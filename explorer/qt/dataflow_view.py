@@ -26,6 +26,8 @@ from explorer.qt.result_view import array_to_qimage
 
 #: No text on a slide is smaller than this (points): readable from the back of a lecture hall.
 MIN_POINTS = 18.0
+#: Branches narrower than this many average characters go into rows instead of one row of columns.
+MIN_COLUMN_EMS = 14
 FEATURE_COLORMAP = "inferno"
 BACKGROUND = QColor(12, 12, 14)
 TEXT = QColor(240, 240, 240)
@@ -187,10 +189,17 @@ class DataflowView(QWidget):
         in_box = self._centred_box(r.center().x(), r.top(), f, in_text, box_h)
         panels_top = in_box.bottom() + lh * 1.2
         join_box_top = r.bottom() - box_h
-        panels_bottom = join_box_top - lh * 2.3  # room for the shape under each branch, then its edge
         gap = max(10.0, r.width() * 0.012)
-        col_w = (r.width() - gap * (n - 1)) / n
-        panels = [QRectF(r.left() + k * (col_w + gap), panels_top, col_w, panels_bottom - panels_top)
+        # More branches than fit side by side at a readable width (DenseNet's 6 to 32 layers): rows of
+        # them, each branch's shape inside its panel, one edge in and one out of the whole grid.
+        cols = max(1, min(n, int((r.width() + gap) // (MIN_COLUMN_EMS * fm.averageCharWidth() + gap))))
+        rows = math.ceil(n / cols)
+        cols = math.ceil(n / rows)
+        grid = rows > 1
+        panels_bottom = join_box_top - (lh * 1.2 if grid else lh * 2.3)  # room for the shapes under the branches
+        col_w = (r.width() - gap * (cols - 1)) / cols
+        row_h = (panels_bottom - panels_top - gap * (rows - 1)) / rows
+        panels = [QRectF(r.left() + (k % cols) * (col_w + gap), panels_top + (k // cols) * (row_h + gap), col_w, row_h)
                   for k in range(n)]
         word = {"cat": "concatenate", "add": "add"}.get(s.merge or "", s.merge or "join")
         channels = " + ".join(str(b.out_shape[0]) if b.out_shape else "?" for b in s.branches)
@@ -202,7 +211,12 @@ class DataflowView(QWidget):
         merge_lit = lit is not None and lit[0] == "merge"
         lit_k = lit[1] if lit is not None and lit[0] == "branch" else None
         # Edges first, under the boxes.
-        for k, (b, pr) in enumerate(zip(s.branches, panels)):
+        if grid:
+            self._edge(p, QPointF(in_box.center().x(), in_box.bottom()), QPointF(r.center().x(), panels_top),
+                       LIT if lit_k is not None else EDGE, 4 if lit_k is not None else 2)
+            self._edge(p, QPointF(r.center().x(), panels_bottom), QPointF(join_box.center().x(), join_box.top()),
+                       LIT if merge_lit else EDGE, 4 if merge_lit else 2)
+        for k, (b, pr) in enumerate(zip(s.branches, panels) if not grid else ()):
             on_in = lit_k == k
             self._edge(p, QPointF(in_box.center().x(), in_box.bottom()), QPointF(pr.center().x(), pr.top()),
                        LIT if on_in else EDGE, 4 if on_in else 2)
@@ -213,11 +227,17 @@ class DataflowView(QWidget):
                        LIT if merge_lit else EDGE, 4 if merge_lit else 2)
         self._box(p, in_box, f.bold, in_text, lit_k is not None)
         self._box(p, join_box, f.bold, join_text, merge_lit)
+        if grid:
+            legend = "each branch: shape · energy" + (" · attribution" if any(
+                b.attribution_share is not None for b in s.branches) else "")
+            self._text(p, QRectF(r.left(), join_box.top(), join_box.left() - r.left() - 10, join_box.height()), f.body,
+                       MUTED, legend, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         for k, (b, pr) in enumerate(zip(s.branches, panels)):
             state = "lit" if lit_k == k else ("dim" if lit_k is not None and k > lit_k else "normal")
-            self._branch(p, pr, f, b, state, s.merge)
+            self._branch(p, pr, f, b, state, s.merge, shape_inside=grid)
 
-    def _branch(self, p: QPainter, r: QRectF, f: SlideFonts, b, state: str, merge: str | None = None) -> None:
+    def _branch(self, p: QPainter, r: QRectF, f: SlideFonts, b, state: str, merge: str | None = None,
+                shape_inside: bool = False) -> None:
         fm = QFontMetricsF(f.body)
         lh = fm.height()
         colour = QColor(branch_color(b.index))
@@ -233,7 +253,7 @@ class DataflowView(QWidget):
         p.setFont(f.body)
         flags = int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop) | int(Qt.TextFlag.TextWordWrap)
         need = fm.boundingRect(QRectF(0, 0, inner.width(), 10 * lh), flags, layers).height()
-        layers_h = min(need, 3 * lh)
+        layers_h = min(need, 3 * lh) if r.height() >= 7 * lh else 0.0  # a small panel keeps its maps
         p.setPen(MUTED)
         p.save()
         p.setClipRect(QRectF(inner.left(), inner.top() + lh, inner.width(), layers_h))
@@ -241,6 +261,10 @@ class DataflowView(QWidget):
         p.restore()
         # Added branches can cancel (and a ReLU may follow the add): each one's energy can exceed the output's.
         shares = [f"energy {fmt_fraction(b.energy_share)}" + (" of output" if merge == "add" else "")]
+        if shape_inside:  # a small panel: the legend beside the join says what the two numbers are
+            shares = [f"{fmt_shape(b.out_shape)} · {fmt_fraction(b.energy_share)}"]
+            if b.attribution_share is not None:
+                shares[0] += f" · {fmt_fraction(b.attribution_share)}"
         if b.attribution_share is not None:
             shares.append(f"attribution {fmt_fraction(b.attribution_share)}")
         share_h = lh * len(shares)
