@@ -179,6 +179,7 @@ def main() -> int:
     if args.shots:
         named_shots(args.shots)
     elif args.presentation:
+        window.presentation.dataflow_wanted = False  # the graph slides (the sample photo may arrive meanwhile)
         window.presentation.enter()
         settle()
         window.presentation.go(0)

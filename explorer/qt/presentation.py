@@ -11,7 +11,9 @@ An image dropped while presenting replaces the slides' content in place, on the 
 Esc restores the window as it was: its geometry, its docks' sizes and which of their tabs was raised.
 
 What it reads of the window: graph, trace, expanded, view, caption, weights_bar, banner, notice,
-chrome_widgets(), set_presentation_style(), redraw(), spec_title(), and its QDockWidget children.
+chrome_widgets(), set_presentation_style(), redraw(), spec_title(), and its QDockWidget children; for
+data-flow slides also state (shown_image), loaded, settings, images.shares, and the view's parent page,
+where the slide view takes the graph's place.
 
 Signals
 -------
