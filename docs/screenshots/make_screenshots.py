@@ -19,7 +19,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 #: Shots that can be made on their own, by name (each saves NAME.png).
-NAMED_SHOTS = ("compare_window", "compare_factorisation", "open_model_resnet18")
+NAMED_SHOTS = ("compare_window", "compare_factorisation", "open_model_resnet18", "dataflow_slide",
+               "dataflow_flow_step", "graph_thumbnails")
+#: The shots that walk the sample photo through the network (they wait for it to be classified).
+IMAGE_SHOTS = ("dataflow_slide", "dataflow_flow_step", "graph_thumbnails")
 
 
 def main() -> int:
@@ -108,7 +111,37 @@ def main() -> int:
             print("comparison failed:", failed[0])
         settle()
 
+    def sample_shown():
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and (window.images is None or window.images.classify.shown is None):
+            wait(None, 500)
+
     def named_shots(names):
+        if any(n in names for n in IMAGE_SHOTS):
+            sample_shown()
+        if "dataflow_slide" in names or "dataflow_flow_step" in names:
+            p = window.presentation
+            p.enter()
+            settle()
+            p.go_slide(type(p.position)(p.deck.index_of("inception4a"), 0))
+            if "dataflow_slide" in names:
+                shot("dataflow_slide.png")
+            if "dataflow_flow_step" in names:
+                p.go_slide(type(p.position)(p.deck.index_of("inception3b"), 0))
+                p.toggle_flow()
+                p.next()
+                p.next()  # the third branch lit; the first two already passed, the fourth still to come
+                shot("dataflow_flow_step.png")
+            p.leave()
+            settle()
+        if "graph_thumbnails" in names:
+            window.state.thumbnails = True
+            window.resizeDocks([window.images.classify_dock], [230], Qt.Orientation.Vertical)
+            window.view.select("inception4a")
+            window.view.set_zoom(1.0)
+            window.view.centerOn(window.view.boxes["inception4a"])
+            shot("graph_thumbnails.png")
+            window.state.thumbnails = False
         if "compare_window" in names or "compare_factorisation" in names:
             from PySide6.QtWidgets import QAbstractItemView
 
@@ -146,6 +179,7 @@ def main() -> int:
     if args.shots:
         named_shots(args.shots)
     elif args.presentation:
+        window.presentation.dataflow_wanted = False  # the graph slides (the sample photo may arrive meanwhile)
         window.presentation.enter()
         settle()
         window.presentation.go(0)

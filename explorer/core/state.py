@@ -152,6 +152,7 @@ class ExplorerState(State):
     presenting = StateProperty(False, "Whether presentation mode is on.")
     overlay = StateProperty("none", "What the graph's boxes are coloured by: a key of explorer.core.overlay.QUANTITIES.")
     block_times = StateProperty(None, "The BlockTimes last measured for the current model (its size and device).")
+    thumbnails = StateProperty(False, "Whether the graph's boxes show the strongest feature map of the image on screen.")
     branch_evidence = StateProperty(None, "The BranchEvidence of the image on screen (per-branch |gradient × "
                                     "activation|), once computed; cleared with the image and the model.")
 

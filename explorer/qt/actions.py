@@ -69,7 +69,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
 
 #: Keys of presentation mode, for the shortcut list (the mode owns them while it is on).
 PRESENTATION_KEYS = (("→, Space, Page Down, ↓", "next block"), ("←, Backspace, Page Up, ↑", "previous block"),
-                     ("Home", "first block"), ("Esc", "leave presentation mode"))
+                     ("Home", "first block"), ("F", "flow mode: light the branches, then the join, one key at a time"),
+                     ("+, −", "more or fewer feature maps per branch"),
+                     ("D", "data-flow slides of the image on screen, or graph slides"),
+                     ("Esc", "leave presentation mode"))
 
 
 def _sequences(shortcut) -> list[QKeySequence]:

@@ -6,7 +6,8 @@ box_selected(str)      key of the selected box ("" when the selection is cleared
 box_activated(str)     key of a double-clicked box or frame (expand / collapse)
 
 An overlay (`set_overlay`) fills the boxes of graph nodes with a colour of explorer.core.overlay's
-palette and shows its legend in the view's top-right corner.
+palette and shows its legend in the view's top-right corner. Thumbnails (`set_thumbnails`) put a small
+feature map beside each node's box, on its left.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PySide6.QtGui import (
     QFont,
     QFontInfo,
     QFontMetricsF,
+    QImage,
     QLinearGradient,
     QPainter,
     QPainterPath,
@@ -309,6 +311,41 @@ class EdgeItem(QGraphicsItem):
             painter.drawText(self.label_rect, align | Qt.AlignmentFlag.AlignVCenter, self.edge.label)
 
 
+#: Colormap of the thumbnails (the data-flow slides' too).
+THUMBNAIL_COLORMAP = "inferno"
+#: Gap between a box and its thumbnail, scene units.
+THUMBNAIL_GAP = 6.0
+
+
+class ThumbnailItem(QGraphicsItem):
+    """A feature map beside a box, on its left (auxiliary heads branch off to the right), square and as
+    tall as the box, drawn with visible pixels."""
+
+    def __init__(self, image: QImage, box: Box):
+        super().__init__()
+        self.image, self.side = image, box.h
+        self.setPos(box.x - THUMBNAIL_GAP - self.side, box.y)
+        self.setZValue(2)
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(0, 0, self.side, self.side)
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+        painter.drawImage(self.boundingRect(), self.image)
+
+
+def thumbnail_image(map01) -> QImage:
+    """A (H, W) map scaled to 0..1 as a coloured QImage."""
+    import numpy as np
+    import pyqtgraph as pg
+
+    lut = pg.colormap.get(THUMBNAIL_COLORMAP).getLookupTable(0.0, 1.0, 256, alpha=False)
+    rgb = np.ascontiguousarray(lut[(np.clip(map01, 0, 1) * 255).round().astype(np.uint8)])
+    h, w, _ = rgb.shape
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
 class GraphView(QGraphicsView):
     """Draws a Diagram; wheel or Ctrl+=/- zooms, dragging pans, double-click expands or collapses."""
 
@@ -335,6 +372,8 @@ class GraphView(QGraphicsView):
         self.edges: list[EdgeItem] = []
         self._placeholder = None
         self.overlay_values: dict[str, float] | None = None
+        self.thumbnail_images: dict[str, QImage] = {}  # node -> its coloured map
+        self.thumbnails: dict[str, ThumbnailItem] = {}
         self.legend_widget = OverlayLegend(self)
         self.scene().selectionChanged.connect(self._on_selection)
 
@@ -360,6 +399,7 @@ class GraphView(QGraphicsView):
         self.scene().clear()
         self.scene().blockSignals(False)
         self.boxes, self.frames, self.edges, self._placeholder = {}, {}, [], None
+        self.thumbnails = {}
         self.diagram = None
 
     def set_diagram(self, diagram: Diagram, theme: Theme, kinds: dict[str, str] | None = None,
@@ -384,6 +424,7 @@ class GraphView(QGraphicsView):
         m = 40.0
         scene.setSceneRect(QRectF(-m, -m, diagram.width + 2 * m, diagram.height + 2 * m))
         self._apply_overlay()
+        self._apply_thumbnails()
         if selected and selected in self.boxes:
             scene.blockSignals(True)
             self.boxes[selected].setSelected(True)
@@ -405,6 +446,24 @@ class GraphView(QGraphicsView):
                 item.set_overlay(None) if item.overlay_fill is not None else None
             else:
                 item.set_overlay(QColor(*legend.colour(v)), f"{legend.title}: {legend.text(v)}")
+
+    def set_thumbnails(self, maps: dict | None) -> None:
+        """Show each node's map (H, W scaled to 0..1) beside its box; None removes them. Kept across redraws."""
+        self.thumbnail_images = {} if maps is None else {n: thumbnail_image(m) for n, m in maps.items()}
+        self._apply_thumbnails()
+
+    def _apply_thumbnails(self) -> None:
+        for item in self.thumbnails.values():
+            self.scene().removeItem(item)
+        self.thumbnails = {}
+        for item in self.boxes.values():
+            b = item.box
+            image = self.thumbnail_images.get(b.node) if b.role in ("node", "header") else None
+            if image is not None:
+                thumb = ThumbnailItem(image, b)
+                thumb.setToolTip(f"{b.node}: the strongest feature map of the image on screen")
+                self.scene().addItem(thumb)
+                self.thumbnails[b.node] = thumb
 
     def _place_legend(self) -> None:
         lw = self.legend_widget

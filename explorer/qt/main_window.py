@@ -59,6 +59,7 @@ from explorer.qt.graph_view import GraphView, TextMeasure
 from explorer.diagram.layout import Style, build_diagram, layout_diagram
 from explorer.qt.model_menu import ModelMenu
 from explorer.qt.overlay_menu import OverlayMenu
+from explorer.qt.thumbnails import ThumbnailMenu
 from explorer.qt.panels import MAX_BATCH, MAX_SIDE, Banner, DetailsPanel, InputSizeControl, WeightsBar
 from explorer.qt.presentation import Presentation
 from explorer.qt.status_line import StatusLine
@@ -341,6 +342,7 @@ class MainWindow(QMainWindow):
         v.addAction(self.toolbar.toggleViewAction())
         v.addSeparator()
         self.overlay_menu = OverlayMenu(self, v)
+        self.thumbnails = ThumbnailMenu(self, v)
         v.addSeparator()
         self.view_menu = v
         self.model_menu = self.menus["&Model"]
