@@ -129,6 +129,12 @@ def _totals(trace: ShapeTrace) -> list[str]:
     ]
 
 
+#: The shape trace as a table (columns, rows of text, totals): what the text exports and the handout show.
+TRACE_COLUMNS = _COLUMNS
+trace_rows = _rows
+trace_totals = _totals
+
+
 def trace_to_csv(graph: BlockGraph, trace: ShapeTrace) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

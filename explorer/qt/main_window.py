@@ -1003,12 +1003,14 @@ class MainWindow(QMainWindow):
     def export_svg(self, path: str | Path) -> Path:
         from explorer.qt.exporters import SvgExporter
 
-        return SvgExporter(self.view.scene(), f"{self.spec_title()} block graph").export(path)
+        lw = self.view.legend_widget  # the overlay's legend, when one is on
+        return SvgExporter(self.view.scene(), f"{self.spec_title()} block graph", lw.legend, lw.font()).export(path)
 
     def export_png(self, path: str | Path, scale: float = 2.0) -> Path:
         from explorer.qt.exporters import PngExporter
 
-        return PngExporter(self.view.scene()).export(path, scale)
+        lw = self.view.legend_widget
+        return PngExporter(self.view.scene(), lw.legend, lw.font()).export(path, scale)
 
     def export_svg_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export graph as SVG", f"{self._file_stem()}.svg", "SVG (*.svg)")
