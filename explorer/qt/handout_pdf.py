@@ -55,25 +55,26 @@ def print_theme(scale: float = 1.0):
                  base, bold, small, line_width=1.2, scale=1.0)
 
 
-def record_drawings(handout: Handout, overlay=None) -> dict[str, tuple[QPicture, QSizeF]]:
-    """Each drawing of `handout` as a QPicture and its size, drawn by the graph view's own items (UI thread).
-    overlay: an explorer.core.overlay.Overlay whose colours the whole graph's boxes take."""
+def record_drawings(graph, trace, drawings: tuple[GraphDrawing, ...], overlay=None
+                    ) -> dict[str, tuple[QPicture, QSizeF]]:
+    """Each of `drawings` of `graph` (shapes from `trace`) as a QPicture and its size, drawn by the graph
+    view's own items (UI thread). overlay: (values by node, Legend) the whole graph's boxes are coloured by."""
     from explorer.diagram.layout import Style, build_diagram, layout_diagram
     from explorer.qt.exporters import uncached
     from explorer.qt.graph_view import GraphView, TextMeasure
 
     theme = print_theme()
     style = Style()
-    kinds = {n.name: n.kind for n in handout.graph.nodes()}
+    kinds = {n.name: n.kind for n in graph.nodes()}
     view = GraphView()
     out: dict[str, tuple[QPicture, QSizeF]] = {}
     try:
-        for d in handout.drawings:
-            diagram = build_diagram(handout.graph, handout.trace, set(d.expanded), TextMeasure(theme), style)
+        for d in drawings:
+            diagram = build_diagram(graph, trace, set(d.expanded), TextMeasure(theme), style)
             layout_diagram(diagram, style)
             view.set_diagram(diagram, theme, kinds)
             if overlay is not None and d.focus is None:
-                view.set_overlay(overlay.values, overlay.legend)
+                view.set_overlay(*overlay)
             else:
                 view.set_overlay(None)
             scene = view.scene()
@@ -88,8 +89,8 @@ def record_drawings(handout: Handout, overlay=None) -> dict[str, tuple[QPicture,
             if overlay is not None and d.focus is None:
                 from explorer.qt.graph_view import legend_size, paint_legend
 
-                size = legend_size(overlay.legend, theme.font)
-                paint_legend(p, QRectF(QPointF(source.width() - size.width() - 8, 8), size), overlay.legend,
+                size = legend_size(overlay[1], theme.font)
+                paint_legend(p, QRectF(QPointF(source.width() - size.width() - 8, 8), size), overlay[1],
                              theme.font, QColor("white"), QColor("black"), QColor(95, 95, 95), QColor(95, 95, 95))
             p.end()
             out[d.key] = (pic, QSizeF(source.width(), source.height()))
@@ -341,8 +342,10 @@ def write_pdf(handout: Handout, drawings: dict[str, tuple[QPicture, QSizeF]], pa
     Written to a temporary file beside `path` and renamed: a failure or a cancel leaves no file."""
     path = Path(path)
     if path.is_dir():
-        raise OSError(f"{path} is a folder")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".pdf.part", dir=path.parent if str(path.parent) else ".")
+        raise OSError(f"cannot write {path}: it is a folder")
+    if not path.parent.is_dir():
+        raise OSError(f"cannot write {path}: no folder {path.parent}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".pdf.part", dir=path.parent)
     os.close(fd)
     try:
         writer = QPdfWriter(tmp)

@@ -1026,6 +1026,20 @@ class MainWindow(QMainWindow):
         if path:
             self._export(lambda: self.export_png(path, scale))
 
+    def export_handout_dialog(self) -> None:
+        """File → Export handout…: a PDF of the model (and the image on screen), written in a worker."""
+        path, _ = QFileDialog.getSaveFileName(self, "Export handout", f"{self._file_stem()}_handout.pdf", "PDF (*.pdf)")
+        if path:
+            self.export_handout(path)
+
+    def export_handout(self, path: str | Path, blocks: list[str] | None = None):
+        """Start writing the handout to `path` (see explorer.qt.handout_export); the job, or None."""
+        from explorer.qt.handout_export import HandoutExport
+
+        if getattr(self, "handout_export", None) is None:
+            self.handout_export = HandoutExport(self)
+        return self.handout_export.start(path, blocks)
+
     def _file_stem(self) -> str:
         """The model's name as a file name ("torchvision:resnet18" → "torchvision_resnet18")."""
         name = self.model_name or "graph"
