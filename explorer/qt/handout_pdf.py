@@ -29,7 +29,7 @@ MARGIN_MM = 14.0
 #: Type sizes (points) of the page heading, body text and tables.
 TITLE_PT, BODY_PT, TABLE_PT, SMALL_PT = 15.0, 9.5, 7.5, 7.0
 #: The smallest scale the graph is drawn at before it is split across pages.
-MIN_GRAPH_SCALE = 0.55
+MIN_GRAPH_SCALE = 0.5
 
 
 def ensure_app() -> QApplication:
@@ -55,10 +55,25 @@ def print_theme(scale: float = 1.0):
                  base, bold, small, line_width=1.2, scale=1.0)
 
 
+def _cuts(view, source: QRectF) -> tuple[float, ...]:
+    """Heights (from the drawing's top) where a horizontal cut crosses no box, frame or edge label: where a
+    tall drawing may be split into columns or pages."""
+    spans = [it.sceneBoundingRect() for it in (*view.boxes.values(), *view.frames.values())]
+    spans += [e.mapRectToScene(e.label_rect) for e in view.edges if not e.label_rect.isEmpty()]
+    spans = sorted((r.top() - source.top(), r.bottom() - source.top()) for r in spans)
+    cuts, end = [], None
+    for top, bottom in spans:
+        if end is not None and top > end + 2:
+            cuts.append((end + top) / 2)
+        end = bottom if end is None else max(end, bottom)
+    return tuple(cuts)
+
+
 def record_drawings(graph, trace, drawings: tuple[GraphDrawing, ...], overlay=None
-                    ) -> dict[str, tuple[QPicture, QSizeF]]:
-    """Each of `drawings` of `graph` (shapes from `trace`) as a QPicture and its size, drawn by the graph
-    view's own items (UI thread). overlay: (values by node, Legend) the whole graph's boxes are coloured by."""
+                    ) -> dict[str, tuple[QPicture, QSizeF, tuple[float, ...]]]:
+    """Each of `drawings` of `graph` (shapes from `trace`) as a QPicture, its size and where it may be cut,
+    drawn by the graph view's own items (UI thread). overlay: (values by node, Legend) the whole graph's
+    boxes are coloured by."""
     from explorer.diagram.layout import Style, build_diagram, layout_diagram
     from explorer.qt.exporters import uncached
     from explorer.qt.graph_view import GraphView, TextMeasure
@@ -78,7 +93,7 @@ def record_drawings(graph, trace, drawings: tuple[GraphDrawing, ...], overlay=No
             else:
                 view.set_overlay(None)
             scene = view.scene()
-            source = scene.sceneRect()
+            source = scene.itemsBoundingRect().adjusted(-6, -6, 6, 6)  # the scene's own margin is wasted on paper
             if d.focus is not None and d.focus in view.frames:
                 source = view.frames[d.focus].sceneBoundingRect().adjusted(-12, -12, 12, 12)
             pic = QPicture()
@@ -93,7 +108,7 @@ def record_drawings(graph, trace, drawings: tuple[GraphDrawing, ...], overlay=No
                 paint_legend(p, QRectF(QPointF(source.width() - size.width() - 8, 8), size), overlay[1],
                              theme.font, QColor("white"), QColor("black"), QColor(95, 95, 95), QColor(95, 95, 95))
             p.end()
-            out[d.key] = (pic, QSizeF(source.width(), source.height()))
+            out[d.key] = (pic, QSizeF(source.width(), source.height()), _cuts(view, source))
     finally:
         view.deleteLater()
     return out
@@ -180,29 +195,35 @@ class _Pages:
         self.y += r.height() + gap
 
 
-def _column_widths(natural: list[float], avail: float) -> list[float]:
-    """Natural widths, the widest capped at one level (water-filling) so that they add up to `avail`."""
+def _column_widths(natural: list[float], least: list[float], avail: float) -> list[float]:
+    """Natural widths, the widest capped at one level (water-filling) so that they add up to `avail`; never
+    below `least` (a column's longest word: words wrap, they are not cut)."""
     if sum(natural) <= avail:
         return natural
     lo, hi = 0.0, max(natural)
     for _ in range(40):
         cap = (lo + hi) / 2
-        if sum(min(w, cap) for w in natural) > avail:
+        if sum(max(m, min(w, cap)) for w, m in zip(natural, least)) > avail:
             hi = cap
         else:
             lo = cap
-    return [min(w, lo) for w in natural]
+    return [max(m, min(w, lo)) for w, m in zip(natural, least)]
 
 
 def _table(pg: _Pages, t: Table) -> None:
     p = pg.p
-    font, bold = _font(TABLE_PT), _font(TABLE_PT, True)
-    fm, fmb = QFontMetricsF(font), QFontMetricsF(bold)
-    pad = 4.0
     n = len(t.columns)
-    natural = [max([fmb.horizontalAdvance(c) for c in [t.columns[j]]]
-                   + [fm.horizontalAdvance(r[j]) for r in t.rows if j < len(r)]) + 2 * pad + 1 for j in range(n)]
-    widths = _column_widths(natural, pg.width)
+    pad = 4.0
+    for pt in (TABLE_PT, TABLE_PT - 0.5, TABLE_PT - 1, TABLE_PT - 1.5):  # smaller type before cut words
+        font, bold = _font(pt), _font(pt, True)
+        fm, fmb = QFontMetricsF(font), QFontMetricsF(bold)
+        cells = [[(fmb, t.columns[j])] + [(fm, r[j]) for r in t.rows if j < len(r)] for j in range(n)]
+        natural = [max(m.horizontalAdvance(c) for m, c in col) + 2 * pad + 1 for col in cells]
+        least = [max(m.horizontalAdvance(w) for m, c in col for w in (c.split() or [""])) + 2 * pad + 1
+                 for col in cells]
+        if sum(least) <= pg.width:
+            break
+    widths = _column_widths(natural, least, pg.width)
     xs = [sum(widths[:j]) for j in range(n)]
     wrap = int(Qt.TextFlag.TextWordWrap)
 
@@ -246,29 +267,67 @@ def _table(pg: _Pages, t: Table) -> None:
     pg.y += 6
 
 
-def _drawing(pg: _Pages, picture: QPicture, size: QSizeF) -> None:
-    """The recorded graph at the page's width (never enlarged); when it would be drawn smaller than
-    MIN_GRAPH_SCALE to fit the page, it runs on over further pages."""
+def _slices(height: float, cuts: tuple[float, ...], n: int) -> list[tuple[float, float]]:
+    """`n` vertical slices of a drawing `height` tall, cut at the allowed heights nearest equal parts."""
+    bounds = [0.0]
+    for k in range(1, n):
+        target = height * k / n
+        later = [c for c in cuts if c > bounds[-1] + 1]
+        if not later:
+            break
+        bounds.append(min(later, key=lambda c: abs(c - target)))
+    bounds.append(height)
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _play(pg: _Pages, picture: QPicture, x: float, y: float, scale: float, top: float, bottom: float,
+          width: float) -> None:
+    """Draw rows `top`..`bottom` of the recorded drawing at (x, y) on the page, `scale` page units per unit."""
     p = pg.p
-    scale = min(1.0, pg.width / size.width())
-    if size.height() * scale > pg.room():
-        fit = pg.room() / size.height()
-        scale = max(min(scale, fit), min(scale, MIN_GRAPH_SCALE))
+    p.save()
+    p.setClipRect(QRectF(x, y, width * scale, (bottom - top) * scale))
+    p.translate(x, y - top * scale)
+    p.scale(scale, scale)
+    picture.play(p)
+    p.restore()
+
+
+def _drawing(pg: _Pages, picture: QPicture, size: QSizeF, cuts: tuple[float, ...]) -> None:
+    """The recorded graph as large as fits (never enlarged): in one column, else in up to four side by side
+    (cut only between boxes); too tall even so, it runs on over further pages at MIN_GRAPH_SCALE."""
+    gap = 18.0
+    best = None
+    for n in range(1, 5):
+        slices = _slices(size.height(), cuts, n)
+        tallest = max(b - a for a, b in slices)
+        scale = min(1.0, (pg.width - gap * (len(slices) - 1)) / (len(slices) * size.width()), pg.room() / tallest)
+        if best is None or scale > best[0] * 1.05:
+            best = (scale, slices)
+    scale, slices = best
+    if scale >= MIN_GRAPH_SCALE or len(cuts) == 0:
+        col = size.width() * scale
+        x0 = (pg.width - len(slices) * col - gap * (len(slices) - 1)) / 2
+        for k, (a, b) in enumerate(slices):
+            x = x0 + k * (col + gap)
+            _play(pg, picture, x, pg.y, scale, a, b, size.width())
+            if k:
+                pg.p.setPen(QPen(QColor(190, 190, 190), 0.8, Qt.PenStyle.DashLine))
+                pg.p.drawLine(QPointF(x - gap / 2, pg.y), QPointF(x - gap / 2, pg.y + (b - a) * scale))
+        pg.y += max(b - a for a, b in slices) * scale + 8
+        return
+    # Page after page, one column each, cut between boxes.
+    scale = min(1.0, pg.width / size.width(), max(MIN_GRAPH_SCALE, scale))
     x0 = (pg.width - size.width() * scale) / 2
-    top = 0.0  # drawing units already placed
-    while True:
-        avail = pg.room() / scale
-        p.save()
-        p.setClipRect(QRectF(x0, pg.y, size.width() * scale, avail * scale))
-        p.translate(x0, pg.y - top * scale)
-        p.scale(scale, scale)
-        picture.play(p)
-        p.restore()
-        if top + avail >= size.height():
-            pg.y += (size.height() - top) * scale + 8
-            return
-        top += avail
-        pg.new_page(continued=True)
+    top = 0.0
+    while top < size.height():
+        limit = top + pg.room() / scale
+        fits = [c for c in cuts if top < c <= limit]
+        bottom = size.height() if limit >= size.height() else (fits[-1] if fits else limit)
+        _play(pg, picture, x0, pg.y, scale, top, bottom, size.width())
+        pg.y += (bottom - top) * scale + 8
+        top = bottom
+        if top < size.height():
+            pg.new_page(continued=True)
 
 
 def _pictures(pg: _Pages, pics: tuple[Picture, ...], max_height: float = 300.0) -> None:
