@@ -171,7 +171,8 @@ def _block_section(graph: BlockGraph, trace: ShapeTrace, block: str, captured, t
 
     node = graph.node(block)
     out = trace.nodes[block].output_shape
-    text = [f"{block} ({node.kind}, {node.module_type}): {len(node.branches)} branches"
+    kind = node.kind if node.kind.lower() == node.module_type.lower() else f"{node.kind}, {node.module_type}"
+    text = [f"{block} ({kind}): {len(node.branches)} branches"
             + (f", output {fmt_shape(out)} at the traced size." if out is not None else ".")]
     parts: list[Any] = [GraphDrawing(f"block:{block}", frozenset({block}), block)]
     if captured is None:
@@ -192,8 +193,9 @@ def _block_section(graph: BlockGraph, trace: ShapeTrace, block: str, captured, t
             strips.append(BranchMaps(f"{i + 1}. {b.label}", fmt_shape(tuple(t.shape[1:])), fm.normalised("shared"),
                                      tuple(int(c) for c in fm.channels)))
     text.append(f"Feature maps of {top}: each branch's {MAPS_PER_BRANCH} most active channels (highest mean"
-                " first), light = high, one scale per branch. Energy: the branch's share of the block output's"
-                " sum of squares.")
+                " first), one scale per branch, yellow high and dark blue low (viridis, as in the window)."
+                " Energy: the branch's share of the block output's sum of squares; zeros: its share of zero"
+                " activations.")
     parts.append(Table(("#", "branch", "output", "energy", "zeros"), tuple(rows), frozenset({3, 4})))
     parts.append(tuple(strips))
     return Section(f"Block {block}: feature maps", tuple(text), tuple(parts))
