@@ -172,23 +172,44 @@ def test_runs_without_a_display(tmp_path):
 # -- the window ----------------------------------------------------------------------------------
 
 
-def test_file_export_handout_runs_as_a_job(window, qtbot, tmp_path, monkeypatch):
+def test_file_export_handout_runs_as_a_job(make_window, qtbot, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 
+    window = make_window(classify_sample=True)
+    qtbot.waitUntil(lambda: getattr(window.state.shown_image, "capture", None) is not None, timeout=120_000)
+    name = Path(window.state.shown_image.source).name
     window.set_input_size(64)
     window.view.select("inception4b")  # the selected block is the one shown
+    window.overlay_menu.actions["params"].trigger()
     out = tmp_path / "window.pdf"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "PDF (*.pdf)"))
-    exporter_signal = []
+    written = []
     window.actions["export_handout"].trigger()
     exp = window.handout_export
-    exp.written.connect(exporter_signal.append)
-    qtbot.waitUntil(lambda: bool(exporter_signal), timeout=120_000)
-    assert exporter_signal == [str(out)]
+    exp.written.connect(written.append)
+    qtbot.waitUntil(lambda: bool(written), timeout=120_000)
+    assert written == [str(out)]
     pages = _pages(out)
-    _headings(pages, ["Block graph", "Paper table: googlenet at 64×64", "Shape trace at 64×64", "Block inception4b"])
+    heads = _headings(pages, ["Block graph", "Paper table: googlenet at 64×64", "Shape trace at 64×64",
+                              f"Top-5 of {name}", "Block inception4b", f"Attribution: Grad-CAM of {name}"])
+    assert "Parameters (log scale)" in pages[0]  # the overlay on screen, with its legend
+    block_page = pages[heads.index("Block inception4b")]
     for b in window.graph.node("inception4b").branches:
-        assert b.label in " ".join(pages)
+        assert b.label in block_page
+    top5 = pages[heads.index(f"Top-5 of {name}")]
+    # The window's classifier runs a batch-norm-folded copy, the handout the model as loaded: with random
+    # weights the 5th and 6th classes can be within rounding of each other, so one of five may differ.
+    shown = window.state.shown_image.result.top
+    assert shown[0].label in top5 and sum(p.label in top5 for p in shown) >= 4
+
+    # Cancel: the job stops, nothing is written, no error.
+    cancelled = tmp_path / "cancelled.pdf"
+    job = window.export_handout(cancelled)
+    exp.cancel()
+    assert job.token.cancelled
+    window.runner.wait(60_000)
+    qtbot.wait(50)
+    assert not cancelled.exists() and not list(tmp_path.glob(".cancelled*"))
 
     # An output that cannot be written: the window says so, nothing is left behind.
     bad = tmp_path / "missing" / "x.pdf"
