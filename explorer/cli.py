@@ -1,7 +1,9 @@
 """The command line over the engine: `inception-explorer models | trace | …`.
 
 No Qt is imported on this path, and torch only once the arguments are known to be valid, so a
-mistyped command answers at once with one line on stderr and a non-zero exit.
+mistyped command answers at once with one line on stderr and a non-zero exit. The one exception is
+`handout`, which draws its PDF with Qt (offscreen): it loads explorer.qt.handout_pdf by name inside the
+command, after the engine has built the handout's content.
 """
 
 from __future__ import annotations
