@@ -1,7 +1,9 @@
 """The command line over the engine: `inception-explorer models | trace | …`.
 
 No Qt is imported on this path, and torch only once the arguments are known to be valid, so a
-mistyped command answers at once with one line on stderr and a non-zero exit.
+mistyped command answers at once with one line on stderr and a non-zero exit. The one exception is
+`handout`, which draws its PDF with Qt (offscreen): it loads explorer.qt.handout_pdf by name inside the
+command, after the engine has built the handout's content.
 """
 
 from __future__ import annotations
@@ -273,15 +275,11 @@ def _attribute_layer(text: str | None, cm, methods: list[str]) -> tuple[str | No
 def _overlay_png(rgb, heat, path) -> None:
     """The map over the picture (pytorch-grad-cam's overlay: JET colours, 50 % blend); signed maps are
     drawn by magnitude (the .npy keeps the sign)."""
-    import numpy as np
     from PIL import Image
-    from pytorch_grad_cam.utils.image import show_cam_on_image
 
-    mag = np.abs(np.nan_to_num(heat.astype(np.float64)))
-    top = np.percentile(mag, 99.5) if mag.size else 0.0
-    mask = np.clip(mag / top, 0, 1) if top > 0 else np.zeros_like(mag)
-    Image.fromarray(show_cam_on_image(rgb.astype(np.float32) / 255, mask.astype(np.float32), use_rgb=True,
-                                      image_weight=0.5)).save(path)
+    from explorer.core.handout import heat_overlay
+
+    Image.fromarray(heat_overlay(rgb, heat)).save(path)
 
 
 def cmd_attribute(args) -> int:
@@ -411,6 +409,65 @@ def cmd_attribute(args) -> int:
     return 0
 
 
+def cmd_handout(args) -> int:
+    """One PDF of a model (and an image): block graph, paper table, shape trace, top-5, feature maps and an
+    attribution. Drawn with Qt's PDF writer, offscreen: the Qt renderer is imported by name here only, so
+    no other command (and no static import of explorer.cli) pulls in Qt."""
+    import importlib
+    import os
+    from pathlib import Path
+
+    from explorer.core.shapes import parse_size
+
+    ref = _model_ref(args.model)
+    out = Path(args.output)
+    try:
+        size = parse_size(args.size) if args.size is not None else None
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    if out.is_dir():
+        raise CommandError(f"-o {out}: is a folder")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise CommandError(f"-o {out}: cannot write in {parent}", EXIT_FAILED)
+    if args.image is not None and not Path(args.image).is_file():
+        raise CommandError(f"--image {args.image}: no such file", EXIT_FAILED)
+
+    from explorer.core.handout import build_handout, check_blocks
+    from explorer.core.images import ImageLoadError
+    from explorer.core.shapes import InputTooSmallError
+
+    loaded, graph = _load_model(ref, args.weights)
+    if graph is None:
+        from explorer.core.graphs import zoo_block_graph
+
+        graph = zoo_block_graph(ref)
+    try:
+        blocks = check_blocks(graph, args.block)
+    except ValueError as e:
+        raise CommandError(f"--block: {e}") from None
+    if loaded.weights.is_random:
+        print(f"inception-explorer: warning: {loaded.weights.describe()}", file=sys.stderr)
+    try:
+        handout = build_handout(loaded, graph, size or graph.native_size, image=args.image, blocks=blocks)
+    except InputTooSmallError as e:
+        raise CommandError(str(e), EXIT_FAILED) from None
+    except ImageLoadError as e:
+        raise CommandError(f"--image {e}", EXIT_FAILED) from None
+    try:
+        pdf = importlib.import_module("explorer.qt.handout_pdf")
+    except ImportError as e:
+        raise CommandError(f"the handout is drawn with Qt, which cannot be loaded here: {e}", EXIT_FAILED) from None
+    pdf.ensure_app()
+    try:
+        path = pdf.write_pdf(handout, pdf.record_drawings(graph, handout.trace, handout.drawings), out)
+    except OSError as e:
+        raise CommandError(str(e) if str(out) in str(e) else f"cannot write {out}: {e.strerror or e}",
+                           EXIT_FAILED) from None
+    print(f"wrote {path} ({handout.title})", file=sys.stderr)
+    return 0
+
+
 def _finite(value):
     """JSON has no NaN or infinity: they become null."""
     if isinstance(value, float):
@@ -468,6 +525,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="json: JSON Lines, one object per image; every format is written as results complete")
     s.set_defaults(func=cmd_classify)
     _add_attribute_parser(sub)
+    s = sub.add_parser("handout", help="one PDF of a model (and an image) for a class: graph, paper table, shapes, "
+                       "top-5, feature maps, attribution")
+    s.add_argument("model", help=MODEL_HELP)
+    s.add_argument("--image", metavar="FILE", help="an image: its top-5, the blocks' feature maps and a Grad-CAM")
+    s.add_argument("--size", default=None, help="input size of the shape trace: H or HxW (default: the model's own)")
+    s.add_argument("--block", nargs="+", metavar="NAME", help="blocks whose branches are shown (default: the first "
+                   "Inception block, else the first block)")
+    s.add_argument("--weights", help="a .pth/.pt/.safetensors file, or 'none' for random weights (default: the "
+                   "published weights from the cache or a download; random, with a warning, when neither works)")
+    s.add_argument("-o", "--output", required=True, metavar="FILE.pdf", help="where the PDF is written")
+    s.set_defaults(func=cmd_handout)
     return p
 
 

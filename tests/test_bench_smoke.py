@@ -25,6 +25,7 @@ BENCHES = {
     "bench_first_paint.py": "first paint",
     "bench_faithfulness.py": "ratio  naive/ours",
     "bench_slides.py": "ratio  forward/step",
+    "bench_handout.py": "ratio  ours/anchor",
 }
 
 

@@ -101,7 +101,8 @@ def trace_to_json(graph: BlockGraph, trace: ShapeTrace) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
 
-_COLUMNS = ("name", "kind", "branches", "output", "params", "MACs", "RF")
+#: The shape trace as a table (columns, rows of text, totals): what the text exports and the handout show.
+TRACE_COLUMNS = ("name", "kind", "branches", "output", "params", "MACs", "RF")
 
 
 def _row(graph: BlockGraph, trace: ShapeTrace, name: str) -> list[str]:
@@ -113,11 +114,11 @@ def _row(graph: BlockGraph, trace: ShapeTrace, name: str) -> list[str]:
     return [name, kind, branches, shape, fmt_int(t.params), fmt_int(t.macs), rf]
 
 
-def _rows(graph: BlockGraph, trace: ShapeTrace) -> list[list[str]]:
+def trace_rows(graph: BlockGraph, trace: ShapeTrace) -> list[list[str]]:
     return [_row(graph, trace, n.name) for n in graph.nodes() if n.kind != "input"]
 
 
-def _totals(trace: ShapeTrace) -> list[str]:
+def trace_totals(trace: ShapeTrace) -> list[str]:
     mh, mw = trace.min_input
     return [
         f"input {fmt_shape(trace.input_shape)} (N×C×H×W), minimum {mh}×{mw}",
@@ -150,21 +151,21 @@ def trace_to_markdown(graph: BlockGraph, trace: ShapeTrace) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
-    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "|".join("---" for _ in _COLUMNS) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in _rows(graph, trace)]
-    return "\n".join(lines + [""] + [f"- {t}" for t in _totals(trace)]) + "\n"
+    lines = ["| " + " | ".join(TRACE_COLUMNS) + " |", "|" + "|".join("---" for _ in TRACE_COLUMNS) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in trace_rows(graph, trace)]
+    return "\n".join(lines + [""] + [f"- {t}" for t in trace_totals(trace)]) + "\n"
 
 
 def trace_to_table(graph: BlockGraph, trace: ShapeTrace) -> str:
-    rows = [list(_COLUMNS)] + _rows(graph, trace)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    rows = [list(TRACE_COLUMNS)] + trace_rows(graph, trace)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TRACE_COLUMNS))]
     right = {4, 5}
     lines = []
     for n, r in enumerate(rows):
         lines.append("  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines + [""] + _totals(trace)) + "\n"
+    return "\n".join(lines + [""] + trace_totals(trace)) + "\n"
 
 
 TRACE_FORMATS = {"table": trace_to_table, "json": trace_to_json, "csv": trace_to_csv, "markdown": trace_to_markdown}

@@ -42,6 +42,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "Vector drawing, text stays text"),
     ActionSpec("export_png", "&File/&Export graph", "As &PNG…", "export_png_dialog", "Ctrl+Shift+P",
                "Bitmap at a chosen scale"),
+    ActionSpec("export_handout", "&File", "Export &handout…", "export_handout_dialog", None,
+               "One PDF for a class: graph, paper table, shapes; with an image, its top-5, feature maps, attribution"),
     ActionSpec("quit", "&File", "&Quit", "close", "Ctrl+Q"),
     ActionSpec("paste", "&Edit", "&Paste image", "paste", Std.Paste,
                "Classify the image on the clipboard (text goes to the text field with the focus)"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSizeF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -156,17 +156,12 @@ class OverlayLegend(QWidget):
         self.legend = legend
         self.setVisible(legend is not None)
         if legend is not None:
-            fm = QFontMetricsF(self.font())
-            bold = QFont(self.font())
-            bold.setBold(True)
-            widths = [QFontMetricsF(bold).horizontalAdvance(self.title()), fm.horizontalAdvance(legend.note),
-                      fm.horizontalAdvance(f"{legend.low_text}    {legend.high_text}"), 120.0]
-            self.resize(int(max(widths)) + 24, int(fm.height() * 4 + 26))
+            size = legend_size(legend, self.font())
+            self.resize(int(size.width()), int(size.height()))
         self.update()
 
     def title(self) -> str:
-        lg = self.legend
-        return "" if lg is None else lg.title + ("  (log scale)" if lg.log else "")
+        return "" if self.legend is None else legend_title(self.legend)
 
     def texts(self) -> tuple[str, str]:
         """The range as shown: (low, high), in explorer.core.text formats."""
@@ -175,35 +170,57 @@ class OverlayLegend(QWidget):
     def paintEvent(self, event) -> None:
         if self.legend is None:
             return
-        lg = self.legend
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         pal = self.palette()
-        p.setPen(QPen(pal.color(pal.ColorRole.Mid), 1))
-        p.setBrush(pal.color(pal.ColorRole.Base))
-        p.drawRoundedRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5), 6, 6)
-        fm = QFontMetricsF(self.font())
-        lh = fm.height()
-        x, w = 10.0, self.width() - 20.0
-        p.setPen(pal.color(pal.ColorRole.Text))
-        bold = QFont(self.font())
-        bold.setBold(True)
-        p.setFont(bold)
-        p.drawText(QRectF(x, 6, w, lh), Qt.AlignmentFlag.AlignLeft, self.title())
-        p.setFont(self.font())
-        bar = QRectF(x, 8 + lh, w, lh * 0.9)
-        grad = QLinearGradient(bar.topLeft(), bar.topRight())
-        for i, c in enumerate(PALETTE):
-            grad.setColorAt(i / (len(PALETTE) - 1), QColor(*c))
-        p.setBrush(grad)
-        p.drawRect(bar)
-        y = bar.bottom() + 2
-        p.drawText(QRectF(x, y, w, lh), Qt.AlignmentFlag.AlignLeft, lg.low_text)
-        p.drawText(QRectF(x, y, w, lh), Qt.AlignmentFlag.AlignRight, lg.high_text)
-        if lg.note:
-            p.setPen(pal.color(pal.ColorRole.PlaceholderText))
-            p.drawText(QRectF(x, y + lh + 2, w, lh), Qt.AlignmentFlag.AlignLeft, lg.note)
+        paint_legend(p, QRectF(self.rect()), self.legend, self.font(), pal.color(pal.ColorRole.Base),
+                     pal.color(pal.ColorRole.Text), pal.color(pal.ColorRole.Mid),
+                     pal.color(pal.ColorRole.PlaceholderText))
         p.end()
+
+
+def legend_title(legend: Legend) -> str:
+    return legend.title + ("  (log scale)" if legend.log else "")
+
+
+def legend_size(legend: Legend, font: QFont) -> QSizeF:
+    """The size `paint_legend` needs for `legend` in `font`."""
+    fm = QFontMetricsF(font)
+    bold = QFont(font)
+    bold.setBold(True)
+    widths = [QFontMetricsF(bold).horizontalAdvance(legend_title(legend)), fm.horizontalAdvance(legend.note),
+              fm.horizontalAdvance(f"{legend.low_text}    {legend.high_text}"), 120.0]
+    return QSizeF(math.ceil(max(widths)) + 24, math.ceil(fm.height() * 4 + 26))
+
+
+def paint_legend(p: QPainter, rect: QRectF, legend: Legend, font: QFont, base: QColor, text: QColor,
+                 frame: QColor, muted: QColor) -> None:
+    """The legend in `rect`: its title, the palette from low to high with their values, and its note.
+    The view's corner widget and the exporters (SVG, PNG, handout) all draw it here."""
+    p.setPen(QPen(frame, 1))
+    p.setBrush(base)
+    p.drawRoundedRect(rect.adjusted(0.5, 0.5, -0.5, -0.5), 6, 6)
+    fm = QFontMetricsF(font)
+    lh = fm.height()
+    x, w, top = rect.left() + 10.0, rect.width() - 20.0, rect.top()
+    p.setPen(text)
+    bold = QFont(font)
+    bold.setBold(True)
+    p.setFont(bold)
+    p.drawText(QRectF(x, top + 6, w, lh), Qt.AlignmentFlag.AlignLeft, legend_title(legend))
+    p.setFont(font)
+    bar = QRectF(x, top + 8 + lh, w, lh * 0.9)
+    grad = QLinearGradient(bar.topLeft(), bar.topRight())
+    for i, c in enumerate(PALETTE):
+        grad.setColorAt(i / (len(PALETTE) - 1), QColor(*c))
+    p.setBrush(grad)
+    p.drawRect(bar)
+    y = bar.bottom() + 2
+    p.drawText(QRectF(x, y, w, lh), Qt.AlignmentFlag.AlignLeft, legend.low_text)
+    p.drawText(QRectF(x, y, w, lh), Qt.AlignmentFlag.AlignRight, legend.high_text)
+    if legend.note:
+        p.setPen(muted)
+        p.drawText(QRectF(x, y + lh + 2, w, lh), Qt.AlignmentFlag.AlignLeft, legend.note)
 
 
 class FrameItem(QGraphicsItem):

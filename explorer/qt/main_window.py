@@ -1011,12 +1011,14 @@ class MainWindow(QMainWindow):
     def export_svg(self, path: str | Path) -> Path:
         from explorer.qt.exporters import SvgExporter
 
-        return SvgExporter(self.view.scene(), f"{self.spec_title()} block graph").export(path)
+        lw = self.view.legend_widget  # the overlay's legend, when one is on
+        return SvgExporter(self.view.scene(), f"{self.spec_title()} block graph", lw.legend, lw.font()).export(path)
 
     def export_png(self, path: str | Path, scale: float = 2.0) -> Path:
         from explorer.qt.exporters import PngExporter
 
-        return PngExporter(self.view.scene()).export(path, scale)
+        lw = self.view.legend_widget
+        return PngExporter(self.view.scene(), lw.legend, lw.font()).export(path, scale)
 
     def export_svg_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export graph as SVG", f"{self._file_stem()}.svg", "SVG (*.svg)")
@@ -1031,6 +1033,20 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "Export graph as PNG", f"{self._file_stem()}.png", "PNG (*.png)")
         if path:
             self._export(lambda: self.export_png(path, scale))
+
+    def export_handout_dialog(self) -> None:
+        """File → Export handout…: a PDF of the model (and the image on screen), written in a worker."""
+        path, _ = QFileDialog.getSaveFileName(self, "Export handout", f"{self._file_stem()}_handout.pdf", "PDF (*.pdf)")
+        if path:
+            self.export_handout(path)
+
+    def export_handout(self, path: str | Path, blocks: list[str] | None = None):
+        """Start writing the handout to `path` (see explorer.qt.handout_export); the job, or None."""
+        from explorer.qt.handout_export import HandoutExport
+
+        if getattr(self, "handout_export", None) is None:
+            self.handout_export = HandoutExport(self)
+        return self.handout_export.start(path, blocks)
 
     def _file_stem(self) -> str:
         """The model's name as a file name ("torchvision:resnet18" → "torchvision_resnet18")."""

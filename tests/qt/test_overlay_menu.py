@@ -136,3 +136,37 @@ def test_attribution_overlay_follows_the_branch_shares_of_the_image_on_screen(ma
 
     w.state.shown_image = None  # another image (or none): its evidence is not this one's
     assert w.state.branch_evidence is None and w.view.overlay_values is None
+
+
+def _svg(path):
+    import re
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(path).getroot()
+    fills = {el.get("fill").lower() for el in root.iter() if re.fullmatch(r"#[0-9a-fA-F]{6}", el.get("fill") or "")}
+    texts = " ".join("".join(el.itertext()) for el in root.iter() if el.tag.endswith("text"))
+    return fills, texts
+
+
+def test_svg_and_png_exports_carry_the_overlay_colours_and_legend(window, tmp_path):
+    from PySide6.QtGui import QImage
+
+    from explorer.core.overlay import static_overlay
+
+    plain_fills, plain_texts = _svg(window.export_svg(tmp_path / "plain.svg"))
+    plain_png = QImage(str(window.export_png(tmp_path / "plain.png", 1.0)))
+    window.overlay_menu.actions["macs"].trigger()
+    # The engine's numbers for the same graph and trace, coloured on the legend's scale.
+    engine = static_overlay("macs", window.graph, window.trace)
+    expected = {"#%02x%02x%02x" % engine.legend.colour(v) for v in engine.values.values()}
+    fills, texts = _svg(window.export_svg(tmp_path / "macs.svg"))
+    assert expected <= fills, expected - fills
+    assert len(expected - plain_fills) >= 5  # the colours come from the overlay, not the kinds' own fills
+    assert "Multiply-adds" in texts and "Multiply-adds" not in plain_texts
+    assert engine.legend.low_text in texts and engine.legend.high_text in texts and engine.legend.note in texts
+    png = QImage(str(window.export_png(tmp_path / "macs.png", 1.0)))
+    assert png.width() > plain_png.width()  # widened for the legend beside the drawing
+    darkest = max(engine.values, key=engine.values.get)
+    at = window.view.boxes[darkest].sceneBoundingRect().translated(-window.view.scene().sceneRect().topLeft())
+    c = png.pixelColor(int(at.left() + 6), int(at.center().y()))  # inside the box, left of its text
+    assert (c.red(), c.green(), c.blue()) == engine.legend.colour(engine.values[darkest])

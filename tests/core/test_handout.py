@@ -1,0 +1,65 @@
+"""The handout's content, without Qt: its sections, and feature maps that are the image's real branch outputs."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from explorer.core.handout import BranchMaps, GraphDrawing, build_handout, check_blocks
+from explorer.core.loading import load_model
+
+
+@pytest.fixture(scope="module")
+def googlenet():
+    from explorer.core.graphs import zoo_block_graph
+
+    return load_model("googlenet", weights="none"), zoo_block_graph("googlenet")
+
+
+def test_feature_maps_are_the_branch_outputs_of_the_plain_model(googlenet, tmp_path):
+    from torchvision.models import GoogLeNet_Weights
+
+    loaded, graph = googlenet
+    path = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 130, 3), dtype=np.uint8)).save(path)
+    h = build_handout(loaded, graph, (64, 64), image=path, blocks=["inception4a"])
+    assert [s.title for s in h.sections] == [
+        "Block graph", "Paper table: googlenet at 64×64", "Shape trace at 64×64", "Top-5 of noise.png",
+        "Block inception4a: feature maps", "Attribution: Grad-CAM of noise.png"]
+    assert [d.key for d in h.drawings] == ["graph", "block:inception4a"]
+    section = h.sections[4]
+    assert GraphDrawing("block:inception4a", frozenset({"inception4a"}), "inception4a") in section.parts
+    strips = next(p for p in section.parts if isinstance(p, tuple) and isinstance(p[0], BranchMaps))
+
+    # Hooks on torchvision's own branch modules, the input from torchvision's own transforms.
+    module = loaded.module.eval()
+    block = module.inception4a
+    outs = {}
+    hooks = [getattr(block, f"branch{k}").register_forward_hook(lambda m, i, o, k=k: outs.__setitem__(k, o))
+             for k in range(1, 5)]
+    try:
+        x = GoogLeNet_Weights.IMAGENET1K_V1.transforms()(Image.open(path).convert("RGB"))[None]
+        with torch.no_grad():
+            module(x)
+    finally:
+        for hk in hooks:
+            hk.remove()
+    assert len(strips) == 4
+    for k, strip in enumerate(strips, 1):
+        o = outs[k][0]
+        top = torch.argsort(o.mean(dim=(1, 2)), descending=True)[: len(strip.channels)]
+        assert list(strip.channels) == top.tolist()
+        m = o[top].numpy()
+        expect = (m - m.min()) / (m.max() - m.min())
+        np.testing.assert_allclose(strip.maps, expect, atol=1e-4)
+        assert strip.shape == "×".join(map(str, o.shape))
+        assert strip.label.endswith(graph.node("inception4a").branches[k - 1].label)
+
+
+def test_without_an_image_the_first_inception_block_is_opened(googlenet):
+    loaded, graph = googlenet
+    h = build_handout(loaded, graph, (48, 48))
+    assert [s.title for s in h.sections] == ["Block graph", "Paper table: googlenet at 48×48", "Shape trace at 48×48",
+                                             "Block inception3a"]
+    with pytest.raises(ValueError, match="no block inception9z in googlenet; blocks: inception3a"):
+        check_blocks(graph, ["inception9z"])
