@@ -23,12 +23,7 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_trace.py
-	$(BIN)/python bench/bench_layout.py
-	$(BIN)/python bench/bench_window.py
-	$(BIN)/python bench/bench_classify.py
-	$(BIN)/python bench/bench_ui_stall.py
-	$(BIN)/python bench/bench_activations.py
+	set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .import_linter_cache *.egg-info
