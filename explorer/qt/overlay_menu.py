@@ -56,6 +56,7 @@ class OverlayMenu(QObject):
         self.time_action.setStatusTip("Blocks ranked by measured time beside their share of multiply-adds")
         self.table: TimeTable | None = None
         self._measuring: tuple | None = None  # (model, size, device) of the running timing job
+        self._hint_text: str | None = None  # the status line's hint of what the chosen quantity needs
         st = self.state
         st.connect("overlay", self._on_overlay)
         for name in ("trace", "graph", "loaded", "shown_image", "block_times", "branch_evidence"):
@@ -104,15 +105,14 @@ class OverlayMenu(QObject):
                 if cap is not None and graph is not None and cap.graph_name == graph.name:
                     overlay = image_overlay(key, cap)
                 else:
-                    self.window.show_status("classify an image to colour the graph by its activations", 6000,
-                                            topic="overlay")
+                    self._hint("classify an image to colour the graph by its activations", 6000)
             elif key == "attribution":
                 ev = st.branch_evidence
                 if ev is not None and graph is not None and ev.model == graph.name:
                     overlay = attribution_overlay(ev)
                 else:
-                    self.window.show_status("compute the branch shares of the image on screen (Branch shares tab) "
-                                            "to colour the graph by attribution", 8000, topic="overlay")
+                    self._hint("compute the branch shares of the image on screen (Branch shares tab) "
+                               "to colour the graph by attribution", 8000)
             elif key == "time":
                 if self._times_fit():
                     overlay = st.block_times.overlay()
@@ -120,9 +120,23 @@ class OverlayMenu(QObject):
                     self.measure()
         except Exception as e:  # a model the overlay cannot read must not take the window down
             self.window.show_status(f"overlay: {e}", 10000, topic="overlay")
+        if overlay is not None or key == "none":
+            self._clear_hint()
         view.set_overlay(None if overlay is None else overlay.values, None if overlay is None else overlay.legend)
         if self.table is not None:
             self.table.refresh()
+
+    def _hint(self, text: str, msecs: int) -> None:
+        """Say in the status line what the chosen quantity still needs (taken away once it is shown)."""
+        self._hint_text = text
+        self.window.show_status(text, msecs, topic="overlay")
+
+    def _clear_hint(self) -> None:
+        """The overlay is on screen (or none is wanted): a hint saying how to get it would now be wrong."""
+        line = self.window.status_line
+        if self._hint_text is not None and line.topic == "overlay" and line.text() == self._hint_text:
+            line.clear("overlay")
+        self._hint_text = None
 
     def measure(self) -> None:
         """Time every block of the loaded model at the input size, in a worker (unless it is running)."""

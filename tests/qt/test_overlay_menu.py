@@ -170,3 +170,19 @@ def test_svg_and_png_exports_carry_the_overlay_colours_and_legend(window, tmp_pa
     at = window.view.boxes[darkest].sceneBoundingRect().translated(-window.view.scene().sceneRect().topLeft())
     c = png.pixelColor(int(at.left() + 6), int(at.center().y()))  # inside the box, left of its text
     assert (c.red(), c.green(), c.blue()) == engine.legend.colour(engine.values[darkest])
+
+
+def test_a_hint_of_what_an_overlay_needs_goes_once_another_overlay_is_on_screen(window):
+    """Choosing an image quantity with no image says how to get it; choosing parameters then colours the
+    graph, and the status line no longer tells the user to classify an image (it stayed for its timeout)."""
+    window.overlay_menu.actions["energy"].trigger()
+    assert window.view.overlay_values is None
+    assert "classify an image" in window.status_line.text()
+    window.overlay_menu.actions["params"].trigger()
+    assert window.view.overlay_values
+    assert "classify an image" not in window.status_line.text()
+
+    window.overlay_menu.actions["attribution"].trigger()
+    assert "branch shares" in window.status_line.text()
+    window.overlay_menu.actions["none"].trigger()
+    assert window.status_line.text() == ""
