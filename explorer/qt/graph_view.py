@@ -438,8 +438,6 @@ class GraphView(QGraphicsView):
             item = EdgeItem(e, diagram.boxes[e.src], diagram.boxes[e.dst], theme)
             scene.addItem(item)
             self.edges.append(item)
-        m = 40.0
-        scene.setSceneRect(QRectF(-m, -m, diagram.width + 2 * m, diagram.height + 2 * m))
         self._apply_overlay()
         self._apply_thumbnails()
         if selected and selected in self.boxes:
@@ -481,6 +479,18 @@ class GraphView(QGraphicsView):
                 thumb.setToolTip(f"{b.node}: the strongest feature map of the image on screen")
                 self.scene().addItem(thumb)
                 self.thumbnails[b.node] = thumb
+        self._fit_scene_rect()
+
+    def _fit_scene_rect(self) -> None:
+        """The diagram with a margin, widened to the thumbnails: those beside the widest boxes stick out
+        past the margin, and the scroll area and the exports would cut them off."""
+        if self.diagram is None:
+            return
+        m = 40.0
+        rect = QRectF(-m, -m, self.diagram.width + 2 * m, self.diagram.height + 2 * m)
+        for thumb in self.thumbnails.values():
+            rect = rect.united(thumb.sceneBoundingRect().adjusted(-m / 2, 0, 0, 0))
+        self.scene().setSceneRect(rect)
 
     def _place_legend(self) -> None:
         lw = self.legend_widget

@@ -56,3 +56,23 @@ def test_thumbnails_show_each_blocks_strongest_map_and_go_with_the_image(make_wi
     # A model switch clears them (the image belonged to the previous model).
     w.state.shown_image = None
     assert w.view.thumbnails == {}
+
+
+def test_thumbnails_beside_the_widest_boxes_stay_inside_the_scene_and_the_exported_png(window, tmp_path):
+    """A thumbnail is as wide as its box is tall, more than the scene's margin: beside the widest boxes
+    (the Inception blocks, at the diagram's left edge) the scene must grow, or exports cut them off."""
+    view = window.view
+    maps = {b.node: np.full((4, 4), 1.0) for b in view.diagram.boxes.values() if b.role in ("node", "header")}
+    view.set_thumbnails(maps)
+    scene_rect = view.scene().sceneRect()
+    leftmost = min(view.thumbnails.values(), key=lambda t: t.sceneBoundingRect().left())
+    assert scene_rect.contains(leftmost.sceneBoundingRect()), (scene_rect, leftmost.sceneBoundingRect())
+    # In the PNG (scale 1, scene's top-left at pixel 0): the thumbnail's whole width is the colormap's
+    # brightest yellow, from its left edge on.
+    png = QImage(str(window.export_png(tmp_path / "g.png", 1.0)))
+    r = leftmost.sceneBoundingRect().translated(-scene_rect.left(), -scene_rect.top())
+    row = pixels(png)[int(r.center().y())]
+    strip = row[int(r.left()) + 2:int(r.right()) - 2].astype(int)
+    assert len(strip) > 0 and (strip[:, 0] > 200).all() and (strip[:, 1] > 200).all(), strip[:5]
+    view.set_thumbnails(None)
+    assert view.scene().sceneRect().left() == -40.0
