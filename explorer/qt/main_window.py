@@ -84,6 +84,8 @@ WEIGHT_FILTER = "Weights (*.pth *.pt *.bin *.safetensors);;All files (*)"
 IMAGE_DOCKS_DELAY_MS = 60
 #: The graph worker (which imports torch) starts right after the graph's first paint, or after this long.
 ENGINE_FALLBACK_MS = 1500
+#: No text the presentation adds to the graph (the overlay's legend) is smaller than this, in points.
+PRESENTATION_MIN_POINTS = 18.0
 
 
 def _open_reference(ref: str):
@@ -863,6 +865,13 @@ class MainWindow(QMainWindow):
         font = QFont(self.caption.font())
         font.setPointSizeF((QApplication.font().pointSizeF() or 10) * (scale or 1) * 1.1)
         self.caption.setFont(font)
+        # The overlay's legend sits on the slide too: read from the back of the hall, like the slides' text.
+        legend_font = QFont()  # no attribute set: the view's own font again
+        if scale:
+            legend_font = QFont(self.view.font())
+            legend_font.setPointSizeF(max(PRESENTATION_MIN_POINTS, (QApplication.font().pointSizeF() or 10) * scale))
+        self.view.legend_widget.setFont(legend_font)
+        self.view.set_overlay(self.view.overlay_values, self.view.legend_widget.legend)  # resized and placed
 
     def graph_style(self) -> Style:
         return Style().scaled(self._presentation_scale) if self._presentation_scale else Style()

@@ -58,3 +58,21 @@ def test_the_overview_text_is_as_large_as_the_block_slides(window, qtbot):
     visible = w.view.mapToScene(w.view.viewport().rect()).boundingRect()
     assert visible.contains(w.view.boxes["input"].sceneBoundingRect())
     w.presentation.leave()
+
+
+def test_the_overlay_legend_is_lecture_hall_size_while_presenting(window, qtbot):
+    """The overlay's legend is on the graph slides too: 18 pt or more there (it kept the window's ~9 pt,
+    unreadable from the back), inside the view and wide enough for its title; the window's size again after."""
+    w = window
+    w.overlay_menu.actions["macs"].trigger()
+    lw = w.view.legend_widget
+    normal_pt, normal_w = QFontInfo(lw.font()).pointSizeF(), lw.width()
+    assert normal_pt < 18
+    with qtbot.waitSignal(w.presentation.entered):
+        w.presentation.enter()
+    w.presentation.next()
+    assert lw.isVisible() and QFontInfo(lw.font()).pointSizeF() >= 18
+    assert lw.width() > normal_w * 1.5
+    assert w.view.viewport().geometry().contains(lw.geometry())
+    w.presentation.leave()
+    assert QFontInfo(lw.font()).pointSizeF() == normal_pt and lw.width() == normal_w
