@@ -128,7 +128,10 @@ class ImageDocks(QObject):
         return [self.classify_dock, self.activation_dock, self.attribution_dock, self.shares_dock]
 
     def _give_batch_room(self) -> None:
-        """A batch began: the classify dock comes forward and gets half the window's height for its table."""
+        """A batch began: the classify dock comes forward and gets half the window's height for its table
+        (not while presenting: the docks stay hidden, the slides show the batch's first image)."""
+        if self.state is not None and self.state.presenting:
+            return
         dock = self.classify_dock
         dock.show()
         dock.raise_()

@@ -1093,7 +1093,9 @@ class MainWindow(QMainWindow):
         self.status_line.show_message(text, msecs, topic)
 
     def _raise_classify_dock(self) -> None:
-        if self.images is not None:
+        """The classify dock comes forward for a dropped or pasted image; not while presenting, where the
+        image goes to the slides and the docks stay hidden."""
+        if self.images is not None and not self.state.presenting:
             self.images.classify_dock.show()
             self.images.classify_dock.raise_()
 

@@ -76,3 +76,36 @@ def test_the_overlay_legend_is_lecture_hall_size_while_presenting(window, qtbot)
     assert w.view.viewport().geometry().contains(lw.geometry())
     w.presentation.leave()
     assert QFontInfo(lw.font()).pointSizeF() == normal_pt and lw.width() == normal_w
+
+
+def test_an_image_or_a_folder_dropped_while_presenting_leaves_the_docks_hidden(make_window, qtbot, tmp_path):
+    """A drop (or paste) raised the classify dock, and a batch gave it half the window: over the slides,
+    in the middle of a talk. The docks stay hidden; the slides take the image."""
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    from tests.qt.test_presentation_dataflow import TIMEOUT_MS, ready, write_picture
+
+    w = make_window()
+    qtbot.waitUntil(lambda: ready(w), timeout=TIMEOUT_MS)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    first, second = write_picture(folder / "a.png", 3), write_picture(folder / "b.png", 5)
+    with qtbot.waitSignal(w.presentation.entered):
+        w.presentation.enter()
+    docks = w.images.docks()
+    assert not any(d.isVisible() for d in docks)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(first))])
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(w.images.classify.image_shown, timeout=TIMEOUT_MS):
+        w.dropEvent(drop)
+    qtbot.waitUntil(lambda: w.presentation.showing_dataflow(), timeout=TIMEOUT_MS)
+    assert not any(d.isVisible() for d in docks)
+    with qtbot.waitSignal(w.images.classify.batch_finished, timeout=TIMEOUT_MS):
+        w.images.classify.classify_paths([str(folder)])
+    assert not any(d.isVisible() for d in docks)
+    assert w.presentation.active and w.presentation.slide_view.isVisible()
+    w.presentation.leave()
+    assert w.images.classify_dock.isVisible()
