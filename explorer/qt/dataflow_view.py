@@ -42,6 +42,20 @@ def _lut() -> np.ndarray:
     return pg.colormap.get(FEATURE_COLORMAP).getLookupTable(0.0, 1.0, 256, alpha=False)
 
 
+def elide_lines(fm: QFontMetricsF, text: str, width: float, height: float, flags: int) -> str:
+    """`text`, word-wrapped at `width`, cut at a word and ended with "…" so it fits `height`: a branch's
+    long chain of layers (Inception v3's nested ones) says it goes on instead of stopping mid-line."""
+    def fits(t: str) -> bool:
+        return fm.boundingRect(QRectF(0, 0, width, 100 * height + 100), flags, t).height() <= height + 0.5
+
+    if fits(text):
+        return text
+    words = text.split(" ")
+    while len(words) > 1 and not fits(" ".join(words) + " …"):
+        words.pop()
+    return " ".join(words) + " …"
+
+
 class SlideFonts:
     """The slide's fonts for a widget height: 18 pt at 720 px, growing with the screen."""
 
@@ -254,6 +268,8 @@ class DataflowView(QWidget):
         flags = int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop) | int(Qt.TextFlag.TextWordWrap)
         need = fm.boundingRect(QRectF(0, 0, inner.width(), 10 * lh), flags, layers).height()
         layers_h = min(need, 3 * lh) if r.height() >= 7 * lh else 0.0  # a small panel keeps its maps
+        if 0 < layers_h < need:
+            layers = elide_lines(fm, layers, inner.width(), layers_h, flags)
         p.setPen(MUTED)
         p.save()
         p.setClipRect(QRectF(inner.left(), inner.top() + lh, inner.width(), layers_h))
