@@ -171,6 +171,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any parse failure is the file's fault, reported as such
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # torch's refusal starts by suggesting weights_only=False, the code execution this loader exists to
+        # refuse: say what the file holds instead (its pickle's first unsupported item).
+        if first.startswith("Weights only load failed"):
+            advice = ("Weights only load failed", "Please file an issue", "Check the documentation")
+            why = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.strip().startswith(advice)]
+            first = "not a weights file that loads without running code" + (f" ({why[0]})" if why else "")
         raise WeightsError(f"cannot read weights from {path.name}: {first}") from e
     # Training checkpoints often wrap the weights.
     for key in ("state_dict", "model", "model_state_dict"):

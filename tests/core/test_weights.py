@@ -157,11 +157,18 @@ class Payload:
 def test_files_are_never_executed(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"x": Payload()}, path)
-    with pytest.raises(WeightsError, match="cannot read weights"):
+    with pytest.raises(WeightsError, match="cannot read weights") as refused:
         read_state_dict(path)
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsError):
+    with pytest.raises(WeightsError) as junk:
         read_state_dict(tmp_path / "junk.pth")
+    # One line naming the file and what is wrong with it; never torch's advice to load with
+    # weights_only=False (the code execution refused here).
+    assert "system" in str(refused.value), refused.value  # what the pickle wanted to run
+    for e in (refused.value, junk.value):
+        text = str(e)
+        assert "\n" not in text and ("evil.pth" in text or "junk.pth" in text)
+        assert "weights_only" not in text and "arbitrary code" not in text, text
     with pytest.raises(WeightsError, match="no such"):
         read_state_dict(tmp_path / "missing.pth")
 
