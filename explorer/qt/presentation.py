@@ -7,7 +7,8 @@ the input as the network sees it, one slide per block with the image's feature m
 and the top-5 — all from the capture the image was classified with, so stepping runs no forward.
 F toggles flow mode (each key press lights the next branch, then the join, before the next slide),
 D switches between data-flow and graph slides, + and − change the maps per branch (remembered).
-An image dropped while presenting replaces the slides' content in place, on the same slide.
+An image dropped while presenting replaces the slides' content in place, on the same slide; another
+model starts again at its overview.
 Esc restores the window as it was: its geometry, its docks' sizes and which of their tabs was raised.
 
 What it reads of the window: graph, trace, expanded, view, caption, weights_bar, banner, notice,
@@ -84,6 +85,7 @@ class Presentation(QObject):
                 sc.activated.connect(slot)
                 self._shortcuts.append(sc)
         window.state.connect("shown_image", self._on_shown_image)
+        window.graph_ready.connect(self._on_graph_ready)
         window.state.connect("branch_evidence", self._on_evidence)
 
     def blocks(self) -> list[str]:
@@ -313,6 +315,20 @@ class Presentation(QObject):
         slide = min(keep.slide, last)
         self.position = Position(slide, min(keep.step, self.deck.flow_steps(slide) - 1))
         self._render()
+
+    def _on_graph_ready(self, _name: str) -> None:
+        """Another model while presenting: its overview, under its own title (the previous model's slide
+        index and caption no longer fit); its image's slides follow once the image is captured again."""
+        if not self.active:
+            return
+        self.deck = self._make_deck()
+        self.position = Position()
+        if self.showing_dataflow():
+            self._show_dataflow(True)
+            self._render()
+            return
+        self._show_dataflow(False)
+        self.go(-1)
 
     def _show_dataflow(self, on: bool) -> None:
         """Put the slide view in the graph's place (on) or the graph back (off)."""

@@ -109,3 +109,22 @@ def test_an_image_or_a_folder_dropped_while_presenting_leaves_the_docks_hidden(m
     assert w.presentation.active and w.presentation.slide_view.isVisible()
     w.presentation.leave()
     assert w.images.classify_dock.isVisible()
+
+
+def test_another_model_while_presenting_starts_at_its_own_overview(window, qtbot):
+    """Switching model mid-talk kept the previous model's caption ("GoogLeNet · 9 Inception blocks", or
+    its block) over the new graph, and the next key skipped to the old index in the new model's blocks."""
+    w = window
+    with qtbot.waitSignal(w.presentation.entered):
+        w.presentation.enter()
+    w.presentation.next()
+    w.presentation.next()
+    assert "inception3b" in w.caption.text()
+    with qtbot.waitSignal(w.graph_ready, timeout=120_000):
+        w.set_model("inception_v3")
+    assert w.presentation.active and w.presentation.index == -1
+    assert w.spec_title() in w.caption.text() and "GoogLeNet" not in w.caption.text()
+    assert f"{len(w.presentation.blocks())} Inception blocks" in w.caption.text()
+    w.presentation.next()
+    assert w.presentation.index == 0 and "Mixed_5b" in w.caption.text()
+    w.presentation.leave()
