@@ -84,7 +84,7 @@ WEIGHT_FILTER = "Weights (*.pth *.pt *.bin *.safetensors);;All files (*)"
 IMAGE_DOCKS_DELAY_MS = 60
 #: The graph worker (which imports torch) starts right after the graph's first paint, or after this long.
 ENGINE_FALLBACK_MS = 1500
-#: No text the presentation adds to the graph (the overlay's legend) is smaller than this, in points.
+#: No text the presentation adds to the graph (caption, overlay legend) is smaller than this, in points.
 PRESENTATION_MIN_POINTS = 18.0
 
 
@@ -863,7 +863,8 @@ class MainWindow(QMainWindow):
         """None: the normal theme; a number: presentation theme with fonts that much larger."""
         self._presentation_scale = scale
         font = QFont(self.caption.font())
-        font.setPointSizeF((QApplication.font().pointSizeF() or 10) * (scale or 1) * 1.1)
+        points = (QApplication.font().pointSizeF() or 10) * (scale or 1) * 1.1
+        font.setPointSizeF(max(PRESENTATION_MIN_POINTS, points) if scale else points)  # the caption wraps
         self.caption.setFont(font)
         # The overlay's legend sits on the slide too: read from the back of the hall, like the slides' text.
         legend_font = QFont()  # no attribute set: the view's own font again

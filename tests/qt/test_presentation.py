@@ -128,3 +128,13 @@ def test_another_model_while_presenting_starts_at_its_own_overview(window, qtbot
     w.presentation.next()
     assert w.presentation.index == 0 and "Mixed_5b" in w.caption.text()
     w.presentation.leave()
+
+
+def test_the_caption_under_a_graph_slide_is_at_least_18_points(window, qtbot):
+    """The caption was the application font × 1.65: 16.5 pt from a 10 pt font (14.9 from 9) at 720 lines."""
+    w = window
+    with qtbot.waitSignal(w.presentation.entered):
+        w.presentation.enter()
+    w.presentation.next()
+    assert w.caption.isVisible() and QFontInfo(w.caption.font()).pointSizeF() >= 18
+    w.presentation.leave()
