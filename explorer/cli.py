@@ -431,7 +431,8 @@ def cmd_handout(args) -> int:
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise CommandError(f"-o {out}: cannot write in {parent}", EXIT_FAILED)
     if args.image is not None and not Path(args.image).is_file():
-        raise CommandError(f"--image {args.image}: no such file", EXIT_FAILED)
+        what = "a folder, not an image" if Path(args.image).is_dir() else "no such file"
+        raise CommandError(f"--image {args.image}: {what}", EXIT_FAILED)
 
     from explorer.core.handout import build_handout, check_blocks
     from explorer.core.images import ImageLoadError

@@ -62,7 +62,10 @@ def _fmt_px(v: float | None) -> str:
 
 
 def _fmt_energy(v: float | None) -> str:
-    return "—" if v is None else f"{v:.3g}"
+    """A sum of squares: three significant digits, in the SI units of the counts from 1000 up."""
+    if v is None:
+        return "—"
+    return fmt_count(v) if abs(v) >= 1000 else f"{v:.3g}"
 
 
 #: How each quantity's values read (explorer.core.text formats).

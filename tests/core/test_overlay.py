@@ -208,3 +208,9 @@ def test_attribution_share_per_block_equals_gradient_times_activation_on_the_pla
     for b, shares in evidence.shares().items():
         assert sum(shares) == pytest.approx(1.0)
         assert len(shares) == len(graph.node(b).branches)
+
+
+def test_energy_reads_in_the_shared_count_units():
+    legend = make_legend("energy", {"a": 44_400.0, "b": 0.5})
+    assert legend.text(44_400.0) == fmt_count(44_400.0) == "44.4 K"
+    assert legend.text(0.5) == "0.5"

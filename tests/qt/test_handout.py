@@ -113,7 +113,7 @@ def test_an_opened_resnet18_without_an_image(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing image", "unknown block", "bad weights", "unwritable", "folder",
-                                  "not an image"])
+                                  "not an image", "image is a folder"])
 def test_bad_input_is_one_line_and_no_file(tmp_path, picture, capsys, case):
     out = tmp_path / "h.pdf"
     args = ["handout", "googlenet", "--weights", "none", "--size", "64", "-o", str(out)]
@@ -129,6 +129,8 @@ def test_bad_input_is_one_line_and_no_file(tmp_path, picture, capsys, case):
         args[-1] = str(tmp_path / "no" / "such" / "folder" / "h.pdf")
     elif case == "folder":
         args[-1] = str(tmp_path)
+    elif case == "image is a folder":
+        args += ["--image", str(tmp_path)]
     else:
         txt = tmp_path / "notes.jpg"
         txt.write_text("hello")
@@ -138,6 +140,8 @@ def test_bad_input_is_one_line_and_no_file(tmp_path, picture, capsys, case):
     assert code != 0
     assert len([line for line in err if "error" in line]) == 1 and "Traceback" not in "\n".join(err)
     assert not list(tmp_path.rglob("*.pdf*"))
+    if case == "image is a folder":
+        assert "a folder, not an image" in "\n".join(err)
 
 
 def test_a_failure_while_drawing_leaves_no_file(tmp_path, monkeypatch):
