@@ -86,7 +86,7 @@ def _configure(w: pg.PlotItem, title: str) -> None:
     w.setMouseEnabled(x=False, y=False)
     w.hideButtons()
     w.setTitle(title)
-    w.setLabel("left", "share of evidence")
+    w.setLabel("left", "share")
     w.setYRange(0, 1, padding=0.02)
     w.showGrid(y=True, alpha=0.25)
     w.getAxis("left").enableAutoSIPrefix(False)
