@@ -234,34 +234,30 @@ def visualize(cm, target: Target, channels, *, steps: int = DEFAULT_STEPS, size:
     groups = [channels[i : i + batch] for i in range(0, len(channels), batch)]
     total = steps * len(groups)
     done = 0
-    was_training = cm.training
-    cm.eval()
-    try:
-        for group in groups:
-            g = torch.Generator().manual_seed(seed)
-            param = FourierImage(len(group), size, g)
-            opt = torch.optim.Adam([param.spectrum], lr=lr)
-            for _ in range(steps):
-                if cancel is not None:
-                    cancel.raise_if_cancelled()
-                opt.zero_grad(set_to_none=True)
-                x = _transform(param(), g).to(device)
-                act = reader((x - m) / s)
-                loss = -objective_values(act, group, target.objective).sum()
-                # Gradients for the image only: the network's weight gradients are never computed.
-                loss.backward(inputs=[param.spectrum])
-                opt.step()
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-            with torch.no_grad():
-                img = param()
-                values = objective_values(reader(((img.to(device)) - m) / s), group, target.objective)
-            pics = (img.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-            for c, pic, v in zip(group, pics, values.tolist()):
-                out.append(Visualisation(c, np.ascontiguousarray(pic), float(v)))
-    finally:
-        cm.train(was_training)
+    cm.eval()  # its modules are shared with the loaded network, which always runs in eval mode
+    for group in groups:
+        g = torch.Generator().manual_seed(seed)
+        param = FourierImage(len(group), size, g)
+        opt = torch.optim.Adam([param.spectrum], lr=lr)
+        for _ in range(steps):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            opt.zero_grad(set_to_none=True)
+            x = _transform(param(), g).to(device)
+            act = reader((x - m) / s)
+            loss = -objective_values(act, group, target.objective).sum()
+            # Gradients for the image only: the network's weight gradients are never computed.
+            loss.backward(inputs=[param.spectrum])
+            opt.step()
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        with torch.no_grad():
+            img = param()
+            values = objective_values(reader(((img.to(device)) - m) / s), group, target.objective)
+        pics = (img.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        for c, pic, v in zip(group, pics, values.tolist()):
+            out.append(Visualisation(c, np.ascontiguousarray(pic), float(v)))
     return out
 
 
