@@ -137,15 +137,18 @@ class FourierImage:
         return torch.sigmoid(img)
 
 
+PAD = 12
+
+
 def _transform(img, generator):
     """Lucid's standard robustness transforms: pad 12 (grey), jitter 8, scale 0.9–1.1 and rotate ±10°
-    (drawn per image), jitter 4."""
+    (drawn per image), jitter 4. Returns the image and the jitters' total shift (dy, dx)."""
     import torch
     import torch.nn.functional as F
 
     b = img.shape[0]
-    img = F.pad(img, (12, 12, 12, 12), value=0.5)
-    img = _jitter(img, 8, generator)
+    img = F.pad(img, (PAD, PAD, PAD, PAD), value=0.5)
+    img, (y1, x1) = _jitter(img, 8, generator)
     scales = torch.tensor([1 + (i - 5) / 50 for i in range(11)])
     angles = torch.tensor(list(range(-10, 11)) + 5 * [0], dtype=torch.float32)
     s = scales[torch.randint(len(scales), (b,), generator=generator)]
@@ -154,7 +157,8 @@ def _transform(img, generator):
     theta = torch.stack([torch.stack([cos, -sin, torch.zeros(b)], 1), torch.stack([sin, cos, torch.zeros(b)], 1)], 1)
     grid = F.affine_grid(theta, list(img.shape), align_corners=False)
     img = F.grid_sample(img, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    return _jitter(img, 4, generator)
+    img, (y2, x2) = _jitter(img, 4, generator)
+    return img, (y1 + y2, x1 + x2)
 
 
 def _jitter(img, d: int, generator):
@@ -162,7 +166,7 @@ def _jitter(img, d: int, generator):
 
     dy, dx = torch.randint(d, (2,), generator=generator).tolist()
     h, w = img.shape[2] - d, img.shape[3] - d
-    return img[:, :, dy : dy + h, dx : dx + w]
+    return img[:, :, dy : dy + h, dx : dx + w], (dy, dx)
 
 
 # -- optimisation -----------------------------------------------------------------------------------
@@ -198,8 +202,9 @@ class TargetReader:
         return got[0]
 
 
-def objective_values(act, channels, objective: str):
-    """Per batch element i: the objective of channel `channels[i]` of activation `act` (B, C[, H, W])."""
+def objective_values(act, channels, objective: str, centre: tuple[int, int] | None = None):
+    """Per batch element i: the objective of channel `channels[i]` of activation `act` (B, C[, H, W]);
+    "neuron" reads map position `centre` (default: the map's centre)."""
     import torch
 
     idx = torch.arange(act.shape[0])
@@ -208,7 +213,8 @@ def objective_values(act, channels, objective: str):
     if sel.dim() == 1:
         value = sel
     elif objective == "neuron":
-        value = sel[:, sel.shape[1] // 2, sel.shape[2] // 2]
+        cy, cx = centre if centre is not None else (sel.shape[1] // 2, sel.shape[2] // 2)
+        value = sel[:, min(max(cy, 0), sel.shape[1] - 1), min(max(cx, 0), sel.shape[2] - 1)]
     else:
         value = sel.flatten(1).mean(1)
     return -value if objective == "negative" else value
@@ -235,17 +241,30 @@ def visualize(cm, target: Target, channels, *, steps: int = DEFAULT_STEPS, size:
     total = steps * len(groups)
     done = 0
     cm.eval()  # its modules are shared with the loaded network, which always runs in eval mode
+    with torch.no_grad():  # the map's size on the untransformed image: "neuron" means its centre unit
+        clean = reader(torch.zeros(1, 3, size, size, device=device))
+    clean_centre = (clean.shape[2] // 2, clean.shape[3] // 2) if clean.dim() == 4 else None
     for group in groups:
         g = torch.Generator().manual_seed(seed)
         param = FourierImage(len(group), size, g)
         opt = torch.optim.Adam([param.spectrum], lr=lr)
-        for _ in range(steps):
+        for step in range(steps):
             if cancel is not None:
                 cancel.raise_if_cancelled()
             opt.zero_grad(set_to_none=True)
-            x = _transform(param(), g).to(device)
-            act = reader((x - m) / s)
-            loss = -objective_values(act, group, target.objective).sum()
+            x, (dy, dx) = _transform(param(), g)
+            act = reader((x.to(device) - m) / s)
+            centre = None
+            if clean_centre is not None and act.dim() == 4:
+                # The unit over the image's centre, which the padding and jitters moved by PAD - shift
+                # pixels (stride estimated from the two map sizes).
+                stride = size / clean.shape[2]
+                centre = (clean_centre[0] + round((PAD - dy) / stride), clean_centre[1] + round((PAD - dx) / stride))
+            loss = -objective_values(act, group, target.objective, centre).sum()
+            if target.objective == "neuron" and step < steps // 4:
+                # Warm start: a unit whose ReLU is shut on the initial image has no gradient (Lucid
+                # redirects ReLU gradients early on instead); the channel's mean lifts it first.
+                loss = loss - objective_values(act, group, "channel").sum()
             # Gradients for the image only: the network's weight gradients are never computed.
             loss.backward(inputs=[param.spectrum])
             opt.step()
