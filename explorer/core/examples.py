@@ -242,6 +242,8 @@ def index_folder(folder: str | os.PathLike, cm, graph: BlockGraph, preprocess: C
             st = os.stat(f)
         except OSError as e:
             report.failed.append((str(f), e.strerror or str(e)))
+            if note is not None:
+                note(str(f), e.strerror or str(e))
             continue
         k = known.get(str(f))
         if k is not None and k[1] == st.st_size and k[2] == st.st_mtime_ns:
