@@ -24,6 +24,7 @@ BENCHES = {
     "bench_overlay.py": "ratio  ours/plain",
     "bench_first_paint.py": "first paint",
     "bench_faithfulness.py": "ratio  naive/ours",
+    "bench_featurevis.py": "ratio  plain/ours",
 }
 
 
