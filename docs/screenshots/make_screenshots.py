@@ -166,6 +166,7 @@ def main() -> int:
         window.images.activations.select_channel(1, 3)
         panel.index_folder(str(SAMPLES_DIR))
         window.images.channel_dock.raise_()
+        window.resizeDocks([window.images.channel_dock], [round(window.height() * 0.62)], Qt.Orientation.Vertical)
         until(lambda: not panel.vis_label.pixmap().isNull() and "indexed" in panel.status.text())
         if "channel_examples" in names:
             shot("channel_examples.png")

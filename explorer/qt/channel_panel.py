@@ -241,7 +241,9 @@ class ChannelPanel(QWidget):
     def _on_grid(self, visualisations) -> None:
         self._busy(False)
         pic = grid([v.image for v in visualisations], columns=8)
-        self.grid_label.setPixmap(to_pixmap(pic, side=8 * 96))
+        pm = to_pixmap(pic, side=8 * 96)
+        self.grid_label.setPixmap(pm)
+        self.grid_label.setMinimumHeight(pm.height())  # the dock scrolls rather than overlap the boxes above
         self.status.setText(f"{self.state.block} branch {(self.state.branch or 0) + 1}: channels 0–{len(visualisations) - 1}")
 
     def _on_examples(self, result) -> None:
