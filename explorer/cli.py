@@ -537,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "published weights from the cache or a download; random, with a warning, when neither works)")
     s.add_argument("-o", "--output", required=True, metavar="FILE.pdf", help="where the PDF is written")
     s.set_defaults(func=cmd_handout)
+    _add_featurevis_parsers(sub)
     return p
 
 
@@ -565,6 +566,201 @@ def _add_attribute_parser(sub) -> None:
                    help="json: JSON Lines, one object per image and method, written as each completes")
     s.add_argument("-o", "--output", metavar="DIR", help="write each map as a PNG overlay and a .npy array here")
     s.set_defaults(func=cmd_attribute)
+
+
+# -- feature visualisation and dataset examples -------------------------------------------------------
+
+
+def _node_branch(text: str, cm, *, need_branch: bool = False) -> tuple[str, int | None]:
+    """NODE[/BRANCH] (BRANCH 1-based, as in Details) checked against the capture model's nodes."""
+    node, _, branch = text.partition("/")
+    if node not in cm.node_names:
+        blocks = list(cm.block_branches)
+        raise CommandError(f"{text}: no block or node {node!r}" + (f"; blocks: {', '.join(blocks)}" if blocks else ""))
+    count = cm.block_branches.get(node, 0)
+    if not branch:
+        if need_branch:
+            raise CommandError(f"{text}: give a branch, {node}/1 to {node}/{count}" if count
+                               else f"{text}: {node} is not a block with branches")
+        return node, None
+    if not branch.isdigit() or not 1 <= int(branch) <= count:
+        raise CommandError(f"{text}: {node} has {count} branch(es); give a number from 1 to {count}"
+                           if count else f"{text}: {node} is not a block with branches")
+    return node, int(branch) - 1
+
+
+def _capture_for(ref: str, weights: str | None):
+    """(LoadedModel, Classifier, CaptureModel, weights hash) on the CPU for a resolved reference."""
+    from explorer.core.blockgraph import build_block_graph
+    from explorer.core.featurevis import weights_digest
+    from explorer.core.inference import Classifier
+
+    loaded, graph = _load_model(ref, weights)
+    if loaded.weights.is_random:
+        print(f"inception-explorer: warning: {loaded.weights.describe()}", file=sys.stderr)
+    clf = Classifier(loaded, "cpu", optimize=False, graph=graph or build_block_graph(loaded.spec))
+    try:
+        cm = clf.capture_model("cpu")
+    except RuntimeError as e:
+        raise CommandError(f"{ref}: cannot probe its layers: {e}", EXIT_FAILED) from None
+    return loaded, clf, cm, weights_digest(loaded.module)
+
+
+def cmd_visualize(args) -> int:
+    """One optimised PNG per channel (cached per model, weights and request); each path printed as written."""
+    from pathlib import Path
+
+    from explorer.core import featurevis as fv
+
+    if not 1 <= args.steps <= 10000:
+        raise CommandError(f"--steps {args.steps} must be from 1 to 10000")
+    if not 16 <= args.size <= 1024:
+        raise CommandError(f"--size {args.size} must be from 16 to 1024")
+    if not 1 <= args.batch <= 256:
+        raise CommandError(f"--batch {args.batch} must be from 1 to 256")
+    try:
+        fv.parse_channels(args.channels)
+    except ValueError as e:
+        raise CommandError(f"--channels: {e}") from None
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CommandError(f"-o {out_dir}: not a folder")
+    ref = _model_ref(args.model)
+    loaded, clf, cm, digest = _capture_for(ref, args.weights)
+    node, branch = _node_branch(args.target, cm)
+    target = fv.Target(node, branch, args.objective)
+    try:
+        count = fv.target_channels(cm, target, args.size)
+    except RuntimeError as e:
+        raise CommandError(f"--size {args.size} is too small for {args.target}: {str(e).splitlines()[0]}",
+                           EXIT_FAILED) from None
+    try:
+        channels = fv.parse_channels(args.channels, count)
+    except ValueError as e:
+        raise CommandError(f"--channels: {e}") from None
+    if fv.is_batch_normalised(loaded.module):
+        print(f"inception-explorer: note: {fv.BN_NOTE}", file=sys.stderr)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    tf = clf.transforms
+    for i in range(0, len(channels), args.batch):  # one batch at a time: a killed run keeps what it wrote
+        for v in fv.visualize_cached(cm, ref, digest, target, channels[i : i + args.batch], steps=args.steps,
+                                     size=args.size, mean=tuple(tf.mean), std=tuple(tf.std), batch=args.batch):
+            path = out_dir / f"{target.file_stem(v.channel)}.png"
+            Image.fromarray(v.image).save(path)
+            print(f"{path}\t{v.objective:.4g}", flush=True)
+    return 0
+
+
+def cmd_index(args) -> int:
+    """Index a folder's images for dataset examples; one stderr line per file that cannot be read."""
+    from pathlib import Path
+
+    from explorer.core.examples import ExampleIndex, index_folder
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise CommandError(f"{folder}: not a folder")
+    if not 1 <= args.batch <= 1024:
+        raise CommandError(f"--batch {args.batch} must be from 1 to 1024")
+    ref = _model_ref(args.model)
+    _, clf, cm, digest = _capture_for(ref, args.weights)
+
+    def note(path, reason):
+        print(f"inception-explorer: cannot index {path}: {reason}", file=sys.stderr, flush=True)
+
+    with ExampleIndex(args.db) as index:
+        r = index_folder(folder, cm, clf.graph, clf.preprocess, model=ref, weights=digest, index=index,
+                         batch_size=args.batch, note=note)
+        print(f"{r.indexed} indexed, {r.skipped} already indexed, {len(r.failed)} unreadable; index {index.path}")
+    if r.indexed + r.skipped == 0:
+        print(f"inception-explorer: error: no image in {folder} could be indexed", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_examples(args) -> int:
+    """A channel's top images from the index, with the receptive-field box of each maximum."""
+    import json
+    from pathlib import Path
+
+    from explorer.core.examples import ExampleIndex, example_crop
+
+    if args.channel < 0:
+        raise CommandError(f"channel {args.channel} must be from 0")
+    ref = _model_ref(args.model)
+    _, clf, cm, digest = _capture_for(ref, args.weights)
+    node, branch = _node_branch(args.target, cm, need_branch=True)
+    with ExampleIndex(args.db) as index:
+        found = index.examples(ref, digest, node, branch, args.channel)
+        if not found:
+            known = index.indexed_targets(ref, digest)
+            why = ("no folder is indexed for this model and weights: run `inception-explorer index FOLDER --model "
+                   f"{args.model}` first") if not known else f"{args.target} has no channel {args.channel} in the index"
+            raise CommandError(why, EXIT_FAILED)
+    out_dir = Path(args.output) if args.output else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    from explorer.core.featurevis import Target
+    from explorer.core.images import ImageLoadError
+
+    stem = Target(node, branch).file_stem(args.channel)
+    for e in found:
+        record = {"rank": e.rank + 1, "path": e.path, "value": round(e.value, 6), "y": e.y, "x": e.x,
+                  "box": {"top": e.box[0], "left": e.box[1], "bottom": e.box[2], "right": e.box[3]}}
+        if out_dir is not None:
+            try:
+                crop = example_crop(e, clf.preprocess, clf.transforms.mean, clf.transforms.std)
+            except ImageLoadError as err:
+                print(f"inception-explorer: cannot crop {e.path}: {err.reason}", file=sys.stderr)
+            else:
+                from PIL import Image
+
+                png = out_dir / f"{stem}-ex{e.rank + 1}.png"
+                Image.fromarray(crop).save(png)
+                record["crop"] = str(png)
+        if args.format == "json":
+            print(json.dumps(record, ensure_ascii=False))
+        else:
+            t, l, b, r = e.box
+            print(f"{e.rank + 1}  {e.value:9.4f}  y{e.y:<3d} x{e.x:<3d}  box {t}:{b}, {l}:{r}  {e.path}")
+    return 0
+
+
+def _add_featurevis_parsers(sub) -> None:
+    weights_help = "a .pth/.pt/.safetensors file, or 'none' for random weights (default: the published weights)"
+    s = sub.add_parser("visualize", help="feature visualisation: an image optimised for each channel of a layer")
+    s.add_argument("model", help=MODEL_HELP)
+    s.add_argument("target", metavar="NODE[/BRANCH]", help="a block or node; /BRANCH: one of its branches "
+                   "(1-based, as in Details)")
+    s.add_argument("--channels", default="0-15", help="channels: 0-15, 3, 0,4,8-11 (default 0-15)")
+    s.add_argument("--steps", type=int, default=256, help="optimisation steps (default 256)")
+    s.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    s.add_argument("--objective", choices=("channel", "neuron", "negative"), default="channel",
+                   help="channel: the mean activation; neuron: the centre unit; negative: minus the mean")
+    s.add_argument("--batch", type=int, default=16, help="channels optimised together (default 16)")
+    s.add_argument("--weights", help=weights_help)
+    s.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="folder for the PNGs, one per channel, e.g. inception4a-2-ch003.png")
+    s.set_defaults(func=cmd_visualize)
+    s = sub.add_parser("index", help="index a folder of images for dataset examples (top-9 per branch channel)")
+    s.add_argument("folder", metavar="FOLDER")
+    s.add_argument("--model", required=True, help=MODEL_HELP)
+    s.add_argument("--weights", help=weights_help)
+    s.add_argument("--batch", type=int, default=16, help="images per forward (default 16)")
+    s.add_argument("--db", help="the SQLite index (default: examples.sqlite in the cache folder)")
+    s.set_defaults(func=cmd_index)
+    s = sub.add_parser("examples", help="a channel's top images from the index, with receptive-field boxes")
+    s.add_argument("model", help=MODEL_HELP)
+    s.add_argument("target", metavar="NODE/BRANCH", help="a block and one of its branches (1-based)")
+    s.add_argument("channel", type=int)
+    s.add_argument("--weights", help=weights_help)
+    s.add_argument("--format", choices=("table", "json"), default="table",
+                   help="json: JSON Lines, one object per example")
+    s.add_argument("--db", help="the SQLite index (default: examples.sqlite in the cache folder)")
+    s.add_argument("-o", "--output", metavar="DIR", help="write each example's receptive-field crop here")
+    s.set_defaults(func=cmd_examples)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ BENCHES = {
     "bench_faithfulness.py": "ratio  naive/ours",
     "bench_slides.py": "ratio  forward/step",
     "bench_handout.py": "ratio  ours/anchor",
+    "bench_featurevis.py": "ratio  plain/ours",
 }
 
 

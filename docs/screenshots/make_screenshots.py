@@ -3,6 +3,7 @@
     xvfb-run -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py
     xvfb-run -s "-screen 0 1280x720x24" .venv/bin/python docs/screenshots/make_screenshots.py --presentation
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py compare_window
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py channel_examples branch_grid
 
 Names on the command line make only those shots (see NAMED_SHOTS); without any, every shot but the
 presentation and dark ones. Grabs the X screen itself (QScreen.grabWindow), so what is saved is what
@@ -20,7 +21,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 #: Shots that can be made on their own, by name (each saves NAME.png).
 NAMED_SHOTS = ("compare_window", "compare_factorisation", "open_model_resnet18", "dataflow_slide",
-               "dataflow_flow_step", "graph_thumbnails")
+               "dataflow_flow_step", "graph_thumbnails", "channel_examples",
+               "branch_grid")
 #: The shots that walk the sample photo through the network (they wait for it to be classified).
 IMAGE_SHOTS = ("dataflow_slide", "dataflow_flow_step", "graph_thumbnails")
 
@@ -176,8 +178,41 @@ def main() -> int:
             window.view.centerOn(window.view.frames[block])
             shot("open_model_resnet18.png")
 
+    def until(condition, seconds=600):
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            wait(None, 500)
+
+    def channel_shots(names):
+        """A channel of inception4a's 3×3 branch: its visualisation, its crops among the sample photos and
+        its map; then the branch's grid of visualisations (the cache goes to a temporary folder)."""
+        import os
+
+        from explorer.core.samples import SAMPLES_DIR
+
+        os.environ["INCEPTION_EXPLORER_CACHE"] = tempfile.mkdtemp()
+        until(lambda: window.images is not None and window.images.classify.shown is not None
+              and window.images.channel.capture_model is not None)
+        panel = window.images.channel
+        panel.state.steps, panel.state.size = 128, 128
+        window.view.select("inception4a")
+        window.images.activations.show_block("inception4a")
+        window.images.activations.select_channel(1, 3)
+        panel.index_folder(str(SAMPLES_DIR))
+        window.images.channel_dock.raise_()
+        window.resizeDocks([window.images.channel_dock], [round(window.height() * 0.62)], Qt.Orientation.Vertical)
+        until(lambda: not panel.vis_label.pixmap().isNull() and "indexed" in panel.status.text())
+        if "channel_examples" in names:
+            shot("channel_examples.png")
+        if "branch_grid" in names:
+            panel.show_branch_grid()
+            until(lambda: not panel.grid_label.pixmap().isNull(), 1200)
+            shot("branch_grid.png")
+
     if args.shots:
         named_shots(args.shots)
+        if {"channel_examples", "branch_grid"} & set(args.shots):
+            channel_shots(args.shots)
     elif args.presentation:
         window.presentation.dataflow_wanted = False  # the graph slides (the sample photo may arrive meanwhile)
         window.presentation.enter()

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QApplication, QDockWidget, QMainWindow, QScrollAre
 from explorer.qt.activation_view import ActivationView
 from explorer.qt.attribution_panel import AttributionPanel
 from explorer.qt.branch_share_chart import BranchSharePanel
+from explorer.qt.channel_panel import ChannelPanel
 from explorer.qt.classify_panel import ClassifyPanel
 from explorer.qt.workers import Job, JobRunner
 
@@ -86,6 +87,7 @@ class ImageDocks(QObject):
         self.activations = ActivationView(window)
         self.attribution = AttributionPanel(window, runner=self.runner)
         self.shares = BranchSharePanel(window, runner=self.runner)
+        self.channel = ChannelPanel(window, runner=self.runner)
         # All four share the bottom, as tabs: the full width suits the top-5 chart and the branch
         # mosaics, and the graph keeps the middle of the window.
         self.classify_dock = self._dock("Classify", "classify_dock", self.classify,
@@ -95,9 +97,11 @@ class ImageDocks(QObject):
         self.attribution_dock = self._dock("Attributions", "attribution_dock", self.attribution,
                                            Qt.DockWidgetArea.BottomDockWidgetArea)
         self.shares_dock = self._dock("Branch shares", "shares_dock", self.shares, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.channel_dock = self._dock("Channel", "channel_dock", self.channel, Qt.DockWidgetArea.BottomDockWidgetArea)
         window.tabifyDockWidget(self.classify_dock, self.activation_dock)
         window.tabifyDockWidget(self.activation_dock, self.attribution_dock)
         window.tabifyDockWidget(self.attribution_dock, self.shares_dock)
+        window.tabifyDockWidget(self.shares_dock, self.channel_dock)
         self.classify_dock.raise_()
 
         self.classify.image_shown.connect(self._on_image_shown)
@@ -110,6 +114,8 @@ class ImageDocks(QObject):
         self.attribution.attribution_failed.connect(self._status)
         self.shares.shares_failed.connect(self._status)
         self.shares.evidence_ready.connect(self._on_evidence)
+        self.channel.failed.connect(self._status)
+        self.activations.channel_selected.connect(self._show_channel)
         for w in (self.activations, self.attribution, self.shares):
             w.export_failed.connect(self._status)
 
@@ -125,7 +131,7 @@ class ImageDocks(QObject):
         return dock
 
     def docks(self) -> list[QDockWidget]:
-        return [self.classify_dock, self.activation_dock, self.attribution_dock, self.shares_dock]
+        return [self.classify_dock, self.activation_dock, self.attribution_dock, self.shares_dock, self.channel_dock]
 
     def _give_batch_room(self) -> None:
         """A batch began: the classify dock comes forward and gets half the window's height for its table
@@ -174,6 +180,7 @@ class ImageDocks(QObject):
         self.attribution.set_model(capture_model, self.graph, self.loaded.categories,
                                    capture_model_for=self._capture_model_for)
         self.shares.set_model(capture_model, self.graph)
+        self.channel.set_model(capture_model, self.graph, self.loaded)
         self.attribution.set_image(None)  # the previous model's image until the new one's arrives
         if self.last_shown is not None and self._is_current(self.last_shown):
             self._hand_on(self.last_shown)
@@ -240,6 +247,10 @@ class ImageDocks(QObject):
         if self.state is not None and self.loaded is not None and evidence.model == self.loaded.name:
             self.state.branch_evidence = evidence
 
+    def _show_channel(self, block: str, branch: int, channel: int) -> None:
+        """A channel was clicked in Activations: the Channel panel shows what it looks for."""
+        self.channel.show_channel(block, branch, channel, self.activations.detail_map())
+
     def select_block(self, name: str) -> None:
         """The graph's selection moved to `name`: follow it where it is a block."""
         if self.graph is None or name not in self.graph.graph or not self.graph.node(name).is_block:
@@ -255,5 +266,6 @@ class ImageDocks(QObject):
         self.classify.shutdown()
         self.attribution.shutdown()
         self.shares.shutdown()
+        self.channel.cancel()
         self.runner.cancel_all()
         self.runner.wait(20000)
