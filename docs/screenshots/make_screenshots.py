@@ -22,9 +22,9 @@ HERE = Path(__file__).resolve().parent
 #: Shots that can be made on their own, by name (each saves NAME.png).
 NAMED_SHOTS = ("compare_window", "compare_factorisation", "open_model_resnet18", "dataflow_slide",
                "dataflow_flow_step", "graph_thumbnails", "channel_examples",
-               "branch_grid")
+               "branch_grid", "overlay_time", "overlay_attribution")
 #: The shots that walk the sample photo through the network (they wait for it to be classified).
-IMAGE_SHOTS = ("dataflow_slide", "dataflow_flow_step", "graph_thumbnails")
+IMAGE_SHOTS = ("dataflow_slide", "dataflow_flow_step", "graph_thumbnails", "overlay_attribution")
 
 
 def main() -> int:
@@ -144,6 +144,34 @@ def main() -> int:
             window.view.centerOn(window.view.boxes["inception4a"])
             shot("graph_thumbnails.png")
             window.state.thumbnails = False
+        if "overlay_time" in names:
+            # Measured time per block beside "where does the time go" (blocks by time vs share of mult-adds).
+            window.state.overlay = "time"
+            until(lambda: window.state.block_times is not None and window.view.overlay_values is not None, 300)
+            window.view.select("inception4a")
+            window.view.set_zoom(0.8)
+            window.view.centerOn(window.view.boxes["inception4a"])
+            table = window.overlay_menu.show_time_table()
+            table.move(window.geometry().right() - table.width() - 40, window.geometry().top() + 260)
+            settle(800)
+            path = out / "overlay_time.png"
+            screen.grabWindow(0).save(str(path)) if not args.window else window.grab().save(str(path))
+            print("saved", path)
+            table.close()
+            window.state.overlay = "none"
+        if "overlay_attribution" in names:
+            # Each block's share of the image's |gradient × activation|, once Branch shares has computed it.
+            shares = window.images.shares
+            until(lambda: shares.capture_model is not None and shares.x is not None)
+            shares.compute()
+            until(lambda: window.state.branch_evidence is not None)
+            window.state.overlay = "attribution"
+            window.images.shares_dock.raise_()
+            window.view.select("inception4a")
+            window.view.set_zoom(0.8)
+            window.view.centerOn(window.view.boxes["inception4a"])
+            shot("overlay_attribution.png")
+            window.state.overlay = "none"
         if "compare_window" in names or "compare_factorisation" in names:
             from PySide6.QtWidgets import QAbstractItemView
 
