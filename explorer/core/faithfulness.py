@@ -423,3 +423,52 @@ def road_score(model, x: torch.Tensor, heatmap: np.ndarray, target: int, *,
         morf = ROADMostRelevantFirstAverage(list(percentiles))(x.detach(), cams, targets, model)
         lerf = ROADLeastRelevantFirstAverage(list(percentiles))(x.detach(), cams, targets, model)
     return RoadScore(float(np.ravel(morf)[0]), float(np.ravel(lerf)[0]))
+
+
+# ---------------------------------------------------------------- the window's record of a map
+
+
+@dataclass(frozen=True)
+class AttributionRecord:
+    """One map computed for the image on screen and the evidence gathered for it so far: a row of the
+    window's methods table (the window keeps them in `ExplorerState.attributions`)."""
+
+    result: Any = field(repr=False)  # the AttributionResult
+    seconds: float  # the map's computing time
+    curves: dict[str, Curve] | None = None  # deletion and insertion, once computed
+    curves_seconds: float | None = None
+    sanity: SanityCheck | None = None  # the cascade randomisation, once computed
+    sanity_seconds: float | None = None
+
+    @property
+    def key(self) -> tuple:
+        """What makes two maps the same row: method, layer (block or branch) and target class."""
+        return (self.result.method, self.result.layer, self.result.target)
+
+    def verdict(self) -> str:
+        """The sanity check in a few words ('' before it ran)."""
+        if self.sanity is None:
+            return ""
+        last = self.sanity.correlations[-1] if self.sanity.correlations else math.nan
+        rho = "ρ undefined" if not math.isfinite(last) else f"ρ {last:.2f}"
+        return f"unchanged ({rho})" if self.sanity.flagged else f"passes ({rho})"
+
+
+def with_record(records: Sequence[AttributionRecord], record: AttributionRecord) -> tuple[AttributionRecord, ...]:
+    """`records` with `record` in place of the one with its key (or added at the end)."""
+    out = list(records)
+    for i, r in enumerate(out):
+        if r.key == record.key:
+            out[i] = record
+            return tuple(out)
+    return (*out, record)
+
+
+def map_explainer(x: torch.Tensor, method: str, target: int, **kwargs) -> Callable[[CaptureModel], np.ndarray]:
+    """`explain(model)` for `sanity_check`: the map of `method` for `x` on `model` (`attribute`'s kwargs)."""
+    from explorer.core.attribution import attribute
+
+    def explain(model: CaptureModel) -> np.ndarray:
+        return attribute(model, x, method, target, **kwargs).heatmap
+
+    return explain

@@ -152,6 +152,8 @@ class ExplorerState(State):
     presenting = StateProperty(False, "Whether presentation mode is on.")
     overlay = StateProperty("none", "What the graph's boxes are coloured by: a key of explorer.core.overlay.QUANTITIES.")
     block_times = StateProperty(None, "The BlockTimes last measured for the current model (its size and device).")
+    attributions = StateProperty((), "The maps computed for the image on screen by the current model, with their "
+                                 "faithfulness and sanity evidence: AttributionRecords, one per method, layer and target.")
 
     # -- transitions that change several properties at once ---------------------------------
 
@@ -169,6 +171,7 @@ class ExplorerState(State):
             self.shown_image = None
             self.classification = None
             self.block_times = None
+            self.attributions = ()
             self.model_status = "loading"
             self.status_text = f"loading {name}…"
 

@@ -84,7 +84,7 @@ class ImageDocks(QObject):
 
         self.classify = ClassifyPanel(window, state=state)
         self.activations = ActivationView(window)
-        self.attribution = AttributionPanel(window, runner=self.runner)
+        self.attribution = AttributionPanel(window, runner=self.runner, explorer_state=state)
         self.shares = BranchSharePanel(window, runner=self.runner)
         # All four share the bottom, as tabs: the full width suits the top-5 chart and the branch
         # mosaics, and the graph keeps the middle of the window.
