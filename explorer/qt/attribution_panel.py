@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -152,6 +153,8 @@ class AttributionPanel(QWidget):
         self.capture_model_for = None  # device -> the network there (gradient methods on the classifier's GPU)
         #: Where the gradient methods run: the classifier's device ("cpu", "cuda:0").
         self.device = "cpu"
+        #: device -> the network the curves run on (the classifier's folded one; None: the capture model).
+        self.curve_model_for = None
         self.graph = None
         self.categories: list[str] = []
         self.x = None
@@ -284,7 +287,13 @@ class AttributionPanel(QWidget):
         self.curve_plot.setLabel("left", "p(target)")
         self.curve_plot.setXRange(0, 1, padding=0.02)
         self.curve_plot.setYRange(0, 1, padding=0.02)
-        self.curve_legend = self.curve_plot.addLegend(offset=(-4, 4), labelTextSize="8pt", verSpacing=-6)
+        # The legend on a nearly opaque ground in the palette's colours: over the curves, pyqtgraph's default
+        # grey text on a transparent ground could not be read.
+        text, base = self.palette().color(QPalette.ColorRole.WindowText), self.palette().color(QPalette.ColorRole.Base)
+        base.setAlpha(225)
+        self.curve_legend = self.curve_plot.addLegend(offset=(-4, 4), labelTextSize="8pt", verSpacing=-6,
+                                                      labelTextColor=text, brush=pg.mkBrush(base),
+                                                      pen=pg.mkPen(text, width=0.5))
         #: One PlotDataItem per curve: "deletion", "deletion_random", "insertion", "insertion_random".
         self.curve_items: dict[str, pg.PlotDataItem] = {}
         for kind, color in CURVE_COLORS.items():
@@ -560,6 +569,12 @@ class AttributionPanel(QWidget):
             self._fail("Compute a map first: the curves measure the map on screen.")
             return
         model, device = self._evidence_model()
+        if self.curve_model_for is not None:
+            try:  # the curves need no gradients: the classifier's optimised network is faster
+                model = self.curve_model_for(device)
+            except RuntimeError as e:
+                self._fail(str(e))
+                return
         job = Job(faithfulness_curves, model, self.x.to(device), self.result.heatmap, self.result.target,
                   steps=self.curve_steps.value(), wants_progress=True)
         self._start(job, "Faithfulness", f"{self._result_name()}: deletion and insertion curves…",
@@ -772,7 +787,7 @@ class AttributionPanel(QWidget):
             self.curve_items[kind].setData(c.fractions, c.scores)
             self.curve_items[f"{kind}_random"].setData(c.fractions, c.random_scores)
             self._set_legend(kind, f"{kind} AUC {c.auc:.3f}")
-            self._set_legend(f"{kind}_random", f"random {c.random_auc:.3f}")
+            self._set_legend(f"{kind}_random", f"random order {c.random_auc:.3f}")
         top = max(float(max(c.scores.max(), c.random_scores.max())) for c in curves.values())
         self.curve_plot.setYRange(0, max(top, 1e-3), padding=0.05)
         parts = []
@@ -813,7 +828,8 @@ class AttributionPanel(QWidget):
             box.addItem(item)
             box.autoRange(padding=0.02)
             text = "ρ —" if rho is None else ("ρ undefined" if not math.isfinite(rho) else f"ρ {rho:.2f}")
-            label = self.sanity_view.addLabel(f"{name}<br>{text}", row=1, col=col, size="8pt")
+            label = self.sanity_view.addLabel(f"{name}<br>{text}", row=1, col=col, size="8pt",
+                                              color=self.palette().color(QPalette.ColorRole.WindowText))
             self.sanity_items.append(item)
             self.sanity_labels.append(label)
         if check.flagged:

@@ -81,7 +81,7 @@ def test_the_plotted_curves_are_the_maps_deletion_and_insertion_curves(qtbot, pa
         _, rs = panel.curve_items[f"{kind}_random"].getData()
         np.testing.assert_allclose(rs, c.random_scores, rtol=1e-5, atol=1e-6)
         legend = {label.text for _, label in panel.curve_legend.items}
-        assert f"{kind} AUC {c.auc:.3f}" in legend and f"random {c.random_auc:.3f}" in legend
+        assert f"{kind} AUC {c.auc:.3f}" in legend and f"random order {c.random_auc:.3f}" in legend
         assert f"{c.auc:.3f} vs {c.random_auc:.3f}" in panel.curve_caption.text()
     row = [panel.table.item(0, col).text() for col in range(panel.table.columnCount())]
     assert row[2].startswith(f"{ref['deletion'].auc:.3f} ({ref['deletion'].random_auc:.3f})")
