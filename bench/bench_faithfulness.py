@@ -2,7 +2,7 @@
 and the cost of the model-randomisation sanity check against one map.
 
 Run: .venv/bin/python bench/bench_faithfulness.py [--size 224] [--steps 50] [--repeat N] [--device cpu|cuda|all]
-     [--threads N] [--quick]   (--quick, a smoke test: 96×96, 10 steps, one repeat, the CPU only)
+     [--threads N] [--quick]   (--quick, a smoke test: 96×96, 10 steps, IG with 4 steps, one repeat, the CPU only)
 
 For each device (the CPU, and CUDA when available), GoogLeNet with calibrated random weights
 (tests/netutil.py: plain random weights let the activations decay into denormal floats, which are
@@ -67,12 +67,13 @@ def timed(fn, device: str, repeat: int) -> float:
     return statistics.median(times)
 
 
-def timed_side_by_side(fns: dict, device: str, repeat: int) -> dict[str, float]:
-    """Median seconds of each of `fns`, their runs interleaved (one warm-up each first), so that a load
-    that comes and goes on a shared machine weighs on every path alike."""
+def timed_side_by_side(fns: dict, device: str, repeat: int) -> tuple[dict[str, float], dict]:
+    """Median seconds of each of `fns`, their runs interleaved (one warm-up each first, whose results are
+    returned), so that a load that comes and goes on a shared machine weighs on every path alike."""
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
+    first = {}
+    for k, fn in fns.items():
+        first[k] = fn()
         sync(device)
     for _ in range(repeat):
         for k, fn in fns.items():
@@ -80,7 +81,7 @@ def timed_side_by_side(fns: dict, device: str, repeat: int) -> dict[str, float]:
             fn()
             sync(device)
             times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: statistics.median(v) for k, v in times.items()}, first
 
 
 def loop_curves(model, x, heat, target, steps: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -110,7 +111,7 @@ def loop_curves(model, x, heat, target, steps: int) -> dict[str, tuple[np.ndarra
     return out
 
 
-def bench_device(device: str, size: int, steps: int, repeat: int) -> None:
+def bench_device(device: str, size: int, steps: int, repeat: int, ig_steps: int = 16) -> None:
     from tests.netutil import calibrated_model, synthetic_batch
 
     spec = get_spec(MODEL)
@@ -145,8 +146,8 @@ def bench_device(device: str, size: int, steps: int, repeat: int) -> None:
         "ours_plain": lambda: faithfulness_curves(model, x, cam, target, steps=steps),
         "ours": lambda: faithfulness_curves(fast, x, cam, target, steps=steps),
     }
-    diff = {k: worst(fn()) for k, fn in paths.items()}
-    t = timed_side_by_side(paths, device, repeat)
+    t, first = timed_side_by_side(paths, device, repeat)
+    diff = {k: worst(v) for k, v in first.items()}
     images = curve_images(steps)
     print(f"deletion+insertion, 4 curves × {steps + 1} points (random references included); median of {repeat}")
     print(f"  naive: per-step loop of single forwards, plain network    {t['loop'] * 1e3:9.1f} ms  "
@@ -162,7 +163,8 @@ def bench_device(device: str, size: int, steps: int, repeat: int) -> None:
     if max(diff.values()) > 1e-3:
         print("  WARNING: the curves differ from the naive loop's by more than the tolerance")
 
-    for method, params in (("grad_cam", AttributionParams()), ("integrated_gradients", AttributionParams(ig_steps=16))):
+    for method, params in (("grad_cam", AttributionParams()),
+                           ("integrated_gradients", AttributionParams(ig_steps=ig_steps))):
         kw = dict(node=CAM_BLOCK) if method == "grad_cam" else {}
 
         def one_map():
@@ -172,7 +174,8 @@ def bench_device(device: str, size: int, steps: int, repeat: int) -> None:
         t_map = timed(one_map, device, repeat)
         t_sanity = timed(lambda: sanity_check(cm, lambda m: attribute(m, x, method, target, params=params, **kw).heatmap,
                                               k=5, original=original), device, repeat)
-        print(f"sanity check, 5 cascade steps, {method}: one map {t_map * 1e3:8.1f} ms   sanity {t_sanity * 1e3:8.1f} ms   "
+        name = f"{method} ({params.ig_steps} steps)" if method == "integrated_gradients" else method
+        print(f"sanity check, 5 cascade steps, {name}: one map {t_map * 1e3:8.1f} ms   sanity {t_sanity * 1e3:8.1f} ms   "
               f"sanity/map {t_sanity / t_map:5.2f}×   (target ≤ 6×)")
 
 
@@ -193,7 +196,7 @@ def main() -> None:
     if args.device == "all" and torch.cuda.is_available():
         devices.append("cuda")
     for device in devices:
-        bench_device(device, args.size, args.steps, args.repeat)
+        bench_device(device, args.size, args.steps, args.repeat, ig_steps=4 if args.quick else 16)
 
 
 if __name__ == "__main__":
