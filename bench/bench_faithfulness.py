@@ -171,9 +171,12 @@ def bench_device(device: str, size: int, steps: int, repeat: int, ig_steps: int 
             return attribute(cm, x, method, target, params=params, **kw).heatmap
 
         original = one_map()
-        t_map = timed(one_map, device, repeat)
-        t_sanity = timed(lambda: sanity_check(cm, lambda m: attribute(m, x, method, target, params=params, **kw).heatmap,
-                                              k=5, original=original), device, repeat)
+        # Interleaved, as the curves: one map and the five of the check under the same load.
+        t_pair, _ = timed_side_by_side({
+            "map": one_map,
+            "sanity": lambda: sanity_check(cm, lambda m: attribute(m, x, method, target, params=params, **kw).heatmap,
+                                           k=5, original=original)}, device, repeat)
+        t_map, t_sanity = t_pair["map"], t_pair["sanity"]
         name = f"{method} ({params.ig_steps} steps)" if method == "integrated_gradients" else method
         print(f"sanity check, 5 cascade steps, {name}: one map {t_map * 1e3:8.1f} ms   sanity {t_sanity * 1e3:8.1f} ms   "
               f"sanity/map {t_sanity / t_map:5.2f}×   (target ≤ 6×)")
