@@ -54,19 +54,6 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device: str, repeat: int) -> float:
-    """Median seconds of `repeat` runs after one warm-up run."""
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def timed_side_by_side(fns: dict, device: str, repeat: int) -> tuple[dict[str, float], dict]:
     """Median seconds of each of `fns`, their runs interleaved (one warm-up each first, whose results are
     returned), so that a load that comes and goes on a shared machine weighs on every path alike."""
