@@ -306,11 +306,17 @@ def cmd_attribute(args) -> int:
         raise CommandError("no image files found in " + ", ".join(args.inputs), EXIT_FAILED)
 
     from explorer.core.blockgraph import build_block_graph
-    from explorer.core.inference import Classifier
+    from explorer.core.inference import Classifier, DeviceUnavailableError, resolve_device
 
+    try:
+        device = resolve_device(args.device)
+    except DeviceUnavailableError as e:
+        raise CommandError(f"--device {args.device}: {e}", EXIT_FAILED) from None
     loaded, graph = _load_model(ref, args.weights)
     if loaded.weights.is_random:
         print(f"inception-explorer: warning: {loaded.weights.describe()}", file=sys.stderr)
+    # Images are decoded and preprocessed on the CPU (exact, as torchvision's PIL path) and moved to
+    # `device`; the network there is a plain copy (no folded batch norms: the gradients are the model's).
     clf = Classifier(loaded, "cpu", optimize=False, graph=graph or build_block_graph(loaded.spec))
     cm = clf.capture_model("cpu")
     node, branch = _attribute_layer(args.layer, cm, methods)
@@ -326,7 +332,7 @@ def cmd_attribute(args) -> int:
     import numpy as np
     import torch
 
-    from explorer.core.attribution import attribute, branch_shares
+    from explorer.core.attribution import attribute, attribute_on_device, branch_shares
     from explorer.core import faithfulness
     from explorer.core.faithfulness import faithfulness_curves, road_score, sanity_blocks, sanity_check
 
@@ -350,19 +356,22 @@ def cmd_attribute(args) -> int:
         while stem in stems:  # two folders, one file name: keep both maps
             stem += "_"
         stems.add(stem)
-        with torch.no_grad():
-            target = int(cm(x).argmax(1)) if args.target is None else args.target
-        t0 = time.perf_counter()
-        shares = branch_shares(cm, x, target)
-        shares_ms = (time.perf_counter() - t0) * 1000
         rgb = clf.input_rgb(x[0])
+        x_dev, cm_dev = x.to(device), clf.capture_model(device)
+        with torch.no_grad():
+            target = int(cm_dev(x_dev).argmax(1)) if args.target is None else args.target
+        t0 = time.perf_counter()
+        shares = branch_shares(cm_dev, x_dev, target)
+        shares_ms = (time.perf_counter() - t0) * 1000
         for method in methods:
             kw = dict(node=node, branch=branch) if method in CAM_METHODS else {}
             t0 = time.perf_counter()
-            r = attribute(cm, x, method, target, **kw)
+            r = attribute_on_device(clf.capture_model, x, method, target, device=device, **kw)
             timings = {"attribution_ms": (time.perf_counter() - t0) * 1000, "branch_shares_ms": shares_ms}
             record = {"path": str(path), "method": method, "target": target,
-                      "label": clf.categories[target], "layer": r.layer}
+                      "label": clf.categories[target], "layer": r.layer, "device": r.device}
+            # The metrics run where the map was computed (the CPU when the GPU ran out of memory for it).
+            cm_map, xm = clf.capture_model(r.device), x.to(r.device)
             if r.delta is not None:
                 record.update(delta=r.delta, delta_relative=r.delta_relative)
             if r.notice:
@@ -371,17 +380,18 @@ def cmd_attribute(args) -> int:
             kinds = [k for k in ("deletion", "insertion") if k in metrics]
             if kinds:
                 t0 = time.perf_counter()
-                curves = faithfulness_curves(cm, x, r.heatmap, target, kinds=kinds, steps=args.steps)
+                curves = faithfulness_curves(cm_map, xm, r.heatmap, target, kinds=kinds, steps=args.steps)
                 timings["curves_ms"] = (time.perf_counter() - t0) * 1000
                 record.update({k: c.to_dict() for k, c in curves.items()})
             if "sanity" in metrics:
                 t0 = time.perf_counter()
-                check = sanity_check(cm, lambda m: attribute(m, x, method, target, **kw).heatmap,
-                                     original=r.heatmap, blocks=sanity_blocks(cm, 5))
+                check = sanity_check(cm_map, lambda m: attribute(m, xm, method, target, **kw).heatmap,
+                                     original=r.heatmap, blocks=sanity_blocks(cm_map, 5))
                 timings["sanity_ms"] = (time.perf_counter() - t0) * 1000
                 record["sanity"] = check.to_dict()
             if "road" in metrics:
                 t0 = time.perf_counter()
+                # ROAD's imputer solves its systems on the CPU: the whole score is computed there.
                 record["road"] = road_score(cm, x, r.heatmap, target, percentiles=faithfulness.ROAD_PERCENTILES).to_dict()
                 timings["road_ms"] = (time.perf_counter() - t0) * 1000
             record["branch_shares"] = {b: [round(v, 6) for v in vs] for b, vs in shares.items()}
@@ -562,6 +572,9 @@ def _add_attribute_parser(sub) -> None:
                    "ROAD: MoRF, LeRF and their combination)")
     s.add_argument("--steps", type=int, default=50,
                    help="steps of the deletion and insertion curves (default 50: 2 %% of the pixels each)")
+    s.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="where the maps and metrics are computed (auto: CUDA when this torch build can run the "
+                   "GPU); a GPU that runs out of memory for a map leaves it to the CPU, with a note")
     s.add_argument("--format", choices=("json", "csv"), default="json",
                    help="json: JSON Lines, one object per image and method, written as each completes")
     s.add_argument("-o", "--output", metavar="DIR", help="write each map as a PNG overlay and a .npy array here")

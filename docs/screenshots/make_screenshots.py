@@ -4,6 +4,8 @@
     xvfb-run -s "-screen 0 1280x720x24" .venv/bin/python docs/screenshots/make_screenshots.py --presentation
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py compare_window
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py channel_examples branch_grid
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py \
+        attribution_faithfulness attribution_sanity --calibrated
 
 Names on the command line make only those shots (see NAMED_SHOTS); without any, every shot but the
 presentation and dark ones. Grabs the X screen itself (QScreen.grabWindow), so what is saved is what
@@ -22,7 +24,8 @@ HERE = Path(__file__).resolve().parent
 #: Shots that can be made on their own, by name (each saves NAME.png).
 NAMED_SHOTS = ("compare_window", "compare_factorisation", "open_model_resnet18", "dataflow_slide",
                "dataflow_flow_step", "graph_thumbnails", "channel_examples",
-               "branch_grid", "overlay_time", "overlay_attribution")
+               "branch_grid", "overlay_time", "overlay_attribution",
+               "attribution_faithfulness", "attribution_sanity")
 #: The shots that walk the sample photo through the network (they wait for it to be classified).
 IMAGE_SHOTS = ("dataflow_slide", "dataflow_flow_step", "graph_thumbnails", "overlay_attribution")
 
@@ -34,6 +37,9 @@ def main() -> int:
     ap.add_argument("--window", metavar="WxH", help="window size instead of the whole screen (e.g. 1280x860,"
                     " the default size); shots are then saved under --out")
     ap.add_argument("--out", default=None, help="folder for the shots (default: beside this script)")
+    ap.add_argument("--calibrated", action="store_true",
+                    help="GoogLeNet with the test suite's calibrated random weights (tests/netutil.py) where the "
+                    "published ones cannot be had: maps and curves that respond to the image")
     ap.add_argument("shots", nargs="*", metavar="NAME", help=f"only these shots: {', '.join(NAMED_SHOTS)}")
     args = ap.parse_args()
     unknown = [n for n in args.shots if n not in NAMED_SHOTS]
@@ -57,7 +63,13 @@ def main() -> int:
             pal.setColor(role, QColor(color))
         app.setPalette(pal)
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "shots.ini"), QSettings.Format.IniFormat)
-    window = MainWindow("googlenet", weights="auto", allow_download=True, settings=settings)
+    weights = "auto"
+    if args.calibrated:
+        sys.path.insert(0, str(HERE.parents[1]))
+        from tests.netutil import calibrated_model, write_weights
+
+        weights = str(write_weights(calibrated_model("googlenet"), Path(tempfile.mkdtemp()) / "calibrated.safetensors"))
+    window = MainWindow("googlenet", weights=weights, allow_download=True, settings=settings)
     screen = app.primaryScreen()
     geo = screen.availableGeometry()
     if args.window:
@@ -118,7 +130,47 @@ def main() -> int:
         while time.monotonic() < deadline and (window.images is None or window.images.classify.shown is None):
             wait(None, 500)
 
+    def dock_shot(name, dock):
+        """Only `dock`, as the screen shows it."""
+        settle(800)
+        top_left = dock.mapToGlobal(dock.rect().topLeft())
+        screen.grabWindow(0, top_left.x(), top_left.y(), dock.width(), dock.height()).save(str(out / name))
+        print("saved", out / name)
+
+    def attribution_shots(names):
+        """Maps of the sample photo by three methods with their curves, then Grad-CAM's sanity check."""
+        from PySide6.QtWidgets import QAbstractItemView
+
+        images = window.images
+        panel = images.attribution
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and panel.x is None:
+            wait(None, 500)
+        dock = images.attribution_dock
+        dock.show()
+        dock.raise_()
+        window.resizeDocks([dock], [round(window.height() * 0.62)], Qt.Orientation.Vertical)
+        for method, layer in (("saliency", None), ("grad_cam_plus_plus", "inception4e"), ("grad_cam", "inception4e")):
+            panel.set_method(method)
+            if layer:
+                panel.set_gradcam_layer(layer, None)
+            panel.run()
+            wait(panel.attribution_finished, 300_000, panel.attribution_failed)
+            panel.run_faithfulness()
+            wait(panel.faithfulness_finished, 300_000, panel.attribution_failed)
+        panel.evidence_tabs.setCurrentIndex(0)
+        panel.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)  # no focus tint in the shot
+        if "attribution_faithfulness" in names:
+            dock_shot("attribution_faithfulness.png", dock)
+        if "attribution_sanity" in names:
+            panel.run_sanity_check()
+            wait(panel.sanity_finished, 600_000, panel.attribution_failed)
+            dock_shot("attribution_sanity.png", dock)
+        panel.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+
     def named_shots(names):
+        if "attribution_faithfulness" in names or "attribution_sanity" in names:
+            attribution_shots(names)
         if any(n in names for n in IMAGE_SHOTS):
             sample_shown()
         if "dataflow_slide" in names or "dataflow_flow_step" in names:

@@ -173,9 +173,29 @@ def curve_scores(
     return torch.cat(scores).numpy().astype(np.float64)
 
 
-def curve_forwards(steps: int = DEFAULT_STEPS, batch_size: int = DEFAULT_BATCH) -> int:
-    """Batched forwards one curve takes."""
-    return math.ceil((steps + 1) / batch_size)
+def curve_images(steps: int = DEFAULT_STEPS, kinds: Sequence[str] = CURVE_KINDS) -> int:
+    """Distinct images the curves of `kinds` (each with its random reference) classify: the two orders
+    of a curve share their first and last image, and deletion's first image (the picture itself) is
+    insertion's last."""
+    ends = {"deletion": ("image", "deletion"), "insertion": ("insertion", "image")}
+    return 2 * len(kinds) * (steps - 1) + len({e for k in kinds for e in ends[k]})
+
+
+def curve_forwards(steps: int = DEFAULT_STEPS, batch_size: int = DEFAULT_BATCH,
+                   kinds: Sequence[str] = CURVE_KINDS) -> int:
+    """Batched forwards `faithfulness_curves` takes for `kinds`."""
+    return math.ceil(curve_images(steps, kinds) / batch_size)
+
+
+def curve_network(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `module` for the curves' forwards, as the classifier optimises its own: batch norms folded
+    into the convolutions and channels-last weights. The curves need no gradients, and on the CPU these
+    forwards take about half the time of the plain network's (bench/bench_faithfulness.py)."""
+    import torch
+
+    from explorer.core.inference import fold_batch_norms
+
+    return fold_batch_norms(copy.deepcopy(module).eval()).to(memory_format=torch.channels_last)
 
 
 def faithfulness_curves(
@@ -196,43 +216,73 @@ def faithfulness_curves(
     with a random-order reference (one seeded permutation shared by both curves). Pixels go in
     `cell`-sized squares (default_cell: 8 px at 224; see cell_order).
 
-    Progress counts batched forwards; `cancel` is checked before each.
+    All curves' step images form one stream, cut into batches of `batch_size`; an image two curves
+    share (their first and last ones: see curve_images) is classified once. Progress counts batched
+    forwards; `cancel` is checked before each.
     """
     import torch
 
     for kind in kinds:
         if kind not in CURVE_KINDS:
             raise ValueError(f"unknown curve {kind!r}: deletion or insertion")
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError("one image at a time: x must be (1, 3, H, W)")
     heatmap = np.asarray(heatmap)
     if heatmap.shape != tuple(x.shape[-2:]):
         raise ValueError(f"the map is {heatmap.shape}, the image {tuple(x.shape[-2:])}")
-    cell = default_cell(*heatmap.shape) if cell is None else cell
-    order = cell_order(heatmap, cell)
-    random_order = cell_order(_random_cells(heatmap.shape, cell, np.random.default_rng(seed)), cell)
-    total = 2 * len(kinds) * curve_forwards(steps, batch_size)
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        done += 1
-        if progress is not None:
-            progress(min(done, total), total)
-
+    h, w = heatmap.shape
+    cell = default_cell(h, w) if cell is None else cell
+    orders = (cell_order(heatmap, cell),
+              cell_order(_random_cells(heatmap.shape, cell, np.random.default_rng(seed)), cell))
     if cancel is not None:
         cancel.raise_if_cancelled()
     if isinstance(model, torch.nn.Module):
         model.eval()
-    out = {}
+    x = x.detach()
+    counts = step_counts(h * w, steps)
+    # The stream: each entry is an image to classify, described as (start, end, rank, count) or, for
+    # the shared ends, as a named whole image; `where[(curve, order, step)]` is its place in the stream.
+    ends = {"image": x}
+    entries: list = []
+    where: dict[tuple[str, int, int], int] = {}
+    named: dict[str, int] = {}
+
+    def place(name: str) -> int:
+        if name not in named:
+            named[name] = len(entries)
+            entries.append(ends[name])
+        return named[name]
+
     for kind in kinds:
-        sub = _substrate(x.detach(), kind)
-        ranked = curve_scores(model, x, order, target, kind, steps=steps, batch_size=batch_size,
-                              substrate=sub, tick=tick)
-        rand = curve_scores(model, x, random_order, target, kind, steps=steps, batch_size=batch_size,
-                            substrate=sub, tick=tick)
-        out[kind] = Curve(kind, np.linspace(0.0, 1.0, steps + 1), ranked, rand)
-    return out
+        ends[kind] = _substrate(x, kind)
+        start, end = ("image", kind) if kind == "deletion" else (kind, "image")
+        for o, order in enumerate(orders):
+            rank = torch.empty(h * w, dtype=torch.int64, device=x.device)
+            rank[torch.as_tensor(order, device=x.device)] = torch.arange(h * w, device=x.device)
+            rank = rank.view(1, 1, h, w)
+            where[(kind, o, 0)] = place(start)
+            for i in range(1, steps):
+                where[(kind, o, i)] = len(entries)
+                entries.append((ends[start], ends[end], rank, int(counts[i])))
+            where[(kind, o, steps)] = place(end)
+
+    total = math.ceil(len(entries) / batch_size)
+    scores = []
+    with torch.inference_mode():
+        for done, i in enumerate(range(0, len(entries), batch_size), start=1):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            if progress is not None:
+                progress(done, total)
+            images = torch.cat([e if isinstance(e, torch.Tensor) else torch.where(e[2] < e[3], e[1], e[0])
+                                for e in entries[i : i + batch_size]])
+            scores.append(torch.softmax(model(images).float(), dim=1)[:, target].cpu())
+    if cancel is not None:  # asked during the last forward: no curves
+        cancel.raise_if_cancelled()
+    flat = torch.cat(scores).numpy().astype(np.float64)
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    return {kind: Curve(kind, fractions, *(flat[[where[(kind, o, i)] for i in range(steps + 1)]] for o in (0, 1)))
+            for kind in kinds}
 
 
 # ---------------------------------------------------------------- sanity check
@@ -423,3 +473,52 @@ def road_score(model, x: torch.Tensor, heatmap: np.ndarray, target: int, *,
         morf = ROADMostRelevantFirstAverage(list(percentiles))(x.detach(), cams, targets, model)
         lerf = ROADLeastRelevantFirstAverage(list(percentiles))(x.detach(), cams, targets, model)
     return RoadScore(float(np.ravel(morf)[0]), float(np.ravel(lerf)[0]))
+
+
+# ---------------------------------------------------------------- the window's record of a map
+
+
+@dataclass(frozen=True)
+class AttributionRecord:
+    """One map computed for the image on screen and the evidence gathered for it so far: a row of the
+    window's methods table (the window keeps them in `ExplorerState.attributions`)."""
+
+    result: Any = field(repr=False)  # the AttributionResult
+    seconds: float  # the map's computing time
+    curves: dict[str, Curve] | None = None  # deletion and insertion, once computed
+    curves_seconds: float | None = None
+    sanity: SanityCheck | None = None  # the cascade randomisation, once computed
+    sanity_seconds: float | None = None
+
+    @property
+    def key(self) -> tuple:
+        """What makes two maps the same row: method, layer (block or branch) and target class."""
+        return (self.result.method, self.result.layer, self.result.target)
+
+    def verdict(self) -> str:
+        """The sanity check in a few words ('' before it ran)."""
+        if self.sanity is None:
+            return ""
+        last = self.sanity.correlations[-1] if self.sanity.correlations else math.nan
+        rho = "ρ undefined" if not math.isfinite(last) else f"ρ {last:.2f}"
+        return f"unchanged ({rho})" if self.sanity.flagged else f"passes ({rho})"
+
+
+def with_record(records: Sequence[AttributionRecord], record: AttributionRecord) -> tuple[AttributionRecord, ...]:
+    """`records` with `record` in place of the one with its key (or added at the end)."""
+    out = list(records)
+    for i, r in enumerate(out):
+        if r.key == record.key:
+            out[i] = record
+            return tuple(out)
+    return (*out, record)
+
+
+def map_explainer(x: torch.Tensor, method: str, target: int, **kwargs) -> Callable[[CaptureModel], np.ndarray]:
+    """`explain(model)` for `sanity_check`: the map of `method` for `x` on `model` (`attribute`'s kwargs)."""
+    from explorer.core.attribution import attribute
+
+    def explain(model: CaptureModel) -> np.ndarray:
+        return attribute(model, x, method, target, **kwargs).heatmap
+
+    return explain

@@ -153,6 +153,8 @@ class ExplorerState(State):
     overlay = StateProperty("none", "What the graph's boxes are coloured by: a key of explorer.core.overlay.QUANTITIES.")
     block_times = StateProperty(None, "The BlockTimes last measured for the current model (its size and device).")
     thumbnails = StateProperty(False, "Whether the graph's boxes show the strongest feature map of the image on screen.")
+    attributions = StateProperty((), "The maps computed for the image on screen by the current model, with their "
+                                 "faithfulness and sanity evidence: AttributionRecords, one per method, layer and target.")
     branch_evidence = StateProperty(None, "The BranchEvidence of the image on screen (per-branch |gradient × "
                                     "activation|), once computed; cleared with the image and the model.")
 
@@ -178,6 +180,7 @@ class ExplorerState(State):
             self.classification = None
             self.block_times = None
             self.branch_evidence = None
+            self.attributions = ()
             self.model_status = "loading"
             self.status_text = f"loading {name}…"
 

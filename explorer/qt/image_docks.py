@@ -85,7 +85,8 @@ class ImageDocks(QObject):
 
         self.classify = ClassifyPanel(window, state=state)
         self.activations = ActivationView(window)
-        self.attribution = AttributionPanel(window, runner=self.runner)
+        self.attribution = AttributionPanel(window, runner=self.runner, explorer_state=state)
+        self.attribution.curve_model_for = self._curve_model_for
         self.shares = BranchSharePanel(window, runner=self.runner)
         self.channel = ChannelPanel(window, runner=self.runner)
         # All four share the bottom, as tabs: the full width suits the top-5 chart and the branch
@@ -230,6 +231,14 @@ class ImageDocks(QObject):
             model = self._device_models[device] = CaptureModel(copy.deepcopy(self.loaded.module).to(device),
                                                                self.graph)
         return model
+
+    def _curve_model_for(self, device: str):
+        """The network the faithfulness curves run on: the classifier's own on `device` (batch norms folded,
+        channels-last: no gradients needed), or the gradient methods' when the classifier has none."""
+        clf = self.classify.classifier
+        if clf is not None and clf.loaded is self.loaded and getattr(clf, "graph", None) is not None:
+            return clf.capture_model(device)
+        return self._capture_model_for(device)
 
     def _hand_on(self, shown) -> None:
         """Give the gradient panels the image's network input; attributions run on the classifier's device

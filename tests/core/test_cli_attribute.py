@@ -114,3 +114,49 @@ def test_usage_errors_exit_2_with_one_line(corpus, capsys, args, words):
     code, out, err = run(capsys, corpus["good"][0], "--model", "googlenet", "--weights", corpus["weights"], *args)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and words in err, err
+
+
+def _plain_saliency(path: str, target: int, device: str = "cpu") -> np.ndarray:
+    """The reference: torchvision's preprocessing, the plain model on `device`, captum's Saliency on it."""
+    model = calibrated_model("googlenet").to(device)
+    x = get_spec("googlenet").transforms()(Image.open(path).convert("RGB")).unsqueeze(0).to(device)
+    return Saliency(model).attribute(x.requires_grad_(True), target=target, abs=True)[0].amax(0).cpu().numpy()
+
+
+def test_device_cpu_computes_there(corpus, capsys, tmp_path):
+    code, out, err = run(capsys, corpus["good"][0], "--model", "googlenet", "--weights", corpus["weights"],
+                         "--method", "saliency", "--device", "cpu", "--metrics", "deletion", "--steps", "2",
+                         "-o", tmp_path)
+    assert code == 0, err
+    (r,) = [json.loads(line) for line in out.splitlines()]
+    assert r["device"] == "cpu" and len(r["deletion"]["curve"]) == 3
+    np.testing.assert_allclose(np.load(r["npy"]), _plain_saliency(r["path"], r["target"]), rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_device_cuda_without_a_gpu_is_one_line_and_exit_1(corpus, capsys):
+    code, out, err = run(capsys, corpus["good"][0], "--model", "googlenet", "--weights", corpus["weights"],
+                         "--method", "saliency", "--device", "cuda")
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "--device cuda" in err and "CUDA" in err, err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_device_cuda_computes_maps_and_metrics_on_the_gpu(corpus, capsys, tmp_path):
+    code, out, err = run(capsys, corpus["good"][1], "--model", "googlenet", "--weights", corpus["weights"],
+                         "--method", "saliency,grad_cam", "--device", "cuda", "--metrics", "deletion,insertion",
+                         "--steps", "4", "-o", tmp_path)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["device"] for r in records] == ["cuda", "cuda"]
+    sal = records[0]
+    # The GPU's map against the plain model's Saliency on the CPU (TF32 convolutions: a loose tolerance).
+    ref = _plain_saliency(sal["path"], sal["target"])
+    heat = np.load(sal["npy"])
+    assert np.corrcoef(heat.ravel(), ref.ravel())[0, 1] > 0.99
+    model = calibrated_model("googlenet")
+    x = get_spec("googlenet").transforms()(Image.open(sal["path"]).convert("RGB")).unsqueeze(0)
+    with torch.no_grad():
+        p = float(torch.softmax(model(x), 1)[0, sal["target"]])
+    assert sal["deletion"]["curve"][0] == pytest.approx(p, rel=1e-2)

@@ -192,3 +192,30 @@ def test_road_prefers_the_map_to_its_reverse(cm):
     # The imputation noise is seeded: the same call gives the same score.
     assert road_score(cm, x, r.heatmap, r.target, percentiles=(30,)) == road_score(cm, x, r.heatmap, r.target,
                                                                                  percentiles=(30,))
+
+
+def test_all_four_curves_equal_loops_of_single_forwards(cm):
+    """faithfulness_curves classifies the images of four curves as one stream (their shared first and
+    last images once): each curve still equals its own loop of single forwards."""
+    from explorer.core.attribution import baseline_for
+    from explorer.core.faithfulness import _random_cells, curve_forwards, curve_images, default_cell
+
+    x = pasted()[..., 24:56, 24:56].contiguous()
+    heat = np.random.default_rng(2).normal(size=(32, 32))
+    with torch.no_grad():
+        target = int(cm(x).argmax(1))
+    seen = []
+    curves = faithfulness_curves(cm, x, heat, target, steps=5, batch_size=4, progress=lambda d, t: seen.append(t))
+    assert curve_images(5) == 4 * 4 + 3 and seen == [curve_forwards(5, 4)] * 5 == [5] * 5
+    cell = default_cell(32, 32)
+    orders = [cell_order(heat, cell), cell_order(_random_cells((32, 32), cell, np.random.default_rng(0)), cell)]
+    counts = step_counts(32 * 32, 5)
+    blur = baseline_for(x, "blur")
+    for o, order in enumerate(orders):
+        deletion = reference_curve(cm, x, order, target, torch.zeros_like(x), counts)
+        insertion = reference_curve(cm, blur, order, target, x, counts)
+        got = [(curves["deletion"].scores, curves["insertion"].scores),
+               (curves["deletion"].random_scores, curves["insertion"].random_scores)][o]
+        np.testing.assert_allclose(got[0], deletion, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(got[1], insertion, rtol=1e-4, atol=1e-7)
+    assert curves["deletion"].scores.std() > 1e-3 and curves["insertion"].random_scores.std() > 1e-3

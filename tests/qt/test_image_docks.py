@@ -121,3 +121,29 @@ def test_a_late_image_of_the_previous_model_is_dropped(make_window, qtbot, pictu
     assert docks.activations.capture is new_shown.capture and docks.activations.graph.name == "inception_v3"
     assert docks.attribution.x.shape[-1] == 299 and torch.equal(docks.attribution.x, new_shown.x.contiguous())
     assert docks.activations.state.block in {b.name for b in docks.graph.blocks()}
+
+
+def test_the_curves_run_on_the_classifiers_network_and_go_with_the_model(make_window, qtbot, picture):
+    """In the window: the faithfulness curves use the classifier's own (folded) network, and the methods
+    table, kept in the window's state, empties when the model changes."""
+    w = make_window()
+    qtbot.waitUntil(lambda: ready(w), timeout=TIMEOUT_MS)
+    docks = w.images
+    with qtbot.waitSignal(docks.classify.image_shown, timeout=TIMEOUT_MS):
+        docks.classify.classify_paths([picture])
+    panel = docks.attribution
+    qtbot.waitUntil(lambda: panel.x is not None, timeout=TIMEOUT_MS)
+    panel.set_method("saliency")
+    with qtbot.waitSignal(panel.attribution_finished, timeout=TIMEOUT_MS):
+        panel.run()
+    clf = docks.classify.classifier
+    asked = []
+    real = clf.capture_model
+    clf.capture_model = lambda device=None: asked.append(device) or real(device)
+    panel.curve_steps.setValue(2)
+    with qtbot.waitSignal(panel.faithfulness_finished, timeout=TIMEOUT_MS):
+        panel.run_faithfulness()
+    assert asked == ["cpu"] and real("cpu") is not docks.capture_model
+    assert len(w.state.attributions) == 1 and panel.table.rowCount() == 1
+    w.set_model("inception_v3")
+    assert w.state.attributions == () and panel.table.rowCount() == 0

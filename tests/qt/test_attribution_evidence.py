@@ -1,0 +1,180 @@
+"""The attribution panel's evidence: deletion / insertion curves beside the map, the table of methods
+computed for the image (kept in ExplorerState.attributions), and the sanity check's strip of maps."""
+
+import numpy as np
+import pytest
+import torch
+from netutil import calibrated_model, synthetic_batch
+from scipy.stats import spearmanr
+
+from explorer.core.attribution import attribute
+from explorer.core.capture import CaptureModel
+from explorer.core.faithfulness import AttributionRecord, SanityCheck, faithfulness_curves, sanity_check
+from explorer.core.state import ExplorerState
+from explorer.core.zoo import get_spec
+from explorer.qt.attribution_panel import AttributionPanel
+from explorer.qt.workers import load_block_graph
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+SIZE = 64
+RUN_MS = 60_000
+LAST_BLOCK = "inception5b"
+
+
+def _image(x):
+    return ((x * STD + MEAN)[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+
+
+@pytest.fixture(scope="module")
+def setup():
+    graph = load_block_graph("googlenet")
+    cm = CaptureModel(calibrated_model("googlenet"), graph)
+    xs = (synthetic_batch(4, SIZE, torch.Generator().manual_seed(11)) - MEAN) / STD
+    return graph, cm, xs[1:2], xs[3:4], get_spec("googlenet").categories()
+
+
+@pytest.fixture
+def state():
+    return ExplorerState()
+
+
+@pytest.fixture
+def panel(qtbot, setup, state):
+    graph, cm, x, _, categories = setup
+    p = AttributionPanel(explorer_state=state)
+    qtbot.addWidget(p)
+    p.resize(1100, 600)
+    p.show()
+    p.set_model(cm, graph, categories)
+    p.set_image(x, _image(x))
+    yield p
+    p.shutdown()
+
+
+def compute_map(qtbot, panel, method, block=None, branch=None):
+    panel.set_method(method)
+    if block is not None:
+        panel.set_gradcam_layer(block, branch)
+    with qtbot.waitSignal(panel.attribution_finished, timeout=RUN_MS) as sig:
+        panel.run_button.click()
+    return sig.args[0]
+
+
+def test_the_plotted_curves_are_the_maps_deletion_and_insertion_curves(qtbot, panel, setup):
+    _, cm, x, _, _ = setup
+    assert not panel.faithfulness_button.isEnabled()  # no map yet
+    result = compute_map(qtbot, panel, "saliency")
+    assert panel.faithfulness_button.isEnabled()
+    panel.curve_steps.setValue(12)
+    with qtbot.waitSignal(panel.faithfulness_finished, timeout=RUN_MS):
+        panel.faithfulness_button.click()
+        assert panel.is_running() and not panel.faithfulness_button.isEnabled()
+    # Independently: the map recomputed from scratch, its curves computed outside the panel.
+    heat = attribute(cm, x, "saliency", result.target).heatmap
+    np.testing.assert_array_equal(heat, result.heatmap)
+    ref = faithfulness_curves(cm, x, heat, result.target, steps=12)
+    for kind, c in ref.items():
+        xs, ys = panel.curve_items[kind].getData()
+        np.testing.assert_allclose(xs, np.linspace(0, 1, 13))
+        np.testing.assert_allclose(ys, c.scores, rtol=1e-5, atol=1e-6)
+        _, rs = panel.curve_items[f"{kind}_random"].getData()
+        np.testing.assert_allclose(rs, c.random_scores, rtol=1e-5, atol=1e-6)
+        legend = {label.text for _, label in panel.curve_legend.items}
+        assert f"{kind} AUC {c.auc:.3f}" in legend and f"random order {c.random_auc:.3f}" in legend
+        assert f"{c.auc:.3f} vs {c.random_auc:.3f}" in panel.curve_caption.text()
+    row = [panel.table.item(0, col).text() for col in range(panel.table.columnCount())]
+    assert row[2].startswith(f"{ref['deletion'].auc:.3f} ({ref['deletion'].random_auc:.3f})")
+    assert row[3].startswith(f"{ref['insertion'].auc:.3f} ({ref['insertion'].random_auc:.3f})")
+
+
+def test_the_table_has_one_row_per_method_computed_for_the_image(qtbot, panel, state):
+    compute_map(qtbot, panel, "saliency")
+    compute_map(qtbot, panel, "grad_cam", LAST_BLOCK)
+    compute_map(qtbot, panel, "grad_cam", LAST_BLOCK, 1)
+    compute_map(qtbot, panel, "saliency")  # the same method again replaces its row
+    assert panel.table.rowCount() == len(state.attributions) == 3
+    rows = [(panel.table.item(r, 0).text(), panel.table.item(r, 1).text()) for r in range(3)]
+    assert rows == [("Saliency", "input"), ("Grad-CAM", LAST_BLOCK), ("Grad-CAM", state.attributions[2].result.layer)]
+    assert state.attributions[2].result.layer != LAST_BLOCK  # the branch's own row
+    assert all(panel.table.item(r, 5).text().startswith("map ") for r in range(3))
+
+
+def test_results_are_cleared_when_the_image_or_the_model_changes(qtbot, panel, setup, state):
+    graph, cm, x, other, categories = setup
+    compute_map(qtbot, panel, "saliency")
+    panel.curve_steps.setValue(4)
+    with qtbot.waitSignal(panel.faithfulness_finished, timeout=RUN_MS):
+        panel.run_faithfulness()
+    assert panel.table.rowCount() == 1 and len(panel.curve_items["deletion"].getData()[1]) == 5
+    panel.set_image(other, _image(other))
+    assert state.attributions == () and panel.table.rowCount() == 0 and panel.result is None
+    assert panel.curve_items["deletion"].getData()[1] is None or len(panel.curve_items["deletion"].getData()[1]) == 0
+    assert not panel.faithfulness_button.isEnabled() and not panel.sanity_button.isEnabled()
+    compute_map(qtbot, panel, "saliency")
+    assert panel.table.rowCount() == 1
+    # A model switch in the window's state clears the table too (the panel follows the state).
+    state.begin_model("inception_v3", get_spec("inception_v3"))
+    assert panel.table.rowCount() == 0
+    compute_map(qtbot, panel, "saliency")
+    panel.set_model(cm, graph, categories)
+    assert state.attributions == () and panel.table.rowCount() == 0
+
+
+def test_cancelling_the_curves_leaves_the_panel_usable(qtbot, panel):
+    compute_map(qtbot, panel, "saliency")
+    panel.curve_steps.setValue(1000)  # about 240 batched forwards: long enough to cancel midway
+    failures = []
+    panel.attribution_failed.connect(failures.append)
+    panel.faithfulness_button.click()
+    qtbot.waitUntil(lambda: panel.progress.maximum() > 0 and panel.progress.value() >= 1, timeout=RUN_MS)
+    with qtbot.waitSignal(panel.attribution_cancelled, timeout=10_000):
+        panel.cancel_button.click()
+    assert failures == [] and "Faithfulness cancelled" in panel.status.text()
+    assert panel.run_button.isEnabled() and panel.faithfulness_button.isEnabled() and panel.sanity_button.isEnabled()
+    assert panel.table.item(0, 2).text() == "—"
+    panel.curve_steps.setValue(4)
+    with qtbot.waitSignal(panel.faithfulness_finished, timeout=RUN_MS) as sig:
+        panel.faithfulness_button.click()
+    assert len(sig.args[0].curves["deletion"].scores) == 5
+
+
+def test_the_sanity_strip_shows_each_randomised_map_and_its_correlation(qtbot, panel, setup):
+    _, cm, x, _, _ = setup
+    result = compute_map(qtbot, panel, "grad_cam", LAST_BLOCK)
+    k = 3
+    panel.sanity_steps.setValue(k)
+    with qtbot.waitSignal(panel.sanity_finished, timeout=RUN_MS):
+        panel.sanity_button.click()
+    assert len(panel.sanity_items) == len(panel.sanity_labels) == k + 1
+    # Independently: the same cascade (same seed) on the same network, correlations by scipy.
+    ref = sanity_check(cm, lambda m: attribute(m, x, "grad_cam", result.target, node=LAST_BLOCK).heatmap,
+                       k=k, original=result.heatmap)
+    shown = [item.image for item in panel.sanity_items]
+    np.testing.assert_allclose(shown[0], np.abs(result.heatmap), rtol=1e-6)
+    for i, m in enumerate(ref.maps):
+        np.testing.assert_allclose(shown[i + 1], np.abs(m), rtol=1e-5, atol=1e-7)
+        rho = spearmanr(np.abs(result.heatmap).ravel(), np.abs(m).ravel()).statistic
+        assert f"ρ {rho:.2f}" in panel.sanity_labels[i + 1].text
+        assert ref.blocks[i] in panel.sanity_labels[i + 1].text
+    assert "original" in panel.sanity_labels[0].text
+    assert ref.correlations[-1] < 0.9 and "changes" in panel.sanity_caption.text()  # Grad-CAM passes
+    assert panel.table.item(0, 4).text().startswith("passes")
+
+
+def test_a_map_that_does_not_change_is_flagged(qtbot, panel, state):
+    """A row whose cascade left the map as it was: the strip says so in the warning colour."""
+    result = compute_map(qtbot, panel, "saliency")
+    same = result.heatmap * 2  # a rescaled map ranks its pixels exactly as the original
+    check = SanityCheck(["inception5b"], [0.99], [same])
+    state.attributions = (AttributionRecord(result, 0.1, sanity=check),)
+    panel.table.selectRow(0)
+    assert "does not change" in panel.sanity_caption.text() and "⚠" in panel.sanity_caption.text()
+    assert panel.table.item(0, 4).text() == "unchanged (ρ 0.99)"
+
+
+def test_evidence_without_a_map_is_an_error_in_the_window(qtbot, panel):
+    with qtbot.waitSignal(panel.attribution_failed) as sig:
+        panel.run_sanity_check()
+    assert "map first" in sig.args[0] and panel.status.text().startswith("Sanity check failed")
+    assert not panel.is_running()
