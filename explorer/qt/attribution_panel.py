@@ -303,7 +303,10 @@ class AttributionPanel(QWidget):
         self.curve_caption = QLabel()
         self.curve_caption.setWordWrap(True)
         self.curve_caption.setTextFormat(Qt.TextFormat.RichText)
-        plot_box = QWidget()
+        # The plot and the evidence tabs appear once there is evidence: until then the overlay has the
+        # dock to itself (a 290 px dock left it under 100 px high beside empty axes and an empty table).
+        self.plot_box = plot_box = QWidget()
+        plot_box.hide()
         plot_column = QVBoxLayout(plot_box)
         plot_column.setContentsMargins(0, 0, 0, 0)
         plot_column.addWidget(self.curve_plot, 1)
@@ -337,6 +340,7 @@ class AttributionPanel(QWidget):
         self.evidence_tabs = QTabWidget()
         self.evidence_tabs.addTab(self.table, "Methods")
         self.evidence_tabs.addTab(strip, "Sanity check")
+        self.evidence_tabs.hide()
 
         # The controls in a column of bounded width beside the overlay: stacked above it, in a dock
         # across a 1280 px window the fields stretched to the full width and pushed Show, Opacity and
@@ -773,6 +777,7 @@ class AttributionPanel(QWidget):
     def _show_curves(self, record: AttributionRecord | None) -> None:
         """Plot `record`'s deletion and insertion curves and their random references (empty: None or none yet)."""
         curves = None if record is None else record.curves
+        self.plot_box.setVisible(bool(curves))
         if not curves:
             for item in self.curve_items.values():
                 item.setData([], [])
@@ -844,6 +849,7 @@ class AttributionPanel(QWidget):
 
     def _show_records(self, records) -> None:
         """One table row per method computed for the image (the explorer state's `attributions`)."""
+        self.evidence_tabs.setVisible(any(rec.curves or rec.sanity is not None for rec in records))
         self.table.blockSignals(True)
         self.table.setRowCount(len(records))
         for row, rec in enumerate(records):

@@ -103,11 +103,15 @@ def test_the_table_has_one_row_per_method_computed_for_the_image(qtbot, panel, s
 def test_results_are_cleared_when_the_image_or_the_model_changes(qtbot, panel, setup, state):
     graph, cm, x, other, categories = setup
     compute_map(qtbot, panel, "saliency")
+    # No evidence yet: the overlay has the panel to itself (no empty axes, no empty table).
+    assert not panel.plot_box.isVisible() and not panel.evidence_tabs.isVisible()
     panel.curve_steps.setValue(4)
     with qtbot.waitSignal(panel.faithfulness_finished, timeout=RUN_MS):
         panel.run_faithfulness()
     assert panel.table.rowCount() == 1 and len(panel.curve_items["deletion"].getData()[1]) == 5
+    assert panel.plot_box.isVisible() and panel.evidence_tabs.isVisible()
     panel.set_image(other, _image(other))
+    assert not panel.plot_box.isVisible() and not panel.evidence_tabs.isVisible()
     assert state.attributions == () and panel.table.rowCount() == 0 and panel.result is None
     assert panel.curve_items["deletion"].getData()[1] is None or len(panel.curve_items["deletion"].getData()[1]) == 0
     assert not panel.faithfulness_button.isEnabled() and not panel.sanity_button.isEnabled()
