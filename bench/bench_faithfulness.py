@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -99,6 +101,7 @@ def loop_curves(model, x, heat, target, steps: int) -> dict[str, tuple[np.ndarra
 
 
 def bench_device(device: str, size: int, steps: int, repeat: int, ig_steps: int = 16) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tests/ (run as a script)
     from tests.netutil import calibrated_model, synthetic_batch
 
     spec = get_spec(MODEL)
