@@ -647,16 +647,25 @@ class AttributionPanel(QWidget):
         self.explorer_state.attributions = with_record(self.explorer_state.attributions, self.record)
         self.attribution_finished.emit(result)
 
-    def _on_curves(self, job, curves) -> None:
+    def _add_evidence(self, job, **fields) -> float | None:
+        """A finished evidence job: its fields (and the seconds it took) go into the map's record and the
+        explorer state; None when the job was superseded or its map is gone."""
         if job is not self._job:
-            return
+            return None
         self._job = None
         self._set_running(False)
         if self.record is None:
-            return
+            return None
         seconds = time.monotonic() - self._started
-        self.record = dataclasses.replace(self.record, curves=curves, curves_seconds=seconds)
+        kind = "curves" if "curves" in fields else "sanity"
+        self.record = dataclasses.replace(self.record, **fields, **{f"{kind}_seconds": seconds})
         self.explorer_state.attributions = with_record(self.explorer_state.attributions, self.record)
+        return seconds
+
+    def _on_curves(self, job, curves) -> None:
+        seconds = self._add_evidence(job, curves=curves)
+        if seconds is None:
+            return
         self._show_curves(self.record)
         d, i = curves["deletion"], curves["insertion"]
         self.status.setText(f"{self._result_name()}: deletion AUC {d.auc:.3f} (random {d.random_auc:.3f}), "
@@ -665,15 +674,9 @@ class AttributionPanel(QWidget):
         self.faithfulness_finished.emit(self.record)
 
     def _on_sanity(self, job, check) -> None:
-        if job is not self._job:
+        seconds = self._add_evidence(job, sanity=check)
+        if seconds is None:
             return
-        self._job = None
-        self._set_running(False)
-        if self.record is None:
-            return
-        seconds = time.monotonic() - self._started
-        self.record = dataclasses.replace(self.record, sanity=check, sanity_seconds=seconds)
-        self.explorer_state.attributions = with_record(self.explorer_state.attributions, self.record)
         self._show_sanity(self.record)
         self.evidence_tabs.setCurrentIndex(1)
         self.status.setText(f"{self._result_name()}: sanity check {self.record.verdict()} in {seconds:.1f} s")
