@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                                QSpinBox, QVBoxLayout, QWidget)
 
+from explorer.qt.result_view import array_to_qimage, coloured
 from explorer.qt.workers import Job
 
 #: Channels in a branch grid.
@@ -40,10 +41,7 @@ class ChannelPanelState:
 
 def to_pixmap(rgb: np.ndarray, side: int = TILE) -> QPixmap:
     """An (h, w, 3) uint8 array as a pixmap scaled to fit side × side (nearest: crops stay sharp)."""
-    rgb = np.ascontiguousarray(rgb[..., :3].astype(np.uint8))
-    h, w = rgb.shape[:2]
-    img = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-    return QPixmap.fromImage(img).scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
+    return QPixmap.fromImage(array_to_qimage(rgb[..., :3])).scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
                                          Qt.TransformationMode.SmoothTransformation)
 
 
@@ -60,13 +58,9 @@ def grid(images: list[np.ndarray], columns: int, gap: int = 4) -> np.ndarray:
 
 def heat_rgb(m: np.ndarray) -> np.ndarray:
     """A feature map as an RGB picture (pyqtgraph's viridis, scaled to the map's range)."""
-    import pyqtgraph as pg
-
     m = np.nan_to_num(np.asarray(m, dtype=np.float64))
     lo, hi = float(m.min()), float(m.max())
-    t = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
-    lut = pg.colormap.get("viridis").getLookupTable(nPts=256)
-    return lut[(t * 255).astype(np.int64)][..., :3].astype(np.uint8)
+    return coloured((m - lo) / (hi - lo) if hi > lo else np.zeros_like(m), "viridis")
 
 
 def _visualize_job(cm, model_name, module, target, channels, steps, size, mean, std, *, progress=None, cancel=None):

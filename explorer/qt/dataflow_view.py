@@ -22,7 +22,7 @@ from explorer.core.dataflow import Slide
 from explorer.core.text import fmt_fraction, fmt_shape
 from explorer.qt.activation_view import short_label
 from explorer.qt.branch_share_chart import branch_color
-from explorer.qt.result_view import array_to_qimage
+from explorer.qt.result_view import array_to_qimage, coloured
 
 #: No text on a slide is smaller than this (points): readable from the back of a lecture hall.
 MIN_POINTS = 18.0
@@ -34,12 +34,6 @@ TEXT = QColor(240, 240, 240)
 MUTED = QColor(170, 170, 175)
 LIT = QColor(255, 214, 64)
 EDGE = QColor(150, 150, 160)
-
-
-def _lut() -> np.ndarray:
-    import pyqtgraph as pg
-
-    return pg.colormap.get(FEATURE_COLORMAP).getLookupTable(0.0, 1.0, 256, alpha=False)
 
 
 def elide_lines(fm: QFontMetricsF, text: str, width: float, height: float, flags: int) -> str:
@@ -82,7 +76,6 @@ class DataflowView(QWidget):
         self.flow = False
         self.footer = ""
         self._images: dict[int, QImage] = {}  # id of a maps array (or picture) -> its coloured QImage
-        self._lut: np.ndarray | None = None
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setAutoFillBackground(False)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -326,9 +319,7 @@ class DataflowView(QWidget):
             lo = maps.min(axis=(1, 2), keepdims=True)
             hi = maps.max(axis=(1, 2), keepdims=True)
             norm = (maps - lo) / np.where(hi > lo, hi - lo, 1.0)
-            if self._lut is None:
-                self._lut = _lut()
-            rgb = self._lut[(norm * 255).round().astype(np.uint8)]
+            rgb = coloured(norm, FEATURE_COLORMAP)
             img = self._images[key] = array_to_qimage(rgb.reshape(-1, rgb.shape[-2], 3))
         return img
 

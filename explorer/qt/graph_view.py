@@ -354,13 +354,9 @@ class ThumbnailItem(QGraphicsItem):
 
 def thumbnail_image(map01) -> QImage:
     """A (H, W) map scaled to 0..1 as a coloured QImage."""
-    import numpy as np
-    import pyqtgraph as pg
+    from explorer.qt.result_view import array_to_qimage, coloured  # pyqtgraph: not at the window's start-up
 
-    lut = pg.colormap.get(THUMBNAIL_COLORMAP).getLookupTable(0.0, 1.0, 256, alpha=False)
-    rgb = np.ascontiguousarray(lut[(np.clip(map01, 0, 1) * 255).round().astype(np.uint8)])
-    h, w, _ = rgb.shape
-    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    return array_to_qimage(coloured(map01, THUMBNAIL_COLORMAP))
 
 
 class GraphView(QGraphicsView):

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QApplication
 
 from explorer.core.cancel import CancelToken
 from explorer.core.handout import BranchMaps, GraphDrawing, Handout, Picture, Section, Table
+from explorer.qt.result_view import array_to_qimage, coloured
 
 #: Device units per inch of the PDF: the screen's 96, so that a recorded QPicture plays back at its size.
 DPI = 96
@@ -115,21 +116,11 @@ def record_drawings(graph, trace, drawings: tuple[GraphDrawing, ...], overlay=No
     return out
 
 
-def _qimage(rgb: np.ndarray) -> QImage:
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    h, w = rgb.shape[:2]
-    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-
-
 def _colour_maps(maps: np.ndarray) -> list[QImage]:
     """Feature maps (k, h, w) in 0..1 as images in the activation view's colour map."""
-    import pyqtgraph as pg
-
     from explorer.qt.activation_view import FEATURE_COLORMAP
 
-    lut = pg.colormap.get(FEATURE_COLORMAP).getLookupTable(0.0, 1.0, 256, alpha=False).astype(np.uint8)
-    idx = np.clip(np.rint(maps * 255), 0, 255).astype(np.intp)
-    return [_qimage(lut[m]) for m in idx]
+    return [array_to_qimage(rgb) for rgb in coloured(maps, FEATURE_COLORMAP)]
 
 
 def _font(pt: float, bold: bool = False) -> QFont:
@@ -340,7 +331,7 @@ def _pictures(pg: _Pages, pics: tuple[Picture, ...], max_height: float = 300.0) 
     side = min(w, max_height)
     pg.need(side + ch)
     for k, pic in enumerate(pics):
-        img = _qimage(pic.rgb)
+        img = array_to_qimage(pic.rgb)
         s = min(side / img.width(), side / img.height())
         dw, dh = img.width() * s, img.height() * s
         x = k * (w + gap) + (w - dw) / 2

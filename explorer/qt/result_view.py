@@ -6,6 +6,7 @@ Signals: none; the panel calls `show_pending`, `show_result`, `show_image` and `
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import pyqtgraph as pg
@@ -22,6 +23,17 @@ def array_to_qimage(rgb: np.ndarray) -> QImage:
     a = np.ascontiguousarray(rgb, dtype=np.uint8)
     h, w, _ = a.shape
     return QImage(a.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+@lru_cache(maxsize=8)
+def _lookup_table(colormap: str) -> np.ndarray:
+    return pg.colormap.get(colormap).getLookupTable(0.0, 1.0, 256, alpha=False).astype(np.uint8)
+
+
+def coloured(values01: np.ndarray, colormap: str) -> np.ndarray:
+    """Values in 0..1 (any shape) as uint8 RGB through pyqtgraph's `colormap` (shape + (3,))."""
+    idx = np.clip(np.rint(np.asarray(values01, dtype=np.float64) * 255), 0, 255).astype(np.intp)
+    return _lookup_table(colormap)[idx]
 
 
 def qimage_to_pil(image: QImage):
