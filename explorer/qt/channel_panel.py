@@ -106,6 +106,8 @@ class ChannelPanel(QWidget):
         self.state = ChannelPanelState()
         self.runner = runner
         self.capture_model = None
+        self._waiting = False  # a channel was chosen while the panel was hidden: run it when shown
+        self.on_screen = True  # False while its dock is a tab behind another (ImageDocks says so)
         self.graph = None
         self.loaded = None
         self.preprocess = None  # path -> network input, the classifier's exact preprocessing
@@ -174,10 +176,30 @@ class ChannelPanel(QWidget):
         self.title.setText(f"<b>{block}</b> branch {branch + 1}, channel {channel}")
         if feature_map is not None:
             self.map_label.setPixmap(to_pixmap(heat_rgb(feature_map)))
-        if self.capture_model is None or self.runner is None:
+        self._run_channel()
+
+    def _run_channel(self) -> None:
+        """Visualise the chosen channel and look up its examples, once the panel is on screen: a channel
+        clicked while the Channel tab is hidden must not keep the image panels' one worker busy."""
+        if self.capture_model is None or self.runner is None or self.state.block is None:
             return
-        self._run_visualisation([channel], self._on_visualised)
+        if not (self.on_screen and self.isVisible()):
+            self._waiting = True
+            return
+        self._waiting = False
+        self._run_visualisation([self.state.channel], self._on_visualised)
         self._run_examples(None)
+
+    def set_on_screen(self, on_screen: bool) -> None:
+        """Whether the panel can be seen (its dock's tab raised); a channel chosen meanwhile runs now."""
+        self.on_screen = on_screen
+        if on_screen and self._waiting:
+            self._run_channel()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._waiting:
+            self._run_channel()
 
     def show_branch_grid(self) -> None:
         """The selected branch's first GRID_CHANNELS channels as a grid of visualisations."""

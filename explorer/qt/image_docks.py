@@ -103,6 +103,8 @@ class ImageDocks(QObject):
         window.tabifyDockWidget(self.activation_dock, self.attribution_dock)
         window.tabifyDockWidget(self.attribution_dock, self.shares_dock)
         window.tabifyDockWidget(self.shares_dock, self.channel_dock)
+        self.channel.on_screen = False  # a tab behind the Classify tab until raised
+        self.channel_dock.visibilityChanged.connect(self.channel.set_on_screen)
         self.classify_dock.raise_()
 
         self.classify.image_shown.connect(self._on_image_shown)

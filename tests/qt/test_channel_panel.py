@@ -85,3 +85,15 @@ def test_cancel_stops_the_job_and_errors_reach_the_window(qtbot, panel):
         panel.state.block = "inception9z"  # no such layer: the engine's error is shown, not raised
         panel.show_branch_grid()
     assert sig.args[0] and panel.status.text() == sig.args[0]
+
+
+def test_a_channel_chosen_while_the_panel_is_hidden_waits_until_it_is_shown(qtbot, panel):
+    started = []
+    real_start = panel.runner.start
+    panel.runner.start = lambda slot, *a, **k: (started.append(slot), real_start(slot, *a, **k))[1]
+    panel.hide()
+    panel.show_channel("inception3a", 1, 5)
+    assert started == []  # no optimisation for a panel nobody sees
+    panel.show()
+    assert started
+    qtbot.waitUntil(lambda: not panel.vis_label.pixmap().isNull(), timeout=RUN_MS)
