@@ -27,6 +27,7 @@ BENCHES = {
     "bench_slides.py": "ratio  forward/step",
     "bench_handout.py": "ratio  ours/anchor",
     "bench_featurevis.py": "ratio  plain/ours",
+    "bench_gpu_input.py": "grey levels",
 }
 
 

@@ -15,11 +15,13 @@ on the CPU and to a uint8 tensor on the GPU.
   never below the size the transform resizes to, then resized to exactly that size with the
   transform's filter: several times faster, but the input differs from the reference by about half a
   grey level on average, so each result so decoded carries `FAST_DECODE_NOTICE`.
-- CUDA: JPEGs are decoded by nvjpeg (torchvision's `decode_jpegs_cuda` operator), resized, cropped
-  and normalised on the device by the same transform object, and batch-1 forwards replay a CUDA graph
-  captured by `warm_up()`. The network input is within a grey level of torchvision's PIL reference
-  (nvjpeg and the tensor resize round differently), like the CPU's fast decode, and each result made on
-  the GPU says so (`GPU_INPUT_NOTICE`). Convolutions and
+- CUDA: large JPEGs (and greyscale or 4:4:4 ones) are decoded by nvjpeg (torchvision's
+  `decode_jpegs_cuda` operator), the rest by PIL; the image is resized, cropped and normalised on the
+  device by the same transform object, and batch-1 forwards replay a CUDA graph captured by
+  `warm_up()`. The network input is within a grey level of torchvision's PIL reference on average
+  (the tensor resize rounds differently; nvjpeg's chroma differs at sharp colour edges, by up to 5
+  levels there), like the CPU's fast decode, and each result made on the GPU says so
+  (`GPU_INPUT_NOTICE`). Convolutions and
   matrix products run in full float32 (TF32 off: the same input gives the CPU's logits to ~1e-5).
   Running out of GPU memory, or a GPU this torch build cannot run, moves the classifier to the CPU
   with a notice.
@@ -64,7 +66,11 @@ MAX_DECODE_WORKERS = 8
 #: The label of every result whose JPEG was decoded at a reduced scale (`fast_decode`).
 FAST_DECODE_NOTICE = "fast decode: within ~0.5 grey levels"
 #: Said by every result classified on a GPU: nvjpeg and the tensor resize round differently from PIL.
-GPU_INPUT_NOTICE = "GPU decode and resize: within ~1 grey level of the PIL reference"
+GPU_INPUT_NOTICE = "GPU decode and resize: within 1 grey level of the PIL reference on average, up to 5 at sharp colour edges"
+#: nvjpeg decodes a chroma-subsampled JPEG only when its short side is at least this many times the
+#: transform's resize size (see `Classifier._nvjpeg_suits`); PIL decodes the smaller ones. 8: a 12 MP
+#: photo still goes to nvjpeg for GoogLeNet and Inception v3.
+NVJPEG_MIN_SCALE = 8
 #: Most pixels nvjpeg decodes in one call (the decoded images of one call are alive together:
 #: 3 bytes a pixel, so about 0.8 GB).
 DECODE_PIXELS_PER_CALL = 256_000_000
@@ -154,7 +160,16 @@ class CapturedClassification:
 
 def resolve_device(device: str = "auto") -> str:
     """'auto' → 'cuda' when CUDA is usable, else 'cpu'; 'cuda'/'cuda:N' must exist and be a GPU
-    this torch build has kernels for (DeviceUnavailableError otherwise)."""
+    this torch build has kernels for (DeviceUnavailableError otherwise). Every path that computes on
+    a GPU comes through here, so a CUDA answer also turns TF32 off (`use_exact_float32_on_cuda`):
+    maps, curves and logits on the GPU are then the CPU's to float32 rounding."""
+    resolved = _resolve_device(device)
+    if resolved.startswith("cuda"):
+        use_exact_float32_on_cuda()
+    return resolved
+
+
+def _resolve_device(device: str) -> str:
     import torch
 
     if device == "auto":
@@ -269,8 +284,6 @@ class Classifier:
 
             if torch.cuda.is_available():
                 self.notices.append(f"{cuda_unsupported_reason()}; classifying on the CPU")
-        if self._on_cuda:
-            use_exact_float32_on_cuda()
         self._modules: dict[str, Any] = {}
         self._graph: tuple[Any, Any, Any] | None = None
         #: The block graph that `classify_captured` probes (None: captures are unavailable).
@@ -679,7 +692,7 @@ class Classifier:
                 if isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
                     data = bytes(src) if not isinstance(src, (str, os.PathLike)) else read_bytes(src)
                     im = open_image(data, label, max_pixels=self.max_pixels, resize_short_side=self.resize_size)
-                    if im.format == "JPEG" and im.mode in ("RGB", "L", "YCbCr") and _ends_like_jpeg(data):
+                    if self._nvjpeg_suits(im, data):
                         orientation = exif_orientation(im)  # a JPEG's EXIF is in its header
                         w, h = im.size
                         r.image_size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
@@ -899,6 +912,26 @@ class Classifier:
         then `weights.transforms()` runs on the uint8 tensor. ImageLoadError for a bad file."""
         return self.transforms(self._decode_on_device(src, label)[0])
 
+    def _nvjpeg_suits(self, im, data: bytes) -> bool:
+        """Whether nvjpeg decodes this JPEG (`im`, PIL's image of `data` read as far as its header).
+
+        nvjpeg upsamples subsampled chroma more simply than libjpeg (PIL), so on colour edges its
+        pixels differ by up to tens of grey levels (measured on an H100, `bench_gpu_input`: a
+        512×512 photo 20 levels at most, a 300×200 noise file 76). The transform's antialiased
+        downscale averages that away as the image grows (`bench_gpu_input --sweep`): from
+        NVJPEG_MIN_SCALE × the resize size, photos and noise differ by at most 2 levels, 25-pixel
+        blocks of saturated colours by 5, the mean by 0.3 at most; and large files are where nvjpeg
+        saves time (12 MP: 10 ms against PIL's 180). Greyscale and 4:4:4 JPEGs have no subsampled
+        chroma: nvjpeg matches PIL at any size. The rest is decoded by PIL on the CPU, as the
+        reference."""
+        from PIL import JpegImagePlugin
+
+        if im.format != "JPEG" or im.mode not in ("RGB", "L", "YCbCr") or not _ends_like_jpeg(data):
+            return False
+        if im.mode == "L" or JpegImagePlugin.get_sampling(im) == 0:
+            return True
+        return min(im.size) >= NVJPEG_MIN_SCALE * self.resize_size
+
     def _decode_on_device(self, src, label: str):
         """One image as the CUDA path decodes it: (uint8 (C, H, W) on the device, upright (width,
         height), the PIL image when PIL decoded it else None). nvjpeg for JPEGs, PIL otherwise and
@@ -909,7 +942,7 @@ class Classifier:
         if isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
             data = read_bytes(src) if isinstance(src, (str, os.PathLike)) else bytes(src)
             im = open_image(data, label, max_pixels=self.max_pixels, resize_short_side=self.resize_size)
-            if im.format == "JPEG" and im.mode in ("RGB", "L", "YCbCr") and _ends_like_jpeg(data):
+            if self._nvjpeg_suits(im, data):
                 try:
                     x = _orient_tensor(self._decode_jpegs_cuda([data])[0], exif_orientation(im))
                     return x, (int(x.shape[2]), int(x.shape[1])), None

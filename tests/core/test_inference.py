@@ -279,19 +279,13 @@ def no_tf32():
 @pytest.mark.parametrize("name", MODELS)
 def test_gpu_path_matches_torchvision(name, images, no_tf32):
     """On the GPU the transform runs on uint8 tensors: the reference is the same `weights.transforms()`
-    applied to the same decoded pixels (nvjpeg for JPEGs, PIL for the rest) with the plain model."""
-    from torchvision.io import ImageReadMode, decode_jpeg
+    applied to PIL's decoded pixels (these JPEGs are small and chroma-subsampled, which the GPU path
+    leaves to PIL: nvjpeg's chroma differs from libjpeg's by up to 76 grey levels on noise.jpg)
+    with the plain model."""
     from torchvision.transforms.functional import pil_to_tensor
 
     tf = get_spec(name).weights_enum().transforms()
-    xs = []
-    for p in images:
-        if p.suffix == ".jpg":
-            x = decode_jpeg(torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8),
-                            mode=ImageReadMode.RGB, device="cuda")
-        else:
-            x = pil_to_tensor(Image.open(p).convert("RGB")).cuda()
-        xs.append(tf(x))
+    xs = [tf(pil_to_tensor(Image.open(p).convert("RGB")).cuda()) for p in images]
     model = plain_torchvision(name).cuda()
     with torch.no_grad():
         ref = model(torch.stack(xs)).float().cpu()
@@ -304,17 +298,18 @@ def test_gpu_path_matches_torchvision(name, images, no_tf32):
     assert all(r.device == "cuda" and r.ok for r in results)
     one = clf.classify(images[:1])[0]
     assert [x.index for x in one.top] == ref[0].topk(5).indices.tolist()
-    # Against the CPU path's pixels (libjpeg + PIL resize): rounding differences only.
+    # Against the CPU path's pixels (PIL resize): the tensor resize's rounding only.
     cpu = Classifier(loaded(name), "cpu")
     for p, x in zip(images, xs):
         levels = (x.cpu() - cpu.preprocess(p)).abs() * 0.226 * 255
-        assert levels.mean() < 1.0, p.name
+        assert levels.mean() < 0.5 and levels.max() < 1.5, p.name
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 def test_gpu_exif_orientation(tmp_path):
-    """nvjpeg ignores EXIF; we turn the decoded tensor ourselves, as exif_transpose turns the image."""
+    """nvjpeg ignores EXIF; we turn the decoded tensor ourselves, as exif_transpose turns the image.
+    (4:4:4 chroma, which nvjpeg decodes at this size.)"""
     from torchvision.transforms.functional import pil_to_tensor
 
     rng = np.random.default_rng(5)
@@ -325,11 +320,11 @@ def test_gpu_exif_orientation(tmp_path):
         exif = Image.Exif()
         exif[0x0112] = orientation
         p = tmp_path / f"o{orientation}.jpg"
-        upright.save(p, quality=95, exif=exif.tobytes())
+        upright.save(p, quality=95, exif=exif.tobytes(), subsampling=0)
         want = tf(pil_to_tensor(ImageOps.exif_transpose(Image.open(p)).convert("RGB")).cuda())
         levels = (clf.device_input(p) - want).abs() * 0.226 * 255
         # nvjpeg vs libjpeg: a fraction of a grey level; a wrong turn: tens of levels.
-        assert levels.mean() < 1.0, orientation
+        assert levels.mean() < 0.5, orientation
 
 
 @pytest.mark.gpu
@@ -484,15 +479,17 @@ def test_display_picture_shrinks_on_the_device_side():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
-def test_gpu_capture_stays_on_the_device(images, graph_of, no_tf32):
+def test_gpu_capture_stays_on_the_device(images, graph_of, no_tf32, tmp_path):
     from explorer.core.activations import feature_maps
 
     clf = Classifier(loaded("googlenet"), "cuda", graph=graph_of("googlenet"))
     clf.warm_up()
-    [want] = clf.classify([images[1]])
+    jpeg = tmp_path / "noise_444.jpg"  # full-resolution chroma: nvjpeg decodes it at this size
+    Image.open(images[1]).save(jpeg, quality=95, subsampling=0)
+    [want] = clf.classify([jpeg])
     calls, handle = _count_forwards(clf.module)
     try:
-        out = clf.classify_captured(images[1], display_max=100)  # a JPEG: decoded by nvjpeg
+        out = clf.classify_captured(jpeg, display_max=100)  # decoded by nvjpeg: shrunk on the device
     finally:
         handle.remove()
     assert calls == [1]
