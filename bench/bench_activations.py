@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from explorer.core.activations import branch_stats, feature_maps
-from explorer.core.attribution import AttributionParams, attribute_on_device, baseline_for
+from explorer.core.attribution import CUDA_IG_BATCH, AttributionParams, attribute_on_device, baseline_for
 from explorer.core.blockgraph import build_block_graph
 from explorer.core.capture import CaptureModel
 from explorer.core.inference import Classifier
@@ -157,7 +157,8 @@ def bench_device(device: str, size: int, repeat: int, ig_repeat: int, graph, ig_
     t_ours, t_captum = median_times([ours_ig, captum_ig], ig_repeat, device, warmup=0 if device == "cpu" else 1)
     r = attribute_on_device(clf.capture_model, x, "integrated_gradients", target, device=device, params=params)
     print(f"IG-{ig_steps:<2d}              ours {t_ours * 1e3:8.1f} ms   captum default {t_captum * 1e3:8.1f} ms   "
-          f"ratio {t_captum / t_ours:5.2f}×   (ours: batches of 16 with progress and cancel; "
+          f"ratio {t_captum / t_ours:5.2f}×   (ours: batches of "
+          f"{16 if device == 'cpu' else min(ig_steps, CUDA_IG_BATCH)} with progress and cancel; "
           f"delta {r.delta_relative:.1%} of f(x) − f(baseline))")
 
 

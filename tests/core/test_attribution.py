@@ -65,8 +65,9 @@ def test_many_steps_report_progress_from_the_first_batch_and_cancel(cm, leggauss
     params = AttributionParams(ig_steps=IG_MAX_STEPS, internal_batch_size=16)
     with pytest.raises(Cancelled):
         attribute(cm, images(1, 64), "integrated_gradients", 1, params=params, progress=progress, cancel=token)
-    # Counted per block, forward and backward: each batch's pass, captum's 2 delta forwards, our 2.
-    assert seen == [(1, len(cm.block_branches) * (2 * math.ceil(IG_MAX_STEPS / 16) + 4), [])]
+    # Counted per block, forward and backward: each batch's pass, and one forward of the image and the
+    # baseline together for the completeness gap.
+    assert seen == [(1, len(cm.block_branches) * (2 * math.ceil(IG_MAX_STEPS / 16) + 1), [])]
     assert leggauss_calls == []
 
 
@@ -95,7 +96,7 @@ def test_completeness_holds_with_the_trapezoid_rule(cm, leggauss_calls):
     assert r.heatmap.sum() == pytest.approx(gap, rel=IG_DELTA_WARNING)
     assert r.delta == pytest.approx(abs(r.heatmap.sum() - gap), abs=1e-3 * abs(gap))
     assert r.delta_relative < IG_DELTA_WARNING and not r.delta_flagged
-    total = len(cm.block_branches) * (2 * math.ceil(steps / 50) + 4)
+    total = len(cm.block_branches) * (2 * math.ceil(steps / 50) + 1)
     assert seen[-1] == (total, total)
     # Every block of every batch reports, forward and backward: far more often than once per batch.
     dones = [d for d, _ in seen]
@@ -181,3 +182,23 @@ def test_gradients_fall_back_to_cpu_when_the_gpu_runs_out_of_memory(cm, cuda_on_
     assert asked == ["cuda", "cpu"] and r.device == "cpu"
     assert "out of memory" in r.notice and "CPU" in r.notice
     assert np.allclose(r.heatmap, _saliency_by_hand(calibrated_model("googlenet"), x, 7), atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_integrated_gradients_in_large_batches_match_the_cpu(cm, graph_of):
+    """On CUDA the steps run in batches of up to CUDA_IG_BATCH (a GPU is latency-bound at 16), in full
+    float32: the map and the completeness delta are the CPU's."""
+    from explorer.core.inference import resolve_device
+
+    resolve_device("cuda")  # TF32 off, as every GPU path
+    x = images(1, 96)
+    params = AttributionParams(ig_steps=50, internal_batch_size=16)
+    gpu_cm = CaptureModel(calibrated_model("googlenet").cuda(), graph_of("googlenet"))
+    calls = []
+    gpu_cm.gm.register_forward_pre_hook(lambda m, a: calls.append(a[0].shape[0]))
+    on_gpu = attribute(gpu_cm, x.cuda(), "integrated_gradients", 1, params=params)
+    on_cpu = attribute(cm, x, "integrated_gradients", 1, params=params)
+    assert calls == [50, 2]  # every step in one batch, then the image and the baseline together
+    assert np.corrcoef(on_gpu.heatmap.ravel(), on_cpu.heatmap.ravel())[0, 1] > 0.9999
+    assert on_gpu.delta == pytest.approx(on_cpu.delta, rel=1e-2, abs=1e-4)

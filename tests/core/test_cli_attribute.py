@@ -41,7 +41,7 @@ def test_maps_metrics_and_bad_files(corpus, capsys, tmp_path):
     inputs = [corpus["good"][0], corpus["bad"][0], corpus["good"][1], corpus["bad"][1]]
     code, out, err = run(capsys, *inputs, "--model", "googlenet", "--weights", corpus["weights"],
                          "--method", "saliency,grad_cam", "--layer", "inception4e/2",
-                         "--metrics", "deletion,insertion", "--steps", "2", "-o", tmp_path)
+                         "--metrics", "deletion,insertion", "--steps", "2", "--device", "cpu", "-o", tmp_path)
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]  # JSON Lines: each line a document
     assert [(r["path"], r["method"]) for r in records] == [
@@ -151,12 +151,13 @@ def test_device_cuda_computes_maps_and_metrics_on_the_gpu(corpus, capsys, tmp_pa
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["device"] for r in records] == ["cuda", "cuda"]
     sal = records[0]
-    # The GPU's map against the plain model's Saliency on the CPU (TF32 convolutions: a loose tolerance).
+    # The GPU's map against the plain model's Saliency on the CPU: full float32 on the GPU (with TF32
+    # convolutions, torch's default, the correlation was 0.96 on an H100).
     ref = _plain_saliency(sal["path"], sal["target"])
     heat = np.load(sal["npy"])
-    assert np.corrcoef(heat.ravel(), ref.ravel())[0, 1] > 0.99
+    assert np.corrcoef(heat.ravel(), ref.ravel())[0, 1] > 0.999
     model = calibrated_model("googlenet")
     x = get_spec("googlenet").transforms()(Image.open(sal["path"]).convert("RGB")).unsqueeze(0)
     with torch.no_grad():
         p = float(torch.softmax(model(x), 1)[0, sal["target"]])
-    assert sal["deletion"]["curve"][0] == pytest.approx(p, rel=1e-2)
+    assert sal["deletion"]["curve"][0] == pytest.approx(p, rel=1e-3)
