@@ -37,14 +37,20 @@ from explorer.core.faithfulness import (
     CURVE_KINDS,
     DEFAULT_BATCH,
     _random_cells,
+    _rank_correlation,
+    _centred_ranks,
     cell_order,
     curve_images,
     curve_network,
     default_cell,
     faithfulness_curves,
+    randomisable_copy,
+    randomise_block,
+    sanity_blocks,
     sanity_check,
     step_counts,
 )
+from explorer.core.inference import resolve_device
 from explorer.core.zoo import get_spec
 
 MODEL = "googlenet"
@@ -100,10 +106,12 @@ def loop_curves(model, x, heat, target, steps: int) -> dict[str, tuple[np.ndarra
     return out
 
 
-def bench_device(device: str, size: int, steps: int, repeat: int, ig_steps: int = 16) -> None:
+def bench_device(device: str, size: int, steps: int, repeat: int, ig_steps: int = 16,
+                 batch_sizes: tuple[int, ...] = ()) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tests/ (run as a script)
     from tests.netutil import calibrated_model, synthetic_batch
 
+    resolve_device(device)  # as the app: full float32 on a GPU (TF32 off)
     spec = get_spec(MODEL)
     model = calibrated_model(MODEL).eval().to(device)
     cm = CaptureModel(model, build_block_graph(spec)).to(device)
@@ -152,6 +160,26 @@ def bench_device(device: str, size: int, steps: int, repeat: int, ig_steps: int 
           f"{diff['ours_plain']:.1e}, loop on the folded network {diff['loop_fast']:.1e} (probabilities; tolerance 1e-3)")
     if max(diff.values()) > 1e-3:
         print("  WARNING: the curves differ from the naive loop's by more than the tolerance")
+    if batch_sizes:
+        t_b, _ = timed_side_by_side({b: (lambda b=b: faithfulness_curves(fast, x, cam, target, steps=steps,
+                                                                         batch_size=b)) for b in batch_sizes},
+                                    device, repeat)
+        print("  ours by images per forward: " + ", ".join(
+            f"{b}: {v * 1e3:.0f} ms ({t['loop'] / v:.2f}×)" for b, v in t_b.items()))
+    if device == "cpu":
+        # The most any path could gain on this CPU: the network's floating-point work at the speed of
+        # a large matrix product (the best these cores do), against the naive loop's time.
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            model(x)
+        flops = fc.get_total_flops()
+        ceiling = gemm_flops_per_second()
+        best = images * flops / ceiling
+        print(f"  ceiling: {flops / 1e9:.2f} GFLOP per image, matrix product {ceiling / 1e9:.0f} GFLOP/s on "
+              f"{torch.get_num_threads()} threads → {images} images in ≥ {best * 1e3:.0f} ms: naive/best ≤ "
+              f"{t['loop'] / best:4.2f}×; ours runs at {images * flops / t['ours'] / 1e9:.0f} GFLOP/s "
+              f"({images * flops / t['ours'] / ceiling:.0%} of it)")
 
     for method, params in (("grad_cam", AttributionParams()),
                            ("integrated_gradients", AttributionParams(ig_steps=ig_steps))):
@@ -170,6 +198,36 @@ def bench_device(device: str, size: int, steps: int, repeat: int, ig_steps: int 
         name = f"{method} ({params.ig_steps} steps)" if method == "integrated_gradients" else method
         print(f"sanity check, 5 cascade steps, {name}: one map {t_map * 1e3:8.1f} ms   sanity {t_sanity * 1e3:8.1f} ms   "
               f"sanity/map {t_sanity / t_map:5.2f}×   (target ≤ 6×)")
+    # What the check adds to its five maps: the copy, the randomisation and the rank correlations.
+    parts = {"copy": 0.0, "randomise": 0.0, "correlations": 0.0}
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        clone = randomisable_copy(cm)
+        sync(device)
+        t1 = time.perf_counter()
+        g = torch.Generator(device=device).manual_seed(0)
+        for b in sanity_blocks(cm, 5):
+            randomise_block(clone, b, g)
+        sync(device)
+        t2 = time.perf_counter()
+        ref = _centred_ranks(np.abs(original))
+        for _ in range(5):
+            _rank_correlation(ref, np.abs(original))
+        t3 = time.perf_counter()
+        for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2)):
+            parts[k] += v / max(1, repeat)
+    print("sanity check's own work (5 steps): " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in parts.items()))
+
+
+def gemm_flops_per_second(n: int = 2048, repeat: int = 10) -> float:
+    """Floating-point operations per second of a large float32 matrix product on the CPU."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    return 2 * n ** 3 * repeat / (time.perf_counter() - t)
 
 
 def main() -> None:
@@ -179,6 +237,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     p.add_argument("--threads", type=int, default=None, help="torch's CPU threads (default: torch's choice)")
+    p.add_argument("--batch-sizes", default="", help="also time the curves at these images per forward (e.g. 17,34,68)")
     p.add_argument("--quick", action="store_true", help="smoke test: 96×96, 10 steps, one repeat, CPU")
     args = p.parse_args()
     if args.threads:
@@ -189,7 +248,8 @@ def main() -> None:
     if args.device == "all" and torch.cuda.is_available():
         devices.append("cuda")
     for device in devices:
-        bench_device(device, args.size, args.steps, args.repeat, ig_steps=4 if args.quick else 16)
+        bench_device(device, args.size, args.steps, args.repeat, ig_steps=4 if args.quick else 16,
+                     batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",") if b))
 
 
 if __name__ == "__main__":

@@ -304,10 +304,19 @@ def rankdata(values: np.ndarray) -> np.ndarray:
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation of two maps (Pearson's of their ranks); NaN if one is constant."""
-    ra, rb = rankdata(a), rankdata(b)
+    return _rank_correlation(_centred_ranks(a), b)
+
+
+def _centred_ranks(a: np.ndarray) -> np.ndarray:
+    r = rankdata(a)
+    return r - r.mean()
+
+
+def _rank_correlation(ra: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's ρ of a map whose centred ranks are `ra` (ranked once for a whole sanity check) and `b`."""
+    rb = _centred_ranks(b)
     if ra.size != rb.size:
         raise ValueError("the maps differ in size")
-    ra, rb = ra - ra.mean(), rb - rb.mean()
     denom = math.sqrt(float(ra @ ra) * float(rb @ rb))
     return float(ra @ rb) / denom if denom > 0 else math.nan
 
@@ -332,13 +341,23 @@ class SanityCheck:
                 "flagged": self.flagged}
 
 
-def detached_copy(model: CaptureModel) -> CaptureModel:
-    """A deep copy of a capture model that shares nothing with it (weights, probes, hooks): the
-    sanity check randomises its weights while the original goes on serving other views."""
+def randomisable_copy(model: CaptureModel) -> CaptureModel:
+    """A copy of a capture model for the sanity check to randomise while the original goes on serving
+    other views (another thread may be running it). Its modules, probes and hooks are its own; its
+    weights are new Parameter objects over the original's storage (no copy: `randomise_block`
+    replaces a block's tensors, never writes into them, and gradients gather on the copy's own
+    Parameters), and the buffers are shared (read only in eval mode)."""
     import threading
 
+    import torch
+
     # A thread-local cannot be copied: the copy gets a fresh one (the memo maps the original's to it).
-    clone = copy.deepcopy(model, memo={id(model._local): threading.local()})
+    memo: dict[int, Any] = {id(model._local): threading.local()}
+    for p in model.parameters():
+        memo[id(p)] = torch.nn.Parameter(p.detach(), requires_grad=p.requires_grad)
+    for b in model.buffers():
+        memo[id(b)] = b
+    clone = copy.deepcopy(model, memo=memo)
     # The probes' capture hooks were copied by reference to the original's closures: drop them (the
     # copy only attributes; captum and pytorch-grad-cam add their own hooks when they run).
     for probe in clone.probes.values():
@@ -361,14 +380,23 @@ def block_parameters(model: CaptureModel, block: str) -> list:
 def randomise_block(model: CaptureModel, block: str, generator: torch.Generator) -> None:
     """Replace every weight of `block` with Gaussian noise of that tensor's own mean and standard
     deviation (batch-norm statistics are kept): what was learned is gone while the activations keep
-    their scale, so later layers neither saturate nor go silent."""
+    their scale, so later layers neither saturate nor go silent. The block's Parameters are replaced
+    by new ones, not written into: a `randomisable_copy` shares its weights' storage with the
+    original."""
     import torch
 
+    block_parameters(model, block)  # a clear error when the block has none
+    sub = model.gm.get_submodule(block)
     with torch.no_grad():
-        for p in block_parameters(model, block):
+        for name, p in list(sub.named_parameters()):
             mean, std = float(p.mean()), float(p.std()) if p.numel() > 1 else 0.0
-            noise = torch.randn(p.shape, generator=generator, dtype=p.dtype, device="cpu")
-            p.copy_((noise * (std if std > 0 else 1.0) + mean).to(p.device))
+            noise = torch.randn(p.shape, generator=generator, dtype=p.dtype, device=generator.device)
+            new = (noise * (std if std > 0 else 1.0) + mean).to(p.device)
+            if p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous():
+                new = new.contiguous(memory_format=torch.channels_last)
+            owner, _, leaf = name.rpartition(".")
+            setattr(sub.get_submodule(owner) if owner else sub, leaf,
+                    torch.nn.Parameter(new, requires_grad=p.requires_grad))
 
 
 def sanity_blocks(model: CaptureModel, k: int) -> list[str]:
@@ -416,10 +444,11 @@ def sanity_check(
         step()
     for b in blocks:  # fail before any work when a block's weights cannot be found
         block_parameters(model, b)
-    clone = detached_copy(model)
+    clone = randomisable_copy(model)
     clone.eval()
-    g = torch.Generator().manual_seed(seed)
-    ref = np.abs(np.asarray(original, dtype=np.float64))
+    # The noise is drawn where the weights are (a GPU draws millions of numbers in microseconds).
+    g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    ref = _centred_ranks(np.abs(np.asarray(original, dtype=np.float64)))
     maps, correlations = [], []
     for b in blocks:
         if cancel is not None:
@@ -427,7 +456,7 @@ def sanity_check(
         randomise_block(clone, b, g)
         m = np.asarray(explain(clone))
         maps.append(m)
-        correlations.append(spearman(ref, np.abs(m.astype(np.float64))))
+        correlations.append(_rank_correlation(ref, np.abs(m.astype(np.float64))))
         step()
     return SanityCheck(list(blocks), correlations, maps)
 

@@ -171,6 +171,30 @@ def test_sanity_correlation_falls_as_blocks_are_randomised(cm, method):
     np.testing.assert_array_equal(explain(cm), r.heatmap)
 
 
+def test_the_randomisable_copy_never_writes_into_the_original(cm):
+    """The copy shares the original's weight storage (no copy of the network for each check), so
+    randomising replaces tensors, and backward through the copy fills the copy's gradients only."""
+    from explorer.core.faithfulness import randomisable_copy, randomise_block
+
+    x = pasted()
+    with torch.no_grad():
+        want = cm(x)
+    before = {k: v.clone() for k, v in cm.state_dict().items()}
+    clone = randomisable_copy(cm)
+    randomise_block(clone, "inception5b", torch.Generator().manual_seed(0))
+    out = clone(x)
+    out[0, 1].backward()
+    assert all(torch.equal(v, cm.state_dict()[k]) for k, v in before.items())
+    assert all(p.grad is None for p in cm.parameters())
+    assert all(p.grad is not None for p in clone.gm.inception5a.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(cm(x), want, rtol=0, atol=0)
+        assert not torch.allclose(clone(x), want, atol=1e-3)  # the randomised block tells
+    # Blocks left alone are the original's storage; the randomised one is new.
+    assert clone.gm.inception4e.branch1.conv.weight.data_ptr() == cm.gm.inception4e.branch1.conv.weight.data_ptr()
+    assert clone.gm.inception5b.branch1.conv.weight.data_ptr() != cm.gm.inception5b.branch1.conv.weight.data_ptr()
+
+
 def test_a_map_that_ignores_the_model_is_flagged(cm):
     x = pasted()
     edges = (x[0].diff(dim=-1).abs().sum(0)[:-1, :] + x[0].diff(dim=-2).abs().sum(0)[:, :-1]).numpy()
