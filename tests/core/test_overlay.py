@@ -151,15 +151,18 @@ def test_legend_colours_rank_like_the_values():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_block_times_on_the_gpu_sum_to_a_plain_timed_forward(graph_of, googlenet):
-    """CUDA events around each block: their sum is within 15 % of a plain forward timed by events."""
+    """CUDA events around each block: their sum is within 15 % of a plain forward timed by events.
+    A batch large enough that the GPU's work, not the launch gaps between kernels (in no block's
+    events), makes the forward's time: at 8 images an H100 gave 0.84 and 1.16."""
     import copy
 
     graph = graph_of("googlenet")
     m = copy.deepcopy(googlenet).cuda()
-    x = torch.randn(8, 3, 224, 224, device="cuda")
+    x = torch.randn(64, 3, 224, 224, device="cuda")
     times = time_blocks(m, graph, x, warmup=3, repeats=10)
     plain = []
     with torch.inference_mode():
+        m(x)  # warm-up, as time_blocks does
         for _ in range(10):
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             a.record()
