@@ -291,15 +291,17 @@ def faithfulness_curves(
 def rankdata(values: np.ndarray) -> np.ndarray:
     """Ranks 1…n of `values` (flattened), ties sharing their average rank (as scipy's rankdata)."""
     a = np.asarray(values, dtype=np.float64).ravel()
-    sorter = np.argsort(a, kind="mergesort")
-    inverse = np.empty(a.size, dtype=np.int64)
-    inverse[sorter] = np.arange(a.size)
+    sorter = np.argsort(a)  # any order among equal values: they share one rank
     s = a[sorter]
-    first = np.r_[True, s[1:] != s[:-1]]  # where each run of equal values starts
-    group = np.cumsum(first)[inverse]  # 1-based run of each value
-    bounds = np.r_[np.nonzero(first)[0], a.size]  # run starts, then n
+    first = np.empty(a.size, dtype=bool)  # where each run of equal values starts
+    first[:1] = True
+    np.not_equal(s[1:], s[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    ends = np.r_[starts[1:], a.size]
     # A run covering sorted positions [lo, hi) has ranks lo+1 … hi: its average is (lo + hi + 1) / 2.
-    return 0.5 * (bounds[group - 1] + bounds[group] + 1)
+    ranks = np.empty(a.size)
+    ranks[sorter] = np.repeat(0.5 * (starts + ends + 1), ends - starts)
+    return ranks
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -389,9 +391,9 @@ def randomise_block(model: CaptureModel, block: str, generator: torch.Generator)
     sub = model.gm.get_submodule(block)
     with torch.no_grad():
         for name, p in list(sub.named_parameters()):
-            mean, std = float(p.mean()), float(p.std()) if p.numel() > 1 else 0.0
-            noise = torch.randn(p.shape, generator=generator, dtype=p.dtype, device=generator.device)
-            new = (noise * (std if std > 0 else 1.0) + mean).to(p.device)
+            mean, std = float(p.mean()), float(p.std()) if p.numel() > 1 else 0.0  # std_mean is slower
+            new = torch.empty(p.shape, dtype=p.dtype, device=generator.device).normal_(
+                mean, std if std > 0 else 1.0, generator=generator).to(p.device)
             if p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous():
                 new = new.contiguous(memory_format=torch.channels_last)
             owner, _, leaf = name.rpartition(".")

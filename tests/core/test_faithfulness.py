@@ -138,6 +138,19 @@ def test_curves_stop_when_cancelled(cm):
     assert seen == [1]
 
 
+def test_ranks_and_correlation_equal_scipys_on_maps_with_ties():
+    """A ReLU'd map is full of equal values: ranks and ρ against scipy's, on maps of a CAM's kind."""
+    from scipy.stats import rankdata as scipy_rankdata
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        a = np.maximum(rng.normal(size=(64, 64)), 0).round(1)
+        b = np.maximum(a + rng.normal(scale=0.5, size=a.shape), 0).round(1)
+        np.testing.assert_array_equal(rankdata(a), scipy_rankdata(a.ravel()))
+        assert spearman(a, b) == pytest.approx(spearmanr(a.ravel(), b.ravel()).statistic, abs=1e-12)
+
+
 def test_rank_correlation_by_hand():
     assert rankdata([10, 20, 20, 5]).tolist() == [2.0, 3.5, 3.5, 1.0]
     a, b = np.array([1, 2, 2, 4]), np.array([1, 3, 2, 4])
