@@ -4,10 +4,12 @@
 # Output goes to stdout and, when $OUT is set, to $OUT/gpu_session.log.
 #
 #   bash bench/gpu_session.sh [PART...]      PART: env tests gpu_input classify activations faithfulness overlay
-#                                                  cpu16 cpu2 core featurevis gpu_sweep sanity_profile (a script kept in .whl/)
+#                                                  cpu16 cpu2 core featurevis gpu_sweep
 #
-# Packages the machine's Python lacks can be put as wheels in .whl/ (captum, grad-cam, ttach): they are installed
-# into /tmp/site first.
+# Packages the machine's Python lacks can be put as wheels in .whl/ (git ignores it there: add `/.whl/` to
+# .git/info/exclude): they are installed into /tmp/site first. For the lent H100 (Python 3.12, torch in its image):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl captum==0.9.0 ttach==0.0.3
+#   pip download --no-deps --no-binary=:all: -d /tmp/src grad-cam==1.5.7 && pip wheel --no-deps -w .whl /tmp/src/grad_cam-1.5.7.tar.gz
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -45,7 +47,6 @@ for p in $parts; do
     overlay) step overlay 120 $PY bench/bench_overlay.py --device cuda;;
     cpu16) step cpu16 300 $PY bench/bench_faithfulness.py --device cpu --repeat 3 --threads "$(nproc)" \
                --batch-sizes 34,68;;
-    sanity_profile) [ -f .whl/profile_sanity.py ] && step sanity_profile 120 $PY .whl/profile_sanity.py;;
     cpu2) step cpu2 400 $PY bench/bench_faithfulness.py --device cpu --repeat 1 --threads 2;;
     featurevis) step featurevis 240 $PY -m pytest -q -p no:cacheprovider tests/core/test_featurevis.py -k optimised_images;;
     core) OMP_NUM_THREADS=2 step core 300 $PY -m pytest -q -p no:cacheprovider -n 12 tests/core;;
