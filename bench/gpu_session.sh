@@ -6,8 +6,8 @@
 #   bash bench/gpu_session.sh [PART...]      PART: env tests gpu_input classify activations faithfulness overlay
 #                                                  cpu16 cpu2 core featurevis gpu_sweep
 #
-# Packages the machine's Python lacks can be put as wheels in .whl/ (git ignores it there: add `/.whl/` to
-# .git/info/exclude): they are installed into /tmp/site first. For the lent H100 (Python 3.12, torch in its image):
+# Packages the machine's Python lacks can be put as wheels in .whl/ (ignored by git; name it in the device
+# tool's carry): they are installed into /tmp/site first. For the lent H100 (Python 3.12, torch in its image):
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl captum==0.9.0 ttach==0.0.3
 #   pip download --no-deps --no-binary=:all: -d /tmp/src grad-cam==1.5.7 && pip wheel --no-deps -w .whl /tmp/src/grad_cam-1.5.7.tar.gz
 set -u
