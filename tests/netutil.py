@@ -112,6 +112,28 @@ def calibrated_model(name: str) -> torch.nn.Module:
     return model.eval()
 
 
+def gradient_x_activation_by_hooks(module: torch.nn.Module, x: torch.Tensor, target: int,
+                                   blocks) -> dict[str, float]:
+    """The independent reference for attribution shares: Σ |d logit[target] / d output × output| over each
+    of `blocks`' outputs, from forward hooks on the plain network (its gradients are zeroed afterwards)."""
+    outs = {}
+
+    def keep(name):
+        def hook(module, inputs, output):
+            output.retain_grad()
+            outs[name] = output
+        return hook
+
+    hooks = [module.get_submodule(b).register_forward_hook(keep(b)) for b in blocks]
+    try:
+        module(x)[0, target].backward()
+    finally:
+        for h in hooks:
+            h.remove()
+        module.zero_grad()
+    return {b: float((o.grad * o).detach().abs().sum()) for b, o in outs.items()}
+
+
 def write_weights(model_or_state, path: str | Path) -> Path:
     """Save a state dict to `path`: safetensors for *.safetensors, else torch.save (.pth/.pt)."""
     path = Path(path)

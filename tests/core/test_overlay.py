@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from netutil import gradient_x_activation_by_hooks
+
 from explorer.core.capture import CaptureModel
 from explorer.core.overlay import (
     PALETTE,
@@ -186,22 +188,7 @@ def test_attribution_share_per_block_equals_gradient_times_activation_on_the_pla
     evidence = branch_evidence(CaptureModel(googlenet, graph), x, target)
     overlay = attribution_overlay(evidence)
     blocks = [b.name for b in graph.blocks() if b.branches and not b.training_only]
-    outs = {}
-
-    def keep(name):
-        def hook(module, inputs, output):
-            output.retain_grad()
-            outs[name] = output
-        return hook
-
-    hooks = [googlenet.get_submodule(b).register_forward_hook(keep(b)) for b in blocks]
-    try:
-        googlenet(x)[0, target].backward()
-    finally:
-        for h in hooks:
-            h.remove()
-    googlenet.zero_grad()
-    raw = {b: float((o.grad * o).detach().abs().sum()) for b, o in outs.items()}
+    raw = gradient_x_activation_by_hooks(googlenet, x, target, blocks)
     whole = sum(raw.values())
     assert set(overlay.values) == set(raw)
     for b, v in raw.items():

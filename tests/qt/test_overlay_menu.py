@@ -2,6 +2,7 @@
 measured time runs in a worker and feeds "where does the time go"."""
 
 import pytest
+from netutil import gradient_x_activation_by_hooks
 from PySide6.QtGui import QColor
 
 from explorer.core.text import fmt_count, fmt_fraction, fmt_seconds
@@ -111,22 +112,7 @@ def test_attribution_overlay_follows_the_branch_shares_of_the_image_on_screen(ma
 
     module, x = w.loaded.module.eval(), shares.x.detach().clone()
     target = w.state.branch_evidence.target
-    outs = {}
-
-    def keep(name):
-        def hook(m, i, o):
-            o.retain_grad()
-            outs[name] = o
-        return hook
-
-    hooks = [module.get_submodule(b).register_forward_hook(keep(b)) for b in w.view.overlay_values]
-    try:
-        module(x)[0, target].backward()
-    finally:
-        for h in hooks:
-            h.remove()
-        module.zero_grad()
-    raw = {b: float((o.grad * o).detach().abs().sum()) for b, o in outs.items()}
+    raw = gradient_x_activation_by_hooks(module, x, target, w.view.overlay_values)
     whole = sum(raw.values())
     for b, v in raw.items():
         assert w.view.overlay_values[b] == pytest.approx(v / whole, rel=1e-3, abs=1e-7), b
