@@ -14,10 +14,15 @@ failed(str)          the exception as a message for the window
 cancelled()          the job stopped at a cancel check
 
 JobRunner.busy_changed(bool)   whether any of its jobs is running
+
+While any job runs, Python's cycle collector runs on the UI thread only (UiThreadCollector): a
+collection started by a worker's allocations would destroy the UI thread's unreachable Qt objects on
+the worker's thread.
 """
 
 from __future__ import annotations
 
+import gc
 import inspect
 import os
 import sys
@@ -27,7 +32,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThread, QThreadPool, QTimer, Signal, Slot
 
 from explorer.core.cancel import Cancelled, CancelToken
 from explorer.core.graphs import block_graph, opened_model, zoo_block_graph
@@ -39,6 +44,8 @@ WORKER_NICE = 10
 KEEP_FINISHED = 16
 #: Progress events reach the UI at most this often (seconds), apart from the last one.
 PROGRESS_INTERVAL = 0.05
+#: While jobs run, the UI thread collects Python's reference cycles this often (see UiThreadCollector).
+GC_INTERVAL_MS = 250
 
 
 def lower_thread_priority() -> None:
@@ -65,6 +72,74 @@ def _is_user_error(e: Exception) -> bool:
     return isinstance(e, (ValueError, OSError, ImageLoadError))
 
 
+class UiThreadCollector(QObject):
+    """Keeps Python's cycle collector on the UI thread while jobs run.
+
+    Automatic collection runs in whichever thread happens to allocate when a generation fills up. On a
+    pool thread it destroys unreachable Qt objects there, off the thread that owns them: a closed panel
+    caught in a reference cycle, still waiting for its deferred deletion on the UI thread. Observed: a
+    widget destroyed by a worker's collection waits for the UI thread forever (its window's close
+    flushes the UI thread's events), and one destroyed while the UI thread deletes it is freed twice
+    (an abort in the event loop while a worker deep-copied a model).
+
+    So from the moment a job is started until every started job has returned from its run(), automatic
+    collection is off and this timer collects on the UI thread, generation by generation as the
+    automatic collector would (pyqtgraph's GarbageCollector does the same, always). Then it turns
+    automatic collection back on (unless something else had turned it off) and stops: no timer while idle.
+    """
+
+    _instance: UiThreadCollector | None = None
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._jobs: list[Job] = []
+        self._restore = False  # turn automatic collection back on when the last job returns
+        self.timer = QTimer(self)
+        self.timer.setInterval(GC_INTERVAL_MS)
+        self.timer.timeout.connect(self.collect)
+
+    @classmethod
+    def instance(cls) -> UiThreadCollector:
+        """The process's collector (created on the UI thread, owned by the application)."""
+        if cls._instance is None:
+            cls._instance = cls(QCoreApplication.instance())
+            cls._instance.destroyed.connect(cls._forget)
+        return cls._instance
+
+    @classmethod
+    def _forget(cls, *_) -> None:
+        cls._instance = None
+
+    def job_starting(self, job: Job) -> None:
+        """Call on the UI thread before `job` is handed to a pool."""
+        if not self._jobs and gc.isenabled():
+            gc.disable()
+            self._restore = True
+        self._jobs.append(job)
+        if not self.timer.isActive():
+            self.timer.start()
+
+    @property
+    def active(self) -> int:
+        """Started jobs that have not returned from run() yet."""
+        return sum(not j.returned for j in self._jobs)
+
+    @Slot()
+    def collect(self) -> None:
+        """Collect the generations that are due; once no job is running, hand collection back."""
+        counts, thresholds = gc.get_count(), gc.get_threshold()
+        for generation in (2, 1, 0):
+            if thresholds[generation] and counts[generation] > thresholds[generation]:
+                gc.collect(generation)
+                break
+        self._jobs = [j for j in self._jobs if not j.returned]
+        if not self._jobs:
+            self.timer.stop()
+            if self._restore:
+                self._restore = False
+                gc.enable()
+
+
 class JobSignals(QObject):
     event = Signal(object)
     succeeded = Signal(object)
@@ -85,6 +160,9 @@ class Job(QRunnable):
         self.token = CancelToken()
         self.signals = JobSignals()
         self.done = threading.Event()
+        # Set as run()'s very last statement (no allocation after it, so no cycle collection can start
+        # on the pool thread once the UI thread has turned automatic collection back on).
+        self.returned = False
         self._last_progress = 0.0
 
     def cancel(self) -> None:
@@ -132,6 +210,7 @@ class Job(QRunnable):
             self.signals.succeeded.emit(result)
         finally:
             self.done.set()
+            self.returned = True
 
 
 class JobRunner(QObject):
@@ -162,6 +241,7 @@ class JobRunner(QObject):
         job.signals.succeeded.connect(relay.on_success)
         job.signals.failed.connect(relay.on_failure)
         job.signals.cancelled.connect(relay.on_cancel)
+        UiThreadCollector.instance().job_starting(job)
         self.pool.start(job)
         self._update_busy()
         return job
