@@ -46,7 +46,7 @@ for p in $parts; do
     faithfulness) step faithfulness 240 $PY bench/bench_faithfulness.py --device cuda --repeat 5;;
     overlay) step overlay 120 $PY bench/bench_overlay.py --device cuda;;
     cpu16) step cpu16 300 $PY bench/bench_faithfulness.py --device cpu --repeat 3 --threads "$(nproc)" \
-               --batch-sizes 34,68;;
+               --layouts 1x17,2x9,2x17,4x5,4x9,8x3;;
     cpu2) step cpu2 400 $PY bench/bench_faithfulness.py --device cpu --repeat 1 --threads 2;;
     featurevis) step featurevis 240 $PY -m pytest -q -p no:cacheprovider tests/core/test_featurevis.py -k optimised_images;;
     core) OMP_NUM_THREADS=2 step core 300 $PY -m pytest -q -p no:cacheprovider -n 12 tests/core;;

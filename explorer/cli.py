@@ -363,6 +363,7 @@ def cmd_attribute(args) -> int:
         t0 = time.perf_counter()
         shares = branch_shares(cm_dev, x_dev, target)
         shares_ms = (time.perf_counter() - t0) * 1000
+        references = None  # the random-order curves: the same for every method of the image, computed once
         for method in methods:
             kw = dict(node=node, branch=branch) if method in CAM_METHODS else {}
             t0 = time.perf_counter()
@@ -380,7 +381,9 @@ def cmd_attribute(args) -> int:
             kinds = [k for k in ("deletion", "insertion") if k in metrics]
             if kinds:
                 t0 = time.perf_counter()
-                curves = faithfulness_curves(cm_map, xm, r.heatmap, target, kinds=kinds, steps=args.steps)
+                curves = faithfulness_curves(cm_map, xm, r.heatmap, target, kinds=kinds, steps=args.steps,
+                                             random_scores=references)
+                references = {k: c.random_scores for k, c in curves.items()}
                 timings["curves_ms"] = (time.perf_counter() - t0) * 1000
                 record.update({k: c.to_dict() for k, c in curves.items()})
             if "sanity" in metrics:

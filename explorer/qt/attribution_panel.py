@@ -579,10 +579,22 @@ class AttributionPanel(QWidget):
             except RuntimeError as e:
                 self._fail(str(e))
                 return
+        steps = self.curve_steps.value()
         job = Job(faithfulness_curves, model, self.x.to(device), self.result.heatmap, self.result.target,
-                  steps=self.curve_steps.value(), wants_progress=True)
+                  steps=steps, random_scores=self._random_references(steps), wants_progress=True)
         self._start(job, "Faithfulness", f"{self._result_name()}: deletion and insertion curves…",
                     self._on_curves)
+
+    def _random_references(self, steps: int) -> dict | None:
+        """The random-order curves already computed for the image on screen and the map's target (every
+        map of the image shares them; the records go with the image and the model), if any."""
+        for rec in self.explorer_state.attributions:
+            curves = rec.curves or {}
+            if (curves and rec.result.target == self.result.target
+                    and rec.result.heatmap.shape == self.result.heatmap.shape
+                    and all(len(c.random_scores) == steps + 1 for c in curves.values())):
+                return {kind: c.random_scores for kind, c in curves.items()}
+        return None
 
     def run_sanity_check(self) -> None:
         """The map on screen again with the top blocks randomised in cascade, on a worker (on a copy of the

@@ -161,3 +161,28 @@ def test_device_cuda_computes_maps_and_metrics_on_the_gpu(corpus, capsys, tmp_pa
     with torch.no_grad():
         p = float(torch.softmax(model(x), 1)[0, sal["target"]])
     assert sal["deletion"]["curve"][0] == pytest.approx(p, rel=1e-3)
+
+
+def test_the_methods_of_an_image_share_one_random_reference(corpus, capsys, tmp_path, monkeypatch):
+    """The random-order curves do not depend on the map: the second method's curves reuse the first's
+    (and a second image gets its own)."""
+    from explorer.core import faithfulness
+
+    real, given = faithfulness.faithfulness_curves, []
+
+    def spy(*args, random_scores=None, **kwargs):
+        given.append(random_scores)
+        return real(*args, random_scores=random_scores, **kwargs)
+
+    monkeypatch.setattr(faithfulness, "faithfulness_curves", spy)
+    code, out, err = run(capsys, *corpus["good"], "--model", "googlenet", "--weights", corpus["weights"],
+                         "--method", "saliency,grad_cam", "--metrics", "deletion,insertion", "--steps", "3",
+                         "--device", "cpu", "-o", tmp_path)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [g is None for g in given] == [True, False, True, False]
+    for first, second in (records[0:2], records[2:4]):
+        for kind in ("deletion", "insertion"):
+            assert second[kind]["random_curve"] == first[kind]["random_curve"]
+            assert second[kind]["curve"] != first[kind]["curve"]
+    assert records[0]["deletion"]["random_curve"] != records[2]["deletion"]["random_curve"]

@@ -125,7 +125,8 @@ def test_maps_beat_a_random_order(cm, method):
     assert d.scores[-1] == pytest.approx(float(p[1]), rel=1e-4) == pytest.approx(d.random_scores[-1], rel=1e-4)
 
 
-def test_curves_stop_when_cancelled(cm):
+@pytest.mark.parametrize("streams", [1, 2])
+def test_curves_stop_when_cancelled(cm, streams):
     token = CancelToken()
     seen = []
 
@@ -134,8 +135,47 @@ def test_curves_stop_when_cancelled(cm):
         token.cancel()
 
     with pytest.raises(Cancelled):
-        faithfulness_curves(cm, pasted(), np.zeros((SIZE, SIZE)), 1, steps=4, progress=progress, cancel=token)
+        faithfulness_curves(cm, pasted(), np.zeros((SIZE, SIZE)), 1, steps=4, batch_size=2, streams=streams,
+                            progress=progress, cancel=token)
     assert seen == [1]
+
+
+def test_streams_run_on_their_share_of_the_threads_and_give_them_back(cm):
+    """Two forwards at once, each on its own thread with half of torch's threads; afterwards the caller
+    and any thread started later have all of them again, and an error in a forward reaches the caller."""
+    import threading
+
+    x = pasted()[..., 24:56, 24:56].contiguous()
+    calls = []
+
+    def model(images):
+        calls.append((threading.current_thread(), torch.get_num_threads()))
+        return cm(images)
+
+    def broken(images):
+        if len(calls) >= 3:
+            raise ValueError("out of memory, say")
+        return model(images)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        faithfulness_curves(model, x, np.zeros((32, 32)), 1, steps=5, batch_size=2, streams=2)
+        assert len(calls) == math.ceil(19 / 2)
+        assert {n for _, n in calls} == {2}
+        assert threading.current_thread() not in {t for t, _ in calls}
+        assert torch.get_num_threads() == 4
+        fresh = []
+        t = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        assert fresh == [4]
+        calls.clear()
+        with pytest.raises(ValueError, match="out of memory"):
+            faithfulness_curves(broken, x, np.zeros((32, 32)), 1, steps=5, batch_size=2, streams=2)
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_ranks_and_correlation_equal_scipys_on_maps_with_ties():
@@ -231,9 +271,11 @@ def test_road_prefers_the_map_to_its_reverse(cm):
                                                                                  percentiles=(30,))
 
 
-def test_all_four_curves_equal_loops_of_single_forwards(cm):
-    """faithfulness_curves classifies the images of four curves as one stream (their shared first and
-    last images once): each curve still equals its own loop of single forwards."""
+@pytest.mark.parametrize("streams", [1, 3])
+def test_all_four_curves_equal_loops_of_single_forwards(cm, streams):
+    """faithfulness_curves classifies the images of four curves as one sequence (their shared first and
+    last images once), `streams` batches at once: each curve still equals its own loop of single
+    forwards."""
     from explorer.core.attribution import baseline_for
     from explorer.core.faithfulness import _random_cells, curve_forwards, curve_images, default_cell
 
@@ -242,7 +284,8 @@ def test_all_four_curves_equal_loops_of_single_forwards(cm):
     with torch.no_grad():
         target = int(cm(x).argmax(1))
     seen = []
-    curves = faithfulness_curves(cm, x, heat, target, steps=5, batch_size=4, progress=lambda d, t: seen.append(t))
+    curves = faithfulness_curves(cm, x, heat, target, steps=5, batch_size=4, streams=streams,
+                                 progress=lambda d, t: seen.append(t))
     assert curve_images(5) == 4 * 4 + 3 and seen == [curve_forwards(5, 4)] * 5 == [5] * 5
     cell = default_cell(32, 32)
     orders = [cell_order(heat, cell), cell_order(_random_cells((32, 32), cell, np.random.default_rng(0)), cell)]
@@ -256,3 +299,30 @@ def test_all_four_curves_equal_loops_of_single_forwards(cm):
         np.testing.assert_allclose(got[0], deletion, rtol=1e-4, atol=1e-7)
         np.testing.assert_allclose(got[1], insertion, rtol=1e-4, atol=1e-7)
     assert curves["deletion"].scores.std() > 1e-3 and curves["insertion"].random_scores.std() > 1e-3
+
+
+def test_a_second_map_of_the_image_reuses_the_random_references(cm):
+    """The random order does not depend on the map: given the first map's references, the second map's
+    curves classify only their own images, and equal the curves computed from scratch."""
+    x = pasted()[..., 24:56, 24:56].contiguous()
+    rng = np.random.default_rng(4)
+    first_map, second_map = rng.normal(size=(32, 32)), rng.normal(size=(32, 32))
+    with torch.no_grad():
+        target = int(cm(x).argmax(1))
+    first = faithfulness_curves(cm, x, first_map, target, steps=5, batch_size=1)
+    seen = []
+
+    def counting(images):
+        seen.append(len(images))
+        return cm(images)
+
+    again = faithfulness_curves(counting, x, second_map, target, steps=5, batch_size=1,
+                                random_scores={k: c.random_scores for k, c in first.items()})
+    assert sum(seen) == 2 * (5 - 1) + 3  # the inner steps of two curves, the image and two substrates
+    scratch = faithfulness_curves(cm, x, second_map, target, steps=5, batch_size=1)
+    for kind in ("deletion", "insertion"):
+        np.testing.assert_allclose(again[kind].scores, scratch[kind].scores, rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(again[kind].random_scores, scratch[kind].random_scores, rtol=1e-5, atol=1e-8)
+        assert not np.allclose(again[kind].scores, first[kind].scores)  # another map: other curves
+    with pytest.raises(ValueError, match="points"):
+        faithfulness_curves(cm, x, second_map, target, steps=4, random_scores={"deletion": first["deletion"].random_scores})

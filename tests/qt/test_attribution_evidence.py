@@ -88,6 +88,32 @@ def test_the_plotted_curves_are_the_maps_deletion_and_insertion_curves(qtbot, pa
     assert row[3].startswith(f"{ref['insertion'].auc:.3f} ({ref['insertion'].random_auc:.3f})")
 
 
+def test_a_second_maps_curves_reuse_the_random_references(qtbot, panel, setup, state):
+    """The random order does not depend on the map: the second map's curves classify only their own
+    images, and equal the curves computed from scratch outside the panel."""
+    from explorer.core.faithfulness import curve_images
+
+    _, cm, x, _, _ = setup
+    panel.curve_steps.setValue(12)
+    classified = []
+    for method, block in (("saliency", None), ("grad_cam", LAST_BLOCK)):
+        result = compute_map(qtbot, panel, method, block)
+        seen = []
+        hook = cm.register_forward_pre_hook(lambda m, args: seen.append(len(args[0])))
+        try:
+            with qtbot.waitSignal(panel.faithfulness_finished, timeout=RUN_MS) as sig:
+                panel.faithfulness_button.click()
+        finally:
+            hook.remove()
+        classified.append(sum(seen))
+    assert classified == [curve_images(12), curve_images(12) - 2 * 11]  # no random-order image again
+    ref = faithfulness_curves(cm, x, result.heatmap, result.target, steps=12)
+    for kind, c in ref.items():
+        np.testing.assert_allclose(sig.args[0].curves[kind].random_scores, c.random_scores, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(sig.args[0].curves[kind].scores, c.scores, rtol=1e-5, atol=1e-6)
+    assert len(state.attributions) == 2 and all(rec.curves for rec in state.attributions)
+
+
 def test_the_table_has_one_row_per_method_computed_for_the_image(qtbot, panel, state):
     compute_map(qtbot, panel, "saliency")
     compute_map(qtbot, panel, "grad_cam", LAST_BLOCK)
