@@ -216,7 +216,12 @@ def curve_layout(device) -> tuple[int, int]:
 
 def _in_streams(work: Callable[[int], None], total: int, streams: int) -> None:
     """work(0) … work(total - 1) on `streams` threads, each with an equal share of torch's CPU threads;
-    the first exception (a cancel among them) is raised here once every thread has stopped."""
+    the first exception (a cancel among them) is raised here once every thread has stopped.
+
+    torch.set_num_threads sets the calling thread's OpenMP team and torch's default for threads that
+    run their first operation later. Each stream sets its share, then the default goes back to the full
+    count before any stream starts work: a thread first used meanwhile (another job's) gets all of them.
+    """
     import torch
 
     threads = torch.get_num_threads()
@@ -224,9 +229,14 @@ def _in_streams(work: Callable[[int], None], total: int, streams: int) -> None:
     queue = iter(range(total))
     lock = threading.Lock()
     errors: list[BaseException] = []
+    ready = threading.Barrier(streams + 1)
+    go = threading.Event()
 
     def run() -> None:
+        torch.get_num_threads()  # torch's once-per-thread set-up, from the default: before setting ours
         torch.set_num_threads(per)  # this thread's own OpenMP team
+        ready.wait()
+        go.wait()
         with torch.inference_mode():
             while not errors:
                 with lock:
@@ -242,10 +252,12 @@ def _in_streams(work: Callable[[int], None], total: int, streams: int) -> None:
     try:
         for t in workers:
             t.start()
-        for t in workers:
-            t.join()
+        ready.wait()
     finally:
-        torch.set_num_threads(threads)  # torch's default for threads started later, as it was
+        torch.set_num_threads(threads)  # the default for threads started later, as it was
+        go.set()
+    for t in workers:
+        t.join()
     if errors:
         raise errors[0]
 

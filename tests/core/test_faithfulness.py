@@ -146,10 +146,13 @@ def test_streams_run_on_their_share_of_the_threads_and_give_them_back(cm):
     import threading
 
     x = pasted()[..., 24:56, 24:56].contiguous()
-    calls = []
+    calls, meanwhile = [], []
 
     def model(images):
         calls.append((threading.current_thread(), torch.get_num_threads()))
+        t = threading.Thread(target=lambda: meanwhile.append(torch.get_num_threads()))  # another job's, say
+        t.start()
+        t.join()
         return cm(images)
 
     def broken(images):
@@ -163,6 +166,7 @@ def test_streams_run_on_their_share_of_the_threads_and_give_them_back(cm):
         faithfulness_curves(model, x, np.zeros((32, 32)), 1, steps=5, batch_size=2, streams=2)
         assert len(calls) == math.ceil(19 / 2)
         assert {n for _, n in calls} == {2}
+        assert set(meanwhile) == {4}  # a thread first used during the curves gets all of them
         assert threading.current_thread() not in {t for t, _ in calls}
         assert torch.get_num_threads() == 4
         fresh = []
