@@ -83,7 +83,8 @@ class UiThreadCollector(QObject):
     (an abort in the event loop while a worker deep-copied a model).
 
     So from the moment a job is started until every started job has returned from its run(), automatic
-    collection is off and this timer collects on the UI thread, generation by generation as the
+    collection is off (turned off again at each job's start and each tick if something turned it on)
+    and this timer collects on the UI thread, generation by generation as the
     automatic collector would (pyqtgraph's GarbageCollector does the same, always). Then it turns
     automatic collection back on (unless something else had turned it off) and stops: no timer while idle.
     """
@@ -112,9 +113,7 @@ class UiThreadCollector(QObject):
 
     def job_starting(self, job: Job) -> None:
         """Call on the UI thread before `job` is handed to a pool."""
-        if not self._jobs and gc.isenabled():
-            gc.disable()
-            self._restore = True
+        self._keep_off()
         self._jobs.append(job)
         if not self.timer.isActive():
             self.timer.start()
@@ -133,11 +132,19 @@ class UiThreadCollector(QObject):
                 gc.collect(generation)
                 break
         self._jobs = [j for j in self._jobs if not j.returned]
-        if not self._jobs:
+        if self._jobs:
+            self._keep_off()
+        else:
             self.timer.stop()
             if self._restore:
                 self._restore = False
                 gc.enable()
+
+    def _keep_off(self) -> None:
+        """Automatic collection off, whoever turned it on (it is turned back on when the jobs are done)."""
+        if gc.isenabled():
+            gc.disable()
+            self._restore = True
 
 
 class JobSignals(QObject):

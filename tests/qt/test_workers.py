@@ -51,7 +51,8 @@ def runner(qtbot):
 
 
 @pytest.fixture(autouse=True)
-def _gc_enabled():
+def _gc_enabled(qtbot):
+    until_idle(qtbot)  # the jobs of earlier tests have returned
     was = gc.isenabled()
     gc.enable()
     yield
@@ -67,6 +68,25 @@ def test_cycles_made_on_the_ui_thread_are_collected_there_while_a_job_allocates(
     qtbot.waitUntil(job.done.is_set, timeout=TIMEOUT_MS)
     until_idle(qtbot)
     allocate(10_000)  # automatic collection is back: this thread's allocations collect the cycle
+    assert Recorder.threads == [threading.main_thread().name]
+
+
+def test_collection_turned_on_while_a_job_runs_is_off_again_for_the_next(runner, qtbot):
+    """Something turns automatic collection on while a job runs; the next job still allocates without
+    collecting on its thread (in the full suite a test's own set-up did, and a cycle was collected on a
+    pool thread)."""
+    gate = threading.Event()
+    first = runner.start("a", Job(gate.wait, 30))
+    gc.enable()
+    gc.collect()
+    Recorder.threads = []
+    orphan_cycle()
+    second = runner.start("b", Job(allocate, 200_000))
+    qtbot.waitUntil(lambda: second.returned, timeout=TIMEOUT_MS)
+    gate.set()
+    qtbot.waitUntil(lambda: first.returned, timeout=TIMEOUT_MS)
+    until_idle(qtbot)
+    allocate(10_000)
     assert Recorder.threads == [threading.main_thread().name]
 
 
