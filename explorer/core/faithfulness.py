@@ -314,9 +314,9 @@ def faithfulness_curves(
     x = x.detach()
     counts = step_counts(h * w, steps)
     known = {k: np.asarray(v, dtype=np.float64) for k, v in (random_scores or {}).items() if k in kinds}
-    for kind, scores in known.items():
-        if scores.shape != (steps + 1,):
-            raise ValueError(f"the {kind} reference has {scores.size} points, the curve {steps + 1}")
+    for kind, given in known.items():
+        if given.shape != (steps + 1,):
+            raise ValueError(f"the {kind} reference has {given.size} points, the curve {steps + 1}")
     # The stream: each entry is an image to classify, described as (start, end, rank, count) or, for
     # the shared ends, as a named whole image; `where[(curve, order, step)]` is its place in the stream.
     ends = {"image": x}
@@ -377,12 +377,12 @@ def faithfulness_curves(
     flat = torch.cat(scores).numpy().astype(np.float64)
     fractions = np.linspace(0.0, 1.0, steps + 1)
 
-    def scores(kind: str, o: int) -> np.ndarray:
+    def points(kind: str, o: int) -> np.ndarray:
         if o == 1 and kind in known:
             return known[kind].copy()
         return flat[[where[(kind, o, i)] for i in range(steps + 1)]]
 
-    return {kind: Curve(kind, fractions, scores(kind, 0), scores(kind, 1)) for kind in kinds}
+    return {kind: Curve(kind, fractions, points(kind, 0), points(kind, 1)) for kind in kinds}
 
 
 # ---------------------------------------------------------------- sanity check

@@ -78,15 +78,16 @@ class UiThreadCollector(QObject):
     Automatic collection runs in whichever thread happens to allocate when a generation fills up. On a
     pool thread it destroys unreachable Qt objects there, off the thread that owns them: a closed panel
     caught in a reference cycle, still waiting for its deferred deletion on the UI thread. Observed: a
-    widget destroyed by a worker's collection waits for the UI thread forever (its window's close
-    flushes the UI thread's events), and one destroyed while the UI thread deletes it is freed twice
-    (an abort in the event loop while a worker deep-copied a model).
+    cycle made on the UI thread collected on a pool thread while a job allocated (tests/qt/
+    test_workers.py), and a widget destroyed that way waiting for the UI thread forever (its window's
+    close flushes the UI thread's events). An abort seen once in the UI thread's event loop, while a
+    worker deep-copied a model, is what freeing such an object on both threads would give.
 
     So from the moment a job is started until every started job has returned from its run(), automatic
-    collection is off (turned off again at each job's start and each tick if something turned it on)
-    and this timer collects on the UI thread, generation by generation as the
-    automatic collector would (pyqtgraph's GarbageCollector does the same, always). Then it turns
-    automatic collection back on (unless something else had turned it off) and stops: no timer while idle.
+    collection is off (turned off again at each job's start and at each tick, should something turn it
+    on), and this timer collects on the UI thread, generation by generation as the automatic collector
+    would (pyqtgraph's GarbageCollector does the same, always). Then it turns automatic collection back
+    on (unless it was off before the first job) and stops: no timer while idle.
     """
 
     _instance: UiThreadCollector | None = None
