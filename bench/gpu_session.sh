@@ -43,7 +43,8 @@ for p in $parts; do
     gpu_sweep) step gpu_sweep 180 $PY bench/bench_gpu_input.py --sweep;;
     classify) step classify 240 $PY bench/bench_classify.py --device cuda;;
     activations) step activations 180 $PY bench/bench_activations.py --device cuda;;
-    faithfulness) step faithfulness 240 $PY bench/bench_faithfulness.py --device cuda --repeat 5;;
+    faithfulness) step faithfulness 240 $PY bench/bench_faithfulness.py --device cuda --repeat 5 \
+                      --layouts 1x17,1x34,1x67,1x199;;
     overlay) step overlay 120 $PY bench/bench_overlay.py --device cuda;;
     cpu16) step cpu16 300 $PY bench/bench_faithfulness.py --device cpu --repeat 3 --threads "$(nproc)" \
                --layouts 1x17,2x9,2x17,4x5,4x9,8x3;;
