@@ -8,10 +8,13 @@ the panel's workers and table updates cost in throughput. Then the same for sing
 Then Integrated Gradients in the real window: a MainWindow classifies a sample photo, and its
 attribution panel runs IG (50 steps) on it from `AttributionPanel.run()`; the same timer measures
 the stalls, and the job's `progressed` signal is counted (the progress bar's updates). The anchor is
-`attribute()` alone on a thread of its own, same model object and input, no UI.
+`attribute()` alone on a thread of its own, same model object and input, no UI. Then the deletion and
+insertion curves of that map from `AttributionPanel.run_faithfulness()`, twice (the second map of an
+image reuses the random-order references), against `faithfulness_curves` alone on a thread.
 
     .venv/bin/python bench/bench_ui_stall.py [--n 40] [--size 400] [--model googlenet] [--runs 2]
-                                             [--ig-steps 50] [--cases batch,single,ig] [--quick]
+                                             [--ig-steps 50] [--curve-steps 50]
+                                             [--cases batch,single,ig,curves] [--quick]
 """
 
 from __future__ import annotations
@@ -287,6 +290,8 @@ def ig_case(args, recorder: TickRecorder) -> list[float]:
         print(f"IG time (best of runs): window {min(window_s):.2f} s · engine alone {min(engine_s):.2f} s · "
               f"ratio {min(engine_s) / min(window_s):.2f} (throughput, window / engine) · "
               f"progress-bar updates per run {updates}")
+        if "curves" in args.cases:
+            all_gaps += curves_case(args, recorder, panel)
         window.close()
         # Let the window's workers finish and its widgets go before the interpreter tears Qt down:
         # a pool thread still running then can crash the process at exit.
@@ -298,6 +303,44 @@ def ig_case(args, recorder: TickRecorder) -> list[float]:
     return all_gaps
 
 
+def curves_case(args, recorder: TickRecorder, panel) -> list[float]:
+    """Deletion and insertion curves of the panel's map (the IG map just made) from `run_faithfulness`:
+    the first run classifies every image, the second reuses the random-order references. The anchor is
+    `faithfulness_curves` alone on a thread of its own, same network, map and input, no UI."""
+    from explorer.core.faithfulness import curve_layout, faithfulness_curves
+
+    panel.curve_steps.setValue(args.curve_steps)
+    model = panel.curve_model_for("cpu") if panel.curve_model_for is not None else panel.capture_model
+    x, heat, target = panel.x, panel.result.heatmap, panel.result.target
+    engine_s: list[float] = []
+
+    def run_engine():
+        t0 = time.perf_counter()
+        faithfulness_curves(model, x, heat, target, steps=args.curve_steps)
+        engine_s.append(time.perf_counter() - t0)
+
+    t = threading.Thread(target=run_engine)
+    t.start()
+    t.join()
+    streams, batch = curve_layout("cpu")
+    print(f"Faithfulness curves, {args.curve_steps} steps, {streams} forward(s) of {batch} images at once, "
+          f"in the main window's attribution panel")
+    gaps_all: list[float] = []
+    busy_all: list[float] = []
+    for label in ("first map", "a further map (random references reused)"):
+        recorder.start()
+        t0 = time.perf_counter()
+        panel.run_faithfulness()
+        wait_for(panel.faithfulness_finished)
+        seconds = time.perf_counter() - t0
+        gaps, busy = recorder.stop()
+        gaps_all += gaps
+        busy_all += busy
+        print(f"  {label}: {seconds:.1f} s · {describe(gaps, busy)}")
+    print(f"curves (window): {describe(gaps_all, busy_all)} · engine alone, first map {engine_s[0]:.2f} s")
+    return gaps_all
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=40, help="images in the batch")
@@ -305,15 +348,17 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="googlenet")
     ap.add_argument("--runs", type=int, default=2, help="batch runs (the longest stall of all is reported)")
     ap.add_argument("--ig-steps", type=int, default=50, help="Integrated Gradients steps")
-    ap.add_argument("--cases", default="batch,single,ig", help="which cases to run, comma-separated")
+    ap.add_argument("--curve-steps", type=int, default=50, help="faithfulness curve steps")
+    ap.add_argument("--cases", default="batch,single,ig,curves",
+                    help="which cases to run, comma-separated (curves runs after ig, on its map)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 3 images of 64 px, one run, IG with 2 steps (numbers mean nothing)")
     args = ap.parse_args(argv)
     if args.quick:
-        args.n, args.size, args.runs, args.ig_steps = 3, 64, 1, 2
+        args.n, args.size, args.runs, args.ig_steps, args.curve_steps = 3, 64, 1, 2, 4
     cases = {c.strip() for c in args.cases.split(",") if c.strip()}
-    if not cases <= {"batch", "single", "ig"}:
-        ap.error(f"unknown case in --cases {args.cases!r}: batch, single, ig")
+    if not cases <= {"batch", "single", "ig", "curves"}:
+        ap.error(f"unknown case in --cases {args.cases!r}: batch, single, ig, curves")
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
