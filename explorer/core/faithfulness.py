@@ -237,16 +237,15 @@ def _in_streams(work: Callable[[int], None], total: int, streams: int) -> None:
         torch.set_num_threads(per)  # this thread's own OpenMP team
         ready.wait()
         go.wait()
-        with torch.inference_mode():
-            while not errors:
-                with lock:
-                    i = next(queue, None)
-                if i is None:
-                    return
-                try:
-                    work(i)
-                except BaseException as e:  # noqa: BLE001 - re-raised by the caller's thread
-                    errors.append(e)
+        while not errors:
+            with lock:
+                i = next(queue, None)
+            if i is None:
+                return
+            try:
+                work(i)
+            except BaseException as e:  # noqa: BLE001 - re-raised by the caller's thread
+                errors.append(e)
 
     workers = [threading.Thread(target=run, name=f"curves-{k}", daemon=True) for k in range(streams)]
     try:
@@ -362,14 +361,14 @@ def faithfulness_curves(
             done += 1
             if progress is not None:
                 progress(done, total)
-        images = torch.cat([e if isinstance(e, torch.Tensor) else torch.where(e[2] < e[3], e[1], e[0])
-                            for e in batches[i]])
-        scores[i] = torch.softmax(model(images).float(), dim=1)[:, target].cpu()
+        with torch.inference_mode():
+            images = torch.cat([e if isinstance(e, torch.Tensor) else torch.where(e[2] < e[3], e[1], e[0])
+                                for e in batches[i]])
+            scores[i] = torch.softmax(model(images).float(), dim=1)[:, target].cpu()
 
     if streams == 1 or total == 1:
-        with torch.inference_mode():
-            for i in range(total):
-                classify(i)
+        for i in range(total):
+            classify(i)
     else:
         _in_streams(classify, total, streams)
     if cancel is not None:  # asked during the last forward: no curves
