@@ -90,18 +90,35 @@ def open_block_graph(ref: str | os.PathLike, *, native_size: tuple[int, int] | N
 
     The graph is built on the meta device; a forward that needs real values (an `if` on a tensor,
     which also defeats tracing) is run on the CPU instead."""
-    from explorer.core.blockgraph import block_graph_from_module
     from explorer.core.moduletree import NeedsRealTensors
     from explorer.core.shapes import min_input_size
 
     spec = open_model(ref, native_size=native_size)
     try:
-        graph = block_graph_from_module(spec.build(device="meta"), spec.name, native_size=spec.native_size,
-                                        paper=spec.paper)
+        graph = _block_graph(spec, spec.build(device="meta"))
     except NeedsRealTensors:
-        graph = block_graph_from_module(spec.build(), spec.name, native_size=spec.native_size, paper=spec.paper)
+        graph = _block_graph(spec, spec.build())
     min_input_size(graph)  # cached on the graph: computed here, off the UI thread
     return spec, graph
+
+
+def _block_graph(spec: ModelSpec, model):
+    """The block graph of a built model; a traced forward whose shapes our rules cannot follow (a vision
+    transformer's attention) gets the module tree instead, as an untraceable forward does."""
+    from explorer.core.blockgraph import block_graph_from_module
+    from explorer.core.moduletree import module_tree_graph
+    from explorer.core.program import LayerFailed, StepFailed
+
+    try:
+        return block_graph_from_module(model, spec.name, native_size=spec.native_size, paper=spec.paper)
+    except StepFailed as e:  # a layer that cannot take the native size: the model's own limit
+        raise LayerFailed(f"the model does not run at its native size {spec.native_size}: {e.reason}") from None
+    except (LayerFailed, OpenModelError):
+        raise
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return module_tree_graph(model.eval(), spec.name, spec.native_size,
+                                 f"the traced forward cannot be followed ({type(e).__name__}: {first})")
 
 
 def open_model(ref: str | os.PathLike, *, native_size: tuple[int, int] | None = None) -> ModelSpec:
@@ -116,11 +133,20 @@ def open_model(ref: str | os.PathLike, *, native_size: tuple[int, int] | None = 
         raise OpenModelError(f"{text}: neither torchvision:NAME, timm:NAME nor an existing file")
     if path.suffix == ".py":
         return _python_file(path, native_size)
-    if path.suffix in (".pt2",):
+    if path.suffix not in (".pt2", ".pt", ".ts", ".pth", ".jit"):
+        raise OpenModelError(f"{path.name}: open a .py file with build(), a TorchScript .pt/.ts or a torch.export .pt2")
+    # An archive is opened by what it holds, not by its suffix (a .pt may be either kind).
+    from explorer.core.archives import ArchiveError, read_archive
+
+    try:
+        kind = read_archive(path).kind
+    except ArchiveError as e:
+        raise OpenModelError(str(e)) from None
+    except OSError as e:
+        raise OpenModelError(f"{path.name}: cannot be read: {e.strerror or e}") from None
+    if kind in ("export", "legacy_export") or (kind == "unknown" and path.suffix == ".pt2"):
         return _exported(path, native_size)
-    if path.suffix in (".pt", ".ts", ".pth", ".jit"):
-        return _torchscript(path, native_size)
-    raise OpenModelError(f"{path.name}: open a .py file with build(), a TorchScript .pt/.ts or a torch.export .pt2")
+    return _torchscript(path, native_size)
 
 
 def _torchvision(name: str, native_size) -> ModelSpec:
@@ -151,8 +177,14 @@ def _timm(name: str, native_size) -> ModelSpec:
         import timm
     except ImportError:
         raise OpenModelError("timm is not installed (pip install timm)") from None
-    if not timm.list_models(name):
-        raise OpenModelError(f"timm has no model {name!r}")
+    # An exact name: timm.list_models(name) would take * and ? as wildcards.
+    if name not in timm.list_models():
+        names = "`inception-explorer models --all` lists the names"
+        if not name:
+            raise OpenModelError(f"no model name after 'timm:' ({names})")
+        if any(c in name for c in "*?[]"):
+            raise OpenModelError(f"timm has no model {name!r}: give one exact name, not a pattern ({names})")
+        raise OpenModelError(f"timm has no model {name!r} ({names})")
     cfg = timm.get_pretrained_cfg(name)
     size = tuple(cfg.input_size[-2:]) if cfg is not None else (224, 224)
     return ModelSpec(
@@ -180,13 +212,23 @@ def _timm_published(name: str, cfg) -> dict:
     }
 
 
+def _escaped(e: BaseException) -> str:
+    """How the user's code left, in one line: 'called sys.exit(0)', 'raised KeyError: 'conv9''."""
+    if isinstance(e, SystemExit):
+        return f"called sys.exit({'' if e.code is None else repr(e.code)})"
+    text = str(e).strip()
+    return f"raised {type(e).__name__}" + (f": {text.splitlines()[0]}" if text else "")
+
+
 def _python_file(path: Path, native_size) -> ModelSpec:
     spec = importlib.util.spec_from_file_location(f"explorer_user_model_{abs(hash(str(path)))}", path)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as e:
-        raise OpenModelError(f"{path.name} fails to run: {type(e).__name__}: {e}") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # SystemExit too: sys.exit(0) in the file is a failure to open, not success
+        raise OpenModelError(f"{path.name} fails to run: it {_escaped(e)}") from None
     build = getattr(module, "build", None)
     if not callable(build):
         raise OpenModelError(f"{path.name} defines no build() returning an nn.Module")
@@ -196,8 +238,10 @@ def _python_file(path: Path, native_size) -> ModelSpec:
 
         try:
             model = build()
-        except Exception as e:  # the user's code: say whose error it is
-            raise OpenModelError(f"{path.name}: build() raised {type(e).__name__}: {e}") from None
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # the user's code: say whose error it is
+            raise OpenModelError(f"{path.name}: build() {_escaped(e)}") from None
         if not isinstance(model, nn.Module):
             raise OpenModelError(f"{path.name}: build() returned {type(model).__name__}, not an nn.Module")
         return model
@@ -207,17 +251,28 @@ def _python_file(path: Path, native_size) -> ModelSpec:
                      builder_kwargs={}, weights=None, native_size=native_size or (224, 224), factory=factory)
 
 
+def _first_line(error: BaseException) -> str:
+    """torch's message without its advice paragraphs: the first sentence of the first line."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text.split(". ", 1)[0].removesuffix(".")
+
+
 def _exported(path: Path, native_size) -> ModelSpec:
     import torch
 
+    from explorer.core.archives import ArchiveError, load_exported
     from explorer.core.fxtrace import TRACE_LOCK
 
     try:
         with TRACE_LOCK:  # its first call imports torch._dynamo, which must not race a trace
-            program = torch.export.load(str(path))
+            program = load_exported(path)
+    except ArchiveError as e:
+        raise OpenModelError(str(e)) from None
     except Exception as e:
-        raise OpenModelError(f"{path.name} is not a torch.export file: {type(e).__name__}: {e}") from None
-    example = program.example_inputs[0][0] if program.example_inputs else None
+        raise OpenModelError(f"{path.name}: a damaged torch.export file: {_first_line(e)}") from None
+    example = next(iter(program.example_inputs[0]), None) if program.example_inputs else None
+    if not isinstance(example, torch.Tensor):
+        example = None
     size = tuple(example.shape[-2:]) if example is not None and example.dim() == 4 else (224, 224)
 
     def factory(**_):
@@ -242,12 +297,22 @@ def _exported(path: Path, native_size) -> ModelSpec:
 
 
 def _torchscript(path: Path, native_size) -> ModelSpec:
+    import warnings
+
     import torch
 
+    from explorer.core.archives import ArchiveError, check_archive
+
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        check_archive(path, "torchscript")
+    except ArchiveError as e:
+        raise OpenModelError(str(e)) from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": not the user's concern
+            module = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:
-        raise OpenModelError(f"{path.name} is not a TorchScript file: {type(e).__name__}: {e}") from None
+        raise OpenModelError(f"{path.name}: a damaged TorchScript file: {_first_line(e)}") from None
 
     def factory(**_):
         return module

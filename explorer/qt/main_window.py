@@ -171,7 +171,11 @@ class MainWindow(QMainWindow):
             self.state.input_size = InputSize(*get_spec(name).native_size, 1)
         self.saved.bind()
         self.set_model(name, size=None)
-        if opened:
+        self.run_prompt = None
+        if opened and model is None and opened.endswith(".py"):
+            # A remembered Python file is code: it runs again only when the person says so.
+            QTimer.singleShot(0, lambda: self._ask_to_run(opened))
+        elif opened:
             self.open_model(opened)
         # pyqtgraph and the image panels cost half a second: after the first paint and the preview.
         QTimer.singleShot(IMAGE_DOCKS_DELAY_MS, self._build_image_docks)
@@ -690,6 +694,30 @@ class MainWindow(QMainWindow):
         self.open_dialog = OpenModelDialog(self, runner=self.runner, recent=self.recent_models())
         self.open_dialog.model_chosen.connect(self.open_model)
         self.open_dialog.open()
+
+    def _ask_to_run(self, ref: str) -> None:
+        """Ask before running the last session's .py model again (window-modal, not blocking)."""
+        from PySide6.QtWidgets import QMessageBox
+
+        box = QMessageBox(QMessageBox.Icon.Question, "Run a Python model file?",
+                          f"The last session's model was {Path(ref).name}, a Python file. Opening it runs its code"
+                          f" with your permissions, as any script you start would.\n\n{ref}",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.button(QMessageBox.StandardButton.Yes).setText("Run it")
+        box.button(QMessageBox.StandardButton.No).setText(f"Keep {self.state.model}")
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.finished.connect(lambda result: self._on_run_answer(ref, result))
+        self.run_prompt = box
+        box.open()
+
+    def _on_run_answer(self, ref: str, result: int) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        self.run_prompt = None
+        if result == QMessageBox.StandardButton.Yes:
+            self.open_model(ref)
+        else:
+            self.saved.settings.setValue("model/ref", self.state.model)
 
     def open_model(self, ref: str) -> None:
         """Open any CNN — 'torchvision:NAME', 'timm:NAME', or a .py (with build()) / TorchScript /

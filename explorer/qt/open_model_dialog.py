@@ -36,6 +36,9 @@ HELP = ("A torchvision or timm model by name — <tt>torchvision:resnet18</tt>, 
         " file: a Python file whose <tt>build()</tt> returns an <tt>nn.Module</tt> (it is run, like any script"
         " you open), a TorchScript <tt>.ts</tt>/<tt>.pt</tt> or a <tt>torch.export</tt> <tt>.pt2</tt>.")
 
+PY_WARNING = ("Opening a .py file runs its code with your permissions, as any script you start would: open"
+              " only files you trust. Weight files and TorchScript / torch.export files are read, never run.")
+
 _torchvision_names: list[str] | None = None  # read once per session
 
 
@@ -82,6 +85,10 @@ class OpenModelDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         self.edit.textChanged.connect(self._update_button)
+        #: Shown while the reference is a Python file: opening it runs it.
+        self.code_warning = QLabel(PY_WARNING, self)
+        self.code_warning.setWordWrap(True)
+        self.code_warning.setStyleSheet("color: #a33;")
 
         row = QHBoxLayout()
         row.addWidget(self.edit, 1)
@@ -89,6 +96,7 @@ class OpenModelDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addWidget(intro)
         lay.addLayout(row)
+        lay.addWidget(self.code_warning)
         lay.addWidget(self.buttons)
         self._update_button()
         self._load_names()
@@ -110,6 +118,7 @@ class OpenModelDialog(QDialog):
 
     def _update_button(self) -> None:
         self.open_button.setEnabled(bool(self.reference()))
+        self.code_warning.setVisible(self.reference().lower().endswith(".py"))
 
     def _load_names(self) -> None:
         if _torchvision_names is not None:

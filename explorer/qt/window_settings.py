@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from explorer.core.shapes import MAX_BATCH, MAX_INPUT_SIDE
 from explorer.core.state import ExplorerState, InputSize
 
 ORGANIZATION = "InceptionExplorer"
@@ -27,8 +28,14 @@ def default_settings() -> QSettings:
 def _int(value, default: int) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         return default
+
+
+def _bounded(value, default: int, largest: int) -> int:
+    """`value` as an int from 1 to `largest`, else `default`."""
+    n = _int(value, default)
+    return n if 1 <= n <= largest else default
 
 
 class WindowSettings:
@@ -45,9 +52,10 @@ class WindowSettings:
 
     def saved_input_size(self, native: tuple[int, int]) -> tuple[InputSize, bool]:
         s = self.settings
-        h = _int(s.value("input/height"), native[0])
-        w = _int(s.value("input/width"), native[1])
-        n = _int(s.value("input/batch"), 1)
+        # A hand-edited or damaged file must never keep the window from starting: out of range is the default.
+        h = _bounded(s.value("input/height"), native[0], MAX_INPUT_SIDE)
+        w = _bounded(s.value("input/width"), native[1], MAX_INPUT_SIDE)
+        n = _bounded(s.value("input/batch"), 1, MAX_BATCH)
         linked = str(s.value("input/linked", "true")).lower() == "true"
         return InputSize(h, w, n), linked and h == w
 

@@ -232,7 +232,12 @@ def test_opened_models_are_remembered_in_the_model_menu(make_window, qtbot, tmp_
     w.save_settings()
     # A new window with the same settings file has them in its Model menu, the latest first.
     w2 = make_window(path=settings_path)
-    # The model of the last session is opened again, after the zoo's default is on screen.
+    # The model of the last session is opened again, after the zoo's default is on screen; a .py only once
+    # the person says so (it runs code).
+    from PySide6.QtWidgets import QMessageBox
+
+    qtbot.waitUntil(lambda: w2.run_prompt is not None, timeout=10_000)
+    w2.run_prompt.button(QMessageBox.StandardButton.Yes).click()
     qtbot.waitUntil(lambda: w2.model_ref == str(path.resolve()) and w2.loaded is not None, timeout=GRAPH_TIMEOUT_MS)
     entries = [a for a in w2.recent_actions if a.data()]
     assert [a.data() for a in entries] == [str(path.resolve()), "torchvision:resnet18"]
