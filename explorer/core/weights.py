@@ -160,6 +160,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise WeightsError(f"no such weight file: {path}")
     if not path.is_file():  # a folder, FIFO or device: never opened (a FIFO would block, /dev/zero never ends)
         raise WeightsError(f"{path} is not a regular file; weights are read from regular files only")
+    _check_inflation(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -187,6 +188,20 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in obj):  # saved from DataParallel
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
+
+
+def _check_inflation(path: Path) -> None:
+    """A torch.save file is a zip archive: one that would inflate far past its size is refused unread."""
+    import zipfile
+
+    from explorer.core.archives import ArchiveError, read_archive
+
+    if path.suffix == ".safetensors" or not zipfile.is_zipfile(path):
+        return
+    try:
+        read_archive(path)
+    except ArchiveError as e:
+        raise WeightsError(f"cannot read weights from {path.name}: {e}") from None
 
 
 def check_compatible(model, state_dict: dict[str, Any]) -> None:

@@ -240,3 +240,19 @@ def test_archive_errors_are_value_errors_with_one_line(tmp_path):
     with pytest.raises(ArchiveError) as e:
         archives.check_archive(path, "export")
     assert "\n" not in str(e.value)
+
+
+def test_a_weights_file_that_inflates_a_thousandfold_is_refused_unread(tmp_path, monkeypatch):
+    from explorer.core.weights import WeightsError, read_state_dict
+
+    real = tmp_path / "w.pth"
+    torch.save(_net().state_dict(), real)
+    bomb = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(real) as zin, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info))
+        zout.writestr(f"{zin.namelist()[0].split('/')[0]}/data/bomb", bytes(200 * 2**20))
+    assert read_state_dict(real).keys() == _net().state_dict().keys()
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch read the archive"))
+    with pytest.raises(WeightsError, match="would inflate"):
+        read_state_dict(bomb)
