@@ -35,8 +35,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-#: Colormap of feature maps (perceptually uniform, readable in grey).
-FEATURE_COLORMAP = "viridis"
+from explorer.qt.result_view import FEATURE_COLORMAP, export_layout_png, overlay_lut, short_label  # noqa: F401 - shared
+
 #: Gap between tiles of a mosaic, in map pixels (drawn transparent: NaN in the float image).
 GAP = 1
 
@@ -68,20 +68,6 @@ def mosaic(maps: np.ndarray, columns: int | None = None, gap: int = GAP) -> tupl
         r, q = divmod(i, cols)
         out[r * (h + gap): r * (h + gap) + h, q * (w + gap): q * (w + gap) + w] = maps[i]
     return out, cols
-
-
-def overlay_lut(name: str, signed: bool = False, points: int = 256) -> np.ndarray:
-    """A colormap's lookup table whose alpha grows with the value (|value| for diverging maps), so that
-    weak values leave the image underneath visible in an overlay."""
-    lut = pg.colormap.get(name).getLookupTable(0.0, 1.0, points, alpha=True).copy()
-    ramp = np.abs(np.linspace(-1, 1, points)) if signed else np.linspace(0, 1, points)
-    lut[:, 3] = np.round(255 * np.sqrt(ramp)).astype(np.uint8)
-    return lut
-
-
-def short_label(label: str) -> str:
-    """The part of a branch label that names its output ("#3×3 reduce → #3×3" -> "#3×3")."""
-    return label.split("→")[-1].strip() or label
 
 
 class MosaicItem(pg.ImageItem):
@@ -579,17 +565,3 @@ class ActivationView(QWidget):
             {"grid": self.export_grid_png, "map": self.export_map_png, "csv": self.export_stats_csv}[what](path)
         except (OSError, ValueError) as e:
             self.export_failed.emit(str(e))
-
-
-def export_layout_png(item, path: str | Path, width: int) -> Path:
-    """Render a pyqtgraph layout item to PNG with pyqtgraph's ImageExporter, on a white background."""
-    from pyqtgraph.exporters import ImageExporter
-
-    path = Path(path)
-    exporter = ImageExporter(item)
-    exporter.parameters()["width"] = int(width)
-    exporter.parameters()["background"] = pg.mkColor("w")
-    exporter.export(str(path))
-    if not path.exists() or path.stat().st_size == 0:
-        raise OSError(f"cannot write {path}")
-    return path

@@ -66,7 +66,7 @@ from explorer.core.faithfulness import (
     with_record,
 )
 from explorer.core.state import ExplorerState
-from explorer.qt.activation_view import overlay_lut
+from explorer.qt.result_view import overlay_lut
 from explorer.qt.workers import Job, JobRunner
 
 METHOD_NAMES = {
@@ -910,7 +910,7 @@ class AttributionPanel(QWidget):
         """The heatmap over the image with its title and colour bar."""
         if self.result is None:
             raise ValueError("no attribution to export: run a method first")
-        from explorer.qt.activation_view import export_layout_png
+        from explorer.qt.result_view import export_layout_png
 
         return export_layout_png(self.view.ci, path, width)
 

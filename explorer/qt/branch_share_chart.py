@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.qt.activation_view import short_label
+from explorer.qt.result_view import short_label
 from explorer.qt.workers import Job, JobRunner
 
 #: Okabe–Ito colours (distinguishable with colour-vision deficiencies), one per branch position.
@@ -129,7 +129,7 @@ class BranchShareChart(QWidget):
         self.stack.setCurrentWidget(self.placeholder)
 
     def export_png(self, path: str | Path, width: int = 900) -> Path:
-        from explorer.qt.activation_view import export_layout_png
+        from explorer.qt.result_view import export_layout_png
 
         return export_layout_png(self.plot.getPlotItem(), path, width)
 
@@ -215,7 +215,7 @@ class NetworkShareChart(QWidget):
         self.stack.setCurrentWidget(self.placeholder)
 
     def export_png(self, path: str | Path, width: int = 1200) -> Path:
-        from explorer.qt.activation_view import export_layout_png
+        from explorer.qt.result_view import export_layout_png
 
         return export_layout_png(self.canvas.ci, path, width)
 

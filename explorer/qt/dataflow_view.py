@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from explorer.core.dataflow import Slide
 from explorer.core.text import fmt_fraction, fmt_shape
-from explorer.qt.activation_view import short_label
+from explorer.qt.result_view import short_label
 from explorer.qt.branch_share_chart import branch_color
 from explorer.qt.result_view import array_to_qimage, coloured
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
@@ -266,3 +267,35 @@ def fmt_timings(result) -> str:
     if result.notice:
         text += f"\n{result.notice}"
     return text
+
+
+#: The colour map of feature maps (perceptually uniform, readable in grey).
+FEATURE_COLORMAP = "viridis"
+
+
+def overlay_lut(name: str, signed: bool = False, points: int = 256) -> np.ndarray:
+    """A colormap's lookup table whose alpha grows with the value (|value| for diverging maps), so that
+    weak values leave the image underneath visible in an overlay."""
+    lut = pg.colormap.get(name).getLookupTable(0.0, 1.0, points, alpha=True).copy()
+    ramp = np.abs(np.linspace(-1, 1, points)) if signed else np.linspace(0, 1, points)
+    lut[:, 3] = np.round(255 * np.sqrt(ramp)).astype(np.uint8)
+    return lut
+
+
+def short_label(label: str) -> str:
+    """The part of a branch label that names its output ("#3×3 reduce → #3×3" -> "#3×3")."""
+    return label.split("→")[-1].strip() or label
+
+
+def export_layout_png(item, path: str | Path, width: int) -> Path:
+    """Render a pyqtgraph layout item to PNG with pyqtgraph's ImageExporter, on a white background."""
+    from pyqtgraph.exporters import ImageExporter
+
+    path = Path(path)
+    exporter = ImageExporter(item)
+    exporter.parameters()["width"] = int(width)
+    exporter.parameters()["background"] = pg.mkColor("w")
+    exporter.export(str(path))
+    if not path.exists() or path.stat().st_size == 0:
+        raise OSError(f"cannot write {path}")
+    return path
