@@ -97,3 +97,21 @@ def test_a_channel_chosen_while_the_panel_is_hidden_waits_until_it_is_shown(qtbo
     panel.show()
     assert started
     qtbot.waitUntil(lambda: not panel.vis_label.pixmap().isNull(), timeout=RUN_MS)
+
+
+def test_an_example_index_that_is_not_ours_is_a_message_not_a_traceback(qtbot, panel, tmp_path, capfd):
+    """The cache's dataset-example index is some other file: indexing says so in the panel and the window,
+    names the file, prints no traceback and leaves the file as it was."""
+    cache = tmp_path / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    db = cache / "examples.sqlite"
+    data = bytes(range(256)) * 40
+    db.write_bytes(data)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    with qtbot.waitSignal(panel.failed, timeout=RUN_MS) as sig:
+        panel.index_folder(str(folder))
+    assert str(db) in sig.args[0] and "not an example index" in sig.args[0] and "\n" not in sig.args[0]
+    assert panel.status.text() == sig.args[0] and not panel.progress.isVisible()
+    assert db.read_bytes() == data
+    assert "Traceback" not in capfd.readouterr().err
