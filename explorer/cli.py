@@ -14,6 +14,8 @@ import sys
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+#: 128 + SIGINT: what a shell reports for a command that Ctrl-C ended.
+EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,7 +138,7 @@ def cmd_classify(args) -> int:
         resolve_device(args.device)
     except DeviceUnavailableError as e:
         raise CommandError(f"--device {args.device}: {e}", EXIT_FAILED) from None
-    loaded, _graph = _load_model(ref, args.weights)
+    loaded, _graph = _load_model(ref, args.weights, need_classes=True)
     if loaded.weights.is_random:
         print(f"inception-explorer: warning: {loaded.weights.describe()}", file=sys.stderr)
     elif loaded.weights.note:
@@ -195,9 +197,10 @@ def cmd_classify(args) -> int:
     return 0
 
 
-def _load_model(ref: str, weights: str | None):
+def _load_model(ref: str, weights: str | None, *, need_classes: bool = False):
     """(LoadedModel, its BlockGraph or None for a zoo model) of a resolved model reference; a weights file
-    that cannot be loaded is one error line."""
+    that cannot be loaded is one error line, and so is, with `need_classes` (classify, attribute), a model
+    whose output is not a vector of class scores."""
     from explorer.core.loading import load_model
     from explorer.core.weights import WeightsError
     from explorer.core.zoo import get_spec, model_names
@@ -206,16 +209,20 @@ def _load_model(ref: str, weights: str | None):
         spec, graph, outputs = get_spec(ref), None, None
     else:
         spec, graph = _open_model(ref)
-        outputs = _output_classes(graph)
+        shape = _output_shape(graph)
+        if need_classes and shape is not None and len(shape) != 1:
+            raise CommandError(f"{ref}: its output is a {'×'.join(map(str, shape))} map, not class scores (a "
+                               "classifier ends in a vector, e.g. pooling and a linear layer)", EXIT_FAILED)
+        outputs = shape[0] if shape is not None and len(shape) == 1 else None
     try:
         return load_model(spec, weights=weights or "auto", outputs=outputs), graph
     except WeightsError as e:
         raise CommandError(str(e), EXIT_FAILED) from None
 
 
-def _output_classes(graph) -> int | None:
-    """How many class scores the model outputs at its native size (None: not a vector), as the window
-    works it out: 1000 gives ImageNet's names, another count class indices."""
+def _output_shape(graph) -> tuple[int, ...] | None:
+    """The model's output shape at its native size, without the batch (None: not known), as the window
+    works it out: (1000,) gives ImageNet's names, another vector class indices."""
     from explorer.core.shapes import trace_shapes
 
     last = [n for n in graph.nodes() if not n.training_only][-1]
@@ -223,7 +230,7 @@ def _output_classes(graph) -> int | None:
         shape = trace_shapes(graph, graph.native_size).nodes[last.name].output_shape
     except Exception:  # a model that cannot be traced still classifies; its classes are then unnamed
         return None
-    return shape[0] if shape is not None and len(shape) == 1 else None
+    return tuple(shape) if shape is not None else None
 
 
 MODEL_HELP = ("a zoo name (see `models`), torchvision:NAME, timm:NAME, a bare torchvision or timm name, a .py file"
@@ -245,41 +252,102 @@ def _attribute_choices(text: str, known: tuple[str, ...], what: str) -> list[str
     return list(dict.fromkeys(names))
 
 
-def _attribute_layer(text: str | None, cm, methods: list[str]) -> tuple[str | None, int | None]:
-    """--layer BLOCK[/BRANCH] (BRANCH 1-based, as Details shows it) checked against the model; the last
-    block when CAM methods run without one."""
+def _branch_index(branch: str, count: int) -> int | None:
+    """The 0-based index of a 1-based BRANCH typed by a person, None unless it is 1 to `count` in ASCII
+    digits ('²'.isdigit() is True, int('²') fails)."""
+    if not (branch.isascii() and branch.isdigit()) or len(branch) > 6:
+        return None
+    return int(branch) - 1 if 1 <= int(branch) <= count else None
+
+
+def _last_spatial_node(graph) -> str | None:
+    """The last node whose output is still a map wider than 1×1 at the native size (None: none is)."""
+    from explorer.core.shapes import trace_shapes
+
+    try:
+        trace = trace_shapes(graph, graph.native_size)
+    except Exception:  # untraceable: no shapes to choose by
+        return None
+    spatial = [n.name for n in graph.nodes() if not n.training_only and n.kind != "input"
+               and (t := trace.nodes.get(n.name)) is not None and t.output_shape is not None
+               and len(t.output_shape) == 3 and t.output_shape[1] * t.output_shape[2] > 1]
+    return spatial[-1] if spatial else None
+
+
+def _attribute_layer(text: str | None, cm, methods: list[str], graph=None) -> tuple[str | None, int | None]:
+    """--layer BLOCK[/BRANCH] (BRANCH 1-based, as Details shows it) checked against the model. CAM methods
+    without one look at the last block, or in a network without blocks (AlexNet, a plain conv stack) at
+    the last node that still has a spatial map, for the same reason."""
     from explorer.core.attribution import CAM_METHODS
 
     blocks = list(cm.block_branches)
     if text is None:
         if not any(m in CAM_METHODS for m in methods):
             return None, None
-        if not blocks:
-            raise CommandError("CAM methods need --layer: this model has no blocks")
-        print(f"inception-explorer: note: CAM methods look at {blocks[-1]}, the last block (the usual choice: "
-              "its features are the most class-specific and it still has a spatial map); --layer picks another",
+        if blocks:
+            print(f"inception-explorer: note: CAM methods look at {blocks[-1]}, the last block (the usual choice: "
+                  "its features are the most class-specific and it still has a spatial map); --layer picks "
+                  "another", file=sys.stderr)
+            return blocks[-1], None
+        node = _last_spatial_node(graph) if graph is not None else None
+        if node is None or node not in cm.node_names:
+            raise CommandError("CAM methods need a layer with a spatial map, and this model has no blocks and no "
+                               "such node: give --layer NODE, or use saliency, integrated_gradients or occlusion",
+                               EXIT_FAILED)
+        print(f"inception-explorer: note: CAM methods look at {node}, the last node with a spatial map (this model "
+              "has no blocks; its features are the most class-specific there); --layer picks another",
               file=sys.stderr)
-        return blocks[-1], None
+        return node, None
     block, _, branch = text.partition("/")
     if block not in cm.node_names:
-        raise CommandError(f"--layer {text}: no block or node {block!r}; blocks: {', '.join(blocks)}")
+        known = f"blocks: {', '.join(blocks)}" if blocks else f"nodes: {', '.join(cm.node_names)}"
+        raise CommandError(f"--layer {text}: no block or node {block!r}; {known}")
     if not branch:
         return block, None
     count = cm.block_branches.get(block, 0)
-    if not branch.isdigit() or not 1 <= int(branch) <= count:
+    index = _branch_index(branch, count)
+    if index is None:
         raise CommandError(f"--layer {text}: {block} has {count} branch(es); give a number from 1 to {count}"
                            if count else f"--layer {text}: {block} is not a block with branches")
-    return block, int(branch) - 1
+    return block, index
 
 
-def _overlay_png(rgb, heat, path) -> None:
-    """The map over the picture (pytorch-grad-cam's overlay: JET colours, 50 % blend); signed maps are
-    drawn by magnitude (the .npy keeps the sign)."""
+def _overlay_png(rgb, heat) -> bytes:
+    """The map over the picture as PNG bytes (pytorch-grad-cam's overlay: JET colours, 50 % blend); signed
+    maps are drawn by magnitude (the .npy keeps the sign)."""
+    import io
+
     from PIL import Image
 
     from explorer.core.handout import heat_overlay
 
-    Image.fromarray(heat_overlay(rgb, heat)).save(path)
+    buf = io.BytesIO()
+    Image.fromarray(heat_overlay(rgb, heat)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _npy_bytes(array) -> bytes:
+    """`array` as the bytes of a .npy file."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def _output_folder(text: str):
+    """-o FOLDER checked before any work: `-` is refused (image files cannot go to stdout, and a folder named
+    "-" is never meant), and so is a file; a folder that cannot be made is found when it is made."""
+    import os
+    from pathlib import Path
+
+    if text == "-":
+        raise CommandError("-o -: this command writes image files, which need a folder; give -o FOLDER")
+    if os.path.exists(text) and not os.path.isdir(text):  # (os.path: a name too long is not an error here)
+        raise CommandError(f"-o {text}: not a folder")
+    return Path(text)
 
 
 def cmd_attribute(args) -> int:
@@ -298,9 +366,7 @@ def cmd_attribute(args) -> int:
 
     from explorer.core.images import ImageLoadError, expand_inputs
 
-    out_dir = Path(args.output) if args.output else None
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise CommandError(f"-o {out_dir}: not a folder")
+    out_dir = _output_folder(args.output) if args.output else None
     files = expand_inputs(args.inputs)
     if not files:
         raise CommandError("no image files found in " + ", ".join(args.inputs), EXIT_FAILED)
@@ -312,19 +378,30 @@ def cmd_attribute(args) -> int:
         device = resolve_device(args.device)
     except DeviceUnavailableError as e:
         raise CommandError(f"--device {args.device}: {e}", EXIT_FAILED) from None
-    loaded, graph = _load_model(ref, args.weights)
+    loaded, graph = _load_model(ref, args.weights, need_classes=True)
     if loaded.weights.is_random:
         print(f"inception-explorer: warning: {loaded.weights.describe()}", file=sys.stderr)
     # Images are decoded and preprocessed on the CPU (exact, as torchvision's PIL path) and moved to
     # `device`; the network there is a plain copy (no folded batch norms: the gradients are the model's).
     clf = Classifier(loaded, "cpu", optimize=False, graph=graph or build_block_graph(loaded.spec))
-    cm = clf.capture_model("cpu")
-    node, branch = _attribute_layer(args.layer, cm, methods)
+    try:
+        cm = clf.capture_model("cpu")
+    except RuntimeError as e:  # a module tree (an untraceable forward, a vision transformer): no probes
+        raise CommandError(f"{ref}: cannot probe its layers: {clf.graph.dataflow_reason or e}", EXIT_FAILED) from None
+    node, branch = _attribute_layer(args.layer, cm, methods, clf.graph)
     classes = len(clf.categories)
     if args.target is not None and args.target >= classes:
         raise CommandError(f"--target {args.target}: the model has {classes} classes (0 to {classes - 1})")
+    from explorer.core.outputs import Inputs, OutputError, fit_stem, make_folder, write_files
+
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            make_folder(out_dir)
+        except OutputError as e:
+            raise CommandError(str(e), EXIT_FAILED) from None
+    inputs = Inputs([*files, args.model, *([args.weights] if args.weights else [])])
+    # Every map of an image shares one stem, shortened (with a hash) when its longest name would not fit.
+    suffix_bytes = max(len(f".{m}.npy".encode()) for m in methods)
 
     import json
     import time
@@ -343,7 +420,7 @@ def cmd_attribute(args) -> int:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(ATTRIBUTE_CSV_COLUMNS)
     stems: set[str] = set()
-    ok = failed = 0
+    ok = failed = unwritten = 0
     for path in files:
         try:
             x = clf.preprocess(path).unsqueeze(0)
@@ -356,6 +433,7 @@ def cmd_attribute(args) -> int:
         while stem in stems:  # two folders, one file name: keep both maps
             stem += "_"
         stems.add(stem)
+        stem = fit_stem(stem, suffix_bytes)
         rgb = clf.input_rgb(x[0])
         x_dev, cm_dev = x.to(device), clf.capture_model(device)
         with torch.no_grad():
@@ -398,28 +476,40 @@ def cmd_attribute(args) -> int:
                 record["road"] = road_score(cm, x, r.heatmap, target, percentiles=faithfulness.ROAD_PERCENTILES).to_dict()
                 timings["road_ms"] = (time.perf_counter() - t0) * 1000
             record["branch_shares"] = {b: [round(v, 6) for v in vs] for b, vs in shares.items()}
-            if out_dir is not None:
-                png, npy = out_dir / f"{stem}.{method}.png", out_dir / f"{stem}.{method}.npy"
-                np.save(npy, r.heatmap.astype(np.float32))
-                _overlay_png(rgb, r.heatmap, png)
-                record.update(png=str(png), npy=str(npy))
             record["timings"] = {k: round(v, 2) for k, v in timings.items()}
-            if args.format == "json":
-                out.write(json.dumps(_finite(record), ensure_ascii=False, allow_nan=False) + "\n")
-            else:
-                d, i, s = record.get("deletion", {}), record.get("insertion", {}), record.get("sanity", {})
-                writer.writerow([record["path"], method, target, record["label"], r.layer or "",
-                                 d.get("auc", ""), d.get("random_auc", ""), i.get("auc", ""),
-                                 i.get("random_auc", ""), (s.get("correlations") or [""])[-1] if s else "",
-                                 s.get("flagged", ""), record.get("road", {}).get("combined", ""),
-                                 record.get("delta", ""), record.get("delta_relative", ""),
-                                 r.notice or "", record["timings"]["attribution_ms"], record.get("png", ""),
-                                 record.get("npy", "")])
-            out.flush()
+
+            def emit(record=record, r=r, method=method, target=target) -> None:
+                if args.format == "json":
+                    out.write(json.dumps(_finite(record), ensure_ascii=False, allow_nan=False) + "\n")
+                else:
+                    d, i, s = record.get("deletion", {}), record.get("insertion", {}), record.get("sanity", {})
+                    writer.writerow([record["path"], method, target, record["label"], r.layer or "",
+                                     d.get("auc", ""), d.get("random_auc", ""), i.get("auc", ""),
+                                     i.get("random_auc", ""), (s.get("correlations") or [""])[-1] if s else "",
+                                     s.get("flagged", ""), record.get("road", {}).get("combined", ""),
+                                     record.get("delta", ""), record.get("delta_relative", ""),
+                                     r.notice or "", record["timings"]["attribution_ms"], record.get("png", ""),
+                                     record.get("npy", "")])
+                out.flush()
+
+            if out_dir is None:
+                emit()
+                continue
+            # The map's two files appear together with the line that reports them, or none of the three.
+            png, npy = out_dir / f"{stem}.{method}.png", out_dir / f"{stem}.{method}.npy"
+            record.update(png=str(png), npy=str(npy))
+            try:
+                write_files({npy: _npy_bytes(r.heatmap.astype(np.float32)), png: _overlay_png(rgb, r.heatmap)},
+                            inputs=inputs, report=emit)
+            except OutputError as e:  # the result is still reported, without files; the batch goes on
+                unwritten += 1
+                del record["png"], record["npy"]
+                print(f"inception-explorer: {e}", file=sys.stderr, flush=True)
+                emit()
     if ok == 0:
         print(f"inception-explorer: error: none of the {failed} input(s) could be read", file=sys.stderr)
         return EXIT_FAILED
-    return 0
+    return EXIT_FAILED if unwritten else 0
 
 
 def cmd_handout(args) -> int:
@@ -430,25 +520,36 @@ def cmd_handout(args) -> int:
     import os
     from pathlib import Path
 
+    from explorer.core.images import ImageLoadError
+    from explorer.core.outputs import Inputs, OutputError
     from explorer.core.shapes import parse_size
 
     ref = _model_ref(args.model)
+    to_stdout = args.output == "-"  # `-o -`: the PDF on stdout, never a file named "-"
     out = Path(args.output)
     try:
         size = parse_size(args.size) if args.size is not None else None
     except ValueError as e:
         raise CommandError(str(e)) from None
-    if out.is_dir():
+    if to_stdout:
+        if sys.stdout.isatty():
+            raise CommandError("-o -: stdout is a terminal; redirect it to a file or give -o FILE.pdf")
+    elif os.path.isdir(out):
         raise CommandError(f"-o {out}: is a folder")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise CommandError(f"-o {out}: cannot write in {parent}", EXIT_FAILED)
-    if args.image is not None and not Path(args.image).is_file():
-        what = "a folder, not an image" if Path(args.image).is_dir() else "no such file"
-        raise CommandError(f"--image {args.image}: {what}", EXIT_FAILED)
+    else:
+        parent = out.parent if str(out.parent) else Path(".")
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+            raise CommandError(f"-o {out}: cannot write in {parent}", EXIT_FAILED)
+    if args.image is not None:
+        try:
+            _check_regular(args.image)
+        except ImageLoadError as e:
+            raise CommandError(f"--image {e}", EXIT_FAILED) from None
+    inputs = Inputs([args.model, *(p for p in (args.image, args.weights) if p)])
+    if not to_stdout and out in inputs:
+        raise CommandError(f"-o {out}: it is one of the inputs; not overwritten")
 
     from explorer.core.handout import build_handout, check_blocks
-    from explorer.core.images import ImageLoadError
     from explorer.core.shapes import InputTooSmallError
 
     loaded, graph = _load_model(ref, args.weights)
@@ -473,13 +574,50 @@ def cmd_handout(args) -> int:
     except ImportError as e:
         raise CommandError(f"the handout is drawn with Qt, which cannot be loaded here: {e}", EXIT_FAILED) from None
     pdf.ensure_app()
+    drawings = pdf.record_drawings(graph, handout.trace, handout.drawings)
     try:
-        path = pdf.write_pdf(handout, pdf.record_drawings(graph, handout.trace, handout.drawings), out)
+        if to_stdout:
+            data = pdf.render_pdf(handout, drawings)
+            sys.stdout.flush()
+            try:
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as e:
+                raise _StdoutFailed(e) from None
+            print(f"wrote the PDF to stdout ({handout.title})", file=sys.stderr)
+        else:  # the line is written with the file in place: Ctrl-C leaves both or neither
+            pdf.write_pdf(handout, drawings, out, inputs=inputs,
+                          report=lambda: print(f"wrote {out} ({handout.title})", file=sys.stderr))
+    except BrokenPipeError:
+        raise
+    except (OutputError, RuntimeError) as e:
+        raise CommandError(str(e), EXIT_FAILED) from None
     except OSError as e:
-        raise CommandError(str(e) if str(out) in str(e) else f"cannot write {out}: {e.strerror or e}",
-                           EXIT_FAILED) from None
-    print(f"wrote {path} ({handout.title})", file=sys.stderr)
+        from explorer.core.outputs import reason
+
+        raise CommandError(f"cannot write {'stdout' if to_stdout else out}: {reason(e)}", EXIT_FAILED) from None
     return 0
+
+
+def _check_regular(path: str) -> None:
+    """ImageLoadError unless `path` is a regular file: a FIFO, a device or a folder is named as such (never
+    opened: a FIFO would block)."""
+    import os
+    import stat
+
+    from explorer.core import images
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise images.ImageLoadError(path, "no such file") from None
+    except OSError as e:
+        raise images.ImageLoadError(path, f"cannot read: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        raise images.ImageLoadError(path, "a folder, not an image")
+    images._check_regular(path, mode)
 
 
 def _finite(value):
@@ -548,7 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "Inception block, else the first block)")
     s.add_argument("--weights", help="a .pth/.pt/.safetensors file, or 'none' for random weights (default: the "
                    "published weights from the cache or a download; random, with a warning, when neither works)")
-    s.add_argument("-o", "--output", required=True, metavar="FILE.pdf", help="where the PDF is written")
+    s.add_argument("-o", "--output", required=True, metavar="FILE.pdf",
+                   help="where the PDF is written (whole or not at all; never over an input); - for stdout")
     s.set_defaults(func=cmd_handout)
     _add_featurevis_parsers(sub)
     return p
@@ -599,10 +738,11 @@ def _node_branch(text: str, cm, *, need_branch: bool = False) -> tuple[str, int 
             raise CommandError(f"{text}: give a branch, {node}/1 to {node}/{count}" if count
                                else f"{text}: {node} is not a block with branches")
         return node, None
-    if not branch.isdigit() or not 1 <= int(branch) <= count:
+    index = _branch_index(branch, count)
+    if index is None:
         raise CommandError(f"{text}: {node} has {count} branch(es); give a number from 1 to {count}"
                            if count else f"{text}: {node} is not a block with branches")
-    return node, int(branch) - 1
+    return node, index
 
 
 def _capture_for(ref: str, weights: str | None):
@@ -638,9 +778,7 @@ def cmd_visualize(args) -> int:
         fv.parse_channels(args.channels)
     except ValueError as e:
         raise CommandError(f"--channels: {e}") from None
-    out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CommandError(f"-o {out_dir}: not a folder")
+    out_dir = _output_folder(args.output)
     ref = _model_ref(args.model)
     loaded, clf, cm, digest = _capture_for(ref, args.weights)
     node, branch = _node_branch(args.target, cm)
@@ -656,24 +794,62 @@ def cmd_visualize(args) -> int:
         raise CommandError(f"--channels: {e}") from None
     if fv.is_batch_normalised(loaded.module):
         print(f"inception-explorer: note: {fv.BN_NOTE}", file=sys.stderr)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    import io
+
     from PIL import Image
 
+    from explorer.core.outputs import Inputs, OutputError, fit_stem, make_folder, write_file
+
+    try:
+        make_folder(out_dir)
+    except OutputError as e:
+        raise CommandError(str(e), EXIT_FAILED) from None
+    inputs = Inputs([args.model, *([args.weights] if args.weights else [])])
+    noted: list[str] = []
+
+    def note(text: str) -> None:  # the cache's first problem, once per run (not once per batch)
+        if not noted:
+            noted.append(text)
+            print(f"inception-explorer: note: {text}", file=sys.stderr, flush=True)
+
     tf = clf.transforms
+    unwritten = 0
     for i in range(0, len(channels), args.batch):  # one batch at a time: a killed run keeps what it wrote
         for v in fv.visualize_cached(cm, ref, digest, target, channels[i : i + args.batch], steps=args.steps,
-                                     size=args.size, mean=tuple(tf.mean), std=tuple(tf.std), batch=args.batch):
-            path = out_dir / f"{target.file_stem(v.channel)}.png"
-            Image.fromarray(v.image).save(path)
-            print(f"{path}\t{v.objective:.4g}", flush=True)
-    return 0
+                                     size=args.size, mean=tuple(tf.mean), std=tuple(tf.std), batch=args.batch,
+                                     note=note):
+            path = out_dir / f"{fit_stem(target.file_stem(v.channel), len(b'.png'))}.png"
+            png = io.BytesIO()
+            Image.fromarray(v.image).save(png, format="PNG")
+            try:  # the file appears with its line, or neither does
+                write_file(path, png.getvalue(), inputs=inputs,
+                           report=lambda: print(f"{path}\t{v.objective:.4g}", flush=True))
+            except OutputError as e:  # one line; the other channels are still written
+                unwritten += 1
+                print(f"inception-explorer: {e}", file=sys.stderr, flush=True)
+    return EXIT_FAILED if unwritten else 0
+
+
+def _example_index(db: str | None, create: bool = True):
+    """The ExampleIndex at --db (default: the cache's); one that cannot be used is one line, exit 1, and
+    waiting for one another run holds is one line on stderr."""
+    from explorer.core.examples import ExampleIndex, ExampleIndexError
+
+    def waiting(message):
+        print(f"inception-explorer: {message}", file=sys.stderr, flush=True)
+
+    try:
+        return ExampleIndex(db, create=create, on_wait=waiting)
+    except ExampleIndexError as e:
+        hint = "; run `inception-explorer index FOLDER` first" if e.kind == "missing" else ""
+        raise CommandError(f"{e}{hint}", EXIT_FAILED) from None
 
 
 def cmd_index(args) -> int:
     """Index a folder's images for dataset examples; one stderr line per file that cannot be read."""
     from pathlib import Path
 
-    from explorer.core.examples import ExampleIndex, index_folder
+    from explorer.core.examples import ExampleIndexError, index_folder
 
     folder = Path(args.folder)
     if not folder.is_dir():
@@ -681,14 +857,17 @@ def cmd_index(args) -> int:
     if not 1 <= args.batch <= 1024:
         raise CommandError(f"--batch {args.batch} must be from 1 to 1024")
     ref = _model_ref(args.model)
-    _, clf, cm, digest = _capture_for(ref, args.weights)
 
     def note(path, reason):
         print(f"inception-explorer: cannot index {path}: {reason}", file=sys.stderr, flush=True)
 
-    with ExampleIndex(args.db) as index:
-        r = index_folder(folder, cm, clf.graph, clf.preprocess, model=ref, weights=digest, index=index,
-                         batch_size=args.batch, note=note)
+    with _example_index(args.db) as index:  # a bad --db is refused before the model loads
+        _, clf, cm, digest = _capture_for(ref, args.weights)
+        try:
+            r = index_folder(folder, cm, clf.graph, clf.preprocess, model=ref, weights=digest, index=index,
+                             batch_size=args.batch, note=note)
+        except ExampleIndexError as e:
+            raise CommandError(str(e), EXIT_FAILED) from None
         print(f"{r.indexed} indexed, {r.skipped} already indexed, {len(r.failed)} unreadable; index {index.path}")
     if r.indexed + r.skipped == 0:
         print(f"inception-explorer: error: no image in {folder} could be indexed", file=sys.stderr)
@@ -701,47 +880,74 @@ def cmd_examples(args) -> int:
     import json
     from pathlib import Path
 
-    from explorer.core.examples import ExampleIndex, example_crop
+    from explorer.core.examples import ExampleIndexError, example_crop
 
     if args.channel < 0:
         raise CommandError(f"channel {args.channel} must be from 0")
+    if args.output:
+        _output_folder(args.output)
     ref = _model_ref(args.model)
-    _, clf, cm, digest = _capture_for(ref, args.weights)
-    node, branch = _node_branch(args.target, cm, need_branch=True)
-    with ExampleIndex(args.db) as index:
-        found = index.examples(ref, digest, node, branch, args.channel)
+    with _example_index(args.db, create=False) as index:  # a bad --db is refused before the model loads
+        _, clf, cm, digest = _capture_for(ref, args.weights)
+        node, branch = _node_branch(args.target, cm, need_branch=True)
+        try:
+            found = index.examples(ref, digest, node, branch, args.channel)
+            known = index.indexed_targets(ref, digest) if not found else None
+        except ExampleIndexError as e:
+            raise CommandError(str(e), EXIT_FAILED) from None
         if not found:
-            known = index.indexed_targets(ref, digest)
             why = ("no folder is indexed for this model and weights: run `inception-explorer index FOLDER --model "
                    f"{args.model}` first") if not known else f"{args.target} has no channel {args.channel} in the index"
             raise CommandError(why, EXIT_FAILED)
-    out_dir = Path(args.output) if args.output else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
     from explorer.core.featurevis import Target
     from explorer.core.images import ImageLoadError
+    from explorer.core.outputs import Inputs, OutputError, fit_stem, make_folder, write_file
 
-    stem = Target(node, branch).file_stem(args.channel)
+    out_dir = _output_folder(args.output) if args.output else None
+    if out_dir is not None:
+        try:
+            make_folder(out_dir)
+        except OutputError as err:
+            raise CommandError(str(err), EXIT_FAILED) from None
+    inputs = Inputs([*(e.path for e in found), args.model, *([args.weights] if args.weights else [])])
+    stem = fit_stem(Target(node, branch).file_stem(args.channel), len(f"-ex{max(e.rank for e in found) + 1}.png"))
+    unwritten = 0
     for e in found:
         record = {"rank": e.rank + 1, "path": e.path, "value": round(e.value, 6), "y": e.y, "x": e.x,
                   "box": {"top": e.box[0], "left": e.box[1], "bottom": e.box[2], "right": e.box[3]}}
+
+        def emit(record=record, e=e) -> None:
+            if args.format == "json":
+                print(json.dumps(record, ensure_ascii=False), flush=True)
+            else:
+                t, l, b, r = e.box
+                print(f"{e.rank + 1}  {e.value:9.4f}  y{e.y:<3d} x{e.x:<3d}  box {t}:{b}, {l}:{r}  {e.path}",
+                      flush=True)
+
+        crop = None
         if out_dir is not None:
             try:
                 crop = example_crop(e, clf.preprocess, clf.transforms.mean, clf.transforms.std)
             except ImageLoadError as err:
                 print(f"inception-explorer: cannot crop {e.path}: {err.reason}", file=sys.stderr)
-            else:
-                from PIL import Image
+        if crop is None:
+            emit()
+            continue
+        import io
 
-                png = out_dir / f"{stem}-ex{e.rank + 1}.png"
-                Image.fromarray(crop).save(png)
-                record["crop"] = str(png)
-        if args.format == "json":
-            print(json.dumps(record, ensure_ascii=False))
-        else:
-            t, l, b, r = e.box
-            print(f"{e.rank + 1}  {e.value:9.4f}  y{e.y:<3d} x{e.x:<3d}  box {t}:{b}, {l}:{r}  {e.path}")
-    return 0
+        from PIL import Image
+
+        png, data = out_dir / f"{stem}-ex{e.rank + 1}.png", io.BytesIO()
+        Image.fromarray(crop).save(data, format="PNG")
+        record["crop"] = str(png)
+        try:  # the crop appears with its line, or neither does
+            write_file(png, data.getvalue(), inputs=inputs, report=emit)
+        except OutputError as err:  # one line; the other examples are still written
+            unwritten += 1
+            del record["crop"]
+            print(f"inception-explorer: {err}", file=sys.stderr, flush=True)
+            emit()
+    return EXIT_FAILED if unwritten else 0
 
 
 def _add_featurevis_parsers(sub) -> None:
@@ -780,18 +986,95 @@ def _add_featurevis_parsers(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    """Run one command. Whatever happens, the end is one line at most: a CommandError's message, stdout that
+    cannot be written (a full device: exit 1), Ctrl-C ("interrupted", exit 130; the files a command
+    writes are whole or absent); a reader that stopped (a closed pipe) ends quietly with 0."""
+    stdout = sys.stdout
+    sys.stdout = _GuardedStdout(stdout)
     try:
-        return args.func(args)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            code = 0
+        else:
+            code = args.func(args)
+        sys.stdout.flush()  # a full device is found here, not by Python's own flush at exit
+        return code
     except CommandError as e:
         print(f"inception-explorer: error: {e}", file=sys.stderr)
         return e.code
     except BrokenPipeError:
+        _silence(stdout)
         return 0
+    except _StdoutFailed as e:
+        from explorer.core.outputs import reason
+
+        print(f"inception-explorer: error: cannot write to stdout: {reason(e.error)}", file=sys.stderr)
+        _silence(stdout)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("inception-explorer: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if isinstance(sys.stdout, _GuardedStdout):
+            sys.stdout = stdout
+
+
+class _StdoutFailed(Exception):
+    """stdout could not be written (a full device, an I/O error): told apart from the command's own files."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
+class _GuardedStdout:
+    """sys.stdout while a command runs: an OSError writing it becomes _StdoutFailed (a BrokenPipeError
+    stays itself: the reader stopped, which is not a failure)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _StdoutFailed(e) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _StdoutFailed(e) from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _silence(stream) -> None:
+    """Point `stream`'s file descriptor at /dev/null: the text still buffered for a full device or a closed
+    pipe then goes nowhere, instead of Python's flush at exit printing "Exception ignored …"."""
+    import os
+
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (an in-memory capture)
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(devnull, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         from explorer.qt.app import main as gui_main
 
         return gui_main([sys.argv[0]], model=opts.model, weights=opts.weights, allow_download=not opts.offline)
-    from explorer.cli import main as cli_main
-
+    try:  # Ctrl-C while the command line loads: the same one line as during a command
+        from explorer.cli import main as cli_main
+    except KeyboardInterrupt:
+        print("inception-explorer: interrupted", file=sys.stderr)
+        return 130
     return cli_main(args)
 
 

@@ -486,6 +486,13 @@ def branch_evidence(model: CaptureModel, x: torch.Tensor, target: int | None = N
     model.eval()
     if cancel is not None:
         cancel.raise_if_cancelled()
+    if not keys:  # no branches to weigh (AlexNet, a plain conv stack): captum refuses an empty layer list
+        if target is None:
+            with torch.no_grad():
+                target = int(model(x).argmax(1))
+        if progress is not None:
+            progress(1, 1)
+        return BranchEvidence(getattr(model, "graph_name", ""), int(target), {b: [] for b in blocks})
     passes = 2 if target is not None else 3
     with _BlockTicker(model, blocks, passes, progress, cancel) as ticker:
         if target is None:

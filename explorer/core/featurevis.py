@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -291,13 +292,19 @@ def cache_key(model: str, weights: str, target: Target, channel: int, steps: int
 
 
 def visualize_cached(cm, model: str, weights: str, target: Target, channels, *, steps: int = DEFAULT_STEPS,
-                     size: int = DEFAULT_SIZE, seed: int = 0, directory: Path | None = None, **kw
-                     ) -> list[Visualisation]:
+                     size: int = DEFAULT_SIZE, seed: int = 0, directory: Path | None = None,
+                     note: Callable[[str], None] | None = None, **kw) -> list[Visualisation]:
     """`visualize`, with each channel's image kept on disk (a PNG carrying its objective value) per
-    model reference, weights hash, target, channel, steps, size and seed; only missing ones are run."""
+    model reference, weights hash, target, channel, steps, size and seed; only missing ones are run.
+    A cache that cannot be written (a full disk, its folder a file) is only a cache: the results are
+    returned all the same, and `note` is told why once per call."""
+    import io
+
     import numpy as np
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
+
+    from explorer.core.outputs import OutputError, make_folder, write_file
 
     folder = (directory or cache_dir()) / "featurevis"
     found: dict[int, Visualisation] = {}
@@ -310,34 +317,60 @@ def visualize_cached(cm, model: str, weights: str, target: Target, channels, *, 
         except (OSError, KeyError, ValueError):
             missing.append(c)
     if missing:
-        folder.mkdir(parents=True, exist_ok=True)
+        problem = None
+        try:
+            make_folder(folder)
+        except OutputError as e:
+            problem = e
         for v in visualize(cm, target, missing, steps=steps, size=size, seed=seed, **kw):
+            found[v.channel] = v
+            if problem is not None:
+                continue
             info = PngInfo()
             info.add_text("objective", repr(v.objective))
-            path = folder / (cache_key(model, weights, target, v.channel, steps, size, seed) + ".png")
-            tmp = path.with_suffix(".tmp")
-            Image.fromarray(v.image).save(tmp, format="PNG", pnginfo=info)
-            os.replace(tmp, path)  # a killed run leaves no half-written image behind
-            found[v.channel] = v
+            png = io.BytesIO()
+            Image.fromarray(v.image).save(png, format="PNG", pnginfo=info)
+            try:  # whole or not at all: a killed run leaves no half-written image behind
+                write_file(folder / (cache_key(model, weights, target, v.channel, steps, size, seed) + ".png"),
+                           png.getvalue())
+            except OutputError as e:
+                problem = e
+        if problem is not None and note is not None:
+            note(f"the feature-visualisation cache is not kept: {problem}")
     return [found[int(c)] for c in channels]
 
 
+#: The most channels `parse_channels` accepts before it knows the layer (no CNN layer has more).
+MAX_CHANNELS = 1 << 16
+
+
+def _channel_number(digits: str) -> int:
+    """An ASCII number, capped (a 5,000-digit number is simply too big, not an int() error)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 12 else 10**12
+
+
 def parse_channels(text: str, count: int | None = None) -> list[int]:
-    """`0-15`, `3`, `0,4,8-11` as a list of channel numbers; ValueError naming what is wrong."""
+    """`0-15`, `3`, `0,4,8-11` as a list of channel numbers; ValueError naming what is wrong.
+
+    Ranges are checked against `count` (else MAX_CHANNELS) before they are expanded, so `0-99999999999`
+    is refused at once instead of filling the memory; digits are ASCII only ('²'.isdigit() is True)."""
+    limit = count if count is not None else MAX_CHANNELS
     out: list[int] = []
     for part in text.split(","):
         part = part.strip()
         lo, sep, hi = part.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
+        if not (lo.isascii() and lo.isdigit()) or (sep and not (hi.isascii() and hi.isdigit())):
             raise ValueError(f"channels {text!r}: give numbers and ranges like 0-15 or 0,4,8-11")
-        a, b = int(lo), int(hi) if sep else int(lo)
+        a = _channel_number(lo)
+        b = _channel_number(hi) if sep else a
         if b < a:
             raise ValueError(f"channels {text!r}: range {part} runs backwards")
+        if b >= limit:
+            raise ValueError(f"channel {max(a, limit)} does not exist: this layer has {count} channels (0 to "
+                             f"{count - 1})" if count is not None else
+                             f"channels {text!r}: {part} goes beyond any layer (at most {limit} channels)")
         out.extend(range(a, b + 1))
-    if count is not None:
-        bad = [c for c in out if c >= count]
-        if bad:
-            raise ValueError(f"channel {bad[0]} does not exist: this layer has {count} channels (0 to {count - 1})")
     return list(dict.fromkeys(out))
 
 

@@ -86,6 +86,18 @@ class DeviceUnavailableError(RuntimeError):
     """The requested device does not exist on this machine."""
 
 
+class NotAClassifierError(ValueError):
+    """The model outputs a feature map, not a vector of class scores: there is no top-k to give."""
+
+
+def _class_scores(logits):
+    """`logits` if they are (N, classes); NotAClassifierError naming the shape otherwise."""
+    if logits.dim() != 2:
+        shape = "×".join(map(str, logits.shape[1:]))
+        raise NotAClassifierError(f"the model's output is a {shape} map, not class scores")
+    return logits
+
+
 @dataclass(frozen=True)
 class Prediction:
     index: int
@@ -558,7 +570,7 @@ class Classifier:
             if self.optimize:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             capture = cm.capture(xb)
-            probs = capture.logits.float().softmax(dim=1)
+            probs = _class_scores(capture.logits).float().softmax(dim=1)
             values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
             r.fill(values[0].tolist(), indices[0].tolist(), self.categories)
         r.timings_ms["forward"] = _ms(t2)
@@ -807,7 +819,7 @@ class Classifier:
                 logits = static_out.clone()
             else:
                 logits = module(x)
-            probs = logits.float().softmax(dim=1)
+            probs = _class_scores(logits).float().softmax(dim=1)
             e1 = events.mark() if events is not None else None
             k = min(top, probs.shape[1])
             values, indices = probs.topk(k, dim=1)

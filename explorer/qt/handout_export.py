@@ -2,7 +2,8 @@
 
 The drawings are recorded on the UI thread (a scene lives there); the engine's work and the PDF are
 done on the window's one job runner in slot "handout", with a progress dialog whose Cancel stops the
-job. Errors reach the window's error handler; a failed or cancelled handout leaves no file.
+job. Errors reach the window's error handler; a failed or cancelled handout leaves no file, and any older
+file at the destination as it was (explorer.core.outputs writes it whole or not at all).
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QProgressDialog
 
 from explorer.core.handout import build_handout, check_blocks, drawings
+from explorer.core.outputs import Inputs
 from explorer.qt.workers import Job
 
 SLOT = "handout"
 
 
-def _handout_job(loaded, graph, size, image, name, blocks, pictures, path, *, progress=None, cancel=None):
+def _handout_job(loaded, graph, size, image, name, blocks, pictures, path, inputs=None, *, progress=None,
+                 cancel=None):
     from explorer.qt.handout_pdf import write_pdf
 
     handout = build_handout(loaded, graph, size, image=image, image_name=name, blocks=blocks, progress=progress,
                             cancel=cancel)
-    return write_pdf(handout, pictures, path, cancel=cancel)
+    return write_pdf(handout, pictures, path, cancel=cancel, inputs=inputs)
 
 
 class HandoutExport(QObject):
@@ -64,7 +67,9 @@ class HandoutExport(QObject):
         if w.view.overlay_values is not None and w.view.legend_widget.legend is not None:
             overlay = (w.view.overlay_values, w.view.legend_widget.legend)
         pictures = record_drawings(graph, st.trace, drawings(blocks), overlay)
-        job = Job(_handout_job, st.loaded, graph, st.input_size.hw, image, name, blocks, pictures, str(path),
+        # The photo on screen or the model file chosen as the destination is refused, not overwritten.
+        inputs = Inputs([p for p in (image, st.model_ref) if isinstance(p, (str, Path))])
+        job = Job(_handout_job, st.loaded, graph, st.input_size.hw, image, name, blocks, pictures, str(path), inputs,
                   wants_progress=True, low_priority=True)
         self._show_dialog(path)
         w.runner.start(SLOT, job, on_success=self._done, on_failure=self._failed, on_progress=self._progress,

@@ -4,25 +4,25 @@ so the file is searchable, and the block graph is the window's own scene rendere
 Two steps, because a QGraphicsScene belongs to the UI thread: `record_drawings` draws each of the
 handout's `GraphDrawing`s into a QPicture there (fast); `write_pdf` lays out the pages and plays the
 pictures back, and may run on a worker thread (QPainter on a QPdfWriter, a QImage or a QPicture is
-thread-safe). The file is written next to its destination and renamed into place at the end, so a
-failed or cancelled handout leaves nothing behind.
+thread-safe). The PDF is drawn in memory and written next to its destination, checked and renamed into
+place (explorer.core.outputs), so a failed or cancelled handout leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QMarginsF, QPointF, QRectF, QSizeF, Qt
+from PySide6.QtCore import QBuffer, QIODevice, QMarginsF, QPointF, QRectF, QSizeF, Qt
 from PySide6.QtGui import (QColor, QFont, QFontMetricsF, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter, QPen,
                            QPicture)
 from PySide6.QtWidgets import QApplication
 
 from explorer.core.cancel import CancelToken
 from explorer.core.handout import BranchMaps, GraphDrawing, Handout, Picture, Section, Table
+from explorer.core.outputs import Inputs, OutputError, write_file
 from explorer.qt.result_view import array_to_qimage, coloured
 
 #: Device units per inch of the PDF: the screen's 96, so that a recorded QPicture plays back at its size.
@@ -118,7 +118,7 @@ def record_drawings(graph, trace, drawings: tuple[GraphDrawing, ...], overlay=No
 
 def _colour_maps(maps: np.ndarray) -> list[QImage]:
     """Feature maps (k, h, w) in 0..1 as images in the activation view's colour map."""
-    from explorer.qt.activation_view import FEATURE_COLORMAP
+    from explorer.qt.result_view import FEATURE_COLORMAP
 
     return [array_to_qimage(rgb) for rgb in coloured(maps, FEATURE_COLORMAP)]
 
@@ -387,48 +387,51 @@ def _section(pg: _Pages, s: Section, drawings: dict[str, tuple[QPicture, QSizeF]
             _maps(pg, part)
 
 
-def write_pdf(handout: Handout, drawings: dict[str, tuple[QPicture, QSizeF]], path: str | Path,
-              progress: Callable[[int, int | None], None] | None = None, cancel: CancelToken | None = None) -> Path:
-    """Write `handout` to `path` (A4, one section per page or more); OSError when it cannot be written.
-    Written to a temporary file beside `path` and renamed: a failure or a cancel leaves no file."""
-    path = Path(path)
-    if path.is_dir():
-        raise OSError(f"cannot write {path}: it is a folder")
-    if not path.parent.is_dir():
-        raise OSError(f"cannot write {path}: no folder {path.parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".pdf.part", dir=path.parent)
-    os.close(fd)
+def render_pdf(handout: Handout, drawings: dict[str, tuple[QPicture, QSizeF]],
+               progress: Callable[[int, int | None], None] | None = None, cancel: CancelToken | None = None) -> bytes:
+    """`handout` as the bytes of a PDF (A4, one section per page or more), drawn in memory: Qt's writer
+    does not report a failed write, so the file itself is written by Python, which does."""
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    writer = QPdfWriter(buffer)
+    writer.setResolution(DPI)
+    writer.setTitle(handout.title)
+    writer.setCreator("Inception Explorer")
+    writer.setPageLayout(QPageLayout(QPageSize(QPageSize.PageSizeId.A4), QPageLayout.Orientation.Portrait,
+                                     QMarginsF(MARGIN_MM, MARGIN_MM, MARGIN_MM, MARGIN_MM),
+                                     QPageLayout.Unit.Millimeter))
+    painter = QPainter()
+    if not painter.begin(writer):
+        raise RuntimeError("Qt's PDF writer could not start")
     try:
-        writer = QPdfWriter(tmp)
-        writer.setResolution(DPI)
-        writer.setTitle(handout.title)
-        writer.setCreator("Inception Explorer")
-        writer.setPageLayout(QPageLayout(QPageSize(QPageSize.PageSizeId.A4), QPageLayout.Orientation.Portrait,
-                                         QMarginsF(MARGIN_MM, MARGIN_MM, MARGIN_MM, MARGIN_MM),
-                                         QPageLayout.Unit.Millimeter))
-        painter = QPainter()
-        if not painter.begin(writer):
-            raise OSError(f"cannot write {path}")
-        try:
-            painter.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing
-                                   | QPainter.RenderHint.SmoothPixmapTransform)
-            pages = _Pages(writer, painter, handout.title)
-            total = len(handout.sections)
-            for i, s in enumerate(handout.sections):
-                if cancel is not None:
-                    cancel.raise_if_cancelled()
-                _section(pages, s, drawings)
-                if progress is not None:
-                    progress(i + 1, total)
-        finally:
-            painter.end()
-        if os.path.getsize(tmp) == 0:
-            raise OSError(f"cannot write {path}")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+        painter.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing
+                               | QPainter.RenderHint.SmoothPixmapTransform)
+        pages = _Pages(writer, painter, handout.title)
+        total = len(handout.sections)
+        for i, s in enumerate(handout.sections):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            _section(pages, s, drawings)
+            if progress is not None:
+                progress(i + 1, total)
+    finally:
+        painter.end()
+    data = bytes(buffer.data())
+    buffer.close()
+    if not data.startswith(b"%PDF-") or not data.rstrip().endswith(b"%%EOF"):
+        raise RuntimeError("Qt's PDF writer produced an incomplete file")
+    return data
+
+
+def write_pdf(handout: Handout, drawings: dict[str, tuple[QPicture, QSizeF]], path: str | Path,
+              progress: Callable[[int, int | None], None] | None = None, cancel: CancelToken | None = None,
+              inputs: Inputs | None = None, report: Callable[[], None] | None = None) -> Path:
+    """Write `handout` to `path` whole or not at all (explorer.core.outputs): a failure, a cancel or Ctrl-C
+    leaves no file and any older one as it was; OutputError (one line) when it cannot be written, or when
+    `path` is one of `inputs`. `report` runs as the file lands (see write_files)."""
+    path = Path(path)
+    if os.path.isdir(path):
+        raise OutputError(path, "it is a folder")
+    if not os.path.isdir(path.parent):
+        raise OutputError(path, f"no folder {path.parent}")
+    return write_file(path, render_pdf(handout, drawings, progress, cancel), inputs=inputs, report=report)
