@@ -30,15 +30,15 @@ import time
 import torch
 from PIL import Image
 
-from explorer.core.activations import branch_stats, feature_maps
-from explorer.core.attribution import CUDA_IG_BATCH, AttributionParams, attribute_on_device, baseline_for
-from explorer.core.blockgraph import build_block_graph
-from explorer.core.capture import CaptureModel
-from explorer.core.inference import Classifier
-from explorer.core.loading import LoadedModel
-from explorer.core.samples import sample_images
-from explorer.core.weights import WeightsState
-from explorer.core.zoo import get_spec
+from explorer.core.microscope.activations import branch_stats, feature_maps
+from explorer.core.attribution.methods import CUDA_IG_BATCH, AttributionParams, attribute_on_device, baseline_for
+from explorer.core.graph.blockgraph import build_block_graph
+from explorer.core.graph.capture import CaptureModel
+from explorer.core.classify.inference import Classifier
+from explorer.core.model.loading import LoadedModel
+from explorer.core.model.samples import sample_images
+from explorer.core.model.weights import WeightsState
+from explorer.core.model.zoo import get_spec
 
 MODEL = "googlenet"
 DISPLAY_BLOCK = "inception4a"

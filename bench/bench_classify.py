@@ -7,7 +7,7 @@ and its agreement with the reference pipeline on every test image.
 naive: what a user's script does, one image at a time: PIL open → ImageOps.exif_transpose → RGB →
        weights.transforms() → eager forward of the loaded model → softmax top-5 (on CUDA: the
        transformed tensor is copied to the GPU for the forward). It is also the reference.
-ours:  explorer.core.inference.Classifier.classify — on the CPU by default the same preprocessing
+ours:  explorer.core.classify.inference.Classifier.classify — on the CPU by default the same preprocessing
        (full decode, the transform on the PIL image) without the reference's two copies of the decoded
        image, batches decoded on a thread pool while the previous forward runs, and a batch-norm-folded
        channels-last forward; `--fast-decode` (opt-in, labelled) decodes big JPEGs at a reduced scale.
@@ -51,8 +51,8 @@ def make_jpeg(path: Path, size=(4000, 3000), seed=0, quality=90) -> Path:
 
 
 def get_loaded(name: str):
-    from explorer.core.loading import LoadedModel, load_model
-    from explorer.core.weights import WeightsState
+    from explorer.core.model.loading import LoadedModel, load_model
+    from explorer.core.model.weights import WeightsState
 
     loaded = load_model(name, weights="auto", allow_download=False)
     if not loaded.weights.is_random:
@@ -140,7 +140,7 @@ def _timed(f) -> float:
 
 
 def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: int, quick: bool = False) -> None:
-    from explorer.core.inference import ClassificationResult, Classifier
+    from explorer.core.classify.inference import ClassificationResult, Classifier
 
     loaded, weights = get_loaded(name)
     tf = loaded.transforms()

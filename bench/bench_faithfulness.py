@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explorer.core.attribution import AttributionParams, attribute, baseline_for
-from explorer.core.blockgraph import build_block_graph
-from explorer.core.capture import CaptureModel
-from explorer.core.faithfulness import (
+from explorer.core.attribution.methods import AttributionParams, attribute, baseline_for
+from explorer.core.graph.blockgraph import build_block_graph
+from explorer.core.graph.capture import CaptureModel
+from explorer.core.attribution.faithfulness import (
     CURVE_KINDS,
     _random_cells,
     _rank_correlation,
@@ -53,8 +53,8 @@ from explorer.core.faithfulness import (
     sanity_check,
     step_counts,
 )
-from explorer.core.inference import resolve_device
-from explorer.core.zoo import get_spec
+from explorer.core.classify.inference import resolve_device
+from explorer.core.model.zoo import get_spec
 
 MODEL = "googlenet"
 CAM_BLOCK = "inception5b"

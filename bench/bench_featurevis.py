@@ -26,13 +26,13 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from explorer.core.capture import CaptureModel
-from explorer.core.examples import ExampleIndex, index_folder
-from explorer.core.featurevis import FourierImage, Target, _transform, visualize
-from explorer.core.graphs import zoo_block_graph
-from explorer.core.images import ImageLoadError
-from explorer.core.samples import sample_images
-from explorer.core.zoo import get_spec
+from explorer.core.graph.capture import CaptureModel
+from explorer.core.microscope.examples import ExampleIndex, index_folder
+from explorer.core.microscope.featurevis import FourierImage, Target, _transform, visualize
+from explorer.core.model.graphs import zoo_block_graph
+from explorer.core.classify.images import ImageLoadError
+from explorer.core.model.samples import sample_images
+from explorer.core.model.zoo import get_spec
 
 MODEL = "googlenet"
 BLOCK = "inception4a"

@@ -88,7 +88,7 @@ def sweep() -> None:
     """nvjpeg against PIL by the short side's ratio to each model's resize size, for the worst contents."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from explorer.core.zoo import get_spec
+    from explorer.core.model.zoo import get_spec
 
     tfs = {name: get_spec(name).weights_enum().transforms() for name in ("googlenet", "inception_v3")}
     rng = np.random.default_rng(1)
@@ -120,7 +120,7 @@ def main() -> None:
     from torchvision.io import ImageReadMode, decode_jpeg
     from torchvision.transforms.functional import pil_to_tensor
 
-    from explorer.core.inference import Classifier
+    from explorer.core.classify.inference import Classifier
 
     cuda = torch.cuda.is_available() and not args.quick
     loaded, _ = get_loaded("googlenet")

@@ -29,11 +29,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import torch  # noqa: E402
 
-from explorer.core.graphs import zoo_block_graph  # noqa: E402
-from explorer.core.handout import build_handout  # noqa: E402
-from explorer.core.inference import Classifier  # noqa: E402
-from explorer.core.loading import load_model  # noqa: E402
-from explorer.qt.handout_pdf import ensure_app, record_drawings, write_pdf  # noqa: E402
+from explorer.core.model.graphs import zoo_block_graph  # noqa: E402
+from explorer.core.lecture.handout import build_handout  # noqa: E402
+from explorer.core.classify.inference import Classifier  # noqa: E402
+from explorer.core.model.loading import load_model  # noqa: E402
+from explorer.qt.lecture.handout_pdf import ensure_app, record_drawings, write_pdf  # noqa: E402
 
 SAMPLE = ROOT / "resources" / "samples" / "astronaut.jpg"
 

@@ -22,7 +22,7 @@ import statistics
 import time
 from types import SimpleNamespace
 
-from explorer.core.blockgraph import BlockNode, BranchSpec, LayerSpec
+from explorer.core.graph.blockgraph import BlockNode, BranchSpec, LayerSpec
 from explorer.diagram.layout import Style, build_diagram_from, layout_diagram
 
 
@@ -102,7 +102,7 @@ def main() -> None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
         from PySide6.QtWidgets import QApplication
 
-        from explorer.qt.graph_view import GraphView, TextMeasure
+        from explorer.qt.graph.graph_view import GraphView, TextMeasure
         from explorer.qt.theme import make_theme
 
         app = QApplication.instance() or QApplication([])  # noqa: F841 - keeps Qt alive
@@ -147,9 +147,9 @@ def real_model(synthetic_s: float, repeat: int, measure, theme, view, name: str 
     import torch
     from torch import fx
 
-    from explorer.core.blockgraph import build_block_graph
-    from explorer.core.shapes import trace_shapes
-    from explorer.core.zoo import get_spec
+    from explorer.core.graph.blockgraph import build_block_graph
+    from explorer.core.shapes.trace import trace_shapes
+    from explorer.core.model.zoo import get_spec
     from explorer.diagram.layout import build_diagram
 
     spec = get_spec(name)

@@ -4,7 +4,7 @@ Run: .venv/bin/python bench/bench_overlay.py [--size 224] [--device cpu|cuda] [-
      [--rounds 3] [--threads N] [--quick]
 (--quick, a smoke test: 96×96, one round.)
 
-Ours: `explorer.core.overlay.timing_task` as the window runs it — a private copy of the network, `warmup`
+Ours: `explorer.core.overlay.quantities.timing_task` as the window runs it — a private copy of the network, `warmup`
 untimed forwards, then `repeats` forwards with a hook before and after every block; wall time of the
 whole call, warm-up and copy included. The anchor: the same number of forwards of the plain network in a
 loop, timed the same way. Issue 14's target for GoogLeNet on the CPU: ours ≤ 2 s. Also printed: the sum
@@ -23,9 +23,9 @@ import time
 
 import torch
 
-from explorer.core.graphs import zoo_block_graph
-from explorer.core.overlay import timing_task
-from explorer.core.zoo import get_spec
+from explorer.core.model.graphs import zoo_block_graph
+from explorer.core.overlay.quantities import timing_task
+from explorer.core.model.zoo import get_spec
 
 MODEL = "googlenet"
 

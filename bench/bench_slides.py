@@ -25,10 +25,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from explorer.core.capture import CaptureModel  # noqa: E402
-from explorer.core.dataflow import SlideDeck  # noqa: E402
-from explorer.core.graphs import zoo_block_graph  # noqa: E402
-from explorer.core.zoo import get_spec  # noqa: E402
+from explorer.core.graph.capture import CaptureModel  # noqa: E402
+from explorer.core.lecture.dataflow import SlideDeck  # noqa: E402
+from explorer.core.model.graphs import zoo_block_graph  # noqa: E402
+from explorer.core.model.zoo import get_spec  # noqa: E402
 
 MODEL = "googlenet"
 TARGET_MS = 100.0
@@ -52,7 +52,7 @@ def main() -> None:
 
     from PySide6.QtWidgets import QApplication
 
-    from explorer.qt.dataflow_view import DataflowView
+    from explorer.qt.lecture.dataflow_view import DataflowView
 
     app = QApplication.instance() or QApplication([])
     graph = zoo_block_graph(MODEL)

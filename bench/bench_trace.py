@@ -17,9 +17,9 @@ import time
 import torch
 from torchinfo import summary
 
-from explorer.core.blockgraph import build_block_graph
-from explorer.core.shapes import trace_shapes
-from explorer.core.zoo import get_spec
+from explorer.core.graph.blockgraph import build_block_graph
+from explorer.core.shapes.trace import trace_shapes
+from explorer.core.model.zoo import get_spec
 
 
 def median_time(fn, repeat: int) -> float:

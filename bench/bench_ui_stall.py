@@ -116,8 +116,8 @@ def describe(gaps: list[float], busy: list[float]) -> str:
 
 def classify_cases(args, cases: set[str], app, loaded, recorder: TickRecorder) -> list[float]:
     """The batch and single-drop cases in a ClassifyPanel; returns their tick gaps (ms)."""
-    from explorer.core.inference import Classifier
-    from explorer.qt.classify_panel import ClassifyPanel
+    from explorer.core.classify.inference import Classifier
+    from explorer.qt.classify.classify_panel import ClassifyPanel
 
     if not cases & {"batch", "single"}:
         return []
@@ -217,8 +217,8 @@ def ig_case(args, recorder: TickRecorder) -> list[float]:
     """Integrated Gradients from the attribution panel of a real MainWindow; returns its tick gaps (ms)."""
     from PySide6.QtCore import QEventLoop, QSettings, QTimer
 
-    from explorer.core.attribution import attribute
-    from explorer.qt.main_window import MainWindow
+    from explorer.core.attribution.methods import attribute
+    from explorer.qt.window.main_window import MainWindow
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = QSettings(str(Path(tmp) / "bench.ini"), QSettings.Format.IniFormat)
@@ -307,7 +307,7 @@ def curves_case(args, recorder: TickRecorder, panel) -> list[float]:
     """Deletion and insertion curves of the panel's map (the IG map just made) from `run_faithfulness`:
     the first run classifies every image, the second reuses the random-order references. The anchor is
     `faithfulness_curves` alone on a thread of its own, same network, map and input, no UI."""
-    from explorer.core.faithfulness import curve_layout, faithfulness_curves
+    from explorer.core.attribution.faithfulness import curve_layout, faithfulness_curves
 
     panel.curve_steps.setValue(args.curve_steps)
     model = panel.curve_model_for("cpu") if panel.curve_model_for is not None else panel.capture_model
@@ -367,7 +367,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from explorer.core.loading import load_model
+    from explorer.core.model.loading import load_model
 
     loaded = load_model(args.model, weights="none", allow_download=False)
     print(f"model {args.model} (random weights), CPU, torch {torch.__version__}, "

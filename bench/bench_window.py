@@ -48,8 +48,8 @@ def paint_benchmark(frames: int = 30, model: str | None = None) -> None:
     from PySide6.QtCore import QEventLoop, QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from explorer.core.zoo import model_names
-    from explorer.qt.main_window import MainWindow
+    from explorer.core.model.zoo import model_names
+    from explorer.qt.window.main_window import MainWindow
     from explorer.qt.workers import load_block_graph
 
     app = QApplication.instance() or QApplication([])

@@ -2,7 +2,7 @@
 
 No Qt is imported on this path, and torch only once the arguments are known to be valid, so a
 mistyped command answers at once with one line on stderr and a non-zero exit. The one exception is
-`handout`, which draws its PDF with Qt (offscreen): it loads explorer.qt.handout_pdf by name inside the
+`handout`, which draws its PDF with Qt (offscreen): it loads explorer.qt.lecture.handout_pdf by name inside the
 command, after the engine has built the handout's content.
 """
 
@@ -36,7 +36,7 @@ class CommandError(Exception):
 def _model_ref(text: str) -> str:
     """The model reference the window would open for `text` (a bare name becomes torchvision:/timm:);
     an unknown name is a usage error that suggests close names."""
-    from explorer.core.anycnn import OpenModelError, resolve_reference
+    from explorer.core.model.anycnn import OpenModelError, resolve_reference
 
     try:
         return resolve_reference(text)
@@ -46,10 +46,10 @@ def _model_ref(text: str) -> str:
 
 def _open_model(ref: str):
     """(ModelSpec, BlockGraph) of a reference; a name or file that cannot be opened is one line, exit 2."""
-    from explorer.core.anycnn import OpenModelError
-    from explorer.core.graphs import opened_model, zoo_block_graph
-    from explorer.core.program import LayerFailed
-    from explorer.core.zoo import get_spec, model_names
+    from explorer.core.model.anycnn import OpenModelError
+    from explorer.core.model.graphs import opened_model, zoo_block_graph
+    from explorer.core.graph.program import LayerFailed
+    from explorer.core.model.zoo import get_spec, model_names
 
     if ref in model_names():
         return get_spec(ref), zoo_block_graph(ref)
@@ -71,7 +71,7 @@ def _weights_column(spec) -> str:
 
 def cmd_models(args) -> int:
     """The zoo with its weights; with --all, every name that can be opened (torchvision, timm)."""
-    from explorer.core.zoo import all_specs
+    from explorer.core.model.zoo import all_specs
 
     specs = all_specs()
     wn = max(len(s.name) for s in specs)
@@ -80,7 +80,7 @@ def cmd_models(args) -> int:
         h, w = spec.native_size
         print(f"{spec.name:{wn}s}  {spec.title:{wt}s}  input {h}×{w}  weights: {_weights_column(spec)}")
     if args.all:
-        from explorer.core.anycnn import timm_model_names, torchvision_model_names
+        from explorer.core.model.anycnn import timm_model_names, torchvision_model_names
 
         for name in torchvision_model_names() + timm_model_names():
             print(name)
@@ -88,7 +88,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_trace(args) -> int:
-    from explorer.core.shapes import check_batch, parse_size
+    from explorer.core.shapes.trace import check_batch, parse_size
 
     ref = _model_ref(args.model)
     try:
@@ -97,8 +97,8 @@ def cmd_trace(args) -> int:
     except ValueError as e:
         raise CommandError(str(e)) from None
 
-    from explorer.core.export import TRACE_FORMATS
-    from explorer.core.shapes import InputTooSmallError, trace_shapes
+    from explorer.core.shapes.export import TRACE_FORMATS
+    from explorer.core.shapes.trace import InputTooSmallError, trace_shapes
 
     _, graph = _open_model(ref)
     try:
@@ -116,11 +116,11 @@ def cmd_classify(args) -> int:
     ref = _model_ref(args.model)
     if args.top < 1:
         raise CommandError(f"--top {args.top} must be at least 1")
-    from explorer.core.shapes import MAX_BATCH
+    from explorer.core.shapes.trace import MAX_BATCH
 
     if args.batch is not None and not 1 <= args.batch <= MAX_BATCH:
         raise CommandError(f"--batch {args.batch} must be from 1 to {MAX_BATCH}")
-    from explorer.core.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, expand_inputs
+    from explorer.core.classify.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, expand_inputs
 
     # (NaN fails both comparisons: "not 0 < x <= limit" refuses it, and inf.)
     if args.max_pixels is not None and not 0 < args.max_pixels <= MAX_PIXELS_LIMIT / 1e6:
@@ -132,7 +132,7 @@ def cmd_classify(args) -> int:
     if not files:
         raise CommandError("no image files found in " + ", ".join(args.inputs), EXIT_FAILED)
 
-    from explorer.core.inference import Classifier, DeviceUnavailableError, resolve_device
+    from explorer.core.classify.inference import Classifier, DeviceUnavailableError, resolve_device
 
     try:
         resolve_device(args.device)
@@ -201,9 +201,9 @@ def _load_model(ref: str, weights: str | None, *, need_classes: bool = False):
     """(LoadedModel, its BlockGraph or None for a zoo model) of a resolved model reference; a weights file
     that cannot be loaded is one error line, and so is, with `need_classes` (classify, attribute), a model
     whose output is not a vector of class scores."""
-    from explorer.core.loading import load_model
-    from explorer.core.weights import WeightsError
-    from explorer.core.zoo import get_spec, model_names
+    from explorer.core.model.loading import load_model
+    from explorer.core.model.weights import WeightsError
+    from explorer.core.model.zoo import get_spec, model_names
 
     if ref in model_names():
         spec, graph, outputs = get_spec(ref), None, None
@@ -223,7 +223,7 @@ def _load_model(ref: str, weights: str | None, *, need_classes: bool = False):
 def _output_shape(graph) -> tuple[int, ...] | None:
     """The model's output shape at its native size, without the batch (None: not known), as the window
     works it out: (1000,) gives ImageNet's names, another vector class indices."""
-    from explorer.core.shapes import trace_shapes
+    from explorer.core.shapes.trace import trace_shapes
 
     last = [n for n in graph.nodes() if not n.training_only][-1]
     try:
@@ -262,7 +262,7 @@ def _branch_index(branch: str, count: int) -> int | None:
 
 def _last_spatial_node(graph) -> str | None:
     """The last node whose output is still a map wider than 1×1 at the native size (None: none is)."""
-    from explorer.core.shapes import trace_shapes
+    from explorer.core.shapes.trace import trace_shapes
 
     try:
         trace = trace_shapes(graph, graph.native_size)
@@ -278,7 +278,7 @@ def _attribute_layer(text: str | None, cm, methods: list[str], graph=None) -> tu
     """--layer BLOCK[/BRANCH] (BRANCH 1-based, as Details shows it) checked against the model. CAM methods
     without one look at the last block, or in a network without blocks (AlexNet, a plain conv stack) at
     the last node that still has a spatial map, for the same reason."""
-    from explorer.core.attribution import CAM_METHODS
+    from explorer.core.attribution.methods import CAM_METHODS
 
     blocks = list(cm.block_branches)
     if text is None:
@@ -319,7 +319,7 @@ def _overlay_png(rgb, heat) -> bytes:
 
     from PIL import Image
 
-    from explorer.core.handout import heat_overlay
+    from explorer.core.lecture.handout import heat_overlay
 
     buf = io.BytesIO()
     Image.fromarray(heat_overlay(rgb, heat)).save(buf, format="PNG")
@@ -353,7 +353,7 @@ def _output_folder(text: str):
 def cmd_attribute(args) -> int:
     """Attribution maps for image files and folders, with faithfulness metrics; one stderr line per
     file that cannot be read, JSON Lines (or CSV rows) written as each map completes."""
-    from explorer.core.attribution import CAM_METHODS, METHODS
+    from explorer.core.attribution.methods import CAM_METHODS, METHODS
 
     methods = _attribute_choices(args.method, METHODS, "method")
     metrics = _attribute_choices(args.metrics, ATTRIBUTE_METRICS, "metric") if args.metrics else []
@@ -364,15 +364,15 @@ def cmd_attribute(args) -> int:
         raise CommandError(f"--target {args.target} must be a class index from 0")
     from pathlib import Path
 
-    from explorer.core.images import ImageLoadError, expand_inputs
+    from explorer.core.classify.images import ImageLoadError, expand_inputs
 
     out_dir = _output_folder(args.output) if args.output else None
     files = expand_inputs(args.inputs)
     if not files:
         raise CommandError("no image files found in " + ", ".join(args.inputs), EXIT_FAILED)
 
-    from explorer.core.blockgraph import build_block_graph
-    from explorer.core.inference import Classifier, DeviceUnavailableError, resolve_device
+    from explorer.core.graph.blockgraph import build_block_graph
+    from explorer.core.classify.inference import Classifier, DeviceUnavailableError, resolve_device
 
     try:
         device = resolve_device(args.device)
@@ -409,9 +409,9 @@ def cmd_attribute(args) -> int:
     import numpy as np
     import torch
 
-    from explorer.core.attribution import attribute, attribute_on_device, branch_shares
-    from explorer.core import faithfulness
-    from explorer.core.faithfulness import faithfulness_curves, road_score, sanity_blocks, sanity_check
+    from explorer.core.attribution.methods import attribute, attribute_on_device, branch_shares
+    from explorer.core.attribution.methods import faithfulness
+    from explorer.core.attribution.faithfulness import faithfulness_curves, road_score, sanity_blocks, sanity_check
 
     out = sys.stdout
     if args.format == "csv":
@@ -520,9 +520,9 @@ def cmd_handout(args) -> int:
     import os
     from pathlib import Path
 
-    from explorer.core.images import ImageLoadError
+    from explorer.core.classify.images import ImageLoadError
     from explorer.core.outputs import Inputs, OutputError
-    from explorer.core.shapes import parse_size
+    from explorer.core.shapes.trace import parse_size
 
     ref = _model_ref(args.model)
     to_stdout = args.output == "-"  # `-o -`: the PDF on stdout, never a file named "-"
@@ -549,12 +549,12 @@ def cmd_handout(args) -> int:
     if not to_stdout and out in inputs:
         raise CommandError(f"-o {out}: it is one of the inputs; not overwritten")
 
-    from explorer.core.handout import build_handout, check_blocks
-    from explorer.core.shapes import InputTooSmallError
+    from explorer.core.lecture.handout import build_handout, check_blocks
+    from explorer.core.shapes.trace import InputTooSmallError
 
     loaded, graph = _load_model(ref, args.weights)
     if graph is None:
-        from explorer.core.graphs import zoo_block_graph
+        from explorer.core.model.graphs import zoo_block_graph
 
         graph = zoo_block_graph(ref)
     try:
@@ -570,7 +570,7 @@ def cmd_handout(args) -> int:
     except ImageLoadError as e:
         raise CommandError(f"--image {e}", EXIT_FAILED) from None
     try:
-        pdf = importlib.import_module("explorer.qt.handout_pdf")
+        pdf = importlib.import_module("explorer.qt.lecture.handout_pdf")
     except ImportError as e:
         raise CommandError(f"the handout is drawn with Qt, which cannot be loaded here: {e}", EXIT_FAILED) from None
     pdf.ensure_app()
@@ -607,7 +607,7 @@ def _check_regular(path: str) -> None:
     import os
     import stat
 
-    from explorer.core import images
+    from explorer.core.classify import images
 
     try:
         mode = os.stat(path).st_mode
@@ -632,8 +632,8 @@ def _finite(value):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from explorer.core.images import MAX_PIXELS_LIMIT
-    from explorer.core.shapes import MAX_BATCH, MAX_INPUT_SIDE
+    from explorer.core.classify.images import MAX_PIXELS_LIMIT
+    from explorer.core.shapes.trace import MAX_BATCH, MAX_INPUT_SIDE
 
     p = _Parser(prog="inception-explorer", description="Look inside Inception-family networks.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -747,9 +747,9 @@ def _node_branch(text: str, cm, *, need_branch: bool = False) -> tuple[str, int 
 
 def _capture_for(ref: str, weights: str | None):
     """(LoadedModel, Classifier, CaptureModel, weights hash) on the CPU for a resolved reference."""
-    from explorer.core.blockgraph import build_block_graph
-    from explorer.core.featurevis import weights_digest
-    from explorer.core.inference import Classifier
+    from explorer.core.graph.blockgraph import build_block_graph
+    from explorer.core.microscope.featurevis import weights_digest
+    from explorer.core.classify.inference import Classifier
 
     loaded, graph = _load_model(ref, weights)
     if loaded.weights.is_random:
@@ -766,7 +766,7 @@ def cmd_visualize(args) -> int:
     """One optimised PNG per channel (cached per model, weights and request); each path printed as written."""
     from pathlib import Path
 
-    from explorer.core import featurevis as fv
+    from explorer.core.microscope import featurevis as fv
 
     if not 1 <= args.steps <= 10000:
         raise CommandError(f"--steps {args.steps} must be from 1 to 10000")
@@ -833,7 +833,7 @@ def cmd_visualize(args) -> int:
 def _example_index(db: str | None, create: bool = True):
     """The ExampleIndex at --db (default: the cache's); one that cannot be used is one line, exit 1, and
     waiting for one another run holds is one line on stderr."""
-    from explorer.core.examples import ExampleIndex, ExampleIndexError
+    from explorer.core.microscope.examples import ExampleIndex, ExampleIndexError
 
     def waiting(message):
         print(f"inception-explorer: {message}", file=sys.stderr, flush=True)
@@ -849,7 +849,7 @@ def cmd_index(args) -> int:
     """Index a folder's images for dataset examples; one stderr line per file that cannot be read."""
     from pathlib import Path
 
-    from explorer.core.examples import ExampleIndexError, index_folder
+    from explorer.core.microscope.examples import ExampleIndexError, index_folder
 
     folder = Path(args.folder)
     if not folder.is_dir():
@@ -880,7 +880,7 @@ def cmd_examples(args) -> int:
     import json
     from pathlib import Path
 
-    from explorer.core.examples import ExampleIndexError, example_crop
+    from explorer.core.microscope.examples import ExampleIndexError, example_crop
 
     if args.channel < 0:
         raise CommandError(f"channel {args.channel} must be from 0")
@@ -899,8 +899,8 @@ def cmd_examples(args) -> int:
             why = ("no folder is indexed for this model and weights: run `inception-explorer index FOLDER --model "
                    f"{args.model}` first") if not known else f"{args.target} has no channel {args.channel} in the index"
             raise CommandError(why, EXIT_FAILED)
-    from explorer.core.featurevis import Target
-    from explorer.core.images import ImageLoadError
+    from explorer.core.microscope.featurevis import Target
+    from explorer.core.classify.images import ImageLoadError
     from explorer.core.outputs import Inputs, OutputError, fit_stem, make_folder, write_file
 
     out_dir = _output_folder(args.output) if args.output else None

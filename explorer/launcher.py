@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--offline", action="store_true", help="never try to download weights")
         opts = p.parse_args(args[1:] if args else [])
         if opts.model is not None:  # a bare torchvision/timm name, as on the command line
-            from explorer.core.anycnn import OpenModelError, resolve_reference
+            from explorer.core.model.anycnn import OpenModelError, resolve_reference
 
             try:
                 opts.model = resolve_reference(opts.model)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from explorer.core.zoo import get_spec
+from explorer.core.model.zoo import get_spec
 
 SEED = 20240611
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

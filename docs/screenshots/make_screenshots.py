@@ -50,7 +50,7 @@ def main() -> int:
     from PySide6.QtGui import QColor, QPalette
     from PySide6.QtWidgets import QApplication
 
-    from explorer.qt.main_window import MainWindow
+    from explorer.qt.window.main_window import MainWindow
 
     app = QApplication(sys.argv)
     app.setStyle("Fusion")
@@ -268,7 +268,7 @@ def main() -> int:
         its map; then the branch's grid of visualisations (the cache goes to a temporary folder)."""
         import os
 
-        from explorer.core.samples import SAMPLES_DIR
+        from explorer.core.model.samples import SAMPLES_DIR
 
         os.environ["INCEPTION_EXPLORER_CACHE"] = tempfile.mkdtemp()
         until(lambda: window.images is not None and window.images.classify.shown is not None
@@ -317,7 +317,7 @@ def main() -> int:
         window.view.centerOn(window.view.boxes["inception4a"])
         shot("window_classify.png")
         # A batch: every sample photo at once, the table given room.
-        from explorer.core.samples import SAMPLES_DIR
+        from explorer.core.model.samples import SAMPLES_DIR
 
         window.images.classify.classify_paths([SAMPLES_DIR])
         wait(window.images.classify.batch_finished, 180_000)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from explorer.core.text import fmt_shape
 
 if TYPE_CHECKING:
-    from explorer.core.blockgraph import BlockGraph, BlockNode, BranchSpec, LayerSpec
-    from explorer.core.shapes import ShapeTrace
+    from explorer.core.graph.blockgraph import BlockGraph, BlockNode, BranchSpec, LayerSpec
+    from explorer.core.shapes.trace import ShapeTrace
 
 #: measure(text, bold) -> (width, height) in scene units.
 Measure = Callable[[str, bool], tuple[float, float]]

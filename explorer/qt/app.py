@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None, *, model: str | None = None, weights: st
     from PySide6.QtCore import QEvent, QObject, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from explorer.qt.main_window import APPLICATION, ORGANIZATION, MainWindow
+    from explorer.qt.window.main_window import APPLICATION, ORGANIZATION, MainWindow
 
     argv = list(sys.argv if argv is None else argv)
     app = QApplication.instance() or QApplication(argv)

@@ -26,10 +26,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.core.shapes import MAX_BATCH, MAX_INPUT_SIDE
+from explorer.core.shapes.trace import MAX_BATCH, MAX_INPUT_SIDE
 from explorer.core.text import MISSING, fmt_bytes, fmt_count, fmt_int, fmt_kernel, fmt_shape
 
-#: The size boxes stop at the engine's bounds (one number each, in explorer.core.shapes).
+#: The size boxes stop at the engine's bounds (one number each, in explorer.core.shapes.trace).
 MAX_SIDE = MAX_INPUT_SIDE
 
 
@@ -218,7 +218,7 @@ class WeightsBar(_Suppressible, QFrame):
         self.hide()
 
     def show_random(self, reason: str | None, can_download: bool = True) -> None:
-        from explorer.core.weights import RANDOM_WARNING
+        from explorer.core.model.weights import RANDOM_WARNING
 
         text = f"<b>{RANDOM_WARNING}</b>"
         if reason:

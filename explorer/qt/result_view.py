@@ -15,7 +15,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QFontMetrics, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from explorer.core.tasks import TOP, display_name
+from explorer.core.session.tasks import TOP, display_name
 from explorer.qt.results_table import fmt_prob
 
 

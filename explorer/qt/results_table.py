@@ -15,7 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 
-from explorer.core.tasks import display_name  # noqa: F401 - the table's cells and the panel's titles
+from explorer.core.session.tasks import display_name  # noqa: F401 - the table's cells and the panel's titles
 
 #: Role whose value the proxy sorts on (numbers for numeric columns).
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1

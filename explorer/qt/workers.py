@@ -1,6 +1,6 @@
 """The one job runner: engine tasks run on a thread pool; their events reach the UI thread through signals.
 
-A `Job` runs either a generator task `fn(*args, cancel=token)` from explorer.core.tasks, whose typed
+A `Job` runs either a generator task `fn(*args, cancel=token)` from explorer.core.session.tasks, whose typed
 events (dataclasses; `Progress` among them) are handed to the UI thread one by one, or a plain function
 `fn(*args, progress=…, cancel=…)` whose return value is the result. `JobRunner` keeps one job per slot
 (one per purpose: "graph", "weights", "classify", …): a new request cancels the slot's running job,
@@ -35,8 +35,8 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThread, QThreadPool, QTimer, Signal, Slot
 
 from explorer.core.cancel import Cancelled, CancelToken
-from explorer.core.graphs import block_graph, opened_model, zoo_block_graph
-from explorer.core.tasks import Progress
+from explorer.core.model.graphs import block_graph, opened_model, zoo_block_graph
+from explorer.core.session.tasks import Progress
 
 #: Linux nice increment of low-priority worker threads over the process (see `lower_thread_priority`).
 WORKER_NICE = 10
@@ -67,7 +67,7 @@ def lower_thread_priority() -> None:
 
 def _is_user_error(e: Exception) -> bool:
     """A bad file, name or value the user gave (reported in the window), not a bug of ours (also printed)."""
-    from explorer.core.images import ImageLoadError  # imported with the first error: not before the first paint
+    from explorer.core.classify.images import ImageLoadError  # imported with the first error: not before the first paint
 
     return isinstance(e, (ValueError, OSError, ImageLoadError))
 
@@ -345,7 +345,7 @@ class _Relay(QObject):
 
 # -- engine tasks the window runs (run on pool threads) ---------------------------------------
 
-#: Kept under these names for the window's callers; the caches live in explorer.core.graphs.
+#: Kept under these names for the window's callers; the caches live in explorer.core.model.graphs.
 load_block_graph = zoo_block_graph
 open_any_model = opened_model
 load_any_block_graph = block_graph
@@ -355,7 +355,7 @@ def load_weights(model, weights: str, allow_download: bool, outputs: int | None 
                  cancel=None):
     """A model (a zoo name or an opened model's ModelSpec) on the CPU with weights ("auto", "none" or a
     file path), as a LoadedModel."""
-    from explorer.core.loading import load_model
+    from explorer.core.model.loading import load_model
 
     if cancel is not None:
         cancel.raise_if_cancelled()

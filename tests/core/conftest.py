@@ -7,8 +7,8 @@ import pytest
 
 @functools.cache
 def _graph(name):
-    from explorer.core.blockgraph import build_block_graph
-    from explorer.core.zoo import get_spec
+    from explorer.core.graph.blockgraph import build_block_graph
+    from explorer.core.model.zoo import get_spec
 
     return build_block_graph(get_spec(name))
 

@@ -8,9 +8,9 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from explorer.core.anycnn import OpenModelError, open_model
-from explorer.core.blockgraph import block_graph_from_module, build_block_graph
-from explorer.core.shapes import InputTooSmallError, min_input_size, trace_shapes
+from explorer.core.model.anycnn import OpenModelError, open_model
+from explorer.core.graph.blockgraph import block_graph_from_module, build_block_graph
+from explorer.core.shapes.trace import InputTooSmallError, min_input_size, trace_shapes
 from netutil import UNTRACEABLE_SOURCE, untraceable_model
 
 
@@ -124,7 +124,7 @@ def test_unknown_names_are_refused():
 
 def test_open_block_graph_runs_a_value_dependent_forward_for_real(tmp_path):
     """On the meta device an `if` on a tensor's value cannot run: the module tree is built on the CPU."""
-    from explorer.core.anycnn import open_block_graph
+    from explorer.core.model.anycnn import open_block_graph
 
     path = tmp_path / "untraceable.py"
     path.write_text(UNTRACEABLE_SOURCE)
@@ -138,7 +138,7 @@ def test_open_block_graph_runs_a_value_dependent_forward_for_real(tmp_path):
 
 
 def test_build_errors_name_the_file(tmp_path):
-    from explorer.core.anycnn import open_block_graph
+    from explorer.core.model.anycnn import open_block_graph
 
     (tmp_path / "raises.py").write_text("def build():\n    raise KeyError('conv9')\n")
     with pytest.raises(OpenModelError, match=r"raises\.py: build\(\) raised KeyError: 'conv9'"):
@@ -155,7 +155,7 @@ def test_build_errors_name_the_file(tmp_path):
 def test_loading_an_opened_model(tmp_path):
     """Preprocessing and names follow ImageNet's conventions where no weights enum says otherwise;
     a TorchScript file keeps its own weights."""
-    from explorer.core.loading import load_model
+    from explorer.core.model.loading import load_model
 
     tv = load_model(open_model("torchvision:resnet18"), weights="none")
     weights = torchvision.models.ResNet18_Weights.DEFAULT
@@ -224,7 +224,7 @@ def _assert_same_graph(exported, direct, sizes):
 
 
 def test_exported_resnet18_has_the_residual_blocks_and_numbers_of_the_model(resnet18_export):
-    from explorer.core.anycnn import open_block_graph
+    from explorer.core.model.anycnn import open_block_graph
 
     _, path = resnet18_export
     _, exported = open_block_graph(path)
@@ -238,7 +238,7 @@ def test_exported_resnet18_has_the_residual_blocks_and_numbers_of_the_model(resn
 
 
 def test_exported_googlenet_has_four_branch_inception_blocks(tmp_path):
-    from explorer.core.anycnn import open_block_graph
+    from explorer.core.model.anycnn import open_block_graph
 
     _, exported = open_block_graph(_export(_googlenet(), tmp_path / "googlenet.pt2"))
     with torch.device("meta"):
@@ -259,8 +259,8 @@ def test_exported_googlenet_has_four_branch_inception_blocks(tmp_path):
 
 def test_activations_of_an_exported_file_equal_hooks_on_the_model(resnet18_export):
     """Probes go into the exported graph itself; its in-place add_ must not overwrite a captured branch."""
-    from explorer.core.anycnn import open_block_graph
-    from explorer.core.capture import CaptureModel
+    from explorer.core.model.anycnn import open_block_graph
+    from explorer.core.graph.capture import CaptureModel
 
     model, path = resnet18_export
     spec, graph = open_block_graph(path)
@@ -287,8 +287,8 @@ def test_activations_of_a_directly_opened_resnet_are_not_overwritten_by_in_place
     hold the values the layer produced, as a hook that copies them sees them."""
     import torchvision
 
-    from explorer.core.blockgraph import block_graph_from_module
-    from explorer.core.capture import CaptureModel
+    from explorer.core.graph.blockgraph import block_graph_from_module
+    from explorer.core.graph.capture import CaptureModel
 
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
@@ -313,8 +313,8 @@ def test_densenet_blocks_name_the_earlier_layers_they_read():
     description grows linearly with the block, not quadratically)."""
     import torchvision
 
-    from explorer.core.blockgraph import block_graph_from_module
-    from explorer.core.shapes import trace_shapes
+    from explorer.core.graph.blockgraph import block_graph_from_module
+    from explorer.core.shapes.trace import trace_shapes
 
     model = torchvision.models.DenseNet(growth_rate=8, block_config=(3, 5), num_init_features=16,
                                         bn_size=2, num_classes=10).eval()
@@ -343,7 +343,7 @@ def test_densenet_blocks_name_the_earlier_layers_they_read():
 
 def test_torchvision_googlenet_opened_by_name_keeps_the_papers_branch_names(graph_of):
     """The zoo's paper reference reaches the same torchvision builder opened by name: the same labels."""
-    from explorer.core.anycnn import open_block_graph
+    from explorer.core.model.anycnn import open_block_graph
 
     _, opened = open_block_graph("torchvision:googlenet")
     zoo = graph_of("googlenet")

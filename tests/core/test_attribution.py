@@ -7,7 +7,7 @@ import pytest
 import torch
 from netutil import calibrated_model, synthetic_batch
 
-from explorer.core.attribution import (
+from explorer.core.attribution.methods import (
     IG_DELTA_WARNING,
     IG_GAUSS_LEGENDRE_MAX_STEPS,
     IG_MAX_STEPS,
@@ -18,7 +18,7 @@ from explorer.core.attribution import (
     ig_method,
 )
 from explorer.core.cancel import Cancelled, CancelToken
-from explorer.core.capture import CaptureModel
+from explorer.core.graph.capture import CaptureModel
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -189,7 +189,7 @@ def test_gradients_fall_back_to_cpu_when_the_gpu_runs_out_of_memory(cm, cuda_on_
 def test_gpu_integrated_gradients_in_large_batches_match_the_cpu(cm, graph_of):
     """On CUDA the steps run in batches of up to CUDA_IG_BATCH (a GPU is latency-bound at 16), in full
     float32: the map and the completeness delta are the CPU's."""
-    from explorer.core.inference import resolve_device
+    from explorer.core.classify.inference import resolve_device
 
     resolve_device("cuda")  # TF32 off, as every GPU path
     x = images(1, 96)

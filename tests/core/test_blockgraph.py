@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from explorer.core.blockgraph import block_graph_from_module
-from explorer.core.zoo import get_spec
+from explorer.core.graph.blockgraph import block_graph_from_module
+from explorer.core.model.zoo import get_spec
 
 GOOGLENET_BLOCKS = ["inception3a", "inception3b", "inception4a", "inception4b", "inception4c", "inception4d",
                     "inception4e", "inception5a", "inception5b"]

@@ -6,8 +6,8 @@ import pytest
 import torch
 from netutil import calibrated_model, synthetic_batch
 
-from explorer.core.attribution import CAM_METHODS, LIBRARY_CAMS, METHODS, AttributionParams, attribute
-from explorer.core.capture import CaptureModel
+from explorer.core.attribution.methods import CAM_METHODS, LIBRARY_CAMS, METHODS, AttributionParams, attribute
+from explorer.core.graph.capture import CaptureModel
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -39,7 +39,7 @@ def hand_grad_cam(cm, x, target, layer):
 
 def test_every_new_method_is_registered():
     assert set(LIBRARY_CAMS) <= set(METHODS) and {"smoothgrad_integrated_gradients", "smoothgrad_saliency"} <= set(METHODS)
-    from explorer.core.attribution import baseline_for, branch_shares  # noqa: F401  (still importable)
+    from explorer.core.attribution.methods import baseline_for, branch_shares  # noqa: F401  (still importable)
 
 
 @pytest.mark.parametrize("method", CAM_METHODS)

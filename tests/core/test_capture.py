@@ -5,10 +5,10 @@ import torch
 import torch.nn.functional as F
 from netutil import calibrated_model, synthetic_batch
 
-from explorer.core.activations import branch_stats, feature_maps, stats_csv, upsample
-from explorer.core.attribution import AttributionParams, attribute, branch_shares
+from explorer.core.microscope.activations import branch_stats, feature_maps, stats_csv, upsample
+from explorer.core.attribution.methods import AttributionParams, attribute, branch_shares
 from explorer.core.cancel import Cancelled, CancelToken
-from explorer.core.capture import CaptureModel
+from explorer.core.graph.capture import CaptureModel
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

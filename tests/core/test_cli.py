@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from explorer.cli import main
-from explorer.core.shapes import trace_shapes
+from explorer.core.shapes.trace import trace_shapes
 
 
 def test_models_lists_the_zoo(capsys):

@@ -14,8 +14,8 @@ from captum.attr import Saliency
 from PIL import Image
 
 from explorer.cli import main
-from explorer.core.samples import SAMPLES_DIR
-from explorer.core.zoo import get_spec
+from explorer.core.model.samples import SAMPLES_DIR
+from explorer.core.model.zoo import get_spec
 from tests.netutil import bad_corpus, calibrated_model, write_weights
 
 
@@ -80,9 +80,9 @@ def test_maps_metrics_and_bad_files(corpus, capsys, tmp_path):
 
 
 def test_sanity_in_json_and_csv_and_the_default_layer(corpus, capsys, monkeypatch):
-    import explorer.core.faithfulness
+    import explorer.core.attribution.faithfulness
 
-    monkeypatch.setattr(explorer.core.faithfulness, "ROAD_PERCENTILES", (50,))  # one imputation each way
+    monkeypatch.setattr(explorer.core.attribution.faithfulness, "ROAD_PERCENTILES", (50,))  # one imputation each way
     args = [corpus["good"][1], "--model", "googlenet", "--weights", corpus["weights"], "--method", "grad_cam",
             "--target", "3", "--metrics", "sanity,road"]
     code, out, err = run(capsys, *args)
@@ -166,7 +166,7 @@ def test_device_cuda_computes_maps_and_metrics_on_the_gpu(corpus, capsys, tmp_pa
 def test_the_methods_of_an_image_share_one_random_reference(corpus, capsys, tmp_path, monkeypatch):
     """The random-order curves do not depend on the map: the second method's curves reuse the first's
     (and a second image gets its own)."""
-    from explorer.core import faithfulness
+    from explorer.core.attribution.methods import faithfulness
 
     real, given = faithfulness.faithfulness_curves, []
 

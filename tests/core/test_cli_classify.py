@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from explorer.cli import main
-from explorer.core.zoo import get_spec
+from explorer.core.model.zoo import get_spec
 from tests.netutil import bad_corpus, calibrated_model, write_weights
 
 CATEGORIES = get_spec("googlenet").categories()

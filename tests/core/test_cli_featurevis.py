@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from explorer.cli import main
-from explorer.core.samples import SAMPLES_DIR
+from explorer.core.model.samples import SAMPLES_DIR
 from tests.netutil import calibrated_model, write_weights
 
 

@@ -9,7 +9,7 @@ import torchvision
 from PIL import Image
 
 from explorer.cli import main
-from explorer.core.zoo import random_seed
+from explorer.core.model.zoo import random_seed
 
 
 def _trace_json(capsys, ref, *extra):

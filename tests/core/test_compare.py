@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from explorer.core.compare import branch_kernels, compare_models, natural_partner
-from explorer.core.shapes import InputTooSmallError, trace_shapes
+from explorer.core.shapes.compare import branch_kernels, compare_models, natural_partner
+from explorer.core.shapes.trace import InputTooSmallError, trace_shapes
 
 
 def _rows_with(comparison, side, name):

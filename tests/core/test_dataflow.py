@@ -15,10 +15,10 @@ import torch
 import torchvision
 from PIL import Image
 
-from explorer.core.blockgraph import block_graph_from_module
-from explorer.core.capture import CaptureModel
-from explorer.core.dataflow import Position, SlideDeck, next_position, previous_position, strongest_maps
-from explorer.core.shapes import trace_shapes
+from explorer.core.graph.blockgraph import block_graph_from_module
+from explorer.core.graph.capture import CaptureModel
+from explorer.core.lecture.dataflow import Position, SlideDeck, next_position, previous_position, strongest_maps
+from explorer.core.shapes.trace import trace_shapes
 from tests.netutil import calibrated_model, calibrated_state_dict, synthetic_batch
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -85,8 +85,8 @@ def case(request):
     if name == "resnet18":
         model, graph = resnet18()
     else:
-        from explorer.core.blockgraph import build_block_graph
-        from explorer.core.zoo import get_spec
+        from explorer.core.graph.blockgraph import build_block_graph
+        from explorer.core.model.zoo import get_spec
 
         model, graph = calibrated_model(name), build_block_graph(get_spec(name))
     size = CASES[name]
@@ -187,11 +187,11 @@ def test_flow_mode_lights_the_branches_in_order_then_the_join(case):
 
 @functools.cache
 def _classified(path):
-    from explorer.core.blockgraph import build_block_graph
-    from explorer.core.inference import Classifier
-    from explorer.core.loading import LoadedModel
-    from explorer.core.weights import WeightsState
-    from explorer.core.zoo import get_spec
+    from explorer.core.graph.blockgraph import build_block_graph
+    from explorer.core.classify.inference import Classifier
+    from explorer.core.model.loading import LoadedModel
+    from explorer.core.model.weights import WeightsState
+    from explorer.core.model.zoo import get_spec
 
     spec = get_spec("googlenet")
     loaded = LoadedModel(spec, calibrated_model("googlenet"), WeightsState("file", "calibrated"), spec.categories())
@@ -228,7 +228,7 @@ def test_first_slide_is_the_preprocessed_input_and_last_the_top5(tmp_path):
 
 
 def test_a_split_branch_reads_as_parallel_paths(graph_of):
-    from explorer.core.dataflow import describe_layers
+    from explorer.core.lecture.dataflow import describe_layers
 
     branch = graph_of("inception_v3").node("Mixed_7b").branches[1]
     assert describe_layers(branch) == ("1×1 conv, 384", "(1×3 conv, 384 ‖ 3×1 conv, 384)")

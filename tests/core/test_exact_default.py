@@ -19,10 +19,10 @@ import torchvision
 from PIL import Image, ImageOps
 
 from explorer.cli import main
-from explorer.core.inference import FAST_DECODE_NOTICE, Classifier
-from explorer.core.loading import LoadedModel
-from explorer.core.weights import WeightsState
-from explorer.core.zoo import get_spec
+from explorer.core.classify.inference import FAST_DECODE_NOTICE, Classifier
+from explorer.core.model.loading import LoadedModel
+from explorer.core.model.weights import WeightsState
+from explorer.core.model.zoo import get_spec
 from tests.netutil import calibrated_model, calibrated_state_dict, write_weights
 
 TOL = 1e-3
@@ -45,7 +45,7 @@ def _plain() -> torch.nn.Module:
 
 def reference_rgb(path) -> Image.Image:
     """PIL open → EXIF transpose → RGB. Where Pillow's own convert("RGB") would differ from the
-    engine's documented policy (explorer/core/images.py) the policy is written out here: alpha is
+    engine's documented policy (explorer/core/classify/images.py) the policy is written out here: alpha is
     composited onto white, 16-bit greyscale is scaled by 1/257 (Pillow would clip it at 255)."""
     im = ImageOps.exif_transpose(Image.open(path))
     if im.mode in ("RGBA", "LA") or im.mode == "P" and "transparency" in im.info:

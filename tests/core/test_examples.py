@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from explorer.core import examples as ex
-from explorer.core.capture import CaptureModel
-from explorer.core.examples import ExampleIndex, index_folder, target_geometry
-from explorer.core.graphs import zoo_block_graph
-from explorer.core.images import ImageLoadError
+from explorer.core.microscope import examples as ex
+from explorer.core.graph.capture import CaptureModel
+from explorer.core.microscope.examples import ExampleIndex, index_folder, target_geometry
+from explorer.core.model.graphs import zoo_block_graph
+from explorer.core.classify.images import ImageLoadError
 from tests.netutil import calibrated_model, synthetic_batch
 
 SIZE = 96

@@ -3,7 +3,7 @@
 import pytest
 import torch.nn as nn
 
-from explorer.core.factorisation import factorisations, kernel_usage
+from explorer.core.shapes.factorisation import factorisations, kernel_usage
 
 
 def _params(*convs):
@@ -37,7 +37,7 @@ def test_kernel_usage_shows_which_model_uses_which(graph_of):
 
 
 def test_applied_factorisations_read_from_the_branches(graph_of):
-    from explorer.core.factorisation import SEQUENTIAL, SIDE_BY_SIDE, STACKED, UNFACTORISED, applied_factorisations
+    from explorer.core.shapes.factorisation import SEQUENTIAL, SIDE_BY_SIDE, STACKED, UNFACTORISED, applied_factorisations
 
     def applied(name, block):
         return {(f.family, f.n, f.branch) for f in applied_factorisations(graph_of(name).node(block))}
@@ -54,8 +54,8 @@ def test_applied_factorisations_read_from_the_branches(graph_of):
 def test_branch_convs_equal_the_real_layers(graph_of, name, size):
     import torch
 
-    from explorer.core.factorisation import branch_convs
-    from explorer.core.zoo import get_spec
+    from explorer.core.shapes.factorisation import branch_convs
+    from explorer.core.model.zoo import get_spec
 
     convs = branch_convs(graph_of(name), size)
     model = get_spec(name).build(device="meta")

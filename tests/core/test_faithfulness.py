@@ -15,10 +15,10 @@ import torch
 from netutil import calibrated_model
 from PIL import Image
 
-from explorer.core.attribution import AttributionParams, attribute
+from explorer.core.attribution.methods import AttributionParams, attribute
 from explorer.core.cancel import Cancelled, CancelToken
-from explorer.core.capture import CaptureModel
-from explorer.core.faithfulness import (
+from explorer.core.graph.capture import CaptureModel
+from explorer.core.attribution.faithfulness import (
     SANITY_UNCHANGED,
     cell_order,
     curve_scores,
@@ -28,7 +28,7 @@ from explorer.core.faithfulness import (
     spearman,
     step_counts,
 )
-from explorer.core.samples import SAMPLES_DIR
+from explorer.core.model.samples import SAMPLES_DIR
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -84,7 +84,7 @@ def test_batched_curves_equal_a_loop_of_single_forwards(cm):
     order = cell_order(heat, 3)
     with torch.no_grad():
         target = int(cm(x).argmax(1))  # a class with a probability to follow (a tiny one hides any error)
-    from explorer.core.attribution import baseline_for
+    from explorer.core.attribution.methods import baseline_for
 
     for kind, sub in (("deletion", torch.zeros_like(x)), ("insertion", baseline_for(x, "blur"))):
         ours = curve_scores(cm, x, order, target, kind, steps=6, batch_size=4, substrate=sub)
@@ -231,7 +231,7 @@ def test_sanity_correlation_falls_as_blocks_are_randomised(cm, method):
 def test_the_randomisable_copy_never_writes_into_the_original(cm):
     """The copy shares the original's weight storage (no copy of the network for each check), so
     randomising replaces tensors, and backward through the copy fills the copy's gradients only."""
-    from explorer.core.faithfulness import randomisable_copy, randomise_block
+    from explorer.core.attribution.faithfulness import randomisable_copy, randomise_block
 
     x = pasted()
     with torch.no_grad():
@@ -262,7 +262,7 @@ def test_a_map_that_ignores_the_model_is_flagged(cm):
 def test_road_prefers_the_map_to_its_reverse(cm):
     """pytorch-grad-cam's ROAD on our model: Grad-CAM's map removes more of the class first than the
     same map upside down (least relevant first), and the score is its MoRF/LeRF combination."""
-    from explorer.core.faithfulness import road_score
+    from explorer.core.attribution.faithfulness import road_score
 
     x = pasted()
     r = attribute(cm, x, "grad_cam", node="inception4e")
@@ -280,8 +280,8 @@ def test_all_four_curves_equal_loops_of_single_forwards(cm, streams):
     """faithfulness_curves classifies the images of four curves as one sequence (their shared first and
     last images once), `streams` batches at once: each curve still equals its own loop of single
     forwards."""
-    from explorer.core.attribution import baseline_for
-    from explorer.core.faithfulness import _random_cells, curve_forwards, curve_images, default_cell
+    from explorer.core.attribution.methods import baseline_for
+    from explorer.core.attribution.faithfulness import _random_cells, curve_forwards, curve_images, default_cell
 
     x = pasted()[..., 24:56, 24:56].contiguous()
     heat = np.random.default_rng(2).normal(size=(32, 32))

@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from explorer.core import featurevis as fv
-from explorer.core.capture import CaptureModel
+from explorer.core.microscope import featurevis as fv
+from explorer.core.graph.capture import CaptureModel
 from explorer.core.cancel import Cancelled, CancelToken
-from explorer.core.featurevis import Target, parse_channels, visualize, visualize_cached
-from explorer.core.graphs import zoo_block_graph
-from explorer.core.samples import sample_images
+from explorer.core.microscope.featurevis import Target, parse_channels, visualize, visualize_cached
+from explorer.core.model.graphs import zoo_block_graph
+from explorer.core.model.samples import sample_images
 from tests.netutil import calibrated_model
 
 SIZE = 64

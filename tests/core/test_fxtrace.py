@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch import fx
 
-from explorer.core.fxtrace import symbolic_trace
+from explorer.core.graph.fxtrace import symbolic_trace
 
 
 class _Gate(nn.Module):

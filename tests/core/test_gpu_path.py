@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 
-from explorer.core.inference import NVJPEG_MIN_SCALE, Classifier, DeviceUnavailableError, resolve_device
-from explorer.core.loading import LoadedModel
-from explorer.core.weights import WeightsState
-from explorer.core.zoo import get_spec
+from explorer.core.classify.inference import NVJPEG_MIN_SCALE, Classifier, DeviceUnavailableError, resolve_device
+from explorer.core.model.loading import LoadedModel
+from explorer.core.model.weights import WeightsState
+from explorer.core.model.zoo import get_spec
 
 CUDA = torch.cuda.is_available()
 OOM = "CUDA out of memory. Tried to allocate 30.00 MiB"
@@ -540,7 +540,7 @@ def test_gpu_input_is_within_a_grey_level_of_the_pil_reference(tmp_path):
 def test_results_classified_on_a_gpu_say_their_input_bound(fake_cuda, jpegs):
     """Point 7: the GPU's decode and resize are not the PIL reference's to 1e-3, so every result made on the
     GPU says so, as a fast decode does; the same images on the CPU say nothing."""
-    from explorer.core.inference import GPU_INPUT_NOTICE
+    from explorer.core.classify.inference import GPU_INPUT_NOTICE
 
     clf = Classifier(loaded(), "cpu", optimize=False)
     on_cpu = clf.classify(jpegs[:2], top=5)

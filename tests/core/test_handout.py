@@ -5,13 +5,13 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer.core.handout import BranchMaps, GraphDrawing, build_handout, check_blocks
-from explorer.core.loading import load_model
+from explorer.core.lecture.handout import BranchMaps, GraphDrawing, build_handout, check_blocks
+from explorer.core.model.loading import load_model
 
 
 @pytest.fixture(scope="module")
 def googlenet():
-    from explorer.core.graphs import zoo_block_graph
+    from explorer.core.model.graphs import zoo_block_graph
 
     return load_model("googlenet", weights="none"), zoo_block_graph("googlenet")
 

@@ -14,8 +14,8 @@ def test_engine_runs_without_qt():
                     raise ImportError("Qt is not available here")
         sys.meta_path.insert(0, NoQt())
         from explorer.cli import main
-        import explorer.core.blockgraph, explorer.core.shapes, explorer.core.weights, explorer.core.loading
-        import explorer.core.export, explorer.core.text, explorer.diagram.layout
+        import explorer.core.graph.blockgraph, explorer.core.shapes.trace, explorer.core.model.weights, explorer.core.model.loading
+        import explorer.core.shapes.export, explorer.core.text, explorer.diagram.layout
         assert main(["trace", "googlenet", "--size", "64", "--format", "csv"]) == 0
         assert not [m for m in sys.modules if m.startswith(("PySide6", "pyqtgraph", "explorer.qt"))]
     """)

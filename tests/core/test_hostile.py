@@ -30,7 +30,7 @@ from PIL import Image, ImageFile
 from torchvision import transforms as T
 
 from explorer.cli import main
-from explorer.core.images import (
+from explorer.core.classify.images import (
     MAX_ASPECT_RATIO,
     ImageLoadError,
     check_resize,
@@ -38,11 +38,11 @@ from explorer.core.images import (
     load_image,
     read_bytes,
 )
-from explorer.core.inference import ClassificationResult, Classifier
-from explorer.core.loading import LoadedModel
-from explorer.core.shapes import MAX_BATCH, MAX_INPUT_SIDE
-from explorer.core.weights import WeightsError, WeightsState, load_weights_file
-from explorer.core.zoo import get_spec, imagenet_preprocessing
+from explorer.core.classify.inference import ClassificationResult, Classifier
+from explorer.core.model.loading import LoadedModel
+from explorer.core.shapes.trace import MAX_BATCH, MAX_INPUT_SIDE
+from explorer.core.model.weights import WeightsError, WeightsState, load_weights_file
+from explorer.core.model.zoo import get_spec, imagenet_preprocessing
 from tests.netutil import FifoWatchdog, png_header_only, strip_png, write_weights
 
 #: What one input may cost the CLI process at most (torch alone is ~0.9 GB resident).
@@ -358,7 +358,7 @@ def test_a_bad_last_tensor_loads_nothing(tmp_path, kind, words):
 
 def test_a_failure_the_checks_miss_still_loads_nothing(monkeypatch):
     # The safety net behind the checks: should torch fail half-way, the previous tensors come back.
-    import explorer.core.weights as weights
+    import explorer.core.model.weights as weights
 
     monkeypatch.setattr(weights, "check_tensors", lambda model, state: (state, None))
     state = TinyNet().state_dict()
@@ -447,11 +447,11 @@ def no_work(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the size was checked")
 
-    import explorer.core.blockgraph
-    import explorer.core.loading
+    import explorer.core.graph.blockgraph
+    import explorer.core.model.loading
 
-    monkeypatch.setattr(explorer.core.blockgraph, "build_block_graph", refuse)
-    monkeypatch.setattr(explorer.core.loading, "load_model", refuse)
+    monkeypatch.setattr(explorer.core.graph.blockgraph, "build_block_graph", refuse)
+    monkeypatch.setattr(explorer.core.model.loading, "load_model", refuse)
 
 
 @pytest.mark.parametrize("args,message", [

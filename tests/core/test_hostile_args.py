@@ -16,8 +16,8 @@ import torchvision
 from PIL import Image
 
 from explorer.cli import main
-from explorer.core.anycnn import OpenModelError, open_model
-from explorer.core.featurevis import parse_channels
+from explorer.core.model.anycnn import OpenModelError, open_model
+from explorer.core.microscope.featurevis import parse_channels
 from tests.netutil import write_weights
 
 #: A plain CNN, no blocks; build() seeds torch, so the test builds the very network the CLI opens.
@@ -220,9 +220,9 @@ def test_a_model_whose_output_is_a_feature_map_cannot_classify(files, capsys, co
 
 def test_the_classifier_names_a_feature_map_output_for_the_window(files):
     # The window classifies through Classifier.classify_captured; a ValueError there is shown as its message.
-    from explorer.core.inference import Classifier, NotAClassifierError
-    from explorer.core.graphs import opened_model
-    from explorer.core.loading import load_model
+    from explorer.core.classify.inference import Classifier, NotAClassifierError
+    from explorer.core.model.graphs import opened_model
+    from explorer.core.model.loading import load_model
 
     spec, graph = opened_model(str(files["fmap.py"]))
     clf = Classifier(load_model(spec, weights="none"), "cpu", graph=graph)

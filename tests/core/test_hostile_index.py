@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from explorer.cli import main
-from explorer.core import examples as ex
-from explorer.core.capture import CaptureModel
-from explorer.core.examples import ExampleIndex, ExampleIndexError, index_folder
-from explorer.core.graphs import zoo_block_graph
+from explorer.core.microscope import examples as ex
+from explorer.core.graph.capture import CaptureModel
+from explorer.core.microscope.examples import ExampleIndex, ExampleIndexError, index_folder
+from explorer.core.model.graphs import zoo_block_graph
 from tests.core.test_examples import BRANCH, NODE, _folder, _preprocess
 from tests.netutil import calibrated_model
 
@@ -171,8 +171,8 @@ def test_an_index_of_ours_from_before_the_mark_is_opened_and_marked(tmp_path):
 
 _NO_MODEL = """
 import sys
-from explorer.core.examples import ExampleIndex, ExampleIndexError, index_folder
-from explorer.core.images import ImageLoadError
+from explorer.core.microscope.examples import ExampleIndex, ExampleIndexError, index_folder
+from explorer.core.classify.images import ImageLoadError
 
 class NoModel:  # every image is unreadable: the run only records files, which needs no network
     def eval(self):

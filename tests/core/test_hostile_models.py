@@ -19,9 +19,9 @@ import torch.nn as nn
 from PIL import Image
 
 from explorer.cli import main
-from explorer.core import archives
-from explorer.core.anycnn import OpenModelError, open_model
-from explorer.core.archives import ArchiveError
+from explorer.core.model import archives
+from explorer.core.model.anycnn import OpenModelError, open_model
+from explorer.core.model.archives import ArchiveError
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 
@@ -243,7 +243,7 @@ def test_archive_errors_are_value_errors_with_one_line(tmp_path):
 
 
 def test_a_weights_file_that_inflates_a_thousandfold_is_refused_unread(tmp_path, monkeypatch):
-    from explorer.core.weights import WeightsError, read_state_dict
+    from explorer.core.model.weights import WeightsError, read_state_dict
 
     real = tmp_path / "w.pth"
     torch.save(_net().state_dict(), real)

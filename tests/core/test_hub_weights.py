@@ -21,11 +21,11 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
-from explorer.core import weights as weights_module
+from explorer.core.model import weights as weights_module
 from explorer.core.cancel import CancelToken
-from explorer.core.loading import load_model, resolve_published, retry_download
-from explorer.core.weights import network_reason
-from explorer.core.zoo import OPEN_WEIGHTS_HINT, HubWeights, ModelSpec, get_spec
+from explorer.core.model.loading import load_model, resolve_published, retry_download
+from explorer.core.model.weights import network_reason
+from explorer.core.model.zoo import OPEN_WEIGHTS_HINT, HubWeights, ModelSpec, get_spec
 
 REPO = "timm/tiny_test.tf_in1k"
 
@@ -108,7 +108,7 @@ def test_inception_v4_from_a_hub_cache_in_another_process(tmp_path):
     digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in state.values())).hexdigest()
     code = textwrap.dedent("""
         import hashlib
-        from explorer.core.loading import load_model
+        from explorer.core.model.loading import load_model
         m = load_model("inception_v4")
         print(m.weights.kind, m.weights.source)
         print(hashlib.sha256(b"".join(v.numpy().tobytes() for v in m.module.state_dict().values())).hexdigest())
@@ -142,7 +142,7 @@ def _digest(model) -> str:
 
 
 def test_random_weights_are_the_same_in_every_process():
-    code = ("import hashlib; from explorer.core.zoo import get_spec; m = get_spec('bn_inception').build();"
+    code = ("import hashlib; from explorer.core.model.zoo import get_spec; m = get_spec('bn_inception').build();"
             "print(hashlib.sha256(b''.join(v.numpy().tobytes() for v in m.state_dict().values())).hexdigest())")
     torch.manual_seed(123)  # whatever the caller's random state, the model's is its own
     before = torch.random.get_rng_state()
@@ -304,7 +304,7 @@ def test_timm_model_by_name_loads_timm_s_published_weights(hub_cache):
     timm = pytest.importorskip("timm")
     from timm.data import resolve_data_config
 
-    from explorer.core.anycnn import open_model
+    from explorer.core.model.anycnn import open_model
 
     reference = timm.create_model("resnet18", pretrained=False)
     state = _published(reference)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from explorer.core.images import (
+from explorer.core.classify.images import (
     DEFAULT_MAX_PIXELS,
     ImageLoadError,
     expand_inputs,

@@ -16,15 +16,15 @@ from netutil import calibrated_model, synthetic_batch
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import Normalize
 
-from explorer.core.activations import branch_stats
-from explorer.core.attribution import AttributionParams, attribute, baseline_for, branch_shares
-from explorer.core.blockgraph import block_graph_from_module
-from explorer.core.capture import CaptureModel
-from explorer.core.compare import compare_models
-from explorer.core.factorisation import factorisations
-from explorer.core.program import pool_output_size
-from explorer.core.shapes import trace_shapes
-from explorer.core.zoo import get_spec
+from explorer.core.microscope.activations import branch_stats
+from explorer.core.attribution.methods import AttributionParams, attribute, baseline_for, branch_shares
+from explorer.core.graph.blockgraph import block_graph_from_module
+from explorer.core.graph.capture import CaptureModel
+from explorer.core.shapes.compare import compare_models
+from explorer.core.shapes.factorisation import factorisations
+from explorer.core.graph.program import pool_output_size
+from explorer.core.shapes.trace import trace_shapes
+from explorer.core.model.zoo import get_spec
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -328,8 +328,8 @@ def test_traced_shapes_equal_a_real_forward_with_skewed_strides_and_ceil_pools(s
 
 def test_an_exported_skewed_net_traces_to_the_real_shapes(tmp_path):
     """The same rules read from a torch.export graph's aten ops (conv strides and pool kernels as lists)."""
-    from explorer.core.anycnn import open_model
-    from explorer.core.blockgraph import build_block_graph
+    from explorer.core.model.anycnn import open_model
+    from explorer.core.graph.blockgraph import build_block_graph
 
     net = Skewed().eval()
     path = tmp_path / "skewed.pt2"

@@ -14,16 +14,16 @@ import torchvision
 from PIL import Image, ImageOps
 
 from explorer.core.cancel import Cancelled, CancelToken
-from explorer.core.images import load_image
-from explorer.core.inference import (
+from explorer.core.classify.images import load_image
+from explorer.core.classify.inference import (
     Classifier,
     DeviceUnavailableError,
     _orient_tensor,
     resolve_device,
 )
-from explorer.core.loading import LoadedModel, load_model
-from explorer.core.weights import WeightsState
-from explorer.core.zoo import get_spec
+from explorer.core.model.loading import LoadedModel, load_model
+from explorer.core.model.weights import WeightsState
+from explorer.core.model.zoo import get_spec
 from tests.netutil import calibrated_model, calibrated_state_dict
 
 MODELS = ["googlenet", "inception_v3"]
@@ -254,7 +254,7 @@ def test_devices():
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_tensor_orientation_matches_pillow(orientation):
-    from explorer.core.images import _TRANSPOSE
+    from explorer.core.classify.images import _TRANSPOSE
     from torchvision.transforms.functional import pil_to_tensor
 
     im = Image.fromarray(np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), dtype=np.uint8))
@@ -466,7 +466,7 @@ def test_a_network_that_does_not_match_its_graph_is_reported_not_captured(images
 
 
 def test_display_picture_shrinks_on_the_device_side():
-    from explorer.core.inference import _display_picture
+    from explorer.core.classify.inference import _display_picture
 
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, (3, 300, 200), dtype=np.uint8)
@@ -480,7 +480,7 @@ def test_display_picture_shrinks_on_the_device_side():
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 def test_gpu_capture_stays_on_the_device(images, graph_of, no_tf32, tmp_path):
-    from explorer.core.activations import feature_maps
+    from explorer.core.microscope.activations import feature_maps
 
     clf = Classifier(loaded("googlenet"), "cuda", graph=graph_of("googlenet"))
     clf.warm_up()

@@ -10,8 +10,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from netutil import gradient_x_activation_by_hooks
 
-from explorer.core.capture import CaptureModel
-from explorer.core.overlay import (
+from explorer.core.graph.capture import CaptureModel
+from explorer.core.overlay.quantities import (
     PALETTE,
     colour_at,
     image_overlay,
@@ -20,9 +20,9 @@ from explorer.core.overlay import (
     time_blocks,
     where_time_goes,
 )
-from explorer.core.shapes import trace_shapes
+from explorer.core.shapes.trace import trace_shapes
 from explorer.core.text import fmt_bytes, fmt_count
-from explorer.core.zoo import get_spec
+from explorer.core.model.zoo import get_spec
 
 SIZE = (64, 64)
 
@@ -179,8 +179,8 @@ def test_block_times_on_the_gpu_sum_to_a_plain_timed_forward(graph_of, googlenet
 def test_attribution_share_per_block_equals_gradient_times_activation_on_the_plain_model(graph_of, googlenet):
     """Each block's share: |d logit / d output × output| summed over the block's output, over all blocks,
     computed here with hooks on the plain network (a concatenation's output is its branches' outputs)."""
-    from explorer.core.attribution import branch_evidence
-    from explorer.core.overlay import attribution_overlay
+    from explorer.core.attribution.methods import branch_evidence
+    from explorer.core.overlay.quantities import attribution_overlay
 
     graph = graph_of("googlenet")
     x = torch.randn(1, 3, *SIZE)

@@ -9,15 +9,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from explorer.core.papertable import (
+from explorer.core.shapes.papertable import (
     GOOGLENET,
     INCEPTION_V3,
     latex_escape,
     paper_table,
 )
-from explorer.core.shapes import trace_shapes
+from explorer.core.shapes.trace import trace_shapes
 from explorer.core.text import fmt_hwc, fmt_paper_ops, fmt_paper_params
-from explorer.core.zoo import get_spec
+from explorer.core.model.zoo import get_spec
 
 KERNEL_KEYS = {(1, 1): (None, "n1x1"), (3, 3): ("n3x3red", "n3x3"), (5, 5): ("n5x5red", "n5x5")}
 
@@ -221,7 +221,7 @@ def test_a_real_5x5_branch_is_not_flagged():
     import torch
     from torch import nn
 
-    from explorer.core.blockgraph import block_graph_from_module
+    from explorer.core.graph.blockgraph import block_graph_from_module
 
     def conv(i, o, k):
         return nn.Sequential(nn.Conv2d(i, o, k, padding=k // 2), nn.ReLU())
@@ -274,7 +274,7 @@ def test_a_residual_network_gets_the_branch_columns():
     import torch
     from torch import nn
 
-    from explorer.core.blockgraph import block_graph_from_module
+    from explorer.core.graph.blockgraph import block_graph_from_module
 
     class Residual(nn.Module):
         def __init__(self):

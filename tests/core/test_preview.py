@@ -6,10 +6,10 @@ from dataclasses import fields, replace
 
 import pytest
 
-from explorer.core.blockgraph import BlockNode
-from explorer.core.preview import load_preview, preview_from_json, preview_json
-from explorer.core.shapes import trace_shapes
-from explorer.core.zoo import model_names
+from explorer.core.graph.blockgraph import BlockNode
+from explorer.core.shapes.preview import load_preview, preview_from_json, preview_json
+from explorer.core.shapes.trace import trace_shapes
+from explorer.core.model.zoo import model_names
 
 _VOLATILE = {f.name: f.default for f in fields(BlockNode) if f.name in ("steps", "output_step", "join_step",
                                                                         "branch_steps")}
@@ -18,7 +18,7 @@ _VOLATILE = {f.name: f.default for f in fields(BlockNode) if f.name in ("steps",
 @pytest.mark.parametrize("name", model_names())
 def test_shipped_preview_matches_the_live_graph(graph_of, name):
     shipped = load_preview(name)
-    assert shipped is not None, f"run `python -m explorer.core.preview` to write resources/graphs/{name}.json"
+    assert shipped is not None, f"run `python -m explorer.core.shapes.preview` to write resources/graphs/{name}.json"
     preview, trace = shipped
     graph = graph_of(name)
     assert [replace(n, **_VOLATILE) for n in graph.nodes()] == preview.nodes()
@@ -36,7 +36,7 @@ def test_round_trip(graph_of):
 
 
 def test_loading_a_preview_imports_no_torch():
-    code = ("import sys; from explorer.core.preview import load_preview; g, t = load_preview('googlenet');"
+    code = ("import sys; from explorer.core.shapes.preview import load_preview; g, t = load_preview('googlenet');"
             "assert len(g.blocks()) == 9 and t.nodes['fc'].output_shape == (1000,); assert 'torch' not in sys.modules")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

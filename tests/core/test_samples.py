@@ -7,7 +7,7 @@ import shutil
 import pytest
 from PIL import Image
 
-from explorer.core.samples import SAMPLES_DIR, read_licences, sample_image, sample_images
+from explorer.core.model.samples import SAMPLES_DIR, read_licences, sample_image, sample_images
 
 
 def test_every_image_in_the_folder_is_listed():

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from explorer.core.shapes import InputTooSmallError, min_input_size, parse_size, trace_shapes
-from explorer.core.zoo import get_spec
+from explorer.core.shapes.trace import InputTooSmallError, min_input_size, parse_size, trace_shapes
+from explorer.core.model.zoo import get_spec
 
 MODELS = ["googlenet", "inception_v3"]
 
@@ -152,7 +152,7 @@ def test_receptive_field_matches_gradient_extent():
     """The analytic receptive field equals the input region whose pixels reach one output pixel."""
     import torch.nn as nn
 
-    from explorer.core.blockgraph import block_graph_from_module
+    from explorer.core.graph.blockgraph import block_graph_from_module
 
     class Net(nn.Module):
         def __init__(self):

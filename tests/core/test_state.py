@@ -1,6 +1,6 @@
 """ExplorerState: announcements, grouping, and what a model switch does to results (no Qt)."""
 
-from explorer.core.state import BatchRun, ExplorerState, InputSize, State, StateProperty
+from explorer.core.session.state import BatchRun, ExplorerState, InputSize, State, StateProperty
 
 
 def test_a_change_is_announced_once_and_an_equal_value_not_at_all():
@@ -74,8 +74,8 @@ def test_arrays_compare_as_changed_without_raising():
 
 
 def test_branch_evidence_goes_with_the_image_and_the_model():
-    from explorer.core.attribution import BranchEvidence
-    from explorer.core.state import ExplorerState
+    from explorer.core.attribution.methods import BranchEvidence
+    from explorer.core.session.state import ExplorerState
 
     st = ExplorerState()
     ev = BranchEvidence("googlenet", 3, {"inception3a": [1.0, 2.0]})

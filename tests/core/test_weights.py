@@ -12,12 +12,12 @@ import torch
 from safetensors.torch import save_file
 
 from explorer.core.cancel import Cancelled, CancelToken
-from explorer.core.loading import load_model
-from explorer.core.weights import (
+from explorer.core.model.loading import load_model
+from explorer.core.model.weights import (
     RANDOM_WARNING, WeightsError, WeightsMismatchError, apply_state_dict, download_file, hub_checkpoint_path,
     read_state_dict,
 )
-from explorer.core.zoo import get_spec
+from explorer.core.model.zoo import get_spec
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ def overlaps(a, b):
 
 @pytest.fixture(scope="module")
 def googlenet():
-    from explorer.core.blockgraph import build_block_graph
-    from explorer.core.shapes import trace_shapes
-    from explorer.core.zoo import get_spec
+    from explorer.core.graph.blockgraph import build_block_graph
+    from explorer.core.shapes.trace import trace_shapes
+    from explorer.core.model.zoo import get_spec
 
     graph = build_block_graph(get_spec("googlenet"))
     return graph, trace_shapes(graph, (224, 224))

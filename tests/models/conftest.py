@@ -7,8 +7,8 @@ import pytest
 
 @functools.cache
 def _graph(name):
-    from explorer.core.blockgraph import build_block_graph
-    from explorer.core.zoo import get_spec
+    from explorer.core.graph.blockgraph import build_block_graph
+    from explorer.core.model.zoo import get_spec
 
     return build_block_graph(get_spec(name))
 
@@ -17,7 +17,7 @@ def _graph(name):
 def _model(name):
     import torch
 
-    from explorer.core.zoo import get_spec
+    from explorer.core.model.zoo import get_spec
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -2,8 +2,8 @@
 
 import torch.nn as nn
 
-from explorer.core.shapes import trace_shapes
-from explorer.core.zoo import get_spec
+from explorer.core.shapes.trace import trace_shapes
+from explorer.core.model.zoo import get_spec
 
 # Figure 5: #1×1, #3×3 reduce, #3×3, double #3×3 reduce, double #3×3, pool + proj (0: pass through).
 TABLE = {

@@ -5,8 +5,8 @@ import torch
 from torch import fx
 from torch.utils.flop_counter import FlopCounterMode
 
-from explorer.core.shapes import min_input_size, trace_shapes
-from explorer.core.zoo import get_spec
+from explorer.core.shapes.trace import min_input_size, trace_shapes
+from explorer.core.model.zoo import get_spec
 
 MODELS = ["googlenet_paper", "bn_inception", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"]
 

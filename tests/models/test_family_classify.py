@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer.core.inference import Classifier
-from explorer.core.loading import load_model
-from explorer.core.zoo import get_spec
+from explorer.core.classify.inference import Classifier
+from explorer.core.model.loading import load_model
+from explorer.core.model.zoo import get_spec
 from netutil import calibrated_state_dict, write_weights
 
 FAMILY = ["googlenet_paper", "bn_inception", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"]

@@ -4,8 +4,8 @@ import torch
 import torch.nn as nn
 from torch import fx
 
-from explorer.core.shapes import trace_shapes
-from explorer.core.zoo import get_spec
+from explorer.core.shapes.trace import trace_shapes
+from explorer.core.model.zoo import get_spec
 
 # Table 1: #1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj, output depth.
 TABLE_1 = {

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from explorer.core.zoo import get_spec
+from explorer.core.model.zoo import get_spec
 
 # (block type, count, residual scale, channels) in data-flow order.
 RESIDUAL = {

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from explorer.core.zoo import get_spec
+from explorer.core.model.zoo import get_spec
 
 timm = pytest.importorskip("timm")
 

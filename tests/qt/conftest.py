@@ -37,7 +37,7 @@ def settings_path(tmp_path):
 @pytest.fixture
 def make_window(qtbot, settings_path):
     """make_window(model=None, weights="none") -> a shown MainWindow whose graph is drawn."""
-    from explorer.qt.main_window import MainWindow
+    from explorer.qt.window.main_window import MainWindow
 
     made = []
 

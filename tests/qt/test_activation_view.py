@@ -8,9 +8,9 @@ import torch
 from netutil import calibrated_model, synthetic_batch
 from PySide6.QtCore import QPoint, Qt
 
-from explorer.core.activations import branch_stats
-from explorer.core.capture import CaptureModel
-from explorer.qt.activation_view import GAP, ActivationView
+from explorer.core.microscope.activations import branch_stats
+from explorer.core.graph.capture import CaptureModel
+from explorer.qt.microscope.activation_view import GAP, ActivationView
 from explorer.qt.workers import load_block_graph
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -171,7 +171,7 @@ def test_exports_write_pngs_and_a_csv_of_every_block(tmp_path, captured, view):
 def test_only_the_block_on_screen_is_read(qtbot, captured):
     """A capture stays where the forward ran (the GPU): showing a block reads that block's tensors
     and no other. Here every other tensor is on the meta device, where reading one raises."""
-    from explorer.core.capture import Capture
+    from explorer.core.graph.capture import Capture
 
     graph, cap, image = captured
     first = graph.blocks()[0].name

@@ -7,12 +7,12 @@ import torch
 from netutil import calibrated_model, synthetic_batch
 from scipy.stats import spearmanr
 
-from explorer.core.attribution import attribute
-from explorer.core.capture import CaptureModel
-from explorer.core.faithfulness import AttributionRecord, SanityCheck, faithfulness_curves, sanity_check
-from explorer.core.state import ExplorerState
-from explorer.core.zoo import get_spec
-from explorer.qt.attribution_panel import AttributionPanel
+from explorer.core.attribution.methods import attribute
+from explorer.core.graph.capture import CaptureModel
+from explorer.core.attribution.faithfulness import AttributionRecord, SanityCheck, faithfulness_curves, sanity_check
+from explorer.core.session.state import ExplorerState
+from explorer.core.model.zoo import get_spec
+from explorer.qt.attribution.attribution_panel import AttributionPanel
 from explorer.qt.workers import load_block_graph
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -91,7 +91,7 @@ def test_the_plotted_curves_are_the_maps_deletion_and_insertion_curves(qtbot, pa
 def test_a_second_maps_curves_reuse_the_random_references(qtbot, panel, setup, state):
     """The random order does not depend on the map: the second map's curves classify only their own
     images, and equal the curves computed from scratch outside the panel."""
-    from explorer.core.faithfulness import curve_images
+    from explorer.core.attribution.faithfulness import curve_images
 
     _, cm, x, _, _ = setup
     panel.curve_steps.setValue(12)

@@ -11,11 +11,11 @@ import torch
 from netutil import calibrated_model, synthetic_batch
 from PySide6.QtCore import QPoint, QPointF, Qt
 
-from explorer.core.attribution import IG_GAUSS_LEGENDRE_MAX_STEPS, IG_MAX_STEPS
-from explorer.core.capture import CaptureModel
-from explorer.core.zoo import get_spec
-from explorer.qt.attribution_panel import AttributionPanel
-from explorer.qt.branch_share_chart import BranchSharePanel
+from explorer.core.attribution.methods import IG_GAUSS_LEGENDRE_MAX_STEPS, IG_MAX_STEPS
+from explorer.core.graph.capture import CaptureModel
+from explorer.core.model.zoo import get_spec
+from explorer.qt.attribution.attribution_panel import AttributionPanel
+from explorer.qt.attribution.branch_share_chart import BranchSharePanel
 from explorer.qt.workers import load_block_graph
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -148,7 +148,7 @@ def test_library_cams_on_one_branch(qtbot, panel, setup, method):
 def test_an_empty_cam_is_said_and_the_signed_map_shown(qtbot, panel, setup):
     """Grad-CAM for a class against which every weighted activation argues: the status says so in the
     warning colour, and the signed map shows it."""
-    from explorer.core.attribution import attribute
+    from explorer.core.attribution.methods import attribute
 
     graph, cm, x, image, _ = setup
     with torch.no_grad():
@@ -280,7 +280,7 @@ def test_cancelling_network_shares_returns_to_idle_and_stays_usable(qtbot, setup
 def test_attributions_run_on_the_classifiers_device_and_say_when_the_cpu_took_over(qtbot, setup, monkeypatch):
     """On a GPU the panel runs the gradient methods there (attribute_on_device, with the CPU as fallback);
     here a fake GPU runs out of memory on every call, so the CPU computes it and the panel says so."""
-    import explorer.core.attribution as attribution
+    import explorer.core.attribution.methods as attribution
 
     graph, cm, x, image, categories = setup
     asked = []

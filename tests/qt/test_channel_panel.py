@@ -8,12 +8,12 @@ import pytest
 from netutil import calibrated_model, synthetic_batch
 from PIL import Image
 
-from explorer.core.capture import CaptureModel
-from explorer.core.featurevis import Target, cache_key, weights_digest
-from explorer.core.loading import LoadedModel
-from explorer.core.weights import WeightsState
-from explorer.core.zoo import get_spec
-from explorer.qt.channel_panel import GRID_CHANNELS, ChannelPanel
+from explorer.core.graph.capture import CaptureModel
+from explorer.core.microscope.featurevis import Target, cache_key, weights_digest
+from explorer.core.model.loading import LoadedModel
+from explorer.core.model.weights import WeightsState
+from explorer.core.model.zoo import get_spec
+from explorer.qt.microscope.channel_panel import GRID_CHANNELS, ChannelPanel
 from explorer.qt.workers import JobRunner, load_block_graph
 
 RUN_MS = 120_000

@@ -16,11 +16,11 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import QApplication
 
-from explorer.core.images import expand_inputs
-from explorer.core.inference import Classifier
-from explorer.core.loading import load_model
-from explorer.core.weights import RANDOM_WARNING
-from explorer.qt.classify_panel import PASTED_NAME, ClassifyPanel, ShownImage
+from explorer.core.classify.images import expand_inputs
+from explorer.core.classify.inference import Classifier
+from explorer.core.model.loading import load_model
+from explorer.core.model.weights import RANDOM_WARNING
+from explorer.qt.classify.classify_panel import PASTED_NAME, ClassifyPanel, ShownImage
 from explorer.qt.results_table import COL_ERROR, COL_FILE, COL_PROB, COL_TOP1, RESULT_ROLE
 from tests.netutil import bad_corpus, calibrated_state_dict, synthetic_batch, write_weights
 
@@ -347,7 +347,7 @@ def test_requests_wait_for_the_model_and_fail_without_one(qtbot, loaded, engine,
 
 def test_sample_gallery_classifies_a_sample(qtbot, loaded, engine):
     panel = make_panel(qtbot, loaded, samples=None)
-    from explorer.core.samples import sample_images
+    from explorer.core.model.samples import sample_images
 
     samples = sample_images()
     if not samples:
@@ -377,8 +377,8 @@ def test_work_runs_off_the_ui_thread(qtbot, panel, images, monkeypatch):
 def test_device_choice_rebuilds_the_classifier_and_reports_a_missing_gpu(qtbot, tmp_path):
     import torch
 
-    from explorer.core.loading import load_model
-    from explorer.qt.classify_panel import ClassifyPanel
+    from explorer.core.model.loading import load_model
+    from explorer.qt.classify.classify_panel import ClassifyPanel
 
     loaded = load_model("googlenet", weights="none", allow_download=False)
     panel = ClassifyPanel()
@@ -474,7 +474,7 @@ def test_a_table_rows_preview_is_one_captured_forward_consistent_with_the_row(qt
 def test_fast_decode_box_sets_the_classifier_and_labels_results(qtbot, panel, tmp_path):
     """Off by default (exact preprocessing); ticked, a big JPEG is decoded at a reduced scale and its
     result says so in the view; a classifier prepared later (device change) keeps the choice."""
-    from explorer.core.inference import FAST_DECODE_NOTICE
+    from explorer.core.classify.inference import FAST_DECODE_NOTICE
 
     big = tmp_path / "big.jpg"
     Image.fromarray((synthetic_batch(2, 64, torch.Generator().manual_seed(5))[1].permute(1, 2, 0).numpy() * 255)

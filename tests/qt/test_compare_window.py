@@ -9,8 +9,8 @@ from PySide6.QtCore import QSettings
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QFileDialog
 
-from explorer.core.shapes import trace_shapes
-from explorer.qt.compare_window import DIFF_COLOUR, DIFF_ROLE, TAB_FACTORISATION, CompareWindow
+from explorer.core.shapes.trace import trace_shapes
+from explorer.qt.shapes.compare_window import DIFF_COLOUR, DIFF_ROLE, TAB_FACTORISATION, CompareWindow
 from explorer.qt.workers import load_block_graph
 
 from .conftest import GRAPH_TIMEOUT_MS
@@ -140,7 +140,7 @@ def test_factorisation_menu_opens_that_tab(compare, qtbot):
 def test_a_model_opened_in_the_window_is_compared_against_the_zoo(make_window, qtbot, tmp_path):
     """File → Open model… then Compare: the opened network (here torchvision's resnet18 by name) is
     side A, against GoogLeNet; its rows are its own residual blocks with its own traced numbers."""
-    from explorer.core.anycnn import open_block_graph
+    from explorer.core.model.anycnn import open_block_graph
 
     w = make_window("googlenet")
     with qtbot.waitSignal(w.model_opened, timeout=GRAPH_TIMEOUT_MS):

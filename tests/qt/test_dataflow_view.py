@@ -4,8 +4,8 @@ import numpy as np
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QFontMetricsF, QImage, QPainter
 
-from explorer.core.dataflow import BranchSlide, Slide
-from explorer.qt.dataflow_view import DataflowView, SlideFonts
+from explorer.core.lecture.dataflow import BranchSlide, Slide
+from explorer.qt.lecture.dataflow_view import DataflowView, SlideFonts
 
 # Inception v3's Mixed_7b, as its slide describes the branches' layers.
 LAYERS = (("1×1 conv, 320",),

@@ -6,14 +6,14 @@ import functools
 
 import pytest
 
-from explorer.core.factorisation import SIDE_BY_SIDE, STACKED, UNFACTORISED, factorisations
-from explorer.qt.factorisation_panel import FAMILY_COLOURS, FAMILY_ROLE, FactorisationPanel
+from explorer.core.shapes.factorisation import SIDE_BY_SIDE, STACKED, UNFACTORISED, factorisations
+from explorer.qt.shapes.factorisation_panel import FAMILY_COLOURS, FAMILY_ROLE, FactorisationPanel
 
 
 @functools.cache
 def _graph(name):
-    from explorer.core.blockgraph import build_block_graph
-    from explorer.core.zoo import get_spec
+    from explorer.core.graph.blockgraph import build_block_graph
+    from explorer.core.model.zoo import get_spec
 
     return build_block_graph(get_spec(name))
 
@@ -55,7 +55,7 @@ def test_spin_boxes_drive_the_numbers(panel, qtbot):
 def test_picking_a_real_layer_fills_the_channels(panel, qtbot):
     import torch
 
-    from explorer.core.zoo import get_spec
+    from explorer.core.model.zoo import get_spec
 
     convs = panel.convs()
     index = next(i for i, c in enumerate(convs) if c.block == "Mixed_6b" and c.kernel == (1, 7))

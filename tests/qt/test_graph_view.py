@@ -4,7 +4,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontInfo
 
-from explorer.qt.graph_view import MIN_TEXT_PX, READABLE_TEXT_PX
+from explorer.qt.graph.graph_view import MIN_TEXT_PX, READABLE_TEXT_PX
 
 
 def text_px(view) -> float:

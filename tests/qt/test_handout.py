@@ -50,7 +50,7 @@ def _plain_top5(name: str, path) -> set[str]:
     import torch
     from torchvision.models import GoogLeNet_Weights
 
-    from explorer.core.loading import load_model
+    from explorer.core.model.loading import load_model
 
     loaded = load_model(name, weights="none")  # the same seeded random weights
     x = GoogLeNet_Weights.IMAGENET1K_V1.transforms()(Image.open(path).convert("RGB"))[None]
@@ -76,8 +76,8 @@ def test_googlenet_handout_with_an_image(tmp_path, picture, capsys):
     # a block graph built here.
     import torchvision
 
-    from explorer.core.blockgraph import build_block_graph
-    from explorer.core.zoo import get_spec
+    from explorer.core.graph.blockgraph import build_block_graph
+    from explorer.core.model.zoo import get_spec
 
     tv_blocks = [n for n, m in torchvision.models.googlenet(weights=None, init_weights=False).named_children()
                  if type(m).__name__ == "Inception"]
@@ -145,7 +145,7 @@ def test_bad_input_is_one_line_and_no_file(tmp_path, picture, capsys, case):
 
 
 def test_a_failure_while_drawing_leaves_no_file(tmp_path, monkeypatch):
-    from explorer.qt import handout_pdf
+    from explorer.qt.lecture import handout_pdf
 
     calls = []
 

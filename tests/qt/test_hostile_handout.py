@@ -106,7 +106,7 @@ def test_a_fifo_as_the_image_is_named_as_such(tmp_path, capsys):
 
 def test_ctrl_c_while_drawing_keeps_the_older_pdf(tmp_path, capsys, monkeypatch):
     # Old behaviour: a KeyboardInterrupt traceback.
-    from explorer.qt import handout_pdf
+    from explorer.qt.lecture import handout_pdf
 
     real, calls = handout_pdf._section, []
 

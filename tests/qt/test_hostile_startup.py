@@ -10,8 +10,8 @@ import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMessageBox
 
-from explorer.core.zoo import get_spec
-from explorer.qt.main_window import MainWindow
+from explorer.core.model.zoo import get_spec
+from explorer.qt.window.main_window import MainWindow
 from tests.qt.conftest import GRAPH_TIMEOUT_MS
 
 PY_MODEL = """
@@ -105,7 +105,7 @@ def test_a_python_model_named_on_the_command_line_runs_without_asking(qtbot, tmp
 
 
 def test_the_open_model_dialog_says_a_python_file_is_run(qtbot, monkeypatch):
-    import explorer.qt.open_model_dialog as open_model_dialog
+    import explorer.qt.window.open_model_dialog as open_model_dialog
 
     monkeypatch.setattr(open_model_dialog, "_torchvision_names", ["torchvision:resnet18"])  # no worker
     dialog = open_model_dialog.OpenModelDialog()

@@ -7,7 +7,7 @@ import os
 import torch
 from PIL import Image
 
-from explorer.core.shapes import MAX_BATCH, MAX_INPUT_SIDE
+from explorer.core.shapes.trace import MAX_BATCH, MAX_INPUT_SIDE
 from tests.netutil import FifoWatchdog, strip_png
 
 TIMEOUT_MS = 120_000

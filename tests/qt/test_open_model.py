@@ -16,8 +16,8 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog
 
-from explorer.core.inference import Classifier
-from explorer.core.weights import RANDOM_WARNING
+from explorer.core.classify.inference import Classifier
+from explorer.core.model.weights import RANDOM_WARNING
 from explorer.core.text import fmt_shape
 from netutil import UNTRACEABLE_SOURCE
 
@@ -255,7 +255,7 @@ def test_opened_models_are_remembered_in_the_model_menu(make_window, qtbot, tmp_
     assert "does not exist" in blocker.args[0] and w2.model_name == "torchvision:resnet18"
     assert w2.recent_models() == ["torchvision:resnet18"]
     # At most MAX_RECENT are kept.
-    from explorer.qt.main_window import MAX_RECENT
+    from explorer.qt.window.main_window import MAX_RECENT
 
     for i in range(MAX_RECENT + 3):
         w2._add_recent(f"timm:model{i}")

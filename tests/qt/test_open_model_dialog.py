@@ -4,7 +4,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-import explorer.qt.open_model_dialog as open_model_dialog
+import explorer.qt.window.open_model_dialog as open_model_dialog
 
 NAMES = ["torchvision:resnet18", "torchvision:resnet34", "torchvision:googlenet"]
 

@@ -137,7 +137,7 @@ def _svg(path):
 def test_svg_and_png_exports_carry_the_overlay_colours_and_legend(window, tmp_path):
     from PySide6.QtGui import QImage
 
-    from explorer.core.overlay import static_overlay
+    from explorer.core.overlay.quantities import static_overlay
 
     plain_fills, plain_texts = _svg(window.export_svg(tmp_path / "plain.svg"))
     plain_png = QImage(str(window.export_png(tmp_path / "plain.png", 1.0)))

@@ -5,8 +5,8 @@ No model is needed: these are the panels' layouts and their empty states."""
 import pytest
 from PySide6.QtCore import QRect
 
-from explorer.qt.attribution_panel import METHOD_PARAMS, AttributionPanel
-from explorer.qt.branch_share_chart import BranchShareChart, BranchSharePanel, NetworkShareChart
+from explorer.qt.attribution.attribution_panel import METHOD_PARAMS, AttributionPanel
+from explorer.qt.attribution.branch_share_chart import BranchShareChart, BranchSharePanel, NetworkShareChart
 
 #: The attribution dock's content at the default window size, and the shortest dock we allow for.
 DOCK_SIZES = [(1280, 290), (1600, 400)]

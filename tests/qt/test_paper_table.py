@@ -12,20 +12,20 @@ import pytest  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
-from explorer.core.papertable import paper_table  # noqa: E402
-from explorer.qt.paper_table import DEVIATION_COLOUR, NOTE_ROLE, PaperTableWidget  # noqa: E402
+from explorer.core.shapes.papertable import paper_table  # noqa: E402
+from explorer.qt.shapes.paper_table import DEVIATION_COLOUR, NOTE_ROLE, PaperTableWidget  # noqa: E402
 
 
 @functools.cache
 def _graph(name):
-    from explorer.core.blockgraph import build_block_graph
-    from explorer.core.zoo import get_spec
+    from explorer.core.graph.blockgraph import build_block_graph
+    from explorer.core.model.zoo import get_spec
 
     return build_block_graph(get_spec(name))
 
 
 def _trace(name, size):
-    from explorer.core.shapes import trace_shapes
+    from explorer.core.shapes.trace import trace_shapes
 
     return trace_shapes(_graph(name), size)
 

@@ -110,7 +110,7 @@ def test_dataflow_slides_step_through_the_image_without_a_forward(make_window, q
     # Text is readable from the back of the hall.
     assert min(f.pointSizeF() for f in p.slide_view.fonts().all()) >= 18
     # Branch shares computed during the talk: each branch's share of the attribution joins its energy.
-    from explorer.core.dataflow import Position
+    from explorer.core.lecture.dataflow import Position
 
     p.go_slide(Position(deck.index_of("inception4e"), 0))
     assert all(b.attribution_share is None for b in p.slide_view.slide.branches)

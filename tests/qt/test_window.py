@@ -10,7 +10,7 @@ from explorer.core.text import fmt_shape
 
 
 def engine_trace(window, size, batch=1):
-    from explorer.core.shapes import trace_shapes
+    from explorer.core.shapes.trace import trace_shapes
 
     return trace_shapes(window.graph, size, batch=batch)
 
@@ -56,7 +56,7 @@ def test_window_opens_with_googlenet(window):
 
 
 def test_weights_badge_when_random(window):
-    from explorer.core.weights import RANDOM_WARNING
+    from explorer.core.model.weights import RANDOM_WARNING
 
     assert window.loaded is not None and window.loaded.weights.is_random
     assert window.weights_bar.isVisible()
@@ -139,7 +139,7 @@ def test_expand_all_and_collapse_all(window):
 
 
 def test_too_small_input_marks_failing_node(window, qtbot):
-    from explorer.core.shapes import InputTooSmallError, trace_shapes
+    from explorer.core.shapes.trace import InputTooSmallError, trace_shapes
 
     with pytest.raises(InputTooSmallError) as err:
         trace_shapes(window.graph, (10, 10))
@@ -272,7 +272,7 @@ def test_download_progress_and_cancel(window, qtbot, monkeypatch):
     import time
 
     from explorer.core.cancel import Cancelled
-    from explorer.qt import main_window
+    from explorer.qt.window import main_window
 
     threads = []
 
@@ -285,7 +285,7 @@ def test_download_progress_and_cancel(window, qtbot, monkeypatch):
             time.sleep(0.01)
         raise AssertionError("never cancelled")
 
-    from explorer.core import loading
+    from explorer.core.model import loading
 
     monkeypatch.setattr(main_window, "load_weights", fake_download)  # the first load, if still running
     monkeypatch.setattr(loading, "retry_download", fake_download)  # Retry download of the loaded model
@@ -308,7 +308,7 @@ def test_retry_download_offline_keeps_the_weights_and_says_so(window, qtbot, mon
 
     import torch
 
-    from explorer.core import weights
+    from explorer.core.model import weights
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
@@ -353,7 +353,7 @@ def test_zoom_and_fit(window, qtbot):
 
 
 def test_paper_table_follows_model_and_size(window, monkeypatch):
-    pytest.importorskip("explorer.qt.paper_table")
+    pytest.importorskip("explorer.qt.shapes.paper_table")
     assert window.paper_table is not None
     # The table is a tab of the central area (room for its columns), not a squeezed dock.
     assert window.tabs.count() == 2 and window.tabs.widget(1) is window.paper_table
@@ -402,7 +402,7 @@ def test_a_new_capture_keeps_the_graphs_selection(make_window, qtbot):
     w = make_window()
     qtbot.waitUntil(lambda: w.images is not None and w.images.capture_model is not None, timeout=120_000)
     w.view.select("inception4c")
-    from explorer.core.samples import sample_images
+    from explorer.core.model.samples import sample_images
 
     with qtbot.waitSignal(w.images.classify.image_shown, timeout=120_000):
         w.images.classify.classify_paths([sample_images()[1].path])
@@ -414,7 +414,7 @@ def test_a_new_capture_keeps_the_graphs_selection(make_window, qtbot):
 def test_the_image_on_screen_is_classified_again_after_a_model_switch(make_window, qtbot):
     w = make_window()
     qtbot.waitUntil(lambda: w.images is not None, timeout=60_000)
-    from explorer.core.samples import sample_images
+    from explorer.core.model.samples import sample_images
 
     path = str(sample_images()[1].path)
     with qtbot.waitSignal(w.images.classify.image_classified, timeout=120_000):
@@ -427,7 +427,7 @@ def test_the_image_on_screen_is_classified_again_after_a_model_switch(make_windo
 def test_weights_help_names_both_caches(monkeypatch, tmp_path):
     import huggingface_hub.constants
 
-    from explorer.qt.help import weights_help_html
+    from explorer.qt.window.help import weights_help_html
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
@@ -441,7 +441,7 @@ def test_the_engine_fallback_timer_stops_once_a_paint_started_the_engine(qtbot, 
     never shown must not stay armed and fire later."""
     from PySide6.QtCore import QSettings
 
-    from explorer.qt.main_window import MainWindow
+    from explorer.qt.window.main_window import MainWindow
 
     w = MainWindow(None, weights="none", allow_download=False,
                    settings=QSettings(settings_path, QSettings.Format.IniFormat))

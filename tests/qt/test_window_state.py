@@ -10,7 +10,7 @@ from PySide6.QtCore import QEvent, QMimeData, QObject, QSettings, Qt, QUrl
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
-from explorer.core.state import InputSize
+from explorer.core.session.state import InputSize
 from tests.netutil import synthetic_batch
 
 TIMEOUT_MS = 180_000
@@ -193,7 +193,7 @@ def test_status_messages_never_run_into_the_permanent_texts(window):
 def test_the_preview_is_drawn_before_any_worker_starts(qtbot, settings_path):
     """The shipped preview is on screen when the constructor returns; torch's import (the graph worker)
     starts only after the window has painted."""
-    from explorer.qt.main_window import MainWindow
+    from explorer.qt.window.main_window import MainWindow
 
     w = MainWindow(None, weights="none", allow_download=False, settings=QSettings(settings_path,
                    QSettings.Format.IniFormat), classify_sample=False)
@@ -230,7 +230,7 @@ def test_the_paper_table_has_the_central_area(window, qtbot):
 
 
 def test_find_zooms_to_the_match(window, qtbot):
-    from explorer.qt.graph_view import NATURAL_ZOOM
+    from explorer.qt.graph.graph_view import NATURAL_ZOOM
 
     window.view.set_zoom(0.3)
     assert window.find("inception4c") == "inception4c"
@@ -286,7 +286,7 @@ def test_an_opened_model_is_restored_and_marked(make_window, qtbot, settings_pat
 
 
 def test_help_lists_the_shortcuts_from_the_action_table(window):
-    from explorer.qt.actions import ACTIONS, shortcuts_html
+    from explorer.qt.window.actions import ACTIONS, shortcuts_html
 
     help_menu = window.menus["&Help"]
     texts = [a.text() for a in help_menu.actions()]

@@ -2,14 +2,14 @@
 
 import pytest
 
-from explorer.core.zoo import model_names
+from explorer.core.model.zoo import model_names
 from explorer.core.text import fmt_shape
 
 
 @pytest.mark.parametrize("name", model_names())
 def test_model_draws_with_engine_shapes(window, qtbot, name):
-    from explorer.core.shapes import trace_shapes
-    from explorer.core.zoo import get_spec
+    from explorer.core.shapes.trace import trace_shapes
+    from explorer.core.model.zoo import get_spec
 
     if name != window.model_name:
         with qtbot.waitSignal(window.graph_ready, timeout=180_000):
@@ -37,7 +37,7 @@ def test_family_model_classifies_a_dropped_image_and_shows_its_branches(make_win
     and the activation view shows that forward's branches."""
     import torchvision.models
 
-    from explorer.core.samples import sample_images
+    from explorer.core.model.samples import sample_images
 
     w = make_window(name)
     docks = w.images

@@ -1,0 +1,1 @@
+"""Attribution methods, branch evidence, faithfulness curves and sanity checks."""

@@ -1,0 +1,1 @@
+"""Classification: decoding images, the classifier and its devices, results."""

@@ -1,0 +1,1 @@
+"""Lecture material as plain data: data-flow slides and the handout."""

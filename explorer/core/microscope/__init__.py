@@ -1,0 +1,1 @@
+"""Per-branch activations, feature visualisation and dataset examples."""

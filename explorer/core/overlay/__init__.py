@@ -1,0 +1,1 @@
+"""Quantities per node for the graph's overlay: static, per image, attribution, timing."""

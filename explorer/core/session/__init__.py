@@ -1,0 +1,1 @@
+"""The explorer's state and the tasks behind the window, Qt-free."""

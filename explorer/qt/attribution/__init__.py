@@ -1,0 +1,1 @@
+"""The attribution panel and the branch-share chart."""

@@ -1,0 +1,1 @@
+"""The block graph's view and its exporters."""

@@ -1,0 +1,1 @@
+"""Presentation mode, data-flow slides and the handout PDF."""

@@ -1,0 +1,1 @@
+"""Per-branch activations and the channel panel."""

@@ -1,0 +1,567 @@
+"""Per-branch activations of one Inception block: every branch side by side, each a mosaic of its
+channels' feature maps, with per-branch statistics and an enlarged, overlaid channel.
+
+Everything shown comes from a `Capture` (the tensors of the forward that classified the image):
+switching blocks, sort order or scale never runs the network again. Only the branches of the
+block on screen are copied to the CPU.
+
+Signals
+-------
+block_changed(str)                    the block now shown
+channel_selected(str, int, int)       block, branch index, channel index (the tensor's own index)
+export_failed(str)                    an export could not be written
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGraphicsRectItem,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QSlider,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from explorer.qt.result_view import FEATURE_COLORMAP, export_layout_png, overlay_lut, short_label  # noqa: F401 - shared
+
+#: Gap between tiles of a mosaic, in map pixels (drawn transparent: NaN in the float image).
+GAP = 1
+
+_NEXT_KEYS = (Qt.Key.Key_Right, Qt.Key.Key_PageDown)
+_PREVIOUS_KEYS = (Qt.Key.Key_Left, Qt.Key.Key_PageUp)
+
+
+@dataclass
+class ActivationViewState:
+    """What the view shows; every control binds one attribute."""
+
+    block: str | None = None  #: the block on screen
+    scale: str = "shared"  #: "shared" (one scale per branch) or "channel" (each map stretched to 0..1)
+    order: str = "index"  #: "index" (tensor order) or "mean" (highest mean activation first)
+    selected: tuple[int, int] | None = None  #: (branch, channel) enlarged in the detail area
+    opacity: float = 0.8  #: of the enlarged map over the input image
+
+
+def mosaic(maps: np.ndarray, columns: int | None = None, gap: int = GAP) -> tuple[np.ndarray, int]:
+    """Tile (C, h, w) maps row by row into one (rows·(h+gap)−gap, cols·(w+gap)−gap) image; gaps are NaN.
+
+    Returns the image and the number of columns.
+    """
+    c, h, w = maps.shape
+    cols = columns or max(1, math.ceil(math.sqrt(c)))
+    rows = max(1, math.ceil(c / cols))
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), np.nan, dtype=np.float32)
+    for i in range(c):
+        r, q = divmod(i, cols)
+        out[r * (h + gap): r * (h + gap) + h, q * (w + gap): q * (w + gap) + w] = maps[i]
+    return out, cols
+
+
+class MosaicItem(pg.ImageItem):
+    """One branch's mosaic; a click reports which tile (display position) was hit."""
+
+    tile_clicked = Signal(int)
+
+    def __init__(self):
+        super().__init__(axisOrder="row-major")
+        self.tile = (1, 1)
+        self.columns = 1
+        self.count = 0
+
+    def tile_at(self, pos: QPointF) -> int | None:
+        """The display position of the tile under `pos` (item coordinates), None on a gap or outside."""
+        h, w = self.tile
+        col, fx = divmod(pos.x(), w + GAP)
+        row, fy = divmod(pos.y(), h + GAP)
+        if pos.x() < 0 or pos.y() < 0 or fx >= w or fy >= h or col >= self.columns:
+            return None
+        i = int(row) * self.columns + int(col)
+        return i if i < self.count else None
+
+    def tile_center(self, i: int) -> QPointF:
+        h, w = self.tile
+        r, q = divmod(i, self.columns)
+        return QPointF(q * (w + GAP) + w / 2, r * (h + GAP) + h / 2)
+
+    def mouseClickEvent(self, ev):
+        if ev.button() != Qt.MouseButton.LeftButton:
+            return
+        i = self.tile_at(ev.pos())
+        if i is not None:
+            ev.accept()
+            self.tile_clicked.emit(i)
+
+
+@dataclass
+class _Column:
+    title: pg.LabelItem
+    box: pg.ViewBox
+    item: MosaicItem
+    mark: QGraphicsRectItem  # outline of the selected channel
+    stats: pg.LabelItem
+
+
+def _image_box(layout: pg.GraphicsLayout, row: int, col: int) -> pg.ViewBox:
+    box = layout.addViewBox(row=row, col=col, lockAspect=True, invertY=True, enableMouse=False)
+    box.setMenuEnabled(False)
+    return box
+
+
+class ActivationView(QWidget):
+    """The branches of one block side by side; click a channel to enlarge it over the image.
+
+    Call `set_capture(graph, capture, image_rgb)` after each classification and `show_block(name)`
+    when the user selects a block; Right/PgDn and Left/PgUp step through the blocks.
+    """
+
+    block_changed = Signal(str)
+    channel_selected = Signal(str, int, int)
+    export_failed = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.state = ActivationViewState()
+        self.graph = None
+        self.capture = None
+        self.image_rgb: np.ndarray | None = None
+        self._maps: list = []  # FeatureMaps per branch of the block on screen (None: not captured)
+        self._items: list[MosaicItem] = []
+        self._columns: list[_Column] = []
+        self._titles: list[str] = []
+        self._stat_lines: list[str] = []
+        self._cmap = pg.colormap.get(FEATURE_COLORMAP)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+        # -- controls
+        self.block_combo = QComboBox()
+        self.block_combo.setToolTip("Block to show (Left/Right or PgUp/PgDn step through the blocks)")
+        self.block_combo.setMinimumContentsLength(12)
+        self.prev_button = QToolButton(text="◀", toolTip="Previous block (Left / PgUp)")
+        self.next_button = QToolButton(text="▶", toolTip="Next block (Right / PgDn)")
+        self.scale_combo = QComboBox()
+        self.scale_combo.addItem("Shared scale", "shared")
+        self.scale_combo.addItem("Per-channel scale", "channel")
+        self.scale_combo.setToolTip("Shared: one colour scale for all channels of a branch (compare them); "
+                                    "per channel: each map stretched to its own range (see its pattern)")
+        self.order_combo = QComboBox()
+        self.order_combo.addItem("Channel order", "index")
+        self.order_combo.addItem("Sort by mean", "mean")
+        self.order_combo.setToolTip("Order of the maps in each branch: tensor order or highest mean first")
+        self.export_button = QToolButton(text="Export", toolTip="Save the maps as PNG or the statistics as CSV")
+        self.export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.export_button)
+        menu.addAction("Activation grid (PNG)…", lambda: self._export_dialog("grid"))
+        menu.addAction("Enlarged map (PNG)…", lambda: self._export_dialog("map"))
+        menu.addAction("Branch statistics (CSV)…", lambda: self._export_dialog("csv"))
+        self.export_button.setMenu(menu)
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 0, 0)
+        for w in (QLabel("Block"), self.block_combo, self.prev_button, self.next_button, self.scale_combo,
+                  self.order_combo):
+            bar.addWidget(w)
+        bar.addStretch(1)
+        bar.addWidget(self.export_button)
+
+        # -- branch mosaics
+        self.grid = pg.GraphicsLayoutWidget()
+        self.grid.setBackground(None)
+        self.grid.ci.setSpacing(4)
+        self.message = QLabel("Classify an image to see what each branch computes.")
+        self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message.setWordWrap(True)
+
+        # -- detail: the enlarged map and its overlay on the image
+        self.detail = pg.GraphicsLayoutWidget()
+        self.detail.setBackground(None)
+        self.detail_title = self.detail.addLabel("", row=0, col=0, colspan=2)
+        self.detail_box = _image_box(self.detail.ci, 1, 0)
+        self.overlay_box = _image_box(self.detail.ci, 1, 1)
+        self.detail_item = pg.ImageItem(axisOrder="row-major")
+        self.detail_item.setColorMap(self._cmap)
+        self.detail_box.addItem(self.detail_item)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.overlay_item = pg.ImageItem(axisOrder="row-major")
+        self.overlay_item.setLookupTable(overlay_lut(FEATURE_COLORMAP))
+        self.overlay_box.addItem(self.image_item)
+        self.overlay_box.addItem(self.overlay_item)
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(round(self.state.opacity * 100))
+        self.opacity_slider.setToolTip("Opacity of the map over the input image (weak values are more transparent)")
+        detail_panel = QWidget()
+        dl = QVBoxLayout(detail_panel)
+        dl.setContentsMargins(0, 0, 0, 0)
+        dl.addWidget(self.detail, 1)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Overlay opacity"))
+        row.addWidget(self.opacity_slider, 1)
+        dl.addLayout(row)
+
+        top = QWidget()
+        tl = QVBoxLayout(top)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addWidget(self.message)
+        tl.addWidget(self.grid, 1)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(top)
+        self.splitter.addWidget(detail_panel)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.addLayout(bar)
+        layout.addWidget(self.splitter, 1)
+
+        # Graphics views scroll on arrow keys; the view steps through blocks instead.
+        for view in (self.grid, self.detail):
+            view.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+            view.installEventFilter(self)
+
+        self.block_combo.currentIndexChanged.connect(self._on_block_combo)
+        self.prev_button.clicked.connect(self.previous_block)
+        self.next_button.clicked.connect(self.next_block)
+        self.scale_combo.currentIndexChanged.connect(lambda: self.set_scale(self.scale_combo.currentData()))
+        self.order_combo.currentIndexChanged.connect(lambda: self.set_order(self.order_combo.currentData()))
+        self.opacity_slider.valueChanged.connect(lambda v: self.set_opacity(v / 100))
+        self._update_enabled()
+
+    # ------------------------------------------------------------------ public API
+
+    def set_capture(self, graph, capture, image_rgb: np.ndarray | None = None) -> None:
+        """Show the activations of a new forward; keeps the block on screen if the graph has it."""
+        self.graph, self.capture = graph, capture
+        self.image_rgb = None if image_rgb is None else np.ascontiguousarray(image_rgb)
+        blocks = self.blocks()
+        self.block_combo.blockSignals(True)
+        self.block_combo.clear()
+        for name in blocks:
+            self.block_combo.addItem(name)
+        self.block_combo.blockSignals(False)
+        if self.image_rgb is not None:
+            self.image_item.setImage(self.image_rgb, autoLevels=False, levels=(0, 255))
+        else:
+            self.image_item.clear()
+        block = self.state.block if self.state.block in blocks else (blocks[0] if blocks else None)
+        self.state.block = None
+        self.state.selected = None
+        if block is not None:
+            self.show_block(block)
+        self._update_enabled()
+
+    def clear(self) -> None:
+        """Forget the capture (a new model was loaded, say)."""
+        self.graph = self.capture = self.image_rgb = None
+        self.state.block = self.state.selected = None
+        self.block_combo.clear()
+        self._clear_grid()
+        self._clear_detail()
+        self._mark_selection()
+        self.message.setText("Classify an image to see what each branch computes.")
+        self.message.show()
+        self._update_enabled()
+
+    def blocks(self) -> list[str]:
+        """Blocks with captured branches, in data-flow order."""
+        if self.graph is None or self.capture is None:
+            return []
+        return [b.name for b in self.graph.blocks() if b.name in self.capture.branches]
+
+    def show_block(self, name: str) -> None:
+        """Show block `name`'s branches (no forward: from the captured tensors)."""
+        if self.capture is None or name not in self.capture.branches:
+            raise KeyError(f"no captured activations for {name!r}")
+        changed = name != self.state.block
+        self.state.block = name
+        if changed:
+            self.state.selected = None
+        self.block_combo.blockSignals(True)
+        self.block_combo.setCurrentIndex(self.block_combo.findText(name))
+        self.block_combo.blockSignals(False)
+        self._render_block()
+        self._update_enabled()
+        if changed:
+            self.block_changed.emit(name)
+
+    def next_block(self) -> None:
+        self._step(+1)
+
+    def previous_block(self) -> None:
+        self._step(-1)
+
+    def set_scale(self, scale: str) -> None:
+        """"shared" or "channel" colour scale for the mosaics."""
+        if scale not in ("shared", "channel"):
+            raise ValueError(f"unknown scale {scale!r}")
+        self.state.scale = scale
+        self._sync_combo(self.scale_combo, scale)
+        self._refresh_mosaics()
+
+    def set_order(self, order: str) -> None:
+        """"index" or "mean" order of the maps in each branch."""
+        if order not in ("index", "mean"):
+            raise ValueError(f"unknown order {order!r}")
+        if order == self.state.order:
+            return
+        self.state.order = order
+        self._sync_combo(self.order_combo, order)
+        if self.state.block is not None:
+            self._render_block()
+
+    def set_opacity(self, opacity: float) -> None:
+        self.state.opacity = min(max(float(opacity), 0.0), 1.0)
+        self.opacity_slider.blockSignals(True)
+        self.opacity_slider.setValue(round(self.state.opacity * 100))
+        self.opacity_slider.blockSignals(False)
+        self.overlay_item.setOpacity(self.state.opacity)
+
+    def select_channel(self, branch: int, channel: int) -> None:
+        """Enlarge `channel` (the tensor's index) of `branch` and overlay it on the image."""
+        if self.state.block is None:
+            raise RuntimeError("no block shown")
+        fm = self._maps[branch] if 0 <= branch < len(self._maps) else None
+        if fm is None:
+            raise KeyError(f"{self.state.block} has no captured branch {branch}")
+        hits = np.flatnonzero(fm.channels == channel)
+        if not len(hits):
+            raise KeyError(f"branch {branch} has no channel {channel}")
+        self.state.selected = (branch, int(channel))
+        self._render_detail()
+        self.channel_selected.emit(self.state.block, branch, int(channel))
+
+    # -- read-only views of what is on screen (for the window and the tests)
+
+    def branch_titles(self) -> list[str]:
+        return list(self._titles)
+
+    def branch_stat_lines(self) -> list[str]:
+        return list(self._stat_lines)
+
+    def displayed_channels(self, branch: int) -> np.ndarray:
+        """Channel indices of `branch` in display order (row by row in its mosaic)."""
+        return self._maps[branch].channels.copy()
+
+    def displayed_means(self, branch: int) -> np.ndarray:
+        return self._maps[branch].means.copy()
+
+    def mosaic_item(self, branch: int) -> MosaicItem:
+        return self._items[branch]
+
+    def detail_map(self) -> np.ndarray | None:
+        """The raw (unscaled) map in the detail area, at the branch's resolution."""
+        return None if self.detail_item.image is None else np.array(self.detail_item.image)
+
+    def overlay_map(self) -> np.ndarray | None:
+        """The selected map upsampled to the image's size (what is drawn over the image)."""
+        return None if self.overlay_item.image is None else np.array(self.overlay_item.image)
+
+    # -- exports
+
+    def export_grid_png(self, path: str | Path, width: int = 1600) -> Path:
+        """The branch mosaics with their titles and statistics, `width` pixels wide."""
+        return export_layout_png(self.grid.ci, path, width)
+
+    def export_map_png(self, path: str | Path, width: int = 1000) -> Path:
+        """The enlarged map beside its overlay on the image."""
+        if self.state.selected is None:
+            raise ValueError("no channel selected: click a map first")
+        return export_layout_png(self.detail.ci, path, width)
+
+    def export_stats_csv(self, path: str | Path) -> Path:
+        """Per-branch statistics of every captured block."""
+        from explorer.core.microscope.activations import branch_stats, stats_csv
+
+        if self.capture is None:
+            raise ValueError("nothing captured yet")
+        path = Path(path)
+        path.write_text(stats_csv({b: branch_stats(self.capture, self.graph, b) for b in self.blocks()}),
+                        encoding="utf-8")
+        return path
+
+    # ------------------------------------------------------------------ rendering
+
+    def _render_block(self) -> None:
+        from explorer.core.microscope.activations import branch_stats, feature_maps
+
+        block = self.state.block
+        node = self.graph.node(block)
+        tensors = self.capture.branches[block]
+        stats = {s.index: s for s in branch_stats(self.capture, self.graph, block)}
+        self._maps = [None if t is None else feature_maps(t, order=self.state.order) for t in tensors]
+        self._ensure_columns(len(node.branches))
+        self.message.hide()
+        self._titles, self._stat_lines = [], []
+        for k, (branch, fm, col) in enumerate(zip(node.branches, self._maps, self._columns)):
+            title = f"{k + 1} · {branch.label} · {branch.out_channels} ch"
+            self._titles.append(title)
+            col.title.setText(f"<b>{title}</b>")
+            if fm is None:
+                line = "not captured"
+            else:
+                s = stats[k]
+                line = (f"mean {s.mean:.3g} · max {s.max:.3g} · zeros {s.zero_fraction:.0%} · "
+                        f"energy {s.energy_share:.0%}")
+            self._stat_lines.append(line)
+            col.stats.setText(line, size="8pt")
+        self._refresh_mosaics()
+        if self.state.selected is not None:
+            self._render_detail()
+        else:
+            self._clear_detail()
+
+    def _refresh_mosaics(self) -> None:
+        for fm, item in zip(self._maps, self._items):
+            if fm is None:
+                item.clear()
+                item.count = 0
+                continue
+            img, cols = mosaic(fm.normalised(self.state.scale))
+            item.tile, item.columns, item.count = fm.maps.shape[1:], cols, len(fm.channels)
+            item.setImage(img, autoLevels=False, levels=(0.0, 1.0))
+            item.getViewBox().autoRange(padding=0.01)
+        self._mark_selection()
+
+    def _render_detail(self) -> None:
+        from explorer.core.microscope.activations import upsample
+
+        branch, channel = self.state.selected
+        fm = self._maps[branch]
+        i = int(np.flatnonzero(fm.channels == channel)[0])
+        m = fm.maps[i]
+        lo, hi = float(m.min()), float(m.max())
+        levels = (lo, hi if hi > lo else lo + 1e-6)
+        self.detail_item.setImage(m, autoLevels=False, levels=levels)
+        label = self.graph.node(self.state.block).branches[branch].label
+        self.detail_title.setText(
+            f"<b>{self.state.block} · branch {branch + 1} ({label}) · channel {channel}</b> — "
+            f"{m.shape[0]}×{m.shape[1]}, mean {float(m.mean()):.3g}, max {hi:.3g}")
+        if self.image_rgb is not None:
+            up = upsample(m, self.image_rgb.shape[:2])
+            self.overlay_item.setImage(up, autoLevels=False, levels=levels)
+        else:
+            self.overlay_item.setImage(m, autoLevels=False, levels=levels)
+        self.overlay_item.setOpacity(self.state.opacity)
+        self.detail_box.autoRange(padding=0.01)
+        self.overlay_box.autoRange(padding=0.01)
+        self._mark_selection()
+
+    def _ensure_columns(self, n: int) -> None:
+        """One column per branch (title, mosaic, statistics); reused while the branch count stays."""
+        if len(self._columns) == n:
+            return
+        self._clear_grid()
+        for k in range(n):
+            title = self.grid.addLabel("", row=0, col=k)
+            box = _image_box(self.grid.ci, 1, k)
+            item = MosaicItem()
+            item.setColorMap(self._cmap)
+            item.tile_clicked.connect(lambda i, k=k: self._on_tile(k, i))
+            box.addItem(item)
+            mark = QGraphicsRectItem()
+            mark.setPen(pg.mkPen("#ff3030", width=2, cosmetic=True))
+            mark.setZValue(10)
+            mark.hide()
+            box.addItem(mark)
+            stats = self.grid.addLabel("", row=2, col=k, size="8pt")
+            self._columns.append(_Column(title, box, item, mark, stats))
+        self._items = [c.item for c in self._columns]
+
+    def _clear_grid(self) -> None:
+        self.grid.ci.clear()
+        self._columns, self._items, self._titles, self._stat_lines = [], [], [], []
+
+    def _mark_selection(self) -> None:
+        for k, col in enumerate(self._columns):
+            sel = self.state.selected
+            fm = self._maps[k] if k < len(self._maps) else None
+            if sel is None or sel[0] != k or fm is None:
+                col.mark.hide()
+                continue
+            i = int(np.flatnonzero(fm.channels == sel[1])[0])
+            h, w = col.item.tile
+            c = col.item.tile_center(i)
+            col.mark.setRect(c.x() - w / 2 - 0.5, c.y() - h / 2 - 0.5, w + 1, h + 1)
+            col.mark.show()
+
+    def _clear_detail(self) -> None:
+        self.detail_item.clear()
+        self.overlay_item.clear()
+        self.detail_title.setText("Click a channel to enlarge it and overlay it on the image.")
+
+    # ------------------------------------------------------------------ events
+
+    def _on_tile(self, branch: int, position: int) -> None:
+        self.select_channel(branch, int(self._maps[branch].channels[position]))
+
+    def _on_block_combo(self, index: int) -> None:
+        if index >= 0:
+            self.show_block(self.block_combo.itemText(index))
+
+    def _step(self, delta: int) -> None:
+        blocks = self.blocks()
+        if not blocks:
+            return
+        i = blocks.index(self.state.block) if self.state.block in blocks else -delta
+        j = min(max(i + delta, 0), len(blocks) - 1)
+        if blocks[j] != self.state.block:
+            self.show_block(blocks[j])
+
+    def keyPressEvent(self, ev):
+        if self._step_key(ev.key()):
+            ev.accept()
+        else:
+            super().keyPressEvent(ev)
+
+    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
+        if ev.type() == QEvent.Type.KeyPress and self._step_key(ev.key()):
+            return True
+        return super().eventFilter(obj, ev)
+
+    def _step_key(self, key) -> bool:
+        if key in _NEXT_KEYS:
+            self.next_block()
+        elif key in _PREVIOUS_KEYS:
+            self.previous_block()
+        else:
+            return False
+        return True
+
+    def _update_enabled(self) -> None:
+        blocks = self.blocks()
+        i = blocks.index(self.state.block) if self.state.block in blocks else -1
+        self.prev_button.setEnabled(i > 0)
+        self.next_button.setEnabled(0 <= i < len(blocks) - 1)
+        self.block_combo.setEnabled(bool(blocks))
+        self.export_button.setEnabled(bool(blocks))
+
+    @staticmethod
+    def _sync_combo(combo: QComboBox, value: str) -> None:
+        combo.blockSignals(True)
+        combo.setCurrentIndex(combo.findData(value))
+        combo.blockSignals(False)
+
+    def _export_dialog(self, what: str) -> None:
+        block = self.state.block or "activations"
+        name, filt = {
+            "grid": (f"activations_{block}.png", "PNG image (*.png)"),
+            "map": (f"activations_{block}_map.png", "PNG image (*.png)"),
+            "csv": ("branch_stats.csv", "CSV (*.csv)"),
+        }[what]
+        path, _ = QFileDialog.getSaveFileName(self, "Export", name, filt)
+        if not path:
+            return
+        try:
+            {"grid": self.export_grid_png, "map": self.export_map_png, "csv": self.export_stats_csv}[what](path)
+        except (OSError, ValueError) as e:
+            self.export_failed.emit(str(e))

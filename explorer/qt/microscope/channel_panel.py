@@ -1,0 +1,307 @@
+"""What a channel looks for: its feature visualisation, its top dataset crops and its map on the image.
+
+`ChannelPanel` follows the activation view: a clicked channel is shown three ways side by side; "Branch
+grid" shows the first channels of the selected branch as a grid of visualisations. Work runs on the
+image docks' one job runner (slots "featurevis" and "examples"), with progress, Cancel, and errors in
+the panel. Results are cached on disk by the engine (explorer.core.microscope.featurevis, explorer.core.microscope.examples).
+
+Signals
+-------
+failed(str)   a job failed; the message is for the window's status line
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton,
+                               QSpinBox, QVBoxLayout, QWidget)
+
+from explorer.qt.result_view import array_to_qimage, coloured
+from explorer.qt.workers import Job
+
+#: Channels in a branch grid.
+GRID_CHANNELS = 16
+TILE = 160
+
+
+@dataclass
+class ChannelPanelState:
+    """What the panel shows: the selected channel and the optimisation settings."""
+
+    block: str | None = None
+    branch: int | None = None  # 0-based
+    channel: int | None = None
+    steps: int = 128
+    size: int = 128
+
+
+def to_pixmap(rgb: np.ndarray, side: int = TILE) -> QPixmap:
+    """An (h, w, 3) uint8 array as a pixmap scaled to fit side × side (nearest: crops stay sharp)."""
+    return QPixmap.fromImage(array_to_qimage(rgb[..., :3])).scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
+                                         Qt.TransformationMode.SmoothTransformation)
+
+
+def grid(images: list[np.ndarray], columns: int, gap: int = 4) -> np.ndarray:
+    """Equal-sized RGB images on a white grid, row by row."""
+    h, w = images[0].shape[:2]
+    rows = -(-len(images) // columns)
+    out = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, 3), 255, np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, columns)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = im
+    return out
+
+
+def heat_rgb(m: np.ndarray) -> np.ndarray:
+    """A feature map as an RGB picture (pyqtgraph's viridis, scaled to the map's range)."""
+    m = np.nan_to_num(np.asarray(m, dtype=np.float64))
+    lo, hi = float(m.min()), float(m.max())
+    return coloured((m - lo) / (hi - lo) if hi > lo else np.zeros_like(m), "viridis")
+
+
+def _visualize_job(cm, model_name, module, target, channels, steps, size, mean, std, *, progress=None, cancel=None):
+    """Visualise `channels` (None: the target's first GRID_CHANNELS channels) through the disk cache."""
+    from explorer.core.microscope.featurevis import target_channels, visualize_cached, weights_digest
+
+    if channels is None:
+        channels = list(range(min(GRID_CHANNELS, target_channels(cm, target, size))))
+    return visualize_cached(cm, model_name, weights_digest(module), target, channels, steps=steps, size=size,
+                            mean=mean, std=std, progress=progress, cancel=cancel)
+
+
+def _examples_job(cm, graph, clf_preprocess, model_name, module, node, branch, channel, folder, mean, std, *,
+                  progress=None, cancel=None):
+    """Index `folder` if given (known files are skipped), then the channel's examples and their crops."""
+    from explorer.core.microscope.examples import ExampleIndex, example_crop, index_folder
+    from explorer.core.microscope.featurevis import weights_digest
+    from explorer.core.classify.images import ImageLoadError
+
+    digest = weights_digest(module)
+    with ExampleIndex() as index:
+        report = None
+        if folder:
+            report = index_folder(folder, cm, graph, clf_preprocess, model=model_name, weights=digest, index=index,
+                                  progress=progress, cancel=cancel)
+        found = index.examples(model_name, digest, node, branch, channel)
+    crops = []
+    for e in found:
+        try:
+            crops.append(example_crop(e, clf_preprocess, mean, std))
+        except ImageLoadError:
+            crops.append(None)
+    return report, found, crops
+
+
+class ChannelPanel(QWidget):
+    """The selected channel's feature visualisation, dataset examples and map, side by side."""
+
+    failed = Signal(str)
+
+    def __init__(self, parent=None, *, runner=None):
+        super().__init__(parent)
+        self.state = ChannelPanelState()
+        self.runner = runner
+        self.capture_model = None
+        self._waiting = False  # a channel was chosen while the panel was hidden: run it when shown
+        self.on_screen = True  # False while its dock is a tab behind another (ImageDocks says so)
+        self.graph = None
+        self.loaded = None
+        self.preprocess = None  # path -> network input, the classifier's exact preprocessing
+        self.folder: str | None = None
+
+        self.title = QLabel("Click a channel in Activations to see what it looks for.")
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: #8a6d00")
+        self.vis_label, self.examples_label, self.map_label = QLabel(), QLabel(), QLabel()
+        boxes = QHBoxLayout()
+        for caption, label in (("Feature visualisation", self.vis_label), ("Top dataset crops", self.examples_label),
+                               ("Map on this image", self.map_label)):
+            col = QVBoxLayout()
+            col.addWidget(QLabel(f"<b>{caption}</b>"))
+            label.setMinimumSize(TILE, TILE)
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            col.addWidget(label, 1)
+            boxes.addLayout(col)
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(8, 2048)
+        self.steps_spin.setValue(self.state.steps)
+        self.steps_spin.setPrefix("steps ")
+        self.steps_spin.valueChanged.connect(lambda v: setattr(self.state, "steps", v))
+        self.index_button = QPushButton("Index folder…")
+        self.index_button.clicked.connect(self._choose_folder)
+        self.grid_button = QPushButton("Branch grid")
+        self.grid_button.clicked.connect(self.show_branch_grid)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(200)
+        self.status = QLabel("")
+        bar = QHBoxLayout()
+        for w in (self.steps_spin, self.grid_button, self.index_button, self.progress, self.cancel_button):
+            bar.addWidget(w)
+        bar.addWidget(self.status, 1)
+        self.grid_label = QLabel()
+        self.grid_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addWidget(self.note)
+        layout.addLayout(bar)
+        layout.addLayout(boxes, 1)
+        layout.addWidget(self.grid_label)
+        self._busy(False)
+
+    # -- model and selection ---------------------------------------------------------------
+
+    def set_model(self, capture_model, graph, loaded) -> None:
+        """A model is ready: its CPU CaptureModel, block graph and LoadedModel."""
+        from explorer.core.microscope.featurevis import BN_NOTE, is_batch_normalised
+        from explorer.core.classify.inference import Classifier
+
+        self.cancel()
+        self.capture_model, self.graph, self.loaded = capture_model, graph, loaded
+        # Crops are cut from the very input the network saw: the classifier's exact CPU preprocessing.
+        self.preprocess = Classifier(loaded, "cpu", optimize=False).preprocess
+        self.note.setText(f"Note: {BN_NOTE}." if is_batch_normalised(loaded.module) else "")
+        for label in (self.vis_label, self.examples_label, self.map_label, self.grid_label):
+            label.clear()
+
+    def show_channel(self, block: str, branch: int, channel: int, feature_map: np.ndarray | None = None) -> None:
+        """Show `channel` of `block`'s branch (0-based): its map now, its visualisation and examples when ready."""
+        self.state.block, self.state.branch, self.state.channel = block, branch, channel
+        self.title.setText(f"<b>{block}</b> branch {branch + 1}, channel {channel}")
+        if feature_map is not None:
+            self.map_label.setPixmap(to_pixmap(heat_rgb(feature_map)))
+        self._run_channel()
+
+    def _run_channel(self) -> None:
+        """Visualise the chosen channel and look up its examples, once the panel is on screen: a channel
+        clicked while the Channel tab is hidden must not keep the image panels' one worker busy."""
+        if self.capture_model is None or self.runner is None or self.state.block is None:
+            return
+        if not (self.on_screen and self.isVisible()):
+            self._waiting = True
+            return
+        self._waiting = False
+        self._run_visualisation([self.state.channel], self._on_visualised)
+        self._run_examples(None)
+
+    def set_on_screen(self, on_screen: bool) -> None:
+        """Whether the panel can be seen (its dock's tab raised); a channel chosen meanwhile runs now."""
+        self.on_screen = on_screen
+        if on_screen and self._waiting:
+            self._run_channel()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._waiting:
+            self._run_channel()
+
+    def show_branch_grid(self) -> None:
+        """The selected branch's first GRID_CHANNELS channels as a grid of visualisations."""
+        if self.state.block is None or self.capture_model is None:
+            self.status.setText("Click a channel first.")
+            return
+        self._run_visualisation(None, self._on_grid)
+
+    def index_folder(self, folder: str) -> None:
+        """Index `folder` for dataset examples (known files are skipped), then show the channel's."""
+        self.folder = folder
+        self._run_examples(folder)
+
+    def cancel(self) -> None:
+        if self.runner is not None:
+            self.runner.cancel("featurevis")
+            self.runner.cancel("examples")
+        self._busy(False)
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def _mean_std(self):
+        tf = self.loaded.transforms()
+        return tuple(getattr(tf, "mean", (0.485, 0.456, 0.406))), tuple(getattr(tf, "std", (0.229, 0.224, 0.225)))
+
+    def _run_visualisation(self, channels, on_success) -> None:
+        from explorer.core.microscope.featurevis import Target
+
+        mean, std = self._mean_std()
+        target = Target(self.state.block, self.state.branch)
+        job = Job(_visualize_job, self.capture_model, self.loaded.name, self.loaded.module, target, channels,
+                  self.state.steps, self.state.size, mean, std, wants_progress=True, low_priority=True)
+        self._busy(True, "Optimising…")
+        self.runner.start("featurevis", job, on_success=on_success, on_failure=self._on_failed,
+                          on_progress=self._on_progress, on_cancel=lambda: self._busy(False))
+
+    def _run_examples(self, folder) -> None:
+        if self.state.block is None and folder is None:
+            return
+        mean, std = self._mean_std()
+        job = Job(_examples_job, self.capture_model, self.graph, self.preprocess, self.loaded.name, self.loaded.module,
+                  self.state.block, self.state.branch if self.state.branch is not None else 0,
+                  self.state.channel or 0, folder, mean, std, wants_progress=True, low_priority=True)
+        if folder:
+            self._busy(True, f"Indexing {folder}…")
+        self.runner.start("examples", job, on_success=self._on_examples, on_failure=self._on_failed,
+                          on_progress=self._on_progress if folder else None, on_cancel=lambda: self._busy(False))
+
+    def _on_visualised(self, visualisations) -> None:
+        self._busy(False)
+        v = visualisations[0]
+        self.vis_label.setPixmap(to_pixmap(v.image))
+        self.status.setText(f"objective {v.objective:.3g}" + (" (cached)" if v.cached else ""))
+
+    def _on_grid(self, visualisations) -> None:
+        self._busy(False)
+        pic = grid([v.image for v in visualisations], columns=8)
+        pm = to_pixmap(pic, side=8 * 96)
+        self.grid_label.setPixmap(pm)
+        self.grid_label.setMinimumHeight(pm.height())  # the dock scrolls rather than overlap the boxes above
+        self.status.setText(f"{self.state.block} branch {(self.state.branch or 0) + 1}: channels 0–{len(visualisations) - 1}")
+
+    def _on_examples(self, result) -> None:
+        report, found, crops = result
+        self._busy(False)
+        if report is not None:
+            text = f"{report.indexed} indexed, {report.skipped} already indexed"
+            if report.failed:
+                text += f", {len(report.failed)} unreadable (first: {report.failed[0][0]}: {report.failed[0][1]})"
+            self.status.setText(text)
+        shown = [c for c in crops if c is not None]
+        if not shown:
+            self.examples_label.setText("No dataset examples yet:\nIndex folder… to find them.")
+            return
+        side = 64
+        tiles = [np.asarray(_resize(c, side)) for c in shown]
+        self.examples_label.setPixmap(to_pixmap(grid(tiles, columns=3, gap=2), side=TILE + 40))
+
+    def _on_progress(self, done, total) -> None:
+        if total:
+            self.progress.setRange(0, total)
+            self.progress.setValue(done)
+
+    def _on_failed(self, message: str) -> None:
+        self._busy(False)
+        self.status.setText(message)
+        self.failed.emit(message)
+
+    def _busy(self, busy: bool, text: str = "") -> None:
+        self.progress.setVisible(busy)
+        self.cancel_button.setEnabled(busy)
+        if busy:
+            self.progress.setRange(0, 0)
+            self.status.setText(text)
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Index a folder of images")
+        if folder:
+            self.index_folder(folder)
+
+
+def _resize(rgb: np.ndarray, side: int):
+    from PIL import Image
+
+    return Image.fromarray(rgb).resize((side, side), Image.Resampling.BILINEAR)

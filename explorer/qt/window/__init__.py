@@ -1,0 +1,1 @@
+"""The shell: main window, actions, menus, settings, docks, status line, help."""

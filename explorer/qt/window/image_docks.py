@@ -1,0 +1,282 @@
+"""The image side of the window: classification, per-branch activations, attributions, branch shares.
+
+`ImageDocks` builds the four panels as dock widgets of the main window and wires them together:
+the classify panel's forward of an image also captures every branch's output (on the classifier's
+device), and the activation view shows that capture as it is — no second forward. The attribution
+panel and the branch-share charts run their own gradient passes through a CPU `CaptureModel` of the
+loaded network, on the image's network input; they share one worker thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QObject, QSize, Qt
+from PySide6.QtWidgets import QApplication, QDockWidget, QMainWindow, QScrollArea, QWidget
+
+from explorer.qt.microscope.activation_view import ActivationView
+from explorer.qt.attribution.attribution_panel import AttributionPanel
+from explorer.qt.attribution.branch_share_chart import BranchSharePanel
+from explorer.qt.microscope.channel_panel import ChannelPanel
+from explorer.qt.classify.classify_panel import ClassifyPanel
+from explorer.qt.workers import Job, JobRunner
+
+
+#: Share of the window's height the classify dock gets while a batch is on screen.
+BATCH_DOCK_SHARE = 0.5
+
+
+def _build_capture(module, graph):
+    from explorer.core.graph.capture import CaptureModel
+
+    return CaptureModel(module, graph)
+
+
+def _cpu_input(x):
+    """The network input as the CPU CaptureModel of the gradient methods takes it: a plain (1, 3, H, W)
+    float tensor of its own (x may live on the GPU, in channels-last layout)."""
+    import torch
+
+    return x.detach().to("cpu", torch.float32).clone(memory_format=torch.contiguous_format)
+
+
+class _PanelHolder(QWidget):
+    """Holds a panel in a dock's scroll area, which then scrolls only below the panel's minimum size.
+
+    A panel whose layout has a word-wrapping label has height-for-width, and a resizable scroll area
+    gives such a widget its preferred height for the width, not what it needs: a scroll bar appeared
+    at the default window size with the whole panel fitting above it."""
+
+    def __init__(self, panel: QWidget):
+        super().__init__()
+        self.panel = panel
+        panel.setParent(self)
+        panel.installEventFilter(self)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return self.panel.minimumSizeHint()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return self.panel.sizeHint()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.panel.setGeometry(self.rect())
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        if obj is self.panel and event.type() == QEvent.Type.LayoutRequest:
+            QApplication.postEvent(self, QEvent(QEvent.Type.LayoutRequest))  # the scroll area re-reads our size
+        return False
+
+
+class ImageDocks(QObject):
+    """Owns the image panels of a main window (which calls `model_ready`, `select_block`, `shutdown`)."""
+
+    def __init__(self, window: QMainWindow, *, state=None, classify_sample: bool = True):
+        super().__init__(window)
+        self.window = window
+        self.state = state
+        self.runner = JobRunner(self, threads=1)
+        self.capture_model = None
+        self.graph = None
+        self.loaded = None
+        self.last_shown = None
+        self._device_models: dict = {}
+        self._sample_pending = classify_sample
+
+        self.classify = ClassifyPanel(window, state=state)
+        self.activations = ActivationView(window)
+        self.attribution = AttributionPanel(window, runner=self.runner, explorer_state=state)
+        self.attribution.curve_model_for = self._curve_model_for
+        self.shares = BranchSharePanel(window, runner=self.runner)
+        self.channel = ChannelPanel(window, runner=self.runner)
+        # All four share the bottom, as tabs: the full width suits the top-5 chart and the branch
+        # mosaics, and the graph keeps the middle of the window.
+        self.classify_dock = self._dock("Classify", "classify_dock", self.classify,
+                                        Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.activation_dock = self._dock("Activations", "activation_dock", self.activations,
+                                          Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.attribution_dock = self._dock("Attributions", "attribution_dock", self.attribution,
+                                           Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.shares_dock = self._dock("Branch shares", "shares_dock", self.shares, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.channel_dock = self._dock("Channel", "channel_dock", self.channel, Qt.DockWidgetArea.BottomDockWidgetArea)
+        window.tabifyDockWidget(self.classify_dock, self.activation_dock)
+        window.tabifyDockWidget(self.activation_dock, self.attribution_dock)
+        window.tabifyDockWidget(self.attribution_dock, self.shares_dock)
+        window.tabifyDockWidget(self.shares_dock, self.channel_dock)
+        self.channel.on_screen = False  # a tab behind the Classify tab until raised
+        self.channel_dock.visibilityChanged.connect(self.channel.set_on_screen)
+        self.classify_dock.raise_()
+
+        self.classify.image_shown.connect(self._on_image_shown)
+        # The file on screen, as soon as it is classified (its picture and capture may still be on the way
+        # when the model changes): the next model classifies it again.
+        self.last_source: str | None = None
+        self.classify.image_classified.connect(lambda result: setattr(self, "last_source", result.source))
+        self.classify.failed.connect(self._status)
+        self.classify.batch_started.connect(self._give_batch_room)
+        self.attribution.attribution_failed.connect(self._status)
+        self.shares.shares_failed.connect(self._status)
+        self.shares.evidence_ready.connect(self._on_evidence)
+        self.channel.failed.connect(self._status)
+        self.activations.channel_selected.connect(self._show_channel)
+        for w in (self.activations, self.attribution, self.shares):
+            w.export_failed.connect(self._status)
+
+    def _dock(self, title: str, name: str, widget, area) -> QDockWidget:
+        dock = QDockWidget(title, self.window)
+        dock.setObjectName(name)
+        # In a scroll area, so a panel's minimum size never forces the window larger (a projector).
+        scroll = QScrollArea(dock)
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(_PanelHolder(widget))
+        dock.setWidget(scroll)
+        self.window.addDockWidget(area, dock)
+        return dock
+
+    def docks(self) -> list[QDockWidget]:
+        return [self.classify_dock, self.activation_dock, self.attribution_dock, self.shares_dock, self.channel_dock]
+
+    def _give_batch_room(self) -> None:
+        """A batch began: the classify dock comes forward and gets half the window's height for its table
+        (not while presenting: the docks stay hidden, the slides show the batch's first image)."""
+        if self.state is not None and self.state.presenting:
+            return
+        dock = self.classify_dock
+        dock.show()
+        dock.raise_()
+        want = round(self.window.height() * BATCH_DOCK_SHARE)
+        if dock.height() < want and not dock.isFloating():
+            self.window.resizeDocks([dock], [want], Qt.Orientation.Vertical)
+
+    def _status(self, message: str) -> None:
+        show = getattr(self.window, "show_status", None)
+        show(message, 15000) if show is not None else self.window.statusBar().showMessage(message, 15000)
+
+    # -- the model --------------------------------------------------------------------------
+
+    def model_ready(self, loaded, graph) -> None:
+        """The window's model has its weights: classify (and capture) with it."""
+        self.loaded, self.graph, self.capture_model = loaded, graph, None
+        self.activations.clear()
+        self.classify.set_model(loaded, self.classify.device_combo.currentData(), graph=graph)
+        self.runner.start("capture_model", Job(_build_capture, loaded.module, graph),
+                          on_success=self._on_capture_model, on_failure=self._status)
+        again = self.last_source
+        if self.classify.has_pending():
+            pass  # a request the user made while the model loaded runs first, and replaces the re-run
+        elif again and Path(again).is_file():
+            # The image on screen stays on screen: classified again by the new model.
+            self.classify.classify_paths([again])
+        elif self._sample_pending:
+            from explorer.core.model.samples import sample_images
+
+            samples = sample_images()
+            if samples:
+                self.classify.classify_paths([samples[0].path])
+        self._sample_pending = False
+
+    def _on_capture_model(self, capture_model) -> None:
+        if self.loaded is None or capture_model.graph_name != self.loaded.name:
+            return
+        self.capture_model = capture_model
+        self._device_models = {}
+        self.attribution.set_model(capture_model, self.graph, self.loaded.categories,
+                                   capture_model_for=self._capture_model_for)
+        self.shares.set_model(capture_model, self.graph)
+        self.channel.set_model(capture_model, self.graph, self.loaded)
+        self.attribution.set_image(None)  # the previous model's image until the new one's arrives
+        if self.last_shown is not None and self._is_current(self.last_shown):
+            self._hand_on(self.last_shown)
+
+    # -- the image --------------------------------------------------------------------------
+
+    def _is_current(self, shown) -> bool:
+        """Whether `shown` came from the model now loaded (one from the previous model may arrive late)."""
+        if self.loaded is None or self.graph is None or getattr(shown, "model", None) != self.loaded.name:
+            return False
+        return shown.capture is None or shown.capture.graph_name == self.graph.name
+
+    def _on_image_shown(self, shown) -> None:
+        if not self._is_current(shown):
+            return
+        self.last_shown = shown
+        if shown.capture is not None:
+            # A new image must not move the graph's selection: the view follows the graph, not back.
+            self.activations.blockSignals(True)
+            try:
+                self.activations.set_capture(self.graph, shown.capture, shown.rgb)
+            finally:
+                self.activations.blockSignals(False)
+        else:
+            self.activations.clear()
+            notice = getattr(self.classify.classifier, "capture_error", None)
+            if notice:
+                self.activations.message.setText(f"Activations unavailable: {notice}")
+        if self.capture_model is not None:
+            self._hand_on(shown)
+        selected = getattr(self.window, "selected_block", lambda: None)()
+        if selected:
+            self.select_block(selected)
+
+    def _capture_model_for(self, device: str):
+        """The gradient methods' network on `device`, built once per model and device (on the worker thread:
+        a copy of the loaded network, so that captures of the classifier on other threads never see
+        captum's hooks)."""
+        if device == "cpu":
+            return self.capture_model
+        model = self._device_models.get(device)
+        if model is None:
+            import copy
+
+            from explorer.core.graph.capture import CaptureModel
+
+            model = self._device_models[device] = CaptureModel(copy.deepcopy(self.loaded.module).to(device),
+                                                               self.graph)
+        return model
+
+    def _curve_model_for(self, device: str):
+        """The network the faithfulness curves run on: the classifier's own on `device` (batch norms folded,
+        channels-last: no gradients needed), or the gradient methods' when the classifier has none."""
+        clf = self.classify.classifier
+        if clf is not None and clf.loaded is self.loaded and getattr(clf, "graph", None) is not None:
+            return clf.capture_model(device)
+        return self._capture_model_for(device)
+
+    def _hand_on(self, shown) -> None:
+        """Give the gradient panels the image's network input; attributions run on the classifier's device
+        (branch shares on the CPU, where their network is)."""
+        if shown.x is None:
+            return
+        self.attribution.device = str(shown.x.device)
+        x = _cpu_input(shown.x)
+        top1 = shown.result.top[0].index if shown.result is not None and shown.result.top else None
+        self.attribution.set_image(x, shown.rgb, top1=top1)
+        self.shares.set_image(x)
+
+    def _on_evidence(self, evidence) -> None:
+        """Branch shares of the image on screen were computed: the graph's overlay can colour by them."""
+        if self.state is not None and self.loaded is not None and evidence.model == self.loaded.name:
+            self.state.branch_evidence = evidence
+
+    def _show_channel(self, block: str, branch: int, channel: int) -> None:
+        """A channel was clicked in Activations: the Channel panel shows what it looks for."""
+        self.channel.show_channel(block, branch, channel, self.activations.detail_map())
+
+    def select_block(self, name: str) -> None:
+        """The graph's selection moved to `name`: follow it where it is a block."""
+        if self.graph is None or name not in self.graph.graph or not self.graph.node(name).is_block:
+            return
+        if self.activations.capture is not None and name in self.activations.capture.branches:
+            self.activations.show_block(name)
+        if self.capture_model is None:  # the panels still hold the previous model until it is ready
+            return
+        self.shares.show_block(name)
+        self.attribution.set_gradcam_layer(name, None)
+
+    def shutdown(self) -> None:
+        self.classify.shutdown()
+        self.attribution.shutdown()
+        self.shares.shutdown()
+        self.channel.cancel()
+        self.runner.cancel_all()
+        self.runner.wait(20000)

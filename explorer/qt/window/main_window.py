@@ -1,0 +1,1188 @@
+"""The explorer's main window: the block graph, input size, model and weights, details, presentation.
+
+The window is a skin over an `ExplorerState` (explorer.core.session.state): the model, its graph and
+weights, the input size and its trace, the expanded blocks, the selection and the image results
+live there, and the widgets follow its announcements. Engine work that needs torch runs on the one
+`JobRunner` and comes back as plain results, handed to the state on the UI thread. torch is never
+imported here at module level, so the window paints before the first worker has imported it.
+
+Menus and shortcuts come from one table (explorer.qt.window.actions); settings are bound to the state by
+`WindowSettings`; finding a node is `explorer.core.graph.find`.
+
+Signals
+-------
+graph_ready(str)        the named model's block graph is drawn
+model_opened(str)       a model opened by reference (torchvision:NAME, timm:NAME, a file) is the window's
+graph_drawn(str)        a drawing of the named model is on screen (the preview, or the live graph)
+model_loaded(str)       its weights are loaded (pretrained, from a file, or random with a reason)
+trace_updated()         shapes were retraced at a new input size
+trace_failed(str, str)  the input size is too small: failing node, engine message
+error_shown(str)        a message was shown in the error banner
+
+Any CNN opens through `open_model(ref)` (File → Open model…, the Model menu's Recent section, or
+`--model REF` on the command line): it is opened and its graph built in a worker, and only then
+replaces the current model, which stays usable if opening fails.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QObject, QPointF, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QFont, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QCompleter,
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QProgressBar,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from explorer.core.graph.find import find_in_graph
+from explorer.core.session.state import ExplorerState, InputSize
+from explorer.core.text import fmt_count
+from explorer.core.model.zoo import get_spec, model_names
+from explorer.qt.window.actions import build_actions
+from explorer.qt.window import help
+from explorer.qt.graph.graph_view import GraphView, TextMeasure
+from explorer.diagram.layout import Style, build_diagram, layout_diagram
+from explorer.qt.window.model_menu import ModelMenu
+from explorer.qt.window.overlay_menu import OverlayMenu
+from explorer.qt.window.thumbnails import ThumbnailMenu
+from explorer.qt.panels import MAX_BATCH, MAX_SIDE, Banner, DetailsPanel, InputSizeControl, WeightsBar
+from explorer.qt.lecture.presentation import Presentation
+from explorer.qt.window.status_line import StatusLine
+from explorer.qt.theme import make_theme
+from explorer.qt.window.window_settings import (
+    APPLICATION,
+    DEFAULT_MODEL,
+    DOCK_LAYOUT_VERSION,
+    MAX_RECENT,
+    ORGANIZATION,
+    WindowSettings,
+    default_settings,
+)
+from explorer.qt.workers import Job, JobRunner, load_block_graph, load_weights, open_any_model
+
+__all__ = ["APPLICATION", "DEFAULT_MODEL", "DOCK_LAYOUT_VERSION", "MAX_RECENT", "ORGANIZATION", "MainWindow",
+           "default_settings"]
+
+INITIAL_MIN_ZOOM = 0.8
+WEIGHT_FILTER = "Weights (*.pth *.pt *.bin *.safetensors);;All files (*)"
+#: The image panels are built this long after the window is on screen (pyqtgraph costs half a second).
+IMAGE_DOCKS_DELAY_MS = 60
+#: The graph worker (which imports torch) starts right after the graph's first paint, or after this long.
+ENGINE_FALLBACK_MS = 1500
+#: No text the presentation adds to the graph (caption, overlay legend) is smaller than this, in points.
+PRESENTATION_MIN_POINTS = 18.0
+
+
+def _open_reference(ref: str):
+    """(reference, ModelSpec, BlockGraph) of what a user typed (a bare name resolves to torchvision's or
+    timm's model of that name); runs on a worker, as resolving imports torchvision and timm."""
+    from explorer.core.model.anycnn import resolve_reference
+    from explorer.core.model.zoo import model_names
+
+    ref = resolve_reference(ref)
+    if ref in model_names():
+        return ref, None, None
+    spec, graph = open_any_model(ref)
+    return ref, spec, graph
+
+
+class _PasteRouter(QObject):
+    """Ctrl+V in a text field pastes text only when the clipboard holds nothing but text; an image or
+    files on the clipboard go to the window's Paste (classify) wherever the focus is."""
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.ShortcutOverride and event.matches(QKeySequence.StandardKey.Paste):
+            mime = QApplication.clipboard().mimeData()
+            if mime is not None and (mime.hasImage() or mime.hasUrls()):
+                event.ignore()  # the field does not claim the key: the window's Paste action gets it
+                return True
+        return False
+
+
+class MainWindow(QMainWindow):
+    graph_ready = Signal(str)
+    model_opened = Signal(str)
+    graph_drawn = Signal(str)
+    model_loaded = Signal(str)
+    trace_updated = Signal()
+    trace_failed = Signal(str, str)
+    error_shown = Signal(str)
+
+    def __init__(self, model: str | None = None, *, weights: str = "auto", allow_download: bool = True,
+                 settings: QSettings | None = None, restore: bool = True, classify_sample: bool = True, parent=None):
+        super().__init__(parent)
+        self.settings = settings if settings is not None else default_settings()
+        self.state = ExplorerState()
+        self.saved = WindowSettings(self.settings, self.state)
+        self.weights_choice = weights
+        self.allow_download = allow_download
+        # Two threads: the graph of a newly chosen model need not wait for a download to give up.
+        self.runner = JobRunner(self, threads=2)
+        self.open_dialog = None
+        self.compare_window = None
+        self._presentation_scale: float | None = None
+        self._classify_sample = classify_sample
+        self._restore = restore
+        self._shown_preview: str | None = None
+        self._engine_started = False
+        self._engine_waits = False
+        self._engine_fallback: QTimer | None = None
+        self.images = None  # the image panels, built just after the window is on screen
+
+        self.setWindowTitle(APPLICATION)
+        self.setAcceptDrops(True)
+        self._default_size()
+        self._build_ui()
+        self.actions = build_actions(self)
+        self._build_model_menu()
+        self.presentation = Presentation(self)
+        self._paste_router = _PasteRouter(self)
+        self._route_paste(self)
+        self._bind_state()
+
+        saved = self.saved.saved_model() if restore else DEFAULT_MODEL
+        if restore:
+            self.state.recent = self.saved.saved_recent()
+        requested = model or saved
+        # Not a zoo name: a reference to open, after the zoo's model (which stays if opening fails).
+        opened = requested if requested not in model_names() else None
+        name = DEFAULT_MODEL if opened else requested
+        if restore:
+            size, linked = self.saved.saved_input_size(get_spec(name).native_size)
+            self.state.size_linked = linked
+            self.state.input_size = size
+            self.saved.restore_window(self)
+        else:
+            self.state.input_size = InputSize(*get_spec(name).native_size, 1)
+        self.saved.bind()
+        self.set_model(name, size=None)
+        self.run_prompt = None
+        if opened and model is None and opened.endswith(".py"):
+            # A remembered Python file is code: it runs again only when the person says so.
+            QTimer.singleShot(0, lambda: self._ask_to_run(opened))
+        elif opened:
+            self.open_model(opened)
+        # pyqtgraph and the image panels cost half a second: after the first paint and the preview.
+        QTimer.singleShot(IMAGE_DOCKS_DELAY_MS, self._build_image_docks)
+
+    # -- the state, for readers (the window's own widgets follow it) ------------------------------
+
+    @property
+    def graph(self):
+        return self.state.graph
+
+    @property
+    def trace(self):
+        return self.state.trace
+
+    @property
+    def loaded(self):
+        return self.state.loaded
+
+    @property
+    def model_name(self) -> str | None:
+        return self.state.model
+
+    @property
+    def spec(self):
+        return self.state.spec
+
+    @property
+    def model_ref(self) -> str | None:
+        return self.state.model_ref
+
+    @property
+    def failed_node(self) -> str | None:
+        return self.state.failed_node
+
+    @property
+    def recent_actions(self) -> list[QAction]:
+        return self.model_menu_binding.recent_actions
+
+    @property
+    def expanded(self) -> frozenset[str]:
+        return self.state.expanded
+
+    @expanded.setter
+    def expanded(self, blocks) -> None:
+        self.state.expanded = frozenset(blocks)
+
+    # -- construction ------------------------------------------------------------------------
+
+    def _build_image_docks(self) -> None:
+        """Classification, activations, attributions and branch shares, as docks."""
+        if self.images is not None:
+            return
+        from explorer.qt.window.image_docks import ImageDocks
+
+        self.images = ImageDocks(self, state=self.state, classify_sample=self._classify_sample)
+        self.images.classify.paste_shortcut.setEnabled(False)  # the window's Edit → Paste has Ctrl+V
+        self.images.activations.block_changed.connect(self._follow_block)
+        self.images.shares.block_selected.connect(self._follow_block)
+        for dock in self.images.docks():
+            self.view_menu.addAction(dock.toggleViewAction())
+        self.resizeDocks([self.images.classify_dock], [340], Qt.Orientation.Vertical)
+        if self._restore:
+            self.saved.restore_docks(self)  # the docks' places, now that they exist
+        if self.state.presenting:
+            for dock in self.images.docks():
+                dock.hide()
+        self._route_paste(self.images.classify.parentWidget() or self)
+        for panel in (self.images.classify, self.images.activations, self.images.attribution, self.images.shares):
+            self._route_paste(panel)
+        if self.loaded is not None and self.graph is not None and not getattr(self.graph, "is_preview", False):
+            self.images.model_ready(self.loaded, self.graph)
+
+    def _route_paste(self, root: QWidget) -> None:
+        for w in root.findChildren(QAbstractSpinBox) + root.findChildren(QLineEdit):
+            w.installEventFilter(self._paste_router)
+
+    def _build_ui(self) -> None:
+        self.view = GraphView(self)
+        self.view.box_selected.connect(self._on_box_selected)
+        self.view.box_activated.connect(self._on_box_activated)
+        self.weights_bar = WeightsBar(self)
+        self.weights_bar.retry_requested.connect(self.retry_download)
+        self.weights_bar.open_requested.connect(self.open_weights_dialog)
+        self.weights_bar.cancel_requested.connect(self.cancel_download)
+        self.banner = Banner("error", self)
+        # Why the graph shows the module tree instead of the data flow (an untraceable forward).
+        self.notice = Banner("warning", self)
+        self.caption = QLabel(self)
+        self.caption.setTextFormat(Qt.TextFormat.RichText)
+        self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.caption.setWordWrap(True)
+        self.caption.setStyleSheet("QLabel { background: black; color: white; padding: 10px; }")
+        self.caption.hide()
+        graph_page = QWidget(self)
+        lay = QVBoxLayout(graph_page)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.weights_bar)
+        lay.addWidget(self.banner)
+        lay.addWidget(self.notice)
+        lay.addWidget(self.view, 1)
+        lay.addWidget(self.caption)
+        # The graph and the paper's table share the central area as tabs: the table gets the room it needs.
+        self.tabs = QTabWidget(self)
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(graph_page, "Graph")
+        self.paper_table = None
+        self.paper_dock = None  # the table is a tab now, not a dock
+        try:
+            from explorer.qt.shapes.paper_table import PaperTableWidget
+        except ImportError:
+            PaperTableWidget = None
+        if PaperTableWidget is not None:
+            self.paper_table = PaperTableWidget(self)
+            self.tabs.addTab(self.paper_table, "Paper table")
+        self.tabs.tabBar().setVisible(self.tabs.count() > 1)
+        self.tabs.currentChanged.connect(lambda _i: self._update_paper_table())
+        self.setCentralWidget(self.tabs)
+
+        tb = QToolBar("Graph", self)
+        tb.setObjectName("graph_toolbar")
+        self.toolbar = tb
+        self.model_combo = QComboBox(self)
+        for name in model_names():
+            self.model_combo.addItem(get_spec(name).title, name)
+        self.model_combo.setToolTip("The network to explore")
+        self.model_combo.currentIndexChanged.connect(self._on_model_combo)
+        tb.addWidget(self.model_combo)
+        tb.addSeparator()
+        self.size_control = InputSizeControl(self)
+        self.size_control.size_changed.connect(self._on_size_edited)
+        self.size_control.link.toggled.connect(lambda on: setattr(self.state, "size_linked", on))
+        tb.addWidget(self.size_control)
+        tb.addSeparator()
+        self.find_edit = QLineEdit(self)
+        self.find_edit.setPlaceholderText("Find node (Ctrl+F)")
+        self.find_edit.setClearButtonEnabled(True)
+        self.find_edit.setMaximumWidth(220)
+        self.find_edit.returnPressed.connect(lambda: self.find(self.find_edit.text()))
+        tb.addWidget(self.find_edit)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
+
+        self.details = DetailsPanel(self)
+        self.details_dock = QDockWidget("Details", self)
+        self.details_dock.setObjectName("details_dock")
+        self.details_dock.setWidget(self.details)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.details_dock)
+        self.resizeDocks([self.details_dock], [380], Qt.Orientation.Horizontal)
+
+        sb = self.statusBar()
+        self.status_line = StatusLine(self)
+        sb.addWidget(self.status_line, 1)
+        self.busy = QProgressBar(self)
+        self.busy.setRange(0, 0)
+        self.busy.setMaximumWidth(140)
+        self.busy.setMaximumHeight(14)
+        self.busy.hide()
+        self.totals_label = QLabel(self)
+        self.weights_label = QLabel(self)
+        sb.addPermanentWidget(self.totals_label)
+        sb.addPermanentWidget(self.weights_label)
+        sb.addPermanentWidget(self.busy)
+
+    def _build_model_menu(self) -> None:
+        v = self.menus["&View"]
+        for key in ("fit", "expand_all", "collapse_all"):
+            self.toolbar.addAction(self.actions[key])
+        v.addSeparator()
+        v.addAction(self.details_dock.toggleViewAction())
+        v.addAction(self.toolbar.toggleViewAction())
+        v.addSeparator()
+        self.overlay_menu = OverlayMenu(self, v)
+        self.thumbnails = ThumbnailMenu(self, v)
+        v.addSeparator()
+        self.view_menu = v
+        self.model_menu = self.menus["&Model"]
+        self.model_menu_binding = ModelMenu(self.model_menu, self.state, self)
+        self.model_menu_binding.zoo_model_chosen.connect(self.set_model)
+        self.model_menu_binding.reference_chosen.connect(self.open_model)
+        self.model_menu_binding.open_requested.connect(self.open_model_dialog)
+        self.model_actions = self.model_menu_binding.group
+        self.compare_action = self.actions["compare"]
+        self.factorisation_action = self.actions["factorisation"]
+
+    def _bind_state(self) -> None:
+        st = self.state
+        st.connect("input_size", self._on_input_size)
+        st.connect("size_linked", self.size_control.set_linked)
+        st.connect("model", lambda _n: self._sync_model_widgets())
+        st.connect("model_ref", lambda _r: self._sync_model_widgets())
+        st.connect("model_status", lambda _s: self._sync_busy())
+        st.connect("status_text", lambda text: self.show_status(text, 0, topic="model") if text else
+                   self.status_line.clear("model"))
+        st.connect("presenting", lambda _p: self._sync_busy())
+
+    # -- actions (see explorer.qt.window.actions) ---------------------------------------------------------
+
+    def open_images(self) -> None:
+        if self.images is not None:
+            self.images.classify.open_files()
+
+    def open_folder(self) -> None:
+        if self.images is not None:
+            self.images.classify.open_folder()
+
+    def paste(self) -> None:
+        """Edit → Paste (Ctrl+V): text into the focused text field when the clipboard holds only text;
+        otherwise the clipboard's image or files are classified, wherever the focus is."""
+        focus = QApplication.focusWidget()
+        mime = QApplication.clipboard().mimeData()
+        text_only = mime is not None and mime.hasText() and not (mime.hasImage() or mime.hasUrls())
+        if text_only and isinstance(focus, (QLineEdit, QAbstractSpinBox)):
+            focus.lineEdit().paste() if isinstance(focus, QAbstractSpinBox) else focus.paste()
+            return
+        if self.images is not None and self.images.classify.paste():
+            self._raise_classify_dock()
+
+    def cancel_classification(self) -> None:
+        if self.images is not None:
+            self.images.classify.cancel()
+
+    def zoom_in(self) -> None:
+        self.view.zoom_in()
+
+    def zoom_out(self) -> None:
+        self.view.zoom_out()
+
+    def fit_to_window(self) -> None:
+        self.view.fit(max_zoom=1.5)
+
+    def show_graph_tab(self) -> None:
+        self.tabs.setCurrentIndex(0)
+
+    def show_paper_tab(self) -> None:
+        if self.tabs.count() > 1:
+            self.tabs.setCurrentIndex(1)
+
+    def toggle_presentation(self) -> None:
+        self.presentation.toggle()
+
+    def open_factorisation(self):
+        return self.open_compare(1)
+
+    def show_shortcuts(self) -> None:
+        help.show_shortcuts(self)
+
+    def show_weights_help(self) -> None:
+        help.show_weights_help(self)
+
+    def show_about(self) -> None:
+        help.show_about(self)
+
+    def open_compare(self, tab: int = 0):
+        """Show the Compare window (one per main window, non-modal) on tab 0 (compare) or 1 (factorisation)."""
+        from explorer.qt.shapes.compare_window import CompareWindow
+
+        opened = [r for r in [self.model_ref, *self.recent_models()] if r and r not in model_names()]
+        if self.compare_window is None:
+            size = self.state.input_size
+            self.compare_window = CompareWindow(self.settings, self.model_name, size.hw, parent=self,
+                                                opened=list(dict.fromkeys(opened)))
+        else:
+            self.compare_window.add_models(opened)
+        self.compare_window.show_tab(tab)
+        self.compare_window.show()
+        self.compare_window.raise_()
+        self.compare_window.activateWindow()
+        return self.compare_window
+
+    def chrome_widgets(self) -> list[QWidget]:
+        """What presentation mode hides: menus, toolbar, docks, status bar (the banners are suppressed)."""
+        return [self.menuBar(), self.toolbar, self.tabs.tabBar(), self.statusBar(), self.details_dock,
+                *(self.images.docks() if self.images is not None else [])]
+
+    # -- model and weights -------------------------------------------------------------------
+
+    def spec_title(self) -> str:
+        return self.spec.title if self.spec is not None else ""
+
+    def set_model(self, name: str, size: tuple[int, int] | None | bool = False) -> None:
+        """Load `name`'s block graph in a worker, then its weights. size: None keeps the current
+        input size, False (the default) switches to the model's native size."""
+        spec = get_spec(name)
+        if name == self.model_name and self.model_ref is None and self.graph is not None:
+            return
+        self.saved.save_expanded()
+        self.runner.cancel("open")
+        self.runner.cancel("weights")
+        self._shown_preview = None
+        self.state.begin_model(name, spec)
+        if size is False:
+            size = spec.native_size
+        if size is not None:
+            self.state.input_size = InputSize(size[0], size[1], self.state.input_size.batch)
+        self.banner.set_message(None)
+        self.notice.set_message(None)
+        self.details.show_nothing()
+        self.view.show_message(f"Loading {spec.title}…")
+        if self._engine_started:
+            self._start_graph_job(name)
+        # The preview is drawn now, before any worker imports torch: the window paints it at once.
+        self._show_preview(name)
+        if not self._engine_started and not self._engine_waits:
+            # The engine (torch) starts importing once the graph has painted: a worker importing torch
+            # holds the interpreter for seconds, and the window would stay black until then.
+            self._engine_waits = True
+            self.view.viewport().installEventFilter(self)
+            # A window that is never shown starts the engine after a while; stopped once a paint has.
+            self._engine_fallback = QTimer(self, singleShot=True, interval=ENGINE_FALLBACK_MS)
+            self._engine_fallback.timeout.connect(self._start_engine)
+            self._engine_fallback.start()
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.Paint and obj is self.view.viewport() and not self._engine_started:
+            obj.removeEventFilter(self)
+            QTimer.singleShot(0, self._start_engine)  # after this paint has reached the screen
+        return False
+
+    def _start_engine(self) -> None:
+        if self._engine_started:
+            return
+        self._engine_started = True
+        self.view.viewport().removeEventFilter(self)
+        if self._engine_fallback is not None:
+            self._engine_fallback.stop()
+        if self.model_ref is None and self.model_name is not None and (self.graph is None or self._shown_preview):
+            self._start_graph_job(self.model_name)
+
+    def _start_graph_job(self, name: str) -> None:
+        self.runner.start("graph", Job(load_block_graph, name), on_success=self._on_graph,
+                          on_failure=self._on_graph_failed)
+
+    def _show_preview(self, name: str) -> None:
+        """Draw the shipped preview of `name` while the engine (torch) loads; shapes are those of
+        the native size, so the preview is shown only when that is the size asked for."""
+        from explorer.core.shapes.preview import load_preview
+
+        if self.model_name != name or self.graph is not None:
+            return
+        shipped = load_preview(name)
+        if shipped is None:
+            return
+        preview, trace = shipped
+        size = self.state.input_size
+        if trace.input_shape != (size.batch, trace.input_shape[1], size.height, size.width):
+            return
+        names = {b.name for b in preview.blocks()}
+        with self.state.changes():
+            self.state.graph, self.state.trace = preview, trace
+            self.state.expanded = frozenset(b for b in self.saved.saved_expanded(name) if b in names)
+        self.redraw()
+        self._initial_view()
+        self._shown_preview = name
+        self.show_status(f"{self.spec_title()}: preview; the engine is loading…", 0, topic="model")
+        self.graph_drawn.emit(name)
+
+    def view_status(self, text: str) -> None:
+        self.show_status(text)
+
+    def _on_graph_failed(self, message: str) -> None:
+        self.view.show_message(f"Could not build the block graph of {self.spec_title()}.")
+        self.state.model_status = "failed"
+        self.show_error(message)
+
+    def _sync_model_widgets(self) -> None:
+        """The combo and the Model menu show the current model (an opened one: its Recent entry)."""
+        opened = self.model_ref is not None
+        self.model_combo.blockSignals(True)
+        # An opened model is in no zoo entry: the combo shows its title as a placeholder.
+        self.model_combo.setPlaceholderText(self.spec_title() if opened else "")
+        self.model_combo.setCurrentIndex(-1 if opened else max(0, self.model_combo.findData(self.model_name)))
+        self.model_combo.blockSignals(False)
+        self.setWindowTitle(f"{self.spec_title()} — {APPLICATION}" if self.spec is not None else APPLICATION)
+
+    def _sync_busy(self) -> None:
+        busy = self.state.model_status == "loading"
+        self.busy.setVisible(busy and not self.state.presenting)
+
+    def _on_model_combo(self, index: int) -> None:
+        name = self.model_combo.itemData(index)
+        if name:
+            self.set_model(name)
+
+    def _on_graph(self, graph) -> None:
+        if graph.name != self.model_name:
+            return
+        from_preview = self._shown_preview == graph.name and self.graph is not None
+        self._shown_preview = None
+        names = {n.name for n in graph.blocks()}
+        with self.state.changes():
+            self.state.graph = graph
+            if not from_preview:  # keep what the user expanded while the preview was up
+                saved = self.saved.saved_expanded(self.model_ref or graph.name)
+                self.state.expanded = frozenset(n for n in saved if n in names)
+        self.find_edit.setCompleter(QCompleter([n.name for n in graph.nodes()], self.find_edit))
+        self.find_edit.completer().setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.find_edit.completer().setFilterMode(Qt.MatchFlag.MatchContains)
+        reason = getattr(graph, "dataflow_reason", None)
+        self.notice.set_message(
+            f"Module tree only: {reason}. The nodes are the model's modules in the order its forward calls them,"
+            " with shapes; the data-flow view, branch detail, activations and attributions need a forward that"
+            " torch.fx can trace." if reason else None)
+        self.retrace(redraw=False)
+        self.redraw()
+        if not from_preview:
+            self._initial_view()
+        self.show_status(f"{self.spec_title()}: {len(graph.nodes())} nodes, {len(names)} blocks; loading weights…",
+                         0, topic="model")
+        self.graph_ready.emit(graph.name)
+        if not from_preview:
+            self.graph_drawn.emit(graph.name)
+        self.load_weights(self.weights_choice, self.allow_download)
+
+    def load_weights(self, weights: str, allow_download: bool) -> None:
+        """Load the current model's weights in a worker ("auto", "none" or a file path)."""
+        if self.model_name is None or self.graph is None or getattr(self.graph, "is_preview", False):
+            return
+        text = "Loading weights…" if weights in ("auto", "none") else f"Loading weights from {Path(weights).name}…"
+        self.weights_bar.show_loading(text)
+        self.weights_label.setText("weights: loading…")
+        if self.model_ref is not None:
+            job = Job(load_weights, self.spec, weights, allow_download, outputs=self.output_classes(),
+                      wants_progress=True)
+        else:
+            job = Job(load_weights, self.model_name, weights, allow_download, wants_progress=True)
+        self.runner.start("weights", job, on_success=self._on_weights, on_failure=self._on_weights_failed,
+                          on_progress=self.weights_bar.show_progress, on_cancel=self._on_weights_cancelled)
+
+    def _has_published_weights(self) -> bool:
+        return self.spec is not None and (self.spec.weights is not None or self.spec.hub_weights is not None)
+
+    def retry_download(self) -> None:
+        """Try the published weights again; a failure keeps the model's weights and says so."""
+        from explorer.core.model.loading import retry_download
+
+        if self.loaded is None or self.loaded.name != self.model_name:
+            self.load_weights("auto", True)
+            return
+        self.weights_bar.show_loading("Retrying the download…")
+        self.runner.start("weights", Job(retry_download, self.loaded, wants_progress=True),
+                          on_success=self._on_weights, on_failure=self._on_weights_failed,
+                          on_progress=self.weights_bar.show_progress, on_cancel=self._on_weights_cancelled)
+
+    def cancel_download(self) -> None:
+        self.runner.cancel("weights")
+
+    def open_weights_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open weights file", "", WEIGHT_FILTER)
+        if path:
+            self.load_weights(path, False)
+
+    def _on_weights(self, loaded) -> None:
+        from explorer.core.model.loading import RetryResult
+
+        if isinstance(loaded, RetryResult):  # Retry download: nothing changes unless weights arrived
+            if loaded.loaded.name != self.model_name:
+                return
+            self.show_status(f"Retry download: {loaded.message}", 15000, topic="model")
+            if not loaded.changed:
+                self._restore_weights_badge(loaded.message)
+                return
+            loaded = loaded.loaded
+        if loaded.name != self.model_name:
+            return
+        with self.state.changes():
+            self.state.loaded = loaded
+            self.state.model_status = "ready"
+            self.state.status_text = ""
+        state = loaded.weights
+        if state.is_random:
+            self.weights_bar.show_random(state.reason, self._has_published_weights())
+            self.weights_label.setText("weights: random")
+        else:
+            self.weights_bar.hide_all()
+            self.weights_label.setText(f"weights: {state.describe()}")
+        if self.images is not None and self.graph is not None and not getattr(self.graph, "is_preview", False):
+            self.images.model_ready(loaded, self.graph)
+        classes = self.output_classes()
+        self.show_status(f"{self.spec_title()}: {len(self.graph.nodes())} nodes, "
+                         f"{len(self.graph.blocks())} blocks", 8000, topic="model")
+        if self.model_ref is not None and classes != 1000:
+            self.show_status(
+                f"{self.spec_title()} outputs {classes} class scores, not ImageNet's 1000: classification shows"
+                " class indices" if classes else f"{self.spec_title()} does not output a vector of class scores:"
+                " classification cannot interpret it", 15000, topic="model")
+        self.model_loaded.emit(loaded.name)
+
+    def _on_weights_failed(self, message: str) -> None:
+        self.show_error(message)
+        self._restore_weights_badge()
+        if self.loaded is None:
+            self.state.model_status = "failed"
+
+    def _on_weights_cancelled(self) -> None:
+        # A model switch cancels the old load; the new model's own load follows its graph.
+        if self.runner.running("weights") is None and self.graph is not None:
+            self._restore_weights_badge("download cancelled")
+
+    def _restore_weights_badge(self, reason: str | None = None) -> None:
+        state = self.loaded.weights if self.loaded is not None else None
+        if state is None or state.is_random:
+            self.weights_bar.show_random(reason or (state.reason if state else "weights not loaded"),
+                                         self._has_published_weights())
+            self.weights_label.setText("weights: random")
+        else:
+            self.weights_bar.hide_all()
+
+    # -- any CNN -----------------------------------------------------------------------------
+
+    def open_model_dialog(self) -> None:
+        """File → Open model…: a name with completion, or a model file; the window opens it."""
+        from explorer.qt.window.open_model_dialog import OpenModelDialog
+
+        if self.open_dialog is not None:
+            self.open_dialog.deleteLater()
+        self.open_dialog = OpenModelDialog(self, runner=self.runner, recent=self.recent_models())
+        self.open_dialog.model_chosen.connect(self.open_model)
+        self.open_dialog.open()
+
+    def _ask_to_run(self, ref: str) -> None:
+        """Ask before running the last session's .py model again (window-modal, not blocking)."""
+        from PySide6.QtWidgets import QMessageBox
+
+        box = QMessageBox(QMessageBox.Icon.Question, "Run a Python model file?",
+                          f"The last session's model was {Path(ref).name}, a Python file. Opening it runs its code"
+                          f" with your permissions, as any script you start would.\n\n{ref}",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.button(QMessageBox.StandardButton.Yes).setText("Run it")
+        box.button(QMessageBox.StandardButton.No).setText(f"Keep {self.state.model}")
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.finished.connect(lambda result: self._on_run_answer(ref, result))
+        self.run_prompt = box
+        box.open()
+
+    def _on_run_answer(self, ref: str, result: int) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        self.run_prompt = None
+        if result == QMessageBox.StandardButton.Yes:
+            self.open_model(ref)
+        else:
+            self.saved.settings.setValue("model/ref", self.state.model)
+
+    def open_model(self, ref: str) -> None:
+        """Open any CNN — 'torchvision:NAME', 'timm:NAME', or a .py (with build()) / TorchScript /
+        torch.export file — in a worker. It replaces the current model only once its graph is built;
+        a bad name or a broken file is reported and the current model stays."""
+        from explorer.core.model.anycnn import looks_like_path
+
+        ref = str(ref).strip()
+        if not ref:
+            return
+        if ref in model_names():
+            self.set_model(ref)
+            return
+        if looks_like_path(ref) or Path(ref).expanduser().exists():  # else a name, resolved on the worker
+            path = Path(ref).expanduser()
+            if not path.is_file():
+                exists = path.exists()
+                known = ref in self.recent_models() and not exists
+                if known:
+                    self._forget_recent(ref)
+                why = "it is not a regular file (a folder, a device or a pipe)" if exists else "the file does not exist"
+                self.show_error(f"Cannot open {ref}: {why}" + (" (removed from the recent models)" if known else ""))
+                return
+            ref = str(path.resolve())
+        self.busy.setVisible(True)
+        self.show_status(f"Opening {ref}…", 0, topic="open")
+        self.runner.start("open", Job(_open_reference, ref), on_success=lambda result: self._on_opened(*result),
+                          on_failure=lambda message: self._on_open_failed(ref, message))
+
+    def _on_opened(self, ref: str, spec, graph) -> None:
+        if ref in model_names():  # a bare name that is the zoo's
+            self.status_line.clear("open")
+            self.set_model(ref)
+            return
+        self.runner.cancel("graph")  # a zoo model still loading is superseded
+        self.runner.cancel("weights")
+        self.saved.save_expanded()
+        self._shown_preview = None
+        self.status_line.clear("open")
+        self.state.begin_model(spec.name, spec, ref)
+        self.banner.set_message(None)
+        self.details.show_nothing()
+        self.view.show_message(f"Drawing {spec.title}…")  # drops the previous model's boxes and selection
+        self.state.input_size = InputSize(*spec.native_size, self.state.input_size.batch)
+        self._add_recent(ref)
+        self._on_graph(graph)  # draws it, then loads the weights
+        self.model_opened.emit(ref)
+
+    def _on_open_failed(self, ref: str, message: str) -> None:
+        self.status_line.clear("open")
+        self._sync_busy()
+        self._sync_model_widgets()
+        self.model_menu_binding.sync()  # a Recent entry was checked when it was chosen
+        still = f" {self.spec_title()} stays loaded." if self.graph is not None else ""
+        self.show_error(f"Could not open {ref}: {message}.{still}")
+
+    def output_classes(self) -> int | None:
+        """How many class scores the current model outputs at this size (None: not a vector)."""
+        if self.graph is None or self.trace is None:
+            return None
+        last = [n for n in self.graph.nodes() if not n.training_only][-1]
+        node = self.trace.nodes.get(last.name)
+        shape = node.output_shape if node is not None else None
+        return shape[0] if shape is not None and len(shape) == 1 else None
+
+    def recent_models(self) -> list[str]:
+        """References of the models opened lately, the latest first."""
+        return list(self.state.recent)[:MAX_RECENT]
+
+    def _add_recent(self, ref: str) -> None:
+        self.state.recent = tuple([ref] + [r for r in self.state.recent if r != ref])[:MAX_RECENT]
+
+    def _forget_recent(self, ref: str) -> None:
+        if ref in self.state.recent:
+            self.state.recent = tuple(r for r in self.state.recent if r != ref)
+
+    def clear_recent(self) -> None:
+        self.state.recent = ()
+
+    # -- shapes ------------------------------------------------------------------------------
+
+    def _on_size_edited(self, h: int, w: int, n: int) -> None:
+        """The size control was edited: the state takes the new size (and retraces)."""
+        self.state.input_size = InputSize(h, w, n)
+
+    def _on_input_size(self, size: InputSize) -> None:
+        if self.size_control.value() != (size.height, size.width, size.batch):
+            self.size_control.set_value(size.height, size.width, size.batch, emit=False)
+        self.retrace()
+
+    def set_input_size(self, h: int, w: int | None = None, batch: int | None = None) -> None:
+        """Set the input size as the size boxes would take it (clamped to their bounds); retraces and redraws."""
+        w = h if w is None else w
+        n = self.state.input_size.batch if batch is None else batch
+        self.state.input_size = InputSize(min(max(1, h), MAX_SIDE), min(max(1, w), MAX_SIDE), min(max(1, n), MAX_BATCH))
+
+    def input_size(self) -> tuple[int, int, int]:
+        s = self.state.input_size
+        return s.height, s.width, s.batch
+
+    def retrace(self, redraw: bool = True) -> bool:
+        """Trace shapes at the state's size; on failure keep the last valid trace, marked as stale, and
+        mark the failing node. Messages about an earlier size go as soon as the size is valid."""
+        if self.graph is None:
+            return False
+        size = self.state.input_size
+        if getattr(self.graph, "is_preview", False):
+            # Only the native size is known until the engine has loaded; it retraces then.
+            if self.trace is not None and self.trace.input_shape[2:] != size.hw:
+                self.show_status("shapes for this size follow once the engine has loaded", 5000, topic="size")
+            return False
+        from explorer.core.shapes.trace import InputTooSmallError, trace_shapes
+
+        st = self.state
+        ok = True
+        with st.changes():
+            try:
+                st.trace = trace_shapes(self.graph, size.hw, batch=size.batch)
+            except InputTooSmallError as e:
+                ok = False
+                st.failed_node = e.node or "input"
+                st.trace_error = str(e)
+            except ValueError as e:
+                ok = False
+                st.failed_node = "input"
+                st.trace_error = str(e)
+            else:
+                st.failed_node = None
+                st.trace_error = None
+        self._show_trace_state()
+        if redraw:
+            self.redraw()
+        if ok:
+            self._update_paper_table()
+            self.trace_updated.emit()
+        else:
+            self.trace_failed.emit(st.failed_node, st.trace_error)
+        self._refresh_details()
+        return ok
+
+    def _show_trace_state(self) -> None:
+        """Banner, size boxes, totals and status after a retrace: an error names the size it is about, and
+        the numbers of the last valid size say that they are not for the size asked."""
+        st = self.state
+        self.size_control.set_invalid(st.trace_error is not None)
+        t = st.trace
+        totals = "" if t is None else f"{fmt_count(t.total_params_inference)} params · {fmt_count(t.total_macs)} mult-adds"
+        if st.trace_error is not None:
+            self.show_error(st.trace_error, topic="size")
+            if t is not None:
+                h, w = t.input_shape[2:]
+                totals = f"input {st.input_size.text()} does not fit · shapes shown for {h}×{w}"
+        else:
+            self.clear_error("size")
+            totals += f" · input {st.input_size.text()}"
+        self.totals_label.setText(totals)
+
+    def _update_paper_table(self) -> None:
+        if self.paper_table is None or self.graph is None or self.trace is None:
+            return
+        if getattr(self.graph, "is_preview", False):
+            return
+        try:
+            self.paper_table.set_model(self.graph, self.trace)
+        except Exception as e:  # the table is a guest widget: its failure must not take the window down
+            self.show_status(f"paper table: {e}", 10000)
+
+    # -- drawing -----------------------------------------------------------------------------
+
+    def set_presentation_style(self, scale: float | None) -> None:
+        """None: the normal theme; a number: presentation theme with fonts that much larger."""
+        self._presentation_scale = scale
+        font = QFont(self.caption.font())
+        points = (QApplication.font().pointSizeF() or 10) * (scale or 1) * 1.1
+        font.setPointSizeF(max(PRESENTATION_MIN_POINTS, points) if scale else points)  # the caption wraps
+        self.caption.setFont(font)
+        # The overlay's legend sits on the slide too: read from the back of the hall, like the slides' text.
+        legend_font = QFont()  # no attribute set: the view's own font again
+        if scale:
+            legend_font = QFont(self.view.font())
+            legend_font.setPointSizeF(max(PRESENTATION_MIN_POINTS, (QApplication.font().pointSizeF() or 10) * scale))
+        self.view.legend_widget.setFont(legend_font)
+        self.view.set_overlay(self.view.overlay_values, self.view.legend_widget.legend)  # resized and placed
+
+    def graph_style(self) -> Style:
+        return Style().scaled(self._presentation_scale) if self._presentation_scale else Style()
+
+    def redraw(self, anchor: str | None = None) -> None:
+        """Rebuild the drawing from the state, keeping `anchor` (or the selection) where it was on screen."""
+        if self.graph is None:
+            return
+        p = self._presentation_scale
+        theme = make_theme(p or 1.0, presentation=p is not None)
+        style = self.graph_style()
+        selected = self.view.selected_key()
+        anchor = anchor or (self.view.boxes[selected].box.node if selected in self.view.boxes else None)
+        before = self._screen_pos(anchor)
+        d = build_diagram(self.graph, self.trace, set(self.expanded), TextMeasure(theme), style)
+        layout_diagram(d, style)
+        kinds = {n.name: n.kind for n in self.graph.nodes()}
+        self.view.set_diagram(d, theme, kinds, selected=selected if selected in d.boxes else None)
+        self.view.set_failed(self.failed_node)
+        if before is not None:
+            after = self._screen_pos(anchor)
+            if after is not None:
+                delta = after - before
+                h, v = self.view.horizontalScrollBar(), self.view.verticalScrollBar()
+                h.setValue(h.value() + round(delta.x()))
+                v.setValue(v.value() + round(delta.y()))
+
+    def _screen_pos(self, node: str | None) -> QPointF | None:
+        if node is None or self.view.diagram is None:
+            return None
+        rect = self.view.node_rect(node)
+        if rect is None:
+            return None
+        return QPointF(self.view.mapFromScene(QPointF(rect.center().x(), rect.top())))
+
+    def _initial_view(self) -> None:
+        self.view.fit(max_zoom=1.0)
+        if self.view.zoom() < INITIAL_MIN_ZOOM:
+            # A tall graph would be unreadable when fitted: start readable, at the input.
+            self.view.set_zoom(INITIAL_MIN_ZOOM)
+            first = self.view.boxes.get("input")
+            if first is not None:
+                rect = self.view.viewport().rect()
+                top = first.sceneBoundingRect().top() - 20
+                self.view.centerOn(first.sceneBoundingRect().center().x(),
+                                   top + rect.height() / 2 / self.view.zoom())
+
+    def expand(self, name: str) -> None:
+        if self.graph is not None and self.graph.node(name).branches and name not in self.expanded:
+            self.state.expanded = self.expanded | {name}
+            self.redraw(anchor=name)
+
+    def collapse(self, name: str) -> None:
+        if name in self.expanded:
+            self.state.expanded = self.expanded - {name}
+            self.redraw(anchor=name)
+
+    def toggle(self, name: str) -> None:
+        self.collapse(name) if name in self.expanded else self.expand(name)
+
+    def expand_all(self) -> None:
+        if self.graph is not None:
+            self.state.expanded = frozenset(n.name for n in self.graph.blocks())
+            self.redraw()
+
+    def collapse_all(self) -> None:
+        self.state.expanded = frozenset()
+        self.redraw()
+
+    def _on_box_activated(self, key: str) -> None:
+        if self.graph is None:
+            return
+        box = self.view.boxes.get(key)
+        node = box.box.node if box is not None else key
+        if node not in self.graph.graph:
+            return
+        if box is None or box.box.role in ("node", "header", "concat"):
+            self.toggle(node)
+
+    def _on_box_selected(self, key: str) -> None:
+        self.state.selection = key or None
+        self._refresh_details(key)
+        item = self.view.boxes.get(key)
+        if item is not None and self.images is not None:
+            self.images.select_block(item.box.node)
+
+    def selected_block(self) -> str | None:
+        """The block the graph's selection is in, if any."""
+        item = self.view.boxes.get(self.view.selected_key() or "")
+        node = item.box.node if item is not None else None
+        return node if node and self.graph is not None and node in self.graph.graph \
+            and self.graph.node(node).is_block else None
+
+    def _follow_block(self, name: str) -> None:
+        """An image panel stepped to block `name`: select it in the graph too (no loop: same name)."""
+        if self.selected_block() != name and name in self.view.boxes:
+            self.view.select(name)
+
+    def _refresh_details(self, key: str | None = None) -> None:
+        key = self.view.selected_key() if key is None else key
+        item = self.view.boxes.get(key)
+        if not key or item is None or self.graph is None:
+            if key == "":
+                self.details.show_nothing()
+            return
+        node = item.box.node
+        self.details.show_node(self.graph, self.trace, node, key if key != node else None)
+        st = self.state
+        if st.trace_error is not None and st.trace is not None:
+            h, w = st.trace.input_shape[2:]
+            self.details.setHtml(
+                f"<p style='color:#b00'><b>Shapes for {h}×{w}, the last size that fits:</b> input "
+                f"{st.input_size.text()} does not pass through the network.</p>" + self.details.toHtml())
+
+    # -- find --------------------------------------------------------------------------------
+
+    def focus_find(self) -> None:
+        self.find_edit.setFocus()
+        self.find_edit.selectAll()
+
+    def find(self, text: str) -> str | None:
+        """Select the node (or layer inside a block) whose name best matches `text`, and zoom to it."""
+        match = find_in_graph(self.graph, text)
+        if match is None:
+            if text.strip():
+                self.show_status(f"no node matches “{text.strip()}”", 4000)
+            return None
+        if match.layer is None:
+            key = match.node if match.node in self.view.boxes else self.view.diagram.entry[match.node]
+            self.view.select(key)
+            self.view.zoom_to_box(key)
+            self.show_status(f"found {match.node}", 4000)
+            return match.node
+        # A layer inside a block: open the block and select the layer's box.
+        self.expand(match.node)
+        for b in self.view.diagram.boxes.values():
+            if b.node == match.node and b.role == "layer" and match.layer.lower() in b.tooltip.lower():
+                self.view.select(b.key)
+                self.view.zoom_to_box(b.key)
+                self.show_status(f"found {b.tooltip} in {match.node}", 4000)
+                return b.key
+        return None
+
+    # -- export ------------------------------------------------------------------------------
+
+    def export_svg(self, path: str | Path) -> Path:
+        from explorer.qt.graph.exporters import SvgExporter
+
+        lw = self.view.legend_widget  # the overlay's legend, when one is on
+        return SvgExporter(self.view.scene(), f"{self.spec_title()} block graph", lw.legend, lw.font()).export(path)
+
+    def export_png(self, path: str | Path, scale: float = 2.0) -> Path:
+        from explorer.qt.graph.exporters import PngExporter
+
+        lw = self.view.legend_widget
+        return PngExporter(self.view.scene(), lw.legend, lw.font()).export(path, scale)
+
+    def export_svg_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export graph as SVG", f"{self._file_stem()}.svg", "SVG (*.svg)")
+        if path:
+            self._export(lambda: self.export_svg(path))
+
+    def export_png_dialog(self) -> None:
+        scale, ok = QInputDialog.getDouble(self, "Export graph as PNG", "Scale (1 = as drawn at 100 %):", 2.0, 0.25,
+                                           8.0, 2)
+        if not ok:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export graph as PNG", f"{self._file_stem()}.png", "PNG (*.png)")
+        if path:
+            self._export(lambda: self.export_png(path, scale))
+
+    def export_handout_dialog(self) -> None:
+        """File → Export handout…: a PDF of the model (and the image on screen), written in a worker."""
+        path, _ = QFileDialog.getSaveFileName(self, "Export handout", f"{self._file_stem()}_handout.pdf", "PDF (*.pdf)")
+        if path:
+            self.export_handout(path)
+
+    def export_handout(self, path: str | Path, blocks: list[str] | None = None):
+        """Start writing the handout to `path` (see explorer.qt.lecture.handout_export); the job, or None."""
+        from explorer.qt.lecture.handout_export import HandoutExport
+
+        if getattr(self, "handout_export", None) is None:
+            self.handout_export = HandoutExport(self)
+        return self.handout_export.start(path, blocks)
+
+    def _file_stem(self) -> str:
+        """The model's name as a file name ("torchvision:resnet18" → "torchvision_resnet18")."""
+        name = self.model_name or "graph"
+        return re.sub(r"[^\w.-]+", "_", Path(name).stem if self.model_ref else name)
+
+    def _export(self, fn) -> None:
+        try:
+            path = fn()
+        except OSError as e:
+            self.show_error(f"export failed: {e}")
+        else:
+            self.show_status(f"exported {path}", 6000)
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def show_error(self, message: str, topic: str | None = None) -> None:
+        """The one place worker and user errors reach: the banner above the graph and the status line.
+        topic: what the message is about ("size"): `clear_error(topic)` removes it once that holds again."""
+        self._sync_busy()
+        self.banner.set_message(message)
+        self._banner_topic = topic
+        self.show_status(message, 15000 if topic is None else 0, topic=topic)
+        self.error_shown.emit(message)
+
+    def clear_error(self, topic: str) -> None:
+        """Remove `topic`'s message from the banner and the status line (others stay)."""
+        if getattr(self, "_banner_topic", None) == topic:
+            self.banner.set_message(None)
+            self._banner_topic = None
+        self.status_line.clear(topic)
+
+    def show_status(self, text: str, msecs: int = 8000, topic: str | None = None) -> None:
+        """A one-line message in the status bar, elided beside the permanent texts (0: until replaced)."""
+        self.status_line.show_message(text, msecs, topic)
+
+    def _raise_classify_dock(self) -> None:
+        """The classify dock comes forward for a dropped or pasted image; not while presenting, where the
+        image goes to the slides and the docks stay hidden."""
+        if self.images is not None and not self.state.presenting:
+            self.images.classify_dock.show()
+            self.images.classify_dock.raise_()
+
+    def toggle_full_screen(self) -> None:
+        self.showNormal() if self.isFullScreen() else self.showFullScreen()
+
+    # -- settings ----------------------------------------------------------------------------
+
+    def presentation_active(self) -> bool:
+        return getattr(self, "presentation", None) is not None and self.presentation.active
+
+    def save_settings(self) -> None:
+        if self.presentation_active():
+            self.presentation.leave()
+        self.saved.save_window(self)
+
+    # -- window events -----------------------------------------------------------------------
+
+    def dragEnterEvent(self, event) -> None:
+        mime = event.mimeData()
+        if mime.hasUrls() or mime.hasImage():
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:
+        event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        """Files, folders or image data dropped anywhere on the window are classified."""
+        if self.images is not None and self.images.classify.handle_drop(event.mimeData()):
+            event.acceptProposedAction()
+            self._raise_classify_dock()
+
+    def closeEvent(self, event) -> None:
+        self.save_settings()
+        if self.images is not None:
+            self.images.shutdown()
+        if self.compare_window is not None:
+            self.compare_window.shutdown()
+            self.compare_window.close()
+        self.runner.cancel_all()
+        self.runner.wait(20000)
+        super().closeEvent(event)
+
+    def changeEvent(self, event) -> None:
+        # The drawing's colours come from the palette: follow a light/dark switch of the system.
+        if event.type() in (QEvent.Type.ApplicationPaletteChange, QEvent.Type.PaletteChange) and self.graph is not None:
+            QTimer.singleShot(0, self.redraw)
+        super().changeEvent(event)
+
+    def _default_size(self) -> None:
+        """1280×860, or 90 % of a smaller screen (a 1280×720 projector)."""
+        screen = self.screen() or QApplication.primaryScreen()
+        avail = screen.availableGeometry() if screen else None
+        w, h = 1280, 860
+        if avail is not None:
+            w, h = min(w, int(avail.width() * 0.9)), min(h, int(avail.height() * 0.9))
+        self.resize(w, h)
+
+    def sizeHint(self) -> QSize:
+        return QSize(1280, 860)
+

@@ -1,0 +1,241 @@
+"""View → Overlay: colours the graph's boxes by the quantity in `state.overlay`, and "where does the time go".
+
+The chosen quantity lives in the window's ExplorerState; this binding follows it (and the model, its
+trace, the image on screen and the measured times) and hands the view its values and legend. Measuring
+time per block runs on the window's runner in slot "overlay", with progress in the status line; the
+result is kept in `state.block_times` for the model, size and device it was measured at.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtWidgets import QDialog, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout
+
+from explorer.core.overlay.quantities import (
+    IMAGE,
+    QUANTITIES,
+    STATIC,
+    attribution_overlay,
+    image_overlay,
+    static_overlay,
+    timing_task,
+    where_time_goes,
+)
+from explorer.core.text import fmt_fraction, fmt_seconds
+from explorer.qt.workers import Job
+
+#: Timed forwards after the untimed warm-up ones: enough for a median and a spread in about a second.
+WARMUP, REPEATS = 1, 5
+DEVICE = "cpu"
+
+
+class OverlayMenu(QObject):
+    """The Overlay submenu of `window`'s View menu, bound to `window.state.overlay`."""
+
+    def __init__(self, window, menu):
+        super().__init__(window)
+        self.window, self.state = window, window.state
+        self.menu = menu.addMenu("&Overlay")
+        self.group = QActionGroup(self)
+        self.actions: dict[str, QAction] = {}
+        for key, text in QUANTITIES.items():
+            act = QAction(text, self, checkable=True)
+            act.setData(key)
+            act.triggered.connect(lambda _c=False, k=key: setattr(self.state, "overlay", k))
+            self.group.addAction(act)
+            self.menu.addAction(act)
+            self.actions[key] = act
+            if key == "receptive_field":
+                self.menu.addSeparator()
+        self.actions["none"].setChecked(True)
+        self.menu.addSeparator()
+        self.cancel_action = self.menu.addAction("&Cancel timing", self.cancel)
+        self.cancel_action.setEnabled(False)
+        self.time_action = menu.addAction("&Where does the time go…", self.show_time_table)
+        self.time_action.setStatusTip("Blocks ranked by measured time beside their share of multiply-adds")
+        self.table: TimeTable | None = None
+        self._measuring: tuple | None = None  # (model, size, device) of the running timing job
+        self._hint_text: str | None = None  # the status line's hint of what the chosen quantity needs
+        st = self.state
+        st.connect("overlay", self._on_overlay)
+        for name in ("trace", "graph", "loaded", "shown_image", "block_times", "branch_evidence"):
+            st.connect(name, lambda _v: self.refresh())
+
+    def _on_overlay(self, key: str) -> None:
+        self.actions.get(key, self.actions["none"]).setChecked(True)
+        if key != "time":
+            self.cancel()
+        self.refresh()
+
+    def cancel(self) -> None:
+        if self.window.runner.cancel("overlay"):
+            self.window.show_status("timing cancelled", 4000, topic="overlay")
+        self.cancel_action.setEnabled(False)
+
+    # -- values ------------------------------------------------------------------------------
+
+    def device(self) -> str:
+        """The device images are classified on (the classify panel's), else the CPU."""
+        images = getattr(self.window, "images", None)
+        classifier = getattr(getattr(images, "classify", None), "classifier", None)
+        device = str(getattr(classifier, "device", None) or DEVICE)
+        return device if device == "cpu" or ":" in device else device + ":0"  # as torch names a tensor's
+
+    def _wanted(self) -> tuple:
+        st = self.state
+        return getattr(st.graph, "name", None), st.input_size.hw, self.device()
+
+    def _times_fit(self) -> bool:
+        """Whether `state.block_times` were measured for the model, input size and device on screen."""
+        t = self.state.block_times
+        return t is not None and (t.model, tuple(t.input_shape[-2:]), t.device) == self._wanted()
+
+    def refresh(self) -> None:
+        """Hand the view the chosen quantity's values (or start measuring them)."""
+        st, view = self.state, self.window.view
+        key, graph = st.overlay, st.graph
+        overlay = None
+        try:
+            if key in STATIC and graph is not None and st.trace is not None:
+                overlay = static_overlay(key, graph, st.trace)
+            elif key in IMAGE:
+                shown = st.shown_image
+                cap = getattr(shown, "capture", None)
+                if cap is not None and graph is not None and cap.graph_name == graph.name:
+                    overlay = image_overlay(key, cap)
+                else:
+                    self._hint("classify an image to colour the graph by its activations", 6000)
+            elif key == "attribution":
+                ev = st.branch_evidence
+                if ev is not None and graph is not None and ev.model == graph.name:
+                    overlay = attribution_overlay(ev)
+                else:
+                    self._hint("compute the branch shares of the image on screen (Branch shares tab) "
+                               "to colour the graph by attribution", 8000)
+            elif key == "time":
+                if self._times_fit():
+                    overlay = st.block_times.overlay()
+                else:
+                    self.measure()
+        except Exception as e:  # a model the overlay cannot read must not take the window down
+            self.window.show_status(f"overlay: {e}", 10000, topic="overlay")
+        if overlay is not None or key == "none":
+            self._clear_hint()
+        view.set_overlay(None if overlay is None else overlay.values, None if overlay is None else overlay.legend)
+        if self.table is not None:
+            self.table.refresh()
+
+    def _hint(self, text: str, msecs: int) -> None:
+        """Say in the status line what the chosen quantity still needs (taken away once it is shown)."""
+        self._hint_text = text
+        self.window.show_status(text, msecs, topic="overlay")
+
+    def _clear_hint(self) -> None:
+        """The overlay is on screen (or none is wanted): a hint saying how to get it would now be wrong."""
+        line = self.window.status_line
+        if self._hint_text is not None and line.topic == "overlay" and line.text() == self._hint_text:
+            line.clear("overlay")
+        self._hint_text = None
+
+    def measure(self) -> None:
+        """Time every block of the loaded model at the input size, in a worker (unless it is running)."""
+        st, runner = self.state, self.window.runner
+        wanted = self._wanted()
+        if runner.running("overlay") is not None and self._measuring == wanted:
+            return
+        if st.loaded is None or st.graph is None or getattr(st.graph, "is_preview", False):
+            self.window.show_status("timing starts once the model has loaded", 6000, topic="overlay")
+            return
+        if st.trace_error is not None:
+            self.window.show_status("timing waits for an input size that fits the network", 6000, topic="overlay")
+            return
+        if getattr(st.graph, "dataflow_reason", None) is not None:
+            self.window.show_status("timing needs a model whose forward torch.fx can trace", 8000, topic="overlay")
+            return
+        graph, model, device = st.graph, st.graph.name, wanted[2]
+        # A new request (another model, size or device) supersedes the running one: the runner cancels it.
+        job = Job(timing_task, st.loaded.module, graph, st.input_size.hw, device, warmup=WARMUP, repeats=REPEATS,
+                  wants_progress=True, low_priority=True)
+        self._measuring = wanted
+        self.cancel_action.setEnabled(True)
+        self.window.show_status(f"timing the blocks of {model} on the {device.upper()}…", 0, topic="overlay")
+
+        def done(times) -> None:
+            self.cancel_action.setEnabled(False)
+            self.window.status_line.clear("overlay")
+            if st.graph is not None and st.graph.name == times.model:
+                st.block_times = times
+
+        def failed(message: str) -> None:
+            self.cancel_action.setEnabled(False)
+            self.window.show_error(f"timing failed: {message}")
+
+        runner.start("overlay", job, on_success=done, on_failure=failed,
+                     on_progress=lambda d, t: self.window.show_status(
+                         f"timing the blocks of {model}: forward {d} of {t}…", 0, topic="overlay"),
+                     on_cancel=lambda: self.cancel_action.setEnabled(False))
+
+    def show_time_table(self) -> "TimeTable":
+        """The "where does the time go" table; measures first when the times are missing."""
+        if self.table is None:
+            self.table = TimeTable(self, self.window)
+        if not self._times_fit():
+            self.measure()
+        self.table.refresh()
+        self.table.show()
+        self.table.raise_()
+        return self.table
+
+
+class TimeTable(QDialog):
+    """Blocks ranked by measured time beside their share of the multiply-adds: the two disagree."""
+
+    COLUMNS = ("Node", "Time (median)", "Spread (IQR)", "Share of time", "Share of mult-adds")
+
+    def __init__(self, binding: OverlayMenu, parent=None):
+        super().__init__(parent)
+        self.binding = binding
+        self.setWindowTitle("Where does the time go")
+        self.note = QLabel(self)
+        self.note.setWordWrap(True)
+        self.table = QTableWidget(0, len(self.COLUMNS), self)
+        self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.note)
+        lay.addWidget(self.table, 1)
+        self.resize(620, 560)
+
+    def rows(self) -> list:
+        st = self.binding.state
+        if not self.binding._times_fit():
+            return []
+        return where_time_goes(st.block_times, st.trace)
+
+    def refresh(self) -> None:
+        st = self.binding.state
+        rows = self.rows()
+        self.table.setRowCount(len(rows))
+        right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        for i, r in enumerate(rows):
+            cells = (r.node, fmt_seconds(r.seconds), fmt_seconds(r.spread), fmt_fraction(r.time_share),
+                     fmt_fraction(r.macs_share))
+            for j, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if j:
+                    item.setTextAlignment(right)
+                self.table.setItem(i, j, item)
+        self.table.resizeColumnsToContents()
+        if rows:
+            t = st.block_times
+            h, w = t.input_shape[-2:]
+            self.note.setText(f"{t.model} at {h}×{w} on the {t.device.upper()}: median of {t.repeats} forwards "
+                              f"after {t.warmup} warm-up, total {fmt_seconds(sum(r.seconds for r in rows))}. "
+                              "Multiply-adds predict time only roughly: memory traffic, pooling and "
+                              "concatenation cost time without multiply-adds.")
+        else:
+            self.note.setText("Measuring the time of every block…" if self.binding.window.runner.running("overlay")
+                              else "No times yet: they are measured once the model has loaded.")
