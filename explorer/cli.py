@@ -410,7 +410,7 @@ def cmd_attribute(args) -> int:
     import torch
 
     from explorer.core.attribution.methods import attribute, attribute_on_device, branch_shares
-    from explorer.core.attribution.methods import faithfulness
+    from explorer.core.attribution import faithfulness
     from explorer.core.attribution.faithfulness import faithfulness_curves, road_score, sanity_blocks, sanity_check
 
     out = sys.stdout

@@ -166,7 +166,7 @@ def test_device_cuda_computes_maps_and_metrics_on_the_gpu(corpus, capsys, tmp_pa
 def test_the_methods_of_an_image_share_one_random_reference(corpus, capsys, tmp_path, monkeypatch):
     """The random-order curves do not depend on the map: the second method's curves reuse the first's
     (and a second image gets its own)."""
-    from explorer.core.attribution.methods import faithfulness
+    from explorer.core.attribution import faithfulness
 
     real, given = faithfulness.faithfulness_curves, []
 
