@@ -302,8 +302,7 @@ def faithfulness_curves(
     heatmap = np.asarray(heatmap)
     if heatmap.shape != tuple(x.shape[-2:]):
         raise ValueError(f"the map is {heatmap.shape}, the image {tuple(x.shape[-2:])}")
-    h, w = heatmap.shape
-    cell = default_cell(h, w) if cell is None else cell
+    cell = default_cell(*heatmap.shape) if cell is None else cell
     orders = (cell_order(heatmap, cell),
               cell_order(_random_cells(heatmap.shape, cell, np.random.default_rng(seed)), cell))
     if cancel is not None:
@@ -311,13 +310,44 @@ def faithfulness_curves(
     if isinstance(model, torch.nn.Module):
         model.eval()
     x = x.detach()
-    counts = step_counts(h * w, steps)
+    known = _known_references(random_scores, kinds, steps)
+    entries, where = _curve_stream(x, kinds, orders, steps, known)
+    default_streams, default_batch = curve_layout(x.device)
+    batch_size = default_batch if batch_size is None else max(1, batch_size)
+    streams = default_streams if streams is None else max(1, streams)
+    flat = _classify_stream(model, entries, target, batch_size, streams, progress, cancel)
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+
+    def points(kind: str, o: int) -> np.ndarray:
+        if o == 1 and kind in known:
+            return known[kind].copy()
+        return flat[[where[(kind, o, i)] for i in range(steps + 1)]]
+
+    return {kind: Curve(kind, fractions, points(kind, 0), points(kind, 1)) for kind in kinds}
+
+
+def _known_references(random_scores: Mapping[str, np.ndarray] | None, kinds: Sequence[str],
+                      steps: int) -> dict[str, np.ndarray]:
+    """The given random-order references of the curves asked for, checked against the curves' length."""
     known = {k: np.asarray(v, dtype=np.float64) for k, v in (random_scores or {}).items() if k in kinds}
     for kind, given in known.items():
         if given.shape != (steps + 1,):
             raise ValueError(f"the {kind} reference has {given.size} points, the curve {steps + 1}")
-    # The stream: each entry is an image to classify, described as (start, end, rank, count) or, for
-    # the shared ends, as a named whole image; `where[(curve, order, step)]` is its place in the stream.
+    return known
+
+
+def _curve_stream(x: torch.Tensor, kinds: Sequence[str], orders: tuple[np.ndarray, np.ndarray], steps: int,
+                  known: Mapping[str, np.ndarray]) -> tuple[list, dict[tuple[str, int, int], int]]:
+    """The images every curve needs, each once: (entries, where).
+
+    An entry is an image to classify, described as (start, end, rank, count) (pixels of rank below
+    count taken from `end`, the rest from `start`) or, for the shared ends, the whole image itself;
+    `where[(curve, order, step)]` is its place in the stream. Order 0 is the map's, order 1 the random
+    one, left out for a curve whose reference is `known`."""
+    import torch
+
+    h, w = x.shape[-2:]
+    counts = step_counts(h * w, steps)
     ends = {"image": x}
     entries: list = []
     where: dict[tuple[str, int, int], int] = {}
@@ -343,10 +373,16 @@ def faithfulness_curves(
                 where[(kind, o, i)] = len(entries)
                 entries.append((ends[start], ends[end], rank, int(counts[i])))
             where[(kind, o, steps)] = place(end)
+    return entries, where
 
-    default_streams, default_batch = curve_layout(x.device)
-    batch_size = default_batch if batch_size is None else max(1, batch_size)
-    streams = default_streams if streams is None else max(1, streams)
+
+def _classify_stream(model: Callable[[torch.Tensor], torch.Tensor], entries: list, target: int, batch_size: int,
+                     streams: int, progress: ProgressCallback | None, cancel: CancelToken | None) -> np.ndarray:
+    """The target's probability for every entry of a curve stream (see _curve_stream), in batches of
+    `batch_size` classified `streams` at a time. Progress counts batches; a cancel (checked before each
+    batch and once after the last) leaves no result."""
+    import torch
+
     batches = [entries[i : i + batch_size] for i in range(0, len(entries), batch_size)]
     total = len(batches)
     scores: list = [None] * total
@@ -373,15 +409,7 @@ def faithfulness_curves(
         _in_streams(classify, total, streams)
     if cancel is not None:  # asked during the last forward: no curves
         cancel.raise_if_cancelled()
-    flat = torch.cat(scores).numpy().astype(np.float64)
-    fractions = np.linspace(0.0, 1.0, steps + 1)
-
-    def points(kind: str, o: int) -> np.ndarray:
-        if o == 1 and kind in known:
-            return known[kind].copy()
-        return flat[[where[(kind, o, i)] for i in range(steps + 1)]]
-
-    return {kind: Curve(kind, fractions, points(kind, 0), points(kind, 1)) for kind in kinds}
+    return torch.cat(scores).numpy().astype(np.float64)
 
 
 # ---------------------------------------------------------------- sanity check

@@ -153,7 +153,6 @@ def attribute(
     `baseline` (IG only) overrides params.ig_baseline with a tensor shaped like `x`.
     """
     import torch
-    from captum.attr import LayerGradCam, Occlusion, Saliency
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
@@ -165,48 +164,81 @@ def attribute(
     if target is None:
         with torch.no_grad():
             target = int(model(x).argmax(1))
-    h, w = x.shape[-2:]
     x = x.detach()
-
     if method == "integrated_gradients":
-        baseline = baseline_for(x, params.ig_baseline) if baseline is None else baseline.detach()
-        per = params.internal_batch_size
-        if x.device.type == "cuda":  # a GPU is latency-bound at batch 16: all steps at once when they fit
-            per = max(per, min(params.ig_steps, CUDA_IG_BATCH))
-        while True:
-            try:
-                return _integrated_gradients(model, x, baseline, target, params.ig_steps, per, progress, cancel)
-            except torch.cuda.OutOfMemoryError:
-                if per <= params.internal_batch_size:
-                    raise
-                torch.cuda.empty_cache()
-                per = max(params.internal_batch_size, per // 2)
-
+        return _integrated_gradients_fitted(model, x, target, params, baseline, progress, cancel)
     if method == "saliency":
-        fwd = _Forward(model, 1, progress, cancel)
-        attr = Saliency(fwd).attribute(x.clone().requires_grad_(True), target=target, abs=True)
-        heat = attr[0].amax(0).detach().cpu().numpy()
-        return AttributionResult(method, target, heat, heat, False)
-
+        return _saliency(model, x, target, progress, cancel)
     if method in CAM_METHODS:
-        if node is None:
-            raise ValueError(f"{method.replace('_', ' ')} needs a block (and optionally a branch) to look at")
-        if params.cam_map not in CAM_MAPS:
-            raise ValueError(f"unknown CAM map {params.cam_map!r}; one of {', '.join(CAM_MAPS)}")
-        layer = model.layer(node, branch)
-        name = node if branch is None else f"{node} branch {branch + 1}"
-        if method == "grad_cam":
-            fwd = _Forward(model, 1, progress, cancel)
-            # The signed map: its positive part is taken below, where an empty one can be explained.
-            cam = LayerGradCam(fwd, layer).attribute(x, target=target, relu_attributions=False)[0, 0].detach()
-        else:
-            cam = _library_cam(model, x, method, target, layer, params, progress, cancel)
-        return _cam_result(method, target, cam, (h, w), params.cam_map, name)
-
+        return _cam(model, x, method, target, node, branch, params, progress, cancel)
     if method in SMOOTHGRAD:
         return _smoothgrad(model, x, method, target, params, baseline, progress, cancel)
+    return _occlusion(model, x, target, params, progress, cancel)
 
-    # occlusion
+
+def _integrated_gradients_fitted(model: CaptureModel, x: torch.Tensor, target: int, params: AttributionParams,
+                                 baseline: torch.Tensor | None, progress: ProgressCallback | None,
+                                 cancel: CancelToken | None) -> AttributionResult:
+    """Integrated Gradients with as many steps per batch as the device takes: on a GPU (latency-bound at
+    batch 16) all steps at once where they fit, halved while it runs out of memory, down to
+    params.internal_batch_size."""
+    import torch
+
+    baseline = baseline_for(x, params.ig_baseline) if baseline is None else baseline.detach()
+    per = params.internal_batch_size
+    if x.device.type == "cuda":
+        per = max(per, min(params.ig_steps, CUDA_IG_BATCH))
+    while True:
+        try:
+            return _integrated_gradients(model, x, baseline, target, params.ig_steps, per, progress, cancel)
+        except torch.cuda.OutOfMemoryError:
+            if per <= params.internal_batch_size:
+                raise
+            torch.cuda.empty_cache()
+            per = max(params.internal_batch_size, per // 2)
+
+
+def _saliency(model: CaptureModel, x: torch.Tensor, target: int, progress: ProgressCallback | None,
+              cancel: CancelToken | None) -> AttributionResult:
+    """The gradient's magnitude at each pixel, its largest over the colour channels."""
+    from captum.attr import Saliency
+
+    fwd = _Forward(model, 1, progress, cancel)
+    attr = Saliency(fwd).attribute(x.clone().requires_grad_(True), target=target, abs=True)
+    heat = attr[0].amax(0).detach().cpu().numpy()
+    return AttributionResult("saliency", target, heat, heat, False)
+
+
+def _cam(model: CaptureModel, x: torch.Tensor, method: str, target: int, node: str | None, branch: int | None,
+         params: AttributionParams, progress: ProgressCallback | None, cancel: CancelToken | None
+         ) -> AttributionResult:
+    """A CAM method at block `node`'s output (or its branch `branch`'s): Grad-CAM from captum, the rest
+    from pytorch-grad-cam, the map made a heatmap as params.cam_map says."""
+    from captum.attr import LayerGradCam
+
+    if node is None:
+        raise ValueError(f"{method.replace('_', ' ')} needs a block (and optionally a branch) to look at")
+    if params.cam_map not in CAM_MAPS:
+        raise ValueError(f"unknown CAM map {params.cam_map!r}; one of {', '.join(CAM_MAPS)}")
+    layer = model.layer(node, branch)
+    name = node if branch is None else f"{node} branch {branch + 1}"
+    if method == "grad_cam":
+        fwd = _Forward(model, 1, progress, cancel)
+        # The signed map: its positive part is taken below, where an empty one can be explained.
+        cam = LayerGradCam(fwd, layer).attribute(x, target=target, relu_attributions=False)[0, 0].detach()
+    else:
+        cam = _library_cam(model, x, method, target, layer, params, progress, cancel)
+    return _cam_result(method, target, cam, tuple(x.shape[-2:]), params.cam_map, name)
+
+
+def _occlusion(model: CaptureModel, x: torch.Tensor, target: int, params: AttributionParams,
+               progress: ProgressCallback | None, cancel: CancelToken | None) -> AttributionResult:
+    """The fall of the target's score when a window of the image is zeroed, summed over the windows
+    covering each pixel; progress counts captum's forwards (one per perturbations_per_eval windows)."""
+    import torch
+    from captum.attr import Occlusion
+
+    h, w = x.shape[-2:]
     win, stride = params.occlusion_window, params.occlusion_stride
     windows = (max(0, (h - win)) // stride + 1) * (max(0, (w - win)) // stride + 1)
     calls = math.ceil(windows / params.perturbations_per_eval) + 1
@@ -216,7 +248,7 @@ def attribute(
             x, sliding_window_shapes=(x.shape[1], win, win), strides=(x.shape[1], stride, stride),
             baselines=0, target=target, perturbations_per_eval=params.perturbations_per_eval)
     heat = attr[0].sum(0).detach().cpu().numpy()
-    return AttributionResult(method, target, heat, heat, True)
+    return AttributionResult("occlusion", target, heat, heat, True)
 
 
 def _cam_result(method: str, target: int, cam: torch.Tensor, size: tuple[int, int], mode: str,

@@ -163,38 +163,79 @@ def build_block_graph(spec: ModelSpec) -> BlockGraph:
 
 def block_graph_from_module(model, name: str, *, native_size=(224, 224), paper: PaperReference | None = None
                             ) -> BlockGraph:
-    from torch import fx
+    """The block graph of `model` from fx traces of its forward in eval and in training mode (what only
+    training runs is an auxiliary head); its module tree, with the reason, where the forward cannot
+    be traced."""
+    from explorer.core.graph.program import ShapeProgram
 
-    from explorer.core.graph.fxtrace import symbolic_trace
-    from explorer.core.graph.program import ShapeProgram, _unit_of
-
-    was_training = model.training
     try:
-        # An fx graph already (torch.export's module): its nodes carry their module stack.
-        gm_eval = model if isinstance(model, fx.GraphModule) else symbolic_trace(model.eval())
+        gm_eval, gm_train = _traced_modes(model)
     except Exception as e:  # data-dependent control flow and the like: the module tree still works
         from explorer.core.graph.moduletree import module_tree_graph
 
-        model.train(was_training)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return module_tree_graph(model.eval(), name, native_size,
                                  f"the forward cannot be traced ({type(e).__name__}: {first})")
-    try:
-        gm_train = gm_eval if isinstance(model, fx.GraphModule) else symbolic_trace(model.train())
-    except Exception:  # a forward that only traces in eval mode: no training-only heads to show
-        gm_train = gm_eval
-    model.train(was_training)
-    eval_units = {_unit_of(n, gm_eval) for n in gm_eval.graph.nodes if n.op != "placeholder"}
-    train_units = {_unit_of(n, gm_train) for n in gm_train.graph.nodes if n.op != "placeholder"}
-    training_only = {u for u in train_units - eval_units if u is not None}
+    training_only = _training_only_units(gm_eval, gm_train)
     program = ShapeProgram(gm_train, training_only)
     # Input channels: what the first convolution expects (3 for RGB networks).
     in_channels = next((s.attrs["in_channels"] for s in program.steps if s.kind == "conv"), 3)
 
     # One run at the native size gives the channels of every tensor.
     vals, _ = program.run((1, in_channels, *native_size))
-    steps = program.steps
+    node_objs = _unit_nodes(program.steps, vals, model, training_only, paper)
+    _assign_stages(node_objs)
+    graph = nx.DiGraph()
+    graph.graph["order"] = list(node_objs)
+    graph.graph["model"] = name
+    for unit, node in node_objs.items():
+        graph.add_node(unit, node=node)
+    _add_data_flow(graph, program.steps)
 
+    total = sum(p.numel() for p in model.parameters())
+    aux = sum(node_objs[u].params for u in training_only)
+    return BlockGraph(name, graph, program, model=model, native_size=tuple(native_size), total_params=total,
+                      training_only_params=aux, in_channels=in_channels)
+
+
+def _traced_modes(model):
+    """(eval-mode graph, training-mode graph) of `model`'s forward, the model left in the mode it was in.
+
+    An fx graph already (torch.export's module) is both: its nodes carry their module stack. A forward
+    that traces only in eval mode has no training-only heads to show: its eval graph is both. Raises
+    what the eval-mode trace raises."""
+    from torch import fx
+
+    from explorer.core.graph.fxtrace import symbolic_trace
+
+    if isinstance(model, fx.GraphModule):
+        return model, model
+    was_training = model.training
+    try:
+        gm_eval = symbolic_trace(model.eval())
+    except Exception:
+        model.train(was_training)
+        raise
+    try:
+        gm_train = symbolic_trace(model.train())
+    except Exception:
+        gm_train = gm_eval
+    model.train(was_training)
+    return gm_eval, gm_train
+
+
+def _training_only_units(gm_eval, gm_train) -> set[str]:
+    """The units (see program._unit_of) that run in training mode only: auxiliary classifiers."""
+    from explorer.core.graph.program import _unit_of
+
+    eval_units = {_unit_of(n, gm_eval) for n in gm_eval.graph.nodes if n.op != "placeholder"}
+    train_units = {_unit_of(n, gm_train) for n in gm_train.graph.nodes if n.op != "placeholder"}
+    return {u for u in train_units - eval_units if u is not None}
+
+
+def _unit_nodes(steps, vals, model, training_only: set[str], paper: PaperReference | None) -> dict[str, BlockNode]:
+    """Unit name → its node, in data-flow order (the order of each unit's first step). A unit's output
+    is its last step read outside it (or the input itself); its receptive field is that step's."""
     order: list[str] = []
     owned: dict[str, list[int]] = {}
     for s in steps:
@@ -211,11 +252,6 @@ def block_graph_from_module(model, name: str, *, native_size=(224, 224), paper: 
             consumers[i].append(s.index)
 
     rf = _receptive_fields(steps)
-    graph = nx.DiGraph()
-    graph.graph["order"] = order
-    graph.graph["model"] = name
-
-    first_block = last_block = None
     node_objs: dict[str, BlockNode] = {}
     for unit in order:
         idx = owned[unit]
@@ -224,14 +260,21 @@ def block_graph_from_module(model, name: str, *, native_size=(224, 224), paper: 
         out = outs[-1] if outs else idx[-1]
         node = _describe_unit(unit, idx, out, steps, vals, model, training_only, paper)
         node.receptive_field, node.effective_stride = rf[out]
+        node_objs[unit] = node
+    return node_objs
+
+
+def _assign_stages(node_objs: dict[str, BlockNode]) -> None:
+    """Set each node's stage: the stem before the first block (the input always), the head after the
+    last, the body between them; training-only nodes, and every node of a network without blocks, are body."""
+    first_block = last_block = None
+    for unit, node in node_objs.items():
         if node.is_block and not node.training_only:
             first_block = first_block or unit
             last_block = unit
-        node_objs[unit] = node
-
+    order = list(node_objs)
     seen_block = False
-    for unit in order:
-        node = node_objs[unit]
+    for unit, node in node_objs.items():
         if first_block is None:
             node.stage = "body"
         elif unit == first_block:
@@ -247,9 +290,10 @@ def block_graph_from_module(model, name: str, *, native_size=(224, 224), paper: 
                 node.stage = "head"
             else:
                 node.stage = "body"
-        graph.add_node(unit, node=node)
 
-    # Edges: data flowing from one node's steps into another's, seen through glue ops.
+
+def _add_data_flow(graph: nx.DiGraph, steps) -> None:
+    """Edges: data flowing from one node's steps into another's, seen through glue ops (steps of no unit)."""
     producer_cache: dict[int, set[str]] = {}
 
     def producers(i: int) -> set[str]:
@@ -267,11 +311,6 @@ def block_graph_from_module(model, name: str, *, native_size=(224, 224), paper: 
             for p in producers(i):
                 if p != s.unit:
                     graph.add_edge(p, s.unit)
-
-    total = sum(p.numel() for p in model.parameters())
-    aux = sum(node_objs[u].params for u in training_only)
-    return BlockGraph(name, graph, program, model=model, native_size=tuple(native_size), total_params=total,
-                      training_only_params=aux, in_channels=in_channels)
 
 
 def _layer_spec(step: Step, vals) -> LayerSpec:
@@ -513,11 +552,46 @@ def _module_type(module) -> str:
 
 
 def _describe_unit(unit, idx, out, steps, vals, model, training_only, paper) -> BlockNode:
+    """The node of `unit`, which owns program steps `idx` and outputs step `out`: its module, layers and
+    parameters, its kind and, where parallel paths join, its branches (checked against the `paper`)."""
     from explorer.core.graph.program import TShape
 
     if unit == "input":
         return BlockNode(name="input", kind="input", stage="stem", module_type="input",
                          out_channels=vals[out][1], steps=tuple(idx), output_step=out)
+    module, params = _unit_module(unit, idx, steps, model)
+    own = set(idx)
+    layers = tuple(_layer_spec(steps[i], vals) for i in idx if steps[i].is_layer)
+    out_val = vals[out]
+    out_channels = out_val[1] if isinstance(out_val, TShape) and len(out_val) > 1 else None
+    kind, branches, merge, notes = None, (), None, []
+    join_step, branch_steps = None, ()
+
+    j = _join_before(out, own, steps, vals)
+    if j is not None:
+        join = steps[j]
+        join_step, branch_steps = j, tuple(_join_inputs(join, vals))
+        merge = "cat" if join.kind == "cat" else "add"
+        kind = "inception" if merge == "cat" else "residual"
+        branches = _join_branches(unit, j, own, steps, vals)
+        if paper is not None and merge == "cat":
+            branches, notes = _against_paper(branches, paper.branch_kernels.get(_module_type(module)), paper)
+    branches = _distinct_labels(branches)
+    if unit in training_only:
+        kind = "aux"
+        notes.append("auxiliary classifier: runs in training only")
+    if kind is None:
+        kind = _plain_kind(layers, _module_type(module))
+    return BlockNode(
+        name=unit, kind=kind, stage="body", module_type=_module_type(module), training_only=unit in training_only,
+        params=params, layers=layers, branches=branches, merge=merge, out_channels=out_channels,
+        notes=tuple(notes), steps=tuple(idx), output_step=out, join_step=join_step, branch_steps=branch_steps,
+    )
+
+
+def _unit_module(unit, idx, steps, model) -> tuple[Any, int]:
+    """(the unit's module, its parameter count); a `_Missing` for a unit the model names but does not
+    keep as a module of its type (torch.export's graph modules)."""
     # The type torch.export recorded for the unit (its graph module keeps bare nn.Modules).
     unit_type = next((steps[i].attrs["unit_type"] for i in idx if "unit_type" in steps[i].attrs), None)
     try:
@@ -528,74 +602,72 @@ def _describe_unit(unit, idx, out, steps, vals, model, training_only, paper) -> 
     except AttributeError:  # a torch.export graph keeps the module names, not the modules
         module = _Missing(unit, unit_type or steps[idx[0]].attrs.get("module_type", "module"))
         params = sum(p.numel() for n, p in model.named_parameters() if n.startswith(unit + "."))
-    own = set(idx)
-    layers = tuple(_layer_spec(steps[i], vals) for i in idx if steps[i].is_layer)
-    out_val = vals[out]
-    out_channels = out_val[1] if isinstance(out_val, TShape) and len(out_val) > 1 else None
-    kind, branches, merge, notes = None, (), None, []
-    join_step, branch_steps = None, ()
+    return module, params
 
-    # Walk back from the output through single-input steps to the join of parallel paths.
+
+def _join_before(out: int, own: set[int], steps, vals) -> int | None:
+    """The step joining parallel paths that the unit's output `out` comes from through single-input
+    steps (a convolution included, as a block's projection after its join), or None."""
     j = out
     while j in own and not _is_join(steps[j], own, steps, vals):
         ins = _tensor_inputs(steps[j], own, steps, vals)
         if len(ins) != 1 or steps[j].is_layer and steps[j].kind != "conv":
             break
         j = ins[0]
-    if j in own and _is_join(steps[j], own, steps, vals):
-        join = steps[j]
-        join_step, branch_steps = j, tuple(_join_inputs(join, vals))
-        merge = "cat" if join.kind == "cat" else "add"
-        # The shortcut of a residual block is a tensor from outside the block: an empty walk.
-        inputs = _join_inputs(join, vals)
-        siblings = {i: k for k, i in enumerate(inputs, 1)}
-        branches = tuple(
-            _branch_from_walk(_walk(i, None, own, steps, vals, siblings=siblings),
-                              vals[i][1] if len(vals[i]) > 1 else 0)
-            for i in inputs
-        )
-        kind = "inception" if merge == "cat" else "residual"
-        if merge == "add":
-            branches = tuple(_scaled(b, i, own, steps) for b, i in zip(branches, _join_inputs(join, vals)))
-        if merge == "cat" and join.attrs.get("dim", 1) % 4 == 1:
-            total = sum(b.out_channels for b in branches)
-            assert total == vals[j][1], f"{unit}: branch channels {total} ≠ concatenated {vals[j][1]}"
-        if paper is not None and merge == "cat":
-            expected = paper.branch_kernels.get(_module_type(module))
-            if expected and len(expected) == len(branches):
-                fixed = []
-                for n, (b, k) in enumerate(zip(branches, expected), 1):
-                    if k is not None and b.kernel is not None and b.kernel != k:
-                        note = (f"branch {n} uses a {fmt_kernel(b.kernel)} kernel where the paper has"
-                                f" {fmt_kernel(k)} ({paper.citation})")
-                        notes.append(note)
-                        from dataclasses import replace
+    return j if j in own and _is_join(steps[j], own, steps, vals) else None
 
-                        b = replace(b, note=note, label=branch_label(b, paper_kernel=k))
-                    fixed.append(b)
-                branches = tuple(fixed)
-    branches = _distinct_labels(branches)
-    if unit in training_only:
-        kind = "aux"
-        notes.append("auxiliary classifier: runs in training only")
-    if kind is None:
-        types = {l.type for l in layers}
-        mtype = _module_type(module)
-        if "conv" in types:
-            kind = "conv"
-        elif types & {"max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool"}:
-            kind = "pool"
-        elif "linear" in types:
-            kind = "linear"
-        elif "Dropout" in mtype:
-            kind = "dropout"
-        else:
-            kind = "op"
-    return BlockNode(
-        name=unit, kind=kind, stage="body", module_type=_module_type(module), training_only=unit in training_only,
-        params=params, layers=layers, branches=branches, merge=merge, out_channels=out_channels,
-        notes=tuple(notes), steps=tuple(idx), output_step=out, join_step=join_step, branch_steps=branch_steps,
+
+def _join_branches(unit, j: int, own: set[int], steps, vals) -> tuple[BranchSpec, ...]:
+    """The branches join step `j` brings together, read back from each of its inputs. The shortcut of a
+    residual block is a tensor from outside the block: an empty walk; an addition's branches keep their
+    scale; a concatenation's channels must add up."""
+    join = steps[j]
+    inputs = _join_inputs(join, vals)
+    siblings = {i: k for k, i in enumerate(inputs, 1)}
+    branches = tuple(
+        _branch_from_walk(_walk(i, None, own, steps, vals, siblings=siblings),
+                          vals[i][1] if len(vals[i]) > 1 else 0)
+        for i in inputs
     )
+    if join.kind != "cat":
+        return tuple(_scaled(b, i, own, steps) for b, i in zip(branches, inputs))
+    if join.attrs.get("dim", 1) % 4 == 1:
+        total = sum(b.out_channels for b in branches)
+        assert total == vals[j][1], f"{unit}: branch channels {total} ≠ concatenated {vals[j][1]}"
+    return branches
+
+
+def _against_paper(branches: tuple[BranchSpec, ...], expected, paper: PaperReference
+                   ) -> tuple[tuple[BranchSpec, ...], list[str]]:
+    """(branches, notes): a branch whose kernel differs from the one the paper gives it (`expected`, one
+    per branch, None where the paper gives none) carries a note and the paper's name in its label."""
+    from dataclasses import replace
+
+    if not expected or len(expected) != len(branches):
+        return branches, []
+    fixed, notes = [], []
+    for n, (b, k) in enumerate(zip(branches, expected), 1):
+        if k is not None and b.kernel is not None and b.kernel != k:
+            note = (f"branch {n} uses a {fmt_kernel(b.kernel)} kernel where the paper has"
+                    f" {fmt_kernel(k)} ({paper.citation})")
+            notes.append(note)
+            b = replace(b, note=note, label=branch_label(b, paper_kernel=k))
+        fixed.append(b)
+    return tuple(fixed), notes
+
+
+def _plain_kind(layers: tuple[LayerSpec, ...], module_type: str) -> str:
+    """The kind of a node that joins nothing, from the layers it runs (else its module's type)."""
+    types = {l.type for l in layers}
+    if "conv" in types:
+        return "conv"
+    if types & {"max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool"}:
+        return "pool"
+    if "linear" in types:
+        return "linear"
+    if "Dropout" in module_type:
+        return "dropout"
+    return "op"
 
 
 def _receptive_fields(steps) -> list[tuple[tuple[int, int] | None, tuple[int, int] | None]]:

@@ -504,27 +504,9 @@ def index_folder(folder: str | os.PathLike, cm, graph: BlockGraph, preprocess: C
     the best of the rest until the folder is indexed afresh). Runs writing one index at once take
     turns batch by batch; each batch merges into the tops as they are then (re-read when another run
     wrote since), so no example points at a file row that is gone. Raises ExampleIndexError."""
-    from explorer.core.classify.images import ImageLoadError
-
     report = IndexReport()
     known = index.files(model, weights)
-    todo: list[tuple[str, int, int]] = []
-    stale: list[int] = []
-    for f in _keys(folder, recursive):
-        try:
-            st = os.stat(f)
-        except OSError as e:
-            report.failed.append((f, e.strerror or str(e)))
-            if note is not None:
-                note(f, e.strerror or str(e))
-            continue
-        k = known.get(f)
-        if k is not None and k[1] == st.st_size and k[2] == st.st_mtime_ns:
-            report.skipped += 1
-            continue
-        if k is not None:
-            stale.append(k[0])
-        todo.append((f, st.st_size, st.st_mtime_ns))
+    todo, stale = _changed_files(_keys(folder, recursive), known, report, note)
     if not todo:
         return report
     with index._lock:
@@ -546,47 +528,92 @@ def index_folder(folder: str | os.PathLike, cm, graph: BlockGraph, preprocess: C
                 report.cancelled = True
                 break
             chunk = todo[start : start + batch_size]
-            tensors, good, bad = [], [], []
-            for path, size, mtime in chunk:
-                try:
-                    tensors.append(preprocess(path))
-                    good.append((path, size, mtime, None))
-                except ImageLoadError as e:
-                    bad.append((path, size, mtime, e.reason))
-                    report.failed.append((path, e.reason))
-                    if note is not None:
-                        note(path, e.reason)
+            tensors, good, bad = _read_images(chunk, preprocess, report, note)
             with torch.no_grad():
                 cap = cm.capture(torch.stack(tensors)) if tensors else None
             with index.transaction() as db:  # the batch's files and the examples they bring, at once
                 version = db.execute("PRAGMA data_version").fetchone()[0]
                 if version != seen_version:
                     tops = None  # another connection wrote since: merge into what is there now
-                ids = _file_ids(db, model, weights, good, 1)
-                bad_ids = _file_ids(db, model, weights, bad, 0)
-                if bad_ids and db.execute(f"DELETE FROM top WHERE file_id IN ({','.join('?' * len(bad_ids))})",
-                                          bad_ids).rowcount:
-                    tops = None  # a file that another run read is unreadable now
-                if cap is not None:
-                    if tops is None:
-                        shapes = {(blk, k): int(t.shape[1]) for blk, ts in cap.branches.items()
-                                  for k, t in enumerate(ts) if t is not None}
-                        tops = _load_tops(db, model, weights, shapes)
-                    h, w = int(tensors[0].shape[1]), int(tensors[0].shape[2])
-                    for blk, ts in cap.branches.items():
-                        for k, t in enumerate(ts):
-                            if t is None:
-                                continue
-                            top = tops[(blk, k)]
-                            changed = top.merge(t.float().cpu(), ids)
-                            _write_channels(db, model, weights, blk, k, top, changed,
-                                            target_geometry(graph, blk, k), h, w)
+                tops = _store_batch(db, model, weights, graph, good, bad, cap, tensors, tops)
             seen_version = version
             report.indexed += len(good)
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
     return report
+
+
+def _changed_files(keys: list[str], known: dict[str, tuple], report: IndexReport,
+                   note: Callable[[str, str], None] | None) -> tuple[list[tuple[str, int, int]], list[int]]:
+    """(todo, stale): the files among `keys` to read, as (path, size, mtime_ns), and the ids of the known
+    ones among them, which changed since. Unchanged known files are counted as skipped, files that
+    cannot be stat'ed as failed."""
+    todo: list[tuple[str, int, int]] = []
+    stale: list[int] = []
+    for f in keys:
+        try:
+            st = os.stat(f)
+        except OSError as e:
+            report.failed.append((f, e.strerror or str(e)))
+            if note is not None:
+                note(f, e.strerror or str(e))
+            continue
+        k = known.get(f)
+        if k is not None and k[1] == st.st_size and k[2] == st.st_mtime_ns:
+            report.skipped += 1
+            continue
+        if k is not None:
+            stale.append(k[0])
+        todo.append((f, st.st_size, st.st_mtime_ns))
+    return todo, stale
+
+
+def _read_images(chunk: list[tuple[str, int, int]], preprocess: Callable[[str], Any], report: IndexReport,
+                 note: Callable[[str, str], None] | None) -> tuple[list, list[tuple], list[tuple]]:
+    """(tensors, good, bad): the network inputs of a batch's files, and the files as rows for
+    `_file_ids` (path, size, mtime_ns, note): those read, and those that could not be (failed, noted)."""
+    from explorer.core.classify.images import ImageLoadError
+
+    tensors, good, bad = [], [], []
+    for path, size, mtime in chunk:
+        try:
+            tensors.append(preprocess(path))
+            good.append((path, size, mtime, None))
+        except ImageLoadError as e:
+            bad.append((path, size, mtime, e.reason))
+            report.failed.append((path, e.reason))
+            if note is not None:
+                note(path, e.reason)
+    return tensors, good, bad
+
+
+def _store_batch(db: sqlite3.Connection, model: str, weights: str, graph: BlockGraph, good: list[tuple],
+                 bad: list[tuple], cap, tensors: list, tops: dict[tuple[str, int], _Top] | None
+                 ) -> dict[tuple[str, int], _Top] | None:
+    """Record a batch's files and merge its captured branches (`cap`, None when no file was read) into
+    the tops, writing the channels whose top changed; in the batch's transaction `db`. `tops`: as the
+    index held them after the last batch, or None to re-read them. Returns the tops as they now are."""
+    ids = _file_ids(db, model, weights, good, 1)
+    bad_ids = _file_ids(db, model, weights, bad, 0)
+    if bad_ids and db.execute(f"DELETE FROM top WHERE file_id IN ({','.join('?' * len(bad_ids))})",
+                              bad_ids).rowcount:
+        tops = None  # a file that another run read is unreadable now
+    if cap is None:
+        return tops
+    if tops is None:
+        shapes = {(blk, k): int(t.shape[1]) for blk, ts in cap.branches.items()
+                  for k, t in enumerate(ts) if t is not None}
+        tops = _load_tops(db, model, weights, shapes)
+    h, w = int(tensors[0].shape[1]), int(tensors[0].shape[2])
+    for blk, ts in cap.branches.items():
+        for k, t in enumerate(ts):
+            if t is None:
+                continue
+            top = tops[(blk, k)]
+            changed = top.merge(t.float().cpu(), ids)
+            _write_channels(db, model, weights, blk, k, top, changed, target_geometry(graph, blk, k), h, w)
+    return tops
 
 
 def _write_channels(db, model, weights, node, branch, top: _Top, changed, geom: Geometry, h: int, w: int):
