@@ -88,3 +88,38 @@ def test_branch_evidence_goes_with_the_image_and_the_model():
     st.branch_evidence = ev
     st.begin_model("inception_v3", None)
     assert st.branch_evidence is None
+
+
+def test_results_go_when_the_key_they_were_made_for_changes():
+    """The model, its weights and the image make the key; each change drops what it no longer covers, once,
+    and a result made for an earlier key is refused when it arrives late. The image stays through a switch."""
+    from explorer.core.session.state import ChannelChoice, ImageInput
+
+    st = ExplorerState()
+    st.begin_model("googlenet", spec=None)
+    st.loaded = object()  # its weights are in
+    first = ImageInput("photo.jpg", "photo.jpg")
+    st.image = first
+    key = st.result_key
+    assert (key.model, key.image) == ("googlenet", first) and st.holds(key) and st.holds(key.for_model())
+    st.shown_image, st.attributions, st.channel = "shown", ("map",), ChannelChoice("inception3b", 2, 12)
+    keys = []
+    st.connect("result_key", keys.append)
+
+    st.image = ImageInput("photo.jpg", "photo.jpg")  # the same file given again is another image
+    assert st.attributions == () and st.channel == ChannelChoice("inception3b", 2, 12) and st.shown_image == "shown"
+    assert not st.holds(key) and st.holds(key.for_model()) and key.change_to(st.result_key) == "the image changed"
+
+    st.attributions = ("map",)
+    weights_key = st.result_key
+    st.loaded = object()  # other weights for the same model
+    assert st.attributions == () and st.channel is None and st.shown_image is None
+    assert weights_key.change_to(st.result_key) == "the weights changed"
+
+    st.attributions, st.channel, image = ("map",), ChannelChoice("inception3b", 2, 12), st.image
+    before = st.result_key
+    st.begin_model("inception_v3", spec=None)
+    assert st.attributions == () and st.channel is None and st.image is image
+    assert not st.holds(before) and not st.holds(before.for_model())
+    assert before.change_to(st.result_key) == "the model changed"
+    assert len(keys) == 3  # one announcement per change

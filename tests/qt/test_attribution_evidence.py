@@ -143,9 +143,11 @@ def test_results_are_cleared_when_the_image_or_the_model_changes(qtbot, panel, s
     assert not panel.faithfulness_button.isEnabled() and not panel.sanity_button.isEnabled()
     compute_map(qtbot, panel, "saliency")
     assert panel.table.rowCount() == 1
-    # A model switch in the window's state clears the table too (the panel follows the state).
+    # A model switch in the window's state clears the table too, and the image the maps were for (the panel
+    # follows the state's result key): a map needs the next model's image.
     state.begin_model("inception_v3", get_spec("inception_v3"))
-    assert panel.table.rowCount() == 0
+    assert panel.table.rowCount() == 0 and panel.x is None and panel.result is None
+    panel.set_image(x, _image(x))
     compute_map(qtbot, panel, "saliency")
     panel.set_model(cm, graph, categories)
     assert state.attributions == () and panel.table.rowCount() == 0

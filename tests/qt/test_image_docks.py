@@ -117,7 +117,7 @@ def test_a_late_image_of_the_previous_model_is_dropped(make_window, qtbot, pictu
     assert docks.attribution.x.shape[-1] == 299
 
     docks.classify.image_shown.emit(old_shown)  # the old model's image, arriving late
-    assert docks.last_shown is new_shown
+    assert w.state.shown_image is new_shown
     assert docks.activations.capture is new_shown.capture and docks.activations.graph.name == "inception_v3"
     assert docks.attribution.x.shape[-1] == 299 and torch.equal(docks.attribution.x, new_shown.x.contiguous())
     assert docks.activations.state.block in {b.name for b in docks.graph.blocks()}

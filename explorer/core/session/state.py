@@ -8,13 +8,20 @@ assignments into one announcement per property, made when the block ends (a mode
 properties; views then redraw once).
 
 The state lives on the UI thread: workers hand their results to it there, never from their own threads.
+
+Results belong to what made them. `result_key` (a `ResultKey`: the model, its weights, the image) says what
+the results on screen are for; a job takes the key when it starts and its result is used only while
+`holds(key)`. When the key changes, the results it no longer covers are dropped here, in `_follow_key`,
+and the views, which follow the state, drop what they showed of them.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 Callback = Callable[[Any], None]
@@ -115,6 +122,56 @@ class InputSize:
         return f"{self.height}×{self.width}" + (f" ×{self.batch}" if self.batch > 1 else "")
 
 
+@dataclass(frozen=True, eq=False)
+class ImageInput:
+    """An image a person gave: a file, or a picture pasted or dropped as data. It is what stays on screen
+    through a model switch, to be classified again by the next model. Compared by identity: the same file
+    given twice is two inputs (results of the first do not describe the second)."""
+
+    source: Any  #: a path, or a PIL image
+    name: str  #: what the result calls it: the path, or "<pasted image>"
+
+    def available(self) -> bool:
+        """Whether it can be classified again (a file may have gone since)."""
+        return Path(self.source).is_file() if isinstance(self.source, (str, os.PathLike)) else True
+
+
+@dataclass(frozen=True)
+class ResultKey:
+    """What a result was made for: the model (its name; an opened model's reference too), its weights (the
+    n-th weights the state was given, 0 before any) and the image (None: a result about the model alone,
+    such as a channel's visualisation). The input size the graph is traced for is no part of it: images
+    are classified at the model's own preprocessing size, whatever size the shapes are traced for."""
+
+    model: str | None = None
+    ref: str | None = None
+    weights: int = 0
+    image: ImageInput | None = None
+
+    def for_model(self) -> ResultKey:
+        """The key of a result about the model alone."""
+        return replace(self, image=None)
+
+    def holds_for(self, current: ResultKey) -> bool:
+        """Whether a result made for this key belongs on screen under `current`."""
+        return self == (current if self.image is not None else current.for_model())
+
+    def change_to(self, new: ResultKey) -> str:
+        """What changed from this key to `new`, for people: "the model changed"."""
+        if (self.model, self.ref) != (new.model, new.ref):
+            return "the model changed"
+        return "the weights changed" if self.weights != new.weights else "the image changed"
+
+
+@dataclass(frozen=True)
+class ChannelChoice:
+    """A channel chosen to look at in the Channel tab: one output channel of a block's branch."""
+
+    block: str
+    branch_index: int  #: 0-based
+    channel: int
+
+
 @dataclass
 class BatchRun:
     """A batch of files classified by one model: its inputs, the results so far, and how it ended."""
@@ -144,6 +201,10 @@ class ExplorerState(State):
     failed_node = StateProperty(None, "The first node that fails at `input_size` ('input' for a size the engine refuses).")
     expanded = StateProperty(frozenset(), "The blocks drawn opened into their branches.")
     selection = StateProperty(None, "The key of the selected box: a node name or a layer inside an expanded block.")
+    result_key = StateProperty(ResultKey(), "What the results on screen are for (ResultKey): the model, its weights, "
+                               "the image. When it changes, the results it no longer covers go (_follow_key).")
+    image = StateProperty(None, "The image on screen as it was given (ImageInput: a file or a pasted picture); it "
+                          "stays through a model switch, and the next model classifies it again.")
     shown_image = StateProperty(None, "The ShownImage on display (picture, result, capture), from the current model.")
     classification = StateProperty(None, "The ClassificationResult of the single image last classified.")
     batch = StateProperty(None, "The BatchRun of the current model, or None.")
@@ -157,16 +218,53 @@ class ExplorerState(State):
                                  "faithfulness and sanity evidence: AttributionRecords, one per method, layer and target.")
     branch_evidence = StateProperty(None, "The BranchEvidence of the image on screen (per-branch |gradient × "
                                     "activation|), once computed; cleared with the image and the model.")
+    channel = StateProperty(None, "The channel shown in the Channel tab (ChannelChoice), of the model on screen.")
+
+    #: Results computed on the image on screen, and their empty values: they go when any part of the key changes.
+    IMAGE_RESULTS = {"attributions": (), "branch_evidence": None}
+    #: Results that go when the model or its weights change, not with the image: the channel chosen, and the last
+    #: image shown with its classification (the next image's replace them when they arrive; until then, a
+    #: presentation keeps its slide).
+    MODEL_RESULTS = {"shown_image": None, "classification": None, "channel": None}
 
     def __init__(self):
         super().__init__()
+        self._weights_of = None  # the LoadedModel that result_key.weights counts
+        self._weights_serial = 0
         # Evidence computed for one image does not describe the next.
         self.connect("shown_image", lambda _shown: setattr(self, "branch_evidence", None))
+        for name in ("model", "model_ref", "loaded", "image"):
+            self.connect(name, self._follow_key)
+
+    # -- what results are for ----------------------------------------------------------------
+
+    def holds(self, key: ResultKey | None) -> bool:
+        """Whether a result made for `key` belongs on screen now (a job's result may arrive after a switch)."""
+        return key is not None and key.holds_for(self.result_key)
+
+    def _current_key(self) -> ResultKey:
+        if self.loaded is not self._weights_of:  # other weights: what the previous ones made is not theirs
+            self._weights_of, self._weights_serial = self.loaded, self._weights_serial + 1
+        return ResultKey(self.model, self.model_ref, self._weights_serial, self.image)
+
+    def _follow_key(self, _changed=None) -> None:
+        """The one place results are dropped: the key changed, and what it no longer covers goes."""
+        old, key = self.result_key, self._current_key()
+        if key == old:
+            return
+        with self.changes():
+            self.result_key = key
+            dropped = dict(self.IMAGE_RESULTS)
+            if key.for_model() != old.for_model():
+                dropped.update(self.MODEL_RESULTS)
+            for name, empty in dropped.items():
+                setattr(self, name, empty)
 
     # -- transitions that change several properties at once ---------------------------------
 
     def begin_model(self, name: str, spec, ref: str | None = None) -> None:
-        """A model switch: everything that belonged to the previous model goes (results move aside)."""
+        """A model switch: everything that belonged to the previous model goes (a batch moves aside; the
+        image stays, for the next model to classify; its results go with the key)."""
         with self.changes():
             if self.batch is not None and self.batch.model != name:
                 self.previous_batch = self.batch
@@ -176,13 +274,12 @@ class ExplorerState(State):
             self.graph = self.trace = self.loaded = None
             self.trace_error = self.failed_node = None
             self.selection = None
-            self.shown_image = None
-            self.classification = None
             self.block_times = None
-            self.branch_evidence = None
-            self.attributions = ()
             self.model_status = "loading"
             self.status_text = f"loading {name}…"
+            # A new load, even of the same model again: nothing made before it is for it.
+            self._weights_of, self._weights_serial = None, self._weights_serial + 1
+            self._follow_key()
 
     def is_current(self, model: str | None) -> bool:
         """Whether a result made by `model` belongs to the model on screen."""

@@ -78,7 +78,8 @@ class ShownImage:
     smaller than the network's resize; a GPU decode shrunk to DISPLAY_MAX). result: its
     ClassificationResult. capture: the `Capture` of the forward that gave `result` (tensors on the
     classifier's device), None without a block graph. x: that forward's input (1, 3, crop, crop), on
-    the same device. rgb: x de-normalised, (crop, crop, 3) uint8. model: the model's name.
+    the same device. rgb: x de-normalised, (crop, crop, 3) uint8. model: the model's name. key: the
+    ResultKey of the request it answers (explorer.core.session.state), stamped on the UI thread.
     """
 
     source: str
@@ -88,6 +89,7 @@ class ShownImage:
     x: Any = None
     rgb: Any = None
     model: str | None = None
+    key: Any = None
 
 
 def display_name(source: str) -> str:

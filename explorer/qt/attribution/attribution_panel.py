@@ -10,6 +10,10 @@ insertion curves with their random-order references, a table of every method com
 and the strip of maps of the model-randomisation sanity check. The table's rows live in the window's
 `ExplorerState.attributions` (the panel's own state when it has none), cleared with the model or image.
 
+The image, the map and a running job belong to the state's `result_key` when the image was given: when
+the key changes (another model, other weights, another image), the job is stopped (what it computes is
+never shown) and the line says so; the map, the image and the line of the previous key go.
+
 Signals
 -------
 attribution_started(str)       method name
@@ -159,6 +163,7 @@ class AttributionPanel(QWidget):
         self.categories: list[str] = []
         self.x = None
         self.image_rgb: np.ndarray | None = None
+        self._image_key = None  # the state's ResultKey when `x` was given: the map and jobs are for it
         self.result = None
         self.record: AttributionRecord | None = None  # the row of `result` (with its evidence so far)
         self._job: Job | None = None
@@ -385,6 +390,7 @@ class AttributionPanel(QWidget):
         self.sanity_button.clicked.connect(self.run_sanity_check)
         self.table.itemSelectionChanged.connect(self._on_table_selection)
         self.explorer_state.connect("attributions", self._show_records)
+        self.explorer_state.connect("result_key", self._follow_key)
         self._populate_targets()
         self.set_method(self.state.method)
         self._set_running(False)
@@ -414,6 +420,7 @@ class AttributionPanel(QWidget):
         """The preprocessed image (1, 3, H, W) and its display RGB (H, W, 3 uint8); clears the heatmap."""
         self.cancel()
         self.x = x
+        self._image_key = self.explorer_state.result_key if x is not None else None
         self.image_rgb = None if image_rgb is None else np.ascontiguousarray(image_rgb)
         if self.image_rgb is not None:
             self.image_item.setImage(self.image_rgb, autoLevels=False, levels=(0, 255))
@@ -423,6 +430,19 @@ class AttributionPanel(QWidget):
         self.target_combo.setItemText(0, f"Top-1 ({name})")
         self._clear_results()
         self.box.autoRange(padding=0.01)
+
+    def _follow_key(self, key) -> None:
+        """The model, its weights or the image changed: the image, its map and a running job of the previous
+        key go (the job is stopped; whatever it still computes is dropped), and the line says why."""
+        if self._image_key is None or self._image_key == key:
+            return
+        why = self._image_key.change_to(key)
+        job, self._job = self._job, None
+        if job is not None:
+            job.cancel()
+        self.set_image(None)
+        self.status.setText(f"{self._job_label} stopped: {why}." if job is not None else "")
+        self._set_status_warning(False)
 
     def _clear_results(self) -> None:
         """The map, its curves, its sanity strip and the methods table belong to the model and image that

@@ -6,10 +6,12 @@ bar chart of its top-5 classes and the time split. Given the model's block graph
 output, handed on in `ShownImage.capture`. Several files or a folder fill a sortable table batch by
 batch, with progress, Cancel, throughput and CSV export; clicking a row shows that image in the view.
 
-The panel is a skin over the window's `ExplorerState`: it writes `classification`, `shown_image` and
-`batch` there, and follows `model` / `status_text`. Results belong to the model that made them: a
-model switch clears the table (its files can be classified again with one click) and the view says
-the new model is loading until its classifier is ready. The work runs as explorer.core.session.tasks
+The panel is a skin over the window's `ExplorerState`: it writes `image` (what a person gave, a file or
+a pasted picture), `classification`, `shown_image` and `batch` there, and follows `model` /
+`status_text`. Results belong to what made them: a single image's job carries the state's `result_key`
+and its result is used only while that key holds; a model switch clears the table (its files can be
+classified again with one click) and the view says the new model is loading until its classifier is
+ready, when the window's image docks classify `image` again. The work runs as explorer.core.session.tasks
 generators on the one `JobRunner` (low-priority threads, so a CPU batch does not starve the UI).
 
 Signals
@@ -52,7 +54,7 @@ from PySide6.QtWidgets import (
 
 from explorer.core.session import tasks
 from explorer.core.classify.images import IMAGE_EXTENSIONS
-from explorer.core.session.state import BatchRun, ExplorerState
+from explorer.core.session.state import BatchRun, ExplorerState, ImageInput
 from explorer.core.session.tasks import ShownImage  # noqa: F401 - what image_shown carries
 from explorer.qt.panels import Banner
 from explorer.qt.result_view import ResultView, array_to_qimage, qimage_to_pil
@@ -305,7 +307,7 @@ class ClassifyPanel(QWidget):
         if not paths:
             return
         if len(paths) == 1 and not paths[0].is_dir():
-            self._request(lambda: self._start_single(paths[0], str(paths[0])))
+            self.classify_input(ImageInput(paths[0], str(paths[0])))
         else:
             self._request(lambda: self._start_batch(paths))
 
@@ -316,7 +318,13 @@ class ClassifyPanel(QWidget):
                 self._fail("The pasted image is empty")
                 return
             image = qimage_to_pil(image)
-        self._request(lambda: self._start_single(image, PASTED_NAME))
+        self.classify_input(ImageInput(image, PASTED_NAME))
+
+    def classify_input(self, given: ImageInput) -> None:
+        """Classify `given`, which is the image on screen from now on (the state's `image`: the next model
+        classifies it again)."""
+        self.state.image = given
+        self._request(lambda: self._start_single(given))
 
     def cancel(self) -> None:
         """Stop the running classification (the panel is idle at once; the worker stops at its next check)."""
@@ -469,11 +477,13 @@ class ClassifyPanel(QWidget):
             self._fail("No model is loaded yet: load a model, then classify")
         self._update_controls()
 
-    def _start_single(self, source, name: str) -> None:
+    def _start_single(self, given: ImageInput) -> None:
         self.mode = "single"
-        self.result_view.show_pending(display_name(name))
-        self.runner.start("classify", Job(tasks.classify_single, self.classifier, source, name, low_priority=True),
-                          on_event=self._on_event, on_failure=self._on_classify_failed)
+        self.result_view.show_pending(display_name(given.name))
+        key = self.state.result_key
+        self.runner.start("classify", Job(tasks.classify_single, self.classifier, given.source, given.name,
+                                          low_priority=True),
+                          on_event=lambda event: self._on_event(event, key), on_failure=self._on_classify_failed)
         self._update_controls()
 
     def _start_batch(self, paths: list[Path]) -> None:
@@ -499,13 +509,17 @@ class ClassifyPanel(QWidget):
 
     # ------------------------------------------------------------------ events
 
-    def _on_event(self, event) -> None:
+    def _on_event(self, event, key=None) -> None:
+        """A job's event; `key`: the ResultKey a single image's job was started for (its results are used
+        only while the key holds)."""
         if isinstance(event, tasks.ClassifierReady):
             self._on_classifier(event.classifier)
+        elif isinstance(event, (tasks.ImageClassified, tasks.ImageShown)) and not self.state.holds(key):
+            return
         elif isinstance(event, tasks.ImageClassified):
             self._on_single_result(event.result)
         elif isinstance(event, tasks.ImageShown):
-            self._on_shown(event)
+            self._on_shown(event, key)
         elif isinstance(event, tasks.FilesListed):
             self._on_files(event.files, event.empty_folders)
         elif isinstance(event, tasks.BatchClassified):
@@ -554,11 +568,12 @@ class ClassifyPanel(QWidget):
         else:
             self._fail(f"{display_name(result.source)}: {result.error}")
 
-    def _on_shown(self, event: tasks.ImageShown) -> None:
+    def _on_shown(self, event: tasks.ImageShown, key) -> None:
         shown = event.shown
         if shown is None:
             self.result_view.show_image(None)
             return
+        shown.key = key
         self.shown = shown
         if self.result_view.result is not shown.result and shown.result is not None:
             # A table row's preview: its captured forward is what the view now shows, top-5 included.
@@ -624,9 +639,11 @@ class ClassifyPanel(QWidget):
         self.shown = None
         if result.ok and self.classifier is not None:
             self.result_view.show_image(None)
+            self.state.image = ImageInput(result.source, result.source)  # the image on screen now
+            key = self.state.result_key
             self.runner.start("preview", Job(tasks.preview_file, self.classifier, result.source, result,
                                              low_priority=True),
-                              on_event=self._on_event, on_failure=self._fail)
+                              on_event=lambda event: self._on_event(event, key), on_failure=self._fail)
 
     # ------------------------------------------------------------------ controls
 

@@ -5,6 +5,9 @@ grid" shows the first channels of the selected branch as a grid of visualisation
 image docks' one job runner (slots "featurevis" and "examples"), with progress, Cancel, and errors in
 the panel. Results are cached on disk by the engine (explorer.core.microscope.featurevis, explorer.core.microscope.examples).
 
+The chosen channel is the window's `ExplorerState.channel`: the state drops it with the model or weights
+that had it, and the panel follows (its jobs stop, its title and pictures go).
+
 Signals
 -------
 failed(str)   a job failed; the message is for the window's status line
@@ -20,12 +23,15 @@ from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                                QSpinBox, QVBoxLayout, QWidget)
 
+from explorer.core.session.state import ChannelChoice, ExplorerState
 from explorer.qt.result_view import array_to_qimage, coloured
 from explorer.qt.workers import Job
 
 #: Channels in a branch grid.
 GRID_CHANNELS = 16
 TILE = 160
+#: The title while no channel is chosen.
+PROMPT = "Click a channel in Activations to see what it looks for."
 
 
 @dataclass
@@ -101,9 +107,11 @@ class ChannelPanel(QWidget):
 
     failed = Signal(str)
 
-    def __init__(self, parent=None, *, runner=None):
+    def __init__(self, parent=None, *, runner=None, explorer_state: ExplorerState | None = None):
         super().__init__(parent)
         self.state = ChannelPanelState()
+        #: Holds the chosen channel (the window's state when given).
+        self.explorer_state = explorer_state if explorer_state is not None else ExplorerState()
         self.runner = runner
         self.capture_model = None
         self._waiting = False  # a channel was chosen while the panel was hidden: run it when shown
@@ -113,7 +121,7 @@ class ChannelPanel(QWidget):
         self.preprocess = None  # path -> network input, the classifier's exact preprocessing
         self.folder: str | None = None
 
-        self.title = QLabel("Click a channel in Activations to see what it looks for.")
+        self.title = QLabel(PROMPT)
         self.note = QLabel("")
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #8a6d00")
@@ -154,6 +162,7 @@ class ChannelPanel(QWidget):
         layout.addLayout(boxes, 1)
         layout.addWidget(self.grid_label)
         self._busy(False)
+        self.explorer_state.connect("channel", self._follow_channel)
 
     # -- model and selection ---------------------------------------------------------------
 
@@ -172,11 +181,25 @@ class ChannelPanel(QWidget):
 
     def show_channel(self, block: str, branch: int, channel: int, feature_map: np.ndarray | None = None) -> None:
         """Show `channel` of `block`'s branch (0-based): its map now, its visualisation and examples when ready."""
-        self.state.block, self.state.branch, self.state.channel = block, branch, channel
-        self.title.setText(f"<b>{block}</b> branch {branch + 1}, channel {channel}")
+        self.explorer_state.channel = ChannelChoice(block, branch, channel)  # → _follow_channel
         if feature_map is not None:
             self.map_label.setPixmap(to_pixmap(heat_rgb(feature_map)))
         self._run_channel()
+
+    def _follow_channel(self, choice: ChannelChoice | None) -> None:
+        """The state's channel changed: show its title; None (dropped with the model or weights that had it):
+        stop its jobs and show nothing of it."""
+        if choice is None:
+            self.cancel()
+            self._waiting = False
+            self.state.block = self.state.branch = self.state.channel = None
+            self.title.setText(PROMPT)
+            self.status.setText("")
+            for label in (self.vis_label, self.examples_label, self.map_label, self.grid_label):
+                label.clear()
+            return
+        self.state.block, self.state.branch, self.state.channel = choice.block, choice.branch_index, choice.channel
+        self.title.setText(f"<b>{choice.block}</b> branch {choice.branch_index + 1}, channel {choice.channel}")
 
     def _run_channel(self) -> None:
         """Visualise the chosen channel and look up its examples, once the panel is on screen: a channel

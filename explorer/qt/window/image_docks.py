@@ -5,15 +5,18 @@ the classify panel's forward of an image also captures every branch's output (on
 device), and the activation view shows that capture as it is — no second forward. The attribution
 panel and the branch-share charts run their own gradient passes through a CPU `CaptureModel` of the
 loaded network, on the image's network input; they share one worker thread.
+
+What the panels show belongs to the window's `ExplorerState.result_key` (the model, its weights, the image):
+a late image or capture model of a previous key is dropped, and when the weights of a model arrive the
+image on screen (`ExplorerState.image`, a file or a pasted picture) is classified again.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtCore import QEvent, QObject, QSize, Qt
 from PySide6.QtWidgets import QApplication, QDockWidget, QMainWindow, QScrollArea, QWidget
 
+from explorer.core.session.state import ExplorerState
 from explorer.qt.microscope.activation_view import ActivationView
 from explorer.qt.attribution.attribution_panel import AttributionPanel
 from explorer.qt.attribution.branch_share_chart import BranchSharePanel
@@ -74,21 +77,21 @@ class ImageDocks(QObject):
     def __init__(self, window: QMainWindow, *, state=None, classify_sample: bool = True):
         super().__init__(window)
         self.window = window
-        self.state = state
+        self.state = state if state is not None else ExplorerState()
         self.runner = JobRunner(self, threads=1)
         self.capture_model = None
+        self._capture_key = None  # the ResultKey the panels' capture model (and so their model) is for
         self.graph = None
         self.loaded = None
-        self.last_shown = None
         self._device_models: dict = {}
         self._sample_pending = classify_sample
 
-        self.classify = ClassifyPanel(window, state=state)
+        self.classify = ClassifyPanel(window, state=self.state)
         self.activations = ActivationView(window)
-        self.attribution = AttributionPanel(window, runner=self.runner, explorer_state=state)
+        self.attribution = AttributionPanel(window, runner=self.runner, explorer_state=self.state)
         self.attribution.curve_model_for = self._curve_model_for
         self.shares = BranchSharePanel(window, runner=self.runner)
-        self.channel = ChannelPanel(window, runner=self.runner)
+        self.channel = ChannelPanel(window, runner=self.runner, explorer_state=self.state)
         # All four share the bottom, as tabs: the full width suits the top-5 chart and the branch
         # mosaics, and the graph keeps the middle of the window.
         self.classify_dock = self._dock("Classify", "classify_dock", self.classify,
@@ -108,10 +111,6 @@ class ImageDocks(QObject):
         self.classify_dock.raise_()
 
         self.classify.image_shown.connect(self._on_image_shown)
-        # The file on screen, as soon as it is classified (its picture and capture may still be on the way
-        # when the model changes): the next model classifies it again.
-        self.last_source: str | None = None
-        self.classify.image_classified.connect(lambda result: setattr(self, "last_source", result.source))
         self.classify.failed.connect(self._status)
         self.classify.batch_started.connect(self._give_batch_room)
         self.attribution.attribution_failed.connect(self._status)
@@ -139,7 +138,7 @@ class ImageDocks(QObject):
     def _give_batch_room(self) -> None:
         """A batch began: the classify dock comes forward and gets half the window's height for its table
         (not while presenting: the docks stay hidden, the slides show the batch's first image)."""
-        if self.state is not None and self.state.presenting:
+        if self.state.presenting:
             return
         dock = self.classify_dock
         dock.show()
@@ -159,14 +158,16 @@ class ImageDocks(QObject):
         self.loaded, self.graph, self.capture_model = loaded, graph, None
         self.activations.clear()
         self.classify.set_model(loaded, self.classify.device_combo.currentData(), graph=graph)
+        key = self.state.result_key.for_model()
         self.runner.start("capture_model", Job(_build_capture, loaded.module, graph),
-                          on_success=self._on_capture_model, on_failure=self._status)
-        again = self.last_source
+                          on_success=lambda capture_model: self._on_capture_model(capture_model, key),
+                          on_failure=self._status)
+        again = self.state.image
         if self.classify.has_pending():
             pass  # a request the user made while the model loaded runs first, and replaces the re-run
-        elif again and Path(again).is_file():
-            # The image on screen stays on screen: classified again by the new model.
-            self.classify.classify_paths([again])
+        elif again is not None and again.available():
+            # The image on screen stays on screen (a file or a pasted picture): classified again by the new model.
+            self.classify.classify_input(again)
         elif self._sample_pending:
             from explorer.core.model.samples import sample_images
 
@@ -175,31 +176,29 @@ class ImageDocks(QObject):
                 self.classify.classify_paths([samples[0].path])
         self._sample_pending = False
 
-    def _on_capture_model(self, capture_model) -> None:
-        if self.loaded is None or capture_model.graph_name != self.loaded.name:
+    def _on_capture_model(self, capture_model, key) -> None:
+        if not self.state.holds(key):  # built for a model or weights no longer on screen
             return
-        self.capture_model = capture_model
+        self.capture_model, self._capture_key = capture_model, key
         self._device_models = {}
         self.attribution.set_model(capture_model, self.graph, self.loaded.categories,
                                    capture_model_for=self._capture_model_for)
         self.shares.set_model(capture_model, self.graph)
         self.channel.set_model(capture_model, self.graph, self.loaded)
         self.attribution.set_image(None)  # the previous model's image until the new one's arrives
-        if self.last_shown is not None and self._is_current(self.last_shown):
-            self._hand_on(self.last_shown)
+        shown = self.state.shown_image
+        if shown is not None and self._is_current(shown):
+            self._hand_on(shown)
 
     # -- the image --------------------------------------------------------------------------
 
     def _is_current(self, shown) -> bool:
-        """Whether `shown` came from the model now loaded (one from the previous model may arrive late)."""
-        if self.loaded is None or self.graph is None or getattr(shown, "model", None) != self.loaded.name:
-            return False
-        return shown.capture is None or shown.capture.graph_name == self.graph.name
+        """Whether `shown` was made for what is on screen now (one of a previous model may arrive late)."""
+        return self.graph is not None and self.state.holds(getattr(shown, "key", None))
 
     def _on_image_shown(self, shown) -> None:
         if not self._is_current(shown):
             return
-        self.last_shown = shown
         if shown.capture is not None:
             # A new image must not move the graph's selection: the view follows the graph, not back.
             self.activations.blockSignals(True)
@@ -255,11 +254,14 @@ class ImageDocks(QObject):
 
     def _on_evidence(self, evidence) -> None:
         """Branch shares of the image on screen were computed: the graph's overlay can colour by them."""
-        if self.state is not None and self.loaded is not None and evidence.model == self.loaded.name:
+        if self.loaded is not None and evidence.model == self.loaded.name:
             self.state.branch_evidence = evidence
 
     def _show_channel(self, block: str, branch: int, channel: int) -> None:
-        """A channel was clicked in Activations: the Channel panel shows what it looks for."""
+        """A channel was clicked in Activations: the Channel panel shows what it looks for (not one of a
+        previous model, whose capture Activations shows until the new model's image arrives)."""
+        if not self.state.holds(self._capture_key):
+            return
         self.channel.show_channel(block, branch, channel, self.activations.detail_map())
 
     def select_block(self, name: str) -> None:
