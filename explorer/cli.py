@@ -113,6 +113,36 @@ def cmd_trace(args) -> int:
 
 def cmd_classify(args) -> int:
     """Classify image files and folders; one stderr line per file that cannot be classified."""
+    import time
+
+    ref, files = _classify_arguments(args)
+    clf = _classifier(args, ref)
+    start = time.perf_counter()
+    ok = failed = 0
+    write = _CLASSIFY_WRITERS[args.format](sys.stdout)
+    # Each result is written and flushed as soon as it is known: a batch killed half-way keeps
+    # every line it finished (JSON Lines: one complete document per line).
+    for batch in clf.iter_classify(files, top=args.top):
+        for r in batch:
+            if not r.ok:
+                failed += 1
+                print(f"inception-explorer: cannot classify {r.source}: {r.error}", file=sys.stderr)
+                continue
+            ok += 1
+            if r.notice:
+                print(f"inception-explorer: note: {r.notice}", file=sys.stderr)
+            write(r)
+    elapsed = time.perf_counter() - start
+    if args.format == "table" and ok:
+        print(f"{ok} image(s) in {elapsed:.2f} s ({ok / elapsed:.1f} images/s) on {clf.device}, {failed} failed")
+    if ok == 0:
+        print(f"inception-explorer: error: none of the {failed} input(s) could be classified", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _classify_arguments(args) -> tuple[str, list]:
+    """(model reference, image files) of `classify`, checked before the model loads: a bad one is one line."""
     ref = _model_ref(args.model)
     if args.top < 1:
         raise CommandError(f"--top {args.top} must be at least 1")
@@ -120,7 +150,7 @@ def cmd_classify(args) -> int:
 
     if args.batch is not None and not 1 <= args.batch <= MAX_BATCH:
         raise CommandError(f"--batch {args.batch} must be from 1 to {MAX_BATCH}")
-    from explorer.core.classify.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, expand_inputs
+    from explorer.core.classify.images import MAX_PIXELS_LIMIT, expand_inputs
 
     # (NaN fails both comparisons: "not 0 < x <= limit" refuses it, and inf.)
     if args.max_pixels is not None and not 0 < args.max_pixels <= MAX_PIXELS_LIMIT / 1e6:
@@ -131,7 +161,13 @@ def cmd_classify(args) -> int:
     files = expand_inputs(args.inputs)
     if not files:
         raise CommandError("no image files found in " + ", ".join(args.inputs), EXIT_FAILED)
+    return ref, files
 
+
+def _classifier(args, ref: str):
+    """The warmed-up Classifier `classify` runs, its weights' warning or note and its device's notices on
+    stderr; a device this machine lacks, or weights that cannot be loaded, is one line, exit 1."""
+    from explorer.core.classify.images import DEFAULT_MAX_PIXELS
     from explorer.core.classify.inference import Classifier, DeviceUnavailableError, resolve_device
 
     try:
@@ -149,52 +185,54 @@ def cmd_classify(args) -> int:
     clf.warm_up()  # device copy of the model (and CUDA graph) before the clock starts
     for notice in clf.notices:
         print(f"inception-explorer: note: {notice}", file=sys.stderr)
+    return clf
 
-    import time
 
-    start = time.perf_counter()
-    ok = failed = 0
-    out = sys.stdout
-    if args.format == "csv":
-        import csv
+def _classify_table_writer(out):
+    """write(result): the image, its size and timings, then its top classes, one a line; flushed."""
 
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["path", "rank", "index", "label", "prob"])
-    elif args.format == "json":
-        import json
-    # Each result is written and flushed as soon as it is known: a batch killed half-way keeps
-    # every line it finished (JSON Lines: one complete document per line).
-    for batch in clf.iter_classify(files, top=args.top):
-        for r in batch:
-            if not r.ok:
-                failed += 1
-                print(f"inception-explorer: cannot classify {r.source}: {r.error}", file=sys.stderr)
-                continue
-            ok += 1
-            if r.notice:
-                print(f"inception-explorer: note: {r.notice}", file=sys.stderr)
-            if args.format == "json":
-                out.write(json.dumps(r.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
-            elif args.format == "csv":
-                for rank, p in enumerate(r.top, 1):
-                    prob = f"{p.prob:.6f}" if math.isfinite(p.prob) else ""  # NaN logits: an empty cell
-                    writer.writerow([r.source, rank, p.index, p.label, prob])
-            else:
-                t = r.timings_ms
-                print(
-                    f"{r.source}  ({r.image_size[0]}×{r.image_size[1]}; decode {t['decode']:.1f} ms, "
-                    f"preprocess {t['preprocess']:.1f} ms, forward {t['forward']:.1f} ms)"
-                )
-                for rank, p in enumerate(r.top, 1):
-                    print(f"  {rank}. {p.prob:7.2%}  {p.label} ({p.index})")
-            out.flush()
-    elapsed = time.perf_counter() - start
-    if args.format == "table" and ok:
-        print(f"{ok} image(s) in {elapsed:.2f} s ({ok / elapsed:.1f} images/s) on {clf.device}, {failed} failed")
-    if ok == 0:
-        print(f"inception-explorer: error: none of the {failed} input(s) could be classified", file=sys.stderr)
-        return EXIT_FAILED
-    return 0
+    def write(r) -> None:
+        t = r.timings_ms
+        print(
+            f"{r.source}  ({r.image_size[0]}×{r.image_size[1]}; decode {t['decode']:.1f} ms, "
+            f"preprocess {t['preprocess']:.1f} ms, forward {t['forward']:.1f} ms)"
+        )
+        for rank, p in enumerate(r.top, 1):
+            print(f"  {rank}. {p.prob:7.2%}  {p.label} ({p.index})")
+        out.flush()
+
+    return write
+
+
+def _classify_json_writer(out):
+    """write(result): one JSON document a line (JSON Lines); flushed."""
+    import json
+
+    def write(r) -> None:
+        out.write(json.dumps(r.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
+        out.flush()
+
+    return write
+
+
+def _classify_csv_writer(out):
+    """write(result): a row per class of its top, under a header written now; flushed."""
+    import csv
+
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["path", "rank", "index", "label", "prob"])
+
+    def write(r) -> None:
+        for rank, p in enumerate(r.top, 1):
+            prob = f"{p.prob:.6f}" if math.isfinite(p.prob) else ""  # NaN logits: an empty cell
+            writer.writerow([r.source, rank, p.index, p.label, prob])
+        out.flush()
+
+    return write
+
+
+#: `classify --format`: the writer of each result, made once per run (the CSV writer writes its header).
+_CLASSIFY_WRITERS = {"table": _classify_table_writer, "json": _classify_json_writer, "csv": _classify_csv_writer}
 
 
 def _load_model(ref: str, weights: str | None, *, need_classes: bool = False):
@@ -353,7 +391,47 @@ def _output_folder(text: str):
 def cmd_attribute(args) -> int:
     """Attribution maps for image files and folders, with faithfulness metrics; one stderr line per
     file that cannot be read, JSON Lines (or CSV rows) written as each map completes."""
-    from explorer.core.attribution.methods import CAM_METHODS, METHODS
+    from pathlib import Path
+
+    from explorer.core.classify.images import ImageLoadError
+    from explorer.core.outputs import Inputs, OutputError, fit_stem, make_folder
+
+    methods, metrics, ref, files, out_dir = _attribute_arguments(args)
+    model = _attribute_model(args, ref, methods)
+    if out_dir is not None:
+        try:
+            make_folder(out_dir)
+        except OutputError as e:
+            raise CommandError(str(e), EXIT_FAILED) from None
+    inputs = Inputs([*files, args.model, *([args.weights] if args.weights else [])])
+    # Every map of an image shares one stem, shortened (with a hash) when its longest name would not fit.
+    suffix_bytes = max(len(f".{m}.npy".encode()) for m in methods)
+    run = _AttributeRun(args, methods, metrics, model, out_dir, inputs, _ATTRIBUTE_WRITERS[args.format](sys.stdout))
+    stems: set[str] = set()
+    ok = failed = unwritten = 0
+    for path in files:
+        try:
+            x = run.clf.preprocess(path).unsqueeze(0)
+        except ImageLoadError as e:
+            failed += 1
+            print(f"inception-explorer: cannot attribute {path}: {e.reason}", file=sys.stderr)
+            continue
+        ok += 1
+        stem = Path(path).stem
+        while stem in stems:  # two folders, one file name: keep both maps
+            stem += "_"
+        stems.add(stem)
+        unwritten += run.image(path, x, fit_stem(stem, suffix_bytes))
+    if ok == 0:
+        print(f"inception-explorer: error: none of the {failed} input(s) could be read", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_FAILED if unwritten else 0
+
+
+def _attribute_arguments(args) -> tuple:
+    """(methods, metrics, model reference, image files, output folder or None) of `attribute`, checked
+    before the model loads: a bad one is one line."""
+    from explorer.core.attribution.methods import METHODS
 
     methods = _attribute_choices(args.method, METHODS, "method")
     metrics = _attribute_choices(args.metrics, ATTRIBUTE_METRICS, "metric") if args.metrics else []
@@ -362,17 +440,20 @@ def cmd_attribute(args) -> int:
     ref = _model_ref(args.model)
     if args.target is not None and args.target < 0:
         raise CommandError(f"--target {args.target} must be a class index from 0")
-    from pathlib import Path
-
-    from explorer.core.classify.images import ImageLoadError, expand_inputs
+    from explorer.core.classify.images import expand_inputs
 
     out_dir = _output_folder(args.output) if args.output else None
     files = expand_inputs(args.inputs)
     if not files:
         raise CommandError("no image files found in " + ", ".join(args.inputs), EXIT_FAILED)
+    return methods, metrics, ref, files, out_dir
 
-    from explorer.core.graph.blockgraph import build_block_graph
+
+def _attribute_model(args, ref: str, methods: list[str]):
+    """(device, Classifier on the CPU, its CaptureModel, CAM node, CAM branch index) of `attribute`; a device
+    this machine lacks, weights that cannot be loaded or a model without probes is one line, exit 1."""
     from explorer.core.classify.inference import Classifier, DeviceUnavailableError, resolve_device
+    from explorer.core.graph.blockgraph import build_block_graph
 
     try:
         device = resolve_device(args.device)
@@ -392,136 +473,191 @@ def cmd_attribute(args) -> int:
     classes = len(clf.categories)
     if args.target is not None and args.target >= classes:
         raise CommandError(f"--target {args.target}: the model has {classes} classes (0 to {classes - 1})")
-    from explorer.core.outputs import Inputs, OutputError, fit_stem, make_folder, write_files
+    return device, clf, cm, node, branch
 
-    if out_dir is not None:
-        try:
-            make_folder(out_dir)
-        except OutputError as e:
-            raise CommandError(str(e), EXIT_FAILED) from None
-    inputs = Inputs([*files, args.model, *([args.weights] if args.weights else [])])
-    # Every map of an image shares one stem, shortened (with a hash) when its longest name would not fit.
-    suffix_bytes = max(len(f".{m}.npy".encode()) for m in methods)
 
-    import json
-    import time
+class _AttributeRun:
+    """One `attribute` run: the model (see _attribute_model), the methods and metrics asked for, the folder
+    the maps go to (None: no files), the run's inputs (never overwritten) and the writer of each record."""
 
-    import numpy as np
-    import torch
+    def __init__(self, args, methods: list[str], metrics: list[str], model, out_dir, inputs, write):
+        self.args, self.methods, self.metrics = args, methods, metrics
+        self.device, self.clf, self.cm, self.node, self.branch = model
+        self.out_dir, self.inputs, self.write = out_dir, inputs, write
 
-    from explorer.core.attribution.methods import attribute, attribute_on_device, branch_shares
-    from explorer.core.attribution import faithfulness
-    from explorer.core.attribution.faithfulness import faithfulness_curves, road_score, sanity_blocks, sanity_check
+    def image(self, path, x, stem: str) -> int:
+        """Every method's record of one preprocessed image `x` (a batch of one), each written as it completes;
+        how many of them lost their files (written without them)."""
+        import time
 
-    out = sys.stdout
-    if args.format == "csv":
-        import csv
+        import torch
 
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(ATTRIBUTE_CSV_COLUMNS)
-    stems: set[str] = set()
-    ok = failed = unwritten = 0
-    for path in files:
-        try:
-            x = clf.preprocess(path).unsqueeze(0)
-        except ImageLoadError as e:
-            failed += 1
-            print(f"inception-explorer: cannot attribute {path}: {e.reason}", file=sys.stderr)
-            continue
-        ok += 1
-        stem = Path(path).stem
-        while stem in stems:  # two folders, one file name: keep both maps
-            stem += "_"
-        stems.add(stem)
-        stem = fit_stem(stem, suffix_bytes)
-        rgb = clf.input_rgb(x[0])
-        x_dev, cm_dev = x.to(device), clf.capture_model(device)
+        from explorer.core.attribution.methods import branch_shares
+
+        rgb = self.clf.input_rgb(x[0])
+        x_dev, cm_dev = x.to(self.device), self.clf.capture_model(self.device)
         with torch.no_grad():
-            target = int(cm_dev(x_dev).argmax(1)) if args.target is None else args.target
+            target = int(cm_dev(x_dev).argmax(1)) if self.args.target is None else self.args.target
         t0 = time.perf_counter()
         shares = branch_shares(cm_dev, x_dev, target)
         shares_ms = (time.perf_counter() - t0) * 1000
         references = None  # the random-order curves: the same for every method of the image, computed once
-        for method in methods:
-            kw = dict(node=node, branch=branch) if method in CAM_METHODS else {}
-            t0 = time.perf_counter()
-            r = attribute_on_device(clf.capture_model, x, method, target, device=device, **kw)
-            timings = {"attribution_ms": (time.perf_counter() - t0) * 1000, "branch_shares_ms": shares_ms}
-            record = {"path": str(path), "method": method, "target": target,
-                      "label": clf.categories[target], "layer": r.layer, "device": r.device}
-            # The metrics run where the map was computed (the CPU when the GPU ran out of memory for it).
-            cm_map, xm = clf.capture_model(r.device), x.to(r.device)
-            if r.delta is not None:
-                record.update(delta=r.delta, delta_relative=r.delta_relative)
-            if r.notice:
-                record["notice"] = r.notice
-                print(f"inception-explorer: note: {path} {method}: {r.notice}", file=sys.stderr)
-            kinds = [k for k in ("deletion", "insertion") if k in metrics]
-            if kinds:
-                t0 = time.perf_counter()
-                curves = faithfulness_curves(cm_map, xm, r.heatmap, target, kinds=kinds, steps=args.steps,
-                                             random_scores=references)
-                references = {k: c.random_scores for k, c in curves.items()}
-                timings["curves_ms"] = (time.perf_counter() - t0) * 1000
-                record.update({k: c.to_dict() for k, c in curves.items()})
-            if "sanity" in metrics:
-                t0 = time.perf_counter()
-                check = sanity_check(cm_map, lambda m: attribute(m, xm, method, target, **kw).heatmap,
-                                     original=r.heatmap, blocks=sanity_blocks(cm_map, 5))
-                timings["sanity_ms"] = (time.perf_counter() - t0) * 1000
-                record["sanity"] = check.to_dict()
-            if "road" in metrics:
-                t0 = time.perf_counter()
-                # ROAD's imputer solves its systems on the CPU: the whole score is computed there.
-                record["road"] = road_score(cm, x, r.heatmap, target, percentiles=faithfulness.ROAD_PERCENTILES).to_dict()
-                timings["road_ms"] = (time.perf_counter() - t0) * 1000
-            record["branch_shares"] = {b: [round(v, 6) for v in vs] for b, vs in shares.items()}
-            record["timings"] = {k: round(v, 2) for k, v in timings.items()}
-
-            def emit(record=record, r=r, method=method, target=target) -> None:
-                if args.format == "json":
-                    out.write(json.dumps(_finite(record), ensure_ascii=False, allow_nan=False) + "\n")
-                else:
-                    d, i, s = record.get("deletion", {}), record.get("insertion", {}), record.get("sanity", {})
-                    writer.writerow([record["path"], method, target, record["label"], r.layer or "",
-                                     d.get("auc", ""), d.get("random_auc", ""), i.get("auc", ""),
-                                     i.get("random_auc", ""), (s.get("correlations") or [""])[-1] if s else "",
-                                     s.get("flagged", ""), record.get("road", {}).get("combined", ""),
-                                     record.get("delta", ""), record.get("delta_relative", ""),
-                                     r.notice or "", record["timings"]["attribution_ms"], record.get("png", ""),
-                                     record.get("npy", "")])
-                out.flush()
-
-            if out_dir is None:
-                emit()
-                continue
-            # The map's two files appear together with the line that reports them, or none of the three.
-            png, npy = out_dir / f"{stem}.{method}.png", out_dir / f"{stem}.{method}.npy"
-            record.update(png=str(png), npy=str(npy))
-            try:
-                write_files({npy: _npy_bytes(r.heatmap.astype(np.float32)), png: _overlay_png(rgb, r.heatmap)},
-                            inputs=inputs, report=emit)
-            except OutputError as e:  # the result is still reported, without files; the batch goes on
+        unwritten = 0
+        for method in self.methods:
+            record, r, references = self.record(path, x, method, target, shares, shares_ms, references)
+            if not self.report(record, r.heatmap, rgb, stem, method):
                 unwritten += 1
-                del record["png"], record["npy"]
-                print(f"inception-explorer: {e}", file=sys.stderr, flush=True)
-                emit()
-    if ok == 0:
-        print(f"inception-explorer: error: none of the {failed} input(s) could be read", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_FAILED if unwritten else 0
+        return unwritten
+
+    def layer(self, method: str) -> dict:
+        """The layer arguments of `method`: a CAM method's node and branch, nothing for the others."""
+        from explorer.core.attribution.methods import CAM_METHODS
+
+        return dict(node=self.node, branch=self.branch) if method in CAM_METHODS else {}
+
+    def record(self, path, x, method: str, target: int, shares: dict, shares_ms: float, references):
+        """(record, AttributionResult, the image's random-order curves) of one method's map: what it explains,
+        where it was computed, its metrics, the branch shares (with their time) and the timings."""
+        import time
+
+        from explorer.core.attribution.methods import attribute_on_device
+
+        t0 = time.perf_counter()
+        r = attribute_on_device(self.clf.capture_model, x, method, target, device=self.device, **self.layer(method))
+        timings = {"attribution_ms": (time.perf_counter() - t0) * 1000, "branch_shares_ms": shares_ms}
+        record = {"path": str(path), "method": method, "target": target,
+                  "label": self.clf.categories[target], "layer": r.layer, "device": r.device}
+        # The metrics run where the map was computed (the CPU when the GPU ran out of memory for it).
+        cm_map, xm = self.clf.capture_model(r.device), x.to(r.device)
+        if r.delta is not None:
+            record.update(delta=r.delta, delta_relative=r.delta_relative)
+        if r.notice:
+            record["notice"] = r.notice
+            print(f"inception-explorer: note: {path} {method}: {r.notice}", file=sys.stderr)
+        metrics, metric_timings, references = self.measure(r.heatmap, cm_map, xm, x, method, target, references)
+        record.update(metrics)
+        timings.update(metric_timings)
+        record["branch_shares"] = {b: [round(v, 6) for v in vs] for b, vs in shares.items()}
+        record["timings"] = {k: round(v, 2) for k, v in timings.items()}
+        return record, r, references
+
+    def measure(self, heatmap, cm_map, xm, x, method: str, target: int, references):
+        """(metrics, their times, the random-order curves for the image's next method) of one map: the curves
+        and the sanity check on the capture model and image `cm_map`, `xm` where the map was computed, ROAD
+        on the CPU (`x`); `references`: the image's random-order curves so far (None: none yet)."""
+        import time
+
+        from explorer.core.attribution import faithfulness
+        from explorer.core.attribution.faithfulness import faithfulness_curves, road_score, sanity_blocks, sanity_check
+        from explorer.core.attribution.methods import attribute
+
+        metrics: dict = {}
+        timings: dict = {}
+        kinds = [k for k in ("deletion", "insertion") if k in self.metrics]
+        if kinds:
+            t0 = time.perf_counter()
+            curves = faithfulness_curves(cm_map, xm, heatmap, target, kinds=kinds, steps=self.args.steps,
+                                         random_scores=references)
+            references = {k: c.random_scores for k, c in curves.items()}
+            timings["curves_ms"] = (time.perf_counter() - t0) * 1000
+            metrics.update({k: c.to_dict() for k, c in curves.items()})
+        if "sanity" in self.metrics:
+            kw = self.layer(method)
+            t0 = time.perf_counter()
+            check = sanity_check(cm_map, lambda m: attribute(m, xm, method, target, **kw).heatmap,
+                                 original=heatmap, blocks=sanity_blocks(cm_map, 5))
+            timings["sanity_ms"] = (time.perf_counter() - t0) * 1000
+            metrics["sanity"] = check.to_dict()
+        if "road" in self.metrics:
+            t0 = time.perf_counter()
+            # ROAD's imputer solves its systems on the CPU: the whole score is computed there.
+            road = road_score(self.cm, x, heatmap, target, percentiles=faithfulness.ROAD_PERCENTILES)
+            metrics["road"] = road.to_dict()
+            timings["road_ms"] = (time.perf_counter() - t0) * 1000
+        return metrics, timings, references
+
+    def report(self, record: dict, heatmap, rgb, stem: str, method: str) -> bool:
+        """Write `record`; with -o, the map's .png and .npy appear together with the line that reports them,
+        or none of the three. False: the files could not be written (one line), the record went without them."""
+        import numpy as np
+
+        from explorer.core.outputs import OutputError, write_files
+
+        if self.out_dir is None:
+            self.write(record)
+            return True
+        png, npy = self.out_dir / f"{stem}.{method}.png", self.out_dir / f"{stem}.{method}.npy"
+        record.update(png=str(png), npy=str(npy))
+        try:
+            write_files({npy: _npy_bytes(heatmap.astype(np.float32)), png: _overlay_png(rgb, heatmap)},
+                        inputs=self.inputs, report=lambda: self.write(record))
+        except OutputError as e:  # the result is still reported, without files; the batch goes on
+            del record["png"], record["npy"]
+            print(f"inception-explorer: {e}", file=sys.stderr, flush=True)
+            self.write(record)
+            return False
+        return True
+
+
+def _attribute_json_writer(out):
+    """write(record): one JSON document a line (JSON Lines; NaN and infinity as null); flushed."""
+    import json
+
+    def write(record: dict) -> None:
+        out.write(json.dumps(_finite(record), ensure_ascii=False, allow_nan=False) + "\n")
+        out.flush()
+
+    return write
+
+
+def _attribute_csv_writer(out):
+    """write(record): one row of ATTRIBUTE_CSV_COLUMNS (a metric not asked for: an empty cell), under a header
+    written now; flushed."""
+    import csv
+
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(ATTRIBUTE_CSV_COLUMNS)
+
+    def write(record: dict) -> None:
+        d, i, s = record.get("deletion", {}), record.get("insertion", {}), record.get("sanity", {})
+        writer.writerow([record["path"], record["method"], record["target"], record["label"], record["layer"] or "",
+                         d.get("auc", ""), d.get("random_auc", ""), i.get("auc", ""),
+                         i.get("random_auc", ""), (s.get("correlations") or [""])[-1] if s else "",
+                         s.get("flagged", ""), record.get("road", {}).get("combined", ""),
+                         record.get("delta", ""), record.get("delta_relative", ""),
+                         record.get("notice", ""), record["timings"]["attribution_ms"], record.get("png", ""),
+                         record.get("npy", "")])
+        out.flush()
+
+    return write
+
+
+#: `attribute --format`: the writer of each record, made once per run (the CSV writer writes its header).
+_ATTRIBUTE_WRITERS = {"json": _attribute_json_writer, "csv": _attribute_csv_writer}
 
 
 def cmd_handout(args) -> int:
     """One PDF of a model (and an image): block graph, paper table, shape trace, top-5, feature maps and an
     attribution. Drawn with Qt's PDF writer, offscreen: the Qt renderer is imported by name here only, so
     no other command (and no static import of explorer.cli) pulls in Qt."""
-    import importlib
+    ref, size, out, inputs = _handout_arguments(args)
+    graph, handout = _handout_content(args, ref, size)
+    pdf = _handout_renderer()
+    pdf.ensure_app()
+    drawings = pdf.record_drawings(graph, handout.trace, handout.drawings)
+    _write_handout(pdf, handout, drawings, out, inputs)
+    return 0
+
+
+def _handout_arguments(args):
+    """(model reference, trace size or None, the PDF's path or None for stdout, the inputs) of `handout`,
+    checked before the model loads: a bad one, a destination that cannot be written, or an image that is not a
+    regular file is one line."""
     import os
     from pathlib import Path
 
     from explorer.core.classify.images import ImageLoadError
-    from explorer.core.outputs import Inputs, OutputError
+    from explorer.core.outputs import Inputs
     from explorer.core.shapes.trace import parse_size
 
     ref = _model_ref(args.model)
@@ -548,7 +684,13 @@ def cmd_handout(args) -> int:
     inputs = Inputs([args.model, *(p for p in (args.image, args.weights) if p)])
     if not to_stdout and out in inputs:
         raise CommandError(f"-o {out}: it is one of the inputs; not overwritten")
+    return ref, size, None if to_stdout else out, inputs
 
+
+def _handout_content(args, ref: str, size):
+    """(BlockGraph, Handout) of `handout`: the model loaded, its blocks checked and the content built; a
+    block, weights, size or image that does not work is one line."""
+    from explorer.core.classify.images import ImageLoadError
     from explorer.core.lecture.handout import build_handout, check_blocks
     from explorer.core.shapes.trace import InputTooSmallError
 
@@ -569,23 +711,28 @@ def cmd_handout(args) -> int:
         raise CommandError(str(e), EXIT_FAILED) from None
     except ImageLoadError as e:
         raise CommandError(f"--image {e}", EXIT_FAILED) from None
+    return graph, handout
+
+
+def _handout_renderer():
+    """explorer.qt.lecture.handout_pdf, imported by name (no static import of Qt from the command line);
+    a Qt that cannot be loaded is one line, exit 1."""
+    import importlib
+
     try:
-        pdf = importlib.import_module("explorer.qt.lecture.handout_pdf")
+        return importlib.import_module("explorer.qt.lecture.handout_pdf")
     except ImportError as e:
         raise CommandError(f"the handout is drawn with Qt, which cannot be loaded here: {e}", EXIT_FAILED) from None
-    pdf.ensure_app()
-    drawings = pdf.record_drawings(graph, handout.trace, handout.drawings)
+
+
+def _write_handout(pdf, handout, drawings, out, inputs) -> None:
+    """The PDF to `out` (None: stdout), with its one line on stderr; a file that cannot be written, or a
+    drawing that fails, is one line, exit 1 (a closed pipe stays a BrokenPipeError, for main)."""
+    from explorer.core.outputs import OutputError
+
     try:
-        if to_stdout:
-            data = pdf.render_pdf(handout, drawings)
-            sys.stdout.flush()
-            try:
-                sys.stdout.buffer.write(data)
-                sys.stdout.buffer.flush()
-            except BrokenPipeError:
-                raise
-            except OSError as e:
-                raise _StdoutFailed(e) from None
+        if out is None:
+            _handout_to_stdout(pdf.render_pdf(handout, drawings))
             print(f"wrote the PDF to stdout ({handout.title})", file=sys.stderr)
         else:  # the line is written with the file in place: Ctrl-C leaves both or neither
             pdf.write_pdf(handout, drawings, out, inputs=inputs,
@@ -597,8 +744,19 @@ def cmd_handout(args) -> int:
     except OSError as e:
         from explorer.core.outputs import reason
 
-        raise CommandError(f"cannot write {'stdout' if to_stdout else out}: {reason(e)}", EXIT_FAILED) from None
-    return 0
+        raise CommandError(f"cannot write {'stdout' if out is None else out}: {reason(e)}", EXIT_FAILED) from None
+
+
+def _handout_to_stdout(data: bytes) -> None:
+    """The PDF's bytes on stdout, after any text already there; a device that fails is _StdoutFailed."""
+    sys.stdout.flush()
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise _StdoutFailed(e) from None
 
 
 def _check_regular(path: str) -> None:
