@@ -10,9 +10,11 @@ comparisons of predictions would then be toothless. `calibrated_model` fixes tha
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
+import resource
 import struct
 import threading
 import zlib
@@ -276,3 +278,14 @@ def untraceable_model() -> torch.nn.Module:
     namespace: dict = {}
     exec(compile(UNTRACEABLE_SOURCE, "untraceable.py", "exec"), namespace)
     return namespace["build"]()
+
+
+@contextlib.contextmanager
+def disk_full_after(nbytes: int):
+    """Any write past `nbytes` of a file fails with EFBIG, as on a full disk, until the block ends."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))

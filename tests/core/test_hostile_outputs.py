@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import pwd
-import resource
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import pytest
 from PIL import Image
 
 from explorer.cli import main
+from tests.netutil import disk_full_after
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ["--model", "googlenet", "--weights", "none", "--device", "cpu"]
@@ -47,17 +47,6 @@ def images(tmp_path):
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("INCEPTION_EXPLORER_CACHE", str(tmp_path / "cache"))
-
-
-@contextlib.contextmanager
-def disk_full_after(nbytes: int):
-    """Any write past `nbytes` of a file fails with EFBIG, as on a full disk, until the block ends."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
 def run(capsys, *args):

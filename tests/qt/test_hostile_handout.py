@@ -5,10 +5,8 @@ writes past a size fail with EFBIG (Python ignores SIGXFSZ) for the length of a 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import resource
 import signal
 
 import numpy as np
@@ -18,20 +16,10 @@ from PIL import Image
 pypdf = pytest.importorskip("pypdf")
 
 from explorer.cli import main  # noqa: E402
+from tests.netutil import disk_full_after  # noqa: E402
 
 BASE = ["handout", "googlenet", "--weights", "none", "--size", "64"]
 OLDER = b"%PDF-1.4 an older handout, to be kept\n%%EOF\n"
-
-
-@contextlib.contextmanager
-def disk_full_after(nbytes: int):
-    """Any write past `nbytes` of a file fails with EFBIG, as on a full disk, until the block ends."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
 def run(capsys, *args):
