@@ -238,6 +238,9 @@ def test_settings_persist_across_windows(make_window, settings_path, qtbot):
     w1.set_input_size(320, 480)
     w1.expand("Mixed_5b")
     w1.resize(780, 600)  # within the offscreen screen (800×800): restoreGeometry clamps to it
+    # The layout applies the new model's minimum width (its labels are longer) on its next activation: let it,
+    # so that the size saved is the size the window has.
+    qtbot.waitUntil(lambda: w1.size().width() >= w1.minimumSizeHint().width(), timeout=5_000)
     w1.close()
     assert QSettings(settings_path, QSettings.Format.IniFormat).value("model/name") == "inception_v3"
     w2 = make_window()
