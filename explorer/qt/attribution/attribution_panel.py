@@ -171,7 +171,24 @@ class AttributionPanel(QWidget):
         self._map_kwargs: dict = {}  # how `result` was computed (node, branch, params)
         self._started = 0.0
 
-        # -- method, target, parameters
+        self._build_parameters()
+        buttons = self._build_run_row()
+        evidence = self._build_evidence_row()
+        shown = self._build_map_view()
+        self._build_curves()
+        self._build_evidence_tabs()
+        self._arrange(buttons, evidence, shown)
+        self._connect()
+        self._populate_targets()
+        self.set_method(self.state.method)
+        self._set_running(False)
+        self._show_result()
+        self._show_records(self.explorer_state.attributions)
+
+    # ------------------------------------------------------------------ construction
+
+    def _build_parameters(self) -> None:
+        """The method, the target class and every method's parameter rows, in `self.form`."""
         self.method_combo = QComboBox()
         for m, name in METHOD_NAMES.items():
             self.method_combo.addItem(name, m)
@@ -218,7 +235,8 @@ class AttributionPanel(QWidget):
         for label, w in self._rows.values():
             self.form.addRow(label, w)
 
-        # -- run / cancel / progress / messages
+    def _build_run_row(self) -> QHBoxLayout:
+        """Run, Cancel and the progress bar (returned as a row); the status and delta lines."""
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
         self.progress = QProgressBar()
@@ -232,7 +250,10 @@ class AttributionPanel(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.progress, 1)
-        # -- evidence for the map on screen
+        return buttons
+
+    def _build_evidence_row(self) -> QHBoxLayout:
+        """The buttons and step counts of the evidence for the map on screen: faithfulness and sanity."""
         self.faithfulness_button = QPushButton("Faithfulness")
         self.faithfulness_button.setToolTip(
             "Deletion and insertion curves of the map (Petsiuk et al. 2018): the target's probability as its most "
@@ -253,8 +274,10 @@ class AttributionPanel(QWidget):
         evidence.addWidget(self.curve_steps)
         evidence.addWidget(self.sanity_button)
         evidence.addWidget(self.sanity_steps)
+        return evidence
 
-        # -- overlay
+    def _build_map_view(self) -> QHBoxLayout:
+        """The heatmap over the image with its colour bar, and the row that says how it is shown."""
         self.view = pg.GraphicsLayoutWidget()
         self.view.setBackground(None)
         self.title = self.view.addLabel("", row=0, col=0, colspan=2)
@@ -281,8 +304,10 @@ class AttributionPanel(QWidget):
         shown.addWidget(QLabel("Opacity"))
         shown.addWidget(self.opacity_slider, 1)
         shown.addWidget(self.export_button)
+        return shown
 
-        # -- the curves beside the overlay
+    def _build_curves(self) -> None:
+        """The deletion and insertion curves beside the overlay, in `self.plot_box` (hidden until used)."""
         self.curve_plot = pg.PlotWidget(background=None)
         self.curve_plot.setMinimumWidth(220)
         self.curve_plot.setMouseEnabled(False, False)
@@ -317,7 +342,8 @@ class AttributionPanel(QWidget):
         plot_column.addWidget(self.curve_plot, 1)
         plot_column.addWidget(self.curve_caption)
 
-        # -- every method computed for the image
+    def _build_evidence_tabs(self) -> None:
+        """Every method computed for the image and the sanity check's strip of maps, as tabs."""
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
         self.table.verticalHeader().hide()
@@ -327,7 +353,6 @@ class AttributionPanel(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
 
-        # -- the sanity check's strip of maps
         self.sanity_caption = QLabel("Run a sanity check to see whether the map depends on the learned weights.")
         self.sanity_caption.setWordWrap(True)
         self.sanity_caption.setTextFormat(Qt.TextFormat.RichText)
@@ -347,6 +372,8 @@ class AttributionPanel(QWidget):
         self.evidence_tabs.addTab(strip, "Sanity check")
         self.evidence_tabs.hide()
 
+    def _arrange(self, buttons: QHBoxLayout, evidence: QHBoxLayout, shown: QHBoxLayout) -> None:
+        """The column of controls beside the map and curves, above the evidence tabs."""
         # The controls in a column of bounded width beside the overlay: stacked above it, in a dock
         # across a 1280 px window the fields stretched to the full width and pushed Show, Opacity and
         # Export below a 300 px dock's edge.
@@ -365,7 +392,7 @@ class AttributionPanel(QWidget):
         # short dock gives the overlay the room, a tall one the table).
         self.map_row = QSplitter(Qt.Orientation.Horizontal)
         self.map_row.addWidget(self.view)
-        self.map_row.addWidget(plot_box)
+        self.map_row.addWidget(self.plot_box)
         self.map_row.setStretchFactor(0, 3)
         self.map_row.setStretchFactor(1, 2)
         self.results_split = QSplitter(Qt.Orientation.Vertical)
@@ -378,6 +405,8 @@ class AttributionPanel(QWidget):
         layout.addWidget(self.controls)
         layout.addWidget(self.results_split, 1)
 
+    def _connect(self) -> None:
+        """The controls to the panel's setters and jobs; the window's state to the records and the key."""
         self.method_combo.currentIndexChanged.connect(lambda: self.set_method(self.method_combo.currentData()))
         self.block_combo.currentIndexChanged.connect(self._on_block_combo)
         self.branch_combo.currentIndexChanged.connect(self._on_branch_combo)
@@ -391,11 +420,6 @@ class AttributionPanel(QWidget):
         self.table.itemSelectionChanged.connect(self._on_table_selection)
         self.explorer_state.connect("attributions", self._show_records)
         self.explorer_state.connect("result_key", self._follow_key)
-        self._populate_targets()
-        self.set_method(self.state.method)
-        self._set_running(False)
-        self._show_result()
-        self._show_records(self.explorer_state.attributions)
 
     # ------------------------------------------------------------------ inputs
 

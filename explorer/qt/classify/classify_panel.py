@@ -120,8 +120,20 @@ class ClassifyPanel(QWidget):
     # ------------------------------------------------------------------ layout
 
     def _build_ui(self, samples) -> None:
+        """The button row, the banners, the batch table beside the result view, the samples, Ctrl+V."""
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
+        bar = self._build_button_bar()
+        lay.addLayout(bar)
+        self._build_banners(lay)
+        lay.addWidget(self._build_batch_view(), 1)
+        self._add_samples(bar, samples)
+        self.paste_shortcut = QShortcut(QKeySequence(QKeySequence.StandardKey.Paste), self)
+        self.paste_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.paste_shortcut.activated.connect(self.paste)
+
+    def _build_button_bar(self) -> QHBoxLayout:
+        """Open, Folder, Paste, Cancel and Export; the device line, fast decode and the device choice."""
         bar = QHBoxLayout()
         self.open_button = QPushButton("Open…", self)
         self.open_button.setToolTip("Classify one or more image files")
@@ -154,8 +166,10 @@ class ClassifyPanel(QWidget):
         bar.addWidget(self.device_label)
         bar.addWidget(self.fast_decode_box)
         bar.addWidget(self.device_combo)
-        lay.addLayout(bar)
+        return bar
 
+    def _build_banners(self, lay: QVBoxLayout) -> None:
+        """The warning and error banners, and the bar that offers a batch cleared by a model switch again."""
         self.badge = Banner("warning", self)
         self.message = Banner("error", self)
         lay.addWidget(self.badge)
@@ -173,6 +187,8 @@ class ClassifyPanel(QWidget):
         self.previous_bar.hide()
         lay.addWidget(self.previous_bar)
 
+    def _build_batch_view(self) -> QSplitter:
+        """The batch's progress and table beside the result view of the image shown."""
         # A batch's table on the left, the selected image on the right: both get the dock's whole height.
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
         self.result_view = ResultView(self.splitter)
@@ -218,8 +234,10 @@ class ClassifyPanel(QWidget):
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         self.batch_box.hide()
-        lay.addWidget(self.splitter, 1)
+        return self.splitter
 
+    def _add_samples(self, bar: QHBoxLayout, samples) -> None:
+        """The sample photos as buttons in the button row, before the device line."""
         # Samples: small pictures in the button row (their names in the tooltips), so nothing below the
         # views can be cut off or pushed out of a low dock.
         self.sample_buttons: list[QToolButton] = []
@@ -240,10 +258,6 @@ class ClassifyPanel(QWidget):
             b.clicked.connect(lambda _=False, path=s.path: self.classify_paths([path]))
             bar.insertWidget(bar.count() - 3, b)
             self.sample_buttons.append(b)
-
-        self.paste_shortcut = QShortcut(QKeySequence(QKeySequence.StandardKey.Paste), self)
-        self.paste_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        self.paste_shortcut.activated.connect(self.paste)
 
     # ------------------------------------------------------------------ public API
 

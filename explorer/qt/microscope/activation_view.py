@@ -145,7 +145,17 @@ class ActivationView(QWidget):
         self._cmap = pg.colormap.get(FEATURE_COLORMAP)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
-        # -- controls
+        bar = self._build_controls()
+        self._build_mosaics()
+        detail_panel = self._build_detail()
+        self._arrange(bar, detail_panel)
+        self._connect()
+        self._update_enabled()
+
+    # ------------------------------------------------------------------ construction
+
+    def _build_controls(self) -> QHBoxLayout:
+        """The row of controls: block, previous and next, scale, order and the export menu."""
         self.block_combo = QComboBox()
         self.block_combo.setToolTip("Block to show (Left/Right or PgUp/PgDn step through the blocks)")
         self.block_combo.setMinimumContentsLength(12)
@@ -174,8 +184,10 @@ class ActivationView(QWidget):
             bar.addWidget(w)
         bar.addStretch(1)
         bar.addWidget(self.export_button)
+        return bar
 
-        # -- branch mosaics
+    def _build_mosaics(self) -> None:
+        """The view of the branch mosaics, and the message shown while there is nothing to show."""
         self.grid = pg.GraphicsLayoutWidget()
         self.grid.setBackground(None)
         self.grid.ci.setSpacing(4)
@@ -183,7 +195,8 @@ class ActivationView(QWidget):
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message.setWordWrap(True)
 
-        # -- detail: the enlarged map and its overlay on the image
+    def _build_detail(self) -> QWidget:
+        """The enlarged map, its overlay on the input image and the overlay's opacity."""
         self.detail = pg.GraphicsLayoutWidget()
         self.detail.setBackground(None)
         self.detail_title = self.detail.addLabel("", row=0, col=0, colspan=2)
@@ -209,7 +222,10 @@ class ActivationView(QWidget):
         row.addWidget(QLabel("Overlay opacity"))
         row.addWidget(self.opacity_slider, 1)
         dl.addLayout(row)
+        return detail_panel
 
+    def _arrange(self, bar: QHBoxLayout, detail_panel: QWidget) -> None:
+        """The controls above the mosaics, which sit above the detail in a splitter."""
         top = QWidget()
         tl = QVBoxLayout(top)
         tl.setContentsMargins(0, 0, 0, 0)
@@ -224,18 +240,18 @@ class ActivationView(QWidget):
         layout.addLayout(bar)
         layout.addWidget(self.splitter, 1)
 
+    def _connect(self) -> None:
+        """The controls to the view's setters; the arrow keys of the graphics views to the blocks."""
         # Graphics views scroll on arrow keys; the view steps through blocks instead.
         for view in (self.grid, self.detail):
             view.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
             view.installEventFilter(self)
-
         self.block_combo.currentIndexChanged.connect(self._on_block_combo)
         self.prev_button.clicked.connect(self.previous_block)
         self.next_button.clicked.connect(self.next_block)
         self.scale_combo.currentIndexChanged.connect(lambda: self.set_scale(self.scale_combo.currentData()))
         self.order_combo.currentIndexChanged.connect(lambda: self.set_order(self.order_combo.currentData()))
         self.opacity_slider.valueChanged.connect(lambda v: self.set_opacity(v / 100))
-        self._update_enabled()
 
     # ------------------------------------------------------------------ public API
 

@@ -89,6 +89,20 @@ class CompareWindow(QWidget):
         self.graphs: tuple = ()
         self._rows: list[int | None] = []  # table row → comparison row (None: a stage heading)
 
+        top = self._build_pickers(opened)
+        page = self._build_compare_page()
+        self._arrange(top, page)
+        a, b = self._initial_pair(model)
+        self._set_combo(self.combo_a, a)
+        self._set_combo(self.combo_b, b)
+        self.h_box.setValue(size[0])
+        self.w_box.setValue(size[1])
+        self._connect()
+        self.resize(1500, 820)
+        self.compare()
+
+    def _build_pickers(self, opened: list[str] | None) -> QHBoxLayout:
+        """The row of the two model pickers, the swap button, the shared input size and the busy bar."""
         names = model_names()
         self.combo_a, self.combo_b = QComboBox(self), QComboBox(self)
         for combo, tip in ((self.combo_a, "Model A (left)"), (self.combo_b, "Model B (right)")):
@@ -122,7 +136,10 @@ class CompareWindow(QWidget):
         top.addWidget(QLabel("×"))
         top.addWidget(self.w_box)
         top.addWidget(self.busy)
+        return top
 
+    def _build_compare_page(self) -> QWidget:
+        """The error banner; the comparison's page: its summary, the aligned table, the legend and Export."""
         self.banner = Banner("error", self)
         self.summary = QLabel("Comparing…", self)
         self.summary.setWordWrap(True)
@@ -149,6 +166,10 @@ class CompareWindow(QWidget):
         lay.addWidget(self.summary)
         lay.addWidget(self.table, 1)
         lay.addLayout(bottom)
+        return page
+
+    def _arrange(self, top: QHBoxLayout, page: QWidget) -> None:
+        """The pickers above the banner and the tabs (comparison, factorisation); the Close shortcut."""
         self.factorisation = FactorisationPanel(self)
         self.tabs = QTabWidget(self)
         self.tabs.addTab(page, "Compare")
@@ -160,19 +181,14 @@ class CompareWindow(QWidget):
         box.addWidget(self.tabs, 1)
         QShortcut(QKeySequence.StandardKey.Close, self, self.close)
 
-        a, b = self._initial_pair(model)
-        self._set_combo(self.combo_a, a)
-        self._set_combo(self.combo_b, b)
-        self.h_box.setValue(size[0])
-        self.w_box.setValue(size[1])
+    def _connect(self) -> None:
+        """A new choice of models or size compares again; Swap and Export."""
         self.combo_a.currentIndexChanged.connect(self.compare)
         self.combo_b.currentIndexChanged.connect(self.compare)
         self.h_box.valueChanged.connect(self.compare)
         self.w_box.valueChanged.connect(self.compare)
         self.swap_button.clicked.connect(self.swap)
         self.export_button.clicked.connect(self.choose_and_export)
-        self.resize(1500, 820)
-        self.compare()
 
     def add_models(self, refs: list[str]) -> None:
         """Offer models opened in the main window (torchvision:/timm: names, files) after the zoo's."""

@@ -253,6 +253,14 @@ class MainWindow(QMainWindow):
             w.installEventFilter(self._paste_router)
 
     def _build_ui(self) -> None:
+        """The graph and the paper's table as tabs in the middle, the toolbar, the Details dock, the status bar."""
+        self._build_tabs(self._build_graph_page())
+        self._build_toolbar()
+        self._build_details_dock()
+        self._build_status_bar()
+
+    def _build_graph_page(self) -> QWidget:
+        """The graph view under the weights bar and the banners, above the presentation caption."""
         self.view = GraphView(self)
         self.view.box_selected.connect(self._on_box_selected)
         self.view.box_activated.connect(self._on_box_activated)
@@ -278,6 +286,10 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.notice)
         lay.addWidget(self.view, 1)
         lay.addWidget(self.caption)
+        return graph_page
+
+    def _build_tabs(self, graph_page: QWidget) -> None:
+        """The central tabs: the graph page, and the paper's table where it can be imported."""
         # The graph and the paper's table share the central area as tabs: the table gets the room it needs.
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
@@ -295,6 +307,8 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(lambda _i: self._update_paper_table())
         self.setCentralWidget(self.tabs)
 
+    def _build_toolbar(self) -> None:
+        """The model, the input size and the node search."""
         tb = QToolBar("Graph", self)
         tb.setObjectName("graph_toolbar")
         self.toolbar = tb
@@ -318,6 +332,8 @@ class MainWindow(QMainWindow):
         tb.addWidget(self.find_edit)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
 
+    def _build_details_dock(self) -> None:
+        """The selected node's details, docked on the right."""
         self.details = DetailsPanel(self)
         self.details_dock = QDockWidget("Details", self)
         self.details_dock.setObjectName("details_dock")
@@ -325,6 +341,8 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.details_dock)
         self.resizeDocks([self.details_dock], [380], Qt.Orientation.Horizontal)
 
+    def _build_status_bar(self) -> None:
+        """The status line; the model's totals, the weights and the busy bar on the right."""
         sb = self.statusBar()
         self.status_line = StatusLine(self)
         sb.addWidget(self.status_line, 1)
