@@ -118,6 +118,7 @@ def classify_cases(args, cases: set[str], app, loaded, recorder: TickRecorder) -
     """The batch and single-drop cases in a ClassifyPanel; returns their tick gaps (ms)."""
     from explorer.core.classify.inference import Classifier
     from explorer.qt.classify.classify_panel import ClassifyPanel
+    from explorer.qt.workers import JobRunner
 
     if not cases & {"batch", "single"}:
         return []
@@ -144,7 +145,7 @@ def classify_cases(args, cases: set[str], app, loaded, recorder: TickRecorder) -
             t.join()
         engine_rate = max(engine_rates)
 
-        panel = ClassifyPanel(samples=[])
+        panel = ClassifyPanel(runner=JobRunner(None), samples=[])
         panel.resize(1000, 750)
         panel.show()
         panel.set_model(loaded, device="cpu")
@@ -295,7 +296,7 @@ def ig_case(args, recorder: TickRecorder) -> list[float]:
         window.close()
         # Let the window's workers finish and its widgets go before the interpreter tears Qt down:
         # a pool thread still running then can crash the process at exit.
-        window.images.runner.pool.waitForDone(60_000)
+        window.images.runner.wait(60_000)
         window.deleteLater()
         settle = QEventLoop()
         QTimer.singleShot(100, settle.quit)

@@ -68,7 +68,7 @@ def paint_benchmark(frames: int = 30, model: str | None = None) -> None:
         w.model_loaded.connect(loop.quit)
         loop.exec()
     end = time.perf_counter() + 5
-    while time.perf_counter() < end or (w.images is not None and not w.images.runner.pool.waitForDone(0)):
+    while time.perf_counter() < end or (w.images is not None and not w.images.runner.wait(0)):
         app.processEvents()
         time.sleep(0.01)
     w.expand_all()

@@ -2,9 +2,14 @@
 
 A `Job` runs either a generator task `fn(*args, cancel=token)` from explorer.core.session.tasks, whose typed
 events (dataclasses; `Progress` among them) are handed to the UI thread one by one, or a plain function
-`fn(*args, progress=…, cancel=…)` whose return value is the result. `JobRunner` keeps one job per slot
-(one per purpose: "graph", "weights", "classify", …): a new request cancels the slot's running job,
-and whatever a cancelled or superseded job still says is dropped.
+`fn(*args, progress=…, cancel=…)` whose return value is the result.
+
+The window constructs the one `JobRunner` (one QThreadPool) and hands it to its widgets; each takes a lane
+group of it (`runner.lanes("classify", threads=3)`): one job per slot (one per purpose: "graph",
+"weights", "classify", …), a new request cancelling its slot's running job, whatever a cancelled or
+superseded job still says dropped; the groups' slots are their own, so widgets never cancel each other.
+A group runs at most its own number of jobs at once (the image panels' one at a time: they share one
+network per device), and the pool has a thread for every job started, so no group waits behind another.
 
 Signals (JobSignals, emitted on the pool thread, received queued on the UI thread)
 --------------------------------------------------------------------------------
@@ -13,7 +18,7 @@ succeeded(object)    the function's return value (None for a generator task)
 failed(str)          the exception as a message for the window
 cancelled()          the job stopped at a cancel check
 
-JobRunner.busy_changed(bool)   whether any of its jobs is running
+Lanes.busy_changed(bool)   whether any of its group's jobs is running
 
 While any job runs, Python's cycle collector runs on the UI thread only (UiThreadCollector): a
 collection started by a worker's allocations would destroy the UI thread's unreachable Qt objects on
@@ -166,6 +171,7 @@ class Job(QRunnable):
         self.wants_progress = wants_progress
         self.low_priority = low_priority
         self.token = CancelToken()
+        self.gate: _Gate | None = None  # its lane group's (set when started)
         self.signals = JobSignals()
         self.done = threading.Event()
         # Set as run()'s very last statement (no allocation after it, so no cycle collection can start
@@ -175,6 +181,8 @@ class Job(QRunnable):
 
     def cancel(self) -> None:
         self.token.cancel()
+        if self.gate is not None:
+            self.gate.wake()
 
     def _progress(self, done: int, total: int | None) -> None:
         self._emit(Progress(done, total))
@@ -192,7 +200,11 @@ class Job(QRunnable):
     def run(self) -> None:
         if self.low_priority:
             lower_thread_priority()
+        entered = False
         try:
+            if self.gate is not None:
+                self.gate.enter(self)
+                entered = True
             if inspect.isgeneratorfunction(self.fn):
                 for event in self.fn(*self.args, cancel=self.token, **self.kwargs):
                     self.token.raise_if_cancelled()
@@ -217,44 +229,112 @@ class Job(QRunnable):
         else:
             self.signals.succeeded.emit(result)
         finally:
+            if entered:
+                self.gate.leave()
             self.done.set()
             self.returned = True
 
 
+class _Gate:
+    """At most `threads` jobs of one lane group run at once, in the order they were started.
+
+    A job waits here on its pool thread (the pool has a thread for every job not yet returned, see
+    JobRunner), so a group that is full holds back only its own jobs; a job cancelled while it waits
+    leaves at once."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self._running = 0
+        self._waiting: list[Job] = []  # in start order
+        self._cond = threading.Condition()
+
+    def enqueue(self, job: Job) -> None:
+        """On the UI thread, when the job is handed to the pool: its place in the queue."""
+        with self._cond:
+            self._waiting.append(job)
+
+    def enter(self, job: Job) -> None:
+        """On the job's pool thread: wait for a free place and the job's turn (Cancelled if cancelled)."""
+        with self._cond:
+            while not job.token.cancelled and not (
+                    self._running < self.threads
+                    and next(j for j in self._waiting if not j.token.cancelled) is job):
+                self._cond.wait()
+            self._waiting.remove(job)
+            self._cond.notify_all()
+            job.token.raise_if_cancelled()
+            self._running += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """A job was cancelled: the one waiting for it to leave the queue may now go on."""
+        with self._cond:
+            self._cond.notify_all()
+
+
 class JobRunner(QObject):
-    """Runs jobs on a private pool, one at a time per slot; starting a job cancels its slot's previous one."""
+    """The application's one pool; widgets run their jobs in lane groups of it (`lanes`).
 
-    busy_changed = Signal(bool)
+    Each group's slots are its own (a new request cancels only its own slot's job) and runs at most its
+    own number of jobs at once. The pool itself never holds a job back: it has a thread for every job
+    not yet returned, so a full group never keeps another group's job waiting. `cancel_all` and `wait`
+    cover every group (the window's close)."""
 
-    def __init__(self, parent=None, threads: int = 1):
+    def __init__(self, parent=None):
         super().__init__(parent)
         self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(threads)
-        self._jobs: dict[str, Job] = {}
+        self.pool.setMaxThreadCount(1)
+        self._jobs: dict[str, Job] = {}  # "group/slot" -> its current job
+        self._held: list[Job] = []  # every started job until it has returned
         self._retired: list[Job] = []
-        self._busy = False
+        self._groups: list[Lanes] = []
+        self._names: set[str] = set()
 
-    def start(self, slot: str, job: Job, on_success=None, on_failure=None, on_progress=None,
-              on_cancel=None, on_event=None) -> Job:
-        """Run `job` in `slot`. Callbacks run on the UI thread while the job is the slot's current one
-        (on_cancel always): on_event(event) for typed events, on_progress(done, total) for Progress."""
-        old = self._jobs.get(slot)
+    def lanes(self, name: str, threads: int = 1, parent: QObject | None = None) -> Lanes:
+        """A lane group named after its owner (another name if taken), running at most `threads` jobs at
+        once; it lives as long as `parent` (default: the runner), and its jobs' callbacks no longer."""
+        prefix, n = name, 1
+        while prefix in self._names:
+            n += 1
+            prefix = f"{name}-{n}"
+        self._names.add(prefix)
+        group = Lanes(self, prefix, threads, parent if parent is not None else self)
+        self._groups.append(group)
+        group.destroyed.connect(lambda *_, life=group.life: self._group_gone(life))
+        return group
+
+    def _group_gone(self, life: _Life) -> None:
+        """A lane group went with its widget: its jobs are cancelled and call back no more."""
+        life.alive = False
+        self._groups = [g for g in self._groups if g.life.alive]
+        for key, job in self._jobs.items():
+            if key.startswith(life.prefix + "/"):
+                job.cancel()
+
+    def _start(self, key: str, job: Job, gate: _Gate, relay: _Relay) -> None:
+        old = self._jobs.get(key)
         if old is not None:
             old.cancel()
-        self._jobs[slot] = job
-        relay = _Relay(self, slot, job, dict(success=on_success, failure=on_failure, progress=on_progress,
-                                               cancel=on_cancel, event=on_event))
+        self._jobs[key] = job
+        job.gate = gate
+        gate.enqueue(job)
         # The relay lives in the UI thread, so these connections are queued: callbacks run there.
         job.signals.event.connect(relay.on_event)
         job.signals.succeeded.connect(relay.on_success)
         job.signals.failed.connect(relay.on_failure)
         job.signals.cancelled.connect(relay.on_cancel)
+        self._held = [j for j in self._held if not j.done.is_set()] + [job]
+        if len(self._held) > self.pool.maxThreadCount():
+            self.pool.setMaxThreadCount(len(self._held))
         UiThreadCollector.instance().job_starting(job)
         self.pool.start(job)
         self._update_busy()
-        return job
 
-    def _finished(self, slot: str, job: Job) -> None:
+    def _finished(self, key: str, job: Job) -> None:
         # The pool still touches a runnable just after its run() has returned, on its own thread: a job is
         # kept referenced until KEEP_FINISHED later ones have finished too (dropping one the moment its
         # `done` was set freed a runnable the pool thread was still using: an abort under load).
@@ -262,27 +342,78 @@ class JobRunner(QObject):
         finished = [j for j in self._retired if j.done.is_set()]
         drop = set(map(id, finished[:-KEEP_FINISHED])) if len(finished) > KEEP_FINISHED else set()
         self._retired = [j for j in self._retired if id(j) not in drop]
-        if self._jobs.get(slot) is job:
-            del self._jobs[slot]
+        if self._jobs.get(key) is job:
+            del self._jobs[key]
         self._update_busy()
 
     def _update_busy(self) -> None:
-        busy = any(not j.token.cancelled for j in self._jobs.values())
+        for group in self._groups:
+            group._update_busy()
+
+    def is_current(self, key: str, job: Job) -> bool:
+        return self._jobs.get(key) is job and not job.token.cancelled
+
+    def cancel_all(self) -> None:
+        """Cancel every job of every group."""
+        for job in self._jobs.values():
+            job.cancel()
+        self._update_busy()
+
+    def wait(self, msecs: int = 30000) -> bool:
+        """Wait for every job to return (after cancelling them, a download stops within a chunk)."""
+        return self.pool.waitForDone(msecs)
+
+
+class Lanes(QObject):
+    """One widget's lane group of the application's JobRunner: one job per slot (one per purpose:
+    "graph", "weights", "classify", …), a new request cancelling its slot's running job, and at most
+    `threads` of the group's jobs running at once (later ones wait, in order)."""
+
+    busy_changed = Signal(bool)
+
+    def __init__(self, runner: JobRunner, prefix: str, threads: int, parent: QObject):
+        super().__init__(parent)
+        self.runner, self.prefix = runner, prefix
+        self.gate = _Gate(threads)
+        self._started: list[Job] = []  # not yet done, superseded ones included (see wait)
+        self._busy = False
+        self.life = _Life(prefix)
+
+    @property
+    def threads(self) -> int:
+        return self.gate.threads
+
+    def _key(self, slot: str) -> str:
+        return f"{self.prefix}/{slot}"
+
+    def start(self, slot: str, job: Job, on_success=None, on_failure=None, on_progress=None,
+              on_cancel=None, on_event=None) -> Job:
+        """Run `job` in `slot`. Callbacks run on the UI thread while the job is the slot's current one
+        (on_cancel always): on_event(event) for typed events, on_progress(done, total) for Progress."""
+        key = self._key(slot)
+        relay = _Relay(self.runner, key, job, dict(success=on_success, failure=on_failure, progress=on_progress,
+                                                    cancel=on_cancel, event=on_event), self)
+        self._started = [j for j in self._started if not j.done.is_set()] + [job]
+        self.runner._start(key, job, self.gate, relay)
+        return job
+
+    def _update_busy(self) -> None:
+        busy = any(not j.token.cancelled for k, j in self.runner._jobs.items() if k.startswith(self.prefix + "/"))
         if busy != self._busy:
             self._busy = busy
             self.busy_changed.emit(busy)
 
     def is_current(self, slot: str, job: Job) -> bool:
-        return self._jobs.get(slot) is job and not job.token.cancelled
+        return self.runner.is_current(self._key(slot), job)
 
     def running(self, slot: str) -> Job | None:
         """The slot's current job, unless it was cancelled."""
-        job = self._jobs.get(slot)
+        job = self.runner._jobs.get(self._key(slot))
         return job if job is not None and not job.token.cancelled else None
 
     def cancel(self, slot: str) -> bool:
         """Cancel the slot's job; whether one was running."""
-        job = self._jobs.get(slot)
+        job = self.runner._jobs.get(self._key(slot))
         if job is None or job.token.cancelled:
             return False
         job.cancel()
@@ -290,29 +421,45 @@ class JobRunner(QObject):
         return True
 
     def cancel_all(self) -> None:
-        for slot in list(self._jobs):
-            self.cancel(slot)
+        """Cancel this group's jobs (the other groups' run on)."""
+        for key in [k for k in self.runner._jobs if k.startswith(self.prefix + "/")]:
+            self.runner._jobs[key].cancel()
+        self._update_busy()
 
     def wait(self, msecs: int = 30000) -> bool:
-        """Wait for every job to return (after cancelling them, a download stops within a chunk)."""
-        return self.pool.waitForDone(msecs)
+        """Wait for this group's jobs to return, superseded ones included; False if some still run."""
+        deadline = None if msecs < 0 else time.monotonic() + msecs / 1000
+        for job in self._started:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not job.done.wait(left):
+                return False
+        self._started = []
+        return True
+
+
+class _Life:
+    """Whether a lane group's widget is still there (read by its jobs' relays, which outlive it)."""
+
+    def __init__(self, prefix: str):
+        self.prefix, self.alive = prefix, True
 
 
 class _Relay(QObject):
-    """Receives one job's signals in the UI thread and calls its callbacks if the job is still current."""
+    """Receives one job's signals in the UI thread and calls its callbacks if the job is still current
+    (none once its lane group is gone with the widget that owned it)."""
 
-    def __init__(self, runner: JobRunner, slot: str, job: Job, callbacks: dict):
+    def __init__(self, runner: JobRunner, key: str, job: Job, callbacks: dict, group: Lanes):
         super().__init__(runner)
-        self.runner, self.slot, self.job, self.cb = runner, slot, job, callbacks
+        self.runner, self.key, self.job, self.cb, self.life = runner, key, job, callbacks, group.life
 
     def _call(self, name: str, *args) -> None:
         fn = self.cb[name]
-        if fn is not None:
+        if fn is not None and self.life.alive:
             fn(*args)
 
     @Slot(object)
     def on_event(self, event) -> None:
-        if not self.runner.is_current(self.slot, self.job):
+        if not self.runner.is_current(self.key, self.job):
             return
         if isinstance(event, Progress):
             self._call("progress", event.done, event.total)
@@ -321,14 +468,14 @@ class _Relay(QObject):
 
     @Slot(object)
     def on_success(self, result) -> None:
-        current = self.runner.is_current(self.slot, self.job)
+        current = self.runner.is_current(self.key, self.job)
         self._done()
         if current:
             self._call("success", result)
 
     @Slot(str)
     def on_failure(self, message: str) -> None:
-        current = self.runner.is_current(self.slot, self.job)
+        current = self.runner.is_current(self.key, self.job)
         self._done()
         if current:
             self._call("failure", message)
@@ -339,7 +486,7 @@ class _Relay(QObject):
         self._call("cancel")
 
     def _done(self) -> None:
-        self.runner._finished(self.slot, self.job)
+        self.runner._finished(self.key, self.job)
         self.deleteLater()
 
 

@@ -59,8 +59,19 @@ def make_window(qtbot, settings_path):
     for w in made:
         if w.images is not None:
             w.images.shutdown()
-        w.runner.cancel_all()
-        w.runner.wait(30000)
+        w.jobs.cancel_all()
+        w.jobs.wait(30000)
+
+
+@pytest.fixture
+def job_runner(qtbot):
+    """The one job runner, as the window makes it, for widgets built without a window."""
+    from explorer.qt.workers import JobRunner
+
+    runner = JobRunner(None)
+    yield runner
+    runner.cancel_all()
+    assert runner.wait(30000)
 
 
 @pytest.fixture

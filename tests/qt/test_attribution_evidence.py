@@ -40,9 +40,9 @@ def state():
 
 
 @pytest.fixture
-def panel(qtbot, setup, state):
+def panel(qtbot, setup, state, job_runner):
     graph, cm, x, _, categories = setup
-    p = AttributionPanel(explorer_state=state)
+    p = AttributionPanel(runner=job_runner.lanes("images"), explorer_state=state)
     qtbot.addWidget(p)
     p.resize(1100, 600)
     p.show()

@@ -34,9 +34,9 @@ def setup():
 
 
 @pytest.fixture
-def panel(qtbot, setup):
+def panel(qtbot, setup, job_runner):
     graph, cm, x, image, categories = setup
-    p = AttributionPanel()
+    p = AttributionPanel(runner=job_runner.lanes("images"))
     qtbot.addWidget(p)
     p.resize(500, 700)
     p.show()
@@ -193,9 +193,9 @@ def test_a_new_image_clears_the_result_and_errors_reach_the_signal(qtbot, panel,
     assert "image" in sig.args[0] and not panel.is_running()
 
 
-def test_branch_shares_chart_sums_to_one_per_block(qtbot, setup, tmp_path):
+def test_branch_shares_chart_sums_to_one_per_block(qtbot, setup, tmp_path, job_runner):
     graph, cm, x, _, _ = setup
-    p = BranchSharePanel()
+    p = BranchSharePanel(runner=job_runner.lanes("images"))
     qtbot.addWidget(p)
     p.resize(900, 700)
     p.show()
@@ -231,9 +231,9 @@ def test_branch_shares_chart_sums_to_one_per_block(qtbot, setup, tmp_path):
     p.shutdown()
 
 
-def test_cancelling_network_shares_returns_to_idle_and_stays_usable(qtbot, setup):
+def test_cancelling_network_shares_returns_to_idle_and_stays_usable(qtbot, setup, job_runner):
     graph, cm, x, _, _ = setup
-    p = BranchSharePanel()
+    p = BranchSharePanel(runner=job_runner.lanes("images"))
     qtbot.addWidget(p)
     p.resize(900, 700)
     p.show()
@@ -277,7 +277,8 @@ def test_cancelling_network_shares_returns_to_idle_and_stays_usable(qtbot, setup
     p.shutdown()
 
 
-def test_attributions_run_on_the_classifiers_device_and_say_when_the_cpu_took_over(qtbot, setup, monkeypatch):
+def test_attributions_run_on_the_classifiers_device_and_say_when_the_cpu_took_over(qtbot, setup, monkeypatch,
+                                                                                   job_runner):
     """On a GPU the panel runs the gradient methods there (attribute_on_device, with the CPU as fallback);
     here a fake GPU runs out of memory on every call, so the CPU computes it and the panel says so."""
     import explorer.core.attribution.methods as attribution
@@ -293,7 +294,7 @@ def test_attributions_run_on_the_classifiers_device_and_say_when_the_cpu_took_ov
 
     monkeypatch.setattr(torch.cuda, "device", lambda device: __import__("contextlib").nullcontext())
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
-    p = AttributionPanel()
+    p = AttributionPanel(runner=job_runner.lanes("images"))
     qtbot.addWidget(p)
     p.set_model(cm, graph, categories, capture_model_for=capture_model_for)
     p.set_image(x, image)

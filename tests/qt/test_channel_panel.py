@@ -14,7 +14,7 @@ from explorer.core.model.loading import LoadedModel
 from explorer.core.model.weights import WeightsState
 from explorer.core.model.zoo import get_spec
 from explorer.qt.microscope.channel_panel import GRID_CHANNELS, ChannelPanel
-from explorer.qt.workers import JobRunner, load_block_graph
+from explorer.qt.workers import load_block_graph
 
 RUN_MS = 120_000
 
@@ -29,10 +29,10 @@ def model():
 
 
 @pytest.fixture
-def panel(qtbot, model, tmp_path, monkeypatch):
+def panel(qtbot, model, tmp_path, monkeypatch, job_runner):
     monkeypatch.setenv("INCEPTION_EXPLORER_CACHE", str(tmp_path / "cache"))
     loaded, graph, cm = model
-    p = ChannelPanel(runner=JobRunner(None, threads=1))
+    p = ChannelPanel(runner=job_runner.lanes("images"))
     qtbot.addWidget(p)
     p.show()
     p.set_model(cm, graph, loaded)

@@ -22,6 +22,7 @@ from explorer.core.model.loading import load_model
 from explorer.core.model.weights import RANDOM_WARNING
 from explorer.qt.classify.classify_panel import PASTED_NAME, ClassifyPanel, ShownImage
 from explorer.qt.results_table import COL_ERROR, COL_FILE, COL_PROB, COL_TOP1, RESULT_ROLE
+from explorer.qt.workers import JobRunner
 from tests.netutil import bad_corpus, calibrated_state_dict, synthetic_batch, write_weights
 
 TIMEOUT_MS = 60_000
@@ -55,7 +56,8 @@ def images(tmp_path_factory):
 
 
 def make_panel(qtbot, loaded=None, samples=(), **kwargs):
-    panel = ClassifyPanel(samples=None if samples is None else list(samples))
+    # A runner of its own, as the window would hand it (kept by the panel's lanes, as long as the panel).
+    panel = ClassifyPanel(runner=JobRunner(None), samples=None if samples is None else list(samples))
     qtbot.addWidget(panel)
     panel.resize(900, 700)
     panel.show()
@@ -381,7 +383,7 @@ def test_device_choice_rebuilds_the_classifier_and_reports_a_missing_gpu(qtbot, 
     from explorer.qt.classify.classify_panel import ClassifyPanel
 
     loaded = load_model("googlenet", weights="none", allow_download=False)
-    panel = ClassifyPanel()
+    panel = ClassifyPanel(runner=JobRunner(None))
     qtbot.addWidget(panel)
     panel.set_model(loaded, "auto")
     qtbot.waitUntil(lambda: panel.classifier is not None, timeout=120_000)

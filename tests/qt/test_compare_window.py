@@ -89,12 +89,13 @@ def test_picking_models_and_size_reruns_and_is_remembered(compare, qtbot, tmp_pa
     assert c.size == (160, 192) and "160×192" in cw.summary.text()
 
     assert (w.settings.value("compare/model_a"), w.settings.value("compare/model_b")) == ("googlenet", "inception_v3")
-    again = CompareWindow(w.settings, "googlenet", (224, 224))
+    again = CompareWindow(w.settings, "googlenet", (224, 224), runner=w.jobs)
     qtbot.addWidget(again)
     assert again.models() == ("googlenet", "inception_v3")
     wait_compared(qtbot, again)
     again.shutdown()
-    fresh = CompareWindow(QSettings(str(tmp_path / "other.ini"), QSettings.Format.IniFormat), "inception_v3")
+    fresh = CompareWindow(QSettings(str(tmp_path / "other.ini"), QSettings.Format.IniFormat), "inception_v3",
+                          runner=w.jobs)
     qtbot.addWidget(fresh)
     assert fresh.models() == ("inception_v3", "googlenet")  # no saved pair: the natural partner
     wait_compared(qtbot, fresh)

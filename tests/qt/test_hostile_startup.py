@@ -30,8 +30,8 @@ def _closed(qtbot):
     for w in _made:
         if w.images is not None:
             w.images.shutdown()
-        w.runner.cancel_all()
-        w.runner.wait(30000)
+        w.jobs.cancel_all()
+        w.jobs.wait(30000)
     _made.clear()
 
 
@@ -104,11 +104,11 @@ def test_a_python_model_named_on_the_command_line_runs_without_asking(qtbot, tmp
     assert py.with_suffix(".ran").exists() and w.run_prompt is None
 
 
-def test_the_open_model_dialog_says_a_python_file_is_run(qtbot, monkeypatch):
+def test_the_open_model_dialog_says_a_python_file_is_run(qtbot, monkeypatch, job_runner):
     import explorer.qt.window.open_model_dialog as open_model_dialog
 
     monkeypatch.setattr(open_model_dialog, "_torchvision_names", ["torchvision:resnet18"])  # no worker
-    dialog = open_model_dialog.OpenModelDialog()
+    dialog = open_model_dialog.OpenModelDialog(runner=job_runner.lanes("window", threads=2))
     qtbot.addWidget(dialog)
     dialog.show()
     dialog.edit.setText("torchvision:resnet18")

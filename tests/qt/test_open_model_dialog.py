@@ -10,9 +10,9 @@ NAMES = ["torchvision:resnet18", "torchvision:resnet34", "torchvision:googlenet"
 
 
 @pytest.fixture
-def dialog(qtbot, monkeypatch):
+def dialog(qtbot, monkeypatch, job_runner):
     monkeypatch.setattr(open_model_dialog, "_torchvision_names", list(NAMES))  # no torchvision import
-    d = open_model_dialog.OpenModelDialog()
+    d = open_model_dialog.OpenModelDialog(runner=job_runner.lanes("window", threads=2))
     qtbot.addWidget(d)
     d.show()
     qtbot.waitExposed(d)

@@ -20,8 +20,8 @@ def rect_in(widget, ancestor) -> QRect:
 
 @pytest.mark.parametrize("size", DOCK_SIZES)
 @pytest.mark.parametrize("method", list(METHOD_PARAMS))
-def test_attribution_controls_stay_in_view_and_keep_their_width(qtbot, size, method):
-    panel = AttributionPanel()
+def test_attribution_controls_stay_in_view_and_keep_their_width(qtbot, size, method, job_runner):
+    panel = AttributionPanel(runner=job_runner.lanes("images"))
     qtbot.addWidget(panel)
     panel.resize(*size)
     panel.show()
@@ -45,8 +45,8 @@ def test_attribution_controls_stay_in_view_and_keep_their_width(qtbot, size, met
     panel.shutdown()
 
 
-def test_empty_share_charts_show_a_line_of_text_not_an_axis(qtbot):
-    panel = BranchSharePanel()
+def test_empty_share_charts_show_a_line_of_text_not_an_axis(qtbot, job_runner):
+    panel = BranchSharePanel(runner=job_runner.lanes("images"))
     qtbot.addWidget(panel)
     panel.resize(1280, 290)
     panel.show()

@@ -453,5 +453,5 @@ def test_the_engine_fallback_timer_stops_once_a_paint_started_the_engine(qtbot, 
         w.show()
         qtbot.waitUntil(lambda: w._engine_started, timeout=5_000)
         assert w._engine_fallback is None or not w._engine_fallback.isActive()
-    w.runner.cancel_all()
-    w.runner.wait(30000)
+    w.jobs.cancel_all()
+    w.jobs.wait(30000)

@@ -205,8 +205,8 @@ def test_the_preview_is_drawn_before_any_worker_starts(qtbot, settings_path):
             w.show()
         assert not getattr(w.state.graph, "is_preview", False)
     finally:
-        w.runner.cancel_all()
-        w.runner.wait(30000)
+        w.jobs.cancel_all()
+        w.jobs.wait(30000)
         if w.images is not None:
             w.images.shutdown()
 

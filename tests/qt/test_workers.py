@@ -43,7 +43,7 @@ def until_idle(qtbot) -> None:
 
 @pytest.fixture
 def runner(qtbot):
-    r = JobRunner(None, threads=2)
+    r = JobRunner(None).lanes("test", threads=2)
     yield r
     r.cancel_all()
     assert r.wait(TIMEOUT_MS)

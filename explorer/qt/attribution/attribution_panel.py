@@ -1,9 +1,9 @@
 """Attributions of the image on screen: which pixels (or which part of a block's map) made the network
 choose a class. Integrated Gradients, Saliency, Grad-CAM on a block or one branch, and Occlusion.
 
-The computation runs on a worker thread (explorer.qt.workers.JobRunner); the panel shows its progress,
-can cancel it (captum stops at its next forward), and draws the heatmap over the input image when
-the result arrives on the UI thread. One job at a time: running again cancels the previous.
+The computation runs on a worker thread (in the image panels' lanes of explorer.qt.workers.JobRunner); the
+panel shows its progress, can cancel it (captum stops at its next forward), and draws the heatmap over the
+input image when the result arrives on the UI thread. One job at a time: running again cancels the previous.
 
 Beside the map, the evidence that it means something (explorer.core.attribution.faithfulness): its deletion and
 insertion curves with their random-order references, a table of every method computed for the image,
@@ -71,7 +71,7 @@ from explorer.core.attribution.faithfulness import (
 )
 from explorer.core.session.state import ExplorerState
 from explorer.qt.result_view import overlay_lut
-from explorer.qt.workers import Job, JobRunner
+from explorer.qt.workers import Job, Lanes
 
 METHOD_NAMES = {
     "integrated_gradients": "Integrated Gradients",
@@ -147,12 +147,12 @@ class AttributionPanel(QWidget):
     attribution_cancelled = Signal()
     export_failed = Signal(str)
 
-    def __init__(self, parent=None, runner: JobRunner | None = None, explorer_state: ExplorerState | None = None):
+    def __init__(self, parent=None, *, runner: Lanes, explorer_state: ExplorerState | None = None):
         super().__init__(parent)
         self.state = AttributionPanelState()
         #: Holds the records of the maps computed for the image (the window's state when given).
         self.explorer_state = explorer_state if explorer_state is not None else ExplorerState()
-        self.runner = runner if runner is not None else JobRunner(self)
+        self.runner = runner  # the image panels' lane group: one job at a time among them
         self.capture_model = None
         self.capture_model_for = None  # device -> the network there (gradient methods on the classifier's GPU)
         #: Where the gradient methods run: the classifier's device ("cpu", "cuda:0").

@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.qt.result_view import short_label
-from explorer.qt.workers import Job, JobRunner
+from explorer.qt.workers import Job, Lanes
 
 #: Okabe–Ito colours (distinguishable with colour-vision deficiencies), one per branch position.
 BRANCH_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#555555")
@@ -243,9 +243,9 @@ class BranchSharePanel(QWidget):
     block_selected = Signal(str)
     export_failed = Signal(str)
 
-    def __init__(self, parent=None, runner: JobRunner | None = None):
+    def __init__(self, parent=None, *, runner: Lanes):
         super().__init__(parent)
-        self.runner = runner if runner is not None else JobRunner(self)
+        self.runner = runner  # the image panels' lane group: one job at a time among them
         self.capture_model = None
         self.graph = None
         self.x = None

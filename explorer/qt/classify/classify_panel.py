@@ -12,7 +12,7 @@ a pasted picture), `classification`, `shown_image` and `batch` there, and follow
 and its result is used only while that key holds; a model switch clears the table (its files can be
 classified again with one click) and the view says the new model is loading until its classifier is
 ready, when the window's image docks classify `image` again. The work runs as explorer.core.session.tasks
-generators on the one `JobRunner` (low-priority threads, so a CPU batch does not starve the UI).
+generators in the panel's lanes of the one `JobRunner` (low-priority threads, so a CPU batch does not starve the UI).
 
 Signals
 -------
@@ -89,7 +89,8 @@ class ClassifyPanel(QWidget):
     busy_changed = Signal(bool)
     image_shown = Signal(object)
 
-    def __init__(self, parent=None, *, samples: Sequence | None = None, state: ExplorerState | None = None):
+    def __init__(self, parent=None, *, runner: JobRunner, samples: Sequence | None = None,
+                 state: ExplorerState | None = None):
         """samples: SampleImage list for the gallery (default: explorer.core.model.samples.sample_images()).
         state: the window's ExplorerState (a panel on its own makes its own)."""
         super().__init__(parent)
@@ -105,7 +106,8 @@ class ClassifyPanel(QWidget):
         self.shown: ShownImage | None = None
         self._busy = False
         self._pending: Callable[[], None] | None = None  # a request waiting for the classifier
-        self.runner = JobRunner(self, threads=3)
+        # Three at once: a preview, the classifier's preparation and a classification never wait for each other.
+        self.runner = runner.lanes("classify", threads=3, parent=self)
         self.runner.busy_changed.connect(lambda _busy: self._update_controls())
         self._batch_started = 0.0
         self._empty_folders: tuple[str, ...] = ()

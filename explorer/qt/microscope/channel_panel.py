@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, Q
 
 from explorer.core.session.state import ChannelChoice, ExplorerState
 from explorer.qt.result_view import array_to_qimage, coloured
-from explorer.qt.workers import Job
+from explorer.qt.workers import Job, Lanes
 
 #: Channels in a branch grid.
 GRID_CHANNELS = 16
@@ -107,7 +107,7 @@ class ChannelPanel(QWidget):
 
     failed = Signal(str)
 
-    def __init__(self, parent=None, *, runner=None, explorer_state: ExplorerState | None = None):
+    def __init__(self, parent=None, *, runner: Lanes | None = None, explorer_state: ExplorerState | None = None):
         super().__init__(parent)
         self.state = ChannelPanelState()
         #: Holds the chosen channel (the window's state when given).

@@ -1,6 +1,6 @@
 """The Compare window: two models side by side, stage by stage, and the factorisation panel.
 
-The block graphs are built and compared in a `JobRunner` worker (`explorer.core.shapes.compare`); a new
+The block graphs are built and compared in the window's `JobRunner` (`explorer.core.shapes.compare`); a new
 choice of models or input size cancels the comparison still running. Cells where the paired nodes
 differ are tinted and name the difference in their tooltip. The last pair is kept in the settings.
 
@@ -79,12 +79,12 @@ class CompareWindow(QWidget):
     csv_exported = Signal(str)
 
     def __init__(self, settings: QSettings, model: str | None = None, size: tuple[int, int] = (224, 224),
-                 parent: QWidget | None = None, opened: list[str] | None = None):
+                 parent: QWidget | None = None, opened: list[str] | None = None, *, runner: JobRunner):
         """opened: references of models opened in the main window (any CNN), offered after the zoo's."""
         super().__init__(parent, Qt.WindowType.Window)
         self.setWindowTitle("Compare models")
         self.settings = settings
-        self.runner = JobRunner(self, threads=1)
+        self.runner = runner.lanes("compare", threads=1, parent=self)
         self.comparison: Comparison | None = None
         self.graphs: tuple = ()
         self._rows: list[int | None] = []  # table row → comparison row (None: a stage heading)

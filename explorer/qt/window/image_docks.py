@@ -74,11 +74,12 @@ class _PanelHolder(QWidget):
 class ImageDocks(QObject):
     """Owns the image panels of a main window (which calls `model_ready`, `select_block`, `shutdown`)."""
 
-    def __init__(self, window: QMainWindow, *, state=None, classify_sample: bool = True):
+    def __init__(self, window: QMainWindow, *, runner: JobRunner, state=None, classify_sample: bool = True):
         super().__init__(window)
         self.window = window
         self.state = state if state is not None else ExplorerState()
-        self.runner = JobRunner(self, threads=1)
+        # One at a time: the panels' jobs share the capture network and the per-device networks.
+        self.runner = runner.lanes("images", threads=1, parent=self)
         self.capture_model = None
         self._capture_key = None  # the ResultKey the panels' capture model (and so their model) is for
         self.graph = None
@@ -86,7 +87,7 @@ class ImageDocks(QObject):
         self._device_models: dict = {}
         self._sample_pending = classify_sample
 
-        self.classify = ClassifyPanel(window, state=self.state)
+        self.classify = ClassifyPanel(window, runner=runner, state=self.state)
         self.activations = ActivationView(window)
         self.attribution = AttributionPanel(window, runner=self.runner, explorer_state=self.state)
         self.attribution.curve_model_for = self._curve_model_for

@@ -131,8 +131,10 @@ class MainWindow(QMainWindow):
         self.saved = WindowSettings(self.settings, self.state)
         self.weights_choice = weights
         self.allow_download = allow_download
-        # Two threads: the graph of a newly chosen model need not wait for a download to give up.
-        self.runner = JobRunner(self, threads=2)
+        #: The application's one job runner (one pool): every widget's lanes are groups of it.
+        self.jobs = JobRunner(self)
+        # Two at once: the graph of a newly chosen model need not wait for a download to give up.
+        self.runner = self.jobs.lanes("window", threads=2, parent=self)
         self.open_dialog = None
         self.compare_window = None
         self._presentation_scale: float | None = None
@@ -230,7 +232,7 @@ class MainWindow(QMainWindow):
             return
         from explorer.qt.window.image_docks import ImageDocks
 
-        self.images = ImageDocks(self, state=self.state, classify_sample=self._classify_sample)
+        self.images = ImageDocks(self, runner=self.jobs, state=self.state, classify_sample=self._classify_sample)
         self.images.classify.paste_shortcut.setEnabled(False)  # the window's Edit → Paste has Ctrl+V
         self.images.activations.block_changed.connect(self._follow_block)
         self.images.shares.block_selected.connect(self._follow_block)
@@ -454,7 +456,7 @@ class MainWindow(QMainWindow):
         if self.compare_window is None:
             size = self.state.input_size
             self.compare_window = CompareWindow(self.settings, self.model_name, size.hw, parent=self,
-                                                opened=list(dict.fromkeys(opened)))
+                                                opened=list(dict.fromkeys(opened)), runner=self.jobs)
         else:
             self.compare_window.add_models(opened)
         self.compare_window.show_tab(tab)
@@ -1182,8 +1184,8 @@ class MainWindow(QMainWindow):
         if self.compare_window is not None:
             self.compare_window.shutdown()
             self.compare_window.close()
-        self.runner.cancel_all()
-        self.runner.wait(20000)
+        self.jobs.cancel_all()  # every group's, the window's own included
+        self.jobs.wait(20000)
         super().closeEvent(event)
 
     def changeEvent(self, event) -> None:

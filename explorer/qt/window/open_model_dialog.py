@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 from shiboken6 import isValid
 
-from explorer.qt.workers import Job, JobRunner
+from explorer.qt.workers import Job, Lanes
 
 MODEL_FILE_FILTER = ("Models (*.py *.ts *.pt *.pt2 *.jit);;Python file with build() (*.py);;"
                      "TorchScript (*.ts *.pt *.jit);;torch.export (*.pt2);;All files (*)")
@@ -54,10 +54,10 @@ class OpenModelDialog(QDialog):
     model_chosen = Signal(str)
     names_loaded = Signal()
 
-    def __init__(self, parent=None, *, runner: JobRunner | None = None, recent: list[str] | None = None):
+    def __init__(self, parent=None, *, runner: Lanes, recent: list[str] | None = None):
         super().__init__(parent)
         self.setWindowTitle("Open model")
-        self.runner = runner if runner is not None else JobRunner(self)
+        self.runner = runner  # the window's lane group
         self.recent = list(recent or [])
         self.start_dir = next((str(Path(r).parent) for r in self.recent if Path(r).is_absolute()), "")
 
