@@ -163,13 +163,11 @@ class JobSignals(QObject):
 class Job(QRunnable):
     """One run of a task on a pool thread (see the module docstring)."""
 
-    def __init__(self, fn: Callable[..., Any], *args, wants_progress: bool = False, low_priority: bool = False,
-                 **kwargs):
+    def __init__(self, fn: Callable[..., Any], *args, wants_progress: bool = False, **kwargs):
         super().__init__()
         self.setAutoDelete(False)
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.wants_progress = wants_progress
-        self.low_priority = low_priority
         self.token = CancelToken()
         self.gate: _Gate | None = None  # its lane group's (set when started)
         self.signals = JobSignals()
@@ -198,8 +196,10 @@ class Job(QRunnable):
             self.signals.event.emit(event)
 
     def run(self) -> None:
-        if self.low_priority:
-            lower_thread_priority()
+        # Every worker yields to the UI thread. The lowered priority sticks to the pool thread and to the torch
+        # helpers it starts, and the one pool's threads serve every lane group: a thread must never have run
+        # (and started its helpers) at full priority before a classification lands on it.
+        lower_thread_priority()
         entered = False
         try:
             if self.gate is not None:

@@ -290,8 +290,7 @@ class ClassifyPanel(QWidget):
         else:
             self.badge.set_message(loaded.weights.describe() if loaded.weights.is_random else None)
             self.device_label.setText(f"{loaded.name}: preparing ({device})…")
-            self.runner.start("prepare", Job(tasks.prepare_classifier, loaded, device, batch_size, graph,
-                                             low_priority=True),
+            self.runner.start("prepare", Job(tasks.prepare_classifier, loaded, device, batch_size, graph),
                               on_event=self._on_event, on_success=lambda _: self._on_prepared(),
                               on_failure=self._on_prepare_failed)
         self._update_controls()
@@ -497,8 +496,7 @@ class ClassifyPanel(QWidget):
         self.mode = "single"
         self.result_view.show_pending(display_name(given.name))
         key = self.state.result_key
-        self.runner.start("classify", Job(tasks.classify_single, self.classifier, given.source, given.name,
-                                          low_priority=True),
+        self.runner.start("classify", Job(tasks.classify_single, self.classifier, given.source, given.name),
                           on_event=lambda event: self._on_event(event, key), on_failure=self._on_classify_failed)
         self._update_controls()
 
@@ -516,8 +514,7 @@ class ClassifyPanel(QWidget):
         w = max(self.splitter.width(), 400)
         self.splitter.setSizes([round(w * BATCH_TABLE_SHARE), round(w * (1 - BATCH_TABLE_SHARE))])
         self._batch_started = time.perf_counter()
-        self.runner.start("classify", Job(tasks.classify_batch, self.classifier, [str(p) for p in paths],
-                                          low_priority=True),
+        self.runner.start("classify", Job(tasks.classify_batch, self.classifier, [str(p) for p in paths]),
                           on_event=self._on_event, on_success=lambda _: self._finish_batch(),
                           on_failure=self._on_classify_failed)
         self.batch_started.emit()
@@ -657,8 +654,7 @@ class ClassifyPanel(QWidget):
             self.result_view.show_image(None)
             self.state.image = ImageInput(result.source, result.source)  # the image on screen now
             key = self.state.result_key
-            self.runner.start("preview", Job(tasks.preview_file, self.classifier, result.source, result,
-                                             low_priority=True),
+            self.runner.start("preview", Job(tasks.preview_file, self.classifier, result.source, result),
                               on_event=lambda event: self._on_event(event, key), on_failure=self._fail)
 
     # ------------------------------------------------------------------ controls

@@ -70,7 +70,7 @@ class HandoutExport(QObject):
         # The photo on screen or the model file chosen as the destination is refused, not overwritten.
         inputs = Inputs([p for p in (image, st.model_ref) if isinstance(p, (str, Path))])
         job = Job(_handout_job, st.loaded, graph, st.input_size.hw, image, name, blocks, pictures, str(path), inputs,
-                  wants_progress=True, low_priority=True)
+                  wants_progress=True)
         self._show_dialog(path)
         w.runner.start(SLOT, job, on_success=self._done, on_failure=self._failed, on_progress=self._progress,
                        on_cancel=self._cancelled)

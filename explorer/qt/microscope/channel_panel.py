@@ -254,7 +254,7 @@ class ChannelPanel(QWidget):
         mean, std = self._mean_std()
         target = Target(self.state.block, self.state.branch)
         job = Job(_visualize_job, self.capture_model, self.loaded.name, self.loaded.module, target, channels,
-                  self.state.steps, self.state.size, mean, std, wants_progress=True, low_priority=True)
+                  self.state.steps, self.state.size, mean, std, wants_progress=True)
         self._busy(True, "Optimising…")
         self.runner.start("featurevis", job, on_success=on_success, on_failure=self._on_failed,
                           on_progress=self._on_progress, on_cancel=lambda: self._busy(False))
@@ -265,7 +265,7 @@ class ChannelPanel(QWidget):
         mean, std = self._mean_std()
         job = Job(_examples_job, self.capture_model, self.graph, self.preprocess, self.loaded.name, self.loaded.module,
                   self.state.block, self.state.branch if self.state.branch is not None else 0,
-                  self.state.channel or 0, folder, mean, std, wants_progress=True, low_priority=True)
+                  self.state.channel or 0, folder, mean, std, wants_progress=True)
         if folder:
             self._busy(True, f"Indexing {folder}…")
         self.runner.start("examples", job, on_success=self._on_examples, on_failure=self._on_failed,

@@ -156,7 +156,7 @@ class OverlayMenu(QObject):
         graph, model, device = st.graph, st.graph.name, wanted[2]
         # A new request (another model, size or device) supersedes the running one: the runner cancels it.
         job = Job(timing_task, st.loaded.module, graph, st.input_size.hw, device, warmup=WARMUP, repeats=REPEATS,
-                  wants_progress=True, low_priority=True)
+                  wants_progress=True)
         self._measuring = wanted
         self.cancel_action.setEnabled(True)
         self.window.show_status(f"timing the blocks of {model} on the {device.upper()}…", 0, topic="overlay")
