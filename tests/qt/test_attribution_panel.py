@@ -60,6 +60,25 @@ def test_switching_method_shows_its_parameters(panel):
     assert panel.visible_parameters() == []
 
 
+def test_the_controls_write_the_parameters_into_the_state(panel):
+    """What runs is read from the panel's state, which every control writes as it changes."""
+    panel.ig_steps.setValue(77)
+    panel.ig_baseline.setCurrentIndex(panel.ig_baseline.findData("blur"))
+    panel.internal_batch.setValue(8)
+    panel.occlusion_window.setValue(40)
+    panel.occlusion_stride.setValue(20)
+    panel.cam_map.setCurrentIndex(panel.cam_map.findData("signed"))
+    panel.curve_steps.setValue(12)
+    panel.sanity_steps.setValue(3)
+    p = panel.state.params
+    assert (p.ig_steps, p.ig_baseline, p.internal_batch_size) == (77, "blur", 8)
+    assert (p.occlusion_window, p.occlusion_stride, p.cam_map) == (40, 20, "signed")
+    assert (panel.state.curve_steps, panel.state.sanity_steps) == (12, 3) and panel.params() == p
+    panel.block_combo.setCurrentIndex(panel.block_combo.findText("inception4a"))
+    panel.branch_combo.setCurrentIndex(panel.branch_combo.findData(2))
+    assert (panel.state.block, panel.state.branch) == ("inception4a", 2)
+
+
 def test_target_search_finds_a_category(panel, setup):
     categories = setup[4]
     assert panel.target() is None  # top-1 by default

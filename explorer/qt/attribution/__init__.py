@@ -1,1 +1,1 @@
-"""The attribution panel and the branch-share chart."""
+"""The attribution panel (its controls, map view and evidence views) and the branch-share chart."""

@@ -1,0 +1,261 @@
+"""The attribution panel's controls: the method, the class to explain, each method's parameters, Run and
+Cancel with the progress bar, and the buttons and step counts of the evidence (faithfulness, sanity).
+
+Every control writes its value into the panel's `AttributionPanelState` as it changes (glue's way: the
+widgets are a skin over the state), so what runs is read from the state, never back from a widget. Only
+the target box is read when asked: its text may be a class typed by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QCompleter,
+    QFormLayout,
+    QHBoxLayout,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from explorer.core.attribution.faithfulness import SANITY_UNCHANGED
+from explorer.core.attribution.methods import IG_GAUSS_LEGENDRE_MAX_STEPS, IG_MAX_STEPS
+from explorer.qt.attribution.catalogue import METHOD_NAMES, METHOD_PARAMS, AttributionPanelState
+
+IG_STEPS_TIP = (f"Integration steps (more: smaller delta). Gauss–Legendre nodes up to {IG_GAUSS_LEGENDRE_MAX_STEPS}"
+                " steps, the trapezoid rule above (Gauss–Legendre nodes for thousands of steps take seconds"
+                f" to compute, and nothing can be cancelled meanwhile). At most {IG_MAX_STEPS}: every step is"
+                " a forward and a backward pass over the image.")
+
+
+class AttributionControls(QWidget):
+    """Method, target and parameter rows; Run, Cancel and progress; the evidence buttons and step counts.
+
+    The buttons' `clicked` signals are the panel's to connect; every other control writes `state`.
+    """
+
+    def __init__(self, state: AttributionPanelState, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.graph = None  # the block graph whose blocks and branches the Grad-CAM rows offer
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addLayout(self._build_form())
+        column.addLayout(self._build_run_row())
+        column.addLayout(self._build_evidence_row())
+        self._bind()
+        self.populate_targets([])
+
+    def _build_form(self) -> QFormLayout:
+        """The method, the target class and every method's parameter rows, in `self.form`."""
+        self.method_combo = QComboBox()
+        for m, name in METHOD_NAMES.items():
+            self.method_combo.addItem(name, m)
+        self.target_combo = QComboBox()
+        self.target_combo.setEditable(True)
+        self.target_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.target_combo.setToolTip("Class to explain: the top-1 prediction, or type to search the categories")
+        self.target_combo.setMinimumContentsLength(18)
+        completer = QCompleter(self.target_combo.model(), self.target_combo)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
+        self.target_combo.setCompleter(completer)
+        p = self.state.params
+        self.ig_steps = QSpinBox(minimum=1, maximum=IG_MAX_STEPS, value=p.ig_steps, toolTip=IG_STEPS_TIP)
+        self.ig_baseline = QComboBox(toolTip="Reference image the path starts from")
+        for label, key in (("Black image", "black"), ("Zeros (mean colour)", "zero"), ("Blurred image", "blur")):
+            self.ig_baseline.addItem(label, key)
+        self.internal_batch = QSpinBox(minimum=1, maximum=512, value=p.internal_batch_size,
+                                       toolTip="Steps evaluated per forward pass (memory vs. speed)")
+        self.occlusion_window = QSpinBox(minimum=2, maximum=512, value=p.occlusion_window, suffix=" px",
+                                         toolTip="Side of the square patch that is blanked out")
+        self.occlusion_stride = QSpinBox(minimum=1, maximum=512, value=p.occlusion_stride, suffix=" px",
+                                         toolTip="Step between patches")
+        self.block_combo = QComboBox(toolTip="Block whose output Grad-CAM weighs")
+        self.branch_combo = QComboBox(toolTip="The whole block's output, or one of its branches")
+        self.cam_map = QComboBox(toolTip="A CAM's positive evidence (as in the papers), or its signed or absolute "
+                                 "map: where every weighted activation counts against the class, the positive "
+                                 "map is empty")
+        for label, key in (("Positive evidence", "positive"), ("Signed", "signed"), ("Absolute", "absolute")):
+            self.cam_map.addItem(label, key)
+        self.form = QFormLayout()
+        self.form.addRow("Method", self.method_combo)
+        self.form.addRow("Target", self.target_combo)
+        self._rows = {
+            "ig_steps": ("Steps", self.ig_steps),
+            "ig_baseline": ("Baseline", self.ig_baseline),
+            "internal_batch_size": ("Batch", self.internal_batch),
+            "occlusion_window": ("Window", self.occlusion_window),
+            "occlusion_stride": ("Stride", self.occlusion_stride),
+            "block": ("Block", self.block_combo),
+            "branch": ("Branch", self.branch_combo),
+            "cam_map": ("Map", self.cam_map),
+        }
+        for label, w in self._rows.values():
+            self.form.addRow(label, w)
+        return self.form
+
+    def _build_run_row(self) -> QHBoxLayout:
+        """Run, Cancel and the progress bar."""
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel")
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.progress, 1)
+        return buttons
+
+    def _build_evidence_row(self) -> QHBoxLayout:
+        """The buttons and step counts of the evidence for the map on screen: faithfulness and sanity."""
+        self.faithfulness_button = QPushButton("Faithfulness")
+        self.faithfulness_button.setToolTip(
+            "Deletion and insertion curves of the map (Petsiuk et al. 2018): the target's probability as its most "
+            "important pixels are removed from the image, or added to a blurred copy; pixels in a random order "
+            "give the reference")
+        self.curve_steps = QSpinBox(minimum=2, maximum=1000, value=self.state.curve_steps, suffix=" steps",
+                                    toolTip="Points of each curve after the first: each removes (or adds) "
+                                    "1/steps of the pixels")
+        self.sanity_button = QPushButton("Sanity check")
+        self.sanity_button.setToolTip(
+            "Model randomisation (Adebayo et al. 2018): the map again with the top blocks' weights randomised "
+            "one after another, and its rank correlation with the original. A map that does not change "
+            f"(ρ ≥ {SANITY_UNCHANGED:g}) shows the image, not what the model learned")
+        self.sanity_steps = QSpinBox(minimum=1, maximum=20, value=self.state.sanity_steps, suffix=" blocks",
+                                     toolTip="Blocks randomised in cascade, from the output down")
+        evidence = QHBoxLayout()
+        evidence.addWidget(self.faithfulness_button)
+        evidence.addWidget(self.curve_steps)
+        evidence.addWidget(self.sanity_button)
+        evidence.addWidget(self.sanity_steps)
+        return evidence
+
+    def _bind(self) -> None:
+        """Each control writes its value into the state when the user (or a test) changes it."""
+        def param(name, read):
+            return lambda *_: self._set_param(name, read())
+
+        self.method_combo.currentIndexChanged.connect(lambda: self.set_method(self.method_combo.currentData()))
+        self.block_combo.currentIndexChanged.connect(self._on_block_combo)
+        self.branch_combo.currentIndexChanged.connect(self._on_branch_combo)
+        for name, spin in (("ig_steps", self.ig_steps), ("internal_batch_size", self.internal_batch),
+                           ("occlusion_window", self.occlusion_window), ("occlusion_stride", self.occlusion_stride)):
+            spin.valueChanged.connect(param(name, spin.value))
+        for name, combo in (("ig_baseline", self.ig_baseline), ("cam_map", self.cam_map)):
+            combo.currentIndexChanged.connect(param(name, combo.currentData))
+        self.curve_steps.valueChanged.connect(lambda v: setattr(self.state, "curve_steps", v))
+        self.sanity_steps.valueChanged.connect(lambda v: setattr(self.state, "sanity_steps", v))
+
+    def _set_param(self, name: str, value) -> None:
+        self.state.params = dataclasses.replace(self.state.params, **{name: value})
+
+    # ------------------------------------------------------------------ setters
+
+    def set_method(self, method: str) -> None:
+        """The method to run; shows its parameter rows. ValueError for an unknown method."""
+        from explorer.core.attribution.methods import METHODS
+
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}")
+        self.state.method = method
+        self.method_combo.blockSignals(True)
+        self.method_combo.setCurrentIndex(self.method_combo.findData(method))
+        self.method_combo.blockSignals(False)
+        for key, (_, w) in self._rows.items():
+            self.form.setRowVisible(w, key in METHOD_PARAMS[method])
+
+    def visible_parameters(self) -> list[str]:
+        """The parameter rows shown for the current method."""
+        return [k for k, (_, w) in self._rows.items() if self.form.isRowVisible(w)]
+
+    def populate_targets(self, categories: list[str]) -> None:
+        """The target box: the top-1 class, then every class by index and name."""
+        self.target_combo.blockSignals(True)
+        self.target_combo.clear()
+        self.target_combo.addItem("Top-1 (predicted class)", None)
+        for i, name in enumerate(categories):
+            self.target_combo.addItem(f"{i}: {name}", i)
+        self.target_combo.setCurrentIndex(0)
+        self.target_combo.blockSignals(False)
+
+    def set_top1_name(self, name: str) -> None:
+        """Name the top-1 entry after the class the image was classified as."""
+        self.target_combo.setItemText(0, f"Top-1 ({name})")
+
+    def set_target(self, target: int | None) -> None:
+        """Class index to explain; None for the top-1 class."""
+        self.target_combo.setCurrentIndex(0 if target is None else self.target_combo.findData(target))
+
+    def target(self) -> int | None:
+        """The class chosen in the target box (None: top-1). Raises ValueError for unknown text."""
+        text = self.target_combo.currentText().strip()
+        i = self.target_combo.findText(text, Qt.MatchFlag.MatchFixedString)
+        if i < 0:
+            matches = [k for k in range(1, self.target_combo.count())
+                       if text.lower() in self.target_combo.itemText(k).lower()]
+            if len(matches) != 1:
+                raise ValueError(f"no single class matches {text!r}")
+            i = matches[0]
+        return self.target_combo.itemData(i)
+
+    def set_graph(self, graph) -> None:
+        """The block graph whose blocks Grad-CAM can weigh; chooses its last block."""
+        self.graph = graph
+        blocks = [b.name for b in graph.blocks()]
+        self.block_combo.blockSignals(True)
+        self.block_combo.clear()
+        self.block_combo.addItems(blocks)
+        self.block_combo.blockSignals(False)
+        self.set_gradcam_layer(blocks[-1] if blocks else None, None)
+
+    def set_gradcam_layer(self, block: str | None, branch: int | None = None) -> None:
+        """Grad-CAM's block and branch (None: the block's output)."""
+        self.state.block, self.state.branch = block, branch
+        self.block_combo.blockSignals(True)
+        self.block_combo.setCurrentIndex(self.block_combo.findText(block) if block else -1)
+        self.block_combo.blockSignals(False)
+        self.branch_combo.blockSignals(True)
+        self.branch_combo.clear()
+        self.branch_combo.addItem("Whole block", None)
+        if block is not None and self.graph is not None:
+            for k, b in enumerate(self.graph.node(block).branches):
+                self.branch_combo.addItem(f"{k + 1} · {b.label}", k)
+        self.branch_combo.setCurrentIndex(max(0, self.branch_combo.findData(branch)) if branch is not None else 0)
+        self.branch_combo.blockSignals(False)
+
+    def _on_block_combo(self, index: int) -> None:
+        if index >= 0:
+            self.set_gradcam_layer(self.block_combo.itemText(index), None)
+
+    def _on_branch_combo(self, index: int) -> None:
+        if index >= 0:
+            self.state.branch = self.branch_combo.itemData(index)
+
+    # ------------------------------------------------------------------ running
+
+    def set_running(self, running: bool, has_map: bool) -> None:
+        """Run or Cancel, the progress bar, and the evidence buttons (they need a map on screen)."""
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.faithfulness_button.setEnabled(not running and has_map)
+        self.sanity_button.setEnabled(not running and has_map)
+        self.progress.setVisible(running)
+        if running:
+            self.progress.setRange(0, 0)
+            self.progress.setValue(0)
+        self.method_combo.setEnabled(not running)
+
+    def show_progress(self, done, total) -> None:
+        """A job's progress: `done` of `total` steps; a busy bar when the total is unknown."""
+        if total:
+            self.progress.setRange(0, int(total))
+            self.progress.setValue(int(done))
+        else:
+            self.progress.setRange(0, 0)

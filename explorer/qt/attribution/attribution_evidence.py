@@ -1,0 +1,255 @@
+"""The evidence that an attribution map means something (explorer.core.attribution.faithfulness), as views:
+its deletion and insertion curves with their random-order references, the strip of maps of the
+model-randomisation sanity check, and the table of every method computed for the image.
+
+Each view draws an `AttributionRecord` (or the records) it is given; none holds a model or starts a job.
+
+Signals (MethodsTable)
+----------------------
+row_chosen(int)   the row a person picked
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from explorer.core.attribution.faithfulness import SANITY_UNCHANGED, AttributionRecord
+from explorer.qt.attribution.catalogue import METHOD_NAMES, WARNING_COLOR, category_label
+
+#: Curve colours: deletion red, insertion blue; the random-order references dashed in the same colour.
+CURVE_COLORS = {"deletion": "#d62728", "insertion": "#1f77b4"}
+TABLE_COLUMNS = ("Method", "Layer", "Deletion AUC (random)", "Insertion AUC (random)", "Sanity", "Time")
+STRIP_COLORMAP = "inferno"
+
+
+class FaithfulnessCurves(QWidget):
+    """The deletion and insertion curves of a map (`curve_plot`, `curve_items`) and the line under them.
+
+    Hidden until a record has curves: until then the overlay has the dock to itself (a 290 px dock left it
+    under 100 px high beside empty axes).
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.curve_plot = pg.PlotWidget(background=None)
+        self.curve_plot.setMinimumWidth(220)
+        self.curve_plot.setMouseEnabled(False, False)
+        self.curve_plot.setMenuEnabled(False)
+        self.curve_plot.hideButtons()
+        self.curve_plot.setLabel("bottom", "share of pixels removed / inserted")
+        self.curve_plot.setLabel("left", "p(target)")
+        self.curve_plot.setXRange(0, 1, padding=0.02)
+        self.curve_plot.setYRange(0, 1, padding=0.02)
+        # The legend on a nearly opaque ground in the palette's colours: over the curves, pyqtgraph's default
+        # grey text on a transparent ground could not be read.
+        text, base = self.palette().color(QPalette.ColorRole.WindowText), self.palette().color(QPalette.ColorRole.Base)
+        base.setAlpha(225)
+        self.curve_legend = self.curve_plot.addLegend(offset=(-4, 4), labelTextSize="8pt", verSpacing=-6,
+                                                      labelTextColor=text, brush=pg.mkBrush(base),
+                                                      pen=pg.mkPen(text, width=0.5))
+        #: One PlotDataItem per curve: "deletion", "deletion_random", "insertion", "insertion_random".
+        self.curve_items: dict[str, pg.PlotDataItem] = {}
+        for kind, color in CURVE_COLORS.items():
+            self.curve_items[kind] = self.curve_plot.plot([], [], pen=pg.mkPen(color, width=2), name=kind)
+            self.curve_items[f"{kind}_random"] = self.curve_plot.plot(
+                [], [], pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine), name=f"{kind}, random")
+        self.curve_caption = QLabel()
+        self.curve_caption.setWordWrap(True)
+        self.curve_caption.setTextFormat(Qt.TextFormat.RichText)
+        self.hide()
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.curve_plot, 1)
+        column.addWidget(self.curve_caption)
+
+    def show_curves(self, record: AttributionRecord | None, categories: list[str], has_map: bool) -> None:
+        """Plot `record`'s curves and their random references (empty: None or none yet; the caption then
+        explains the curves when there is a map to measure)."""
+        curves = None if record is None else record.curves
+        self.setVisible(bool(curves))
+        if not curves:
+            for item in self.curve_items.values():
+                item.setData([], [])
+            for kind in CURVE_COLORS:
+                self._set_legend(kind, kind)
+                self._set_legend(f"{kind}_random", f"{kind}, random")
+            self.curve_caption.setText("Faithfulness: deletion should fall fast (low area), insertion rise fast "
+                                       "(high area), compared with pixels in a random order." if has_map else "")
+            return
+        for kind, c in curves.items():
+            self.curve_items[kind].setData(c.fractions, c.scores)
+            self.curve_items[f"{kind}_random"].setData(c.fractions, c.random_scores)
+            self._set_legend(kind, f"{kind} AUC {c.auc:.3f}")
+            self._set_legend(f"{kind}_random", f"random order {c.random_auc:.3f}")
+        top = max(float(max(c.scores.max(), c.random_scores.max())) for c in curves.values())
+        self.curve_plot.setYRange(0, max(top, 1e-3), padding=0.05)
+        parts = []
+        for kind, c in curves.items():
+            good = c.better_than_random
+            mark = "✓" if good else f"<span style='color:{WARNING_COLOR}'>✗ no better than random</span>"
+            parts.append(f"{kind} {c.auc:.3f} vs {c.random_auc:.3f} {mark}")
+        self.curve_caption.setText(f"<b>{METHOD_NAMES[record.result.method]}</b> for "
+                                   f"{category_label(categories, record.result.target)}: " + "; ".join(parts))
+
+    def _set_legend(self, key: str, text: str) -> None:
+        item = self.curve_items[key]
+        for sample, label in self.curve_legend.items:
+            if sample.item is item:
+                label.setText(text)
+
+
+class SanityStrip(QWidget):
+    """The sanity check's strip: the original map, then the map after each randomisation step with its ρ."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.sanity_caption = QLabel("Run a sanity check to see whether the map depends on the learned weights.")
+        self.sanity_caption.setWordWrap(True)
+        self.sanity_caption.setTextFormat(Qt.TextFormat.RichText)
+        self.sanity_view = pg.GraphicsLayoutWidget()
+        self.sanity_view.setBackground(None)
+        self.sanity_view.setMinimumHeight(120)
+        #: The strip's maps (original first) and the labels under them (block and Spearman's ρ).
+        self.sanity_items: list[pg.ImageItem] = []
+        self.sanity_labels: list = []
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.sanity_caption)
+        column.addWidget(self.sanity_view, 1)
+
+    def show_sanity(self, record: AttributionRecord | None, has_map: bool) -> None:
+        """Draw `record`'s sanity check (None, or none yet: a caption that explains it when there is a map)."""
+        self.sanity_view.clear()
+        self.sanity_items, self.sanity_labels = [], []
+        check = None if record is None else record.sanity
+        if check is None:
+            self.sanity_caption.setText("Sanity check: the map again with the top blocks' weights randomised one "
+                                        "after another; a map that stays the same does not show what the model "
+                                        "learned." if has_map else "")
+            return
+        maps = [record.result.heatmap, *check.maps]
+        names = ["original", *(f"+ {b}" for b in check.blocks)]
+        rhos = [None, *check.correlations]
+        lut = pg.colormap.get(STRIP_COLORMAP).getLookupTable(nPts=256)
+        for col, (m, name, rho) in enumerate(zip(maps, names, rhos, strict=True)):
+            box = self.sanity_view.addViewBox(row=0, col=col, lockAspect=True, invertY=True, enableMouse=False)
+            box.setMenuEnabled(False)
+            mag = np.abs(np.asarray(m, dtype=np.float32))
+            item = pg.ImageItem(axisOrder="row-major")
+            item.setImage(mag, autoLevels=False, levels=(0.0, float(mag.max()) or 1.0))
+            item.setLookupTable(lut)
+            box.addItem(item)
+            box.autoRange(padding=0.02)
+            text = "ρ —" if rho is None else ("ρ undefined" if not math.isfinite(rho) else f"ρ {rho:.2f}")
+            label = self.sanity_view.addLabel(f"{name}<br>{text}", row=1, col=col, size="8pt",
+                                              color=self.palette().color(QPalette.ColorRole.WindowText))
+            self.sanity_items.append(item)
+            self.sanity_labels.append(label)
+        if check.flagged:
+            self.sanity_caption.setText(
+                f"<span style='color:{WARNING_COLOR}'><b>⚠ The map does not change</b> when the weights are "
+                f"randomised (ρ {check.correlations[-1]:.2f} ≥ {SANITY_UNCHANGED:g} after {len(check.blocks)} "
+                "blocks): it shows the image, not what the model learned.</span>")
+        else:
+            self.sanity_caption.setText(
+                f"<b>{METHOD_NAMES[record.result.method]}</b>: the map changes as blocks are randomised "
+                f"(Spearman ρ of |map| with the original under each): it depends on the learned weights.")
+
+
+class MethodsTable(QTableWidget):
+    """One row per method computed for the image: its layer, curves' areas, sanity verdict and times."""
+
+    row_chosen = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(0, len(TABLE_COLUMNS), parent)
+        self.setHorizontalHeaderLabels(TABLE_COLUMNS)
+        self.verticalHeader().hide()
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeader().setStretchLastSection(True)
+        self.itemSelectionChanged.connect(self._on_selection)
+
+    def show_records(self, records) -> None:
+        """One row per record (the explorer state's `attributions`)."""
+        self.blockSignals(True)
+        self.setRowCount(len(records))
+        for row, rec in enumerate(records):
+            r = rec.result
+            cells = [METHOD_NAMES[r.method], r.layer or "input", auc_text(rec, "deletion"),
+                     auc_text(rec, "insertion"), rec.verdict() or "—", times_text(rec)]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if (col in (2, 3) and rec.curves and not rec.curves[("deletion", "insertion")[col - 2]]
+                        .better_than_random) or (col == 4 and rec.sanity is not None and rec.sanity.flagged):
+                    item.setForeground(pg.mkColor(WARNING_COLOR))
+                self.setItem(row, col, item)
+        self.blockSignals(False)
+
+    def _on_selection(self) -> None:
+        rows = self.selectionModel().selectedRows()
+        if rows:
+            self.row_chosen.emit(rows[0].row())
+
+
+class EvidenceTabs(QTabWidget):
+    """The methods table and the sanity strip as tabs; hidden until some record has evidence."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.table = MethodsTable()
+        self.strip = SanityStrip()
+        self.addTab(self.table, "Methods")
+        self.addTab(self.strip, "Sanity check")
+        self.hide()
+
+    def show_records(self, records) -> None:
+        self.setVisible(any(rec.curves or rec.sanity is not None for rec in records))
+        self.table.show_records(records)
+
+
+def auc_text(rec: AttributionRecord, kind: str) -> str:
+    """A curve's area with its random reference's: "0.123 (0.456)", ✗ when no better than random."""
+    if not rec.curves or kind not in rec.curves:
+        return "—"
+    c = rec.curves[kind]
+    return f"{c.auc:.3f} ({c.random_auc:.3f})" + ("" if c.better_than_random else " ✗")
+
+
+def times_text(rec: AttributionRecord) -> str:
+    """What the map and its evidence took: "map 1.2 s, curves 3.4 s"."""
+    parts = [f"map {rec.seconds:.1f} s"]
+    if rec.curves_seconds is not None:
+        parts.append(f"curves {rec.curves_seconds:.1f} s")
+    if rec.sanity_seconds is not None:
+        parts.append(f"sanity {rec.sanity_seconds:.1f} s")
+    return ", ".join(parts)
+
+
+def random_references(records, result, steps: int) -> dict | None:
+    """The random-order curves already computed for the image and `result`'s target (every map of the image
+    shares them; the records go with the image and the model), if any with `steps` steps."""
+    for rec in records:
+        curves = rec.curves or {}
+        if (curves and rec.result.target == result.target
+                and rec.result.heatmap.shape == result.heatmap.shape
+                and all(len(c.random_scores) == steps + 1 for c in curves.values())):
+            return {kind: c.random_scores for kind, c in curves.items()}
+    return None
