@@ -1,10 +1,12 @@
 """The classification panel: drop, paste or open images and see what the loaded network makes of them.
 
-One image (a dropped file, a paste, a sample) shows in the single view (`ResultView`): the picture, a
-bar chart of its top-5 classes and the time split. Given the model's block graph
+One image (a dropped file, a paste, a sample) shows in the single view (`SingleView`, single_view.py): the
+picture, a bar chart of its top-5 classes and the time split. Given the model's block graph
 (`set_model(..., graph=)`), that image is classified by one forward that also keeps every branch's
 output, handed on in `ShownImage.capture`. Several files or a folder fill a sortable table batch by
-batch, with progress, Cancel, throughput and CSV export; clicking a row shows that image in the view.
+batch, with progress, Cancel, throughput and CSV export (`BatchView`, batch_view.py); clicking a row shows
+that image in the view. The buttons, samples and device choice are the `ClassifyToolbar`
+(classify_toolbar.py); the panel handles the requests: what waits for the classifier, single or batch.
 
 The panel is a skin over the window's `ExplorerState`: it writes `image` (what a person gave, a file or
 a pasted picture), `classification`, `shown_image` and `batch` there, and follows `model` /
@@ -28,48 +30,23 @@ image_shown(object)       a ShownImage: the picture now on display, its network 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QSize, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QFontMetrics, QIcon, QImage, QImageReader, QKeySequence, QPixmap, QShortcut
-from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QApplication,
-    QCheckBox,
-    QComboBox,
-    QFileDialog,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QSplitter,
-    QTableView,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtGui import QImage, QKeySequence, QShortcut
+from PySide6.QtWidgets import QApplication, QFileDialog, QSplitter, QVBoxLayout, QWidget
 
 from explorer.core.session import tasks
 from explorer.core.classify.images import IMAGE_EXTENSIONS
 from explorer.core.session.state import BatchRun, ExplorerState, ImageInput
-from explorer.core.session.tasks import ShownImage  # noqa: F401 - what image_shown carries
+from explorer.core.session.tasks import ShownImage
+from explorer.qt.classify.batch_view import BatchView, PreviousBatchBar
+from explorer.qt.classify.classify_toolbar import ClassifyToolbar, DropTarget, dropped_inputs
+from explorer.qt.classify.single_view import SingleView
 from explorer.qt.panels import Banner
-from explorer.qt.result_view import ResultView, array_to_qimage, qimage_to_pil
-from explorer.qt.results_table import (
-    COL_FILE,
-    COL_INDEX,
-    COL_PROB,
-    COL_TOP1,
-    COL_TOP5,
-    RESULT_ROLE,
-    SORT_ROLE,
-    ResultsTableModel,
-    display_name,
-    write_results_csv,
-)
+from explorer.qt.result_view import qimage_to_pil
+from explorer.qt.results_table import display_name
 from explorer.qt.workers import Job, JobRunner
 
 #: Name given to an image that comes from the clipboard or a drop of image data.
@@ -95,7 +72,7 @@ class ClassifyPanel(QWidget):
         state: the window's ExplorerState (a panel on its own makes its own)."""
         super().__init__(parent)
         self.state = state if state is not None else ExplorerState()
-        self.setAcceptDrops(True)
+        self.drop_target = DropTarget(self, self.handle_drop)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # a click on the panel makes Ctrl+V paste here
         self.loaded = None  # the LoadedModel
         self.graph = None  # its BlockGraph, when given: single images are then captured
@@ -103,20 +80,15 @@ class ClassifyPanel(QWidget):
         self.device_request = "auto"
         #: The view's mode: "single" or "batch" (what the last request was).
         self.mode = "single"
-        self.shown: ShownImage | None = None
         self._busy = False
         self._pending: Callable[[], None] | None = None  # a request waiting for the classifier
         # Three at once: a preview, the classifier's preparation and a classification never wait for each other.
         self.runner = runner.lanes("classify", threads=3, parent=self)
         self.runner.busy_changed.connect(lambda _busy: self._update_controls())
-        self._batch_started = 0.0
-        self._empty_folders: tuple[str, ...] = ()
-        #: Throughput of the last finished batch, images per second (None before any).
-        self.throughput: float | None = None
         self._build_ui(samples)
         self.state.connect("model", self._on_model_switched)
         self.state.connect("batch", self._on_batch_state)
-        self.state.connect("previous_batch", self._on_previous_batch)
+        self.state.connect("previous_batch", self.previous_bar.show_previous)
         self._update_controls()
 
     # ------------------------------------------------------------------ layout
@@ -125,50 +97,30 @@ class ClassifyPanel(QWidget):
         """The button row, the banners, the batch table beside the result view, the samples, Ctrl+V."""
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
-        bar = self._build_button_bar()
-        lay.addLayout(bar)
+        lay.addWidget(self._build_toolbar())
         self._build_banners(lay)
         lay.addWidget(self._build_batch_view(), 1)
-        self._add_samples(bar, samples)
+        self.toolbar.add_samples(samples)  # after the views: the samples come last in the tab order
+        self.sample_buttons = self.toolbar.sample_buttons
         self.paste_shortcut = QShortcut(QKeySequence(QKeySequence.StandardKey.Paste), self)
         self.paste_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.paste_shortcut.activated.connect(self.paste)
 
-    def _build_button_bar(self) -> QHBoxLayout:
-        """Open, Folder, Paste, Cancel and Export; the device line, fast decode and the device choice."""
-        bar = QHBoxLayout()
-        self.open_button = QPushButton("Open…", self)
-        self.open_button.setToolTip("Classify one or more image files")
-        self.open_button.clicked.connect(self.open_files)
-        self.folder_button = QPushButton("Folder…", self)
-        self.folder_button.setToolTip("Classify every image in a folder")
-        self.folder_button.clicked.connect(self.open_folder)
-        self.paste_button = QPushButton("Paste", self)
-        self.paste_button.setToolTip("Classify the image on the clipboard (Ctrl+V)")
-        self.paste_button.clicked.connect(self.paste)
-        self.cancel_button = QPushButton("Cancel", self)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.export_button = QPushButton("Export CSV…", self)
-        self.export_button.setToolTip("Save the batch table as CSV")
-        self.export_button.clicked.connect(self._export_clicked)
-        self.device_label = QLabel(self)
-        self.device_combo = QComboBox(self)
-        for text, value in (("Device: auto", "auto"), ("Device: CPU", "cpu"), ("Device: CUDA", "cuda")):
-            self.device_combo.addItem(text, value)
-        self.device_combo.setToolTip("Where images are classified: auto picks the GPU when there is one")
-        self.device_combo.currentIndexChanged.connect(self._on_device_combo)
-        self.fast_decode_box = QCheckBox("Fast decode", self)
-        self.fast_decode_box.setToolTip(
-            "Decode big JPEGs at a reduced scale on the CPU: several times faster, but the network input is\n"
-            "within ~0.5 grey levels of torchvision's instead of equal to it; each such result says so")
-        self.fast_decode_box.toggled.connect(self._on_fast_decode)
-        for w in (self.open_button, self.folder_button, self.paste_button, self.cancel_button, self.export_button):
-            bar.addWidget(w)
-        bar.addStretch(1)
-        bar.addWidget(self.device_label)
-        bar.addWidget(self.fast_decode_box)
-        bar.addWidget(self.device_combo)
-        return bar
+    def _build_toolbar(self) -> ClassifyToolbar:
+        """The button row, connected; its controls under the names the window and the tests use."""
+        self.toolbar = t = ClassifyToolbar(self)
+        self.open_button, self.folder_button, self.paste_button = t.open_button, t.folder_button, t.paste_button
+        self.cancel_button, self.export_button = t.cancel_button, t.export_button
+        self.device_label, self.device_combo, self.fast_decode_box = t.device_label, t.device_combo, t.fast_decode_box
+        t.open_button.clicked.connect(self.open_files)
+        t.folder_button.clicked.connect(self.open_folder)
+        t.paste_button.clicked.connect(self.paste)
+        t.cancel_button.clicked.connect(self.cancel)
+        t.export_button.clicked.connect(lambda: self.batch_view.export_dialog(self))
+        t.device_chosen.connect(self._on_device_chosen)
+        t.fast_decode_box.toggled.connect(self._on_fast_decode)
+        t.sample_chosen.connect(lambda path: self.classify_paths([path]))
+        return t
 
     def _build_banners(self, lay: QVBoxLayout) -> None:
         """The warning and error banners, and the bar that offers a batch cleared by a model switch again."""
@@ -176,61 +128,22 @@ class ClassifyPanel(QWidget):
         self.message = Banner("error", self)
         lay.addWidget(self.badge)
         lay.addWidget(self.message)
-        # A batch cleared by a model switch: its files can be classified again with the new model.
-        self.previous_bar = QWidget(self)
-        pl = QHBoxLayout(self.previous_bar)
-        pl.setContentsMargins(0, 0, 0, 0)
-        self.previous_label = QLabel(self.previous_bar)
-        self.previous_button = QPushButton("Classify them again", self.previous_bar)
-        self.previous_button.setToolTip("Classify the same files and folders with the model now loaded")
-        self.previous_button.clicked.connect(self.classify_previous_batch)
-        pl.addWidget(self.previous_label, 1)
-        pl.addWidget(self.previous_button)
-        self.previous_bar.hide()
+        self.previous_bar = PreviousBatchBar(self)
+        self.previous_bar.requested.connect(self.classify_previous_batch)
+        self.previous_label, self.previous_button = self.previous_bar.previous_label, self.previous_bar.previous_button
         lay.addWidget(self.previous_bar)
 
     def _build_batch_view(self) -> QSplitter:
         """The batch's progress and table beside the result view of the image shown."""
         # A batch's table on the left, the selected image on the right: both get the dock's whole height.
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        self.result_view = ResultView(self.splitter)
-        self.batch_box = QWidget(self.splitter)
-        bl = QVBoxLayout(self.batch_box)
-        bl.setContentsMargins(0, 0, 0, 0)
-        row = QHBoxLayout()
-        self.progress = QProgressBar(self.batch_box)
-        self.progress.setFormat("%v / %m")
-        self.status = QLabel(self.batch_box)
-        row.addWidget(self.progress, 1)
-        row.addWidget(self.status, 2)
-        bl.addLayout(row)
-        self.model = ResultsTableModel(self)
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(SORT_ROLE)
-        self.table = QTableView(self.batch_box)
-        self.table.setModel(self.proxy)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().hide()
-        self.table.setWordWrap(False)
-        header = self.table.horizontalHeader()
-        header.setSortIndicator(COL_INDEX, Qt.SortOrder.AscendingOrder)
-        self.table.setSortingEnabled(True)
-        # Fixed starting widths (user-resizable): ResizeToContents would measure every row on each
-        # batch, on the UI thread.
-        fm = QFontMetrics(self.table.font())
-        widths = {COL_INDEX: fm.horizontalAdvance("00000") + 12, COL_FILE: 150, COL_TOP1: 140,
-                  COL_PROB: fm.horizontalAdvance("Probability") + 24, COL_TOP5: 300}
-        header.setStretchLastSection(True)
-        for col, width in widths.items():
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
-            header.resizeSection(col, width)
-        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        self.table.verticalHeader().setDefaultSectionSize(fm.height() + 6)
-        self.table.selectionModel().currentRowChanged.connect(self._on_row_changed)
-        bl.addWidget(self.table, 1)
+        self.result_view = SingleView(self.splitter)
+        self.batch_view = BatchView(self.splitter)
+        self.batch_view.result_selected.connect(self._on_row_selected)
+        self.batch_view.export_failed.connect(self._fail)
+        # The batch view's parts, under the names the window and the tests use.
+        self.batch_box, self.progress, self.status = self.batch_view, self.batch_view.progress, self.batch_view.status
+        self.model, self.proxy, self.table = self.batch_view.model, self.batch_view.proxy, self.batch_view.table
         self.splitter.addWidget(self.batch_box)
         self.splitter.addWidget(self.result_view)
         self.splitter.setStretchFactor(0, 3)
@@ -238,30 +151,17 @@ class ClassifyPanel(QWidget):
         self.batch_box.hide()
         return self.splitter
 
-    def _add_samples(self, bar: QHBoxLayout, samples) -> None:
-        """The sample photos as buttons in the button row, before the device line."""
-        # Samples: small pictures in the button row (their names in the tooltips), so nothing below the
-        # views can be cut off or pushed out of a low dock.
-        self.sample_buttons: list[QToolButton] = []
-        if samples is None:
-            from explorer.core.model.samples import sample_images
-
-            samples = sample_images()
-        if samples:
-            bar.insertWidget(bar.count() - 3, QLabel("Samples:", self))
-        for s in samples:
-            b = QToolButton(self)
-            b.setText(s.title or s.name)
-            b.setToolTip(f"Classify {s.title or s.name}" + (f"\n{s.credit} ({s.licence})" if s.credit else ""))
-            b.setIcon(QIcon(_thumbnail(s.path, 32)))
-            b.setIconSize(QSize(28, 28))
-            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
-            b.setAutoRaise(True)
-            b.clicked.connect(lambda _=False, path=s.path: self.classify_paths([path]))
-            bar.insertWidget(bar.count() - 3, b)
-            self.sample_buttons.append(b)
-
     # ------------------------------------------------------------------ public API
+
+    @property
+    def throughput(self) -> float | None:
+        """Throughput of the last finished batch, images per second (None before any)."""
+        return self.batch_view.throughput
+
+    @property
+    def shown(self) -> ShownImage | None:
+        """The picture on display with its network input, result and capture (None: none yet, or none)."""
+        return self.result_view.shown
 
     @property
     def busy(self) -> bool:
@@ -278,12 +178,9 @@ class ClassifyPanel(QWidget):
         if loaded is None:
             self._pending = None
         self.loaded, self.graph, self.classifier, self.device_request = loaded, graph, None, device
-        self.device_combo.blockSignals(True)
-        self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(device)))
-        self.device_combo.blockSignals(False)
+        self.toolbar.show_device(device)
         # A request made while the model loaded waits for its classifier; it is not lost.
-        self.result_view.clear("Waiting for the model…" if self._pending is not None else None)
-        self.shown = None
+        self.result_view.forget("Waiting for the model…" if self._pending is not None else None)
         if loaded is None:
             self.badge.set_message(None)
             self.device_label.setText("")
@@ -297,16 +194,10 @@ class ClassifyPanel(QWidget):
 
     def set_device(self, device: str) -> None:
         """Classify on "auto", "cpu" or "cuda" from now on (the classifier is prepared again)."""
-        index = self.device_combo.findData(device)
-        if index < 0:
-            raise ValueError(f"unknown device {device!r}: auto, cpu or cuda")
-        if index != self.device_combo.currentIndex():
-            self.device_combo.setCurrentIndex(index)  # → _on_device_combo
-        elif self.loaded is not None and device != self.device_request:
-            self.set_model(self.loaded, device, graph=self.graph)
+        if not self.toolbar.choose_device(device):  # a change of the combo has reached _on_device_chosen
+            self._on_device_chosen(device)
 
-    def _on_device_combo(self, index: int) -> None:
-        device = self.device_combo.itemData(index)
+    def _on_device_chosen(self, device: str) -> None:
         if self.loaded is not None and device != self.device_request:
             self.set_model(self.loaded, device, graph=self.graph)
         else:
@@ -351,26 +242,14 @@ class ClassifyPanel(QWidget):
     def handle_drop(self, mime: QMimeData) -> bool:
         """Classify what a drop or the clipboard holds: local files/folders, else image data.
         Returns whether there was something to classify (a message says why not otherwise)."""
-        if mime is None:
-            return False
-        if mime.hasUrls():
-            urls = mime.urls()
-            local = [u.toLocalFile() for u in urls if u.isLocalFile()]
-            if local:
-                self.classify_paths(local)
-                return True
-            if not mime.hasImage():
-                self._fail("Only local files can be classified (the drop holds web addresses)")
-                return False
-        if mime.hasImage():
-            image = mime.imageData()
-            if isinstance(image, QPixmap):
-                image = image.toImage()
-            if isinstance(image, QImage) and not image.isNull():
-                self.classify_image(image)
-                return True
-        self._fail("Nothing to classify: drop or paste image files, a folder or an image")
-        return False
+        paths, image, problem = dropped_inputs(mime)
+        if paths:
+            self.classify_paths(paths)
+        elif image is not None:
+            self.classify_image(image)
+        elif problem is not None:
+            self._fail(problem)
+        return bool(paths) or image is not None
 
     def paste(self) -> bool:
         """Classify the clipboard's image or image files (Ctrl+V)."""
@@ -388,11 +267,11 @@ class ClassifyPanel(QWidget):
 
     def batch_results(self) -> list:
         """The batch table's results, in input order."""
-        return self.model.results
+        return self.batch_view.results
 
     def export_csv(self, path: str | os.PathLike) -> Path:
         """Write the batch table (input order) to `path` as CSV; see results_table.csv_header."""
-        return write_results_csv(self.model.results, path)
+        return self.batch_view.export_csv(path)
 
     def has_pending(self) -> bool:
         """Whether a request waits for the classifier (made while the model loaded)."""
@@ -410,24 +289,6 @@ class ClassifyPanel(QWidget):
         self._pending = None
         return self.runner.wait(msecs)
 
-    # ------------------------------------------------------------------ drops
-
-    def dragEnterEvent(self, event) -> None:
-        mime = event.mimeData()
-        if (mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())) or mime.hasImage():
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event) -> None:
-        self.dragEnterEvent(event)
-
-    def dropEvent(self, event) -> None:
-        if self.handle_drop(event.mimeData()):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
     # ------------------------------------------------------------------ the state
 
     def _on_model_switched(self, name) -> None:
@@ -439,28 +300,16 @@ class ClassifyPanel(QWidget):
         self.runner.cancel("prepare")
         self._pending = None
         self.loaded = self.graph = self.classifier = None
-        self.shown = None
         text = self.state.status_text or (f"loading {name}…" if name else "")
-        self.result_view.clear(text[:1].upper() + text[1:] if text else "")
+        self.result_view.forget(text[:1].upper() + text[1:] if text else "")
         self.device_label.setText(text)
         self._update_controls()
 
     def _on_batch_state(self, batch) -> None:
         if batch is None:
-            self.model.clear_results()
-            self.batch_box.hide()
+            self.batch_view.clear()
             self.mode = "single"
             self._update_controls()
-
-    def _on_previous_batch(self, previous) -> None:
-        if previous is None:
-            self.previous_bar.hide()
-            return
-        n = len(previous.results)
-        self.previous_label.setText(
-            f"The batch table held {n} result{'s' if n != 1 else ''} of {previous.model}; they were cleared"
-            " when the model changed.")
-        self.previous_bar.show()
 
     # ------------------------------------------------------------------ requests
 
@@ -470,10 +319,7 @@ class ClassifyPanel(QWidget):
             return False
         batch = self.state.batch
         if self.mode == "batch" and batch is not None:
-            total = batch.total or 0
-            self.progress.setRange(0, max(total, 1))
-            self.status.setText(f"{why} after {self.model.rowCount()} of {total} images")
-            batch.status = "cancelled"
+            self.batch_view.stop(batch, f"{why} after {self.model.rowCount()} of {batch.total or 0} images", "cancelled")
         return True
 
     def _request(self, start: Callable[[], None]) -> None:
@@ -502,18 +348,11 @@ class ClassifyPanel(QWidget):
 
     def _start_batch(self, paths: list[Path]) -> None:
         self.mode = "batch"
-        self.model.clear_results()
-        self.table.sortByColumn(COL_INDEX, Qt.SortOrder.AscendingOrder)
-        self._empty_folders = ()
-        self.throughput = None
         self.state.previous_batch = None
         self.state.batch = BatchRun(model=self.loaded.name, inputs=tuple(str(p) for p in paths))
-        self.progress.setRange(0, 0)  # busy indicator while folders are listed
-        self.status.setText("Listing files…")
-        self.batch_box.show()
+        self.batch_view.begin()
         w = max(self.splitter.width(), 400)
         self.splitter.setSizes([round(w * BATCH_TABLE_SHARE), round(w * (1 - BATCH_TABLE_SHARE))])
-        self._batch_started = time.perf_counter()
         self.runner.start("classify", Job(tasks.classify_batch, self.classifier, [str(p) for p in paths]),
                           on_event=self._on_event, on_success=lambda _: self._finish_batch(),
                           on_failure=self._on_classify_failed)
@@ -536,7 +375,7 @@ class ClassifyPanel(QWidget):
         elif isinstance(event, tasks.FilesListed):
             self._on_files(event.files, event.empty_folders)
         elif isinstance(event, tasks.BatchClassified):
-            self._on_batch(event.results)
+            self.batch_view.append(self.state.batch, event.results)
 
     def _on_prepared(self) -> None:
         if self._pending is not None and self.classifier is not None:
@@ -553,11 +392,7 @@ class ClassifyPanel(QWidget):
 
     def _on_classify_failed(self, message: str) -> None:
         if self.mode == "batch":
-            batch = self.state.batch
-            self.progress.setRange(0, max(batch.total or 0 if batch else 0, 1))
-            self.status.setText("Stopped by an error")
-            if batch is not None:
-                batch.status = "failed"
+            self.batch_view.stop(self.state.batch, "Stopped by an error", "failed")
         else:
             self.result_view.clear("Classification failed.")
         self._fail(f"Classification failed: {message}")
@@ -566,15 +401,12 @@ class ClassifyPanel(QWidget):
     def _on_classifier(self, classifier) -> None:
         self.classifier = classifier
         classifier.fast_decode = self.fast_decode_box.isChecked()
-        graph = " · CUDA graph" if classifier.graph_ready else ""
-        self.device_label.setText(f"{self.loaded.name} on {classifier.device}{graph}")
-        self.device_label.setToolTip("\n".join(classifier.notices))
+        self.toolbar.show_classifier(self.loaded.name, classifier)
         if classifier.notices:
             self.message.set_message(classifier.notices[-1])
 
     def _on_single_result(self, result) -> None:
-        self.result_view.show_result(result)
-        self.shown = None
+        self.result_view.show_single(result)
         self.state.classification = result
         if result.ok:
             self.image_classified.emit(result)
@@ -582,76 +414,28 @@ class ClassifyPanel(QWidget):
             self._fail(f"{display_name(result.source)}: {result.error}")
 
     def _on_shown(self, event: tasks.ImageShown, key) -> None:
-        shown = event.shown
-        if shown is None:
-            self.result_view.show_image(None)
-            return
-        shown.key = key
-        self.shown = shown
-        if self.result_view.result is not shown.result and shown.result is not None:
-            # A table row's preview: its captured forward is what the view now shows, top-5 included.
-            self.result_view.show_result(shown.result)
-        self.result_view.show_image(array_to_qimage(event.thumbnail) if event.thumbnail is not None else None)
-        self.state.shown_image = shown
-        self.image_shown.emit(shown)
+        shown = self.result_view.show_captured(event, key)
+        if shown is not None:
+            self.state.shown_image = shown
+            self.image_shown.emit(shown)
 
     def _on_files(self, files: tuple[str, ...], empty: tuple[str, ...]) -> None:
-        if self.state.batch is not None:
-            self.state.batch.total = len(files)
-        self._empty_folders = empty
-        self.progress.setRange(0, max(len(files), 1))
-        self.progress.setValue(0)
-        self.status.setText(f"Classifying {len(files)} images…" if files else "No images")
+        self.batch_view.set_files(self.state.batch, files, empty)
         if empty:
-            names = ", ".join(display_name(p) for p in empty)
-            self.message.set_message(f"No image files in {names}")
-
-    def _on_batch(self, results) -> None:
-        self.model.append(results)
-        if self.state.batch is not None:
-            self.state.batch.results.extend(results)
-        done = self.model.rowCount()
-        total = self.state.batch.total if self.state.batch is not None else done
-        self.progress.setValue(done)
-        self.status.setText(f"Classifying… {done} / {total}")
-        if self.table.currentIndex().row() < 0 and self.proxy.rowCount() > 0:
-            self.table.selectRow(0)
+            self.message.set_message(f"No image files in {', '.join(display_name(p) for p in empty)}")
 
     def _finish_batch(self) -> None:
-        results = self.model.results
-        n = len(results)
-        elapsed = time.perf_counter() - self._batch_started
-        self.throughput = n / elapsed if n and elapsed > 0 else None
-        if self.state.batch is not None:
-            self.state.batch.status, self.state.batch.seconds = "done", elapsed
-        self.progress.setRange(0, max(n, 1))
-        self.progress.setValue(n)
-        failures = self.model.failure_count()
-        if n:
-            rate = f" — {self.throughput:.1f} images/s" if self.throughput else ""
-            self.status.setText(f"{n} images in {elapsed:.1f} s{rate}")
-        messages = []
-        if failures:
-            messages.append(f"{failures} of {n} files could not be classified (see the Error column)")
-        if self._empty_folders:
-            messages.append(f"No image files in {', '.join(display_name(p) for p in self._empty_folders)}")
-        if not n and not self._empty_folders:
-            messages.append("Nothing to classify")
+        messages = self.batch_view.finish(self.state.batch)
         if messages:
             self._fail("; ".join(messages))
-        self.batch_finished.emit(results)
+        self.batch_finished.emit(self.batch_view.results)
         self._update_controls()
 
-    def _on_row_changed(self, current, _previous) -> None:
-        if not current.isValid():
-            return
-        result = self.proxy.data(current.siblingAtColumn(0), RESULT_ROLE)
-        if result is None:
-            return
-        self.result_view.show_result(result)
-        self.shown = None
-        if result.ok and self.classifier is not None:
-            self.result_view.show_image(None)
+    def _on_row_selected(self, result) -> None:
+        """A batch row became current: its image is the one on screen, previewed with its forward."""
+        previewing = result.ok and self.classifier is not None
+        self.result_view.show_single(result, previewing=previewing)
+        if previewing:
             self.state.image = ImageInput(result.source, result.source)  # the image on screen now
             key = self.state.result_key
             self.runner.start("preview", Job(tasks.preview_file, self.classifier, result.source, result),
@@ -672,21 +456,3 @@ class ClassifyPanel(QWidget):
             self._busy = busy
             self.busy_changed.emit(busy)
 
-    def _export_clicked(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export the results as CSV", "classification.csv",
-                                              "CSV files (*.csv)")
-        if path:
-            try:
-                self.export_csv(path)
-            except OSError as e:
-                self._fail(f"Cannot write {path}: {e.strerror or e}")
-
-
-def _thumbnail(path: Path, side: int) -> QPixmap:
-    """A small pixmap of an image file, decoded at reduced size where the format allows."""
-    reader = QImageReader(str(path))
-    size = reader.size()
-    if size.isValid():
-        reader.setScaledSize(size.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio))
-    image = reader.read()
-    return QPixmap.fromImage(image) if not image.isNull() else QPixmap()

@@ -14,31 +14,26 @@ export_failed(str)                    an export could not be written
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QGraphicsRectItem,
     QHBoxLayout,
     QLabel,
     QMenu,
-    QSlider,
     QSplitter,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from explorer.qt.microscope.branch_mosaics import GAP, BranchMosaics, MosaicItem, mosaic  # noqa: F401 - re-exported
+from explorer.qt.microscope.channel_detail import ChannelDetail
 from explorer.qt.result_view import FEATURE_COLORMAP, export_layout_png, overlay_lut, short_label  # noqa: F401 - shared
-
-#: Gap between tiles of a mosaic, in map pixels (drawn transparent: NaN in the float image).
-GAP = 1
 
 _NEXT_KEYS = (Qt.Key.Key_Right, Qt.Key.Key_PageDown)
 _PREVIOUS_KEYS = (Qt.Key.Key_Left, Qt.Key.Key_PageUp)
@@ -53,71 +48,6 @@ class ActivationViewState:
     order: str = "index"  #: "index" (tensor order) or "mean" (highest mean activation first)
     selected: tuple[int, int] | None = None  #: (branch, channel) enlarged in the detail area
     opacity: float = 0.8  #: of the enlarged map over the input image
-
-
-def mosaic(maps: np.ndarray, columns: int | None = None, gap: int = GAP) -> tuple[np.ndarray, int]:
-    """Tile (C, h, w) maps row by row into one (rows·(h+gap)−gap, cols·(w+gap)−gap) image; gaps are NaN.
-
-    Returns the image and the number of columns.
-    """
-    c, h, w = maps.shape
-    cols = columns or max(1, math.ceil(math.sqrt(c)))
-    rows = max(1, math.ceil(c / cols))
-    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), np.nan, dtype=np.float32)
-    for i in range(c):
-        r, q = divmod(i, cols)
-        out[r * (h + gap): r * (h + gap) + h, q * (w + gap): q * (w + gap) + w] = maps[i]
-    return out, cols
-
-
-class MosaicItem(pg.ImageItem):
-    """One branch's mosaic; a click reports which tile (display position) was hit."""
-
-    tile_clicked = Signal(int)
-
-    def __init__(self):
-        super().__init__(axisOrder="row-major")
-        self.tile = (1, 1)
-        self.columns = 1
-        self.count = 0
-
-    def tile_at(self, pos: QPointF) -> int | None:
-        """The display position of the tile under `pos` (item coordinates), None on a gap or outside."""
-        h, w = self.tile
-        col, fx = divmod(pos.x(), w + GAP)
-        row, fy = divmod(pos.y(), h + GAP)
-        if pos.x() < 0 or pos.y() < 0 or fx >= w or fy >= h or col >= self.columns:
-            return None
-        i = int(row) * self.columns + int(col)
-        return i if i < self.count else None
-
-    def tile_center(self, i: int) -> QPointF:
-        h, w = self.tile
-        r, q = divmod(i, self.columns)
-        return QPointF(q * (w + GAP) + w / 2, r * (h + GAP) + h / 2)
-
-    def mouseClickEvent(self, ev):
-        if ev.button() != Qt.MouseButton.LeftButton:
-            return
-        i = self.tile_at(ev.pos())
-        if i is not None:
-            ev.accept()
-            self.tile_clicked.emit(i)
-
-
-@dataclass
-class _Column:
-    title: pg.LabelItem
-    box: pg.ViewBox
-    item: MosaicItem
-    mark: QGraphicsRectItem  # outline of the selected channel
-    stats: pg.LabelItem
-
-
-def _image_box(layout: pg.GraphicsLayout, row: int, col: int) -> pg.ViewBox:
-    box = layout.addViewBox(row=row, col=col, lockAspect=True, invertY=True, enableMouse=False)
-    box.setMenuEnabled(False)
-    return box
 
 
 class ActivationView(QWidget):
@@ -138,17 +68,19 @@ class ActivationView(QWidget):
         self.capture = None
         self.image_rgb: np.ndarray | None = None
         self._maps: list = []  # FeatureMaps per branch of the block on screen (None: not captured)
-        self._items: list[MosaicItem] = []
-        self._columns: list[_Column] = []
-        self._titles: list[str] = []
-        self._stat_lines: list[str] = []
-        self._cmap = pg.colormap.get(FEATURE_COLORMAP)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
         bar = self._build_controls()
-        self._build_mosaics()
-        detail_panel = self._build_detail()
-        self._arrange(bar, detail_panel)
+        self.grid = BranchMosaics()
+        self.message = QLabel("Classify an image to see what each branch computes.")
+        self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message.setWordWrap(True)
+        self.detail_panel = ChannelDetail(self.state.opacity)
+        # The detail's parts, under the names the window and the tests use.
+        self.detail, self.detail_title = self.detail_panel.detail, self.detail_panel.detail_title
+        self.detail_item, self.overlay_item = self.detail_panel.detail_item, self.detail_panel.overlay_item
+        self.image_item, self.opacity_slider = self.detail_panel.image_item, self.detail_panel.opacity_slider
+        self._arrange(bar, self.detail_panel)
         self._connect()
         self._update_enabled()
 
@@ -186,44 +118,6 @@ class ActivationView(QWidget):
         bar.addWidget(self.export_button)
         return bar
 
-    def _build_mosaics(self) -> None:
-        """The view of the branch mosaics, and the message shown while there is nothing to show."""
-        self.grid = pg.GraphicsLayoutWidget()
-        self.grid.setBackground(None)
-        self.grid.ci.setSpacing(4)
-        self.message = QLabel("Classify an image to see what each branch computes.")
-        self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.message.setWordWrap(True)
-
-    def _build_detail(self) -> QWidget:
-        """The enlarged map, its overlay on the input image and the overlay's opacity."""
-        self.detail = pg.GraphicsLayoutWidget()
-        self.detail.setBackground(None)
-        self.detail_title = self.detail.addLabel("", row=0, col=0, colspan=2)
-        self.detail_box = _image_box(self.detail.ci, 1, 0)
-        self.overlay_box = _image_box(self.detail.ci, 1, 1)
-        self.detail_item = pg.ImageItem(axisOrder="row-major")
-        self.detail_item.setColorMap(self._cmap)
-        self.detail_box.addItem(self.detail_item)
-        self.image_item = pg.ImageItem(axisOrder="row-major")
-        self.overlay_item = pg.ImageItem(axisOrder="row-major")
-        self.overlay_item.setLookupTable(overlay_lut(FEATURE_COLORMAP))
-        self.overlay_box.addItem(self.image_item)
-        self.overlay_box.addItem(self.overlay_item)
-        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
-        self.opacity_slider.setRange(0, 100)
-        self.opacity_slider.setValue(round(self.state.opacity * 100))
-        self.opacity_slider.setToolTip("Opacity of the map over the input image (weak values are more transparent)")
-        detail_panel = QWidget()
-        dl = QVBoxLayout(detail_panel)
-        dl.setContentsMargins(0, 0, 0, 0)
-        dl.addWidget(self.detail, 1)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Overlay opacity"))
-        row.addWidget(self.opacity_slider, 1)
-        dl.addLayout(row)
-        return detail_panel
-
     def _arrange(self, bar: QHBoxLayout, detail_panel: QWidget) -> None:
         """The controls above the mosaics, which sit above the detail in a splitter."""
         top = QWidget()
@@ -251,7 +145,8 @@ class ActivationView(QWidget):
         self.next_button.clicked.connect(self.next_block)
         self.scale_combo.currentIndexChanged.connect(lambda: self.set_scale(self.scale_combo.currentData()))
         self.order_combo.currentIndexChanged.connect(lambda: self.set_order(self.order_combo.currentData()))
-        self.opacity_slider.valueChanged.connect(lambda v: self.set_opacity(v / 100))
+        self.detail_panel.opacity_changed.connect(self.set_opacity)
+        self.grid.tile_clicked.connect(self._on_tile)
 
     # ------------------------------------------------------------------ public API
 
@@ -265,10 +160,7 @@ class ActivationView(QWidget):
         for name in blocks:
             self.block_combo.addItem(name)
         self.block_combo.blockSignals(False)
-        if self.image_rgb is not None:
-            self.image_item.setImage(self.image_rgb, autoLevels=False, levels=(0, 255))
-        else:
-            self.image_item.clear()
+        self.detail_panel.set_image(self.image_rgb)
         block = self.state.block if self.state.block in blocks else (blocks[0] if blocks else None)
         self.state.block = None
         self.state.selected = None
@@ -281,9 +173,8 @@ class ActivationView(QWidget):
         self.graph = self.capture = self.image_rgb = None
         self.state.block = self.state.selected = None
         self.block_combo.clear()
-        self._clear_grid()
-        self._clear_detail()
-        self._mark_selection()
+        self.grid.clear_columns()
+        self.detail_panel.clear_map()
         self.message.setText("Classify an image to see what each branch computes.")
         self.message.show()
         self._update_enabled()
@@ -322,7 +213,7 @@ class ActivationView(QWidget):
             raise ValueError(f"unknown scale {scale!r}")
         self.state.scale = scale
         self._sync_combo(self.scale_combo, scale)
-        self._refresh_mosaics()
+        self.grid.show_maps(self._maps, self.state.scale, self.state.selected)
 
     def set_order(self, order: str) -> None:
         """"index" or "mean" order of the maps in each branch."""
@@ -337,10 +228,7 @@ class ActivationView(QWidget):
 
     def set_opacity(self, opacity: float) -> None:
         self.state.opacity = min(max(float(opacity), 0.0), 1.0)
-        self.opacity_slider.blockSignals(True)
-        self.opacity_slider.setValue(round(self.state.opacity * 100))
-        self.opacity_slider.blockSignals(False)
-        self.overlay_item.setOpacity(self.state.opacity)
+        self.detail_panel.set_opacity(self.state.opacity)
 
     def select_channel(self, branch: int, channel: int) -> None:
         """Enlarge `channel` (the tensor's index) of `branch` and overlay it on the image."""
@@ -359,10 +247,10 @@ class ActivationView(QWidget):
     # -- read-only views of what is on screen (for the window and the tests)
 
     def branch_titles(self) -> list[str]:
-        return list(self._titles)
+        return list(self.grid.titles)
 
     def branch_stat_lines(self) -> list[str]:
-        return list(self._stat_lines)
+        return list(self.grid.stat_lines)
 
     def displayed_channels(self, branch: int) -> np.ndarray:
         """Channel indices of `branch` in display order (row by row in its mosaic)."""
@@ -372,7 +260,12 @@ class ActivationView(QWidget):
         return self._maps[branch].means.copy()
 
     def mosaic_item(self, branch: int) -> MosaicItem:
-        return self._items[branch]
+        return self.grid.items[branch]
+
+    @property
+    def _items(self) -> list[MosaicItem]:
+        """The branches' mosaics on screen (the tests count them)."""
+        return self.grid.items
 
     def detail_map(self) -> np.ndarray | None:
         """The raw (unscaled) map in the detail area, at the branch's resolution."""
@@ -415,105 +308,31 @@ class ActivationView(QWidget):
         tensors = self.capture.branches[block]
         stats = {s.index: s for s in branch_stats(self.capture, self.graph, block)}
         self._maps = [None if t is None else feature_maps(t, order=self.state.order) for t in tensors]
-        self._ensure_columns(len(node.branches))
         self.message.hide()
-        self._titles, self._stat_lines = [], []
-        for k, (branch, fm, col) in enumerate(zip(node.branches, self._maps, self._columns)):
-            title = f"{k + 1} · {branch.label} · {branch.out_channels} ch"
-            self._titles.append(title)
-            col.title.setText(f"<b>{title}</b>")
+        titles, lines = [], []
+        for k, (branch, fm) in enumerate(zip(node.branches, self._maps)):
+            titles.append(f"{k + 1} · {branch.label} · {branch.out_channels} ch")
             if fm is None:
-                line = "not captured"
+                lines.append("not captured")
             else:
                 s = stats[k]
-                line = (f"mean {s.mean:.3g} · max {s.max:.3g} · zeros {s.zero_fraction:.0%} · "
-                        f"energy {s.energy_share:.0%}")
-            self._stat_lines.append(line)
-            col.stats.setText(line, size="8pt")
-        self._refresh_mosaics()
+                lines.append(f"mean {s.mean:.3g} · max {s.max:.3g} · zeros {s.zero_fraction:.0%} · "
+                             f"energy {s.energy_share:.0%}")
+        self.grid.set_branches(titles, lines)
+        self.grid.show_maps(self._maps, self.state.scale, self.state.selected)
         if self.state.selected is not None:
             self._render_detail()
         else:
-            self._clear_detail()
-
-    def _refresh_mosaics(self) -> None:
-        for fm, item in zip(self._maps, self._items):
-            if fm is None:
-                item.clear()
-                item.count = 0
-                continue
-            img, cols = mosaic(fm.normalised(self.state.scale))
-            item.tile, item.columns, item.count = fm.maps.shape[1:], cols, len(fm.channels)
-            item.setImage(img, autoLevels=False, levels=(0.0, 1.0))
-            item.getViewBox().autoRange(padding=0.01)
-        self._mark_selection()
+            self.detail_panel.clear_map()
 
     def _render_detail(self) -> None:
-        from explorer.core.microscope.activations import upsample
-
         branch, channel = self.state.selected
         fm = self._maps[branch]
-        i = int(np.flatnonzero(fm.channels == channel)[0])
-        m = fm.maps[i]
-        lo, hi = float(m.min()), float(m.max())
-        levels = (lo, hi if hi > lo else lo + 1e-6)
-        self.detail_item.setImage(m, autoLevels=False, levels=levels)
+        m = fm.maps[int(np.flatnonzero(fm.channels == channel)[0])]
         label = self.graph.node(self.state.block).branches[branch].label
-        self.detail_title.setText(
-            f"<b>{self.state.block} · branch {branch + 1} ({label}) · channel {channel}</b> — "
-            f"{m.shape[0]}×{m.shape[1]}, mean {float(m.mean()):.3g}, max {hi:.3g}")
-        if self.image_rgb is not None:
-            up = upsample(m, self.image_rgb.shape[:2])
-            self.overlay_item.setImage(up, autoLevels=False, levels=levels)
-        else:
-            self.overlay_item.setImage(m, autoLevels=False, levels=levels)
-        self.overlay_item.setOpacity(self.state.opacity)
-        self.detail_box.autoRange(padding=0.01)
-        self.overlay_box.autoRange(padding=0.01)
-        self._mark_selection()
-
-    def _ensure_columns(self, n: int) -> None:
-        """One column per branch (title, mosaic, statistics); reused while the branch count stays."""
-        if len(self._columns) == n:
-            return
-        self._clear_grid()
-        for k in range(n):
-            title = self.grid.addLabel("", row=0, col=k)
-            box = _image_box(self.grid.ci, 1, k)
-            item = MosaicItem()
-            item.setColorMap(self._cmap)
-            item.tile_clicked.connect(lambda i, k=k: self._on_tile(k, i))
-            box.addItem(item)
-            mark = QGraphicsRectItem()
-            mark.setPen(pg.mkPen("#ff3030", width=2, cosmetic=True))
-            mark.setZValue(10)
-            mark.hide()
-            box.addItem(mark)
-            stats = self.grid.addLabel("", row=2, col=k, size="8pt")
-            self._columns.append(_Column(title, box, item, mark, stats))
-        self._items = [c.item for c in self._columns]
-
-    def _clear_grid(self) -> None:
-        self.grid.ci.clear()
-        self._columns, self._items, self._titles, self._stat_lines = [], [], [], []
-
-    def _mark_selection(self) -> None:
-        for k, col in enumerate(self._columns):
-            sel = self.state.selected
-            fm = self._maps[k] if k < len(self._maps) else None
-            if sel is None or sel[0] != k or fm is None:
-                col.mark.hide()
-                continue
-            i = int(np.flatnonzero(fm.channels == sel[1])[0])
-            h, w = col.item.tile
-            c = col.item.tile_center(i)
-            col.mark.setRect(c.x() - w / 2 - 0.5, c.y() - h / 2 - 0.5, w + 1, h + 1)
-            col.mark.show()
-
-    def _clear_detail(self) -> None:
-        self.detail_item.clear()
-        self.overlay_item.clear()
-        self.detail_title.setText("Click a channel to enlarge it and overlay it on the image.")
+        heading = f"{self.state.block} · branch {branch + 1} ({label}) · channel {channel}"
+        self.detail_panel.show_map(m, heading, self.image_rgb, self.state.opacity)
+        self.grid.mark_selection(self._maps, self.state.selected)
 
     # ------------------------------------------------------------------ events
 

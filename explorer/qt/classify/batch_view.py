@@ -1,0 +1,223 @@
+"""The classify panel's batch view: a batch's progress, status line and sortable results table, with its CSV
+export, and the bar that offers the files of a batch cleared by a model switch again.
+
+The views show what the panel tells them; the panel decides what to classify and puts the state's `batch`
+(a BatchRun) in place, which the batch view keeps up to date as the batch's events arrive.
+
+Signals
+-------
+BatchView.result_selected(object)   the ClassificationResult of the row that became current
+BatchView.export_failed(str)        the CSV export could not be written
+PreviousBatchBar.requested()        "Classify them again" was clicked
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QFontMetrics
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from explorer.core.session.state import BatchRun
+from explorer.qt.results_table import (
+    COL_FILE,
+    COL_INDEX,
+    COL_PROB,
+    COL_TOP1,
+    COL_TOP5,
+    RESULT_ROLE,
+    SORT_ROLE,
+    ResultsTableModel,
+    display_name,
+    write_results_csv,
+)
+
+
+class BatchView(QWidget):
+    """A batch's progress and results table, filled batch by batch (see module docstring)."""
+
+    result_selected = Signal(object)
+    export_failed = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        #: Throughput of the last finished batch, images per second (None before any).
+        self.throughput: float | None = None
+        #: Folders of the running batch that held no image file.
+        self.empty_folders: tuple[str, ...] = ()
+        self._started = 0.0
+        bl = QVBoxLayout(self)
+        bl.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        self.progress = QProgressBar(self)
+        self.progress.setFormat("%v / %m")
+        self.status = QLabel(self)
+        row.addWidget(self.progress, 1)
+        row.addWidget(self.status, 2)
+        bl.addLayout(row)
+        self.model = ResultsTableModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.table = QTableView(self)
+        self._build_table()
+        bl.addWidget(self.table, 1)
+
+    def _build_table(self) -> None:
+        """Rows selected whole, sortable, read-only, with fixed starting column widths."""
+        self.table.setModel(self.proxy)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setSortIndicator(COL_INDEX, Qt.SortOrder.AscendingOrder)
+        self.table.setSortingEnabled(True)
+        # Fixed starting widths (user-resizable): ResizeToContents would measure every row on each
+        # batch, on the UI thread.
+        fm = QFontMetrics(self.table.font())
+        widths = {COL_INDEX: fm.horizontalAdvance("00000") + 12, COL_FILE: 150, COL_TOP1: 140,
+                  COL_PROB: fm.horizontalAdvance("Probability") + 24, COL_TOP5: 300}
+        header.setStretchLastSection(True)
+        for col, width in widths.items():
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(col, width)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.table.verticalHeader().setDefaultSectionSize(fm.height() + 6)
+        self.table.selectionModel().currentRowChanged.connect(self._on_row_changed)
+
+    @property
+    def results(self) -> list:
+        """The table's results, in input order."""
+        return self.model.results
+
+    def begin(self) -> None:
+        """A new batch: an empty table in input order and a busy bar while its folders are listed."""
+        self.model.clear_results()
+        self.table.sortByColumn(COL_INDEX, Qt.SortOrder.AscendingOrder)
+        self.empty_folders = ()
+        self.throughput = None
+        self.progress.setRange(0, 0)  # busy indicator while folders are listed
+        self.status.setText("Listing files…")
+        self.show()
+        self._started = time.perf_counter()
+
+    def set_files(self, run: BatchRun | None, files: Sequence[str], empty: tuple[str, ...]) -> None:
+        """The files of `run` (the state's batch) are listed (`empty`: the folders that held none)."""
+        if run is not None:
+            run.total = len(files)
+        self.empty_folders = empty
+        self.progress.setRange(0, max(len(files), 1))
+        self.progress.setValue(0)
+        self.status.setText(f"Classifying {len(files)} images…" if files else "No images")
+
+    def append(self, run: BatchRun | None, results: list) -> None:
+        """Add results of `run`; the first row becomes current when none is."""
+        self.model.append(results)
+        if run is not None:
+            run.results.extend(results)
+        done = self.model.rowCount()
+        self.progress.setValue(done)
+        self.status.setText(f"Classifying… {done} / {run.total if run is not None else done}")
+        if self.table.currentIndex().row() < 0 and self.proxy.rowCount() > 0:
+            self.table.selectRow(0)
+
+    def stop(self, run: BatchRun | None, text: str, status: str) -> None:
+        """`run` stopped before its end (`status`: "cancelled" or "failed"); the status line says `text`."""
+        self.progress.setRange(0, max(run.total or 0 if run is not None else 0, 1))
+        self.status.setText(text)
+        if run is not None:
+            run.status = status
+
+    def finish(self, run: BatchRun | None) -> list[str]:
+        """`run` ran to its end: its time and throughput; returns what went wrong (a message per kind)."""
+        n = len(self.model.results)
+        elapsed = time.perf_counter() - self._started
+        self.throughput = n / elapsed if n and elapsed > 0 else None
+        if run is not None:
+            run.status, run.seconds = "done", elapsed
+        self.progress.setRange(0, max(n, 1))
+        self.progress.setValue(n)
+        if n:
+            rate = f" — {self.throughput:.1f} images/s" if self.throughput else ""
+            self.status.setText(f"{n} images in {elapsed:.1f} s{rate}")
+        messages = []
+        failures = self.model.failure_count()
+        if failures:
+            messages.append(f"{failures} of {n} files could not be classified (see the Error column)")
+        if self.empty_folders:
+            messages.append(f"No image files in {', '.join(display_name(p) for p in self.empty_folders)}")
+        if not n and not self.empty_folders:
+            messages.append("Nothing to classify")
+        return messages
+
+    def clear(self) -> None:
+        """No batch: an empty table, hidden."""
+        self.model.clear_results()
+        self.hide()
+
+    def export_csv(self, path: str | os.PathLike) -> Path:
+        """Write the table (input order) to `path` as CSV; see results_table.csv_header."""
+        return write_results_csv(self.model.results, path)
+
+    def export_dialog(self, parent: QWidget) -> None:
+        """Ask where to save the table as CSV (a dialog over `parent`), and save it there."""
+        path, _ = QFileDialog.getSaveFileName(parent, "Export the results as CSV", "classification.csv",
+                                              "CSV files (*.csv)")
+        if path:
+            try:
+                self.export_csv(path)
+            except OSError as e:
+                self.export_failed.emit(f"Cannot write {path}: {e.strerror or e}")
+
+    def _on_row_changed(self, current, _previous) -> None:
+        if not current.isValid():
+            return
+        result = self.proxy.data(current.siblingAtColumn(0), RESULT_ROLE)
+        if result is not None:
+            self.result_selected.emit(result)
+
+
+class PreviousBatchBar(QWidget):
+    """A batch cleared by a model switch: its files can be classified again with the new model."""
+
+    requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        pl = QHBoxLayout(self)
+        pl.setContentsMargins(0, 0, 0, 0)
+        self.previous_label = QLabel(self)
+        self.previous_button = QPushButton("Classify them again", self)
+        self.previous_button.setToolTip("Classify the same files and folders with the model now loaded")
+        self.previous_button.clicked.connect(lambda: self.requested.emit())
+        pl.addWidget(self.previous_label, 1)
+        pl.addWidget(self.previous_button)
+        self.hide()
+
+    def show_previous(self, previous) -> None:
+        """Offer `previous` (the state's BatchRun a model switch cleared; None: hide)."""
+        if previous is None:
+            self.hide()
+            return
+        n = len(previous.results)
+        self.previous_label.setText(
+            f"The batch table held {n} result{'s' if n != 1 else ''} of {previous.model}; they were cleared"
+            " when the model changed.")
+        self.show()
