@@ -189,7 +189,7 @@ def test_file_export_handout_runs_as_a_job(make_window, qtbot, tmp_path, monkeyp
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "PDF (*.pdf)"))
     written = []
     window.actions["export_handout"].trigger()
-    exp = window.handout_export
+    exp = window.exports.handout_export
     exp.written.connect(written.append)
     qtbot.waitUntil(lambda: bool(written), timeout=120_000)
     assert written == [str(out)]
@@ -208,7 +208,7 @@ def test_file_export_handout_runs_as_a_job(make_window, qtbot, tmp_path, monkeyp
 
     # Cancel: the job stops, nothing is written, no error.
     cancelled = tmp_path / "cancelled.pdf"
-    job = window.export_handout(cancelled)
+    job = window.exports.export_handout(cancelled)
     exp.cancel()
     assert job.token.cancelled
     window.runner.wait(60_000)
@@ -218,6 +218,6 @@ def test_file_export_handout_runs_as_a_job(make_window, qtbot, tmp_path, monkeyp
     # An output that cannot be written: the window says so, nothing is left behind.
     bad = tmp_path / "missing" / "x.pdf"
     with qtbot.waitSignal(exp.failed, timeout=120_000):
-        window.export_handout(bad)
+        window.exports.export_handout(bad)
     assert "handout failed" in window.banner.text() and "x.pdf" in window.banner.text()
     assert not bad.parent.exists()

@@ -139,18 +139,18 @@ def test_svg_and_png_exports_carry_the_overlay_colours_and_legend(window, tmp_pa
 
     from explorer.core.overlay.quantities import static_overlay
 
-    plain_fills, plain_texts = _svg(window.export_svg(tmp_path / "plain.svg"))
-    plain_png = QImage(str(window.export_png(tmp_path / "plain.png", 1.0)))
+    plain_fills, plain_texts = _svg(window.exports.export_svg(tmp_path / "plain.svg"))
+    plain_png = QImage(str(window.exports.export_png(tmp_path / "plain.png", 1.0)))
     window.overlay_menu.actions["macs"].trigger()
     # The engine's numbers for the same graph and trace, coloured on the legend's scale.
     engine = static_overlay("macs", window.graph, window.trace)
     expected = {"#%02x%02x%02x" % engine.legend.colour(v) for v in engine.values.values()}
-    fills, texts = _svg(window.export_svg(tmp_path / "macs.svg"))
+    fills, texts = _svg(window.exports.export_svg(tmp_path / "macs.svg"))
     assert expected <= fills, expected - fills
     assert len(expected - plain_fills) >= 5  # the colours come from the overlay, not the kinds' own fills
     assert "Multiply-adds" in texts and "Multiply-adds" not in plain_texts
     assert engine.legend.low_text in texts and engine.legend.high_text in texts and engine.legend.note in texts
-    png = QImage(str(window.export_png(tmp_path / "macs.png", 1.0)))
+    png = QImage(str(window.exports.export_png(tmp_path / "macs.png", 1.0)))
     assert png.width() > plain_png.width()  # widened for the legend beside the drawing
     darkest = max(engine.values, key=engine.values.get)
     at = window.view.boxes[darkest].sceneBoundingRect().translated(-window.view.scene().sceneRect().topLeft())

@@ -69,7 +69,7 @@ def test_thumbnails_beside_the_widest_boxes_stay_inside_the_scene_and_the_export
     assert scene_rect.contains(leftmost.sceneBoundingRect()), (scene_rect, leftmost.sceneBoundingRect())
     # In the PNG (scale 1, scene's top-left at pixel 0): the thumbnail's whole width is the colormap's
     # brightest yellow, from its left edge on.
-    png = QImage(str(window.export_png(tmp_path / "g.png", 1.0)))
+    png = QImage(str(window.exports.export_png(tmp_path / "g.png", 1.0)))
     r = leftmost.sceneBoundingRect().translated(-scene_rect.left(), -scene_rect.top())
     row = pixels(png)[int(r.center().y())]
     strip = row[int(r.left()) + 2:int(r.right()) - 2].astype(int)

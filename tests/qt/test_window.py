@@ -179,7 +179,7 @@ def test_find_jumps_to_node(window, qtbot):
 
 def test_svg_export_is_xml_with_text(window, tmp_path):
     window.expand("inception3a")
-    path = window.export_svg(tmp_path / "graph.svg")
+    path = window.exports.export_svg(tmp_path / "graph.svg")
     root = ET.parse(path).getroot()
     texts = " ".join("".join(el.itertext()) for el in root.iter() if el.tag.endswith("text"))
     for node in window.graph.nodes():
@@ -190,7 +190,7 @@ def test_svg_export_is_xml_with_text(window, tmp_path):
 def test_png_export_has_requested_size(window, tmp_path):
     rect = window.view.scene().sceneRect()
     for scale in (0.5, 2.0):
-        path = window.export_png(tmp_path / f"graph{scale}.png", scale)
+        path = window.exports.export_png(tmp_path / f"graph{scale}.png", scale)
         img = QImage(str(path))
         assert not img.isNull()
         assert (img.width(), img.height()) == (int(-(-rect.width() * scale // 1)), int(-(-rect.height() * scale // 1)))

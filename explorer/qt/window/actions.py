@@ -1,6 +1,7 @@
 """The main window's actions and menus, from one table; the Help menu's shortcut list is read from it.
 
-Each `ActionSpec` names the window method it triggers, so menus, toolbar, shortcuts and the
+Each `ActionSpec` names the method it triggers, the window's or that of the collaborator that owns it
+("graph_page.fit_to_window"), so menus, toolbar, shortcuts and the
 "Keyboard shortcuts" help are one list. Actions are added to the window as well as to their menu:
 their shortcuts keep working while presentation mode hides the menu bar.
 """
@@ -21,7 +22,7 @@ class ActionSpec:
     key: str  #: the action's name in `window.actions`
     menu: str  #: menu path, "/" between levels: "&File/&Export graph"
     text: str
-    method: str  #: the window's method called when triggered
+    method: str  #: the method called when triggered: the window's, or a dotted path from it to its owner's
     shortcut: object = None  #: a key string, a StandardKey, or a tuple of key strings
     tip: str = ""
     toolbar: bool = False  #: also on the graph toolbar
@@ -38,11 +39,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "Load a .pth / .safetensors state dict into the current model"),
     ActionSpec("retry_download", "&File", "&Retry download", "retry_download", None,
                "Download the pretrained weights again"),
-    ActionSpec("export_svg", "&File/&Export graph", "As &SVG…", "export_svg_dialog", "Ctrl+Shift+S",
+    ActionSpec("export_svg", "&File/&Export graph", "As &SVG…", "exports.export_svg_dialog", "Ctrl+Shift+S",
                "Vector drawing, text stays text"),
-    ActionSpec("export_png", "&File/&Export graph", "As &PNG…", "export_png_dialog", "Ctrl+Shift+P",
+    ActionSpec("export_png", "&File/&Export graph", "As &PNG…", "exports.export_png_dialog", "Ctrl+Shift+P",
                "Bitmap at a chosen scale"),
-    ActionSpec("export_handout", "&File", "Export &handout…", "export_handout_dialog", None,
+    ActionSpec("export_handout", "&File", "Export &handout…", "exports.export_handout_dialog", None,
                "One PDF for a class: graph, paper table, shapes; with an image, its top-5, feature maps, attribution"),
     ActionSpec("quit", "&File", "&Quit", "close", "Ctrl+Q"),
     ActionSpec("paste", "&Edit", "&Paste image", "paste", Std.Paste,
@@ -87,6 +88,14 @@ def _sequences(shortcut) -> list[QKeySequence]:
     return [QKeySequence(shortcut)]
 
 
+def _resolve(window, path: str):
+    """The method at dotted `path` from `window`, looked up when the action fires (owners may come later)."""
+    target = window
+    for name in path.split("."):
+        target = getattr(target, name)
+    return target
+
+
 def build_actions(window, menu_order=("&File", "&Edit", "&View", "&Model", "&Compare", "&Help")) -> dict[str, QAction]:
     """Create every action of ACTIONS on `window` and its menus (in `menu_order`; menus not in the table,
     such as Model, are created empty for the window to fill). Returns key → QAction; `window.menus`
@@ -112,7 +121,7 @@ def build_actions(window, menu_order=("&File", "&Edit", "&View", "&Model", "&Com
         if spec.tip:
             act.setStatusTip(spec.tip)
             act.setToolTip(spec.tip)
-        act.triggered.connect(lambda _checked=False, name=spec.method: getattr(window, name)())
+        act.triggered.connect(lambda _checked=False, path=spec.method: _resolve(window, path)())
         m.addAction(act)
         window.addAction(act)
         actions[spec.key] = act

@@ -26,7 +26,6 @@ replaces the current model, which stays usable if opening fails.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, QPointF, QSettings, QSize, Qt, QTimer, Signal
@@ -38,7 +37,6 @@ from PySide6.QtWidgets import (
     QCompleter,
     QDockWidget,
     QFileDialog,
-    QInputDialog,
     QLabel,
     QLineEdit,
     QMainWindow,
@@ -54,6 +52,7 @@ from explorer.core.session.state import ExplorerState, InputSize
 from explorer.core.text import fmt_count
 from explorer.core.model.zoo import get_spec, model_names
 from explorer.qt.window.actions import build_actions
+from explorer.qt.window.exports import WindowExports
 from explorer.qt.window import help
 from explorer.qt.graph.graph_view import GraphView, TextMeasure
 from explorer.diagram.layout import Style, build_diagram, layout_diagram
@@ -150,6 +149,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self._default_size()
         self._build_ui()
+        self.exports = WindowExports(self)
         self.actions = build_actions(self)
         self._build_model_menu()
         self.presentation = Presentation(self)
@@ -1063,61 +1063,6 @@ class MainWindow(QMainWindow):
                 self.show_status(f"found {b.tooltip} in {match.node}", 4000)
                 return b.key
         return None
-
-    # -- export ------------------------------------------------------------------------------
-
-    def export_svg(self, path: str | Path) -> Path:
-        from explorer.qt.graph.exporters import SvgExporter
-
-        lw = self.view.legend_widget  # the overlay's legend, when one is on
-        return SvgExporter(self.view.scene(), f"{self.spec_title()} block graph", lw.legend, lw.font()).export(path)
-
-    def export_png(self, path: str | Path, scale: float = 2.0) -> Path:
-        from explorer.qt.graph.exporters import PngExporter
-
-        lw = self.view.legend_widget
-        return PngExporter(self.view.scene(), lw.legend, lw.font()).export(path, scale)
-
-    def export_svg_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export graph as SVG", f"{self._file_stem()}.svg", "SVG (*.svg)")
-        if path:
-            self._export(lambda: self.export_svg(path))
-
-    def export_png_dialog(self) -> None:
-        scale, ok = QInputDialog.getDouble(self, "Export graph as PNG", "Scale (1 = as drawn at 100 %):", 2.0, 0.25,
-                                           8.0, 2)
-        if not ok:
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export graph as PNG", f"{self._file_stem()}.png", "PNG (*.png)")
-        if path:
-            self._export(lambda: self.export_png(path, scale))
-
-    def export_handout_dialog(self) -> None:
-        """File → Export handout…: a PDF of the model (and the image on screen), written in a worker."""
-        path, _ = QFileDialog.getSaveFileName(self, "Export handout", f"{self._file_stem()}_handout.pdf", "PDF (*.pdf)")
-        if path:
-            self.export_handout(path)
-
-    def export_handout(self, path: str | Path, blocks: list[str] | None = None):
-        """Start writing the handout to `path` (see explorer.qt.lecture.handout_export); the job, or None."""
-        from explorer.qt.lecture.handout_export import HandoutExport
-
-        if getattr(self, "handout_export", None) is None:
-            self.handout_export = HandoutExport(self)
-        return self.handout_export.start(path, blocks)
-
-    def _file_stem(self) -> str:
-        """The model's name as a file name ("torchvision:resnet18" → "torchvision_resnet18")."""
-        name = self.model_name or "graph"
-        return re.sub(r"[^\w.-]+", "_", Path(name).stem if self.model_ref else name)
-
-    def _export(self, fn) -> None:
-        try:
-            path = fn()
-        except OSError as e:
-            self.show_error(f"export failed: {e}")
-        else:
-            self.show_status(f"exported {path}", 6000)
 
     # -- messages ----------------------------------------------------------------------------
 
