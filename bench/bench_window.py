@@ -71,7 +71,7 @@ def paint_benchmark(frames: int = 30, model: str | None = None) -> None:
     while time.perf_counter() < end or (w.images is not None and not w.images.runner.wait(0)):
         app.processEvents()
         time.sleep(0.01)
-    w.expand_all()
+    w.graph_page.expand_all()
     view = w.view
     for label, zoom in (("fit", None), ("30 %", 0.3), ("100 %", 1.0)):
         # "fit": the whole drawing on screen, the most items per frame (Fit to window itself stops

@@ -182,7 +182,7 @@ def test_file_export_handout_runs_as_a_job(make_window, qtbot, tmp_path, monkeyp
     window = make_window(classify_sample=True)
     qtbot.waitUntil(lambda: getattr(window.state.shown_image, "capture", None) is not None, timeout=120_000)
     name = Path(window.state.shown_image.source).name
-    window.set_input_size(64)
+    window.graph_page.set_input_size(64)
     window.view.select("inception4b")  # the selected block is the one shown
     window.overlay_menu.actions["params"].trigger()
     out = tmp_path / "window.pdf"

@@ -115,7 +115,7 @@ def test_ctrl_c_while_drawing_keeps_the_older_pdf(tmp_path, capsys, monkeypatch)
 def test_the_window_reports_a_full_disk_and_keeps_the_older_pdf(make_window, qtbot, tmp_path):
     # Old behaviour: "wrote handout", a truncated PDF over the older one.
     window = make_window()
-    window.set_input_size(64)
+    window.graph_page.set_input_size(64)
     (tmp_path / "out").mkdir()
     out = tmp_path / "out" / "window.pdf"
     out.write_bytes(OLDER)

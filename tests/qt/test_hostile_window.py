@@ -62,8 +62,8 @@ def test_a_weight_file_with_a_meta_tensor_changes_nothing(window, qtbot, tmp_pat
 
 def test_the_size_control_stops_at_the_engines_bound(window, qtbot):
     with qtbot.waitSignal(window.trace_updated, timeout=TIMEOUT_MS):
-        window.set_input_size(MAX_INPUT_SIDE + 1, 10**9, MAX_BATCH + 1)
-    assert window.input_size() == (MAX_INPUT_SIDE, MAX_INPUT_SIDE, MAX_BATCH)
+        window.graph_page.set_input_size(MAX_INPUT_SIDE + 1, 10**9, MAX_BATCH + 1)
+    assert window.graph_page.input_size() == (MAX_INPUT_SIDE, MAX_INPUT_SIDE, MAX_BATCH)
 
 
 def test_open_model_refuses_a_fifo_and_a_folder_in_one_line(window, qtbot, tmp_path):

@@ -78,7 +78,7 @@ def test_a_dropped_image_is_classified_and_captured_by_one_forward(make_window, 
     assert forwards[0][0] != threading.main_thread().name
     assert started == []  # ImageDocks runs no capture of its own
     view = docks.activations
-    assert view.state.block == "inception4c" and w.selected_block() == "inception4c"
+    assert view.state.block == "inception4c" and w.graph_page.selected_block() == "inception4c"
     assert shown.result.top[0].index == int(shown.capture.logits.argmax(1)[0])
     view.select_channel(1, 17)
     np.testing.assert_array_equal(view.detail_map(), shown.capture.branch("inception4c", 1)[0, 17].numpy())

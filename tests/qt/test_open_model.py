@@ -105,7 +105,7 @@ def test_torchvision_resnet18_opens_with_its_residual_blocks_and_shapes(make_win
     assert [b.name for b in w.graph.blocks()] == residual
     assert all(b.kind == "residual" and b.merge == "add" for b in w.graph.blocks())
     # Shapes at the size in the control (the model's native 224) are those of the real forward, and drawn.
-    h, width, _ = w.input_size()
+    h, width, _ = w.graph_page.input_size()
     assert (h, width) == (224, 224)
     shapes = real_shapes(real, (h, width))
     for node in w.graph.nodes()[1:]:
@@ -113,10 +113,10 @@ def test_torchvision_resnet18_opens_with_its_residual_blocks_and_shapes(make_win
     for name in residual:
         assert fmt_shape(shapes[name]) in w.view.boxes[name].box.lines
     # A block opens into its branches, the shortcut among them.
-    w.expand("layer1.0")
+    w.graph_page.expand("layer1.0")
     assert any("identity" in " ".join(b.box.lines) for b in w.view.boxes.values() if b.box.node == "layer1.0")
     # A new size retraces the opened model.
-    w.set_input_size(160)
+    w.graph_page.set_input_size(160)
     assert w.trace.nodes["layer4.1"].output_shape == real_shapes(real, (160, 160))["layer4.1"]
     # Random weights, and the window says so; no zoo entry claims to be the model, its Recent entry does.
     assert RANDOM_WARNING in w.weights_bar.text() and w.weights_label.text() == "weights: random"
@@ -164,10 +164,10 @@ def test_a_python_file_with_build_shows_its_two_branch_block(make_window, qtbot,
     assert [b.out_channels for b in block.branches] == [real.block.a.out_channels, real.block.b.out_channels]
     assert [b.all_layers()[0].kernel for b in block.branches] == [real.block.a.kernel_size, real.block.b.kernel_size]
     assert "block" in w.view.boxes
-    h, width, _ = w.input_size()
+    h, width, _ = w.graph_page.input_size()
     shapes = real_shapes(real, (h, width))
     assert w.trace.nodes["head"].output_shape == shapes["head"]
-    w.expand("block")
+    w.graph_page.expand("block")
     layer_boxes = [b for b in w.view.boxes.values() if b.box.node == "block" and b.box.role == "layer"]
     assert len(layer_boxes) == 2
     assert w.notice.text() == ""  # its data flow was traced
@@ -188,9 +188,9 @@ def test_a_failing_build_is_reported_and_the_current_model_stays(make_window, qt
     assert set(w.view.boxes) == boxes and "inception3a" in w.view.boxes
     assert not w.busy.isVisible()
     # Still usable: a new size retraces it, an expansion redraws it.
-    w.set_input_size(256)
+    w.graph_page.set_input_size(256)
     assert w.trace.nodes["inception3a"].output_shape == (256, 32, 32)
-    w.expand("inception3a")
+    w.graph_page.expand("inception3a")
     assert any(k.startswith("inception3a/") for k in w.view.boxes)
     # A bad name and a missing file get their own message too.
     with qtbot.waitSignal(w.error_shown, timeout=GRAPH_TIMEOUT_MS) as blocker:
@@ -210,7 +210,7 @@ def test_an_untraceable_forward_shows_the_module_tree_and_why(make_window, qtbot
     assert [n.name for n in w.graph.nodes()] == ["input", *[n for n, _ in real.named_children()]]
     assert w.notice.isVisible() and "cannot be traced" in w.notice.text()
     assert w.graph.dataflow_reason in w.notice.text()  # the engine's reason, verbatim
-    h, width, _ = w.input_size()
+    h, width, _ = w.graph_page.input_size()
     shapes = real_shapes(real, (h, width))
     for name in ("stem", "body", "pool", "fc"):
         assert w.trace.nodes[name].output_shape == shapes[name]

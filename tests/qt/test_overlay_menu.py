@@ -34,7 +34,7 @@ def test_parameters_overlay_colours_rank_like_the_modules_parameters(window, qtb
     assert legend.texts()[1] == fmt_count(max(params.values()))
     assert legend.texts()[0] == fmt_count(min(v for v in params.values() if v > 0))  # log scale: smallest non-zero
 
-    window.expand("inception4a")  # a redraw keeps the overlay: the opened block's header is coloured
+    window.graph_page.expand("inception4a")  # a redraw keeps the overlay: the opened block's header is coloured
     assert window.view.boxes[window.view.diagram.entry["inception4a"]].overlay_fill is not None
 
     window.overlay_menu.actions["none"].trigger()
@@ -42,7 +42,7 @@ def test_parameters_overlay_colours_rank_like_the_modules_parameters(window, qtb
 
 
 def test_measured_time_runs_in_a_worker_and_ranks_the_time_table(window, qtbot):
-    window.set_input_size(64)
+    window.graph_page.set_input_size(64)
     window.overlay_menu.actions["time"].trigger()
     qtbot.waitUntil(lambda: window.state.block_times is not None, timeout=120_000)
     times = window.state.block_times
@@ -61,9 +61,9 @@ def test_measured_time_runs_in_a_worker_and_ranks_the_time_table(window, qtbot):
     assert table.table.item(0, 1).text() == fmt_seconds(med[slowest])
     table.close()
 
-    window.set_input_size(72)  # the times follow the input size: measured again
+    window.graph_page.set_input_size(72)  # the times follow the input size: measured again
     qtbot.waitUntil(lambda: window.state.block_times.input_shape[-2:] == (72, 72), timeout=120_000)
-    window.set_input_size(80)
+    window.graph_page.set_input_size(80)
     assert window.runner.running("overlay") is not None
     window.overlay_menu.actions["none"].trigger()  # leaving the time overlay cancels the measurement
     assert window.runner.running("overlay") is None

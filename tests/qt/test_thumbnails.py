@@ -41,7 +41,7 @@ def test_thumbnails_show_each_blocks_strongest_map_and_go_with_the_image(make_wi
     lum = pixels(thumb).astype(float).sum(axis=2)  # inferno's brightness grows with the value
     assert np.corrcoef(lum.ravel(), m.ravel())[0, 1] > 0.97
     # Kept across a redraw (a block expanded), beside the boxes.
-    w.expand("inception3a")
+    w.graph_page.expand("inception3a")
     item = w.view.thumbnails["inception3a"]
     box = w.view.boxes["inception3a"].sceneBoundingRect()
     assert item.sceneBoundingRect().right() <= box.left() + 5

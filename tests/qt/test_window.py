@@ -86,10 +86,10 @@ def test_changing_model_updates_labels(window, qtbot):
     with qtbot.waitSignal(window.graph_ready, timeout=120_000) as blocker:
         window.model_combo.setCurrentIndex(idx)
     assert blocker.args == ["inception_v3"]
-    assert window.input_size()[:2] == (299, 299)  # the model's native size
+    assert window.graph_page.input_size()[:2] == (299, 299)  # the model's native size
     assert "Mixed_7c" in window.view.boxes and "inception3a" not in window.view.boxes
     assert_labels_match(window, (299, 299))
-    window.set_input_size(400, 333)
+    window.graph_page.set_input_size(400, 333)
     assert_labels_match(window, (400, 333))
     qtbot.waitUntil(lambda: window.loaded is not None and window.loaded.name == "inception_v3", timeout=60_000)
 
@@ -120,7 +120,7 @@ def test_expand_inception3a_shows_its_branches(window, qtbot):
 
 def test_nested_branches_of_inception_v3(make_window):
     w = make_window("inception_v3")
-    w.expand("Mixed_7b")
+    w.graph_page.expand("Mixed_7b")
     boxes = w.view.diagram.boxes
     # Branch 2 splits into 1×3 ‖ 3×1, joined by a concat of 384 + 384.
     assert boxes["Mixed_7b/b1/p0/l0"].lines[0] == "1×3 conv, 384"
@@ -131,10 +131,10 @@ def test_nested_branches_of_inception_v3(make_window):
 
 
 def test_expand_all_and_collapse_all(window):
-    window.expand_all()
+    window.graph_page.expand_all()
     assert window.expanded == {n.name for n in window.graph.blocks()}
     assert_labels_match(window, (224, 224))
-    window.collapse_all()
+    window.graph_page.collapse_all()
     assert not window.expanded and not window.view.frames
 
 
@@ -144,13 +144,13 @@ def test_too_small_input_marks_failing_node(window, qtbot):
     with pytest.raises(InputTooSmallError) as err:
         trace_shapes(window.graph, (10, 10))
     with qtbot.waitSignal(window.trace_failed) as blocker:
-        window.set_input_size(10)
+        window.graph_page.set_input_size(10)
     assert blocker.args == [err.value.node, str(err.value)]
     assert window.view.boxes[err.value.node].failed
     assert sum(item.failed for item in window.view.boxes.values()) == 1
     assert str(err.value) in window.banner.text()
     assert_labels_match(window, (224, 224))  # the previous valid drawing stays
-    window.set_input_size(224)
+    window.graph_page.set_input_size(224)
     assert not any(item.failed for item in window.view.boxes.values())
     assert window.banner.text() == ""
 
@@ -173,12 +173,12 @@ def test_find_jumps_to_node(window, qtbot):
     qtbot.keyClick(window.find_edit, Qt.Key.Key_Return)
     assert window.view.selected_key() == "inception4e"
     assert window.details.node_name == "inception4e"
-    assert window.find("branch2.1.conv") == "inception3a/b1/l1"  # a layer inside a block opens it
+    assert window.graph_page.find("branch2.1.conv") == "inception3a/b1/l1"  # a layer inside a block opens it
     assert "inception3a" in window.expanded
 
 
 def test_svg_export_is_xml_with_text(window, tmp_path):
-    window.expand("inception3a")
+    window.graph_page.expand("inception3a")
     path = window.exports.export_svg(tmp_path / "graph.svg")
     root = ET.parse(path).getroot()
     texts = " ".join("".join(el.itertext()) for el in root.iter() if el.tag.endswith("text"))
@@ -235,8 +235,8 @@ def test_settings_persist_across_windows(make_window, settings_path, qtbot):
     w1 = make_window()
     with qtbot.waitSignal(w1.graph_ready, timeout=120_000):
         w1.set_model("inception_v3")
-    w1.set_input_size(320, 480)
-    w1.expand("Mixed_5b")
+    w1.graph_page.set_input_size(320, 480)
+    w1.graph_page.expand("Mixed_5b")
     w1.resize(780, 600)  # within the offscreen screen (800×800): restoreGeometry clamps to it
     # The layout applies the new model's minimum width (its labels are longer) on its next activation: let it,
     # so that the size saved is the size the window has.
@@ -245,7 +245,7 @@ def test_settings_persist_across_windows(make_window, settings_path, qtbot):
     assert QSettings(settings_path, QSettings.Format.IniFormat).value("model/name") == "inception_v3"
     w2 = make_window()
     assert w2.model_name == "inception_v3"
-    assert w2.input_size() == (320, 480, 1)
+    assert w2.graph_page.input_size() == (320, 480, 1)
     assert not w2.size_control.linked
     assert w2.expanded == {"Mixed_5b"} and "Mixed_5b/b0" in w2.view.boxes
     assert w2.size() == w1.size()
@@ -362,10 +362,10 @@ def test_paper_table_follows_model_and_size(window, monkeypatch):
     assert window.tabs.count() == 2 and window.tabs.widget(1) is window.paper_table
     calls = []
     monkeypatch.setattr(window.paper_table, "set_model", lambda graph, trace: calls.append((graph, trace)))
-    window.set_input_size(320)
+    window.graph_page.set_input_size(320)
     assert calls and calls[-1][0] is window.graph and calls[-1][1] is window.trace
     assert calls[-1][1].input_shape[2:] == (320, 320)
-    window.set_input_size(5)  # too small: the table keeps the last valid trace
+    window.graph_page.set_input_size(5)  # too small: the table keeps the last valid trace
     assert calls[-1][1].input_shape[2:] == (320, 320)
 
 
@@ -410,7 +410,7 @@ def test_a_new_capture_keeps_the_graphs_selection(make_window, qtbot):
     with qtbot.waitSignal(w.images.classify.image_shown, timeout=120_000):
         w.images.classify.classify_paths([sample_images()[1].path])
     qtbot.waitUntil(lambda: w.images.activations.capture is not None, timeout=120_000)
-    assert w.selected_block() == "inception4c"
+    assert w.graph_page.selected_block() == "inception4c"
     assert w.images.activations.state.block == "inception4c"  # the view follows the graph
 
 

@@ -132,7 +132,7 @@ def test_a_batch_shows_its_table_at_a_useful_height(make_window, qtbot, tmp_path
 def test_ctrl_v_with_an_image_on_the_clipboard_classifies_it_even_from_the_size_field(make_window, qtbot):
     w = make_window()
     wait_ready(qtbot, w)
-    w.set_input_size(300)
+    w.graph_page.set_input_size(300)
     box = w.size_control.height_box
     box.setFocus()
     box.selectAll()
@@ -161,14 +161,14 @@ def test_ctrl_v_with_an_image_on_the_clipboard_classifies_it_even_from_the_size_
 
 def test_a_size_message_goes_as_soon_as_the_size_is_valid_and_stale_numbers_are_marked(window, qtbot):
     window.view.select("inception4a")
-    window.set_input_size(2)
+    window.graph_page.set_input_size(2)
     assert window.state.trace_error and "2×2" in window.state.trace_error
     assert window.banner.text() == window.state.trace_error
     assert window.status_line.text() == window.state.trace_error
     # The numbers on screen are the last valid size's, and say so.
     assert "shapes shown for 224×224" in window.totals_label.text()
     assert "224×224, the last size that fits" in window.details.toPlainText()
-    window.set_input_size(299)
+    window.graph_page.set_input_size(299)
     assert window.state.trace_error is None and window.state.trace.input_shape[2:] == (299, 299)
     assert not window.banner.isVisible() and window.status_line.text() == ""  # not seconds later: now
     assert "does not fit" not in window.totals_label.text() and "299×299" in window.totals_label.text()
@@ -177,7 +177,7 @@ def test_a_size_message_goes_as_soon_as_the_size_is_valid_and_stale_numbers_are_
 
 def test_an_error_about_something_else_stays_when_the_size_becomes_valid(window):
     window.show_error("weights file broken.pth: not a state dict")
-    window.set_input_size(256)
+    window.graph_page.set_input_size(256)
     assert window.banner.text() == "weights file broken.pth: not a state dict"
 
 
@@ -233,7 +233,7 @@ def test_find_zooms_to_the_match(window, qtbot):
     from explorer.qt.graph.graph_view import NATURAL_ZOOM
 
     window.view.set_zoom(0.3)
-    assert window.find("inception4c") == "inception4c"
+    assert window.graph_page.find("inception4c") == "inception4c"
     assert window.view.zoom() >= NATURAL_ZOOM
     item = window.view.boxes["inception4c"]
     visible = window.view.mapToScene(window.view.viewport().rect()).boundingRect()

@@ -14,7 +14,7 @@ def test_model_draws_with_engine_shapes(window, qtbot, name):
     if name != window.model_name:
         with qtbot.waitSignal(window.graph_ready, timeout=180_000):
             window.set_model(name)
-    window.expand_all()
+    window.graph_page.expand_all()
     graph = window.graph
     size = get_spec(name).native_size
     trace = trace_shapes(graph, size)
@@ -23,7 +23,7 @@ def test_model_draws_with_engine_shapes(window, qtbot, name):
         assert window.view.boxes[key].box.lines[-1] == fmt_shape(trace.nodes[node.name].output_shape)
         if node.name in window.expanded:
             assert len(window.view.diagram.branch_boxes(node.name)) == len(node.branches)
-    window.collapse_all()
+    window.graph_page.collapse_all()
     qtbot.waitUntil(lambda: window.loaded is not None and window.loaded.name == name, timeout=120_000)
     spec = get_spec(name)  # published weights: torchvision's, or timm's on the Hugging Face Hub (v4, IR-v2)
     assert window.weights_bar.retry.isVisible() == (spec.weights is not None or spec.hub_weights is not None)

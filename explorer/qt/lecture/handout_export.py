@@ -55,7 +55,7 @@ class HandoutExport(QObject):
         if st.trace_error is not None:
             return self._fail(f"the handout needs an input size that fits the network: {st.trace_error}")
         try:
-            blocks = check_blocks(graph, blocks or ([w.selected_block()] if w.selected_block() else None))
+            blocks = check_blocks(graph, blocks or ([w.graph_page.selected_block()] if w.graph_page.selected_block() else None))
         except ValueError as e:
             return self._fail(str(e))
         image = name = None

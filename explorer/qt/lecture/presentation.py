@@ -119,7 +119,7 @@ class Presentation(QObject):
             strip.set_suppressed(True)
         screen = w.screen() or QGuiApplication.primaryScreen()
         height = screen.availableGeometry().height() if screen else 720
-        w.set_presentation_style(presentation_scale(height))
+        w.graph_page.set_presentation_style(presentation_scale(height))
         if screen is not None:
             w.setGeometry(screen.geometry())  # without a window manager, full screen alone may not resize
         w.showFullScreen()
@@ -130,7 +130,7 @@ class Presentation(QObject):
         w.view.setFocus()
         self.index = -1
         w.expanded = ()
-        w.redraw()
+        w.graph_page.redraw()
         self._show_overview()
         self.position = Position()
         self.deck = self._make_deck()
@@ -152,10 +152,10 @@ class Presentation(QObject):
         w.caption.hide()
         w.view.set_chrome(True)
         w.view.set_highlighted(None)
-        w.set_presentation_style(None)
+        w.graph_page.set_presentation_style(None)
         s = self._saved
         w.expanded = set(s["expanded"])
-        w.redraw()
+        w.graph_page.redraw()
         for bar, vis in s["visible"].items():
             bar.setVisible(vis)
         for strip in (w.weights_bar, w.banner, w.notice):
@@ -369,13 +369,13 @@ class Presentation(QObject):
         w = self.window
         if index < 0:
             w.expanded = ()
-            w.redraw()
+            w.graph_page.redraw()
             self._show_overview()
             self.stepped.emit(-1, "")
             return
         name = blocks[index]
         w.expanded = {name}
-        w.redraw(anchor=name)
+        w.graph_page.redraw(anchor=name)
         w.view.set_highlighted(name)
         rect = w.view.node_rect(name)
         if rect is not None:

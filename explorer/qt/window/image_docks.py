@@ -214,7 +214,8 @@ class ImageDocks(QObject):
                 self.activations.message.setText(f"Activations unavailable: {notice}")
         if self.capture_model is not None:
             self._hand_on(shown)
-        selected = getattr(self.window, "selected_block", lambda: None)()
+        page = getattr(self.window, "graph_page", None)  # the window's graph page, where there is one
+        selected = page.selected_block() if page is not None else None
         if selected:
             self.select_block(selected)
 

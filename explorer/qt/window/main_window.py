@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, QPointF, QSettings, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QFont, QKeySequence
+from PySide6.QtCore import QEvent, QObject, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
@@ -43,26 +43,20 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QTabWidget,
     QToolBar,
-    QVBoxLayout,
     QWidget,
 )
 
-from explorer.core.graph.find import find_in_graph
 from explorer.core.session.state import ExplorerState, InputSize
-from explorer.core.text import fmt_count
 from explorer.core.model.zoo import get_spec, model_names
 from explorer.qt.window.actions import build_actions
 from explorer.qt.window.exports import WindowExports
+from explorer.qt.window.graph_page import GraphPage
 from explorer.qt.window import help
-from explorer.qt.graph.graph_view import GraphView, TextMeasure
-from explorer.diagram.layout import Style, build_diagram, layout_diagram
 from explorer.qt.window.model_menu import ModelMenu
 from explorer.qt.window.overlay_menu import OverlayMenu
 from explorer.qt.window.thumbnails import ThumbnailMenu
-from explorer.qt.panels import MAX_BATCH, MAX_SIDE, Banner, DetailsPanel, InputSizeControl, WeightsBar
 from explorer.qt.lecture.presentation import Presentation
 from explorer.qt.window.status_line import StatusLine
-from explorer.qt.theme import make_theme
 from explorer.qt.window.window_settings import (
     APPLICATION,
     DEFAULT_MODEL,
@@ -77,14 +71,11 @@ from explorer.qt.workers import Job, JobRunner, load_block_graph, load_weights, 
 __all__ = ["APPLICATION", "DEFAULT_MODEL", "DOCK_LAYOUT_VERSION", "MAX_RECENT", "ORGANIZATION", "MainWindow",
            "default_settings"]
 
-INITIAL_MIN_ZOOM = 0.8
 WEIGHT_FILTER = "Weights (*.pth *.pt *.bin *.safetensors);;All files (*)"
 #: The image panels are built this long after the window is on screen (pyqtgraph costs half a second).
 IMAGE_DOCKS_DELAY_MS = 60
 #: The graph worker (which imports torch) starts right after the graph's first paint, or after this long.
 ENGINE_FALLBACK_MS = 1500
-#: No text the presentation adds to the graph (caption, overlay legend) is smaller than this, in points.
-PRESENTATION_MIN_POINTS = 18.0
 
 
 def _open_reference(ref: str):
@@ -136,7 +127,6 @@ class MainWindow(QMainWindow):
         self.runner = self.jobs.lanes("window", threads=2, parent=self)
         self.open_dialog = None
         self.compare_window = None
-        self._presentation_scale: float | None = None
         self._classify_sample = classify_sample
         self._restore = restore
         self._shown_preview: str | None = None
@@ -234,8 +224,8 @@ class MainWindow(QMainWindow):
 
         self.images = ImageDocks(self, runner=self.jobs, state=self.state, classify_sample=self._classify_sample)
         self.images.classify.paste_shortcut.setEnabled(False)  # the window's Edit → Paste has Ctrl+V
-        self.images.activations.block_changed.connect(self._follow_block)
-        self.images.shares.block_selected.connect(self._follow_block)
+        self.images.activations.block_changed.connect(self.graph_page.follow_block)
+        self.images.shares.block_selected.connect(self.graph_page.follow_block)
         for dock in self.images.docks():
             self.view_menu.addAction(dock.toggleViewAction())
         self.resizeDocks([self.images.classify_dock], [340], Qt.Orientation.Vertical)
@@ -262,33 +252,14 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
 
     def _build_graph_page(self) -> QWidget:
-        """The graph view under the weights bar and the banners, above the presentation caption."""
-        self.view = GraphView(self)
-        self.view.box_selected.connect(self._on_box_selected)
-        self.view.box_activated.connect(self._on_box_activated)
-        self.weights_bar = WeightsBar(self)
+        """The graph page (explorer.qt.window.graph_page); its widgets are the window's too, by name."""
+        self.graph_page = page = GraphPage(self)
+        self.view, self.weights_bar, self.banner, self.notice, self.caption = (
+            page.view, page.weights_bar, page.banner, page.notice, page.caption)
         self.weights_bar.retry_requested.connect(self.retry_download)
         self.weights_bar.open_requested.connect(self.open_weights_dialog)
         self.weights_bar.cancel_requested.connect(self.cancel_download)
-        self.banner = Banner("error", self)
-        # Why the graph shows the module tree instead of the data flow (an untraceable forward).
-        self.notice = Banner("warning", self)
-        self.caption = QLabel(self)
-        self.caption.setTextFormat(Qt.TextFormat.RichText)
-        self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.caption.setWordWrap(True)
-        self.caption.setStyleSheet("QLabel { background: black; color: white; padding: 10px; }")
-        self.caption.hide()
-        graph_page = QWidget(self)
-        lay = QVBoxLayout(graph_page)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(0)
-        lay.addWidget(self.weights_bar)
-        lay.addWidget(self.banner)
-        lay.addWidget(self.notice)
-        lay.addWidget(self.view, 1)
-        lay.addWidget(self.caption)
-        return graph_page
+        return page.widget
 
     def _build_tabs(self, graph_page: QWidget) -> None:
         """The central tabs: the graph page, and the paper's table where it can be imported."""
@@ -306,7 +277,7 @@ class MainWindow(QMainWindow):
             self.paper_table = PaperTableWidget(self)
             self.tabs.addTab(self.paper_table, "Paper table")
         self.tabs.tabBar().setVisible(self.tabs.count() > 1)
-        self.tabs.currentChanged.connect(lambda _i: self._update_paper_table())
+        self.tabs.currentChanged.connect(lambda _i: self.graph_page.update_paper_table())
         self.setCentralWidget(self.tabs)
 
     def _build_toolbar(self) -> None:
@@ -321,22 +292,16 @@ class MainWindow(QMainWindow):
         self.model_combo.currentIndexChanged.connect(self._on_model_combo)
         tb.addWidget(self.model_combo)
         tb.addSeparator()
-        self.size_control = InputSizeControl(self)
-        self.size_control.size_changed.connect(self._on_size_edited)
-        self.size_control.link.toggled.connect(lambda on: setattr(self.state, "size_linked", on))
+        self.size_control = self.graph_page.build_size_control()
         tb.addWidget(self.size_control)
         tb.addSeparator()
-        self.find_edit = QLineEdit(self)
-        self.find_edit.setPlaceholderText("Find node (Ctrl+F)")
-        self.find_edit.setClearButtonEnabled(True)
-        self.find_edit.setMaximumWidth(220)
-        self.find_edit.returnPressed.connect(lambda: self.find(self.find_edit.text()))
+        self.find_edit = self.graph_page.build_find_edit()
         tb.addWidget(self.find_edit)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
 
     def _build_details_dock(self) -> None:
         """The selected node's details, docked on the right."""
-        self.details = DetailsPanel(self)
+        self.details = self.graph_page.build_details()
         self.details_dock = QDockWidget("Details", self)
         self.details_dock.setObjectName("details_dock")
         self.details_dock.setWidget(self.details)
@@ -382,7 +347,7 @@ class MainWindow(QMainWindow):
 
     def _bind_state(self) -> None:
         st = self.state
-        st.connect("input_size", self._on_input_size)
+        st.connect("input_size", self.graph_page.on_input_size)
         st.connect("size_linked", self.size_control.set_linked)
         st.connect("model", lambda _n: self._sync_model_widgets())
         st.connect("model_ref", lambda _r: self._sync_model_widgets())
@@ -416,15 +381,6 @@ class MainWindow(QMainWindow):
     def cancel_classification(self) -> None:
         if self.images is not None:
             self.images.classify.cancel()
-
-    def zoom_in(self) -> None:
-        self.view.zoom_in()
-
-    def zoom_out(self) -> None:
-        self.view.zoom_out()
-
-    def fit_to_window(self) -> None:
-        self.view.fit(max_zoom=1.5)
 
     def show_graph_tab(self) -> None:
         self.tabs.setCurrentIndex(0)
@@ -546,8 +502,8 @@ class MainWindow(QMainWindow):
         with self.state.changes():
             self.state.graph, self.state.trace = preview, trace
             self.state.expanded = frozenset(b for b in self.saved.saved_expanded(name) if b in names)
-        self.redraw()
-        self._initial_view()
+        self.graph_page.redraw()
+        self.graph_page.initial_view()
         self._shown_preview = name
         self.show_status(f"{self.spec_title()}: preview; the engine is loading…", 0, topic="model")
         self.graph_drawn.emit(name)
@@ -598,10 +554,10 @@ class MainWindow(QMainWindow):
             f"Module tree only: {reason}. The nodes are the model's modules in the order its forward calls them,"
             " with shapes; the data-flow view, branch detail, activations and attributions need a forward that"
             " torch.fx can trace." if reason else None)
-        self.retrace(redraw=False)
-        self.redraw()
+        self.graph_page.retrace(redraw=False)
+        self.graph_page.redraw()
         if not from_preview:
-            self._initial_view()
+            self.graph_page.initial_view()
         self.show_status(f"{self.spec_title()}: {len(graph.nodes())} nodes, {len(names)} blocks; loading weights…",
                          0, topic="model")
         self.graph_ready.emit(graph.name)
@@ -817,253 +773,6 @@ class MainWindow(QMainWindow):
     def clear_recent(self) -> None:
         self.state.recent = ()
 
-    # -- shapes ------------------------------------------------------------------------------
-
-    def _on_size_edited(self, h: int, w: int, n: int) -> None:
-        """The size control was edited: the state takes the new size (and retraces)."""
-        self.state.input_size = InputSize(h, w, n)
-
-    def _on_input_size(self, size: InputSize) -> None:
-        if self.size_control.value() != (size.height, size.width, size.batch):
-            self.size_control.set_value(size.height, size.width, size.batch, emit=False)
-        self.retrace()
-
-    def set_input_size(self, h: int, w: int | None = None, batch: int | None = None) -> None:
-        """Set the input size as the size boxes would take it (clamped to their bounds); retraces and redraws."""
-        w = h if w is None else w
-        n = self.state.input_size.batch if batch is None else batch
-        self.state.input_size = InputSize(min(max(1, h), MAX_SIDE), min(max(1, w), MAX_SIDE), min(max(1, n), MAX_BATCH))
-
-    def input_size(self) -> tuple[int, int, int]:
-        s = self.state.input_size
-        return s.height, s.width, s.batch
-
-    def retrace(self, redraw: bool = True) -> bool:
-        """Trace shapes at the state's size; on failure keep the last valid trace, marked as stale, and
-        mark the failing node. Messages about an earlier size go as soon as the size is valid."""
-        if self.graph is None:
-            return False
-        size = self.state.input_size
-        if getattr(self.graph, "is_preview", False):
-            # Only the native size is known until the engine has loaded; it retraces then.
-            if self.trace is not None and self.trace.input_shape[2:] != size.hw:
-                self.show_status("shapes for this size follow once the engine has loaded", 5000, topic="size")
-            return False
-        from explorer.core.shapes.trace import InputTooSmallError, trace_shapes
-
-        st = self.state
-        ok = True
-        with st.changes():
-            try:
-                st.trace = trace_shapes(self.graph, size.hw, batch=size.batch)
-            except InputTooSmallError as e:
-                ok = False
-                st.failed_node = e.node or "input"
-                st.trace_error = str(e)
-            except ValueError as e:
-                ok = False
-                st.failed_node = "input"
-                st.trace_error = str(e)
-            else:
-                st.failed_node = None
-                st.trace_error = None
-        self._show_trace_state()
-        if redraw:
-            self.redraw()
-        if ok:
-            self._update_paper_table()
-            self.trace_updated.emit()
-        else:
-            self.trace_failed.emit(st.failed_node, st.trace_error)
-        self._refresh_details()
-        return ok
-
-    def _show_trace_state(self) -> None:
-        """Banner, size boxes, totals and status after a retrace: an error names the size it is about, and
-        the numbers of the last valid size say that they are not for the size asked."""
-        st = self.state
-        self.size_control.set_invalid(st.trace_error is not None)
-        t = st.trace
-        totals = "" if t is None else f"{fmt_count(t.total_params_inference)} params · {fmt_count(t.total_macs)} mult-adds"
-        if st.trace_error is not None:
-            self.show_error(st.trace_error, topic="size")
-            if t is not None:
-                h, w = t.input_shape[2:]
-                totals = f"input {st.input_size.text()} does not fit · shapes shown for {h}×{w}"
-        else:
-            self.clear_error("size")
-            totals += f" · input {st.input_size.text()}"
-        self.totals_label.setText(totals)
-
-    def _update_paper_table(self) -> None:
-        if self.paper_table is None or self.graph is None or self.trace is None:
-            return
-        if getattr(self.graph, "is_preview", False):
-            return
-        try:
-            self.paper_table.set_model(self.graph, self.trace)
-        except Exception as e:  # the table is a guest widget: its failure must not take the window down
-            self.show_status(f"paper table: {e}", 10000)
-
-    # -- drawing -----------------------------------------------------------------------------
-
-    def set_presentation_style(self, scale: float | None) -> None:
-        """None: the normal theme; a number: presentation theme with fonts that much larger."""
-        self._presentation_scale = scale
-        font = QFont(self.caption.font())
-        points = (QApplication.font().pointSizeF() or 10) * (scale or 1) * 1.1
-        font.setPointSizeF(max(PRESENTATION_MIN_POINTS, points) if scale else points)  # the caption wraps
-        self.caption.setFont(font)
-        # The overlay's legend sits on the slide too: read from the back of the hall, like the slides' text.
-        legend_font = QFont()  # no attribute set: the view's own font again
-        if scale:
-            legend_font = QFont(self.view.font())
-            legend_font.setPointSizeF(max(PRESENTATION_MIN_POINTS, (QApplication.font().pointSizeF() or 10) * scale))
-        self.view.legend_widget.setFont(legend_font)
-        self.view.set_overlay(self.view.overlay_values, self.view.legend_widget.legend)  # resized and placed
-
-    def graph_style(self) -> Style:
-        return Style().scaled(self._presentation_scale) if self._presentation_scale else Style()
-
-    def redraw(self, anchor: str | None = None) -> None:
-        """Rebuild the drawing from the state, keeping `anchor` (or the selection) where it was on screen."""
-        if self.graph is None:
-            return
-        p = self._presentation_scale
-        theme = make_theme(p or 1.0, presentation=p is not None)
-        style = self.graph_style()
-        selected = self.view.selected_key()
-        anchor = anchor or (self.view.boxes[selected].box.node if selected in self.view.boxes else None)
-        before = self._screen_pos(anchor)
-        d = build_diagram(self.graph, self.trace, set(self.expanded), TextMeasure(theme), style)
-        layout_diagram(d, style)
-        kinds = {n.name: n.kind for n in self.graph.nodes()}
-        self.view.set_diagram(d, theme, kinds, selected=selected if selected in d.boxes else None)
-        self.view.set_failed(self.failed_node)
-        if before is not None:
-            after = self._screen_pos(anchor)
-            if after is not None:
-                delta = after - before
-                h, v = self.view.horizontalScrollBar(), self.view.verticalScrollBar()
-                h.setValue(h.value() + round(delta.x()))
-                v.setValue(v.value() + round(delta.y()))
-
-    def _screen_pos(self, node: str | None) -> QPointF | None:
-        if node is None or self.view.diagram is None:
-            return None
-        rect = self.view.node_rect(node)
-        if rect is None:
-            return None
-        return QPointF(self.view.mapFromScene(QPointF(rect.center().x(), rect.top())))
-
-    def _initial_view(self) -> None:
-        self.view.fit(max_zoom=1.0)
-        if self.view.zoom() < INITIAL_MIN_ZOOM:
-            # A tall graph would be unreadable when fitted: start readable, at the input.
-            self.view.set_zoom(INITIAL_MIN_ZOOM)
-            first = self.view.boxes.get("input")
-            if first is not None:
-                rect = self.view.viewport().rect()
-                top = first.sceneBoundingRect().top() - 20
-                self.view.centerOn(first.sceneBoundingRect().center().x(),
-                                   top + rect.height() / 2 / self.view.zoom())
-
-    def expand(self, name: str) -> None:
-        if self.graph is not None and self.graph.node(name).branches and name not in self.expanded:
-            self.state.expanded = self.expanded | {name}
-            self.redraw(anchor=name)
-
-    def collapse(self, name: str) -> None:
-        if name in self.expanded:
-            self.state.expanded = self.expanded - {name}
-            self.redraw(anchor=name)
-
-    def toggle(self, name: str) -> None:
-        self.collapse(name) if name in self.expanded else self.expand(name)
-
-    def expand_all(self) -> None:
-        if self.graph is not None:
-            self.state.expanded = frozenset(n.name for n in self.graph.blocks())
-            self.redraw()
-
-    def collapse_all(self) -> None:
-        self.state.expanded = frozenset()
-        self.redraw()
-
-    def _on_box_activated(self, key: str) -> None:
-        if self.graph is None:
-            return
-        box = self.view.boxes.get(key)
-        node = box.box.node if box is not None else key
-        if node not in self.graph.graph:
-            return
-        if box is None or box.box.role in ("node", "header", "concat"):
-            self.toggle(node)
-
-    def _on_box_selected(self, key: str) -> None:
-        self.state.selection = key or None
-        self._refresh_details(key)
-        item = self.view.boxes.get(key)
-        if item is not None and self.images is not None:
-            self.images.select_block(item.box.node)
-
-    def selected_block(self) -> str | None:
-        """The block the graph's selection is in, if any."""
-        item = self.view.boxes.get(self.view.selected_key() or "")
-        node = item.box.node if item is not None else None
-        return node if node and self.graph is not None and node in self.graph.graph \
-            and self.graph.node(node).is_block else None
-
-    def _follow_block(self, name: str) -> None:
-        """An image panel stepped to block `name`: select it in the graph too (no loop: same name)."""
-        if self.selected_block() != name and name in self.view.boxes:
-            self.view.select(name)
-
-    def _refresh_details(self, key: str | None = None) -> None:
-        key = self.view.selected_key() if key is None else key
-        item = self.view.boxes.get(key)
-        if not key or item is None or self.graph is None:
-            if key == "":
-                self.details.show_nothing()
-            return
-        node = item.box.node
-        self.details.show_node(self.graph, self.trace, node, key if key != node else None)
-        st = self.state
-        if st.trace_error is not None and st.trace is not None:
-            h, w = st.trace.input_shape[2:]
-            self.details.setHtml(
-                f"<p style='color:#b00'><b>Shapes for {h}×{w}, the last size that fits:</b> input "
-                f"{st.input_size.text()} does not pass through the network.</p>" + self.details.toHtml())
-
-    # -- find --------------------------------------------------------------------------------
-
-    def focus_find(self) -> None:
-        self.find_edit.setFocus()
-        self.find_edit.selectAll()
-
-    def find(self, text: str) -> str | None:
-        """Select the node (or layer inside a block) whose name best matches `text`, and zoom to it."""
-        match = find_in_graph(self.graph, text)
-        if match is None:
-            if text.strip():
-                self.show_status(f"no node matches “{text.strip()}”", 4000)
-            return None
-        if match.layer is None:
-            key = match.node if match.node in self.view.boxes else self.view.diagram.entry[match.node]
-            self.view.select(key)
-            self.view.zoom_to_box(key)
-            self.show_status(f"found {match.node}", 4000)
-            return match.node
-        # A layer inside a block: open the block and select the layer's box.
-        self.expand(match.node)
-        for b in self.view.diagram.boxes.values():
-            if b.node == match.node and b.role == "layer" and match.layer.lower() in b.tooltip.lower():
-                self.view.select(b.key)
-                self.view.zoom_to_box(b.key)
-                self.show_status(f"found {b.tooltip} in {match.node}", 4000)
-                return b.key
-        return None
-
     # -- messages ----------------------------------------------------------------------------
 
     def show_error(self, message: str, topic: str | None = None) -> None:
@@ -1136,7 +845,7 @@ class MainWindow(QMainWindow):
     def changeEvent(self, event) -> None:
         # The drawing's colours come from the palette: follow a light/dark switch of the system.
         if event.type() in (QEvent.Type.ApplicationPaletteChange, QEvent.Type.PaletteChange) and self.graph is not None:
-            QTimer.singleShot(0, self.redraw)
+            QTimer.singleShot(0, self.graph_page.redraw)
         super().changeEvent(event)
 
     def _default_size(self) -> None:

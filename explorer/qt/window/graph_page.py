@@ -1,0 +1,328 @@
+"""The graph page: the block graph drawn from the state, its input size, node search and details.
+
+The page follows the window's `ExplorerState`: it traces shapes at the state's input size, draws the graph
+with the blocks the state has expanded (keeping the block in hand where it was on screen), and shows the
+selected node's details. It owns the graph tab's widgets (weights bar, banners, view, presentation caption),
+the toolbar's size and find fields and the details panel; the window places them and wires the model to them.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QApplication, QLabel, QLineEdit, QVBoxLayout, QWidget
+
+from explorer.core.graph.find import find_in_graph
+from explorer.core.session.state import InputSize
+from explorer.core.text import fmt_count
+from explorer.diagram.layout import Style, build_diagram, layout_diagram
+from explorer.qt.graph.graph_view import GraphView, TextMeasure
+from explorer.qt.panels import MAX_BATCH, MAX_SIDE, Banner, DetailsPanel, InputSizeControl, WeightsBar
+from explorer.qt.theme import make_theme
+
+INITIAL_MIN_ZOOM = 0.8
+#: No text the presentation adds to the graph (caption, overlay legend) is smaller than this, in points.
+PRESENTATION_MIN_POINTS = 18.0
+
+
+class GraphPage:
+    """The graph tab of `window` and what drives it: tracing, drawing, opening blocks, selection, find."""
+
+    def __init__(self, window):
+        self.window = window
+        self.state = window.state
+        self._presentation_scale: float | None = None
+        self.view = GraphView(window)
+        self.view.box_selected.connect(self._on_box_selected)
+        self.view.box_activated.connect(self._on_box_activated)
+        self.weights_bar = WeightsBar(window)
+        self.banner = Banner("error", window)
+        # Why the graph shows the module tree instead of the data flow (an untraceable forward).
+        self.notice = Banner("warning", window)
+        self.caption = QLabel(window)
+        self.caption.setTextFormat(Qt.TextFormat.RichText)
+        self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.caption.setWordWrap(True)
+        self.caption.setStyleSheet("QLabel { background: black; color: white; padding: 10px; }")
+        self.caption.hide()
+        self.widget = QWidget(window)
+        lay = QVBoxLayout(self.widget)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        for w in (self.weights_bar, self.banner, self.notice):
+            lay.addWidget(w)
+        lay.addWidget(self.view, 1)
+        lay.addWidget(self.caption)
+        self.size_control = self.find_edit = self.details = None  # built in the window's order, below
+
+    def build_size_control(self) -> InputSizeControl:
+        """The toolbar's input size boxes: an edit goes to the state, which retraces."""
+        self.size_control = InputSizeControl(self.window)
+        self.size_control.size_changed.connect(self._on_size_edited)
+        self.size_control.link.toggled.connect(lambda on: setattr(self.state, "size_linked", on))
+        return self.size_control
+
+    def build_find_edit(self) -> QLineEdit:
+        """The toolbar's node search (Ctrl+F)."""
+        self.find_edit = QLineEdit(self.window)
+        self.find_edit.setPlaceholderText("Find node (Ctrl+F)")
+        self.find_edit.setClearButtonEnabled(True)
+        self.find_edit.setMaximumWidth(220)
+        self.find_edit.returnPressed.connect(lambda: self.find(self.find_edit.text()))
+        return self.find_edit
+
+    def build_details(self) -> DetailsPanel:
+        """The selected node's details (the window docks them)."""
+        self.details = DetailsPanel(self.window)
+        return self.details
+
+    def fit_to_window(self) -> None:
+        self.view.fit(max_zoom=1.5)
+
+    # -- shapes ------------------------------------------------------------------------------
+
+    def _on_size_edited(self, h: int, w: int, n: int) -> None:
+        """The size control was edited: the state takes the new size (and retraces)."""
+        self.state.input_size = InputSize(h, w, n)
+
+    def on_input_size(self, size: InputSize) -> None:
+        if self.size_control.value() != (size.height, size.width, size.batch):
+            self.size_control.set_value(size.height, size.width, size.batch, emit=False)
+        self.retrace()
+
+    def set_input_size(self, h: int, w: int | None = None, batch: int | None = None) -> None:
+        """Set the input size as the size boxes would take it (clamped to their bounds); retraces and redraws."""
+        w = h if w is None else w
+        n = self.state.input_size.batch if batch is None else batch
+        self.state.input_size = InputSize(min(max(1, h), MAX_SIDE), min(max(1, w), MAX_SIDE), min(max(1, n), MAX_BATCH))
+
+    def input_size(self) -> tuple[int, int, int]:
+        s = self.state.input_size
+        return s.height, s.width, s.batch
+
+    def retrace(self, redraw: bool = True) -> bool:
+        """Trace shapes at the state's size; on failure keep the last valid trace, marked as stale, and
+        mark the failing node. Messages about an earlier size go as soon as the size is valid."""
+        if self.state.graph is None:
+            return False
+        size = self.state.input_size
+        if getattr(self.state.graph, "is_preview", False):
+            # Only the native size is known until the engine has loaded; it retraces then.
+            if self.state.trace is not None and self.state.trace.input_shape[2:] != size.hw:
+                self.window.show_status("shapes for this size follow once the engine has loaded", 5000, topic="size")
+            return False
+        from explorer.core.shapes.trace import InputTooSmallError, trace_shapes
+
+        st = self.state
+        ok = True
+        with st.changes():
+            try:
+                st.trace = trace_shapes(self.state.graph, size.hw, batch=size.batch)
+            except InputTooSmallError as e:
+                ok = False
+                st.failed_node = e.node or "input"
+                st.trace_error = str(e)
+            except ValueError as e:
+                ok = False
+                st.failed_node = "input"
+                st.trace_error = str(e)
+            else:
+                st.failed_node = None
+                st.trace_error = None
+        self._show_trace_state()
+        if redraw:
+            self.redraw()
+        if ok:
+            self.update_paper_table()
+            self.window.trace_updated.emit()
+        else:
+            self.window.trace_failed.emit(st.failed_node, st.trace_error)
+        self.refresh_details()
+        return ok
+
+    def _show_trace_state(self) -> None:
+        """Banner, size boxes, totals and status after a retrace: an error names the size it is about, and
+        the numbers of the last valid size say that they are not for the size asked."""
+        st = self.state
+        self.size_control.set_invalid(st.trace_error is not None)
+        t = st.trace
+        totals = "" if t is None else f"{fmt_count(t.total_params_inference)} params · {fmt_count(t.total_macs)} mult-adds"
+        if st.trace_error is not None:
+            self.window.show_error(st.trace_error, topic="size")
+            if t is not None:
+                h, w = t.input_shape[2:]
+                totals = f"input {st.input_size.text()} does not fit · shapes shown for {h}×{w}"
+        else:
+            self.window.clear_error("size")
+            totals += f" · input {st.input_size.text()}"
+        self.window.totals_label.setText(totals)
+
+    def update_paper_table(self) -> None:
+        if self.window.paper_table is None or self.state.graph is None or self.state.trace is None:
+            return
+        if getattr(self.state.graph, "is_preview", False):
+            return
+        try:
+            self.window.paper_table.set_model(self.state.graph, self.state.trace)
+        except Exception as e:  # the table is a guest widget: its failure must not take the window down
+            self.window.show_status(f"paper table: {e}", 10000)
+
+    # -- drawing -----------------------------------------------------------------------------
+
+    def set_presentation_style(self, scale: float | None) -> None:
+        """None: the normal theme; a number: presentation theme with fonts that much larger."""
+        self._presentation_scale = scale
+        font = QFont(self.caption.font())
+        points = (QApplication.font().pointSizeF() or 10) * (scale or 1) * 1.1
+        font.setPointSizeF(max(PRESENTATION_MIN_POINTS, points) if scale else points)  # the caption wraps
+        self.caption.setFont(font)
+        # The overlay's legend sits on the slide too: read from the back of the hall, like the slides' text.
+        legend_font = QFont()  # no attribute set: the view's own font again
+        if scale:
+            legend_font = QFont(self.view.font())
+            legend_font.setPointSizeF(max(PRESENTATION_MIN_POINTS, (QApplication.font().pointSizeF() or 10) * scale))
+        self.view.legend_widget.setFont(legend_font)
+        self.view.set_overlay(self.view.overlay_values, self.view.legend_widget.legend)  # resized and placed
+
+    def graph_style(self) -> Style:
+        return Style().scaled(self._presentation_scale) if self._presentation_scale else Style()
+
+    def redraw(self, anchor: str | None = None) -> None:
+        """Rebuild the drawing from the state, keeping `anchor` (or the selection) where it was on screen."""
+        if self.state.graph is None:
+            return
+        p = self._presentation_scale
+        theme = make_theme(p or 1.0, presentation=p is not None)
+        style = self.graph_style()
+        selected = self.view.selected_key()
+        anchor = anchor or (self.view.boxes[selected].box.node if selected in self.view.boxes else None)
+        before = self._screen_pos(anchor)
+        d = build_diagram(self.state.graph, self.state.trace, set(self.state.expanded), TextMeasure(theme), style)
+        layout_diagram(d, style)
+        kinds = {n.name: n.kind for n in self.state.graph.nodes()}
+        self.view.set_diagram(d, theme, kinds, selected=selected if selected in d.boxes else None)
+        self.view.set_failed(self.state.failed_node)
+        if before is not None:
+            after = self._screen_pos(anchor)
+            if after is not None:
+                delta = after - before
+                h, v = self.view.horizontalScrollBar(), self.view.verticalScrollBar()
+                h.setValue(h.value() + round(delta.x()))
+                v.setValue(v.value() + round(delta.y()))
+
+    def _screen_pos(self, node: str | None) -> QPointF | None:
+        if node is None or self.view.diagram is None:
+            return None
+        rect = self.view.node_rect(node)
+        if rect is None:
+            return None
+        return QPointF(self.view.mapFromScene(QPointF(rect.center().x(), rect.top())))
+
+    def initial_view(self) -> None:
+        self.view.fit(max_zoom=1.0)
+        if self.view.zoom() < INITIAL_MIN_ZOOM:
+            # A tall graph would be unreadable when fitted: start readable, at the input.
+            self.view.set_zoom(INITIAL_MIN_ZOOM)
+            first = self.view.boxes.get("input")
+            if first is not None:
+                rect = self.view.viewport().rect()
+                top = first.sceneBoundingRect().top() - 20
+                self.view.centerOn(first.sceneBoundingRect().center().x(),
+                                   top + rect.height() / 2 / self.view.zoom())
+
+    def expand(self, name: str) -> None:
+        if self.state.graph is not None and self.state.graph.node(name).branches and name not in self.state.expanded:
+            self.state.expanded = self.state.expanded | {name}
+            self.redraw(anchor=name)
+
+    def collapse(self, name: str) -> None:
+        if name in self.state.expanded:
+            self.state.expanded = self.state.expanded - {name}
+            self.redraw(anchor=name)
+
+    def toggle(self, name: str) -> None:
+        self.collapse(name) if name in self.state.expanded else self.expand(name)
+
+    def expand_all(self) -> None:
+        if self.state.graph is not None:
+            self.state.expanded = frozenset(n.name for n in self.state.graph.blocks())
+            self.redraw()
+
+    def collapse_all(self) -> None:
+        self.state.expanded = frozenset()
+        self.redraw()
+
+    def _on_box_activated(self, key: str) -> None:
+        if self.state.graph is None:
+            return
+        box = self.view.boxes.get(key)
+        node = box.box.node if box is not None else key
+        if node not in self.state.graph.graph:
+            return
+        if box is None or box.box.role in ("node", "header", "concat"):
+            self.toggle(node)
+
+    def _on_box_selected(self, key: str) -> None:
+        self.state.selection = key or None
+        self.refresh_details(key)
+        item = self.view.boxes.get(key)
+        if item is not None and self.window.images is not None:
+            self.window.images.select_block(item.box.node)
+
+    def selected_block(self) -> str | None:
+        """The block the graph's selection is in, if any."""
+        item = self.view.boxes.get(self.view.selected_key() or "")
+        node = item.box.node if item is not None else None
+        return node if node and self.state.graph is not None and node in self.state.graph.graph \
+            and self.state.graph.node(node).is_block else None
+
+    def follow_block(self, name: str) -> None:
+        """An image panel stepped to block `name`: select it in the graph too (no loop: same name)."""
+        if self.selected_block() != name and name in self.view.boxes:
+            self.view.select(name)
+
+    def refresh_details(self, key: str | None = None) -> None:
+        key = self.view.selected_key() if key is None else key
+        item = self.view.boxes.get(key)
+        if not key or item is None or self.state.graph is None:
+            if key == "":
+                self.details.show_nothing()
+            return
+        node = item.box.node
+        self.details.show_node(self.state.graph, self.state.trace, node, key if key != node else None)
+        st = self.state
+        if st.trace_error is not None and st.trace is not None:
+            h, w = st.trace.input_shape[2:]
+            self.details.setHtml(
+                f"<p style='color:#b00'><b>Shapes for {h}×{w}, the last size that fits:</b> input "
+                f"{st.input_size.text()} does not pass through the network.</p>" + self.details.toHtml())
+
+    # -- find --------------------------------------------------------------------------------
+
+    def focus_find(self) -> None:
+        self.find_edit.setFocus()
+        self.find_edit.selectAll()
+
+    def find(self, text: str) -> str | None:
+        """Select the node (or layer inside a block) whose name best matches `text`, and zoom to it."""
+        match = find_in_graph(self.state.graph, text)
+        if match is None:
+            if text.strip():
+                self.window.show_status(f"no node matches “{text.strip()}”", 4000)
+            return None
+        if match.layer is None:
+            key = match.node if match.node in self.view.boxes else self.view.diagram.entry[match.node]
+            self.view.select(key)
+            self.view.zoom_to_box(key)
+            self.window.show_status(f"found {match.node}", 4000)
+            return match.node
+        # A layer inside a block: open the block and select the layer's box.
+        self.expand(match.node)
+        for b in self.view.diagram.boxes.values():
+            if b.node == match.node and b.role == "layer" and match.layer.lower() in b.tooltip.lower():
+                self.view.select(b.key)
+                self.view.zoom_to_box(b.key)
+                self.window.show_status(f"found {b.tooltip} in {match.node}", 4000)
+                return b.key
+        return None
+
