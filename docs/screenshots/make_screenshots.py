@@ -246,7 +246,7 @@ def main() -> int:
                 shot("compare_factorisation.png")
             cw.close()
         if "open_model_resnet18" in names:
-            window.open_model("torchvision:resnet18")
+            window.models.open_model("torchvision:resnet18")
             wait(window.model_opened, 180_000)
             # The weights: downloaded where there is a network; otherwise the window says why not.
             wait(window.model_loaded, 120_000, window.error_shown)
@@ -341,7 +341,7 @@ def main() -> int:
                              else window.view.boxes["input"])
         shot("input_too_small.png")
         window.graph_page.set_input_size(299)
-        window.set_model("inception_v3")
+        window.models.set_model("inception_v3")
         wait(window.graph_ready, 120_000)
         wait(window.model_loaded, 120_000)
         window.graph_page.expand("Mixed_7b")

@@ -10,8 +10,8 @@ T0 = time.perf_counter()
 
 def main(argv: list[str] | None = None, *, model: str | None = None, weights: str = "auto",
          allow_download: bool = True) -> int:
-    """Run the Qt application; returns its exit code. model: a zoo name, or any CNN that
-    `MainWindow.open_model` accepts (torchvision:NAME, timm:NAME, a model file).
+    """Run the Qt application; returns its exit code. model: a zoo name, or any CNN that the window's
+    `models.open_model` accepts (torchvision:NAME, timm:NAME, a model file).
 
     With INCEPTION_EXPLORER_BENCH set in the environment, prints the seconds from process start to
     the window shown, to a graph drawn (the shipped preview, or the live graph where there is no

@@ -145,7 +145,7 @@ def test_a_model_opened_in_the_window_is_compared_against_the_zoo(make_window, q
 
     w = make_window("googlenet")
     with qtbot.waitSignal(w.model_opened, timeout=GRAPH_TIMEOUT_MS):
-        w.open_model("torchvision:resnet18")
+        w.models.open_model("torchvision:resnet18")
     cw = w.open_compare(0)
     try:
         assert cw.models() == ("torchvision:resnet18", "googlenet")

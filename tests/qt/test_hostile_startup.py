@@ -81,18 +81,18 @@ def test_a_remembered_python_model_is_not_run_until_the_person_says_so(qtbot, tm
     settings = _saved(tmp_path, model__ref=str(py))
 
     w = _window(qtbot, settings)
-    qtbot.waitUntil(lambda: w.run_prompt is not None and w.run_prompt.isVisible(), timeout=10_000)
-    assert "mynet.py" in w.run_prompt.text() and "runs its code" in w.run_prompt.text()
+    qtbot.waitUntil(lambda: w.models.run_prompt is not None and w.models.run_prompt.isVisible(), timeout=10_000)
+    assert "mynet.py" in w.models.run_prompt.text() and "runs its code" in w.models.run_prompt.text()
     assert not ran.exists() and w.state.model == "googlenet"
-    w.run_prompt.button(QMessageBox.StandardButton.No).click()
-    assert not ran.exists() and w.run_prompt is None
+    w.models.run_prompt.button(QMessageBox.StandardButton.No).click()
+    assert not ran.exists() and w.models.run_prompt is None
     assert QSettings(str(settings), QSettings.Format.IniFormat).value("model/ref") == "googlenet"
 
     settings = _saved(tmp_path, model__ref=str(py))
     w = _window(qtbot, settings)
-    qtbot.waitUntil(lambda: w.run_prompt is not None and w.run_prompt.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: w.models.run_prompt is not None and w.models.run_prompt.isVisible(), timeout=10_000)
     with qtbot.waitSignal(w.model_opened, timeout=GRAPH_TIMEOUT_MS):
-        w.run_prompt.button(QMessageBox.StandardButton.Yes).click()
+        w.models.run_prompt.button(QMessageBox.StandardButton.Yes).click()
     assert ran.exists() and w.state.model_ref == str(py.resolve())
 
 
@@ -101,7 +101,7 @@ def test_a_python_model_named_on_the_command_line_runs_without_asking(qtbot, tmp
     py.write_text(PY_MODEL)
     w = _window(qtbot, tmp_path / "s.ini", model=str(py))
     qtbot.waitUntil(lambda: w.state.model_ref == str(py.resolve()), timeout=GRAPH_TIMEOUT_MS)
-    assert py.with_suffix(".ran").exists() and w.run_prompt is None
+    assert py.with_suffix(".ran").exists() and w.models.run_prompt is None
 
 
 def test_the_open_model_dialog_says_a_python_file_is_run(qtbot, monkeypatch, job_runner):

@@ -52,7 +52,7 @@ def test_a_weight_file_with_a_meta_tensor_changes_nothing(window, qtbot, tmp_pat
     state["fc.bias"] = torch.empty_like(state["fc.bias"], device="meta")
     torch.save(state, tmp_path / "meta.pth")
     with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT_MS) as blocker:
-        window.load_weights(str(tmp_path / "meta.pth"), False)
+        window.models.load_weights(str(tmp_path / "meta.pth"), False)
     message = blocker.args[0]
     assert "meta.pth" in message and "nothing was loaded" in message and "fc.bias" in message
     assert "\n" not in message
@@ -74,7 +74,7 @@ def test_open_model_refuses_a_fifo_and_a_folder_in_one_line(window, qtbot, tmp_p
     folder.mkdir()
     for ref in (fifo, folder):
         with qtbot.waitSignal(window.error_shown, timeout=5_000) as blocker:
-            window.open_model(str(ref))
+            window.models.open_model(str(ref))
         message = blocker.args[0]
         assert str(ref) in message and "not a regular file" in message and "\n" not in message
         assert window.model_name == "googlenet" and window.model_ref is None

@@ -109,7 +109,7 @@ def test_a_late_image_of_the_previous_model_is_dropped(make_window, qtbot, pictu
     assert old_shown.capture.graph_name == "googlenet"
     # The switch classifies the image on screen again, with the new model.
     with qtbot.waitSignal(docks.classify.image_shown, timeout=TIMEOUT_MS) as new:
-        w.set_model("inception_v3")
+        w.models.set_model("inception_v3")
     new_shown = new.args[0]
     assert new_shown.model == "inception_v3" and new_shown.capture.graph_name == "inception_v3"
     qtbot.waitUntil(lambda: ready(w) and docks.capture_model.graph_name == "inception_v3", timeout=TIMEOUT_MS)
@@ -145,5 +145,5 @@ def test_the_curves_run_on_the_classifiers_network_and_go_with_the_model(make_wi
         panel.run_faithfulness()
     assert asked == ["cpu"] and real("cpu") is not docks.capture_model
     assert len(w.state.attributions) == 1 and panel.table.rowCount() == 1
-    w.set_model("inception_v3")
+    w.models.set_model("inception_v3")
     assert w.state.attributions == () and panel.table.rowCount() == 0

@@ -52,16 +52,16 @@ def test_a_window_and_its_docks_use_one_runner_and_one_pool(make_window, qtbot, 
     monkeypatch.setattr(open_model_dialog, "_torchvision_names", ["torchvision:resnet18"])  # no worker
     w = make_window()
     qtbot.waitUntil(lambda: w.images is not None, timeout=TIMEOUT_MS)
-    w.open_model_dialog()
+    w.models.open_model_dialog()
     compare = w.open_compare()
     im = w.images
     groups = [w.runner, im.runner, im.classify.runner, im.attribution.runner, im.shares.runner,
-              im.channel.runner, w.open_dialog.runner, compare.runner]
+              im.channel.runner, w.models.open_dialog.runner, compare.runner]
     assert all(g.runner is w.jobs for g in groups)
     assert len(w.findChildren(QThreadPool)) == 1 and w.findChildren(QThreadPool)[0] is w.jobs.pool
     # The image panels share one group (one job at a time among them); the others have their own.
     assert im.attribution.runner is im.runner and im.shares.runner is im.runner and im.channel.runner is im.runner
-    assert w.open_dialog.runner is w.runner
+    assert w.models.open_dialog.runner is w.runner
     own = [w.runner, im.runner, im.classify.runner, compare.runner]
     assert len({g.prefix for g in own}) == 4
     assert [g.threads for g in own] == [2, 1, 3, 1]

@@ -83,7 +83,7 @@ def open_and_wait(qtbot, w, ref):
     settle(qtbot, w)
     errors = []
     w.error_shown.connect(errors.append)
-    w.open_model(ref)
+    w.models.open_model(ref)
     expected = ref if ref.startswith(("torchvision:", "timm:")) else str(Path(ref).resolve())
     qtbot.waitUntil(lambda: errors or (w.model_ref == expected and w.loaded is not None
                                        and w.loaded.name == w.model_name), timeout=GRAPH_TIMEOUT_MS)
@@ -124,7 +124,7 @@ def test_torchvision_resnet18_opens_with_its_residual_blocks_and_shapes(make_win
     assert [a.data() for a in w.model_actions.actions() if a.isChecked()] == ["torchvision:resnet18"]
     # Back to the zoo: the zoo model is the window's again.
     with qtbot.waitSignal(w.graph_ready, timeout=GRAPH_TIMEOUT_MS):
-        w.set_model("googlenet")
+        w.models.set_model("googlenet")
     assert w.model_ref is None and w.graph.name == "googlenet"
 
 
@@ -132,7 +132,7 @@ def test_the_dialog_completes_torchvision_names_and_opens_one(make_window, qtbot
     w = make_window()
     settle(qtbot, w)
     menu_action(w.menuBar().actions()[0].menu(), "Open &model…").trigger()
-    dialog = w.open_dialog
+    dialog = w.models.open_dialog
     assert dialog is not None and dialog.isVisible() and not dialog.open_button.isEnabled()
     qtbot.waitUntil(lambda: "torchvision:resnet18" in dialog.names.stringList(), timeout=60_000)
     listed = set(dialog.names.stringList())
@@ -151,12 +151,12 @@ def test_a_python_file_with_build_shows_its_two_branch_block(make_window, qtbot,
     w = make_window()
     settle(qtbot, w)
     # Through the dialog's Browse… button.
-    w.open_model_dialog()
+    w.models.open_model_dialog()
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(path), "")))
-    w.open_dialog.browse_button.click()
-    assert w.open_dialog.reference() == str(path)
+    w.models.open_dialog.browse_button.click()
+    assert w.models.open_dialog.reference() == str(path)
     with qtbot.waitSignals([w.model_opened, w.model_loaded], timeout=GRAPH_TIMEOUT_MS, order="strict"):
-        w.open_dialog.open_button.click()
+        w.models.open_dialog.open_button.click()
     settle(qtbot, w)
     block = w.graph.node("block")
     real = load_file(path)
@@ -180,7 +180,7 @@ def test_a_failing_build_is_reported_and_the_current_model_stays(make_window, qt
     bad = tmp_path / "broken.py"
     bad.write_text("def build():\n    raise RuntimeError('no such layer: conv9')\n")
     with qtbot.waitSignal(w.error_shown, timeout=GRAPH_TIMEOUT_MS) as blocker:
-        w.open_model(str(bad))
+        w.models.open_model(str(bad))
     message = blocker.args[0]
     assert "broken.py" in message and "RuntimeError" in message and "no such layer: conv9" in message
     assert message in w.banner.text() and w.banner.isVisible()
@@ -194,10 +194,10 @@ def test_a_failing_build_is_reported_and_the_current_model_stays(make_window, qt
     assert any(k.startswith("inception3a/") for k in w.view.boxes)
     # A bad name and a missing file get their own message too.
     with qtbot.waitSignal(w.error_shown, timeout=GRAPH_TIMEOUT_MS) as blocker:
-        w.open_model("torchvision:resnet9000")
+        w.models.open_model("torchvision:resnet9000")
     assert "no classification model 'resnet9000'" in blocker.args[0] and w.graph is graph
     with qtbot.waitSignal(w.error_shown, timeout=5_000) as blocker:
-        w.open_model(str(tmp_path / "gone.py"))
+        w.models.open_model(str(tmp_path / "gone.py"))
     assert "does not exist" in blocker.args[0] and w.graph is graph
 
 
@@ -228,7 +228,7 @@ def test_opened_models_are_remembered_in_the_model_menu(make_window, qtbot, tmp_
     w = make_window()
     open_and_wait(qtbot, w, "torchvision:resnet18")
     open_and_wait(qtbot, w, str(path))
-    assert w.recent_models() == [str(path.resolve()), "torchvision:resnet18"]
+    assert w.models.recent_models() == [str(path.resolve()), "torchvision:resnet18"]
     w.save_settings()
     # A new window with the same settings file has them in its Model menu, the latest first.
     w2 = make_window(path=settings_path)
@@ -236,8 +236,8 @@ def test_opened_models_are_remembered_in_the_model_menu(make_window, qtbot, tmp_
     # the person says so (it runs code).
     from PySide6.QtWidgets import QMessageBox
 
-    qtbot.waitUntil(lambda: w2.run_prompt is not None, timeout=10_000)
-    w2.run_prompt.button(QMessageBox.StandardButton.Yes).click()
+    qtbot.waitUntil(lambda: w2.models.run_prompt is not None, timeout=10_000)
+    w2.models.run_prompt.button(QMessageBox.StandardButton.Yes).click()
     qtbot.waitUntil(lambda: w2.model_ref == str(path.resolve()) and w2.loaded is not None, timeout=GRAPH_TIMEOUT_MS)
     entries = [a for a in w2.recent_actions if a.data()]
     assert [a.data() for a in entries] == [str(path.resolve()), "torchvision:resnet18"]
@@ -253,13 +253,13 @@ def test_opened_models_are_remembered_in_the_model_menu(make_window, qtbot, tmp_
     with qtbot.waitSignal(w2.error_shown, timeout=5_000) as blocker:
         entry.trigger()
     assert "does not exist" in blocker.args[0] and w2.model_name == "torchvision:resnet18"
-    assert w2.recent_models() == ["torchvision:resnet18"]
+    assert w2.models.recent_models() == ["torchvision:resnet18"]
     # At most MAX_RECENT are kept.
     from explorer.qt.window.main_window import MAX_RECENT
 
     for i in range(MAX_RECENT + 3):
-        w2._add_recent(f"timm:model{i}")
-    assert len(w2.recent_models()) == MAX_RECENT and w2.recent_models()[0] == f"timm:model{MAX_RECENT + 2}"
+        w2.models._add_recent(f"timm:model{i}")
+    assert len(w2.models.recent_models()) == MAX_RECENT and w2.models.recent_models()[0] == f"timm:model{MAX_RECENT + 2}"
 
 
 def test_an_opened_resnet18_classifies_a_dropped_image(make_window, qtbot, tmp_path):
@@ -302,5 +302,5 @@ def test_a_reference_given_at_start_is_opened(make_window, qtbot):
     w = make_window(model="torchvision:resnet18", wait_weights=False)
     qtbot.waitUntil(lambda: w.model_ref == "torchvision:resnet18" and w.loaded is not None
                     and w.loaded.name == w.model_name, timeout=GRAPH_TIMEOUT_MS)
-    assert len(w.graph.blocks()) == 8 and w.recent_models() == ["torchvision:resnet18"]
+    assert len(w.graph.blocks()) == 8 and w.models.recent_models() == ["torchvision:resnet18"]
     settle(qtbot, w)

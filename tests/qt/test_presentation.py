@@ -121,7 +121,7 @@ def test_another_model_while_presenting_starts_at_its_own_overview(window, qtbot
     w.presentation.next()
     assert "inception3b" in w.caption.text()
     with qtbot.waitSignal(w.graph_ready, timeout=120_000):
-        w.set_model("inception_v3")
+        w.models.set_model("inception_v3")
     assert w.presentation.active and w.presentation.index == -1
     assert w.spec_title() in w.caption.text() and "GoogLeNet" not in w.caption.text()
     assert f"{len(w.presentation.blocks())} Inception blocks" in w.caption.text()

@@ -172,7 +172,7 @@ def test_an_opened_resnet_gets_residual_slides(make_window, qtbot, pictures, cou
     w = make_window()
     qtbot.waitUntil(lambda: ready(w), timeout=TIMEOUT_MS)
     with qtbot.waitSignals([w.model_opened, w.model_loaded], timeout=GRAPH_TIMEOUT_MS, order="strict"):
-        w.open_model("torchvision:resnet18")
+        w.models.open_model("torchvision:resnet18")
     qtbot.waitUntil(lambda: ready(w) and w.images.capture_model.graph_name == w.graph.name, timeout=TIMEOUT_MS)
     shown = show(w, qtbot, pictures[0])
     p = w.presentation

@@ -74,7 +74,7 @@ def test_the_channel_tab_drops_a_channel_of_the_previous_model(window_with_image
     assert w.state.channel == ChannelChoice("inception3b", 2, 12)
     assert "inception3b</b> branch 3, channel 12" in panel.title.text()
     qtbot.waitUntil(lambda: not panel.vis_label.pixmap().isNull(), timeout=TIMEOUT_MS)
-    w.set_model(SECOND)
+    w.models.set_model(SECOND)
     nothing_of_a_channel()
     # Activations shows the previous model's capture until the new model's image arrives: a click there
     # brings no channel of the previous model back.
@@ -86,7 +86,7 @@ def test_the_channel_tab_drops_a_channel_of_the_previous_model(window_with_image
     # During the job: the channel's visualisation is being optimised when the model changes.
     choose_channel(qtbot, w, "inception3b", 2, 12)
     assert panel.runner.running("featurevis") is not None
-    w.set_model(FIRST)
+    w.models.set_model(FIRST)
     nothing_of_a_channel()
     wait_settled(qtbot, w, FIRST)
     nothing_of_a_channel()
@@ -123,7 +123,7 @@ def test_the_attributions_line_never_speaks_of_the_previous_model(window_with_im
     name = "Grad-CAM on inception3b" if method == "grad_cam" else "Integrated Gradients"
     assert panel.status.text().startswith(f"{name} for cowboy boot (514): done")
     assert len(w.state.attributions) == 1
-    w.set_model(SECOND)
+    w.models.set_model(SECOND)
     nothing_of_a_map()
     assert panel.status.text() == ""
     wait_settled(qtbot, w, SECOND)
@@ -133,7 +133,7 @@ def test_the_attributions_line_never_speaks_of_the_previous_model(window_with_im
     finished.clear()
     start()
     assert panel.is_running()
-    w.set_model(FIRST)
+    w.models.set_model(FIRST)
     nothing_of_a_map()
     assert panel.status.text() == "Attribution stopped: the model changed."
     assert not panel.is_running() and panel.run_button.isEnabled()
@@ -172,7 +172,7 @@ def test_a_pasted_image_is_classified_again_by_the_next_model(make_window, qtbot
         qtbot.waitUntil(lambda: shown_by(FIRST, (0, 128, 128)), timeout=TIMEOUT_MS)
         given = w.state.image
         assert given.name == PASTED_NAME
-        w.set_model(SECOND)
+        w.models.set_model(SECOND)
         assert w.state.image is given and w.state.shown_image is None
         qtbot.waitUntil(lambda: classify.classifier is not None and classify.classifier.loaded.name == SECOND,
                         timeout=TIMEOUT_MS)
@@ -182,7 +182,7 @@ def test_a_pasted_image_is_classified_again_by_the_next_model(make_window, qtbot
 
         # During the job: another picture is pasted and the model changes before it is classified.
         paste(w, Qt.GlobalColor.darkMagenta)
-        w.set_model(FIRST)
+        w.models.set_model(FIRST)
         assert w.state.image is not given and w.state.image.name == PASTED_NAME
         qtbot.waitUntil(lambda: classify.classifier is not None and classify.classifier.loaded.name == FIRST,
                         timeout=TIMEOUT_MS)

@@ -205,7 +205,7 @@ def test_presentation_steps_through_every_block(window, qtbot):
         qtbot.keyClick(window.view, Qt.Key.Key_F5)
     assert window.presentation.active and window.caption.isVisible() and not window.toolbar.isVisible()
     assert not window.weights_bar.isVisible()
-    window._restore_weights_badge()  # a weights message arriving mid-talk stays out of the picture
+    window.models._restore_weights_badge()  # a weights message arriving mid-talk stays out of the picture
     assert not window.weights_bar.isVisible()
     seen = []
     window.presentation.stepped.connect(lambda i, name: seen.append(name))
@@ -234,7 +234,7 @@ def test_presentation_steps_through_every_block(window, qtbot):
 def test_settings_persist_across_windows(make_window, settings_path, qtbot):
     w1 = make_window()
     with qtbot.waitSignal(w1.graph_ready, timeout=120_000):
-        w1.set_model("inception_v3")
+        w1.models.set_model("inception_v3")
     w1.graph_page.set_input_size(320, 480)
     w1.graph_page.expand("Mixed_5b")
     w1.resize(780, 600)  # within the offscreen screen (800×800): restoreGeometry clamps to it
@@ -257,13 +257,13 @@ def test_weights_from_file_and_bad_file(window, qtbot, tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
     with qtbot.waitSignal(window.error_shown, timeout=60_000) as blocker:
-        window.load_weights(str(bad), False)
+        window.models.load_weights(str(bad), False)
     assert "bad.pth" in blocker.args[0] and blocker.args[0] in window.banner.text()
     assert window.weights_bar.isVisible()  # still random, still says so
     good = tmp_path / "googlenet.pth"
     torch.save(window.loaded.module.state_dict(), good)
     with qtbot.waitSignal(window.model_loaded, timeout=60_000):
-        window.load_weights(str(good), False)
+        window.models.load_weights(str(good), False)
     assert window.loaded.weights.kind == "file"
     assert not window.weights_bar.isVisible()
     assert "googlenet.pth" in window.weights_label.text()
@@ -275,7 +275,7 @@ def test_download_progress_and_cancel(window, qtbot, monkeypatch):
     import time
 
     from explorer.core.cancel import Cancelled
-    from explorer.qt.window import main_window
+    from explorer.qt.window import model_controller
 
     threads = []
 
@@ -290,9 +290,9 @@ def test_download_progress_and_cancel(window, qtbot, monkeypatch):
 
     from explorer.core.model import loading
 
-    monkeypatch.setattr(main_window, "load_weights", fake_download)  # the first load, if still running
+    monkeypatch.setattr(model_controller, "load_weights", fake_download)  # the first load, if still running
     monkeypatch.setattr(loading, "retry_download", fake_download)  # Retry download of the loaded model
-    window.retry_download()
+    window.models.retry_download()
     bar = window.weights_bar
     qtbot.waitUntil(lambda: bar.progress.maximum() == 1000 and bar.progress.value() > 0, timeout=10_000)
     assert threads and threads[0] is not threading.main_thread()
@@ -322,7 +322,7 @@ def test_retry_download_offline_keeps_the_weights_and_says_so(window, qtbot, mon
     before = window.loaded
     state = {k: v.clone() for k, v in before.module.state_dict().items()}
     try:
-        window.retry_download()
+        window.models.retry_download()
         qtbot.waitUntil(lambda: "weights unchanged" in window.weights_bar.text(), timeout=60_000)
     finally:
         torch.hub.set_dir(old)
@@ -393,7 +393,7 @@ def test_selecting_a_block_right_after_a_model_switch(make_window, qtbot):
     w = make_window()
     qtbot.waitUntil(lambda: w.images is not None and w.images.capture_model is not None, timeout=120_000)
     with qtbot.waitSignal(w.model_loaded, timeout=120_000):
-        w.set_model("inception_v3")
+        w.models.set_model("inception_v3")
     w.view.select("Mixed_7b")  # before the new capture model exists: must not raise
     qtbot.waitUntil(lambda: w.images.capture_model is not None
                     and w.images.capture_model.graph_name == "inception_v3", timeout=120_000)
@@ -423,7 +423,7 @@ def test_the_image_on_screen_is_classified_again_after_a_model_switch(make_windo
     with qtbot.waitSignal(w.images.classify.image_classified, timeout=120_000):
         w.images.classify.classify_paths([path])
     with qtbot.waitSignal(w.images.classify.image_classified, timeout=180_000) as blocker:
-        w.set_model("inception_v3")
+        w.models.set_model("inception_v3")
     assert blocker.args[0].source == path and w.images.classify.classifier.loaded.name == "inception_v3"
 
 
@@ -451,7 +451,7 @@ def test_the_engine_fallback_timer_stops_once_a_paint_started_the_engine(qtbot, 
     qtbot.addWidget(w)
     with qtbot.waitSignal(w.graph_ready, timeout=120_000):
         w.show()
-        qtbot.waitUntil(lambda: w._engine_started, timeout=5_000)
-        assert w._engine_fallback is None or not w._engine_fallback.isActive()
+        qtbot.waitUntil(lambda: w.models._engine_started, timeout=5_000)
+        assert w.models._engine_fallback is None or not w.models._engine_fallback.isActive()
     w.jobs.cancel_all()
     w.jobs.wait(30000)

@@ -51,7 +51,7 @@ def test_batch_results_belong_to_the_model_that_made_them(make_window, qtbot, fo
     assert len(results) == 3 and w.state.batch.model == "googlenet" and w.state.batch.status == "done"
     assert panel.model.rowCount() == 3
 
-    w.set_model("googlenet_paper")
+    w.models.set_model("googlenet_paper")
     # At once, while the new model loads: no row, banner or chart of the old model; the panel names the new one.
     assert w.state.batch is None and panel.model.rowCount() == 0 and not panel.batch_box.isVisible()
     assert w.state.previous_batch.model == "googlenet" and len(w.state.previous_batch.results) == 3
@@ -266,7 +266,7 @@ def test_the_classify_panel_fits_its_dock_at_the_default_size(make_window, qtbot
 def test_an_opened_model_is_restored_and_marked(make_window, qtbot, settings_path):
     w = make_window()
     with qtbot.waitSignals([w.model_opened, w.model_loaded], timeout=TIMEOUT_MS):
-        w.open_model("torchvision:resnet18")
+        w.models.open_model("torchvision:resnet18")
     assert w.state.model_ref == "torchvision:resnet18"
     assert w.model_combo.isEnabled()
     checked = [a.data() for a in w.model_actions.actions() if a.isChecked()]
@@ -280,7 +280,7 @@ def test_an_opened_model_is_restored_and_marked(make_window, qtbot, settings_pat
     assert w2.model_combo.isEnabled()
     # Back to a zoo model: its entry is the checked one, and that is what the next start opens.
     with qtbot.waitSignal(w2.model_loaded, timeout=TIMEOUT_MS):
-        w2.set_model("googlenet")
+        w2.models.set_model("googlenet")
     assert [a.data() for a in w2.model_actions.actions() if a.isChecked()] == ["googlenet"]
     assert QSettings(settings_path, QSettings.Format.IniFormat).value("model/ref") == "googlenet"
 
@@ -304,12 +304,12 @@ def test_open_model_takes_a_bare_name_like_the_command_line(window, qtbot):
     import torchvision
 
     with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS) as opened:
-        window.open_model("resnet18")
+        window.models.open_model("resnet18")
     assert opened.args == ["torchvision:resnet18"] and window.state.model_ref == "torchvision:resnet18"
     real = torchvision.models.resnet18(weights=None)
     assert window.graph.total_params == sum(p.numel() for p in real.parameters())
     with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT_MS) as failed:
-        window.open_model("resnt18")
+        window.models.open_model("resnt18")
     assert "did you mean" in failed.args[0] and "resnet18" in failed.args[0]
     assert window.state.model_ref == "torchvision:resnet18"  # the opened model stays
 

@@ -13,7 +13,7 @@ def test_model_draws_with_engine_shapes(window, qtbot, name):
 
     if name != window.model_name:
         with qtbot.waitSignal(window.graph_ready, timeout=180_000):
-            window.set_model(name)
+            window.models.set_model(name)
     window.graph_page.expand_all()
     graph = window.graph
     size = get_spec(name).native_size

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QApplication, QLabel, QLineEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QCompleter, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from explorer.core.graph.find import find_in_graph
 from explorer.core.session.state import InputSize
@@ -75,6 +75,13 @@ class GraphPage:
         """The selected node's details (the window docks them)."""
         self.details = DetailsPanel(self.window)
         return self.details
+
+    def complete_names(self, graph) -> None:
+        """The find field completes the names of `graph`'s nodes, any part of them, in any case."""
+        completer = QCompleter([n.name for n in graph.nodes()], self.find_edit)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.find_edit.setCompleter(completer)
 
     def fit_to_window(self) -> None:
         self.view.fit(max_zoom=1.5)
