@@ -152,7 +152,7 @@ def paste(window, colour) -> None:
     mime = QMimeData()
     mime.setImageData(image)
     QApplication.clipboard().setMimeData(mime)
-    window.paste()
+    window.image_input.paste()
 
 
 def test_a_pasted_image_is_classified_again_by_the_next_model(make_window, qtbot):

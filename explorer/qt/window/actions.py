@@ -29,9 +29,9 @@ class ActionSpec:
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("open_images", "&File", "&Open images…", "open_images", Std.Open,
+    ActionSpec("open_images", "&File", "&Open images…", "images.classify.open_files", Std.Open,
                "Classify image files (or drop them on the window)"),
-    ActionSpec("open_folder", "&File", "Open &folder…", "open_folder", "Ctrl+Shift+O",
+    ActionSpec("open_folder", "&File", "Open &folder…", "images.classify.open_folder", "Ctrl+Shift+O",
                "Classify every image of a folder"),
     ActionSpec("open_model", "&File", "Open &model…", "models.open_model_dialog", "Ctrl+Shift+M",
                "Any CNN: torchvision:NAME, timm:NAME, a .py file with build(), TorchScript or torch.export"),
@@ -46,9 +46,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("export_handout", "&File", "Export &handout…", "exports.export_handout_dialog", None,
                "One PDF for a class: graph, paper table, shapes; with an image, its top-5, feature maps, attribution"),
     ActionSpec("quit", "&File", "&Quit", "close", "Ctrl+Q"),
-    ActionSpec("paste", "&Edit", "&Paste image", "paste", Std.Paste,
+    ActionSpec("paste", "&Edit", "&Paste image", "image_input.paste", Std.Paste,
                "Classify the image on the clipboard (text goes to the text field with the focus)"),
-    ActionSpec("cancel_classification", "&Edit", "&Cancel classification", "cancel_classification", "Ctrl+."),
+    ActionSpec("cancel_classification", "&Edit", "&Cancel classification", "images.classify.cancel", "Ctrl+."),
     ActionSpec("zoom_in", "&View", "Zoom &in", "view.zoom_in", ("Ctrl+=", "Ctrl++")),
     ActionSpec("zoom_out", "&View", "Zoom &out", "view.zoom_out", "Ctrl+-"),
     ActionSpec("fit", "&View", "&Fit to window", "graph_page.fit_to_window", "Ctrl+0", toolbar=True),
@@ -59,7 +59,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("paper_tab", "&View", "Paper &table", "show_paper_tab", "Ctrl+2",
                "The paper's table, computed from the model"),
     ActionSpec("full_screen", "&View", "Full &screen", "toggle_full_screen", "F11"),
-    ActionSpec("presentation", "&View", "&Presentation mode", "toggle_presentation", "F5",
+    ActionSpec("presentation", "&View", "&Presentation mode", "presentation.toggle", "F5",
                "Full screen, large type; arrow keys step through the blocks, Esc leaves"),
     ActionSpec("compare", "&Compare", "&Compare models…", "open_compare", "Ctrl+Shift+K",
                "Two models side by side, stage by stage, differences highlighted"),
@@ -89,9 +89,12 @@ def _sequences(shortcut) -> list[QKeySequence]:
 
 
 def _resolve(window, path: str):
-    """The method at dotted `path` from `window`, looked up when the action fires (owners may come later)."""
+    """The method at dotted `path` from `window`, looked up when the action fires: an owner that is not
+    built yet (None: the image docks, just after start-up) makes the action do nothing."""
     target = window
     for name in path.split("."):
+        if target is None:
+            return lambda: None
         target = getattr(target, name)
     return target
 

@@ -32,15 +32,13 @@ that owns it ("graph_page.fit_to_window"):
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, QSettings, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QEvent, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
-    QAbstractSpinBox,
     QApplication,
     QComboBox,
     QDockWidget,
     QLabel,
-    QLineEdit,
     QMainWindow,
     QProgressBar,
     QTabWidget,
@@ -53,6 +51,7 @@ from explorer.core.model.zoo import get_spec, model_names
 from explorer.qt.window.actions import build_actions
 from explorer.qt.window.exports import WindowExports
 from explorer.qt.window.graph_page import GraphPage
+from explorer.qt.window.image_input import ImageInput
 from explorer.qt.window.model_controller import ModelController
 from explorer.qt.window import help
 from explorer.qt.window.model_menu import ModelMenu
@@ -78,19 +77,6 @@ __all__ = ["APPLICATION", "DEFAULT_MODEL", "DOCK_LAYOUT_VERSION", "MAX_RECENT", 
 IMAGE_DOCKS_DELAY_MS = 60
 
 
-class _PasteRouter(QObject):
-    """Ctrl+V in a text field pastes text only when the clipboard holds nothing but text; an image or
-    files on the clipboard go to the window's Paste (classify) wherever the focus is."""
-
-    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
-        if event.type() == QEvent.Type.ShortcutOverride and event.matches(QKeySequence.StandardKey.Paste):
-            mime = QApplication.clipboard().mimeData()
-            if mime is not None and (mime.hasImage() or mime.hasUrls()):
-                event.ignore()  # the field does not claim the key: the window's Paste action gets it
-                return True
-        return False
-
-
 class MainWindow(QMainWindow):
     graph_ready = Signal(str)
     model_opened = Signal(str)
@@ -113,11 +99,10 @@ class MainWindow(QMainWindow):
         # Two at once: the graph of a newly chosen model need not wait for a download to give up.
         self.runner = self.jobs.lanes("window", threads=2, parent=self)
         self.compare_window = None
-        self._classify_sample = classify_sample
-        self._restore = restore
         self.images = None  # the image panels, built just after the window is on screen
 
         self.models = ModelController(self)
+        self.image_input = ImageInput(self, classify_sample=classify_sample, restore=restore)
         self.setWindowTitle(APPLICATION)
         self.setAcceptDrops(True)
         self._default_size()
@@ -126,8 +111,7 @@ class MainWindow(QMainWindow):
         self.actions = build_actions(self)
         self._build_model_menu()
         self.presentation = Presentation(self)
-        self._paste_router = _PasteRouter(self)
-        self._route_paste(self)
+        self.image_input.route_paste(self)
         self._bind_state()
 
         saved = self.saved.saved_model() if restore else DEFAULT_MODEL
@@ -152,7 +136,7 @@ class MainWindow(QMainWindow):
         elif opened:
             self.models.open_model(opened)
         # pyqtgraph and the image panels cost half a second: after the first paint and the preview.
-        QTimer.singleShot(IMAGE_DOCKS_DELAY_MS, self._build_image_docks)
+        QTimer.singleShot(IMAGE_DOCKS_DELAY_MS, self.image_input.build_docks)
 
     # -- the state, for readers (the window's own widgets follow it) ------------------------------
 
@@ -197,34 +181,6 @@ class MainWindow(QMainWindow):
         self.state.expanded = frozenset(blocks)
 
     # -- construction ------------------------------------------------------------------------
-
-    def _build_image_docks(self) -> None:
-        """Classification, activations, attributions and branch shares, as docks."""
-        if self.images is not None:
-            return
-        from explorer.qt.window.image_docks import ImageDocks
-
-        self.images = ImageDocks(self, runner=self.jobs, state=self.state, classify_sample=self._classify_sample)
-        self.images.classify.paste_shortcut.setEnabled(False)  # the window's Edit → Paste has Ctrl+V
-        self.images.activations.block_changed.connect(self.graph_page.follow_block)
-        self.images.shares.block_selected.connect(self.graph_page.follow_block)
-        for dock in self.images.docks():
-            self.view_menu.addAction(dock.toggleViewAction())
-        self.resizeDocks([self.images.classify_dock], [340], Qt.Orientation.Vertical)
-        if self._restore:
-            self.saved.restore_docks(self)  # the docks' places, now that they exist
-        if self.state.presenting:
-            for dock in self.images.docks():
-                dock.hide()
-        self._route_paste(self.images.classify.parentWidget() or self)
-        for panel in (self.images.classify, self.images.activations, self.images.attribution, self.images.shares):
-            self._route_paste(panel)
-        if self.loaded is not None and self.graph is not None and not getattr(self.graph, "is_preview", False):
-            self.images.model_ready(self.loaded, self.graph)
-
-    def _route_paste(self, root: QWidget) -> None:
-        for w in root.findChildren(QAbstractSpinBox) + root.findChildren(QLineEdit):
-            w.installEventFilter(self._paste_router)
 
     def _build_ui(self) -> None:
         """The graph and the paper's table as tabs in the middle, the toolbar, the Details dock, the status bar."""
@@ -340,39 +296,12 @@ class MainWindow(QMainWindow):
 
     # -- actions (see explorer.qt.window.actions) ---------------------------------------------------------
 
-    def open_images(self) -> None:
-        if self.images is not None:
-            self.images.classify.open_files()
-
-    def open_folder(self) -> None:
-        if self.images is not None:
-            self.images.classify.open_folder()
-
-    def paste(self) -> None:
-        """Edit → Paste (Ctrl+V): text into the focused text field when the clipboard holds only text;
-        otherwise the clipboard's image or files are classified, wherever the focus is."""
-        focus = QApplication.focusWidget()
-        mime = QApplication.clipboard().mimeData()
-        text_only = mime is not None and mime.hasText() and not (mime.hasImage() or mime.hasUrls())
-        if text_only and isinstance(focus, (QLineEdit, QAbstractSpinBox)):
-            focus.lineEdit().paste() if isinstance(focus, QAbstractSpinBox) else focus.paste()
-            return
-        if self.images is not None and self.images.classify.paste():
-            self._raise_classify_dock()
-
-    def cancel_classification(self) -> None:
-        if self.images is not None:
-            self.images.classify.cancel()
-
     def show_graph_tab(self) -> None:
         self.tabs.setCurrentIndex(0)
 
     def show_paper_tab(self) -> None:
         if self.tabs.count() > 1:
             self.tabs.setCurrentIndex(1)
-
-    def toggle_presentation(self) -> None:
-        self.presentation.toggle()
 
     def open_factorisation(self):
         return self.open_compare(1)
@@ -440,13 +369,6 @@ class MainWindow(QMainWindow):
         """A one-line message in the status bar, elided beside the permanent texts (0: until replaced)."""
         self.status_line.show_message(text, msecs, topic)
 
-    def _raise_classify_dock(self) -> None:
-        """The classify dock comes forward for a dropped or pasted image; not while presenting, where the
-        image goes to the slides and the docks stay hidden."""
-        if self.images is not None and not self.state.presenting:
-            self.images.classify_dock.show()
-            self.images.classify_dock.raise_()
-
     def toggle_full_screen(self) -> None:
         self.showNormal() if self.isFullScreen() else self.showFullScreen()
 
@@ -472,9 +394,8 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event) -> None:
         """Files, folders or image data dropped anywhere on the window are classified."""
-        if self.images is not None and self.images.classify.handle_drop(event.mimeData()):
+        if self.image_input.drop(event.mimeData()):
             event.acceptProposedAction()
-            self._raise_classify_dock()
 
     def closeEvent(self, event) -> None:
         self.save_settings()
