@@ -227,7 +227,7 @@ def main() -> int:
         if "compare_window" in names or "compare_factorisation" in names:
             from PySide6.QtWidgets import QAbstractItemView
 
-            cw = window.open_compare(0)
+            cw = window.compare.open(0)
             cw.setGeometry(geo)
             if "compare_window" in names:
                 compared(cw, "googlenet", "googlenet_paper", 224)

@@ -36,7 +36,7 @@ def compare(make_window, qtbot):
         w = make_window(model)
         action = w.compare_action if tab is None else w.factorisation_action
         action.trigger()
-        cw = w.compare_window
+        cw = w.compare.compare_window
         windows.append(cw)
         return w, cw
 
@@ -146,7 +146,7 @@ def test_a_model_opened_in_the_window_is_compared_against_the_zoo(make_window, q
     w = make_window("googlenet")
     with qtbot.waitSignal(w.model_opened, timeout=GRAPH_TIMEOUT_MS):
         w.models.open_model("torchvision:resnet18")
-    cw = w.open_compare(0)
+    cw = w.compare.open(0)
     try:
         assert cw.models() == ("torchvision:resnet18", "googlenet")
         assert cw.combo_a.findData("torchvision:resnet18") >= 0 and cw.combo_b.findData("torchvision:resnet18") >= 0

@@ -53,7 +53,7 @@ def test_a_window_and_its_docks_use_one_runner_and_one_pool(make_window, qtbot, 
     w = make_window()
     qtbot.waitUntil(lambda: w.images is not None, timeout=TIMEOUT_MS)
     w.models.open_model_dialog()
-    compare = w.open_compare()
+    compare = w.compare.open()
     im = w.images
     groups = [w.runner, im.runner, im.classify.runner, im.attribution.runner, im.shares.runner,
               im.channel.runner, w.models.open_dialog.runner, compare.runner]

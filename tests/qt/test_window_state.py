@@ -299,6 +299,15 @@ def test_help_lists_the_shortcuts_from_the_action_table(window):
     assert "Ctrl+Shift+M" in html and "F5" in html and "Esc" in html
 
 
+def test_every_action_names_a_method_of_its_owner(window, qtbot):
+    """The table's dotted paths reach a callable once the window's parts exist (the image docks come later)."""
+    from explorer.qt.window.actions import ACTIONS, _resolve
+
+    qtbot.waitUntil(lambda: window.images is not None, timeout=10_000)
+    for spec in ACTIONS:
+        assert callable(_resolve(window, spec.method)), spec.method
+
+
 def test_open_model_takes_a_bare_name_like_the_command_line(window, qtbot):
     """File → Open model… with 'resnet18' opens torchvision's resnet18 (the CLI resolves it the same way)."""
     import torchvision

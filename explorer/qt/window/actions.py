@@ -61,13 +61,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("full_screen", "&View", "Full &screen", "toggle_full_screen", "F11"),
     ActionSpec("presentation", "&View", "&Presentation mode", "presentation.toggle", "F5",
                "Full screen, large type; arrow keys step through the blocks, Esc leaves"),
-    ActionSpec("compare", "&Compare", "&Compare models…", "open_compare", "Ctrl+Shift+K",
+    ActionSpec("compare", "&Compare", "&Compare models…", "compare.open", "Ctrl+Shift+K",
                "Two models side by side, stage by stage, differences highlighted"),
-    ActionSpec("factorisation", "&Compare", "&Factorisation…", "open_factorisation", None,
+    ActionSpec("factorisation", "&Compare", "&Factorisation…", "compare.open_factorisation", None,
                "What factorising a convolution saves, and where each model does it"),
-    ActionSpec("shortcuts", "&Help", "&Keyboard shortcuts", "show_shortcuts", "F1"),
-    ActionSpec("weights_help", "&Help", "Where &weights are looked for", "show_weights_help", None),
-    ActionSpec("about", "&Help", "&About", "show_about", None),
+    ActionSpec("shortcuts", "&Help", "&Keyboard shortcuts", "help_windows.show_shortcuts", "F1"),
+    ActionSpec("weights_help", "&Help", "Where &weights are looked for", "help_windows.show_weights_help", None),
+    ActionSpec("about", "&Help", "&About", "help_windows.show_about", None),
 )
 
 #: Keys of presentation mode, for the shortcut list (the mode owns them while it is on).

@@ -22,19 +22,23 @@ def _show(parent: QWidget, title: str, text: str) -> QMessageBox:
     return box
 
 
-def show_shortcuts(window) -> QMessageBox:
-    return _show(window, "Keyboard shortcuts", shortcuts_html(window.actions))
+class HelpWindows:
+    """The Help menu's windows over `window`."""
 
+    def __init__(self, window):
+        self.window = window
 
-def show_weights_help(window) -> QMessageBox:
-    return _show(window, "Where weights are looked for", weights_help_html())
+    def show_shortcuts(self) -> QMessageBox:
+        return _show(self.window, "Keyboard shortcuts", shortcuts_html(self.window.actions))
 
+    def show_weights_help(self) -> QMessageBox:
+        return _show(self.window, "Where weights are looked for", weights_help_html())
 
-def show_about(window) -> None:
-    QMessageBox.about(window, "About Inception Explorer",
-                      "<b>Inception Explorer</b><br>Look inside Inception-family convolutional networks:"
-                      " block graph, shapes at any input size, the paper's table, presentation mode,"
-                      " classification, activations and attributions per branch.")
+    def show_about(self) -> None:
+        QMessageBox.about(self.window, "About Inception Explorer",
+                          "<b>Inception Explorer</b><br>Look inside Inception-family convolutional networks:"
+                          " block graph, shapes at any input size, the paper's table, presentation mode,"
+                          " classification, activations and attributions per branch.")
 
 
 def weights_help_html() -> str:

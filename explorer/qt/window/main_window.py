@@ -53,7 +53,8 @@ from explorer.qt.window.exports import WindowExports
 from explorer.qt.window.graph_page import GraphPage
 from explorer.qt.window.image_input import ImageInput
 from explorer.qt.window.model_controller import ModelController
-from explorer.qt.window import help
+from explorer.qt.window.help import HelpWindows
+from explorer.qt.window.compare_menu import CompareMenu
 from explorer.qt.window.model_menu import ModelMenu
 from explorer.qt.window.overlay_menu import OverlayMenu
 from explorer.qt.window.thumbnails import ThumbnailMenu
@@ -98,7 +99,6 @@ class MainWindow(QMainWindow):
         self.jobs = JobRunner(self)
         # Two at once: the graph of a newly chosen model need not wait for a download to give up.
         self.runner = self.jobs.lanes("window", threads=2, parent=self)
-        self.compare_window = None
         self.images = None  # the image panels, built just after the window is on screen
 
         self.models = ModelController(self)
@@ -108,6 +108,8 @@ class MainWindow(QMainWindow):
         self._default_size()
         self._build_ui()
         self.exports = WindowExports(self)
+        self.compare = CompareMenu(self)
+        self.help_windows = HelpWindows(self)
         self.actions = build_actions(self)
         self._build_model_menu()
         self.presentation = Presentation(self)
@@ -303,35 +305,6 @@ class MainWindow(QMainWindow):
         if self.tabs.count() > 1:
             self.tabs.setCurrentIndex(1)
 
-    def open_factorisation(self):
-        return self.open_compare(1)
-
-    def show_shortcuts(self) -> None:
-        help.show_shortcuts(self)
-
-    def show_weights_help(self) -> None:
-        help.show_weights_help(self)
-
-    def show_about(self) -> None:
-        help.show_about(self)
-
-    def open_compare(self, tab: int = 0):
-        """Show the Compare window (one per main window, non-modal) on tab 0 (compare) or 1 (factorisation)."""
-        from explorer.qt.shapes.compare_window import CompareWindow
-
-        opened = [r for r in [self.model_ref, *self.models.recent_models()] if r and r not in model_names()]
-        if self.compare_window is None:
-            size = self.state.input_size
-            self.compare_window = CompareWindow(self.settings, self.model_name, size.hw, parent=self,
-                                                opened=list(dict.fromkeys(opened)), runner=self.jobs)
-        else:
-            self.compare_window.add_models(opened)
-        self.compare_window.show_tab(tab)
-        self.compare_window.show()
-        self.compare_window.raise_()
-        self.compare_window.activateWindow()
-        return self.compare_window
-
     def chrome_widgets(self) -> list[QWidget]:
         """What presentation mode hides: menus, toolbar, docks, status bar (the banners are suppressed)."""
         return [self.menuBar(), self.toolbar, self.tabs.tabBar(), self.statusBar(), self.details_dock,
@@ -401,9 +374,7 @@ class MainWindow(QMainWindow):
         self.save_settings()
         if self.images is not None:
             self.images.shutdown()
-        if self.compare_window is not None:
-            self.compare_window.shutdown()
-            self.compare_window.close()
+        self.compare.shutdown()
         self.jobs.cancel_all()  # every group's, the window's own included
         self.jobs.wait(20000)
         super().closeEvent(event)
