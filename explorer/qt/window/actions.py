@@ -1,9 +1,9 @@
 """The main window's actions and menus, from one table; the Help menu's shortcut list is read from it.
 
-Each `ActionSpec` names the method it triggers, the window's or that of the collaborator that owns it
-("graph_page.fit_to_window"), so menus, toolbar, shortcuts and the
-"Keyboard shortcuts" help are one list. Actions are added to the window as well as to their menu:
-their shortcuts keep working while presentation mode hides the menu bar.
+Each `ActionSpec` names the method it triggers, the window's or, by a dotted path, that of the part of the
+window that owns it ("graph_page.fit_to_window"), so menus, toolbar, shortcuts and the "Keyboard shortcuts"
+help are one list. Actions are added to the window as well as to their menu: their shortcuts keep working
+while presentation mode hides the menu bar.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("zoom_out", "&View", "Zoom &out", "view.zoom_out", "Ctrl+-"),
     ActionSpec("fit", "&View", "&Fit to window", "graph_page.fit_to_window", "Ctrl+0", toolbar=True),
     ActionSpec("expand_all", "&View", "&Expand all blocks", "graph_page.expand_all", "Ctrl+Shift+E", toolbar=True),
-    ActionSpec("collapse_all", "&View", "&Collapse all blocks", "graph_page.collapse_all", "Ctrl+Shift+C", toolbar=True),
+    ActionSpec("collapse_all", "&View", "&Collapse all blocks", "graph_page.collapse_all", "Ctrl+Shift+C",
+               toolbar=True),
     ActionSpec("find", "&View", "F&ind node…", "graph_page.focus_find", Std.Find),
     ActionSpec("graph_tab", "&View", "&Graph", "show_graph_tab", "Ctrl+1", "The block graph"),
     ActionSpec("paper_tab", "&View", "Paper &table", "show_paper_tab", "Ctrl+2",

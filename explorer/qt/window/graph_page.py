@@ -101,7 +101,8 @@ class GraphPage:
         """Set the input size as the size boxes would take it (clamped to their bounds); retraces and redraws."""
         w = h if w is None else w
         n = self.state.input_size.batch if batch is None else batch
-        self.state.input_size = InputSize(min(max(1, h), MAX_SIDE), min(max(1, w), MAX_SIDE), min(max(1, n), MAX_BATCH))
+        self.state.input_size = InputSize(min(max(1, h), MAX_SIDE), min(max(1, w), MAX_SIDE),
+                                          min(max(1, n), MAX_BATCH))
 
     def input_size(self) -> tuple[int, int, int]:
         s = self.state.input_size
@@ -153,7 +154,8 @@ class GraphPage:
         st = self.state
         self.size_control.set_invalid(st.trace_error is not None)
         t = st.trace
-        totals = "" if t is None else f"{fmt_count(t.total_params_inference)} params · {fmt_count(t.total_macs)} mult-adds"
+        totals = "" if t is None else \
+            f"{fmt_count(t.total_params_inference)} params · {fmt_count(t.total_macs)} mult-adds"
         if st.trace_error is not None:
             self.window.show_error(st.trace_error, topic="size")
             if t is not None:

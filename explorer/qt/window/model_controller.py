@@ -97,12 +97,13 @@ class ModelController(QObject):
         self.window.view.viewport().removeEventFilter(self)
         if self._engine_fallback is not None:
             self._engine_fallback.stop()
-        if self.state.model_ref is None and self.state.model is not None and (self.state.graph is None or self._shown_preview):
-            self._start_graph_job(self.state.model)
+        st = self.state
+        if st.model_ref is None and st.model is not None and (st.graph is None or self._shown_preview):
+            self._start_graph_job(st.model)
 
     def _start_graph_job(self, name: str) -> None:
         self.window.runner.start("graph", Job(load_block_graph, name), on_success=self._on_graph,
-                          on_failure=self._on_graph_failed)
+                                 on_failure=self._on_graph_failed)
 
     def _show_preview(self, name: str) -> None:
         """Draw the shipped preview of `name` while the engine (torch) loads; shapes are those of
@@ -136,12 +137,14 @@ class ModelController(QObject):
     def sync_model_widgets(self) -> None:
         """The combo and the Model menu show the current model (an opened one: its Recent entry)."""
         opened = self.state.model_ref is not None
-        self.window.model_combo.blockSignals(True)
+        title = self.window.spec_title()
+        combo = self.window.model_combo
+        combo.blockSignals(True)
         # An opened model is in no zoo entry: the combo shows its title as a placeholder.
-        self.window.model_combo.setPlaceholderText(self.window.spec_title() if opened else "")
-        self.window.model_combo.setCurrentIndex(-1 if opened else max(0, self.window.model_combo.findData(self.state.model)))
-        self.window.model_combo.blockSignals(False)
-        self.window.setWindowTitle(f"{self.window.spec_title()} — {APPLICATION}" if self.state.spec is not None else APPLICATION)
+        combo.setPlaceholderText(title if opened else "")
+        combo.setCurrentIndex(-1 if opened else max(0, combo.findData(self.state.model)))
+        combo.blockSignals(False)
+        self.window.setWindowTitle(f"{title} — {APPLICATION}" if self.state.spec is not None else APPLICATION)
 
     def on_model_combo(self, index: int) -> None:
         name = self.window.model_combo.itemData(index)
@@ -169,8 +172,8 @@ class ModelController(QObject):
         self.window.graph_page.redraw()
         if not from_preview:
             self.window.graph_page.initial_view()
-        self.window.show_status(f"{self.window.spec_title()}: {len(graph.nodes())} nodes, {len(names)} blocks; loading weights…",
-                         0, topic="model")
+        self.window.show_status(f"{self.window.spec_title()}: {len(graph.nodes())} nodes, {len(names)} blocks;"
+                                " loading weights…", 0, topic="model")
         self.window.graph_ready.emit(graph.name)
         if not from_preview:
             self.window.graph_drawn.emit(graph.name)
@@ -178,9 +181,11 @@ class ModelController(QObject):
 
     def load_weights(self, weights: str, allow_download: bool) -> None:
         """Load the current model's weights in a worker ("auto", "none" or a file path)."""
-        if self.state.model is None or self.state.graph is None or getattr(self.state.graph, "is_preview", False):
+        graph = self.state.graph
+        if self.state.model is None or graph is None or getattr(graph, "is_preview", False):
             return
-        text = "Loading weights…" if weights in ("auto", "none") else f"Loading weights from {Path(weights).name}…"
+        text = "Loading weights…" if weights in ("auto", "none") else \
+            f"Loading weights from {Path(weights).name}…"
         self.window.weights_bar.show_loading(text)
         self.window.weights_label.setText("weights: loading…")
         if self.state.model_ref is not None:
@@ -188,11 +193,16 @@ class ModelController(QObject):
                       wants_progress=True)
         else:
             job = Job(load_weights, self.state.model, weights, allow_download, wants_progress=True)
+        self._start_weights_job(job)
+
+    def _start_weights_job(self, job: Job) -> None:
         self.window.runner.start("weights", job, on_success=self._on_weights, on_failure=self._on_weights_failed,
-                          on_progress=self.window.weights_bar.show_progress, on_cancel=self._on_weights_cancelled)
+                                 on_progress=self.window.weights_bar.show_progress,
+                                 on_cancel=self._on_weights_cancelled)
 
     def _has_published_weights(self) -> bool:
-        return self.state.spec is not None and (self.state.spec.weights is not None or self.state.spec.hub_weights is not None)
+        spec = self.state.spec
+        return spec is not None and (spec.weights is not None or spec.hub_weights is not None)
 
     def retry_download(self) -> None:
         """Try the published weights again; a failure keeps the model's weights and says so."""
@@ -202,9 +212,7 @@ class ModelController(QObject):
             self.load_weights("auto", True)
             return
         self.window.weights_bar.show_loading("Retrying the download…")
-        self.window.runner.start("weights", Job(retry_download, self.state.loaded, wants_progress=True),
-                          on_success=self._on_weights, on_failure=self._on_weights_failed,
-                          on_progress=self.window.weights_bar.show_progress, on_cancel=self._on_weights_cancelled)
+        self._start_weights_job(Job(retry_download, self.state.loaded, wants_progress=True))
 
     def cancel_download(self) -> None:
         self.window.runner.cancel("weights")
@@ -238,16 +246,17 @@ class ModelController(QObject):
         else:
             self.window.weights_bar.hide_all()
             self.window.weights_label.setText(f"weights: {state.describe()}")
-        if self.window.images is not None and self.state.graph is not None and not getattr(self.state.graph, "is_preview", False):
-            self.window.images.model_ready(loaded, self.state.graph)
+        graph, title = self.state.graph, self.window.spec_title()
+        if self.window.images is not None and graph is not None and not getattr(graph, "is_preview", False):
+            self.window.images.model_ready(loaded, graph)
         classes = self.output_classes()
-        self.window.show_status(f"{self.window.spec_title()}: {len(self.state.graph.nodes())} nodes, "
-                         f"{len(self.state.graph.blocks())} blocks", 8000, topic="model")
+        self.window.show_status(f"{title}: {len(graph.nodes())} nodes, {len(graph.blocks())} blocks", 8000,
+                                topic="model")
         if self.state.model_ref is not None and classes != 1000:
             self.window.show_status(
-                f"{self.window.spec_title()} outputs {classes} class scores, not ImageNet's 1000: classification shows"
-                " class indices" if classes else f"{self.window.spec_title()} does not output a vector of class scores:"
-                " classification cannot interpret it", 15000, topic="model")
+                f"{title} outputs {classes} class scores, not ImageNet's 1000: classification shows class indices"
+                if classes else f"{title} does not output a vector of class scores: classification cannot"
+                " interpret it", 15000, topic="model")
         self.window.model_loaded.emit(loaded.name)
 
     def _on_weights_failed(self, message: str) -> None:
@@ -325,14 +334,16 @@ class ModelController(QObject):
                 known = ref in self.recent_models() and not exists
                 if known:
                     self._forget_recent(ref)
-                why = "it is not a regular file (a folder, a device or a pipe)" if exists else "the file does not exist"
-                self.window.show_error(f"Cannot open {ref}: {why}" + (" (removed from the recent models)" if known else ""))
+                why = "it is not a regular file (a folder, a device or a pipe)" if exists else \
+                    "the file does not exist"
+                self.window.show_error(f"Cannot open {ref}: {why}"
+                                       + (" (removed from the recent models)" if known else ""))
                 return
             ref = str(path.resolve())
         self.window.busy.setVisible(True)
         self.window.show_status(f"Opening {ref}…", 0, topic="open")
         self.window.runner.start("open", Job(_open_reference, ref), on_success=lambda result: self._on_opened(*result),
-                          on_failure=lambda message: self._on_open_failed(ref, message))
+                                 on_failure=lambda message: self._on_open_failed(ref, message))
 
     def _on_opened(self, ref: str, spec, graph) -> None:
         if ref in model_names():  # a bare name that is the zoo's
