@@ -155,7 +155,7 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
     # On the CPU also time the opt-in fast decode (reduced-scale JPEG decode), for reference.
     fast = Classifier(loaded, device, fast_decode=True) if device == "cpu" and not quick else None
     if fast is not None:
-        fast._modules = clf._modules  # same optimised network
+        fast.networks.modules = clf.networks.modules  # same optimised network
     for _ in range(0 if quick else 2):  # first-call costs out of the way
         naive_top5(jpeg, tf, model, device)
         clf.classify([jpeg])
@@ -207,7 +207,7 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
             sync(device)
             eager.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            clf._forward_and_fill([x[0]], [ClassificationResult("bench")], 5, clf.device)
+            clf.batches.forward_and_fill([x[0]], [ClassificationResult("bench")], 5, clf.device)
             sync(device)
             folded.append(time.perf_counter() - t0)
     print(f"forward batch-1    eager {statistics.median(eager) * 1e3:.2f} ms, ours {statistics.median(folded) * 1e3:.2f} ms "
@@ -226,7 +226,7 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
         naive_top5(p, tf, model, device)
     sync(device)
     naive_rate = m / (time.perf_counter() - t0)
-    workers = f", {clf._decode_worker_count()} decode threads" if device == "cpu" else ""
+    workers = f", {clf.batches.decode_worker_count()} decode threads" if device == "cpu" else ""
     size = clf.batch_size or (8 if device == "cpu" else 64)
     print(f"throughput         ours {ours_rate:.1f} images/s (batches of {size}"
           f"{workers}), naive {naive_rate:.1f} images/s (one by one) → ratio {ours_rate / naive_rate:.2f}×")

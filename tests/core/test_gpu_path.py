@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 
+from explorer.core.classify.device import DeviceNetworks
 from explorer.core.classify.inference import NVJPEG_MIN_SCALE, Classifier, DeviceUnavailableError, resolve_device
 from explorer.core.model.loading import LoadedModel
 from explorer.core.model.weights import WeightsState
@@ -177,27 +178,35 @@ def gpu_classifier(device: str = "cuda", **kwargs) -> Classifier:
     """A Classifier that believes it is on `device`; its device copy of the network is on the CPU."""
     clf = Classifier(loaded(), "cpu", **kwargs)
     clf.device = device
-    clf._modules[device] = clf._module("cpu")
+    clf.networks.modules[device] = clf.networks.module("cpu")
     return clf
 
 
-class CpuAsGpu(Classifier):
-    """Takes the CUDA batch path (nvjpeg, on-device transforms, events) with CPU tensors."""
+class _CpuAsGpuNetworks(DeviceNetworks):
+    """Networks on the CPU that say they are on a GPU."""
 
-    _on_cuda = True
+    on_cuda = True
+
+
+def cpu_as_gpu(**kwargs) -> Classifier:
+    """A Classifier that takes the CUDA batch path (nvjpeg, on-device transforms, events) with CPU
+    tensors."""
+    clf = Classifier(loaded(), "cpu", **kwargs)
+    clf.networks.__class__ = _CpuAsGpuNetworks
+    return clf
 
 
 def cpu_nvjpeg(clf, calls: list[int], fail_above: int | None = None):
     """Stand-in for nvjpeg: PIL decodes to a uint8 tensor. More than `fail_above` images in one call
     fail the way torchvision reports nvjpeg's allocator failure."""
 
-    def decode(datas):
+    def decode(datas, device):
         calls.append(len(datas))
         if fail_above is not None and len(datas) > fail_above:
             raise RuntimeError("Error while decoding JPEG images: 5")
         return [pil_to_tensor(Image.open(io.BytesIO(d)).convert("RGB")) for d in datas]
 
-    clf._decode_jpegs_cuda = decode
+    clf.decoder.decode_jpegs_cuda = decode
 
 
 def test_small_chroma_subsampled_jpegs_are_decoded_by_pil(fake_cuda, tmp_path):
@@ -215,11 +224,11 @@ def test_small_chroma_subsampled_jpegs_are_decoded_by_pil(fake_cuda, tmp_path):
         im = Image.fromarray(a).resize((w, h), Image.NEAREST)  # sharp colour edges
         files[name] = tmp_path / f"{name}.jpg"
         (im.convert("L") if name == "grey" else im).save(files[name], quality=90, **kw)
-    clf = CpuAsGpu(loaded(), "cpu", optimize=False)
+    clf = cpu_as_gpu(optimize=False)
     decoded_by_nvjpeg: list[bytes] = []
     cpu_nvjpeg(clf, [])
-    decode = clf._decode_jpegs_cuda
-    clf._decode_jpegs_cuda = lambda datas: (decoded_by_nvjpeg.extend(datas), decode(datas))[1]
+    decode = clf.decoder.decode_jpegs_cuda
+    clf.decoder.decode_jpegs_cuda = lambda datas, device: (decoded_by_nvjpeg.extend(datas), decode(datas, device))[1]
     results = clf.classify(list(files.values()))
     assert all(r.ok for r in results)
     want = {files[n].read_bytes() for n in ("small_444", "grey", "large_420")}
@@ -293,8 +302,8 @@ def test_compute_capability_against_the_arch_list(old_gpu, capability, archs, us
 
 def test_cuda_error_while_warming_up_moves_to_cpu(fake_cuda, jpegs):
     clf = gpu_classifier(optimize=False)
-    clf._modules["cuda"] = NoKernel()
-    clf._decode_jpegs_cuda = lambda datas: None
+    clf.networks.modules["cuda"] = NoKernel()
+    clf.decoder.decode_jpegs_cuda = lambda datas, device: None
     assert clf.warm_up() is False and not clf.graph_ready
     assert clf.device == "cpu" and "no kernel image" in clf.notices[-1]
     [r] = clf.classify(jpegs[:1], top=1000)
@@ -310,7 +319,7 @@ def test_cuda_error_on_a_batch_moves_to_cpu(fake_cuda, jpegs):
     def no_kernel(*args, **kwargs):
         raise torch.AcceleratorError(NO_KERNEL)
 
-    clf._classify_batch_cuda = no_kernel
+    clf.batches.classify_batch_cuda = no_kernel
     results = clf.classify(jpegs[:2], top=1000)
     assert clf.device == "cpu" and all(r.ok and r.device == "cpu" for r in results)
     assert "no kernel image" in results[0].notice
@@ -323,7 +332,7 @@ def test_cuda_error_on_a_batch_moves_to_cpu(fake_cuda, jpegs):
 
 def test_graph_is_captured_on_the_classifiers_own_device(fake_cuda):
     clf = gpu_classifier("cuda:1")
-    clf._decode_jpegs_cuda = lambda datas: None
+    clf.decoder.decode_jpegs_cuda = lambda datas, device: None
     assert clf.warm_up() and clf.graph_ready
     assert fake_cuda.capture_devices == [1]
 
@@ -332,7 +341,7 @@ def test_one_graph_capture_at_a_time_in_the_process(fake_cuda):
     """Two classifiers (a model switch) warming up on two threads: captures never overlap."""
     a, b = gpu_classifier(), gpu_classifier()
     for clf in (a, b):
-        clf._decode_jpegs_cuda = lambda datas: None
+        clf.decoder.decode_jpegs_cuda = lambda datas, device: None
     ready = []
     threads = [threading.Thread(target=lambda c=c: ready.append(c.warm_up())) for c in (a, b)]
     for t in threads:
@@ -369,26 +378,26 @@ def test_every_cuda_device_choice_turns_tf32_off(old_gpu, tf32_on):
 
 
 def test_batch_is_not_synchronised_per_image_and_frees_each_decode(fake_cuda, jpegs):
-    clf = CpuAsGpu(loaded(), "cpu", optimize=False)
+    clf = cpu_as_gpu(optimize=False)
     calls: list[int] = []
     cpu_nvjpeg(clf, calls)
     decoded = []
-    decode = clf._decode_jpegs_cuda
+    decode = clf.decoder.decode_jpegs_cuda
 
-    def tracked(datas):
-        out = decode(datas)
+    def tracked(datas, device):
+        out = decode(datas, device)
         decoded.extend(weakref.ref(x) for x in out)
         return out
 
-    clf._decode_jpegs_cuda = tracked
+    clf.decoder.decode_jpegs_cuda = tracked
     alive_at_forward = []
-    forward = clf._forward_and_fill
+    forward = clf.batches.forward_and_fill
 
     def counting_forward(*args, **kwargs):
         alive_at_forward.append(sum(r() is not None for r in decoded))
         return forward(*args, **kwargs)
 
-    clf._forward_and_fill = counting_forward
+    clf.batches.forward_and_fill = counting_forward
     results = clf.classify(jpegs, batch_size=len(jpegs), top=1000)
     assert calls == [len(jpegs)]
     assert fake_cuda.syncs == 0  # the old path synchronised after the decode and after every image
@@ -401,12 +410,12 @@ def test_batch_is_not_synchronised_per_image_and_frees_each_decode(fake_cuda, jp
 
 
 def test_nvjpeg_out_of_memory_retries_in_smaller_groups(fake_cuda, jpegs):
-    clf = CpuAsGpu(loaded(), "cpu", optimize=False)
+    clf = cpu_as_gpu(optimize=False)
     calls: list[int] = []
     cpu_nvjpeg(clf, calls, fail_above=2)
     pil_calls = []
-    load_cpu = clf._load_cpu
-    clf._load_cpu = lambda *a, **k: pil_calls.append(a) or load_cpu(*a, **k)
+    load_cpu = clf.decoder.load_cpu
+    clf.decoder.load_cpu = lambda *a, **k: pil_calls.append(a) or load_cpu(*a, **k)
     fake_cuda.free = 10_000  # bytes: the decode needs more
     results = clf.classify(jpegs, batch_size=len(jpegs), top=1000)
     assert all(r.ok for r in results) and not pil_calls  # nothing mistaken for a bad file
@@ -423,16 +432,16 @@ def test_a_bad_jpeg_is_still_found_and_explained(fake_cuda, jpegs, tmp_path):
     data = bytearray(jpegs[0].read_bytes())
     data[400:1200] = b"\x00" * 800  # corrupt scan data, intact header and end marker
     bad.write_bytes(bytes(data))
-    clf = CpuAsGpu(loaded(), "cpu", optimize=False)
+    clf = cpu_as_gpu(optimize=False)
     calls: list[int] = []
 
-    def decode(datas):
+    def decode(datas, device):
         calls.append(len(datas))
         if any(d == bytes(data) for d in datas):
             raise RuntimeError("Error while decoding JPEG images: 7")
         return [pil_to_tensor(Image.open(io.BytesIO(d)).convert("RGB")) for d in datas]
 
-    clf._decode_jpegs_cuda = decode
+    clf.decoder.decode_jpegs_cuda = decode
     results = clf.classify([*jpegs[:3], bad], batch_size=4)
     assert [r.ok for r in results[:3]] == [True] * 3 and results[3].source == str(bad)
     assert results[3].notice is None and not any("memory" in n for n in clf.notices)
@@ -454,7 +463,7 @@ def test_nvjpeg_is_called_without_the_deprecated_wrapper(monkeypatch):
                         lambda tensors, mode, device: seen.append((len(tensors), mode, device)) or [])
     clf = Classifier(loaded(), "cpu")
     clf.device = "cuda:0"
-    clf._decode_jpegs_cuda([b"\xff\xd8\xff\xd9"])
+    clf.decoder.decode_jpegs_cuda([b"\xff\xd8\xff\xd9"], clf.device)
     from torchvision.io import ImageReadMode
 
     assert seen == [(1, ImageReadMode.RGB.value, torch.device("cuda:0"))]
@@ -546,6 +555,6 @@ def test_results_classified_on_a_gpu_say_their_input_bound(fake_cuda, jpegs):
     on_cpu = clf.classify(jpegs[:2], top=5)
     assert all(r.ok and r.notice is None for r in on_cpu)
     clf.device = "cuda"
-    clf._classify_batch_cuda = lambda chunk, top, cancel: clf._classify_batch_cpu(chunk, top, cancel)
+    clf.batches.classify_batch_cuda = lambda chunk, top, cancel: clf.batches.classify_batch_cpu(chunk, top, cancel)
     results = clf.classify(jpegs[:2], top=5)
     assert all(r.ok and GPU_INPUT_NOTICE in r.notice for r in results)

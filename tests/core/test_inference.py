@@ -234,7 +234,7 @@ def test_cuda_out_of_memory_falls_back_to_cpu(images, monkeypatch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
-    monkeypatch.setattr(clf, "_classify_batch_cuda", full)
+    monkeypatch.setattr(clf.batches, "classify_batch_cuda", full)
     results = clf.classify(images[:2])
     assert clf.device == "cpu" and all(r.ok and r.device == "cpu" for r in results)
     assert "out of memory" in results[0].notice and clf.notices == [results[0].notice]
