@@ -32,19 +32,20 @@ A file that cannot be read never stops a batch: its result carries the error mes
 torch is imported when a `Classifier` is made, not when this module is.
 
 `Classifier` composes the classify room's parts: `decode.py` (images into network inputs),
-`device.py` (the device and the network on it), `batching.py` (lists in batches) and `results.py`
-(what each image gives); their public names are importable from here too.
+`device.py` (the device and the network on it), `batching.py` (lists in batches), `captured.py`
+(one image through the capture network) and `results.py` (what each image gives); their public
+names are importable from here too.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from explorer.core.cancel import CancelToken, ProgressCallback
 from explorer.core.classify.batching import DEFAULT_BATCH_SIZE, MAX_DECODE_WORKERS, BatchRunner, EventTimer
+from explorer.core.classify.captured import classify_with_capture
 from explorer.core.classify.decode import (
     DECODE_PIXELS_PER_CALL,
     NVJPEG_MIN_SCALE,
@@ -71,17 +72,15 @@ from explorer.core.classify.results import (
     ClassificationResult,
     NotAClassifierError,
     Prediction,
-    class_scores,
     first_line,
     input_label,
-    ms_since,
 )
 
 __all__ = [
     "DECODE_PIXELS_PER_CALL", "DEFAULT_BATCH_SIZE", "FAST_DECODE_NOTICE", "GPU_INPUT_NOTICE",
     "MAX_DECODE_WORKERS", "NVJPEG_MIN_SCALE", "BatchRunner", "CapturedClassification",
     "ClassificationResult", "Classifier", "Decoder", "DeviceNetworks", "DeviceUnavailableError",
-    "EventTimer", "ImageInput", "JpegJob", "NotAClassifierError", "Prediction", "cuda_unsupported_reason",
+    "EventTimer", "ImageInput", "ImageLoadError", "JpegJob", "NotAClassifierError", "Prediction", "cuda_unsupported_reason",
     "fold_batch_norms", "pixel_groups", "resolve_device", "use_exact_float32_on_cuda",
 ]
 
@@ -285,7 +284,7 @@ class Classifier:
         labels = list(names) if names is not None else [input_label(x, i) for i, x in enumerate(inputs)]
         if len(labels) != len(inputs):
             raise ValueError("names must have one entry per input")
-        return self.batches.iter_batches(
+        yield from self.batches.iter_batches(
             inputs, labels, top=top, batch_size=batch_size or self.batch_size,
             progress=progress, cancel=cancel, lock=self._lock,
         )
@@ -325,56 +324,10 @@ class Classifier:
             return self._classify_captured(source, label, top, display_max, cancel)
 
     def _classify_captured(self, source, label: str, top: int, display_max, cancel) -> CapturedClassification:
-        import torch
-
-        dev = self.device
-        cm = self.networks.capture_model(dev)  # before the image: a capture that cannot be built fails early
-        r = ClassificationResult(source=label, device=dev)
-        raw = None
-        t0 = time.perf_counter()
-        try:
-            if self.networks.on_cuda:
-                raw, size, picture = self.decoder.decode_on_device(source, label, dev)
-                torch.cuda.synchronize(dev)
-            else:
-                li = self.decoder.load_cpu(source, label)
-                size, picture = li.size, li.image
-        except ImageLoadError as e:
-            r.error = e.reason
-            r.timings_ms = {"decode": ms_since(t0)}
-            return CapturedClassification(result=r)
-        t1 = time.perf_counter()
-        if raw is not None:
-            x = self.transforms(raw.expand(3, -1, -1) if raw.shape[0] == 1 else raw)
-            torch.cuda.synchronize(dev)
-        else:
-            x = self.decoder.preprocess_pil(li)
-        r.image_size = size
-        r.timings_ms = {"decode": (t1 - t0) * 1e3, "preprocess": ms_since(t1)}
-        if raw is None and li.draft_scale > 1:
-            r.add_notice(FAST_DECODE_NOTICE)
-        if raw is not None:
-            r.add_notice(GPU_INPUT_NOTICE)
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        t2 = time.perf_counter()
-        # no_grad, not inference_mode: the capture and the input are handed to views and to
-        # gradient methods, which cannot use inference tensors.
-        with torch.no_grad():
-            xb = x[None].to(dev)
-            if self.optimize:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            capture = cm.capture(xb)
-            probs = class_scores(capture.logits).float().softmax(dim=1)
-            values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
-            r.fill(values[0].tolist(), indices[0].tolist(), self.categories)
-        r.timings_ms["forward"] = ms_since(t2)
-        r.timings_ms["total"] = sum(r.timings_ms.values())
-        with torch.no_grad():
-            rgb = self.input_rgb(xb[0])
-            if raw is not None and picture is None:
-                picture = display_picture(raw, display_max)
-        return CapturedClassification(result=r, capture=capture, x=xb, rgb=rgb, picture=picture)
+        return classify_with_capture(
+            self.decoder, self.networks, source, label,
+            top=top, display_max=display_max, cancel=cancel, categories=self.categories,
+        )
 
     # ------------------------------------------------------------------ network inputs and logits
 
