@@ -92,7 +92,7 @@ def cmd_trace(args) -> int:
 
     ref = _model_ref(args.model)
     try:
-        size = parse_size(args.size)
+        size = parse_size(args.size) if args.size is not None else None
         check_batch(args.batch)
     except ValueError as e:
         raise CommandError(str(e)) from None
@@ -102,7 +102,7 @@ def cmd_trace(args) -> int:
 
     _, graph = _open_model(ref)
     try:
-        trace = trace_shapes(graph, size, batch=args.batch)
+        trace = trace_shapes(graph, size or graph.native_size, batch=args.batch)
     except InputTooSmallError as e:
         raise CommandError(str(e), EXIT_FAILED) from None
     sys.stdout.write(TRACE_FORMATS[args.format](graph, trace))
@@ -800,8 +800,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_models)
     s = sub.add_parser("trace", help="trace every node's output shape, params and multiply-adds")
     s.add_argument("model", help=MODEL_HELP)
-    s.add_argument("--size", default="224",
-                   help=f"input size: H or HxW (default 224; at most {MAX_INPUT_SIDE} per side)")
+    s.add_argument("--size", default=None,
+                   help=f"input size: H or HxW (default: the model's own, 299 for inception_v3; at most {MAX_INPUT_SIDE}"
+                   " per side)")
     s.add_argument("--batch", type=int, default=1, help=f"batch size N (default 1; at most {MAX_BATCH})")
     s.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
     s.set_defaults(func=cmd_trace)

@@ -81,3 +81,20 @@ def test_console_script_and_module_entry_point():
     bad = subprocess.run([sys.executable, "-m", "explorer", "trace", "googlenet", "--size", "12"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "15×15" in bad.stderr
+
+
+def test_trace_defaults_to_the_models_own_input_size(capsys):
+    """Without --size, `trace` uses the size the model's weights were made for (torchvision's crop size),
+    as the window and `models` do: 299 for Inception v3, not 224."""
+    import json
+
+    from torchvision.models import Inception_V3_Weights
+
+    crop = Inception_V3_Weights.DEFAULT.transforms().crop_size[0]
+    assert main(["trace", "inception_v3", "--format", "json"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert main(["trace", "inception_v3", "--format", "json", "--size", str(crop)]) == 0
+    assert json.loads(capsys.readouterr().out) == default
+    assert main(["trace", "inception_v3", "--format", "json", "--size", "224"]) == 0
+    assert json.loads(capsys.readouterr().out) != default
+    assert str(crop) in json.dumps(default)
