@@ -87,6 +87,13 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_gui(args) -> int:
+    """The window, as `inception-explorer gui`: the launcher, loaded by name so that no Qt comes with this module."""
+    import importlib
+
+    return importlib.import_module("explorer.launcher").main(["gui", *args.options])
+
+
 def cmd_trace(args) -> int:
     from explorer.core.shapes.trace import check_batch, parse_size
 
@@ -795,6 +802,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="inception-explorer", description="Look inside Inception-family networks.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    s = sub.add_parser("gui", help="open the window (what `inception-explorer` alone does; gui --help: its options)",
+                       add_help=False)
+    s.add_argument("options", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_gui)
     s = sub.add_parser("models", help="list the model zoo and its weights")
     s.add_argument("--all", action="store_true", help="also every torchvision and timm model that opens by name")
     s.set_defaults(func=cmd_models)
@@ -855,7 +866,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_attribute_parser(sub) -> None:
     s = sub.add_parser("attribute", help="attribution maps of image files and folders, with faithfulness metrics")
     s.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER")
-    s.add_argument("--model", required=True)
+    s.add_argument("--model", required=True, help=MODEL_HELP)
     s.add_argument("--weights", help="a .pth/.pt/.safetensors file, or 'none' for random weights (default: the "
                    "published weights from the torch hub cache or a download; random, with a warning, when neither works)")
     s.add_argument("--method", required=True, metavar="M[,M…]",
@@ -1135,7 +1146,7 @@ def _add_featurevis_parsers(sub) -> None:
     s = sub.add_parser("examples", help="a channel's top images from the index, with receptive-field boxes")
     s.add_argument("model", help=MODEL_HELP)
     s.add_argument("target", metavar="NODE/BRANCH", help="a block and one of its branches (1-based)")
-    s.add_argument("channel", type=int)
+    s.add_argument("channel", type=int, help="a channel of that branch, from 0")
     s.add_argument("--weights", help=weights_help)
     s.add_argument("--format", choices=("table", "json"), default="table",
                    help="json: JSON Lines, one object per example")
@@ -1152,7 +1163,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = _GuardedStdout(stdout)
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        # `gui` hands every option to the window's own parser (argparse would claim --help here).
+        args = parser.parse_args(argv) if argv[:1] != ["gui"] else argparse.Namespace(
+            command="gui", func=cmd_gui, options=argv[1:])
         if args.command is None:
             parser.print_help()
             code = 0

@@ -98,3 +98,23 @@ def test_trace_defaults_to_the_models_own_input_size(capsys):
     assert main(["trace", "inception_v3", "--format", "json", "--size", "224"]) == 0
     assert json.loads(capsys.readouterr().out) != default
     assert str(crop) in json.dumps(default)
+
+
+def test_help_lists_gui_and_describes_every_argument(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "gui" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["attribute", "--help"])
+    out = capsys.readouterr().out
+    assert "--model MODEL         a zoo name" in out
+    with pytest.raises(SystemExit):
+        main(["examples", "--help"])
+    assert "a channel of that branch" in capsys.readouterr().out
+
+
+def test_gui_help_is_the_windows_own(capsys, monkeypatch):
+    """`gui --help` reaches the launcher's parser (its --offline option), not the command line's."""
+    with pytest.raises(SystemExit) as e:
+        main(["gui", "--help"])
+    assert e.value.code == 0 and "--offline" in capsys.readouterr().out
