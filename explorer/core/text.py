@@ -11,7 +11,7 @@ from __future__ import annotations
 #: The text of a value that does not exist (a node that cannot run at this input size).
 MISSING = "—"
 #: How the tool's own count units read, said once where a table or export states its units.
-COUNT_UNITS = "K = 10³, M = 10⁶, G = 10⁹"
+COUNT_UNITS = "K = 10³, M = 10⁶, G = 10⁹, T = 10¹²"
 
 _SI = ("K", "M", "G", "T")
 _BINARY = ("KiB", "MiB", "GiB", "TiB")

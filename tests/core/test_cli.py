@@ -118,3 +118,15 @@ def test_gui_help_is_the_windows_own(capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         main(["gui", "--help"])
     assert e.value.code == 0 and "--offline" in capsys.readouterr().out
+
+
+def test_every_unit_the_trace_prints_is_defined_in_its_units_line(capsys):
+    """A batch of 4096 at Inception v3's size reaches tera-multiply-adds: the units line says what T is."""
+    import re
+
+    assert main(["trace", "inception_v3", "--batch", "4096"]) == 0
+    out = capsys.readouterr().out
+    units = next(line for line in out.splitlines() if line.startswith("units:"))
+    used = set(re.findall(r"\d (K|M|G|T|KiB|MiB|GiB|TiB)\b", out))
+    assert "T" in used and "GiB" in used
+    assert all(f"{u} = " in units for u in used), (used, units)

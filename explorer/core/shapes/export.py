@@ -126,7 +126,7 @@ def trace_totals(trace: ShapeTrace) -> list[str]:
         f"multiply-adds {fmt_int(trace.total_macs)} ({fmt_count(trace.total_macs)};"
         f" {fmt_int(trace.total_macs_with_aux)} with heads)",
         f"activations {fmt_bytes(trace.total_activation_bytes)} (float32)",
-        f"units: {COUNT_UNITS}; KiB = 2¹⁰ bytes, MiB = 2²⁰",
+        f"units: {COUNT_UNITS}; KiB = 2¹⁰ bytes, MiB = 2²⁰, GiB = 2³⁰, TiB = 2⁴⁰",
     ]
 
 
