@@ -375,3 +375,16 @@ def test_ctrl_c_during_attribute_leaves_only_reported_maps(tmp_path):
     assert {p.name for p in out.iterdir()} == reported  # every file reported, none half-written
     for r in records:
         assert np.load(out / Path(r["npy"]).name).shape == (224, 224)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_a_written_file_has_the_mode_the_umask_gives_not_the_temporary_files(tmp_path, mask):
+    """The temporary file is private (0600) while it is written; the file in place reads as any new file would."""
+    from explorer.core.outputs import write_file
+
+    old = os.umask(mask)
+    try:
+        path = write_file(tmp_path / "handout.pdf", b"%PDF-1.4\n%%EOF\n") or tmp_path / "handout.pdf"
+    finally:
+        os.umask(old)
+    assert (os.stat(path).st_mode & 0o777) == 0o666 & ~mask
