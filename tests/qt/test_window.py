@@ -455,3 +455,9 @@ def test_the_engine_fallback_timer_stops_once_a_paint_started_the_engine(qtbot, 
         assert w.models._engine_fallback is None or not w.models._engine_fallback.isActive()
     w.jobs.cancel_all()
     w.jobs.wait(30000)
+
+
+def test_the_view_menu_names_each_entry_once(window):
+    """Each entry of the View menu (the tabs, the docks, the toolbar) has its own name."""
+    names = [a.text().replace("&", "") for a in window.view_menu.actions() if not a.isSeparator() and a.text()]
+    assert "Graph" in names and len(names) == len(set(names)), names

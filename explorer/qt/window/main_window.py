@@ -222,7 +222,7 @@ class MainWindow(QMainWindow):
 
     def _build_toolbar(self) -> None:
         """The model, the input size and the node search."""
-        tb = QToolBar("Graph", self)
+        tb = QToolBar("Toolbar", self)  # its View menu entry; "Graph" is the tab's
         tb.setObjectName("graph_toolbar")
         self.toolbar = tb
         self.model_combo = QComboBox(self)
