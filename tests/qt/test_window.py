@@ -461,3 +461,18 @@ def test_the_view_menu_names_each_entry_once(window):
     """Each entry of the View menu (the tabs, the docks, the toolbar) has its own name."""
     names = [a.text().replace("&", "") for a in window.view_menu.actions() if not a.isSeparator() and a.text()]
     assert "Graph" in names and len(names) == len(set(names)), names
+
+
+def test_help_windows_and_compare_fit_the_screen(window, qtbot):
+    """The shortcuts list is taller than a laptop's screen and Compare was 1500 px wide: both fit and scroll."""
+    free = window.screen().availableGeometry()
+    for box in (window.help_windows.show_shortcuts(), window.help_windows.show_weights_help()):
+        qtbot.waitExposed(box)
+        assert box.width() <= free.width() and box.height() <= free.height(), (box.size(), free.size())
+        box.close()
+    window.compare.open(0)
+    compare = window.compare.compare_window
+    qtbot.waitUntil(lambda: compare.isVisible(), timeout=10_000)
+    assert compare.width() <= free.width() and compare.height() <= free.height(), (compare.size(), free.size())
+    compare.shutdown()
+    compare.close()

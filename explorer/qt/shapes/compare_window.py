@@ -22,11 +22,13 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -42,6 +44,7 @@ from explorer.core.model.zoo import get_spec, model_names
 from explorer.qt.shapes.factorisation_panel import FactorisationPanel
 from explorer.qt.panels import MAX_SIDE, Banner
 from explorer.qt.workers import Job, JobRunner, load_any_block_graph
+from explorer.qt.screen import fit_to_screen
 
 if TYPE_CHECKING:
     from explorer.core.shapes.compare import Comparison, CompareRow, SideCell
@@ -98,7 +101,7 @@ class CompareWindow(QWidget):
         self.h_box.setValue(size[0])
         self.w_box.setValue(size[1])
         self._connect()
-        self.resize(1500, 820)
+        fit_to_screen(self, 1500, 820)
         self.compare()
 
     def _build_pickers(self, opened: list[str] | None) -> QHBoxLayout:
@@ -175,10 +178,19 @@ class CompareWindow(QWidget):
         self.tabs.addTab(page, "Compare")
         self.tabs.addTab(self.factorisation, "Factorisation")
 
-        box = QVBoxLayout(self)
+        # In a scroll area: the two models' columns need more width than a laptop's screen has.
+        content = QWidget(self)
+        box = QVBoxLayout(content)
         box.addLayout(top)
         box.addWidget(self.banner)
         box.addWidget(self.tabs, 1)
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
         QShortcut(QKeySequence.StandardKey.Close, self, self.close)
 
     def _connect(self) -> None:

@@ -7,17 +7,28 @@ import html
 import os
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QTextBrowser, QVBoxLayout, QWidget
 
+from explorer.qt.screen import fit_to_screen
 from explorer.qt.window.actions import shortcuts_html
 
 
-def _show(parent: QWidget, title: str, text: str) -> QMessageBox:
-    box = QMessageBox(parent)
+def _show(parent: QWidget, title: str, text: str) -> QDialog:
+    """A text that scrolls in a dialog that fits the screen (the shortcuts list is taller than a laptop's)."""
+    box = QDialog(parent)
     box.setWindowTitle(title)
-    box.setTextFormat(Qt.TextFormat.RichText)
-    box.setText(text)
+    browser = QTextBrowser(box)
+    browser.setHtml(text)
+    browser.setOpenExternalLinks(True)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok, box)
+    buttons.accepted.connect(box.accept)
+    lay = QVBoxLayout(box)
+    lay.addWidget(browser)
+    lay.addWidget(buttons)
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    document = browser.document()
+    document.setTextWidth(520)
+    fit_to_screen(box, 560, int(document.size().height()) + 90)
     box.open()
     return box
 
@@ -28,10 +39,10 @@ class HelpWindows:
     def __init__(self, window):
         self.window = window
 
-    def show_shortcuts(self) -> QMessageBox:
+    def show_shortcuts(self) -> QDialog:
         return _show(self.window, "Keyboard shortcuts", shortcuts_html(self.window.actions))
 
-    def show_weights_help(self) -> QMessageBox:
+    def show_weights_help(self) -> QDialog:
         return _show(self.window, "Where weights are looked for", weights_help_html())
 
     def show_about(self) -> None:
