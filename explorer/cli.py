@@ -997,6 +997,10 @@ def cmd_visualize(args) -> int:
             except OutputError as e:  # one line; the other channels are still written
                 unwritten += 1
                 print(f"inception-explorer: {e}", file=sys.stderr, flush=True)
+            if args.objective == "channel" and v.objective <= 0:
+                print(f"inception-explorer: note: channel {v.channel} never fired (its mean activation ended at"
+                      f" {v.objective:.3g} after {args.steps} steps): a dead channel, or one that needs more --steps;"
+                      " its picture is noise", file=sys.stderr, flush=True)
     return EXIT_FAILED if unwritten else 0
 
 

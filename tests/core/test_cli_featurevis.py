@@ -110,3 +110,33 @@ def test_index_then_examples(capsys, tmp_path, weights):
     assert code == 2 and "give a branch" in err
     code, out, err = run(capsys, "index", tmp_path / "nope", "--model", "googlenet")
     assert code == 2 and "not a folder" in err
+
+
+DEAD_NET = """
+import torch
+import torch.nn as nn
+
+
+def build():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    with torch.no_grad():  # channel 1 of the second conv can never fire: no weights, a negative bias, a ReLU
+        net[2].weight[1].zero_()
+        net[2].bias[1] = -1.0
+    return net
+"""
+
+
+def test_a_channel_that_never_fires_is_named_not_left_as_noise(tmp_path, capsys):
+    model = tmp_path / "deadnet.py"
+    model.write_text(DEAD_NET)
+    assert main(["visualize", str(model), "3", "--channels", "1-3", "--steps", "8", "--size", "32",
+                 "-o", str(tmp_path / "out")]) == 0
+    out, err = capsys.readouterr()
+    values = {int(line.split("\t")[0][-7:-4]): float(line.split("\t")[1]) for line in out.splitlines()}
+    notes = [line for line in err.splitlines() if "never fired" in line]
+    assert values[1] == 0 and any("channel 1 " in n for n in notes)
+    # Every channel named has ended at 0; none that fired is named.
+    assert all(values[c] <= 0 for c in values if any(f"channel {c} " in n for n in notes))
+    assert any(v > 0 for v in values.values()) and len(notes) < len(values)
