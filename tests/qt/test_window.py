@@ -476,3 +476,28 @@ def test_help_windows_and_compare_fit_the_screen(window, qtbot):
     assert compare.width() <= free.width() and compare.height() <= free.height(), (compare.size(), free.size())
     compare.shutdown()
     compare.close()
+
+
+def test_retry_download_offline_updates_the_classify_panels_banner_too(window, qtbot, monkeypatch, tmp_path):
+    """Both banners that say the weights are random say why after a failed retry, not only the graph's."""
+    import socket
+    import urllib.error
+
+    import torch
+
+    from explorer.core.model import weights
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    qtbot.waitUntil(lambda: window.images is not None, timeout=60_000)
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path))
+    monkeypatch.setattr(weights.urllib.request, "urlopen", offline)
+    try:
+        window.models.retry_download()
+        qtbot.waitUntil(lambda: "weights unchanged" in window.weights_bar.text(), timeout=60_000)
+    finally:
+        torch.hub.set_dir(old)
+    badge = window.images.classify.badge.text()
+    assert "still offline" in badge and "weights unchanged" in badge and "random weights" in badge

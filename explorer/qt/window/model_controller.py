@@ -271,11 +271,16 @@ class ModelController(QObject):
             self._restore_weights_badge("download cancelled")
 
     def _restore_weights_badge(self, reason: str | None = None) -> None:
+        """The weights bar, and the classify panel's badge with it, say why the weights are random."""
+        from explorer.core.model.weights import RANDOM_WARNING
+
         state = self.state.loaded.weights if self.state.loaded is not None else None
         if state is None or state.is_random:
-            self.window.weights_bar.show_random(reason or (state.reason if state else "weights not loaded"),
-                                         self._has_published_weights())
+            why = reason or (state.reason if state else "weights not loaded")
+            self.window.weights_bar.show_random(why, self._has_published_weights())
             self.window.weights_label.setText("weights: random")
+            if self.window.images is not None and state is not None:
+                self.window.images.classify.badge.set_message(f"{RANDOM_WARNING} ({why})")
         else:
             self.window.weights_bar.hide_all()
 
