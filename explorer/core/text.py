@@ -131,3 +131,9 @@ def fmt_seconds(s: float | None) -> str:
 def fmt_fraction(f: float | None) -> str:
     """A share as a percentage with one decimal: 0.1234 → '12.3 %'; None → '—'."""
     return MISSING if f is None else f"{100 * f:.1f} %"
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none), for one-line messages."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -24,9 +24,9 @@ from explorer.core.classify.results import (
     GPU_INPUT_NOTICE,
     ClassificationResult,
     class_scores,
-    first_line,
     ms_since,
 )
+from explorer.core.text import first_line
 
 #: Images per forward pass, by device type.
 DEFAULT_BATCH_SIZE = {"cuda": 64, "cpu": 8}

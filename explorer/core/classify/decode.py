@@ -24,7 +24,8 @@ from explorer.core.classify.images import (
     resized_size,
     to_rgb,
 )
-from explorer.core.classify.results import FAST_DECODE_NOTICE, ClassificationResult, first_line, ms_since
+from explorer.core.classify.results import FAST_DECODE_NOTICE, ClassificationResult, ms_since
+from explorer.core.text import first_line
 
 #: nvjpeg decodes a chroma-subsampled JPEG only when its short side is at least this many times the
 #: transform's resize size (see `Decoder.nvjpeg_suits`); PIL decodes the smaller ones. 8: a 12 MP

@@ -12,7 +12,7 @@ import copy
 import threading
 from typing import Any
 
-from explorer.core.classify.results import first_line
+from explorer.core.text import first_line
 
 #: CUDA graph capture is process-wide (work launched from another thread while a stream captures
 #: breaks the capture): one capture at a time in the whole process, whatever the classifier.

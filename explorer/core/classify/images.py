@@ -36,6 +36,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from explorer.core.text import first_line
+
 #: File name extensions taken from a folder (upper or lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif")
 #: Pillow format names we decode; anything else is "not an image we read" (EPS, for one, would run
@@ -221,9 +223,9 @@ def open_image(
             im = factory(fp, "")
             break
         except Image.DecompressionBombError as e:
-            raise ImageLoadError(source, f"too many pixels (possible decompression bomb): {_first_line(e)}") from None
+            raise ImageLoadError(source, f"too many pixels (possible decompression bomb): {first_line(e)}") from None
         except (SyntaxError, IndexError, TypeError, ValueError, struct.error, OSError, EOFError) as e:
-            raise ImageLoadError(source, f"corrupt {fmt} header ({_first_line(e)})") from None
+            raise ImageLoadError(source, f"corrupt {fmt} header ({first_line(e)})") from None
     if im is None:
         raise ImageLoadError(source, f"not an image file that can be read ({_describe_magic(data)})")
     w, h = im.size
@@ -279,7 +281,7 @@ def load_image(
             im.seek(0)
         im.load()
     except Image.DecompressionBombError as e:
-        raise ImageLoadError(label, f"too many pixels (possible decompression bomb): {_first_line(e)}") from None
+        raise ImageLoadError(label, f"too many pixels (possible decompression bomb): {first_line(e)}") from None
     except (OSError, SyntaxError, ValueError, IndexError, struct.error, EOFError, MemoryError) as e:
         raise ImageLoadError(label, _decode_failure(fmt, e)) from None
     # Only now: for some formats (PNG) reading the EXIF decodes the pixels, and a decoding error
@@ -288,7 +290,7 @@ def load_image(
     try:
         rgb = to_rgb(im)
     except (OSError, ValueError) as e:
-        raise ImageLoadError(label, f"cannot convert {mode} image to RGB: {_first_line(e)}") from None
+        raise ImageLoadError(label, f"cannot convert {mode} image to RGB: {first_line(e)}") from None
     box = (0.0, 0.0, stored_size[0] / scale, stored_size[1] / scale)
     if orientation != 1:
         # What ImageOps.exif_transpose does, done here because the RGB copy no longer has the EXIF.
@@ -418,15 +420,11 @@ def _orient_box(box, size, orientation: int):
 
 
 def _decode_failure(fmt: str, e: BaseException) -> str:
-    text = _first_line(e)
+    text = first_line(e)
     if "truncated" in text or isinstance(e, EOFError) or "premature end" in text.lower():
         return f"truncated {fmt} file ({text})"
     return f"corrupt {fmt} data ({text})"
 
-
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 _MAGIC = (

@@ -72,9 +72,9 @@ from explorer.core.classify.results import (
     ClassificationResult,
     NotAClassifierError,
     Prediction,
-    first_line,
     input_label,
 )
+from explorer.core.text import first_line
 
 __all__ = [
     "DECODE_PIXELS_PER_CALL", "DEFAULT_BATCH_SIZE", "FAST_DECODE_NOTICE", "GPU_INPUT_NOTICE",

@@ -124,11 +124,6 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def first_line(e: BaseException) -> str:
-    """The first line of an error's message (its type's name when it has none), for notices."""
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
 
 def ms_since(t0: float) -> float:
     """Milliseconds since `t0` (a `time.perf_counter()` reading)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from explorer.core.text import fmt_kernel
+from explorer.core.text import first_line, fmt_kernel
 
 if TYPE_CHECKING:
     from explorer.core.graph.program import ShapeProgram, Step
@@ -173,7 +173,7 @@ def block_graph_from_module(model, name: str, *, native_size=(224, 224), paper: 
     except Exception as e:  # data-dependent control flow and the like: the module tree still works
         from explorer.core.graph.moduletree import module_tree_graph
 
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         return module_tree_graph(model.eval(), name, native_size,
                                  f"the forward cannot be traced ({type(e).__name__}: {first})")
     training_only = _training_only_units(gm_eval, gm_train)

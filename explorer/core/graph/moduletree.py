@@ -17,6 +17,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from explorer.core.graph.program import LayerFailed, Step, StepFailed, TShape
+from explorer.core.text import first_line
 
 _KINDS = ((nn.modules.conv._ConvNd, "conv"), (nn.modules.pooling._MaxPoolNd, "pool"),
           (nn.modules.pooling._AvgPoolNd, "pool"), (nn.modules.pooling._AdaptiveAvgPoolNd, "pool"),
@@ -26,10 +27,6 @@ _KINDS = ((nn.modules.conv._ConvNd, "conv"), (nn.modules.pooling._MaxPoolNd, "po
 class NeedsRealTensors(LayerFailed):
     """The forward failed on the meta device (it reads a tensor's values): build the model for real."""
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 class HookProgram:
@@ -79,7 +76,7 @@ class HookProgram:
         except Exception as e:  # the model's own error, attributed to the module that raised it
             unit = current[-1] if current else None
             step = next((s for s in self.steps if s.unit == unit), self.steps[-1])
-            raise StepFailed(step, f"{unit or 'forward'}: {_first_line(e)}") from None
+            raise StepFailed(step, f"{unit or 'forward'}: {first_line(e)}") from None
         finally:
             for h in handles:
                 h.remove()

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import fx
 
-from explorer.core.text import fmt_shape
+from explorer.core.text import first_line, fmt_shape
 
 
 class TShape(tuple):
@@ -565,6 +565,6 @@ def _fallback_call(node: fx.Node, vals, index, module):
         else:
             out = node.target(*args, **kwargs)
     except (RuntimeError, ValueError, IndexError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise LayerFailed(f"{_layer_name(node, None)}: {msg}") from None
     return _from_meta(out)

@@ -13,6 +13,7 @@ import types
 from pathlib import Path
 
 from explorer.core.model.zoo import ModelSpec
+from explorer.core.text import first_line
 
 #: The family of every opened model (the zoo's are named after their paper).
 ANY_CNN = "any CNN"
@@ -116,9 +117,8 @@ def _block_graph(spec: ModelSpec, model):
     except (LayerFailed, OpenModelError):
         raise
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return module_tree_graph(model.eval(), spec.name, spec.native_size,
-                                 f"the traced forward cannot be followed ({type(e).__name__}: {first})")
+                                 f"the traced forward cannot be followed ({type(e).__name__}: {first_line(e)})")
 
 
 def open_model(ref: str | os.PathLike, *, native_size: tuple[int, int] | None = None) -> ModelSpec:
@@ -251,10 +251,9 @@ def _python_file(path: Path, native_size) -> ModelSpec:
                      builder_kwargs={}, weights=None, native_size=native_size or (224, 224), factory=factory)
 
 
-def _first_line(error: BaseException) -> str:
+def _first_sentence(error: BaseException) -> str:
     """torch's message without its advice paragraphs: the first sentence of the first line."""
-    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return text.split(". ", 1)[0].removesuffix(".")
+    return first_line(error).split(". ", 1)[0].removesuffix(".")
 
 
 def _exported(path: Path, native_size) -> ModelSpec:
@@ -269,7 +268,7 @@ def _exported(path: Path, native_size) -> ModelSpec:
     except ArchiveError as e:
         raise OpenModelError(str(e)) from None
     except Exception as e:
-        raise OpenModelError(f"{path.name}: a damaged torch.export file: {_first_line(e)}") from None
+        raise OpenModelError(f"{path.name}: a damaged torch.export file: {_first_sentence(e)}") from None
     example = next(iter(program.example_inputs[0]), None) if program.example_inputs else None
     if not isinstance(example, torch.Tensor):
         example = None
@@ -312,7 +311,7 @@ def _torchscript(path: Path, native_size) -> ModelSpec:
             warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": not the user's concern
             module = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:
-        raise OpenModelError(f"{path.name}: a damaged TorchScript file: {_first_line(e)}") from None
+        raise OpenModelError(f"{path.name}: a damaged TorchScript file: {_first_sentence(e)}") from None
 
     def factory(**_):
         return module

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from explorer.core.cancel import Cancelled, CancelToken, ProgressCallback
+from explorer.core.text import first_line
 
 if TYPE_CHECKING:
     import torch
@@ -171,7 +172,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 warnings.simplefilter("ignore", UserWarning)
                 obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any parse failure is the file's fault, reported as such
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         # torch's refusal starts by suggesting weights_only=False, the code execution this loader exists to
         # refuse: say what the file holds instead (its pickle's first unsupported item).
         if first.startswith("Weights only load failed"):
