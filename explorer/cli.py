@@ -770,19 +770,12 @@ def _check_regular(path: str) -> None:
     """ImageLoadError unless `path` is a regular file: a FIFO, a device or a folder is named as such (never
     opened: a FIFO would block)."""
     import os
-    import stat
 
     from explorer.core.classify import images
 
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise images.ImageLoadError(path, "no such file") from None
-    except OSError as e:
-        raise images.ImageLoadError(path, f"cannot read: {e.strerror or e}") from None
-    if stat.S_ISDIR(mode):
+    if os.path.isdir(path):
         raise images.ImageLoadError(path, "a folder, not an image")
-    images._check_regular(path, mode)
+    images.check_regular_file(path)
 
 
 def _finite(value):

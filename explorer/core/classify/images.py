@@ -98,9 +98,8 @@ def read_bytes(path: str | os.PathLike, *, max_bytes: int | None = DEFAULT_MAX_B
     limit, so that no path can block or exhaust the process."""
     p = Path(path)
     source = str(p)
+    check_regular_file(p)
     try:
-        st = os.stat(p)
-        _check_regular(source, st.st_mode)
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise ImageLoadError(source, "no such file") from None
@@ -129,6 +128,21 @@ def read_bytes(path: str | os.PathLike, *, max_bytes: int | None = DEFAULT_MAX_B
     if not data:
         raise ImageLoadError(source, "empty file")
     return data
+
+
+def check_regular_file(path: str | os.PathLike) -> None:
+    """ImageLoadError unless `path` is a regular file, from `stat` alone: nothing is opened, so a FIFO
+    cannot block and a device is never read."""
+    source = str(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ImageLoadError(source, "no such file") from None
+    except PermissionError:
+        raise ImageLoadError(source, "permission denied") from None
+    except OSError as e:
+        raise ImageLoadError(source, f"cannot read: {e.strerror or e}") from None
+    _check_regular(source, mode)
 
 
 def _check_regular(source: str, mode: int) -> None:
