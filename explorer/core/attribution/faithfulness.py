@@ -672,6 +672,18 @@ def with_record(records: Sequence[AttributionRecord], record: AttributionRecord)
     return (*out, record)
 
 
+def random_references(records, result, steps: int) -> dict | None:
+    """The random-order curves already computed for the image and `result`'s target (every map of the image
+    shares them; the records go with the image and the model), if any with `steps` steps."""
+    for rec in records:
+        curves = rec.curves or {}
+        if (curves and rec.result.target == result.target
+                and rec.result.heatmap.shape == result.heatmap.shape
+                and all(len(c.random_scores) == steps + 1 for c in curves.values())):
+            return {kind: c.random_scores for kind, c in curves.items()}
+    return None
+
+
 def map_explainer(x: torch.Tensor, method: str, target: int, **kwargs) -> Callable[[CaptureModel], np.ndarray]:
     """`explain(model)` for `sanity_check`: the map of `method` for `x` on `model` (`attribute`'s kwargs)."""
     from explorer.core.attribution.methods import attribute

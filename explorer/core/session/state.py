@@ -219,6 +219,8 @@ class ExplorerState(State):
     branch_evidence = StateProperty(None, "The BranchEvidence of the image on screen (per-branch |gradient × "
                                     "activation|), once computed; cleared with the image and the model.")
     channel = StateProperty(None, "The channel shown in the Channel tab (ChannelChoice), of the model on screen.")
+    problem = StateProperty(None, "The last thing that went wrong, for people (session.Problem: topic and one line); "
+                            "the one route errors take to the window.")
 
     #: Results computed on the image on screen, and their empty values: they go when any part of the key changes.
     IMAGE_RESULTS = {"attributions": (), "branch_evidence": None}

@@ -14,60 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from explorer.core.cancel import CancelToken
+from explorer.core.session.events import (  # noqa: F401 - the tasks' events, where callers found them
+    BatchClassified,
+    ClassifierReady,
+    FilesListed,
+    ImageClassified,
+    ImageShown,
+    Progress,
+)
 
 #: Classes shown per image.
 TOP = 5
 #: Longest side of the picture sent to the UI thread (the view scales it further).
 DISPLAY_MAX = 768
-
-
-# -- events ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Progress:
-    """`done` of `total` steps (total None when unknown)."""
-
-    done: int
-    total: int | None = None
-
-
-@dataclass(frozen=True)
-class ClassifierReady:
-    """The classifier of a loaded model is built and warmed up."""
-
-    classifier: Any
-
-
-@dataclass(frozen=True)
-class ImageClassified:
-    """The top-k of one image (it comes before its picture and capture)."""
-
-    result: Any
-
-
-@dataclass(frozen=True)
-class ImageShown:
-    """A picture to display: `shown` (a ShownImage; None when the file cannot be decoded any more) and its
-    thumbnail, an (h, w, 3) uint8 array at most DISPLAY_MAX on a side."""
-
-    shown: Any
-    thumbnail: Any  # np.ndarray | None
-
-
-@dataclass(frozen=True)
-class FilesListed:
-    """A batch's folders are listed: the files to classify, and the folders that held none."""
-
-    files: tuple[str, ...]
-    empty_folders: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class BatchClassified:
-    """Results of the next files of a batch, in input order."""
-
-    results: tuple
 
 
 @dataclass

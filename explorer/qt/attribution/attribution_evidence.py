@@ -241,15 +241,3 @@ def times_text(rec: AttributionRecord) -> str:
     if rec.sanity_seconds is not None:
         parts.append(f"sanity {rec.sanity_seconds:.1f} s")
     return ", ".join(parts)
-
-
-def random_references(records, result, steps: int) -> dict | None:
-    """The random-order curves already computed for the image and `result`'s target (every map of the image
-    shares them; the records go with the image and the model), if any with `steps` steps."""
-    for rec in records:
-        curves = rec.curves or {}
-        if (curves and rec.result.target == result.target
-                and rec.result.heatmap.shape == result.heatmap.shape
-                and all(len(c.random_scores) == steps + 1 for c in curves.values())):
-            return {kind: c.random_scores for kind, c in curves.items()}
-    return None

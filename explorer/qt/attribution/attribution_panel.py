@@ -50,7 +50,8 @@ from explorer.core.attribution.faithfulness import (
 )
 from explorer.core.session.state import ExplorerState
 from explorer.qt.attribution.attribution_controls import AttributionControls
-from explorer.qt.attribution.attribution_evidence import EvidenceTabs, FaithfulnessCurves, random_references
+from explorer.core.attribution.faithfulness import random_references
+from explorer.qt.attribution.attribution_evidence import EvidenceTabs, FaithfulnessCurves
 from explorer.qt.attribution.attribution_map import AttributionMapView, MapDisplayRow, delta_text
 from explorer.qt.attribution.catalogue import (
     METHOD_NAMES,

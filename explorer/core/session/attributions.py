@@ -1,0 +1,166 @@
+"""The session's attribution jobs, without Qt: a map of the image on screen, its faithfulness curves and its
+sanity check, one at a time in the lane "images/attribution".
+
+Each job is for the session's `result_key` when it started (the model, its weights, the image); its events
+reach the state only while that key holds. A finished map becomes an `AttributionRecord` in
+`state.attributions`; its curves and its sanity check are added to that record. The map the next curves and
+sanity check measure is `result`, the last map computed for the image on screen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from explorer.core.session import events as ev
+
+LANE = "images/attribution"
+
+
+def cpu_input(x):
+    """The network input as the CPU capture networks take it: a plain (1, 3, H, W) float tensor of its own (x may
+    live on the GPU, in channels-last layout)."""
+    import torch
+
+    return x.detach().to("cpu", torch.float32).clone(memory_format=torch.contiguous_format)
+
+
+def _map(networks_on, x, method: str, target, device: str, map_kwargs: dict, *, progress=None, cancel=None):
+    from explorer.core.attribution.methods import attribute, attribute_on_device
+
+    started = time.monotonic()
+    if device != "cpu":
+        result = attribute_on_device(networks_on, x, method, target, device=device, progress=progress,
+                                     cancel=cancel, **map_kwargs)
+    else:
+        result = attribute(networks_on("cpu"), x, method, target, progress=progress, cancel=cancel, **map_kwargs)
+    return ev.MapComputed(result, time.monotonic() - started, map_kwargs)
+
+
+def _curves(model, x, result, steps: int, references, *, progress=None, cancel=None):
+    from explorer.core.attribution.faithfulness import faithfulness_curves
+
+    started = time.monotonic()
+    curves = faithfulness_curves(model, x, result.heatmap, result.target, steps=steps, random_scores=references,
+                                 progress=progress, cancel=cancel)
+    return ev.CurvesComputed(result, curves, time.monotonic() - started)
+
+
+def _sanity(model, explain, result, blocks, *, progress=None, cancel=None):
+    from explorer.core.attribution.faithfulness import sanity_check
+
+    started = time.monotonic()
+    check = sanity_check(model, explain, original=result.heatmap, blocks=blocks, progress=progress, cancel=cancel)
+    return ev.SanityChecked(result, check, time.monotonic() - started)
+
+
+class Attributions:
+    """Maps of the image on screen and their evidence (see the module docstring)."""
+
+    def __init__(self, session):
+        self.session = session
+        self.result = None  #: the last map computed for the image on screen (an AttributionResult)
+        self.map_kwargs: dict = {}  #: what `result` was computed with (node, branch, params)
+        session.state.connect("result_key", self._follow_key)
+
+    def _follow_key(self, _key) -> None:
+        self.session.runner.cancel(LANE)
+        self.result, self.map_kwargs = None, {}
+
+    def image(self):
+        """(x on the CPU, the device the maps run on) of the image on screen; ValueError when there is none."""
+        s = self.session
+        shown = s.state.shown_image
+        if s.captures is None or shown is None or shown.x is None:
+            raise ValueError("Load a model and classify an image first.")
+        return cpu_input(shown.x), str(shown.x.device)
+
+    def run(self, method: str, target: int | None = None, *, block: str | None = None,
+            branch_index: int | None = None, params=None, on_progress: Callable | None = None,
+            on_end: Callable[[str], None] | None = None) -> None:
+        """Compute `method`'s map of the image on screen for `target` (None: the top-1); the CAM family takes a
+        `block` and optionally one of its branches (0-based)."""
+        from explorer.core.attribution.methods import CAM_METHODS, AttributionParams
+
+        x, device = self.image()
+        kwargs: dict = dict(params=params if params is not None else AttributionParams())
+        if method in CAM_METHODS:
+            if block is None:
+                raise ValueError(f"choose a block for {method.replace('_', ' ')}")
+            kwargs.update(node=block, branch=branch_index)
+        self._submit(_map, self.session.captures.on, x, method, target, device, kwargs, on_progress=on_progress,
+                     on_end=on_end)
+
+    def _evidence_model(self, for_curves: bool):
+        """The network the map's evidence runs on, and its device: the map's own (the classifier's optimised
+        network for the curves, which need no gradients)."""
+        s = self.session
+        device = getattr(self.result, "device", "cpu") or "cpu"
+        clf = s.classifier
+        if for_curves and clf is not None and clf.loaded is s.state.loaded and getattr(clf, "graph", None) is not None:
+            return clf.capture_model(device), device
+        return s.captures.on(device), device
+
+    def curves(self, steps: int | None = None, *, on_progress=None, on_end=None) -> None:
+        """Deletion and insertion curves of the last map, with their random-order references."""
+        from explorer.core.attribution.faithfulness import DEFAULT_STEPS, random_references
+
+        if self.result is None:
+            raise ValueError("Compute a map first: the curves measure the map on screen.")
+        steps = steps or DEFAULT_STEPS
+        x, _ = self.image()
+        model, device = self._evidence_model(True)
+        references = random_references(self.session.state.attributions, self.result, steps)
+        self._submit(_curves, model, x.to(device), self.result, steps, references, on_progress=on_progress,
+                     on_end=on_end)
+
+    def sanity(self, blocks: int, *, on_progress=None, on_end=None) -> int:
+        """The last map again with the top `blocks` blocks randomised in cascade; how many blocks that is."""
+        from explorer.core.attribution.faithfulness import map_explainer, sanity_blocks
+
+        if self.result is None:
+            raise ValueError("Compute a map first: the sanity check randomises the model behind the map on screen.")
+        x, _ = self.image()
+        model, device = self._evidence_model(False)
+        names = sanity_blocks(model, blocks)
+        r = self.result
+        explain = map_explainer(x.to(device), r.method, r.target, **self.map_kwargs)
+        self._submit(_sanity, model, explain, r, names, on_progress=on_progress, on_end=on_end)
+        return len(names)
+
+    def cancel(self) -> bool:
+        return self.session.runner.cancel(LANE)
+
+    def running(self) -> bool:
+        return self.session.runner.running(LANE) is not None
+
+    def _submit(self, fn, *args, on_progress, on_end) -> None:
+        def apply(event) -> None:
+            if isinstance(event, ev.Progress):
+                if on_progress is not None:
+                    on_progress(event.done, event.total)
+            else:
+                self._apply(event)
+
+        self.session.submit(LANE, fn, *args, apply=apply, topic="attribution", wants_progress=True, on_end=on_end)
+
+    def _apply(self, event) -> None:
+        """A map or its evidence arrived (for the key on screen): into its record in `state.attributions`."""
+        import dataclasses
+
+        from explorer.core.attribution.faithfulness import AttributionRecord, with_record
+
+        st = self.session.state
+        if isinstance(event, ev.MapComputed):
+            self.result, self.map_kwargs = event.result, event.map_kwargs
+            record = AttributionRecord(event.result, event.seconds)
+        else:
+            record = next((r for r in st.attributions if r.result is event.result), None)
+            if record is None:
+                return
+            if isinstance(event, ev.CurvesComputed):
+                record = dataclasses.replace(record, curves=event.curves, curves_seconds=event.seconds)
+            else:
+                record = dataclasses.replace(record, sanity=event.check, sanity_seconds=event.seconds)
+        st.attributions = with_record(st.attributions, record)
+        self.session.tell(event)

@@ -1,0 +1,108 @@
+"""The typed events of the session's jobs: what a job tells its caller, one class per kind of news.
+
+Every job kind the session runs ends in one of these (a plain function's return value, or a generator's
+yields; explorer.core.session.runner). The session applies each to its state by type, in one place
+(`Session._apply`), and then tells the listeners of that type (`Session.on`). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from explorer.core.session.runner import Progress
+
+__all__ = [
+    "BatchClassified", "ClassifierReady", "CurvesComputed", "FilesListed", "GraphBuilt", "ImageClassified",
+    "ImageShown", "MapComputed", "ModelOpened", "Progress", "SanityChecked", "WeightsLoaded",
+]
+
+
+@dataclass(frozen=True)
+class GraphBuilt:
+    """A model's block graph is built (its name is `graph.name`)."""
+
+    graph: Any
+
+
+@dataclass(frozen=True)
+class ModelOpened:
+    """Any CNN opened by reference: the reference it resolved to, its ModelSpec and its BlockGraph (spec and
+    graph None when the reference named a zoo model)."""
+
+    ref: str
+    spec: Any
+    graph: Any
+
+
+@dataclass(frozen=True)
+class WeightsLoaded:
+    """The model has its weights: a LoadedModel (or a RetryResult after Retry download)."""
+
+    loaded: Any
+
+
+@dataclass(frozen=True)
+class ClassifierReady:
+    """The classifier of a loaded model is built and warmed up."""
+
+    classifier: Any
+
+
+@dataclass(frozen=True)
+class ImageClassified:
+    """The top-k of one image (it comes before its picture and capture)."""
+
+    result: Any
+
+
+@dataclass(frozen=True)
+class ImageShown:
+    """A picture to display: `shown` (a ShownImage; None when the file cannot be decoded any more) and its
+    thumbnail, an (h, w, 3) uint8 array at most DISPLAY_MAX on a side."""
+
+    shown: Any
+    thumbnail: Any  # np.ndarray | None
+
+
+@dataclass(frozen=True)
+class FilesListed:
+    """A batch's folders are listed: the files to classify, and the folders that held none."""
+
+    files: tuple[str, ...]
+    empty_folders: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BatchClassified:
+    """Results of the next files of a batch, in input order."""
+
+    results: tuple
+
+
+@dataclass(frozen=True)
+class MapComputed:
+    """An attribution map (AttributionResult) of the image on screen, with the seconds it took and the
+    keyword arguments it was computed with (the sanity check recomputes it with them)."""
+
+    result: Any
+    seconds: float
+    map_kwargs: dict
+
+
+@dataclass(frozen=True)
+class CurvesComputed:
+    """The deletion and insertion curves of a map (`curves` by kind) and the seconds they took."""
+
+    result: Any
+    curves: dict
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SanityChecked:
+    """The cascade randomisation check of a map (a SanityCheck) and the seconds it took."""
+
+    result: Any
+    check: Any
+    seconds: float

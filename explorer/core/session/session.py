@@ -1,0 +1,266 @@
+"""The session under the window, without Qt: it owns the state, the engine objects and the jobs that make them.
+
+A `Session` holds the window's `ExplorerState`, the loaded model's classifier and its capture networks (one per
+device, built once), and a `Runner` (explorer.core.session.runner) for its jobs: the window's thread pool, or an
+`InlineRunner` in headless use. Requests — a model, its weights, an image, a map — start jobs; the jobs' typed
+events (explorer.core.session.events) come back to `_apply`, the one place they change the state, after which
+the listeners of that event type hear it (`on`). A job's events are applied only while the state's
+`result_key` still holds the key the job was started for: a model switch or another image during a job leaves
+nothing of it on screen. Errors reach one place: `state.problem`.
+
+Lanes: "model/graph", "model/weights", "model/open" (the model); "classify/prepare", "classify/classify" (the
+image on screen); "images/attribution" (maps and their evidence, one at a time).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from explorer.core.session import events as ev
+from explorer.core.session.runner import Callbacks, InlineRunner, Runner
+from explorer.core.session.state import ExplorerState, ImageInput, InputSize
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that went wrong, for people: what was being done (`topic`) and why, in one line."""
+
+    topic: str
+    message: str
+    serial: int = 0  # two equal problems in a row are still two announcements
+
+
+class CaptureNetworks:
+    """The loaded network's CaptureModels for the gradient methods, one per device, each built once. Jobs on
+    pool threads ask for them: a lock guards the cache. Another device's is a copy of the network (captum's
+    hooks on it never reach the classifier's captures)."""
+
+    def __init__(self, loaded, graph):
+        self.loaded, self.graph = loaded, graph
+        self._lock = threading.Lock()
+        self._by_device: dict[str, Any] = {}
+
+    def on(self, device: str = "cpu"):
+        with self._lock:
+            model = self._by_device.get(device)
+            if model is None:
+                from explorer.core.graph.capture import CaptureModel
+
+                module = self.loaded.module
+                if device != "cpu":
+                    import copy
+
+                    module = copy.deepcopy(module).to(device)
+                model = self._by_device[device] = CaptureModel(module, self.graph)
+            return model
+
+
+def _build_graph(name: str):
+    from explorer.core.model.graphs import zoo_block_graph
+
+    return ev.GraphBuilt(zoo_block_graph(name))
+
+
+def _load_weights(model, weights, allow_download: bool, outputs: int | None = None, *, progress=None, cancel=None):
+    from explorer.core.model.loading import load_model
+
+    cancel.raise_if_cancelled()
+    return ev.WeightsLoaded(load_model(model, weights=weights, allow_download=allow_download, progress=progress,
+                                       cancel=cancel, outputs=outputs))
+
+
+class Session:
+    """The model on screen, its weights, classifier and capture networks, the image on screen and its results."""
+
+    def __init__(self, state: ExplorerState | None = None, runner: Runner | None = None, *, device: str = "cpu",
+                 batch_size: int | None = None, allow_download: bool = True):
+        self.state = state if state is not None else ExplorerState()
+        self.runner: Runner = runner if runner is not None else InlineRunner()
+        self.device, self.batch_size, self.allow_download = device, batch_size, allow_download
+        self.weights = "auto"  #: what the next load asks for: "auto", "none" or a file
+        self.classifier = None  #: the Classifier of the loaded model, once prepared
+        self.captures: CaptureNetworks | None = None  #: the loaded model's networks for the gradient methods
+        self._listeners: dict[type, list[Callable[[Any], None]]] = {}
+        self._pending: ImageInput | None = None  # an image asked for before the classifier was ready
+        self._problems = 0
+        from explorer.core.session.attributions import Attributions
+
+        self.attributions = Attributions(self)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def on(self, kind: type, callback: Callable[[Any], None]) -> None:
+        """Call `callback(event)` after each `kind` event has been applied to the state."""
+        self._listeners.setdefault(kind, []).append(callback)
+
+    def tell(self, event) -> None:
+        for callback in list(self._listeners.get(type(event), [])):
+            callback(event)
+
+    def problem(self, topic: str, message: str) -> None:
+        """The one error route: the window shows `state.problem`; a headless caller reads it."""
+        self._problems += 1
+        self.state.problem = Problem(topic, message, self._problems)
+
+    def submit(self, lane: str, fn, *args, apply: Callable[[Any], None], topic: str, bound: str | None = "image",
+               wants_progress: bool = False, on_end: Callable[[str], None] | None = None, **kwargs):
+        """Run `fn` in `lane`; each event goes to `apply` while the state still holds the key of now — the whole
+        key (`bound="image"`), its model and weights ("model"), or always (None: the job checks what it made);
+        an error becomes a Problem about `topic`. on_end(outcome): "done", "failed" or "cancelled" (also for a
+        job whose key went)."""
+        key = self.state.result_key if bound == "image" else self.state.result_key.for_model()
+
+        def current() -> bool:
+            return bound is None or self.state.holds(key)
+
+        def on_event(event) -> None:
+            if current():
+                apply(event)
+
+        def on_error(message: str) -> None:
+            if current():
+                self.problem(topic, message)
+            end("failed")
+
+        def end(outcome: str) -> None:
+            if on_end is not None:
+                on_end(outcome if outcome != "done" or current() else "cancelled")
+
+        callbacks = Callbacks(on_event=on_event, on_done=lambda: end("done"), on_error=on_error,
+                              on_cancel=lambda: end("cancelled"))
+        return self.runner.submit(lane, fn, *args, callbacks=callbacks, wants_progress=wants_progress, **kwargs)
+
+    # -- the model ----------------------------------------------------------------------------
+
+    def set_model(self, name: str, *, weights: str = "auto", size: tuple[int, int] | None = None) -> None:
+        """Switch to the zoo model `name` (at `size`, or its own input size) with `weights`: its graph is built,
+        then its weights are loaded, then its classifier is prepared; the image on screen is classified again."""
+        from explorer.core.model.zoo import get_spec
+
+        spec = get_spec(name)
+        self.runner.cancel("model/weights")
+        self.weights = weights
+        self.classifier = self.captures = None
+        self.state.begin_model(name, spec)
+        h, w = size or spec.native_size
+        self.state.input_size = InputSize(h, w, self.state.input_size.batch)
+        self.build_graph(name)
+
+    def build_graph(self, name: str) -> None:
+        self.submit("model/graph", _build_graph, name, apply=self._apply, topic="model", bound=None)
+
+    def retrace(self) -> bool:
+        """Trace shapes at the state's input size; on failure keep the last valid trace and name the failing node."""
+        from explorer.core.shapes.trace import InputTooSmallError, trace_shapes
+
+        st = self.state
+        if st.graph is None or getattr(st.graph, "is_preview", False):
+            return False
+        size = st.input_size
+        with st.changes():
+            try:
+                st.trace = trace_shapes(st.graph, size.hw, batch=size.batch)
+            except ValueError as e:
+                st.failed_node = (getattr(e, "node", None) or "input") if isinstance(e, InputTooSmallError) else "input"
+                st.trace_error = str(e)
+                return False
+            st.failed_node = st.trace_error = None
+        return True
+
+    def load_weights(self, weights: str | None = None, *, outputs: int | None = None) -> None:
+        """Load the model's weights ("auto", "none" or a file; default: the last asked for) in a worker."""
+        st = self.state
+        if weights is not None:
+            self.weights = weights
+        if st.model is None or st.graph is None or getattr(st.graph, "is_preview", False):
+            return
+        model = st.spec if st.model_ref is not None else st.model
+        self.submit("model/weights", _load_weights, model, self.weights, self.allow_download, outputs,
+                    apply=self._apply, topic="weights", bound=None, wants_progress=True)
+
+    def prepare_classifier(self, device: str | None = None, batch_size: int | None = None) -> None:
+        """Build the loaded model's classifier on `device` (a worker warms it up)."""
+        from explorer.core.session import tasks
+
+        st = self.state
+        if device is not None:
+            self.device = device
+        if batch_size is not None:
+            self.batch_size = batch_size
+        if st.loaded is None:
+            return
+        self.classifier = None
+        graph = st.graph if st.graph is not None and not getattr(st.graph, "is_preview", False) else None
+        self.submit("classify/prepare", tasks.prepare_classifier, st.loaded, self.device, self.batch_size, graph,
+                    apply=self._apply, topic="classify", bound="model")
+
+    # -- the image ----------------------------------------------------------------------------
+
+    def classify(self, image: ImageInput | str) -> None:
+        """Put `image` (an ImageInput or a path) on screen and classify it (once the classifier is ready)."""
+        from explorer.core.session import tasks
+
+        if not isinstance(image, ImageInput):
+            image = ImageInput(str(image), str(image))
+        self.state.image = image
+        if self.classifier is None:
+            self._pending = image
+            return
+        self._pending = None
+        self.submit("classify/classify", tasks.classify_single, self.classifier, image.source, image.name,
+                    apply=self._apply, topic="classify")
+
+    # -- applying events ----------------------------------------------------------------------
+
+    def _apply(self, event) -> None:
+        """The one place the session's jobs change the state (each job's key was checked by `submit`)."""
+        st = self.state
+        if isinstance(event, ev.GraphBuilt):
+            if event.graph.name != st.model:
+                return
+            st.graph = event.graph
+            self.retrace()
+            self.tell(event)
+            self.load_weights()
+            return
+        if isinstance(event, ev.WeightsLoaded):
+            self._apply_weights(event)
+            return
+        if isinstance(event, ev.ClassifierReady):
+            if event.classifier.loaded is not st.loaded:
+                return
+            self.classifier = event.classifier
+            self.tell(event)
+            again = self._pending or st.image
+            if again is not None and again.available():
+                self.classify(again)
+            return
+        if isinstance(event, ev.ImageClassified):
+            st.classification = event.result
+        elif isinstance(event, ev.ImageShown) and event.shown is not None:
+            event.shown.key = st.result_key
+            st.shown_image = event.shown
+        self.tell(event)
+
+    def _apply_weights(self, event: ev.WeightsLoaded) -> None:
+        from explorer.core.model.loading import RetryResult
+
+        st, loaded = self.state, event.loaded
+        if isinstance(loaded, RetryResult):
+            if loaded.loaded.name != st.model or not loaded.changed:
+                self.tell(event)
+                return
+            loaded = loaded.loaded
+        if loaded.name != st.model:
+            return
+        with st.changes():
+            st.loaded = loaded
+            st.model_status = "ready"
+            st.status_text = ""
+        graph = st.graph if st.graph is not None and not getattr(st.graph, "is_preview", False) else None
+        self.captures = CaptureNetworks(loaded, graph) if graph is not None else None
+        self.tell(event)
+        self.prepare_classifier()

@@ -1,0 +1,189 @@
+"""The Qt-free session, driven headless with the InlineRunner: open a model, classify, Grad-CAM on one branch with
+its curves, switch models — and the results of the previous model are gone. The numbers are checked against
+computations on a plain copy of the network (hooks, softmax), not against the session's own code."""
+
+import copy
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from explorer.core.model.samples import sample_images
+from explorer.core.session import events as ev
+from explorer.core.session.runner import Callbacks, InlineRunner, run_task
+from explorer.core.session.session import Session
+from explorer.core.session.state import ImageInput
+
+
+class DeferredRunner(InlineRunner):
+    """Queues jobs and runs them when told, in order: what a thread pool does while the person goes on."""
+
+    def __init__(self):
+        super().__init__()
+        self.queue = []
+
+    def submit(self, lane, fn, *args, callbacks, wants_progress=False, **kwargs):
+        self.queue.append((lane, fn, args, callbacks, wants_progress, kwargs))
+
+    def run_all(self):
+        while self.queue:
+            lane, fn, args, callbacks, wants_progress, kwargs = self.queue.pop(0)
+            InlineRunner.submit(self, lane, fn, *args, callbacks=callbacks, wants_progress=wants_progress, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return str(sample_images()[0].path)
+
+
+@pytest.fixture(scope="module")
+def session(sample):
+    s = Session(allow_download=False)
+    s.set_model("googlenet")
+    s.classify(sample)
+    return s
+
+
+def _reference_probs(session, x):
+    """softmax of a plain copy of the loaded network on the same input."""
+    net = copy.deepcopy(session.state.loaded.module).eval()
+    with torch.no_grad():
+        return torch.softmax(net(x.float().contiguous()), 1)[0], net
+
+
+def test_open_and_classify_headless(session, sample):
+    st = session.state
+    assert st.model == "googlenet" and st.model_status == "ready"
+    assert st.trace is not None and st.trace.input_shape[2:] == (224, 224)
+    assert session.classifier is not None and session.captures is not None
+    shown = st.shown_image
+    assert shown is not None and st.holds(shown.key) and shown.key.image is st.image
+    probs, _ = _reference_probs(session, shown.x.to("cpu"))
+    top = st.classification.top
+    assert [p.index for p in top] == probs.topk(5).indices.tolist()
+    assert [p.prob for p in top] == pytest.approx(probs.topk(5).values.tolist(), abs=1e-4)
+
+
+def test_grad_cam_on_a_branch_with_curves(session):
+    st = session.state
+    target = st.classification.top[0].index
+    session.attributions.run("grad_cam", target, block="inception4a", branch_index=1)
+    [record] = st.attributions
+    assert record.result.layer == "inception4a branch 2" and record.result.target == target
+    # Grad-CAM by hand: the branch's output and its gradient through hooks on a plain copy of the network.
+    x = session.attributions.image()[0]
+    _, net = _reference_probs(session, x)
+    seen = {}
+    net.inception4a.branch2.register_forward_hook(lambda m, i, o: seen.update(a=o) or o.retain_grad())
+    net(x)[0, target].backward()
+    a = seen["a"]
+    cam = (a.grad.mean((2, 3), keepdim=True) * a).sum(1)[0]
+    assert torch.allclose(torch.as_tensor(record.result.raw), cam.detach(), rtol=1e-3, atol=1e-6)
+
+    session.attributions.curves(steps=8)
+    [record] = st.attributions
+    deletion, insertion = record.curves["deletion"], record.curves["insertion"]
+    probs, _ = _reference_probs(session, x)
+    # Nothing deleted yet: the image's own probability; everything inserted: the same.
+    assert deletion.scores[0] == pytest.approx(float(probs[target]), abs=1e-4)
+    assert insertion.scores[-1] == pytest.approx(float(probs[target]), abs=1e-4)
+    assert len(deletion.scores) == 9
+
+
+def test_switching_models_leaves_nothing_of_the_previous(session, sample):
+    st = session.state
+    old_shown, old_loaded = st.shown_image, st.loaded
+    assert st.attributions
+    seen = []
+    st.connect("attributions", seen.append)
+    session.set_model("googlenet_paper")
+    assert seen and seen[0] == ()  # the maps went with the model
+    assert st.attributions == () and session.attributions.result is None
+    # The image on screen stayed, and the new model classified it again.
+    assert st.image is not None and st.image.source == sample
+    assert st.loaded is not old_loaded and st.loaded.name == "googlenet_paper"
+    assert st.shown_image is not old_shown and st.shown_image.model == "googlenet_paper"
+    probs, _ = _reference_probs(session, st.shown_image.x.to("cpu"))
+    assert st.classification.top[0].index == int(probs.argmax())
+    with pytest.raises(ValueError, match="Compute a map first"):
+        session.attributions.curves()
+
+
+def test_a_job_that_ends_after_a_switch_leaves_nothing(sample):
+    runner = DeferredRunner()
+    s = Session(runner=runner, allow_download=False)
+    s.set_model("googlenet")
+    runner.run_all()
+    s.classify(sample)  # queued: it runs after the switch below
+    told = []
+    s.on(ev.ImageShown, lambda e: told.append(e.shown.model))
+    s.set_model("googlenet_paper")
+    runner.run_all()
+    # The queued googlenet classification ran, and its events were dropped; the new model's arrived.
+    assert told == ["googlenet_paper"]
+    assert s.state.shown_image.model == "googlenet_paper"
+
+
+def test_a_map_that_ends_after_another_image_leaves_nothing(session, sample, tmp_path):
+    from PIL import Image
+
+    other = tmp_path / "other.png"
+    Image.open(sample).convert("RGB").rotate(90).save(other)
+    runner = DeferredRunner()
+    session.runner = runner
+    try:
+        session.attributions.run("saliency")
+        session.classify(str(other))
+        runner.run_all()
+    finally:
+        session.runner = InlineRunner()
+    assert session.state.image.source == str(other)
+    assert session.state.attributions == ()
+
+
+def test_errors_take_one_route():
+    s = Session(allow_download=False)
+    s.set_model("googlenet")
+    s.load_weights(__file__)  # not a weights file
+    assert s.state.problem is not None and s.state.problem.topic == "weights"
+    assert "\n" not in s.state.problem.message and s.state.problem.message
+
+
+def test_inline_runner_events_and_cancel():
+    def task(n, *, cancel):
+        for i in range(n):
+            yield ev.Progress(i, n)
+
+    got, ends = [], []
+    runner = InlineRunner()
+    runner.submit("x/y", task, 3, callbacks=Callbacks(on_event=got.append, on_done=lambda: ends.append("done")))
+    assert got == [ev.Progress(0, 3), ev.Progress(1, 3), ev.Progress(2, 3)] and ends == ["done"]
+
+    def replaced(*, cancel):  # a job whose first event starts another in its lane is cancelled by it
+        yield 1
+        yield 2
+
+    got.clear()
+    calls = Callbacks(on_event=lambda e: (got.append(e), runner.submit("x/y", task, 1, callbacks=Callbacks())),
+                      on_cancel=lambda: ends.append("cancelled"))
+    runner.submit("x/y", replaced, callbacks=calls)
+    assert got == [1] and ends[-1] == "cancelled"
+    with pytest.raises(ZeroDivisionError):
+        run_task(lambda: 1 / 0, (), {}, runner.history[0].token, got.append)
+
+
+def test_session_modules_import_without_qt_or_torch():
+    code = textwrap.dedent("""
+        import sys
+        class NoQt:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("PySide6", "shiboken6", "pyqtgraph", "superqt"):
+                    raise ImportError("Qt is not available here")
+        sys.meta_path.insert(0, NoQt())
+        import explorer.core.session.session, explorer.core.session.attributions, explorer.core.session.runner
+        assert "torch" not in sys.modules, sorted(m for m in sys.modules if m.startswith("torch"))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
