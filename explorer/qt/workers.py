@@ -353,6 +353,39 @@ class JobRunner(QObject):
     def is_current(self, key: str, job: Job) -> bool:
         return self._jobs.get(key) is job and not job.token.cancelled
 
+    # -- the session's Runner protocol (explorer.core.session.runner): lanes are "group/slot" ----------------
+
+    def submit(self, lane: str, fn: Callable[..., Any], *args, callbacks, wants_progress: bool = False,
+               **kwargs) -> Job:
+        """Run `fn` in `lane` ("group/slot") of the group of that name (made with one thread if none is open);
+        `callbacks` (a session Callbacks) hear its events, its return value as an event, and how it ended."""
+        group_name, _, slot = lane.partition("/")
+        group = next((g for g in self._groups if g.prefix == group_name and g.life.alive), None)
+        if group is None:
+            group = self.lanes(group_name)
+
+        def succeeded(result) -> None:
+            if result is not None:
+                callbacks.event(result)
+            callbacks.done()
+
+        job = Job(fn, *args, wants_progress=wants_progress, **kwargs)
+        return group.start(slot, job, on_success=succeeded, on_failure=callbacks.error, on_cancel=callbacks.cancelled,
+                           on_event=callbacks.event, on_progress=lambda done, total: callbacks.event(Progress(done, total)))
+
+    def cancel(self, lane: str) -> bool:
+        """Cancel the job of `lane` ("group/slot"); whether one was running."""
+        job = self._jobs.get(lane)
+        if job is None or job.token.cancelled:
+            return False
+        job.cancel()
+        self._update_busy()
+        return True
+
+    def running(self, lane: str) -> Job | None:
+        job = self._jobs.get(lane)
+        return job if job is not None and not job.token.cancelled else None
+
     def cancel_all(self) -> None:
         """Cancel every job of every group."""
         for job in self._jobs.values():

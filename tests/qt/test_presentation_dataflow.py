@@ -88,7 +88,7 @@ def test_dataflow_slides_step_through_the_image_without_a_forward(make_window, q
     deck = p.deck
     assert deck.names() == ["input", *p.blocks(), "top-5"]
     # The first slide: torchvision's preprocessing of the file, de-normalised.
-    x = w.spec.weights_enum().transforms()(Image.open(pictures[0]).convert("RGB"))
+    x = w.state.spec.weights_enum().transforms()(Image.open(pictures[0]).convert("RGB"))
     ref = ((x * STD + MEAN).clamp(0, 1) * 255).round().permute(1, 2, 0).numpy()
     assert p.slide_view.slide.kind == "input"
     assert np.abs(p.slide_view.slide.image.astype(float) - ref).max() <= 1.0

@@ -275,7 +275,6 @@ def test_download_progress_and_cancel(window, qtbot, monkeypatch):
     import time
 
     from explorer.core.cancel import Cancelled
-    from explorer.qt.window import model_controller
 
     threads = []
 
@@ -290,7 +289,7 @@ def test_download_progress_and_cancel(window, qtbot, monkeypatch):
 
     from explorer.core.model import loading
 
-    monkeypatch.setattr(model_controller, "load_weights", fake_download)  # the first load, if still running
+    monkeypatch.setattr(loading, "load_model", fake_download)  # the first load, if still running
     monkeypatch.setattr(loading, "retry_download", fake_download)  # Retry download of the loaded model
     window.models.retry_download()
     bar = window.weights_bar

@@ -14,8 +14,27 @@ from explorer.core.session.runner import Progress
 
 __all__ = [
     "BatchClassified", "ClassifierReady", "CurvesComputed", "FilesListed", "GraphBuilt", "ImageClassified",
-    "ImageShown", "MapComputed", "ModelOpened", "Progress", "SanityChecked", "WeightsLoaded",
+    "ImageShown", "JobEnded", "JobProgress", "MapComputed", "ModelOpened", "Progress", "SanityChecked",
+    "WeightsLoaded",
 ]
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """A session job's progress, told with its lane: `done` of `total` steps (total None when unknown)."""
+
+    lane: str
+    done: int
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class JobEnded:
+    """A session job ended: "done", "failed" (its message went to `state.problem`) or "cancelled" (also when
+    what it was for left the screen first)."""
+
+    lane: str
+    outcome: str
 
 
 @dataclass(frozen=True)

@@ -76,12 +76,15 @@ class Session:
     """The model on screen, its weights, classifier and capture networks, the image on screen and its results."""
 
     def __init__(self, state: ExplorerState | None = None, runner: Runner | None = None, *, device: str = "cpu",
-                 batch_size: int | None = None, allow_download: bool = True):
+                 batch_size: int | None = None, weights: str = "auto", allow_download: bool = True,
+                 prepares_classifier: bool = True):
         self.state = state if state is not None else ExplorerState()
         self.runner: Runner = runner if runner is not None else InlineRunner()
         self.device, self.batch_size, self.allow_download = device, batch_size, allow_download
-        self.weights = "auto"  #: what the next load asks for: "auto", "none" or a file
+        self.weights = weights  #: what the next load asks for: "auto", "none" or a file
         self.classifier = None  #: the Classifier of the loaded model, once prepared
+        #: Whether loaded weights are followed by a classifier (the window's classify panel still prepares its own).
+        self.prepares_classifier = prepares_classifier
         self.captures: CaptureNetworks | None = None  #: the loaded model's networks for the gradient methods
         self._listeners: dict[type, list[Callable[[Any], None]]] = {}
         self._pending: ImageInput | None = None  # an image asked for before the classifier was ready
@@ -126,8 +129,10 @@ class Session:
             end("failed")
 
         def end(outcome: str) -> None:
+            outcome = outcome if outcome != "done" or current() else "cancelled"
             if on_end is not None:
-                on_end(outcome if outcome != "done" or current() else "cancelled")
+                on_end(outcome)
+            self.tell(ev.JobEnded(lane, outcome))
 
         callbacks = Callbacks(on_event=on_event, on_done=lambda: end("done"), on_error=on_error,
                               on_cancel=lambda: end("cancelled"))
@@ -141,16 +146,41 @@ class Session:
         from explorer.core.model.zoo import get_spec
 
         spec = get_spec(name)
-        self.runner.cancel("model/weights")
+        self.begin(name, spec)
         self.weights = weights
-        self.classifier = self.captures = None
-        self.state.begin_model(name, spec)
         h, w = size or spec.native_size
         self.state.input_size = InputSize(h, w, self.state.input_size.batch)
         self.build_graph(name)
 
+    def begin(self, name: str, spec, ref: str | None = None) -> None:
+        """A model switch: the previous model's jobs stop, its engine objects and results go."""
+        for lane in ("model/graph", "model/weights", "classify/prepare", "classify/classify"):
+            self.runner.cancel(lane)
+        self.classifier = self.captures = None
+        self.state.begin_model(name, spec, ref)
+
+    def opened(self, ref: str, spec, graph) -> None:
+        """Any CNN opened by reference (spec and graph built on a worker) replaces the model on screen."""
+        self.begin(spec.name, spec, ref)
+        self.state.input_size = InputSize(*spec.native_size, self.state.input_size.batch)
+        self._apply(ev.GraphBuilt(graph))
+
+    def output_classes(self) -> int | None:
+        """How many class scores the model outputs at the traced size (None: not a vector)."""
+        st = self.state
+        if st.graph is None or st.trace is None:
+            return None
+        last = [n for n in st.graph.nodes() if not n.training_only][-1]
+        node = st.trace.nodes.get(last.name)
+        shape = node.output_shape if node is not None else None
+        return shape[0] if shape is not None and len(shape) == 1 else None
+
     def build_graph(self, name: str) -> None:
-        self.submit("model/graph", _build_graph, name, apply=self._apply, topic="model", bound=None)
+        def end(outcome: str) -> None:
+            if outcome == "failed" and name == self.state.model:
+                self.state.model_status = "failed"
+
+        self.submit("model/graph", _build_graph, name, apply=self._apply, topic="model", bound=None, on_end=end)
 
     def retrace(self) -> bool:
         """Trace shapes at the state's input size; on failure keep the last valid trace and name the failing node."""
@@ -170,16 +200,39 @@ class Session:
             st.failed_node = st.trace_error = None
         return True
 
-    def load_weights(self, weights: str | None = None, *, outputs: int | None = None) -> None:
+    def load_weights(self, weights: str | None = None) -> None:
         """Load the model's weights ("auto", "none" or a file; default: the last asked for) in a worker."""
         st = self.state
         if weights is not None:
             self.weights = weights
         if st.model is None or st.graph is None or getattr(st.graph, "is_preview", False):
             return
-        model = st.spec if st.model_ref is not None else st.model
-        self.submit("model/weights", _load_weights, model, self.weights, self.allow_download, outputs,
-                    apply=self._apply, topic="weights", bound=None, wants_progress=True)
+        model, outputs = (st.spec, self.output_classes()) if st.model_ref is not None else (st.model, None)
+        self._weights_job(_load_weights, model, self.weights, self.allow_download, outputs)
+
+    def retry_download(self) -> None:
+        """Try the published weights again; the model keeps its weights unless new ones arrive."""
+        from explorer.core.model.loading import retry_download
+
+        if self.state.loaded is None or self.state.loaded.name != self.state.model:
+            self.load_weights("auto")
+            return
+        self._weights_job(lambda loaded, **kw: ev.WeightsLoaded(retry_download(loaded, **kw)), self.state.loaded)
+
+    def _weights_job(self, fn, *args) -> None:
+        lane = "model/weights"
+
+        def apply(event) -> None:
+            if isinstance(event, ev.Progress):
+                self.tell(ev.JobProgress(lane, event.done, event.total))
+            else:
+                self._apply(event)
+
+        def end(outcome: str) -> None:
+            if outcome == "failed" and self.state.loaded is None:
+                self.state.model_status = "failed"
+
+        self.submit(lane, fn, *args, apply=apply, topic="weights", bound=None, wants_progress=True, on_end=end)
 
     def prepare_classifier(self, device: str | None = None, batch_size: int | None = None) -> None:
         """Build the loaded model's classifier on `device` (a worker warms it up)."""
@@ -263,4 +316,5 @@ class Session:
         graph = st.graph if st.graph is not None and not getattr(st.graph, "is_preview", False) else None
         self.captures = CaptureNetworks(loaded, graph) if graph is not None else None
         self.tell(event)
-        self.prepare_classifier()
+        if self.prepares_classifier:
+            self.prepare_classifier()

@@ -119,24 +119,8 @@ class GraphPage:
             if self.state.trace is not None and self.state.trace.input_shape[2:] != size.hw:
                 self.window.show_status("shapes for this size follow once the engine has loaded", 5000, topic="size")
             return False
-        from explorer.core.shapes.trace import InputTooSmallError, trace_shapes
-
+        ok = self.window.session.retrace()
         st = self.state
-        ok = True
-        with st.changes():
-            try:
-                st.trace = trace_shapes(self.state.graph, size.hw, batch=size.batch)
-            except InputTooSmallError as e:
-                ok = False
-                st.failed_node = e.node or "input"
-                st.trace_error = str(e)
-            except ValueError as e:
-                ok = False
-                st.failed_node = "input"
-                st.trace_error = str(e)
-            else:
-                st.failed_node = None
-                st.trace_error = None
         self._show_trace_state()
         if redraw:
             self.redraw()

@@ -16,7 +16,8 @@ from __future__ import annotations
 from PySide6.QtCore import QEvent, QObject, QSize, Qt
 from PySide6.QtWidgets import QApplication, QDockWidget, QMainWindow, QScrollArea, QWidget
 
-from explorer.core.session.state import ExplorerState
+from explorer.core.session.attributions import cpu_input
+from explorer.core.session.session import Session
 from explorer.qt.microscope.activation_view import ActivationView
 from explorer.qt.attribution.attribution_panel import AttributionPanel
 from explorer.qt.attribution.branch_share_chart import BranchSharePanel
@@ -29,18 +30,9 @@ from explorer.qt.workers import Job, JobRunner
 BATCH_DOCK_SHARE = 0.5
 
 
-def _build_capture(module, graph):
-    from explorer.core.graph.capture import CaptureModel
-
-    return CaptureModel(module, graph)
-
-
-def _cpu_input(x):
-    """The network input as the CPU CaptureModel of the gradient methods takes it: a plain (1, 3, H, W)
-    float tensor of its own (x may live on the GPU, in channels-last layout)."""
-    import torch
-
-    return x.detach().to("cpu", torch.float32).clone(memory_format=torch.contiguous_format)
+def _capture_on_cpu(captures):
+    """The session's CPU capture network, built on a worker (tracing it takes a while)."""
+    return captures.on("cpu")
 
 
 class _PanelHolder(QWidget):
@@ -74,17 +66,17 @@ class _PanelHolder(QWidget):
 class ImageDocks(QObject):
     """Owns the image panels of a main window (which calls `model_ready`, `select_block`, `shutdown`)."""
 
-    def __init__(self, window: QMainWindow, *, runner: JobRunner, state=None, classify_sample: bool = True):
+    def __init__(self, window: QMainWindow, *, runner: JobRunner, session: Session, classify_sample: bool = True):
         super().__init__(window)
         self.window = window
-        self.state = state if state is not None else ExplorerState()
+        self.session = session  #: owns the capture networks (explorer.core.session.session.CaptureNetworks)
+        self.state = session.state
         # One at a time: the panels' jobs share the capture network and the per-device networks.
         self.runner = runner.lanes("images", threads=1, parent=self)
         self.capture_model = None
         self._capture_key = None  # the ResultKey the panels' capture model (and so their model) is for
         self.graph = None
         self.loaded = None
-        self._device_models: dict = {}
         self._sample_pending = classify_sample
 
         self.classify = ClassifyPanel(window, runner=runner, state=self.state)
@@ -160,7 +152,7 @@ class ImageDocks(QObject):
         self.activations.clear()
         self.classify.set_model(loaded, self.classify.device_combo.currentData(), graph=graph)
         key = self.state.result_key.for_model()
-        self.runner.start("capture_model", Job(_build_capture, loaded.module, graph),
+        self.runner.start("capture_model", Job(_capture_on_cpu, self.session.captures),
                           on_success=lambda capture_model: self._on_capture_model(capture_model, key),
                           on_failure=self._status)
         again = self.state.image
@@ -181,7 +173,6 @@ class ImageDocks(QObject):
         if not self.state.holds(key):  # built for a model or weights no longer on screen
             return
         self.capture_model, self._capture_key = capture_model, key
-        self._device_models = {}
         self.attribution.set_model(capture_model, self.graph, self.loaded.categories,
                                    capture_model_for=self._capture_model_for)
         self.shares.set_model(capture_model, self.graph)
@@ -220,20 +211,10 @@ class ImageDocks(QObject):
             self.select_block(selected)
 
     def _capture_model_for(self, device: str):
-        """The gradient methods' network on `device`, built once per model and device (on the worker thread:
-        a copy of the loaded network, so that captures of the classifier on other threads never see
-        captum's hooks)."""
-        if device == "cpu":
-            return self.capture_model
-        model = self._device_models.get(device)
-        if model is None:
-            import copy
-
-            from explorer.core.graph.capture import CaptureModel
-
-            model = self._device_models[device] = CaptureModel(copy.deepcopy(self.loaded.module).to(device),
-                                                               self.graph)
-        return model
+        """The gradient methods' network on `device`, built once per model and device by the session (on the
+        worker thread: a copy of the loaded network, so that captures of the classifier on other threads never
+        see captum's hooks)."""
+        return self.session.captures.on(device) if device != "cpu" else self.capture_model
 
     def _curve_model_for(self, device: str):
         """The network the faithfulness curves run on: the classifier's own on `device` (batch norms folded,
@@ -249,7 +230,7 @@ class ImageDocks(QObject):
         if shown.x is None:
             return
         self.attribution.device = str(shown.x.device)
-        x = _cpu_input(shown.x)
+        x = cpu_input(shown.x)
         top1 = shown.result.top[0].index if shown.result is not None and shown.result.top else None
         self.attribution.set_image(x, shown.rgb, top1=top1)
         self.shares.set_image(x)

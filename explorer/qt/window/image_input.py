@@ -41,7 +41,7 @@ class ImageInput(QObject):
             return
         from explorer.qt.window.image_docks import ImageDocks
 
-        w.images = images = ImageDocks(w, runner=w.jobs, state=w.state, classify_sample=self._classify_sample)
+        w.images = images = ImageDocks(w, runner=w.jobs, session=w.session, classify_sample=self._classify_sample)
         images.classify.paste_shortcut.setEnabled(False)  # the window's Edit → Paste has Ctrl+V
         images.activations.block_changed.connect(w.graph_page.follow_block)
         images.shares.block_selected.connect(w.graph_page.follow_block)

@@ -69,6 +69,7 @@ from explorer.qt.window.window_settings import (
     WindowSettings,
     default_settings,
 )
+from explorer.core.session.session import Session
 from explorer.qt.workers import JobRunner
 
 __all__ = ["APPLICATION", "DEFAULT_MODEL", "DOCK_LAYOUT_VERSION", "MAX_RECENT", "ORGANIZATION", "MainWindow",
@@ -95,10 +96,12 @@ class MainWindow(QMainWindow):
         self.saved = WindowSettings(self.settings, self.state)
         self.weights_choice = weights
         self.allow_download = allow_download
-        #: The application's one job runner (one pool): every widget's lanes are groups of it.
+        #: The application's one job runner (one pool): every widget's lanes are groups of it. Two model jobs
+        #: at once: the graph of a newly chosen model need not wait for a download to give up.
         self.jobs = JobRunner(self)
-        # Two at once: the graph of a newly chosen model need not wait for a download to give up.
-        self.runner = self.jobs.lanes("window", threads=2, parent=self)
+        self.runner = self.jobs.lanes("model", threads=2, parent=self)
+        self.session = Session(self.state, self.jobs, weights=weights, allow_download=allow_download,
+                               prepares_classifier=False)
         self.images = None  # the image panels, built just after the window is on screen
 
         self.models = ModelController(self)
@@ -159,16 +162,8 @@ class MainWindow(QMainWindow):
         return self.state.model
 
     @property
-    def spec(self):
-        return self.state.spec
-
-    @property
     def model_ref(self) -> str | None:
         return self.state.model_ref
-
-    @property
-    def failed_node(self) -> str | None:
-        return self.state.failed_node
 
     @property
     def recent_actions(self) -> list[QAction]:
@@ -295,6 +290,7 @@ class MainWindow(QMainWindow):
         st.connect("status_text", lambda text: self.show_status(text, 0, topic="model") if text else
                    self.status_line.clear("model"))
         st.connect("presenting", lambda _p: self.sync_busy())
+        st.connect("problem", lambda problem: self.show_error(problem.message) if problem is not None else None)
 
     # -- actions (see explorer.qt.window.actions) ---------------------------------------------------------
 
@@ -313,7 +309,7 @@ class MainWindow(QMainWindow):
     # -- model ----------------------------------------------------------------------------
 
     def spec_title(self) -> str:
-        return self.spec.title if self.spec is not None else ""
+        return self.state.spec.title if self.state.spec is not None else ""
 
 
     def sync_busy(self) -> None:

@@ -16,9 +16,10 @@ from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QFileDialog
 
 from explorer.core.model.zoo import get_spec, model_names
+from explorer.core.session import events as ev
 from explorer.core.session.state import InputSize
 from explorer.qt.window.window_settings import APPLICATION, MAX_RECENT
-from explorer.qt.workers import Job, load_block_graph, load_weights, open_any_model
+from explorer.qt.workers import Job, open_any_model
 
 WEIGHT_FILTER = "Weights (*.pth *.pt *.bin *.safetensors);;All files (*)"
 #: The graph worker (which imports torch) starts right after the graph's first paint, or after this long.
@@ -44,6 +45,11 @@ class ModelController(QObject):
         super().__init__(window)
         self.window = window
         self.state = window.state
+        self.session = window.session  # builds the graph, loads the weights; this part shows what it does
+        self.session.on(ev.GraphBuilt, lambda event: self._on_graph(event.graph))
+        self.session.on(ev.WeightsLoaded, lambda event: self._on_weights(event.loaded))
+        self.session.on(ev.JobProgress, self._on_progress)
+        self.session.on(ev.JobEnded, self._on_job_ended)
         self.open_dialog = None  #: File → Open model…'s dialog, while one is up
         self.run_prompt = None  #: the question before running a remembered .py model again
         self._shown_preview: str | None = None
@@ -59,9 +65,9 @@ class ModelController(QObject):
             return
         self.window.saved.save_expanded()
         self.window.runner.cancel("open")
-        self.window.runner.cancel("weights")
         self._shown_preview = None
-        self.state.begin_model(name, spec)
+        self._ask_for_weights()
+        self.session.begin(name, spec)
         if size is False:
             size = spec.native_size
         if size is not None:
@@ -102,8 +108,11 @@ class ModelController(QObject):
             self._start_graph_job(st.model)
 
     def _start_graph_job(self, name: str) -> None:
-        self.window.runner.start("graph", Job(load_block_graph, name), on_success=self._on_graph,
-                                 on_failure=self._on_graph_failed)
+        self.session.build_graph(name)
+
+    def _ask_for_weights(self) -> None:
+        """The next model's weights: what the window was started with."""
+        self.session.weights, self.session.allow_download = self.window.weights_choice, self.window.allow_download
 
     def _show_preview(self, name: str) -> None:
         """Draw the shipped preview of `name` while the engine (torch) loads; shapes are those of
@@ -129,10 +138,20 @@ class ModelController(QObject):
         self.window.show_status(f"{self.window.spec_title()}: preview; the engine is loading…", 0, topic="model")
         self.window.graph_drawn.emit(name)
 
-    def _on_graph_failed(self, message: str) -> None:
-        self.window.view.show_message(f"Could not build the block graph of {self.window.spec_title()}.")
-        self.state.model_status = "failed"
-        self.window.show_error(message)
+    def _on_job_ended(self, event: ev.JobEnded) -> None:
+        """A graph that could not be built, weights that did not load (the session's problem says why)."""
+        if event.lane == "model/graph" and event.outcome == "failed":
+            self.window.view.show_message(f"Could not build the block graph of {self.window.spec_title()}.")
+        elif event.lane == "model/weights" and event.outcome == "failed":
+            self._restore_weights_badge()
+        elif event.lane == "model/weights" and event.outcome == "cancelled":
+            # A model switch cancels the old load; the new model's own load follows its graph.
+            if self.session.runner.running("model/weights") is None and self.state.graph is not None:
+                self._restore_weights_badge("download cancelled")
+
+    def _on_progress(self, event: ev.JobProgress) -> None:
+        if event.lane == "model/weights":
+            self.window.weights_bar.show_progress(event.done, event.total)
 
     def sync_model_widgets(self) -> None:
         """The combo and the Model menu show the current model (an opened one: its Recent entry)."""
@@ -177,28 +196,22 @@ class ModelController(QObject):
         self.window.graph_ready.emit(graph.name)
         if not from_preview:
             self.window.graph_drawn.emit(graph.name)
-        self.load_weights(self.window.weights_choice, self.window.allow_download)
+        self._show_weights_loading(self.session.weights)  # the session loads them next
 
     def load_weights(self, weights: str, allow_download: bool) -> None:
         """Load the current model's weights in a worker ("auto", "none" or a file path)."""
         graph = self.state.graph
         if self.state.model is None or graph is None or getattr(graph, "is_preview", False):
             return
+        self._show_weights_loading(weights)
+        self.session.allow_download = allow_download
+        self.session.load_weights(weights)
+
+    def _show_weights_loading(self, weights: str) -> None:
         text = "Loading weights…" if weights in ("auto", "none") else \
             f"Loading weights from {Path(weights).name}…"
         self.window.weights_bar.show_loading(text)
         self.window.weights_label.setText("weights: loading…")
-        if self.state.model_ref is not None:
-            job = Job(load_weights, self.state.spec, weights, allow_download, outputs=self.output_classes(),
-                      wants_progress=True)
-        else:
-            job = Job(load_weights, self.state.model, weights, allow_download, wants_progress=True)
-        self._start_weights_job(job)
-
-    def _start_weights_job(self, job: Job) -> None:
-        self.window.runner.start("weights", job, on_success=self._on_weights, on_failure=self._on_weights_failed,
-                                 on_progress=self.window.weights_bar.show_progress,
-                                 on_cancel=self._on_weights_cancelled)
 
     def _has_published_weights(self) -> bool:
         spec = self.state.spec
@@ -206,16 +219,15 @@ class ModelController(QObject):
 
     def retry_download(self) -> None:
         """Try the published weights again; a failure keeps the model's weights and says so."""
-        from explorer.core.model.loading import retry_download
-
+        self.session.allow_download = True
         if self.state.loaded is None or self.state.loaded.name != self.state.model:
             self.load_weights("auto", True)
             return
         self.window.weights_bar.show_loading("Retrying the download…")
-        self._start_weights_job(Job(retry_download, self.state.loaded, wants_progress=True))
+        self.session.retry_download()
 
     def cancel_download(self) -> None:
-        self.window.runner.cancel("weights")
+        self.session.runner.cancel("model/weights")
 
     def open_weights_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.window, "Open weights file", "", WEIGHT_FILTER)
@@ -235,10 +247,6 @@ class ModelController(QObject):
             loaded = loaded.loaded
         if loaded.name != self.state.model:
             return
-        with self.state.changes():
-            self.state.loaded = loaded
-            self.state.model_status = "ready"
-            self.state.status_text = ""
         state = loaded.weights
         if state.is_random:
             self.window.weights_bar.show_random(state.reason, self._has_published_weights())
@@ -258,17 +266,6 @@ class ModelController(QObject):
                 if classes else f"{title} does not output a vector of class scores: classification cannot"
                 " interpret it", 15000, topic="model")
         self.window.model_loaded.emit(loaded.name)
-
-    def _on_weights_failed(self, message: str) -> None:
-        self.window.show_error(message)
-        self._restore_weights_badge()
-        if self.state.loaded is None:
-            self.state.model_status = "failed"
-
-    def _on_weights_cancelled(self) -> None:
-        # A model switch cancels the old load; the new model's own load follows its graph.
-        if self.window.runner.running("weights") is None and self.state.graph is not None:
-            self._restore_weights_badge("download cancelled")
 
     def _restore_weights_badge(self, reason: str | None = None) -> None:
         """The weights bar, and the classify panel's badge with it, say why the weights are random."""
@@ -355,18 +352,15 @@ class ModelController(QObject):
             self.window.status_line.clear("open")
             self.set_model(ref)
             return
-        self.window.runner.cancel("graph")  # a zoo model still loading is superseded
-        self.window.runner.cancel("weights")
         self.window.saved.save_expanded()
         self._shown_preview = None
         self.window.status_line.clear("open")
-        self.state.begin_model(spec.name, spec, ref)
         self.window.banner.set_message(None)
         self.window.details.show_nothing()
         self.window.view.show_message(f"Drawing {spec.title}…")  # drops the previous model's boxes and selection
-        self.state.input_size = InputSize(*spec.native_size, self.state.input_size.batch)
         self._add_recent(ref)
-        self._on_graph(graph)  # draws it, then loads the weights
+        self._ask_for_weights()
+        self.session.opened(ref, spec, graph)  # a zoo model still loading is superseded; draws it, loads weights
         self.window.model_opened.emit(ref)
 
     def _on_open_failed(self, ref: str, message: str) -> None:
@@ -379,12 +373,7 @@ class ModelController(QObject):
 
     def output_classes(self) -> int | None:
         """How many class scores the current model outputs at this size (None: not a vector)."""
-        if self.state.graph is None or self.state.trace is None:
-            return None
-        last = [n for n in self.state.graph.nodes() if not n.training_only][-1]
-        node = self.state.trace.nodes.get(last.name)
-        shape = node.output_shape if node is not None else None
-        return shape[0] if shape is not None and len(shape) == 1 else None
+        return self.session.output_classes()
 
     def recent_models(self) -> list[str]:
         """References of the models opened lately, the latest first."""
