@@ -13,7 +13,7 @@ from typing import Any
 from explorer.core.session.runner import Progress
 
 __all__ = [
-    "BatchClassified", "ClassifierReady", "CurvesComputed", "FilesListed", "GraphBuilt", "ImageClassified",
+    "BatchClassified", "BatchStopped", "ClassifierReady", "CurvesComputed", "FilesListed", "GraphBuilt", "ImageClassified",
     "ImageShown", "JobEnded", "JobProgress", "MapComputed", "ModelOpened", "Progress", "SanityChecked",
     "WeightsLoaded",
 ]
@@ -97,6 +97,14 @@ class BatchClassified:
     """Results of the next files of a batch, in input order."""
 
     results: tuple
+
+
+@dataclass(frozen=True)
+class BatchStopped:
+    """A batch (a BatchRun) stopped before its end, and what to say about it."""
+
+    batch: Any
+    text: str
 
 
 @dataclass(frozen=True)

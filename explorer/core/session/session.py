@@ -82,16 +82,22 @@ class Session:
         self.runner: Runner = runner if runner is not None else InlineRunner()
         self.device, self.batch_size, self.allow_download = device, batch_size, allow_download
         self.weights = weights  #: what the next load asks for: "auto", "none" or a file
-        self.classifier = None  #: the Classifier of the loaded model, once prepared
-        #: Whether loaded weights are followed by a classifier (the window's classify panel still prepares its own).
+        #: Whether loaded weights are followed by a classifier (the window's classify panel asks for it, on the
+        #: device its box names).
         self.prepares_classifier = prepares_classifier
         self.captures: CaptureNetworks | None = None  #: the loaded model's networks for the gradient methods
         self._listeners: dict[type, list[Callable[[Any], None]]] = {}
-        self._pending: ImageInput | None = None  # an image asked for before the classifier was ready
         self._problems = 0
         from explorer.core.session.attributions import Attributions
+        from explorer.core.session.classify import Classification
 
-        self.attributions = Attributions(self)
+        self.images = Classification(self)  #: the classifier and the requests for it
+        self.attributions = Attributions(self)  #: maps of the image on screen and their evidence
+
+    @property
+    def classifier(self):
+        """The loaded model's Classifier, once prepared (None before)."""
+        return self.images.classifier
 
     # -- events -------------------------------------------------------------------------------
 
@@ -124,8 +130,10 @@ class Session:
                 apply(event)
 
         def on_error(message: str) -> None:
-            if current():
-                self.problem(topic, message)
+            if not current():  # what it was for left the screen: nobody is told of it
+                end("cancelled")
+                return
+            self.problem(topic, message)
             end("failed")
 
         def end(outcome: str) -> None:
@@ -154,9 +162,10 @@ class Session:
 
     def begin(self, name: str, spec, ref: str | None = None) -> None:
         """A model switch: the previous model's jobs stop, its engine objects and results go."""
-        for lane in ("model/graph", "model/weights", "classify/prepare", "classify/classify"):
+        for lane in ("model/graph", "model/weights"):
             self.runner.cancel(lane)
-        self.classifier = self.captures = None
+        self.images.forget()
+        self.captures = None
         self.state.begin_model(name, spec, ref)
 
     def opened(self, ref: str, spec, graph) -> None:
@@ -235,9 +244,8 @@ class Session:
         self.submit(lane, fn, *args, apply=apply, topic="weights", bound=None, wants_progress=True, on_end=end)
 
     def prepare_classifier(self, device: str | None = None, batch_size: int | None = None) -> None:
-        """Build the loaded model's classifier on `device` (a worker warms it up)."""
-        from explorer.core.session import tasks
-
+        """Build the loaded model's classifier on `device`; then the image on screen is classified again (unless a
+        request made meanwhile waits: it runs instead)."""
         st = self.state
         if device is not None:
             self.device = device
@@ -245,26 +253,19 @@ class Session:
             self.batch_size = batch_size
         if st.loaded is None:
             return
-        self.classifier = None
         graph = st.graph if st.graph is not None and not getattr(st.graph, "is_preview", False) else None
-        self.submit("classify/prepare", tasks.prepare_classifier, st.loaded, self.device, self.batch_size, graph,
-                    apply=self._apply, topic="classify", bound="model")
+        self.images.prepare(st.loaded, self.device, self.batch_size, graph)
+        again = st.image
+        if self.images.pending is None and again is not None and again.available():
+            self.images.single(again)
 
     # -- the image ----------------------------------------------------------------------------
 
-    def classify(self, image: ImageInput | str) -> None:
+    def classify(self, image: ImageInput | str) -> str:
         """Put `image` (an ImageInput or a path) on screen and classify it (once the classifier is ready)."""
-        from explorer.core.session import tasks
-
         if not isinstance(image, ImageInput):
             image = ImageInput(str(image), str(image))
-        self.state.image = image
-        if self.classifier is None:
-            self._pending = image
-            return
-        self._pending = None
-        self.submit("classify/classify", tasks.classify_single, self.classifier, image.source, image.name,
-                    apply=self._apply, topic="classify")
+        return self.images.single(image)
 
     # -- applying events ----------------------------------------------------------------------
 
@@ -282,20 +283,6 @@ class Session:
         if isinstance(event, ev.WeightsLoaded):
             self._apply_weights(event)
             return
-        if isinstance(event, ev.ClassifierReady):
-            if event.classifier.loaded is not st.loaded:
-                return
-            self.classifier = event.classifier
-            self.tell(event)
-            again = self._pending or st.image
-            if again is not None and again.available():
-                self.classify(again)
-            return
-        if isinstance(event, ev.ImageClassified):
-            st.classification = event.result
-        elif isinstance(event, ev.ImageShown) and event.shown is not None:
-            event.shown.key = st.result_key
-            st.shown_image = event.shown
         self.tell(event)
 
     def _apply_weights(self, event: ev.WeightsLoaded) -> None:

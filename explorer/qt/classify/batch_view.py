@@ -120,8 +120,6 @@ class BatchView(QWidget):
 
     def set_files(self, run: BatchRun | None, files: Sequence[str], empty: tuple[str, ...]) -> None:
         """The files of `run` (the state's batch) are listed (`empty`: the folders that held none)."""
-        if run is not None:
-            run.total = len(files)
         self.empty_folders = empty
         self.progress.setRange(0, max(len(files), 1))
         self.progress.setValue(0)
@@ -130,28 +128,22 @@ class BatchView(QWidget):
     def append(self, run: BatchRun | None, results: list) -> None:
         """Add results of `run`; the first row becomes current when none is."""
         self.model.append(results)
-        if run is not None:
-            run.results.extend(results)
         done = self.model.rowCount()
         self.progress.setValue(done)
         self.status.setText(f"Classifying… {done} / {run.total if run is not None else done}")
         if self.table.currentIndex().row() < 0 and self.proxy.rowCount() > 0:
             self.table.selectRow(0)
 
-    def stop(self, run: BatchRun | None, text: str, status: str) -> None:
-        """`run` stopped before its end (`status`: "cancelled" or "failed"); the status line says `text`."""
+    def stop(self, run: BatchRun | None, text: str) -> None:
+        """`run` stopped before its end (the session says how); the status line says `text`."""
         self.progress.setRange(0, max(run.total or 0 if run is not None else 0, 1))
         self.status.setText(text)
-        if run is not None:
-            run.status = status
 
     def finish(self, run: BatchRun | None) -> list[str]:
-        """`run` ran to its end: its time and throughput; returns what went wrong (a message per kind)."""
+        """`run` ran to its end (the session timed it): its throughput; returns what went wrong (a message per kind)."""
         n = len(self.model.results)
-        elapsed = time.perf_counter() - self._started
+        elapsed = run.seconds if run is not None and run.seconds is not None else time.perf_counter() - self._started
         self.throughput = n / elapsed if n and elapsed > 0 else None
-        if run is not None:
-            run.status, run.seconds = "done", elapsed
         self.progress.setRange(0, max(n, 1))
         self.progress.setValue(n)
         if n:

@@ -37,9 +37,11 @@ from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import QApplication, QFileDialog, QSplitter, QVBoxLayout, QWidget
 
-from explorer.core.session import tasks
 from explorer.core.classify.images import IMAGE_EXTENSIONS
-from explorer.core.session.state import BatchRun, ExplorerState, ImageInput
+from explorer.core.session import events as ev
+from explorer.core.session.classify import CLASSIFY, PREPARE
+from explorer.core.session.session import Session
+from explorer.core.session.state import ExplorerState, ImageInput
 from explorer.core.session.tasks import ShownImage
 from explorer.qt.classify.batch_view import BatchView, PreviousBatchBar
 from explorer.qt.classify.classify_toolbar import ClassifyToolbar, DropTarget, dropped_inputs
@@ -47,7 +49,7 @@ from explorer.qt.classify.single_view import SingleView
 from explorer.qt.panels import Banner
 from explorer.qt.result_view import qimage_to_pil
 from explorer.qt.results_table import display_name
-from explorer.qt.workers import Job, JobRunner
+from explorer.qt.workers import JobRunner
 
 #: Name given to an image that comes from the clipboard or a drop of image data.
 PASTED_NAME = "<pasted image>"
@@ -67,29 +69,56 @@ class ClassifyPanel(QWidget):
     image_shown = Signal(object)
 
     def __init__(self, parent=None, *, runner: JobRunner, samples: Sequence | None = None,
-                 state: ExplorerState | None = None):
+                 session: Session | None = None):
         """samples: SampleImage list for the gallery (default: explorer.core.model.samples.sample_images()).
-        state: the window's ExplorerState (a panel on its own makes its own)."""
+        session: the window's Session (a panel on its own makes its own, on `runner`)."""
         super().__init__(parent)
-        self.state = state if state is not None else ExplorerState()
+        self.session = session if session is not None else Session(ExplorerState(), runner, prepares_classifier=False)
+        self.state = self.session.state
+        #: The session's classification: the classifier, the requests waiting for it, the mode.
+        self.images = self.session.images
         self.drop_target = DropTarget(self, self.handle_drop)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # a click on the panel makes Ctrl+V paste here
-        self.loaded = None  # the LoadedModel
-        self.graph = None  # its BlockGraph, when given: single images are then captured
-        self.classifier = None  # the Classifier, once the worker has built it
-        self.device_request = "auto"
-        #: The view's mode: "single" or "batch" (what the last request was).
-        self.mode = "single"
         self._busy = False
-        self._pending: Callable[[], None] | None = None  # a request waiting for the classifier
         # Three at once: a preview, the classifier's preparation and a classification never wait for each other.
+        # The session's classify lanes run in this group.
         self.runner = runner.lanes("classify", threads=3, parent=self)
         self.runner.busy_changed.connect(lambda _busy: self._update_controls())
         self._build_ui(samples)
+        self._listen()
         self.state.connect("model", self._on_model_switched)
         self.state.connect("batch", self._on_batch_state)
         self.state.connect("previous_batch", self.previous_bar.show_previous)
         self._update_controls()
+
+    def _listen(self) -> None:
+        on = self.session.on
+        on(ev.ClassifierReady, lambda event: self._on_classifier(event.classifier))
+        on(ev.ImageClassified, lambda event: self._on_single_result(event.result))
+        on(ev.ImageShown, self._on_shown)
+        on(ev.FilesListed, lambda event: self._on_files(event.files, event.empty_folders))
+        on(ev.BatchClassified, lambda event: self.batch_view.append(self.state.batch, event.results))
+        on(ev.BatchStopped, lambda event: self.batch_view.stop(event.batch, event.text))
+        on(ev.JobEnded, self._on_job_ended)
+
+    # -- what the session holds, under the names the window and the tests use
+
+    @property
+    def classifier(self):
+        return self.images.classifier
+
+    @property
+    def loaded(self):
+        return self.images.loaded
+
+    @property
+    def graph(self):
+        return self.images.graph
+
+    @property
+    def mode(self) -> str:
+        """The view's mode: "single" or "batch" (what the last request was)."""
+        return self.images.mode
 
     # ------------------------------------------------------------------ layout
 
@@ -172,24 +201,17 @@ class ClassifyPanel(QWidget):
         """Use `loaded` (a LoadedModel; None to unload) on `device`: the classifier is built and warmed
         up in a worker. Requests made meanwhile wait for it; the running job is cancelled.
         graph: the model's BlockGraph; with it a single image's forward also captures its branches."""
-        self._interrupt("Stopped: the model changed")
-        self.runner.cancel("preview")
-        self.runner.cancel("prepare")
-        if loaded is None:
-            self._pending = None
-        self.loaded, self.graph, self.classifier, self.device_request = loaded, graph, None, device
+        self.images.cancel("Stopped: the model changed")
+        self.images.prepare(loaded, device, batch_size, graph)
         self.toolbar.show_device(device)
         # A request made while the model loaded waits for its classifier; it is not lost.
-        self.result_view.forget("Waiting for the model…" if self._pending is not None else None)
+        self.result_view.forget("Waiting for the model…" if self.images.pending is not None else None)
         if loaded is None:
             self.badge.set_message(None)
             self.device_label.setText("")
         else:
             self.badge.set_message(loaded.weights.describe() if loaded.weights.is_random else None)
             self.device_label.setText(f"{loaded.name}: preparing ({device})…")
-            self.runner.start("prepare", Job(tasks.prepare_classifier, loaded, device, batch_size, graph),
-                              on_event=self._on_event, on_success=lambda _: self._on_prepared(),
-                              on_failure=self._on_prepare_failed)
         self._update_controls()
 
     def set_device(self, device: str) -> None:
@@ -198,14 +220,13 @@ class ClassifyPanel(QWidget):
             self._on_device_chosen(device)
 
     def _on_device_chosen(self, device: str) -> None:
-        if self.loaded is not None and device != self.device_request:
+        if self.loaded is not None and device != self.images.device:
             self.set_model(self.loaded, device, graph=self.graph)
         else:
-            self.device_request = device
+            self.images.device = device
 
     def _on_fast_decode(self, checked: bool) -> None:
-        if self.classifier is not None:  # read at each image: the next one follows the box
-            self.classifier.fast_decode = checked
+        self.images.set_fast_decode(checked)
 
     def classify_paths(self, paths: Sequence[str | os.PathLike]) -> None:
         """Classify files and/or folders: one file → the single view, anything more → the batch table."""
@@ -234,8 +255,8 @@ class ClassifyPanel(QWidget):
 
     def cancel(self) -> None:
         """Stop the running classification (the panel is idle at once; the worker stops at its next check)."""
-        had_pending, self._pending = self._pending is not None, None
-        if (self._interrupt("Cancelled") or had_pending) and self.mode == "single":
+        had_pending, self.images.pending = self.images.pending is not None, None
+        if (self.images.cancel("Cancelled") or had_pending) and self.mode == "single":
             self.result_view.clear("Cancelled.")
         self._update_controls()
 
@@ -275,7 +296,7 @@ class ClassifyPanel(QWidget):
 
     def has_pending(self) -> bool:
         """Whether a request waits for the classifier (made while the model loaded)."""
-        return self._pending is not None
+        return self.images.pending is not None
 
     def classify_previous_batch(self) -> None:
         """Classify the files of the batch a model switch cleared, with the model now loaded."""
@@ -286,7 +307,7 @@ class ClassifyPanel(QWidget):
     def shutdown(self, msecs: int = 30000) -> bool:
         """Cancel every job and wait for the workers to return (call before the panel is destroyed)."""
         self.runner.cancel_all()
-        self._pending = None
+        self.images.pending = None
         return self.runner.wait(msecs)
 
     # ------------------------------------------------------------------ the state
@@ -295,11 +316,8 @@ class ClassifyPanel(QWidget):
         """Another model is on screen: nothing of the previous one is classified or shown any more."""
         if self.loaded is not None and self.loaded.name == name:
             return
-        self._interrupt("Stopped: the model changed")
-        self.runner.cancel("preview")
-        self.runner.cancel("prepare")
-        self._pending = None
-        self.loaded = self.graph = self.classifier = None
+        self.images.cancel("Stopped: the model changed")
+        self.images.forget()
         text = self.state.status_text or (f"loading {name}…" if name else "")
         self.result_view.forget(text[:1].upper() + text[1:] if text else "")
         self.device_label.setText(text)
@@ -308,83 +326,51 @@ class ClassifyPanel(QWidget):
     def _on_batch_state(self, batch) -> None:
         if batch is None:
             self.batch_view.clear()
-            self.mode = "single"
+            self.images.mode = "single"
             self._update_controls()
 
     # ------------------------------------------------------------------ requests
 
-    def _interrupt(self, why: str) -> bool:
-        """Cancel the running classification, saying so in the batch status; whether one ran."""
-        if not self.runner.cancel("classify"):
-            return False
-        batch = self.state.batch
-        if self.mode == "batch" and batch is not None:
-            self.batch_view.stop(batch, f"{why} after {self.model.rowCount()} of {batch.total or 0} images", "cancelled")
-        return True
-
     def _request(self, start: Callable[[], None]) -> None:
         """Run `start` now if the classifier is ready, else when it is (a later request replaces it)."""
-        self._interrupt("Stopped by a new request")
         self.message.set_message(None)
-        if self.classifier is not None:
-            start()
-        elif self.loaded is not None and self.runner.running("prepare") is not None:
-            self._pending = start
-            self.result_view.clear("Waiting for the model…")
-        elif self.state.model_status == "loading" and self.state.model:
-            self._pending = start
-            self.result_view.clear(f"Waiting for {self.state.model} to load…")
-        else:
+        outcome = self.images.request(start)
+        if outcome == "waiting":
+            loading = self.images.loaded is None or not self.images.preparing()
+            self.result_view.clear(f"Waiting for {self.state.model} to load…" if loading else "Waiting for the model…")
+        elif outcome == "no model":
             self._fail("No model is loaded yet: load a model, then classify")
         self._update_controls()
 
     def _start_single(self, given: ImageInput) -> None:
-        self.mode = "single"
         self.result_view.show_pending(display_name(given.name))
-        key = self.state.result_key
-        self.runner.start("classify", Job(tasks.classify_single, self.classifier, given.source, given.name),
-                          on_event=lambda event: self._on_event(event, key), on_failure=self._on_classify_failed)
+        self.images.start_single(given)
         self._update_controls()
 
     def _start_batch(self, paths: list[Path]) -> None:
-        self.mode = "batch"
-        self.state.previous_batch = None
-        self.state.batch = BatchRun(model=self.loaded.name, inputs=tuple(str(p) for p in paths))
         self.batch_view.begin()
         w = max(self.splitter.width(), 400)
         self.splitter.setSizes([round(w * BATCH_TABLE_SHARE), round(w * (1 - BATCH_TABLE_SHARE))])
-        self.runner.start("classify", Job(tasks.classify_batch, self.classifier, [str(p) for p in paths]),
-                          on_event=self._on_event, on_success=lambda _: self._finish_batch(),
-                          on_failure=self._on_classify_failed)
+        self.images.start_batch([str(p) for p in paths])
         self.batch_started.emit()
         self._update_controls()
 
     # ------------------------------------------------------------------ events
 
-    def _on_event(self, event, key=None) -> None:
-        """A job's event; `key`: the ResultKey a single image's job was started for (its results are used
-        only while the key holds)."""
-        if isinstance(event, tasks.ClassifierReady):
-            self._on_classifier(event.classifier)
-        elif isinstance(event, (tasks.ImageClassified, tasks.ImageShown)) and not self.state.holds(key):
-            return
-        elif isinstance(event, tasks.ImageClassified):
-            self._on_single_result(event.result)
-        elif isinstance(event, tasks.ImageShown):
-            self._on_shown(event, key)
-        elif isinstance(event, tasks.FilesListed):
-            self._on_files(event.files, event.empty_folders)
-        elif isinstance(event, tasks.BatchClassified):
-            self.batch_view.append(self.state.batch, event.results)
-
-    def _on_prepared(self) -> None:
-        if self._pending is not None and self.classifier is not None:
-            pending, self._pending = self._pending, None
-            pending()
+    def _on_job_ended(self, event: ev.JobEnded) -> None:
+        """The session's classify jobs: a batch that ran to its end, a failure (its message is the problem's)."""
+        problem = self.state.problem.message if self.state.problem is not None else ""
+        if event.lane == PREPARE and event.outcome == "failed":
+            self._on_prepare_failed(problem)
+        elif event.lane == CLASSIFY and event.outcome == "failed":
+            self._on_classify_failed(problem)
+        elif event.lane == CLASSIFY and event.outcome == "done" and self.mode == "batch":
+            self._finish_batch()
+        elif event.lane.startswith("classify/") and event.outcome == "failed":
+            self._fail(problem)
         self._update_controls()
 
     def _on_prepare_failed(self, message: str) -> None:
-        self._pending = None
         self.device_label.setText(f"{self.loaded.name if self.loaded else ''}: not ready")
         self.result_view.clear("The classifier could not be prepared.")
         self._fail(f"Cannot prepare the classifier: {message}")
@@ -392,31 +378,27 @@ class ClassifyPanel(QWidget):
 
     def _on_classify_failed(self, message: str) -> None:
         if self.mode == "batch":
-            self.batch_view.stop(self.state.batch, "Stopped by an error", "failed")
+            self.batch_view.stop(self.state.batch, "Stopped by an error")
         else:
             self.result_view.clear("Classification failed.")
         self._fail(f"Classification failed: {message}")
         self._update_controls()
 
     def _on_classifier(self, classifier) -> None:
-        self.classifier = classifier
-        classifier.fast_decode = self.fast_decode_box.isChecked()
         self.toolbar.show_classifier(self.loaded.name, classifier)
         if classifier.notices:
             self.message.set_message(classifier.notices[-1])
 
     def _on_single_result(self, result) -> None:
         self.result_view.show_single(result)
-        self.state.classification = result
         if result.ok:
             self.image_classified.emit(result)
         else:
             self._fail(f"{display_name(result.source)}: {result.error}")
 
-    def _on_shown(self, event: tasks.ImageShown, key) -> None:
-        shown = self.result_view.show_captured(event, key)
+    def _on_shown(self, event: ev.ImageShown) -> None:
+        shown = self.result_view.show_captured(event)
         if shown is not None:
-            self.state.shown_image = shown
             self.image_shown.emit(shown)
 
     def _on_files(self, files: tuple[str, ...], empty: tuple[str, ...]) -> None:
@@ -436,10 +418,7 @@ class ClassifyPanel(QWidget):
         previewing = result.ok and self.classifier is not None
         self.result_view.show_single(result, previewing=previewing)
         if previewing:
-            self.state.image = ImageInput(result.source, result.source)  # the image on screen now
-            key = self.state.result_key
-            self.runner.start("preview", Job(tasks.preview_file, self.classifier, result.source, result),
-                              on_event=lambda event: self._on_event(event, key), on_failure=self._fail)
+            self.images.preview(result)  # the image on screen now
 
     # ------------------------------------------------------------------ controls
 
@@ -448,9 +427,9 @@ class ClassifyPanel(QWidget):
         self.failed.emit(message)
 
     def _update_controls(self) -> None:
-        classifying = self.runner.running("classify") is not None
-        busy = classifying or self.runner.running("prepare") is not None or self._pending is not None
-        self.cancel_button.setEnabled(classifying or self._pending is not None)
+        classifying, pending = self.images.classifying(), self.images.pending is not None
+        busy = classifying or self.images.preparing() or pending
+        self.cancel_button.setEnabled(classifying or pending)
         self.export_button.setEnabled(self.model.rowCount() > 0 and not (classifying and self.mode == "batch"))
         if busy != self._busy:
             self._busy = busy

@@ -30,13 +30,12 @@ class SingleView(ResultView):
         if previewing:
             self.show_image(None)
 
-    def show_captured(self, event: ImageShown, key) -> ShownImage | None:
-        """The picture of a job's ImageShown event and its captured forward, made for `key` (a ResultKey)."""
+    def show_captured(self, event: ImageShown) -> ShownImage | None:
+        """The picture of a job's ImageShown event and its captured forward."""
         shown = event.shown
         if shown is None:
             self.show_image(None)
             return None
-        shown.key = key
         self.shown = shown
         if self.result is not shown.result and shown.result is not None:
             # A table row's preview: its captured forward is what the view now shows, top-5 included.

@@ -79,7 +79,7 @@ class ImageDocks(QObject):
         self.loaded = None
         self._sample_pending = classify_sample
 
-        self.classify = ClassifyPanel(window, runner=runner, state=self.state)
+        self.classify = ClassifyPanel(window, runner=runner, session=session)
         self.activations = ActivationView(window)
         self.attribution = AttributionPanel(window, runner=self.runner, explorer_state=self.state)
         self.attribution.curve_model_for = self._curve_model_for

@@ -290,7 +290,8 @@ class MainWindow(QMainWindow):
         st.connect("status_text", lambda text: self.show_status(text, 0, topic="model") if text else
                    self.status_line.clear("model"))
         st.connect("presenting", lambda _p: self.sync_busy())
-        st.connect("problem", lambda problem: self.show_error(problem.message) if problem is not None else None)
+        # The model's problems reach the banner; the panels show their own jobs' in place.
+        st.connect("problem", lambda p: self.show_error(p.message) if p and p.topic in ("model", "weights") else None)
 
     # -- actions (see explorer.qt.window.actions) ---------------------------------------------------------
 
