@@ -229,7 +229,7 @@ def ig_case(args, recorder: TickRecorder) -> list[float]:
         window.show()
         # The window classifies a sample photo and hands its network input to the attribution panel.
         wait_until(lambda: window.images is not None and window.images.attribution.x is not None
-                   and window.images.attribution.capture_model is not None)
+                   and window.session.captures is not None)
         panel = window.images.attribution
         window.images.attribution_dock.raise_()
         panel.set_method("integrated_gradients")
@@ -239,7 +239,7 @@ def ig_case(args, recorder: TickRecorder) -> list[float]:
         settle = QEventLoop()
         QTimer.singleShot(500, settle.quit)
         settle.exec()
-        model, x, params, target = panel.capture_model, panel.x, panel.params(), panel.target()
+        model, x, params, target = panel.attributions.networks_on("cpu"), panel.x, panel.params(), panel.target()
         print(f"Integrated Gradients, {params.ig_steps} steps, internal batch {params.internal_batch_size}, "
               f"input {tuple(x.shape)}, in the main window's attribution panel")
 
@@ -311,7 +311,7 @@ def curves_case(args, recorder: TickRecorder, panel) -> list[float]:
     from explorer.core.attribution.faithfulness import curve_layout, faithfulness_curves
 
     panel.curve_steps.setValue(args.curve_steps)
-    model = panel.curve_model_for("cpu") if panel.curve_model_for is not None else panel.capture_model
+    model, _ = panel.attributions.evidence_model(True)  # the network the panel's curves run on
     x, heat, target = panel.x, panel.result.heatmap, panel.result.target
     engine_s: list[float] = []
 

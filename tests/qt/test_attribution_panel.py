@@ -123,7 +123,7 @@ def test_cancelling_integrated_gradients_returns_to_idle(qtbot, panel):
     assert not panel.is_running() and panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
     assert "cancelled" in panel.status.text().lower()
     # Planned: per block, 400 batches' forward and backward plus the completeness gap's forward.
-    assert panel.progress.maximum() == len(panel.capture_model.block_branches) * (2 * 400 + 1)
+    assert panel.progress.maximum() == len(panel.attributions.networks_on("cpu").block_branches) * (2 * 400 + 1)
 
 
 def test_ig_steps_are_capped_and_the_tooltip_says_why(panel):

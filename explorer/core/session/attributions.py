@@ -61,17 +61,63 @@ class Attributions:
         self.session = session
         self.result = None  #: the last map computed for the image on screen (an AttributionResult)
         self.map_kwargs: dict = {}  #: what `result` was computed with (node, branch, params)
+        self._networks = None  # networks_on(device) given with `use` (None: the session's capture networks)
+        self._input = None  # (x, device) given with `set_input`
+        self._given_input = False
         session.state.connect("result_key", self._follow_key)
 
     def _follow_key(self, _key) -> None:
         self.session.runner.cancel(LANE)
         self.result, self.map_kwargs = None, {}
+        if self._given_input:
+            self._input = None
+
+    def use(self, networks_on) -> None:
+        """Explain with `networks_on(device)` (a CaptureModel there) instead of the session's capture networks
+        (None: the session's again). The maps of the previous networks go."""
+        self.cancel()
+        self._networks = networks_on
+        self.result, self.map_kwargs = None, {}
+
+    def set_input(self, x, device: str = "cpu") -> None:
+        """Explain `x` (1, 3, H, W), run on `device`, instead of the image on screen's input (None: nothing)."""
+        self.cancel()
+        plain = x is not None and x.device.type == "cpu" and x.is_contiguous() and str(x.dtype) == "torch.float32"
+        self._input = None if x is None else (x if plain else cpu_input(x), device)
+        self._given_input = True
+        self.result, self.map_kwargs = None, {}
+
+    def run_on(self, device: str) -> None:
+        """Run the maps of the given input on `device` from now on."""
+        if self._input is not None:
+            self._input = (self._input[0], device)
+
+    @property
+    def input_x(self):
+        """The network input the maps explain (on the CPU), or None."""
+        try:
+            return self.image()[0]
+        except ValueError:
+            return None
+
+    def networks_on(self, device: str):
+        if self._networks is not None:
+            return self._networks(device)
+        if self.session.captures is None:
+            raise ValueError("Load a model and classify an image first.")
+        return self.session.captures.on(device)
 
     def image(self):
-        """(x on the CPU, the device the maps run on) of the image on screen; ValueError when there is none."""
+        """(x on the CPU, the device the maps run on) of the image explained; ValueError when there is none."""
         s = self.session
+        if self._networks is None and s.captures is None:
+            raise ValueError("Load a model and classify an image first.")
+        if self._given_input:
+            if self._input is None:
+                raise ValueError("Load a model and classify an image first.")
+            return self._input
         shown = s.state.shown_image
-        if s.captures is None or shown is None or shown.x is None:
+        if shown is None or shown.x is None:
             raise ValueError("Load a model and classify an image first.")
         return cpu_input(shown.x), str(shown.x.device)
 
@@ -88,18 +134,19 @@ class Attributions:
             if block is None:
                 raise ValueError(f"choose a block for {method.replace('_', ' ')}")
             kwargs.update(node=block, branch=branch_index)
-        self._submit(_map, self.session.captures.on, x, method, target, device, kwargs, on_progress=on_progress,
+        self._submit(_map, self.networks_on, x, method, target, device, kwargs, on_progress=on_progress,
                      on_end=on_end)
 
-    def _evidence_model(self, for_curves: bool):
+    def evidence_model(self, for_curves: bool):
         """The network the map's evidence runs on, and its device: the map's own (the classifier's optimised
         network for the curves, which need no gradients)."""
         s = self.session
         device = getattr(self.result, "device", "cpu") or "cpu"
         clf = s.classifier
-        if for_curves and clf is not None and clf.loaded is s.state.loaded and getattr(clf, "graph", None) is not None:
+        if (for_curves and self._networks is None and clf is not None and clf.loaded is s.state.loaded
+                and getattr(clf, "graph", None) is not None):
             return clf.capture_model(device), device
-        return s.captures.on(device), device
+        return self.networks_on(device), device
 
     def curves(self, steps: int | None = None, *, on_progress=None, on_end=None) -> None:
         """Deletion and insertion curves of the last map, with their random-order references."""
@@ -109,7 +156,7 @@ class Attributions:
             raise ValueError("Compute a map first: the curves measure the map on screen.")
         steps = steps or DEFAULT_STEPS
         x, _ = self.image()
-        model, device = self._evidence_model(True)
+        model, device = self.evidence_model(True)
         references = random_references(self.session.state.attributions, self.result, steps)
         self._submit(_curves, model, x.to(device), self.result, steps, references, on_progress=on_progress,
                      on_end=on_end)
@@ -121,7 +168,7 @@ class Attributions:
         if self.result is None:
             raise ValueError("Compute a map first: the sanity check randomises the model behind the map on screen.")
         x, _ = self.image()
-        model, device = self._evidence_model(False)
+        model, device = self.evidence_model(False)
         names = sanity_blocks(model, blocks)
         r = self.result
         explain = map_explainer(x.to(device), r.method, r.target, **self.map_kwargs)

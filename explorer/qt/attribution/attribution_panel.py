@@ -32,25 +32,17 @@ the evidence. The children's widgets are reachable on the panel by their old nam
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
 
-from explorer.core.attribution.faithfulness import (
-    AttributionRecord,
-    faithfulness_curves,
-    map_explainer,
-    sanity_blocks,
-    sanity_check,
-    with_record,
-)
+from explorer.core.attribution.faithfulness import AttributionRecord
+from explorer.core.session import events as ev
+from explorer.core.session.session import Session
 from explorer.core.session.state import ExplorerState
 from explorer.qt.attribution.attribution_controls import AttributionControls
-from explorer.core.attribution.faithfulness import random_references
 from explorer.qt.attribution.attribution_evidence import EvidenceTabs, FaithfulnessCurves
 from explorer.qt.attribution.attribution_map import AttributionMapView, MapDisplayRow, delta_text
 from explorer.qt.attribution.catalogue import (
@@ -62,7 +54,7 @@ from explorer.qt.attribution.catalogue import (
     done_text,
     result_name,
 )
-from explorer.qt.workers import Job, Lanes
+from explorer.qt.workers import Lanes
 
 __all__ = ["METHOD_NAMES", "METHOD_PARAMS", "AttributionPanel", "AttributionPanelState"]
 
@@ -99,29 +91,25 @@ class AttributionPanel(QWidget):
     attribution_cancelled = Signal()
     export_failed = Signal(str)
 
-    def __init__(self, parent=None, *, runner: Lanes, explorer_state: ExplorerState | None = None):
+    def __init__(self, parent=None, *, runner: Lanes, session: Session | None = None,
+                 explorer_state: ExplorerState | None = None):
         super().__init__(parent)
         self.state = AttributionPanelState()
-        #: Holds the records of the maps computed for the image (the window's state when given).
-        self.explorer_state = explorer_state if explorer_state is not None else ExplorerState()
+        #: Runs the maps and their evidence and holds their records (the window's session when given; a panel on
+        #: its own makes one on its runner).
+        self.session = session if session is not None else Session(
+            explorer_state if explorer_state is not None else ExplorerState(), runner.runner, prepares_classifier=False)
+        self.explorer_state = self.session.state
+        self.attributions = self.session.attributions
         self.runner = runner  # the image panels' lane group: one job at a time among them
-        self.capture_model = None
-        self.capture_model_for = None  # device -> the network there (gradient methods on the classifier's GPU)
-        #: Where the gradient methods run: the classifier's device ("cpu", "cuda:0").
-        self.device = "cpu"
-        #: device -> the network the curves run on (the classifier's folded one; None: the capture model).
-        self.curve_model_for = None
+        self._device = "cpu"
         self.graph = None
         self.categories: list[str] = []
-        self.x = None
         self.image_rgb: np.ndarray | None = None
-        self._image_key = None  # the state's ResultKey when `x` was given: the map and jobs are for it
-        self.result = None
-        self.record: AttributionRecord | None = None  # the row of `result` (with its evidence so far)
-        self._job: Job | None = None
+        self._image_key = None  # the state's ResultKey when the image was given: the map and jobs are for it
+        self._job: int | None = None  # the serial of the running job (its callbacks check it)
+        self._serial = 0
         self._job_label = "Attribution"
-        self._map_kwargs: dict = {}  # how `result` was computed (node, branch, params)
-        self._started = 0.0
 
         self.controls = AttributionControls(self.state)
         self.display_row = MapDisplayRow(self.state.opacity)
@@ -185,15 +173,49 @@ class AttributionPanel(QWidget):
         self.evidence_tabs.table.row_chosen.connect(self._on_table_row)
         self.explorer_state.connect("attributions", self.evidence_tabs.show_records)
         self.explorer_state.connect("result_key", self._follow_key)
+        self.session.on(ev.MapComputed, self._on_success)
+        self.session.on(ev.CurvesComputed, self._on_curves)
+        self.session.on(ev.SanityChecked, self._on_sanity)
+
+    # -- what the session holds, under the names the window and the tests use
+
+    @property
+    def device(self) -> str:
+        """Where the gradient methods run: the classifier's device ("cpu", "cuda:0")."""
+        return self._device
+
+    @device.setter
+    def device(self, device: str) -> None:
+        self._device = device
+        self.attributions.run_on(device)
+
+    @property
+    def x(self):
+        """The network input the maps explain (on the CPU), or None."""
+        return self.attributions.input_x
+
+    @property
+    def result(self):
+        """The map on screen (an AttributionResult), or None."""
+        return self.attributions.result
+
+    @property
+    def record(self) -> AttributionRecord | None:
+        """The row of `result`, with its evidence so far."""
+        return next((r for r in self.explorer_state.attributions if r.result is self.result), None)
 
     # ------------------------------------------------------------------ inputs
 
     def set_model(self, capture_model, graph, categories: list[str] | None = None, capture_model_for=None) -> None:
-        """The network to explain (a CaptureModel on the CPU), its block graph and its class names.
-        capture_model_for(device): the same network on another device, for runs on `self.device`."""
+        """The block graph and class names of the network explained: the session's capture networks, or
+        `capture_model` (a CaptureModel on the CPU) when given, with `capture_model_for(device)` for runs on
+        `self.device`."""
         self.cancel()
-        self.capture_model, self.graph = capture_model, graph
-        self.capture_model_for = capture_model_for
+        if capture_model is not None:
+            self.attributions.use(capture_model_for or (lambda _device: capture_model))
+        else:
+            self.attributions.use(None)
+        self.graph = graph
         self.categories = list(categories or [])
         self.controls.populate_targets(self.categories)
         self.controls.set_graph(graph)
@@ -202,7 +224,7 @@ class AttributionPanel(QWidget):
     def set_image(self, x, image_rgb: np.ndarray | None = None, top1: int | None = None) -> None:
         """The preprocessed image (1, 3, H, W) and its display RGB (H, W, 3 uint8); clears the heatmap."""
         self.cancel()
-        self.x = x
+        self.attributions.set_input(x, self.device)
         self._image_key = self.explorer_state.result_key if x is not None else None
         self.image_rgb = None if image_rgb is None else np.ascontiguousarray(image_rgb)
         self.controls.set_top1_name(category_label(self.categories, top1) if top1 is not None else "predicted class")
@@ -215,9 +237,7 @@ class AttributionPanel(QWidget):
         if self._image_key is None or self._image_key == key:
             return
         why = self._image_key.change_to(key)
-        job, self._job = self._job, None
-        if job is not None:
-            job.cancel()
+        job, self._job = self._job, None  # the session stopped it; its late news is not this panel's
         self.set_image(None)
         self.status.setText(f"{self._job_label} stopped: {why}." if job is not None else "")
         self._set_status_warning(False)
@@ -225,7 +245,6 @@ class AttributionPanel(QWidget):
     def _clear_results(self) -> None:
         """The map, its curves, its sanity strip and the methods table belong to the model and image that
         made them: they go when either changes."""
-        self.result = self.record = None
         self.explorer_state.attributions = ()
         self._show_result()
         self._show_evidence(None)
@@ -251,175 +270,114 @@ class AttributionPanel(QWidget):
 
     # ------------------------------------------------------------------ running
 
-    def is_running(self) -> bool:
-        return self._job is not None
-
     def run(self) -> None:
         """Start the chosen method on a worker (cancelling one still running)."""
-        self._job_label = "Attribution"
-        if self.capture_model is None or self.x is None:
-            self._fail("Load a model and classify an image first.")
-            return
         try:
             self.state.target = self.target()
         except ValueError as e:
+            self._job_label = "Attribution"
             self._fail(str(e))
             return
-        method = self.state.method
-        if "block" in METHOD_PARAMS[method] and self.state.block is None:  # the CAM family
-            self._fail(f"Choose a block for {METHOD_NAMES[method]}.")
+        st = self.state
+        if "block" in METHOD_PARAMS[st.method] and st.block is None:  # the CAM family
+            self._job_label = "Attribution"
+            self._fail(f"Choose a block for {METHOD_NAMES[st.method]}.")
             return
-        on_device = self.capture_model_for if self.device != "cpu" else None
-        job = _map_job(self.state, self.capture_model, on_device, self.device, self.x)
-        self._start(job, "Attribution", f"{METHOD_NAMES[method]}: running…", self._on_success)
-        self.attribution_started.emit(method)
+        if self._start("Attribution", f"{METHOD_NAMES[st.method]}: running…", self.attributions.run, st.method,
+                       st.target, block=st.block, branch_index=st.branch, params=st.params):
+            self.attribution_started.emit(st.method)
 
-    def _start(self, job: Job, label: str, text: str, on_success) -> None:
-        """Run `job` in the panel's slot: progress bar and Cancel for it, `on_success(job, result)` after."""
-        self._job, self._job_label = job, label
-        self._started = time.monotonic()
-        self._set_running(True)
-        self.status.setText(text)
-        self._set_status_warning(False)
-        self.runner.start(
-            SLOT, job,
-            on_success=lambda r, job=job: on_success(job, r),
-            on_failure=lambda msg, job=job: self._on_failure(job, msg),
-            on_progress=lambda done, total, job=job: self._on_progress(job, done, total),
-            on_cancel=lambda job=job: self._on_cancel(job))
-
-    def _evidence_model(self):
-        """The network the curves and the sanity check run on, and its device: the map's own (on a GPU when
-        the map was computed there)."""
-        device = getattr(self.result, "device", "cpu") or "cpu"
-        if device != "cpu" and self.capture_model_for is not None:
-            return self.capture_model_for(device), device
-        return self.capture_model, "cpu"
+    def _start(self, label: str, text: str, request, *args, **kwargs) -> bool:
+        """Ask the session for a job (`request(*args, **kwargs)`): progress bar and Cancel for it; whether it
+        started (a request it refuses is said in the status line)."""
+        self._job_label = label
+        self._serial += 1
+        serial = self._serial
+        self._job = serial
+        try:
+            request(*args, on_progress=lambda done, total: self._on_progress(serial, done, total),
+                    on_end=lambda outcome: self._on_end(serial, outcome), **kwargs)
+        except (ValueError, RuntimeError) as e:
+            self._job = None
+            self._fail(str(e))
+            return False
+        if self._job == serial:  # still running (an InlineRunner's job has ended already)
+            self._set_running(True)
+            self.status.setText(text)
+            self._set_status_warning(False)
+        return True
 
     def run_faithfulness(self) -> None:
         """Deletion and insertion curves of the map on screen, each with its random-order reference, on a
         worker (progress counts batched forwards)."""
-        self._job_label = "Faithfulness"
-        if self.result is None or self.capture_model is None or self.x is None:
-            self._fail("Compute a map first: the curves measure the map on screen.")
-            return
-        model, device = self._evidence_model()
-        if self.curve_model_for is not None:
-            try:  # the curves need no gradients: the classifier's optimised network is faster
-                model = self.curve_model_for(device)
-            except RuntimeError as e:
-                self._fail(str(e))
-                return
-        steps = self.state.curve_steps
-        references = random_references(self.explorer_state.attributions, self.result, steps)
-        job = Job(faithfulness_curves, model, self.x.to(device), self.result.heatmap, self.result.target,
-                  steps=steps, random_scores=references, wants_progress=True)
-        self._start(job, "Faithfulness", f"{result_name(self.result)}: deletion and insertion curves…",
-                    self._on_curves)
+        self._start("Faithfulness", f"{result_name(self.result)}: deletion and insertion curves…",
+                    self.attributions.curves, self.state.curve_steps)
 
     def run_sanity_check(self) -> None:
         """The map on screen again with the top blocks randomised in cascade, on a worker (on a copy of the
         network: the original goes on serving the other views)."""
-        self._job_label = "Sanity check"
-        if self.result is None or self.capture_model is None or self.x is None:
-            self._fail("Compute a map first: the sanity check randomises the model behind the map on screen.")
-            return
-        model, device = self._evidence_model()
-        try:
-            blocks = sanity_blocks(model, self.state.sanity_steps)
-        except ValueError as e:
-            self._fail(str(e))
-            return
-        r = self.result
-        explain = map_explainer(self.x.to(device), r.method, r.target, **self._map_kwargs)
-        job = Job(sanity_check, model, explain, original=r.heatmap, blocks=blocks, wants_progress=True)
-        self._start(job, "Sanity check", f"{result_name(r)}: randomising {len(blocks)} blocks in cascade…",
-                    self._on_sanity)
+        self._start("Sanity check", f"{result_name(self.result)}: randomising the top blocks in cascade…",
+                    self.attributions.sanity, self.state.sanity_steps)
 
     def cancel(self) -> None:
         """Ask the running attribution to stop; the panel returns to idle when it has."""
         if self._job is not None:
-            self._job.cancel()
+            self.attributions.cancel()
             self.controls.cancel_button.setEnabled(False)
             self.status.setText("Cancelling…")
+
+    def is_running(self) -> bool:
+        return self._job is not None
 
     def shutdown(self, msecs: int = 30000) -> bool:
         """Cancel and wait for the worker (before the model or the panel goes away)."""
         self.cancel()
         return self.runner.wait(msecs)
 
-    def _on_progress(self, job, done, total) -> None:
-        if job is self._job:
+    def _on_progress(self, serial: int, done, total) -> None:
+        if serial == self._job:
             self.controls.show_progress(done, total)
 
-    def _on_success(self, job, result) -> None:
-        if job is not self._job:
+    def _on_end(self, serial: int, outcome: str) -> None:
+        if serial != self._job:  # superseded by a newer run, or its image went: that one owns the UI
             return
         self._job = None
-        self.result = result
-        seconds = time.monotonic() - self._started
-        self.status.setText(done_text(result, seconds, self.categories))
+        self._set_running(False)
+        if outcome == "failed":
+            problem = self.explorer_state.problem
+            self._fail(problem.message if problem is not None else "unknown error")
+        elif outcome == "cancelled":
+            self.status.setText(f"{self._job_label} cancelled.")
+            self._set_status_warning(False)
+            self.attribution_cancelled.emit()
+
+    def _on_success(self, event: ev.MapComputed) -> None:
+        result = event.result
+        self.status.setText(done_text(result, event.seconds, self.categories))
         # An empty map (or a fallback to the CPU) is said in the warning colour, never left silent.
         self._set_status_warning(bool(result.notice))
-        self.record = AttributionRecord(result, seconds)
-        self._map_kwargs = job.map_kwargs
-        self._set_running(False)
         self._show_result()
         self._show_evidence(None)
-        self.explorer_state.attributions = with_record(self.explorer_state.attributions, self.record)
         self.attribution_finished.emit(result)
 
-    def _add_evidence(self, job, **fields) -> float | None:
-        """A finished evidence job: its fields (and the seconds it took) go into the map's record and the
-        explorer state; None when the job was superseded or its map is gone."""
-        if job is not self._job:
-            return None
-        self._job = None
-        self._set_running(False)
-        if self.record is None:
-            return None
-        seconds = time.monotonic() - self._started
-        kind = "curves" if "curves" in fields else "sanity"
-        self.record = dataclasses.replace(self.record, **fields, **{f"{kind}_seconds": seconds})
-        self.explorer_state.attributions = with_record(self.explorer_state.attributions, self.record)
-        return seconds
-
-    def _on_curves(self, job, curves) -> None:
-        seconds = self._add_evidence(job, curves=curves)
-        if seconds is None:
+    def _on_curves(self, event: ev.CurvesComputed) -> None:
+        if event.result is not self.result:
             return
         self.plot_box.show_curves(self.record, self.categories, True)
-        d, i = curves["deletion"], curves["insertion"]
+        d, i = event.curves["deletion"], event.curves["insertion"]
         self.status.setText(f"{result_name(self.result)}: deletion AUC {d.auc:.3f} (random {d.random_auc:.3f}), "
-                            f"insertion AUC {i.auc:.3f} (random {i.random_auc:.3f}) in {seconds:.1f} s")
+                            f"insertion AUC {i.auc:.3f} (random {i.random_auc:.3f}) in {event.seconds:.1f} s")
         self._set_status_warning(not (d.better_than_random and i.better_than_random))
         self.faithfulness_finished.emit(self.record)
 
-    def _on_sanity(self, job, check) -> None:
-        seconds = self._add_evidence(job, sanity=check)
-        if seconds is None:
+    def _on_sanity(self, event: ev.SanityChecked) -> None:
+        if event.result is not self.result:
             return
         self.sanity_strip.show_sanity(self.record, True)
         self.evidence_tabs.setCurrentIndex(1)
-        self.status.setText(f"{result_name(self.result)}: sanity check {self.record.verdict()} in {seconds:.1f} s")
-        self._set_status_warning(check.flagged)
+        self.status.setText(f"{result_name(self.result)}: sanity check {self.record.verdict()} in {event.seconds:.1f} s")
+        self._set_status_warning(event.check.flagged)
         self.sanity_finished.emit(self.record)
-
-    def _on_failure(self, job, message: str) -> None:
-        if job is not self._job:
-            return
-        self._job = None
-        self._set_running(False)
-        self._fail(message)
-
-    def _on_cancel(self, job) -> None:
-        if job is not self._job:  # superseded by a newer run: that one owns the UI
-            return
-        self._job = None
-        self._set_running(False)
-        self.status.setText(f"{self._job_label} cancelled.")
-        self._set_status_warning(False)
-        self.attribution_cancelled.emit()
 
     def _fail(self, message: str) -> None:
         self.status.setText(f"{self._job_label} failed: {message}")
@@ -474,23 +432,6 @@ class AttributionPanel(QWidget):
                 self.export_overlay_png(path)
             except (OSError, ValueError) as e:
                 self.export_failed.emit(str(e))
-
-
-def _map_job(state: AttributionPanelState, capture_model, capture_model_for, device: str, x) -> Job:
-    """The job that computes `state`'s map of `x`: on `device` through `capture_model_for` when given (the
-    CPU computes it instead when the GPU runs out of memory), else on the CPU's `capture_model`."""
-    from explorer.core.attribution.methods import attribute, attribute_on_device
-
-    kwargs = dict(params=state.params)
-    if "block" in METHOD_PARAMS[state.method]:  # the CAM family
-        kwargs.update(node=state.block, branch=state.branch)
-    if capture_model_for is not None:
-        job = Job(attribute_on_device, capture_model_for, x, state.method, state.target, device=device,
-                  wants_progress=True, **kwargs)
-    else:
-        job = Job(attribute, capture_model, x, state.method, state.target, wants_progress=True, **kwargs)
-    job.map_kwargs = kwargs  # the sanity check recomputes the map with them
-    return job
 
 
 def _forward(child: str, name: str) -> property:

@@ -81,8 +81,7 @@ class ImageDocks(QObject):
 
         self.classify = ClassifyPanel(window, runner=runner, session=session)
         self.activations = ActivationView(window)
-        self.attribution = AttributionPanel(window, runner=self.runner, explorer_state=self.state)
-        self.attribution.curve_model_for = self._curve_model_for
+        self.attribution = AttributionPanel(window, runner=self.runner, session=session)
         self.shares = BranchSharePanel(window, runner=self.runner)
         self.channel = ChannelPanel(window, runner=self.runner, explorer_state=self.state)
         # All four share the bottom, as tabs: the full width suits the top-5 chart and the branch
@@ -173,8 +172,7 @@ class ImageDocks(QObject):
         if not self.state.holds(key):  # built for a model or weights no longer on screen
             return
         self.capture_model, self._capture_key = capture_model, key
-        self.attribution.set_model(capture_model, self.graph, self.loaded.categories,
-                                   capture_model_for=self._capture_model_for)
+        self.attribution.set_model(None, self.graph, self.loaded.categories)  # the session's networks
         self.shares.set_model(capture_model, self.graph)
         self.channel.set_model(capture_model, self.graph, self.loaded)
         self.attribution.set_image(None)  # the previous model's image until the new one's arrives
@@ -209,20 +207,6 @@ class ImageDocks(QObject):
         selected = page.selected_block() if page is not None else None
         if selected:
             self.select_block(selected)
-
-    def _capture_model_for(self, device: str):
-        """The gradient methods' network on `device`, built once per model and device by the session (on the
-        worker thread: a copy of the loaded network, so that captures of the classifier on other threads never
-        see captum's hooks)."""
-        return self.session.captures.on(device) if device != "cpu" else self.capture_model
-
-    def _curve_model_for(self, device: str):
-        """The network the faithfulness curves run on: the classifier's own on `device` (batch norms folded,
-        channels-last: no gradients needed), or the gradient methods' when the classifier has none."""
-        clf = self.classify.classifier
-        if clf is not None and clf.loaded is self.loaded and getattr(clf, "graph", None) is not None:
-            return clf.capture_model(device)
-        return self._capture_model_for(device)
 
     def _hand_on(self, shown) -> None:
         """Give the gradient panels the image's network input; attributions run on the classifier's device
