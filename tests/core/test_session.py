@@ -163,6 +163,29 @@ def test_a_map_that_ends_after_another_image_leaves_nothing(session, sample, tmp
     assert session.state.attributions == ()
 
 
+@pytest.mark.parametrize("runner_type", [InlineRunner, LateRunner])
+def test_branch_evidence_belongs_to_its_image(session, sample, tmp_path, runner_type):
+    from PIL import Image
+
+    session.classify(sample)
+    runner = runner_type()
+    session.runner = runner
+    try:
+        session.attributions.branch_evidence()
+        other = tmp_path / "turned.png"
+        Image.open(sample).convert("RGB").rotate(180).save(other)
+        if runner_type is InlineRunner:  # computed for the image on screen: the state holds it, until the next
+            evidence = session.state.branch_evidence
+            assert evidence is not None and evidence.model == session.state.model
+            assert set(evidence.shares()) == {b.name for b in session.state.graph.blocks()}
+        session.classify(str(other))
+        if runner_type is LateRunner:
+            runner.run_all()
+    finally:
+        session.runner = InlineRunner()
+    assert session.state.branch_evidence is None
+
+
 def test_errors_take_one_route():
     s = Session(allow_download=False)
     s.set_model("googlenet")

@@ -103,7 +103,7 @@ def test_attribution_overlay_follows_the_branch_shares_of_the_image_on_screen(ma
     w = make_window(classify_sample=True)
     qtbot.waitUntil(lambda: getattr(w.state.shown_image, "capture", None) is not None, timeout=120_000)
     shares = w.images.shares
-    qtbot.waitUntil(lambda: shares.capture_model is not None and shares.x is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: w.session.captures is not None and shares.x is not None, timeout=120_000)
     w.overlay_menu.actions["attribution"].trigger()
     assert w.view.overlay_values is None  # nothing computed yet: the window says how to get it
     with qtbot.waitSignal(shares.shares_ready, timeout=120_000):
@@ -120,8 +120,10 @@ def test_attribution_overlay_follows_the_branch_shares_of_the_image_on_screen(ma
     darkest = min(fills, key=lambda k: _lum(fills[k]))
     assert raw[darkest] == pytest.approx(max(raw.values()), rel=1e-3)
 
+    assert shares.network_chart.blocks and shares.shares
     w.state.shown_image = None  # another image (or none): its evidence is not this one's
     assert w.state.branch_evidence is None and w.view.overlay_values is None
+    assert shares.shares == {} and shares.network_chart.blocks == []  # the charts follow the state
 
 
 def _svg(path):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from explorer.core.session import events as ev
 
 LANE = "images/attribution"
+SHARES = "images/shares"
 
 
 def cpu_input(x):
@@ -46,6 +47,12 @@ def _curves(model, x, result, steps: int, references, *, progress=None, cancel=N
     return ev.CurvesComputed(result, curves, time.monotonic() - started)
 
 
+def _evidence(model, x, target, *, progress=None, cancel=None):
+    from explorer.core.attribution.methods import branch_evidence
+
+    return ev.EvidenceComputed(branch_evidence(model, x, target, progress=progress, cancel=cancel))
+
+
 def _sanity(model, explain, result, blocks, *, progress=None, cancel=None):
     from explorer.core.attribution.faithfulness import sanity_check
 
@@ -68,6 +75,7 @@ class Attributions:
 
     def _follow_key(self, _key) -> None:
         self.session.runner.cancel(LANE)
+        self.session.runner.cancel(SHARES)
         self.result, self.map_kwargs = None, {}
         if self._given_input:
             self._input = None
@@ -81,7 +89,10 @@ class Attributions:
 
     def set_input(self, x, device: str = "cpu") -> None:
         """Explain `x` (1, 3, H, W), run on `device`, instead of the image on screen's input (None: nothing)."""
+        if self._given_input and self._input is not None and x is self._input[0] and device == self._input[1]:
+            return
         self.cancel()
+        self.session.runner.cancel(SHARES)
         plain = x is not None and x.device.type == "cpu" and x.is_contiguous() and str(x.dtype) == "torch.float32"
         self._input = None if x is None else (x if plain else cpu_input(x), device)
         self._given_input = True
@@ -175,13 +186,20 @@ class Attributions:
         self._submit(_sanity, model, explain, r, names, on_progress=on_progress, on_end=on_end)
         return len(names)
 
+    def branch_evidence(self, target: int | None = None, *, on_progress=None, on_end=None) -> None:
+        """Every branch's share of the evidence for `target` (None: the top-1) in the image explained, on the CPU:
+        into `state.branch_evidence`."""
+        x, _ = self.image()
+        self._submit(_evidence, self.networks_on("cpu"), x, target, on_progress=on_progress, on_end=on_end,
+                     lane=SHARES)
+
     def cancel(self) -> bool:
         return self.session.runner.cancel(LANE)
 
     def running(self) -> bool:
         return self.session.runner.running(LANE) is not None
 
-    def _submit(self, fn, *args, on_progress, on_end) -> None:
+    def _submit(self, fn, *args, on_progress, on_end, lane: str = LANE) -> None:
         def apply(event) -> None:
             if isinstance(event, ev.Progress):
                 if on_progress is not None:
@@ -189,7 +207,7 @@ class Attributions:
             else:
                 self._apply(event)
 
-        self.session.submit(LANE, fn, *args, apply=apply, topic="attribution", wants_progress=True, on_end=on_end)
+        self.session.submit(lane, fn, *args, apply=apply, topic="attribution", wants_progress=True, on_end=on_end)
 
     def _apply(self, event) -> None:
         """A map or its evidence arrived (for the key on screen): into its record in `state.attributions`."""
@@ -198,6 +216,10 @@ class Attributions:
         from explorer.core.attribution.faithfulness import AttributionRecord, with_record
 
         st = self.session.state
+        if isinstance(event, ev.EvidenceComputed):
+            st.branch_evidence = event.evidence
+            self.session.tell(event)
+            return
         if isinstance(event, ev.MapComputed):
             self.result, self.map_kwargs = event.result, event.map_kwargs
             record = AttributionRecord(event.result, event.seconds)

@@ -13,7 +13,7 @@ from typing import Any
 from explorer.core.session.runner import Progress
 
 __all__ = [
-    "BatchClassified", "BatchStopped", "ClassifierReady", "CurvesComputed", "FilesListed", "GraphBuilt", "ImageClassified",
+    "BatchClassified", "BatchStopped", "ClassifierReady", "CurvesComputed", "EvidenceComputed", "FilesListed", "GraphBuilt", "ImageClassified",
     "ImageShown", "JobEnded", "JobProgress", "MapComputed", "ModelOpened", "Progress", "SanityChecked",
     "WeightsLoaded",
 ]
@@ -115,6 +115,13 @@ class MapComputed:
     result: Any
     seconds: float
     map_kwargs: dict
+
+
+@dataclass(frozen=True)
+class EvidenceComputed:
+    """Every branch's share of the evidence for a class (a BranchEvidence: |gradient × activation| per branch)."""
+
+    evidence: Any
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.core.session.attributions import SHARES
+from explorer.core.session.session import Session
+from explorer.core.session.state import ExplorerState
 from explorer.qt.result_view import short_label
-from explorer.qt.workers import Job, Lanes
+from explorer.qt.workers import Lanes
 
 #: Okabe–Ito colours (distinguishable with colour-vision deficiencies), one per branch position.
 BRANCH_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#555555")
-SLOT = "branch_shares"
 
 
 def branch_color(k: int) -> str:
@@ -232,8 +234,10 @@ class NetworkShareChart(QWidget):
 class BranchSharePanel(QWidget):
     """Compute branch shares for the image on screen; show the network chart and one block's bars.
 
-    Call `set_model(capture_model, graph)` when a model is loaded, `set_image(x)` when an image is
-    classified, then `compute(target)` (None: top-1). `show_block(name)` follows the selected block.
+    Call `set_model(capture_model, graph)` when a model is loaded (capture_model None: the session's
+    networks), `set_image(x)` when an image is classified, then `compute(target)` (None: top-1).
+    `show_block(name)` follows the selected block. The computation is the session's job; what it found is the
+    state's `branch_evidence`, which the charts follow (it goes with the image or the model).
     """
 
     shares_ready = Signal(object)
@@ -243,17 +247,18 @@ class BranchSharePanel(QWidget):
     block_selected = Signal(str)
     export_failed = Signal(str)
 
-    def __init__(self, parent=None, *, runner: Lanes):
+    def __init__(self, parent=None, *, runner: Lanes, session: Session | None = None):
         super().__init__(parent)
         self.runner = runner  # the image panels' lane group: one job at a time among them
-        self.capture_model = None
+        self.session = session if session is not None else Session(ExplorerState(), runner.runner,
+                                                                    prepares_classifier=False)
+        self.attributions = self.session.attributions
         self.graph = None
-        self.x = None
         self.target: int | None = None
         self.shares: dict[str, list[float]] = {}
-        self.evidence = None
         self.block: str | None = None
-        self._job: Job | None = None
+        self._job: int | None = None  # the serial of the running computation
+        self._serial = 0
 
         self.compute_button = QPushButton("Compute branch shares")
         self.compute_button.setToolTip("Gradient × activation on every branch output, summed per branch "
@@ -286,19 +291,37 @@ class BranchSharePanel(QWidget):
         self.compute_button.clicked.connect(lambda: self.compute(self.target))
         self.cancel_button.clicked.connect(self.cancel)
         self.network_chart.block_clicked.connect(self.show_block)
+        self.session.state.connect("branch_evidence", self._on_evidence)
         self._update_enabled()
 
+    @property
+    def x(self):
+        """The network input the shares are computed for (on the CPU), or None."""
+        return self.attributions.input_x
+
+    @property
+    def evidence(self):
+        """The BranchEvidence on screen, or None."""
+        return self.session.state.branch_evidence
+
     def set_model(self, capture_model, graph) -> None:
-        self.capture_model, self.graph = capture_model, graph
-        self.set_image(None)
+        """The graph of the network explained: the session's capture networks, or `capture_model` when given."""
+        if capture_model is not None:
+            self.attributions.use(lambda _device: capture_model)
+        self.graph = graph
+        self._clear(None)
 
     def set_image(self, x, target: int | None = None) -> None:
         """A new preprocessed image (1, 3, H, W): the old shares no longer apply."""
-        self.runner.cancel(SLOT)
+        if x is not None and x is not self.x:
+            self.attributions.set_input(x)
+        self._clear(x, target)
+
+    def _clear(self, x, target: int | None = None) -> None:
+        self.session.runner.cancel(SHARES)
         self._job = None
-        self.x, self.target = x, target
+        self.target = target
         self.shares = {}
-        self.evidence = None
         self.network_chart.clear()
         self.block_chart.clear()
         self.status.setText("" if x is None else "Compute to see which branches carry the evidence.")
@@ -308,23 +331,23 @@ class BranchSharePanel(QWidget):
         return {b.name: [br.label for br in b.branches] for b in self.graph.blocks()} if self.graph else {}
 
     def compute(self, target: int | None = None) -> None:
-        """Start branch_evidence on a worker for `target` (None: the top-1 class)."""
-        from explorer.core.attribution.methods import branch_evidence
-
-        if self.capture_model is None or self.x is None:
+        """Ask the session for every branch's evidence for `target` (None: the top-1 class), on a worker."""
+        self.target = target
+        self._serial += 1
+        serial = self._job = self._serial
+        try:
+            self.attributions.branch_evidence(target, on_progress=lambda done, total: self._on_progress(serial, done,
+                                                                                                        total),
+                                              on_end=lambda outcome: self._on_end(serial, outcome))
+        except ValueError:
+            self._job = None
             self.status.setText("Load a model and classify an image first.")
             self.shares_failed.emit("no image to attribute")
             return
-        self.target = target
-        job = Job(branch_evidence, self.capture_model, self.x, target, wants_progress=True)
-        self._job = job
-        self.status.setText("Computing branch shares…")
-        self.progress.setRange(0, 0)
+        if self._job == serial:
+            self.status.setText("Computing branch shares…")
+            self.progress.setRange(0, 0)
         self._update_enabled()
-        self.runner.start(SLOT, job, on_success=lambda r, job=job: self._on_success(job, r),
-                          on_failure=lambda m, job=job: self._on_failure(job, m),
-                          on_progress=lambda done, total, job=job: self._on_progress(job, done, total),
-                          on_cancel=lambda job=job: self._on_cancel(job))
 
     def is_running(self) -> bool:
         return self._job is not None
@@ -332,7 +355,7 @@ class BranchSharePanel(QWidget):
     def cancel(self) -> None:
         """Ask the running computation to stop; the panel returns to idle when it has."""
         if self._job is not None:
-            self._job.cancel()
+            self.session.runner.cancel(SHARES)
             self.cancel_button.setEnabled(False)
             self.status.setText("Cancelling…")
 
@@ -358,7 +381,7 @@ class BranchSharePanel(QWidget):
         self.block_selected.emit(name)
 
     def shutdown(self, msecs: int = 30000) -> bool:
-        self.runner.cancel(SLOT)
+        self.session.runner.cancel(SHARES)
         return self.runner.wait(msecs)
 
     # -- exports
@@ -382,42 +405,43 @@ class BranchSharePanel(QWidget):
         path.write_text(shares_csv(self.shares, self.labels()), encoding="utf-8")
         return path
 
-    # -- worker callbacks
+    # -- the session's news
 
-    def _on_success(self, job, evidence) -> None:
-        if job is not self._job:
+    def _on_evidence(self, evidence) -> None:
+        """The state's branch evidence changed: computed for the image on screen, or gone with it."""
+        if evidence is None:
+            if self.shares:
+                self._clear(self.x, self.target)
             return
-        self._job = None
-        self.evidence = evidence
         self.status.setText("Share of the target's evidence (|gradient × activation|) per branch.")
         self.set_shares(evidence.shares())
         self.evidence_ready.emit(evidence)
         self.shares_ready.emit(self.shares)
 
-    def _on_failure(self, job, message: str) -> None:
-        if job is not self._job:
+    def _on_end(self, serial: int, outcome: str) -> None:
+        if serial != self._job:
+            self._update_enabled()
             return
         self._job = None
-        self.status.setText(f"Branch shares failed: {message}")
-        self._update_enabled()
-        self.shares_failed.emit(message)
-
-    def _on_progress(self, job, done, total) -> None:
-        if job is self._job and total:
-            self.progress.setRange(0, int(total))
-            self.progress.setValue(int(done))
-
-    def _on_cancel(self, job) -> None:
-        if job is self._job:
-            self._job = None
+        if outcome == "failed":
+            problem = self.session.state.problem
+            message = problem.message if problem is not None else "unknown error"
+            self.status.setText(f"Branch shares failed: {message}")
+            self.shares_failed.emit(message)
+        elif outcome == "cancelled":
             self.status.setText("Branch shares cancelled.")
             self.shares_cancelled.emit()
         self._update_enabled()
 
+    def _on_progress(self, serial: int, done, total) -> None:
+        if serial == self._job and total:
+            self.progress.setRange(0, int(total))
+            self.progress.setValue(int(done))
+
     def _update_enabled(self) -> None:
         running = self._job is not None
-        self.compute_button.setEnabled(not running and self.x is not None and self.capture_model is not None)
-        self.cancel_button.setEnabled(running and not self._job.token.cancelled)
+        self.compute_button.setEnabled(not running and self.x is not None)
+        self.cancel_button.setEnabled(running and self.session.runner.running(SHARES) is not None)
         self.progress.setVisible(running)
         self.export_button.setEnabled(bool(self.shares))
 

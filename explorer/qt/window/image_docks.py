@@ -82,7 +82,7 @@ class ImageDocks(QObject):
         self.classify = ClassifyPanel(window, runner=runner, session=session)
         self.activations = ActivationView(window)
         self.attribution = AttributionPanel(window, runner=self.runner, session=session)
-        self.shares = BranchSharePanel(window, runner=self.runner)
+        self.shares = BranchSharePanel(window, runner=self.runner, session=session)
         self.channel = ChannelPanel(window, runner=self.runner, explorer_state=self.state)
         # All four share the bottom, as tabs: the full width suits the top-5 chart and the branch
         # mosaics, and the graph keeps the middle of the window.
@@ -107,7 +107,6 @@ class ImageDocks(QObject):
         self.classify.batch_started.connect(self._give_batch_room)
         self.attribution.attribution_failed.connect(self._status)
         self.shares.shares_failed.connect(self._status)
-        self.shares.evidence_ready.connect(self._on_evidence)
         self.channel.failed.connect(self._status)
         self.activations.channel_selected.connect(self._show_channel)
         for w in (self.activations, self.attribution, self.shares):
@@ -173,7 +172,7 @@ class ImageDocks(QObject):
             return
         self.capture_model, self._capture_key = capture_model, key
         self.attribution.set_model(None, self.graph, self.loaded.categories)  # the session's networks
-        self.shares.set_model(capture_model, self.graph)
+        self.shares.set_model(None, self.graph)  # the session's networks
         self.channel.set_model(capture_model, self.graph, self.loaded)
         self.attribution.set_image(None)  # the previous model's image until the new one's arrives
         shown = self.state.shown_image
@@ -218,11 +217,6 @@ class ImageDocks(QObject):
         top1 = shown.result.top[0].index if shown.result is not None and shown.result.top else None
         self.attribution.set_image(x, shown.rgb, top1=top1)
         self.shares.set_image(x)
-
-    def _on_evidence(self, evidence) -> None:
-        """Branch shares of the image on screen were computed: the graph's overlay can colour by them."""
-        if self.loaded is not None and evidence.model == self.loaded.name:
-            self.state.branch_evidence = evidence
 
     def _show_channel(self, block: str, branch: int, channel: int) -> None:
         """A channel was clicked in Activations: the Channel panel shows what it looks for (not one of a
