@@ -60,7 +60,7 @@ class HandoutExport(QObject):
             return self._fail(str(e))
         image = name = None
         shown = st.shown_image
-        if shown is not None and shown.model in (None, st.model):
+        if shown is not None and st.holds(shown.key):  # made by the model and weights on screen
             source = Path(str(shown.source))
             image, name = (source, source.name) if source.is_file() else (shown.image, str(shown.source))
         overlay = None

@@ -158,13 +158,14 @@ class OverlayMenu(QObject):
         job = Job(timing_task, st.loaded.module, graph, st.input_size.hw, device, warmup=WARMUP, repeats=REPEATS,
                   wants_progress=True)
         self._measuring = wanted
+        key = st.result_key.for_model()  # the times belong to this model (a reload of it is another)
         self.cancel_action.setEnabled(True)
         self.window.show_status(f"timing the blocks of {model} on the {device.upper()}…", 0, topic="overlay")
 
         def done(times) -> None:
             self.cancel_action.setEnabled(False)
             self.window.status_line.clear("overlay")
-            if st.graph is not None and st.graph.name == times.model:
+            if st.holds(key) and st.graph is not None and st.graph.name == times.model:
                 st.block_times = times
 
         def failed(message: str) -> None:
