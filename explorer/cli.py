@@ -197,15 +197,13 @@ def _classifier(args, ref: str):
 
 def _classify_table_writer(out):
     """write(result): the image, its size and timings, then its top classes, one a line; flushed."""
+    from explorer.core.text import fmt_fraction, fmt_ms
 
     def write(r) -> None:
-        t = r.timings_ms
-        print(
-            f"{r.source}  ({r.image_size[0]}×{r.image_size[1]}; decode {t['decode']:.1f} ms, "
-            f"preprocess {t['preprocess']:.1f} ms, forward {t['forward']:.1f} ms)"
-        )
+        timings = fmt_ms(r.timings_ms, ("decode", "preprocess", "forward"))
+        print(f"{r.source}  ({r.image_size[0]}×{r.image_size[1]}; {timings})")
         for rank, p in enumerate(r.top, 1):
-            print(f"  {rank}. {p.prob:7.2%}  {p.label} ({p.index})")
+            print(f"  {rank}. {fmt_fraction(p.prob):>7}  {p.label} ({p.index})")
         out.flush()
 
     return write

@@ -3,7 +3,11 @@
 One convention everywhere (graph, Details, presentation, exports, compare, factorisation, paper
 table): counts of parameters and multiply-adds are SI, K = 10³, M = 10⁶, G = 10⁹, printed with three
 significant digits ('9.41 K', '156 K', '6.62 M', '1.50 G'); memory is binary, KiB = 2¹⁰ bytes,
-MiB = 2²⁰, GiB = 2³⁰. A value that is not known (a shape the input is too small for) reads '—'.
+MiB = 2²⁰, GiB = 2³⁰. A share or a probability is a percentage with a space before the sign, '12.3 %'
+(`fmt_fraction`). Multiply-accumulates are "multiply-adds" in prose and "mult-adds" as a short label
+(`MULTIPLY_ADDS`, `MULT_ADDS`); "ops" only in the papers' own table. A range (a legend's two ends) names
+its unit once (`fmt_range`: '0 … 8.68 ms'). A value that is not known (a shape the input is too small
+for) reads '—'.
 """
 
 from __future__ import annotations
@@ -12,6 +16,10 @@ from __future__ import annotations
 MISSING = "—"
 #: How the tool's own count units read, said once where a table or export states its units.
 COUNT_UNITS = "K = 10³, M = 10⁶, G = 10⁹, T = 10¹²"
+#: The one word for multiply-accumulates where a person reads a sentence.
+MULTIPLY_ADDS = "multiply-adds"
+#: Its short form, for a column label or a total beside "params".
+MULT_ADDS = "mult-adds"
 
 _SI = ("K", "M", "G", "T")
 _BINARY = ("KiB", "MiB", "GiB", "TiB")
@@ -128,9 +136,40 @@ def fmt_seconds(s: float | None) -> str:
     return MISSING  # not reached
 
 
-def fmt_fraction(f: float | None) -> str:
-    """A share as a percentage with one decimal: 0.1234 → '12.3 %'; None → '—'."""
-    return MISSING if f is None else f"{100 * f:.1f} %"
+_SECONDS = {"s": 1.0, "ms": 1e-3, "µs": 1e-6}
+
+
+def fmt_fraction(f: float | None, digits: int = 1, *, signed: bool = False) -> str:
+    """A share or a probability as a percentage, the one style of every percent the tool shows: 0.1234 →
+    '12.3 %'; `digits` decimals (0: '40 %', for a scale's ticks and the papers' round rates); `signed`: a
+    change, '+12 %' / '-5 %'; None → '—'."""
+    if f is None:
+        return MISSING
+    return f"{100 * f:{'+' if signed else ''}.{digits}f} %"
+
+
+def fmt_range(low: float | None, high: float | None, fmt=fmt_count) -> tuple[str, str]:
+    """The two ends of a scale (a legend) as `fmt` writes them, its unit said once, at the high end: 0 and
+    8.68 ms → ('0', '8.68 ms'); 45 µs and 8.68 ms → ('0.045', '8.68 ms'); 1.2 % and 45.3 % → ('1.2',
+    '45.3 %'). Ends in different SI or binary steps keep theirs ('9.41 K', '1.50 G': the same unit, a
+    count); a missing end reads '—'."""
+    high_text = fmt(high)
+    if low is None or high is None:
+        return fmt(low), high_text
+    number, _, unit = high_text.rpartition(" ")
+    if low == 0:
+        return "0", high_text
+    low_text = fmt(low)
+    if fmt is fmt_seconds and number and unit != fmt_seconds(low).rpartition(" ")[2]:
+        return f"{low / _SECONDS[unit]:.3g}", high_text  # one time unit: the high end's
+    low_number, _, low_unit = low_text.rpartition(" ")
+    return (low_number if low_number and low_unit == unit else low_text), high_text
+
+
+def fmt_ms(t: dict[str, float], keys=("decode", "preprocess", "forward", "total")) -> str:
+    """A classification's timings, all in milliseconds (one unit, however short or long each is): 'decode
+    12.3 ms · preprocess 4.5 ms · forward 80.1 ms · total 97.0 ms' (`keys` in that order, those present)."""
+    return " · ".join(f"{key} {t[key]:.1f} ms" for key in keys if key in t)
 
 
 def first_line(e: BaseException) -> str:

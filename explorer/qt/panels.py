@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.core.shapes.trace import MAX_BATCH, MAX_INPUT_SIDE
-from explorer.core.text import MISSING, fmt_bytes, fmt_count, fmt_int, fmt_kernel, fmt_shape
+from explorer.core.text import MISSING, MULTIPLY_ADDS, fmt_bytes, fmt_count, fmt_int, fmt_kernel, fmt_shape
 
 #: The size boxes stop at the engine's bounds (one number each, in explorer.core.shapes.trace).
 MAX_SIDE = MAX_INPUT_SIDE
@@ -285,7 +285,7 @@ class DetailsPanel(QTextBrowser):
         ]
         if ns is not None:
             rows += [
-                ("multiply-adds", f"{fmt_count(ns.macs)} ({fmt_int(ns.macs)})" + (f", batch {batch}" if batch > 1 else "")),
+                (MULTIPLY_ADDS, f"{fmt_count(ns.macs)} ({fmt_int(ns.macs)})" + (f", batch {batch}" if batch > 1 else "")),
                 ("activation memory", fmt_bytes(ns.activation_bytes) + (f", batch {batch}" if batch > 1 else "")
                  + " (float32 output)"),
             ]

@@ -16,7 +16,7 @@ from PySide6.QtGui import QFontMetrics, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from explorer.core.session.tasks import TOP, display_name
-from explorer.qt.results_table import fmt_prob
+from explorer.core.text import fmt_fraction, fmt_ms
 
 
 def array_to_qimage(rgb: np.ndarray) -> QImage:
@@ -64,15 +64,15 @@ class TopKChart(pg.PlotWidget):
         self.hideButtons()
         item = self.getPlotItem()
         item.invertY(True)
-        item.setXRange(0, 1.16, padding=0)  # room right of a 100% bar for its label
+        item.setXRange(0, 1.16, padding=0)  # room right of a 100 % bar for its label
         item.setYRange(-0.5, TOP - 0.5, padding=0.02)
         for side in ("left", "bottom"):
             axis = item.getAxis(side)
             axis.setTextPen(text)
             axis.setPen(pal.color(QPalette.ColorRole.Mid))
         bottom = item.getAxis("bottom")
-        bottom.setTicks([[(v, f"{v:.0%}") for v in (0, 0.25, 0.5, 0.75, 1.0)]])
-        bottom.setStyle(hideOverlappingLabels=False)  # else 0% and 100% vanish at the plot's edges
+        bottom.setTicks([[(v, fmt_fraction(v, 0)) for v in (0, 0.25, 0.5, 0.75, 1.0)]])
+        bottom.setStyle(hideOverlappingLabels=False)  # else 0 % and 100 % vanish at the plot's edges
         self.bars = pg.BarGraphItem(x0=[], y=[], height=0.65, width=[], brush=pg.mkBrush(70, 130, 200),
                                     pen=pg.mkPen(None))
         self.addItem(self.bars)
@@ -95,7 +95,7 @@ class TopKChart(pg.PlotWidget):
         for i, t in enumerate(self._texts):
             if i < n:
                 p = self.predictions[i][1]
-                t.setText(fmt_prob(p))
+                t.setText(fmt_fraction(p))
                 t.setPos(p + 0.01, i)
             t.setVisible(i < n)
         fm = QFontMetrics(self.font())
@@ -259,9 +259,8 @@ class ResultView(QWidget):
 
 
 def fmt_timings(result) -> str:
-    t = result.timings_ms
-    parts = [f"{key} {t[key]:.1f} ms" for key in ("decode", "preprocess", "forward", "total") if key in t]
-    text = " · ".join(parts)
+    """A result's timings (explorer.core.text.fmt_ms), where it ran and its notice."""
+    text = fmt_ms(result.timings_ms)
     if result.ok:
         text += f" · on {result.device}"
     if result.notice:

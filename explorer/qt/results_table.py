@@ -16,6 +16,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 
 from explorer.core.session.tasks import display_name  # noqa: F401 - the table's cells and the panel's titles
+from explorer.core.text import fmt_fraction
 
 #: Role whose value the proxy sorts on (numbers for numeric columns).
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -26,13 +27,9 @@ COLUMNS = ("#", "File", "Top-1", "Probability", "Top-5", "Error")
 COL_INDEX, COL_FILE, COL_TOP1, COL_PROB, COL_TOP5, COL_ERROR = range(len(COLUMNS))
 
 
-def fmt_prob(p: float) -> str:
-    return f"{p * 100:.1f}%"
-
-
 def top5_summary(result) -> str:
-    """'tabby 41.2% · tiger cat 20.3% · …' — every prediction of the result."""
-    return " · ".join(f"{p.label} {fmt_prob(p.prob)}" for p in result.top)
+    """'tabby 41.2 % · tiger cat 20.3 % · …' — every prediction of the result."""
+    return " · ".join(f"{p.label} {fmt_fraction(p.prob)}" for p in result.top)
 
 
 class ResultsTableModel(QStandardItemModel):
@@ -83,7 +80,7 @@ class ResultsTableModel(QStandardItemModel):
             if r.error:
                 items[COL_ERROR].setToolTip(r.error)
             if r.top:
-                items[COL_TOP5].setToolTip("\n".join(f"{fmt_prob(p.prob):>6}  {p.label}" for p in r.top))
+                items[COL_TOP5].setToolTip("\n".join(f"{fmt_fraction(p.prob):>7}  {p.label}" for p in r.top))
             self.appendRow(items)
 
     def result_at(self, row: int):
@@ -99,7 +96,7 @@ def _row_texts(row: int, r) -> tuple[str, ...]:
         str(row + 1),
         display_name(r.source),
         r.top[0].label if r.top else "—",
-        fmt_prob(r.top[0].prob) if r.top else "",
+        fmt_fraction(r.top[0].prob) if r.top else "",
         top5_summary(r),
         r.error or "",
     )

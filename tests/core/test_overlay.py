@@ -204,3 +204,12 @@ def test_energy_reads_in_the_shared_count_units():
     legend = make_legend("energy", {"a": 44_400.0, "b": 0.5})
     assert legend.text(44_400.0) == fmt_count(44_400.0) == "44.4 K"
     assert legend.text(0.5) == "0.5"
+
+
+def test_a_legend_names_its_time_unit_once():
+    """The timing legend read "0 s … 8.68 ms": one unit per legend, at its high end."""
+    from explorer.core.overlay.quantities import make_legend
+
+    legend = make_legend("time", {"a": 0.00868, "b": 4.5e-5})
+    assert (legend.low_text, legend.high_text) == ("0", "8.68 ms")
+    assert make_legend("zeros", {"a": 0.25, "b": 0.5}).range_texts == ("0", "50.0 %")

@@ -194,7 +194,7 @@ def test_dropout_rate_is_read_from_the_module(googlenet):
     graph, trace = googlenet
     cell = paper_table(graph, trace).cell("dropout", "type")
     assert cell.value == graph.model.dropout.p
-    assert cell.text == f"dropout ({graph.model.dropout.p:.0%})"
+    assert cell.text == f"dropout ({graph.model.dropout.p * 100:.0f} %)"
 
 
 def test_optional_paper_facts_flag_pool_and_dropout(googlenet):

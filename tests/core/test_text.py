@@ -9,8 +9,10 @@ from explorer.core.text import (
     fmt_hwc,
     fmt_int,
     fmt_kernel,
+    fmt_ms,
     fmt_paper_ops,
     fmt_paper_params,
+    fmt_range,
     fmt_seconds,
     fmt_shape,
 )
@@ -90,3 +92,26 @@ def test_fractions_read_as_percentages():
     assert fmt_fraction(0.1234) == "12.3 %"
     assert fmt_fraction(1) == "100.0 %"
     assert fmt_fraction(None) == "—"
+    assert fmt_fraction(0.4, 0) == "40 %"
+    assert fmt_fraction(0.123, 0, signed=True) == "+12 %"
+    assert fmt_fraction(-0.05, 0, signed=True) == "-5 %"
+
+
+@pytest.mark.parametrize("low, high, fmt, texts", [
+    (0.0, 0.00868, fmt_seconds, ("0", "8.68 ms")),  # the timing legend read "0 s … 8.68 ms"
+    (4.5e-5, 0.00868, fmt_seconds, ("0.045", "8.68 ms")),  # one time unit per legend: the high end's
+    (0.0012, 0.00868, fmt_seconds, ("1.20", "8.68 ms")),
+    (0.0, 3 * 2**20, fmt_bytes, ("0", "3.00 MiB")),
+    (12_345, 156_000, fmt_count, ("12.3", "156 K")),
+    (9_408, 1_500_000_000, fmt_count, ("9.41 K", "1.50 G")),  # a log scale's ends keep their SI steps
+    (0.012, 0.453, fmt_fraction, ("1.2", "45.3 %")),
+    (None, None, fmt_count, ("—", "—")),
+])
+def test_a_range_says_its_unit_once(low, high, fmt, texts):
+    assert fmt_range(low, high, fmt) == texts
+
+
+def test_timings_are_all_in_milliseconds():
+    t = {"decode": 12.34, "preprocess": 4.5, "forward": 1234.5, "total": 1251.3}
+    assert fmt_ms(t) == "decode 12.3 ms · preprocess 4.5 ms · forward 1234.5 ms · total 1251.3 ms"
+    assert fmt_ms(t, ("forward",)) == "forward 1234.5 ms"

@@ -104,7 +104,7 @@ def test_drop_one_jpeg_shows_the_engines_top5(qtbot, panel, engine, images):
     assert len(result.top) == 5
     assert_same_predictions(panel.result_view.chart.predictions, expected)
     assert_same_predictions(drawn(panel), expected)
-    assert panel.result_view.chart.percent_texts()[0] == f"{expected.top[0].prob * 100:.1f}%"
+    assert panel.result_view.chart.percent_texts()[0] == f"{expected.top[0].prob * 100:.1f} %"
     timings = panel.result_view.timings.text()
     for word in ("decode", "preprocess", "forward", "on cpu"):
         assert word in timings

@@ -41,15 +41,15 @@ def test_spin_boxes_drive_the_numbers(panel, qtbot):
     assert panel.factorisations() == expected
     assert panel.table.rowCount() == 3
     for row, f in enumerate(expected):
-        assert shown(panel, row, 2) == f"{f.saving:.1%}"
+        assert shown(panel, row, 2) == f"{f.saving * 100:.1f} %"
         assert panel.table.item(row, 3).toolTip() == f"{f.params_original:,}"
         assert panel.table.item(row, 4).toolTip() == f"{f.params_replacement:,}"
         assert panel.table.item(row, 5).toolTip() == f"{f.macs_original:,}"
         assert panel.table.item(row, 6).toolTip() == f"{f.macs_replacement:,}"
     assert shown(panel, 2, 0) == "5×5" and shown(panel, 2, 1) == "1×5 + 5×1"
     panel.cin_box.setValue(160)
-    assert shown(panel, 0, 2) == "28.0%"  # the paper's 5×5 → two 3×3 at equal width
-    assert shown(panel, 1, 2) == "33.3%"  # 3×3 → 3×1 + 1×3
+    assert shown(panel, 0, 2) == "28.0 %"  # the paper's 5×5 → two 3×3 at equal width
+    assert shown(panel, 1, 2) == "33.3 %"  # 3×3 → 3×1 + 1×3
 
 
 def test_picking_a_real_layer_fills_the_channels(panel, qtbot):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from explorer.core.text import fmt_bytes, fmt_count, fmt_fraction, fmt_seconds
+from explorer.core.text import MISSING, MULTIPLY_ADDS, fmt_bytes, fmt_count, fmt_fraction, fmt_range, fmt_seconds
 
 if TYPE_CHECKING:
     from explorer.core.graph.blockgraph import BlockGraph
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 QUANTITIES: dict[str, str] = {
     "none": "None",
     "params": "Parameters",
-    "macs": "Multiply-adds",
+    "macs": MULTIPLY_ADDS.capitalize(),
     "memory": "Activation memory",
     "receptive_field": "Receptive field",
     "time": "Measured time",
@@ -58,13 +58,13 @@ def colour_at(t: float) -> tuple[int, int, int]:
 
 
 def _fmt_px(v: float | None) -> str:
-    return "—" if v is None else f"{round(v)} px"
+    return MISSING if v is None else f"{round(v)} px"
 
 
 def _fmt_energy(v: float | None) -> str:
     """A sum of squares: three significant digits, in the SI units of the counts from 1000 up."""
     if v is None:
-        return "—"
+        return MISSING
     return fmt_count(v) if abs(v) >= 1000 else f"{v:.3g}"
 
 
@@ -103,12 +103,17 @@ class Legend:
         return FORMATS.get(self.quantity, _fmt_energy)(value)
 
     @property
+    def range_texts(self) -> tuple[str, str]:
+        """The scale's two ends, its unit said once: ('0', '8.68 ms'), not '0 s … 8.68 ms'."""
+        return fmt_range(self.low, self.high, FORMATS.get(self.quantity, _fmt_energy))
+
+    @property
     def low_text(self) -> str:
-        return self.text(self.low)
+        return self.range_texts[0]
 
     @property
     def high_text(self) -> str:
-        return self.text(self.high)
+        return self.range_texts[1]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from explorer.core.graph.blockgraph import BlockNode, BranchSpec, LayerSpec
 from explorer.core.shapes.trace import InputTooSmallError, NodeShape, ShapeTrace
-from explorer.core.text import fmt_count, fmt_int, fmt_kernel, fmt_shape
+from explorer.core.text import MULT_ADDS, MULTIPLY_ADDS, fmt_count, fmt_fraction, fmt_int, fmt_kernel, fmt_shape
 
 if TYPE_CHECKING:
     from explorer.core.graph.blockgraph import BlockGraph
@@ -196,14 +196,14 @@ class Comparison:
     def summary(self) -> str:
         """'googlenet 6.62 M params, 1.50 G mult-adds · … · B/A 1.06× params, 1.06× mult-adds'."""
         def side(s: SideSummary) -> str:
-            macs = f"{fmt_count(s.total_macs)} mult-adds" if s.total_macs is not None else "does not run"
+            macs = f"{fmt_count(s.total_macs)} {MULT_ADDS}" if s.total_macs is not None else "does not run"
             return f"{s.model}: {fmt_count(s.total_params)} params, {macs}"
 
         h, w = self.size
         text = f"{side(self.a)} · {side(self.b)} · at {h}×{w}: {self.b.model}/{self.a.model} = " \
                f"{self.params_ratio():.2f}× params"
         r = self.macs_ratio()
-        return text + (f", {r:.2f}× mult-adds" if r is not None else "")
+        return text + (f", {r:.2f}× {MULT_ADDS}" if r is not None else "")
 
     def to_csv(self) -> str:
         """The table as CSV: stage, each side's columns, the named differences; then the totals."""
@@ -247,7 +247,7 @@ def _cell(node: BlockNode, shape: NodeShape | None) -> SideCell:
 
 
 def _pct(a: int, b: int) -> str:
-    return f" ({(b - a) / a:+.0%})" if a else ""
+    return f" ({fmt_fraction((b - a) / a, 0, signed=True)})" if a else ""
 
 
 def _differences(a: SideCell | None, b: SideCell | None, model_a: str, model_b: str) -> tuple[Difference, ...]:
@@ -262,7 +262,7 @@ def _differences(a: SideCell | None, b: SideCell | None, model_a: str, model_b: 
     if a.params != b.params:
         out.append(Difference("params", f"{fmt_int(a.params)} vs {fmt_int(b.params)} parameters{_pct(a.params, b.params)}"))
     if a.macs is not None and b.macs is not None and a.macs != b.macs:
-        out.append(Difference("macs", f"{fmt_int(a.macs)} vs {fmt_int(b.macs)} multiply-adds{_pct(a.macs, b.macs)}"))
+        out.append(Difference("macs", f"{fmt_int(a.macs)} vs {fmt_int(b.macs)} {MULTIPLY_ADDS}{_pct(a.macs, b.macs)}"))
     if a.is_block and b.is_block and len(a.branch_kernels) != len(b.branch_kernels):
         out.append(Difference("branches", f"{len(a.branch_kernels)} vs {len(b.branch_kernels)} branches"))
     if a.kernels != b.kernels:

@@ -9,7 +9,7 @@ from typing import Any
 
 from explorer.core.graph.blockgraph import BlockGraph, BranchSpec, LayerSpec
 from explorer.core.shapes.trace import ShapeTrace
-from explorer.core.text import COUNT_UNITS, MISSING, fmt_bytes, fmt_count, fmt_int, fmt_kernel, fmt_shape
+from explorer.core.text import COUNT_UNITS, MISSING, MULT_ADDS, MULTIPLY_ADDS, fmt_bytes, fmt_count, fmt_int, fmt_kernel, fmt_shape
 
 
 def layer_record(layer: LayerSpec) -> dict[str, Any]:
@@ -102,7 +102,7 @@ def trace_to_json(graph: BlockGraph, trace: ShapeTrace) -> str:
 
 
 #: The shape trace as a table (columns, rows of text, totals): what the text exports and the handout show.
-TRACE_COLUMNS = ("name", "kind", "branches", "output", "params", "MACs", "RF")
+TRACE_COLUMNS = ("name", "kind", "branches", "output", "params", MULT_ADDS, "RF")
 
 
 def _row(graph: BlockGraph, trace: ShapeTrace, name: str) -> list[str]:
@@ -123,7 +123,7 @@ def trace_totals(trace: ShapeTrace) -> list[str]:
     return [
         f"input {fmt_shape(trace.input_shape)} (N×C×H×W), minimum {mh}×{mw}",
         f"params {fmt_int(trace.total_params)} ({fmt_int(trace.total_params_inference)} without training-only heads)",
-        f"multiply-adds {fmt_int(trace.total_macs)} ({fmt_count(trace.total_macs)};"
+        f"{MULTIPLY_ADDS} {fmt_int(trace.total_macs)} ({fmt_count(trace.total_macs)};"
         f" {fmt_int(trace.total_macs_with_aux)} with heads)",
         f"activations {fmt_bytes(trace.total_activation_bytes)} (float32)",
         f"units: {COUNT_UNITS}; KiB = 2¹⁰ bytes, MiB = 2²⁰, GiB = 2³⁰, TiB = 2⁴⁰",

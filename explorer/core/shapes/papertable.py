@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from explorer.core.graph.blockgraph import BlockGraph, BlockNode, BranchSpec, LayerSpec
-from explorer.core.text import COUNT_UNITS, fmt_hwc, fmt_int, fmt_kernel, fmt_paper_ops, fmt_paper_params
+from explorer.core.text import COUNT_UNITS, fmt_fraction, fmt_hwc, fmt_int, fmt_kernel, fmt_paper_ops, fmt_paper_params
 
 if TYPE_CHECKING:  # shapes imports torch; the window imports this module before torch is needed
     from explorer.core.shapes.trace import ShapeTrace
@@ -580,11 +580,11 @@ def _dropout_cell(graph: BlockGraph, node: BlockNode, paper) -> PaperCell:
     rate = _dropout_rate(graph, node)
     if rate is None:
         return PaperCell("dropout")
-    text = f"dropout ({rate:.0%})"
+    text = f"dropout ({fmt_fraction(rate, 0)})"
     expected = getattr(paper, "dropout", None)
     note = None
     if expected is not None and abs(expected - rate) > 1e-9:
-        note = f"dropout rate {rate:.0%} where the paper has {expected:.0%}"
+        note = f"dropout rate {fmt_fraction(rate, 0)} where the paper has {fmt_fraction(expected, 0)}"
     return PaperCell(text, rate, note)
 
 

@@ -16,6 +16,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
 
+from explorer.core.text import fmt_fraction
 from explorer.qt.attribution.catalogue import METHOD_NAMES, WARNING_COLOR, category_label
 from explorer.qt.result_view import overlay_lut
 
@@ -101,7 +102,7 @@ def delta_text(r) -> str:
     if r is None or r.delta is None:
         return ""
     rule = RULE_NAMES.get(r.ig_method, r.ig_method)
-    text = (f"Convergence delta {r.delta:.3g} ({r.delta_relative:.1%} of f(x) − f(baseline)"
+    text = (f"Convergence delta {r.delta:.3g} ({fmt_fraction(r.delta_relative)} of f(x) − f(baseline)"
             + (f"; {rule}" if rule else "") + ")")
     if r.delta_flagged:
         text = f"<span style='color:{WARNING_COLOR}'><b>⚠ {text}: large — increase the steps</b></span>"

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.core.text import fmt_fraction
 from explorer.qt.microscope.branch_mosaics import GAP, BranchMosaics, MosaicItem, mosaic  # noqa: F401 - re-exported
 from explorer.qt.microscope.channel_detail import ChannelDetail
 from explorer.qt.result_view import FEATURE_COLORMAP, export_layout_png, overlay_lut, short_label  # noqa: F401 - shared
@@ -316,8 +317,8 @@ class ActivationView(QWidget):
                 lines.append("not captured")
             else:
                 s = stats[k]
-                lines.append(f"mean {s.mean:.3g} · max {s.max:.3g} · zeros {s.zero_fraction:.0%} · "
-                             f"energy {s.energy_share:.0%}")
+                lines.append(f"mean {s.mean:.3g} · max {s.max:.3g} · zeros {fmt_fraction(s.zero_fraction, 0)} · "
+                             f"energy {fmt_fraction(s.energy_share, 0)}")
         self.grid.set_branches(titles, lines)
         self.grid.show_maps(self._maps, self.state.scale, self.state.selected)
         if self.state.selected is not None:

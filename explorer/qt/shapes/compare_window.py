@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.core.shapes.compare import natural_partner
-from explorer.core.text import fmt_count, fmt_int, fmt_shape
+from explorer.core.text import MULT_ADDS, MULTIPLY_ADDS, fmt_count, fmt_int, fmt_shape
 from explorer.core.model.zoo import get_spec, model_names
 from explorer.qt.shapes.factorisation_panel import FactorisationPanel
 from explorer.qt.panels import MAX_SIDE, Banner
@@ -59,7 +59,7 @@ SIDE_COLUMNS = (
     ("node", ("node", "kind")),
     ("output", ("shape",)),
     ("params", ("params",)),
-    ("mult-adds", ("macs",)),
+    (MULT_ADDS, ("macs",)),
     ("kernels", ("kernels", "branches")),
     ("branch channels", ("channels",)),
 )
@@ -347,7 +347,7 @@ class CompareWindow(QWidget):
                     elif cell is not None and col in (2, 3):
                         value = cell.params if col == 2 else cell.macs
                         if value is not None:
-                            item.setToolTip(f"{fmt_int(value)} {'parameters' if col == 2 else 'multiply-adds per image'}")
+                            item.setToolTip(f"{fmt_int(value)} {'parameters' if col == 2 else MULTIPLY_ADDS + ' per image'}")
                     if cell is not None and col == 0 and cell.training_only:
                         item.setToolTip((item.toolTip() + "\n" if item.toolTip() else "")
                                         + "runs in training only")

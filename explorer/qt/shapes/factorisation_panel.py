@@ -41,7 +41,7 @@ from explorer.core.shapes.factorisation import (
     factorisations,
     kernel_usage,
 )
-from explorer.core.text import fmt_count, fmt_int, fmt_kernel
+from explorer.core.text import MULT_ADDS, MULTIPLY_ADDS, fmt_count, fmt_fraction, fmt_int, fmt_kernel
 
 if TYPE_CHECKING:
     from explorer.core.graph.blockgraph import BlockGraph
@@ -57,8 +57,8 @@ FAMILY_COLOURS = {
 #: Item data role holding the factorisation families a usage cell shows (tuple of str).
 FAMILY_ROLE = Qt.ItemDataRole.UserRole + 1
 
-TABLE_COLUMNS = ("Original", "Factorised", "Saving", "Params", "Params factorised", "Mult-adds",
-                 "Mult-adds factorised")
+TABLE_COLUMNS = ("Original", "Factorised", "Saving", "Params", "Params factorised", MULT_ADDS.capitalize(),
+                 f"{MULT_ADDS.capitalize()} factorised")
 USAGE_COLUMNS = ("Block", "Kernels used", "Factorisation applied")
 
 
@@ -254,7 +254,7 @@ class FactorisationPanel(QWidget):
         for row, f in enumerate(self._factorisations):
             orig = " + ".join(fmt_kernel(k) for k in f.original)
             repl = " + ".join(fmt_kernel(k) for k in f.replacement)
-            texts = (orig, repl, f"{f.saving:.1%}", fmt_count(f.params_original),
+            texts = (orig, repl, fmt_fraction(f.saving), fmt_count(f.params_original),
                      fmt_count(f.params_replacement), fmt_count(f.macs_original),
                      fmt_count(f.macs_replacement))
             tint = FAMILY_COLOURS[_row_family(row)]
@@ -277,7 +277,7 @@ class FactorisationPanel(QWidget):
         self.caption.setText(
             f"A {cin}→{cout} convolution on a {h}×{w} feature map (stride 1, “same” padding, no bias) against"
             f" its factorisation, whose first layer maps {cin}→{cout} and the next {cout}→{cout};"
-            f" multiply-adds per image. The paper's 28 % and 33 % hold at equal width (in = out).")
+            f" {MULTIPLY_ADDS} per image. The paper's 28 % and 33 % hold at equal width (in = out).")
         self.numbers_changed.emit()
 
     def _fill_usage(self) -> None:
