@@ -124,21 +124,24 @@ def cmd_classify(args) -> int:
 
     ref, files = _classify_arguments(args)
     clf = _classifier(args, ref)
+    write = _classify_writer(args.format, ref, clf)
     start = time.perf_counter()
     ok = failed = 0
-    write = _CLASSIFY_WRITERS[args.format](sys.stdout)
-    # Each result is written and flushed as soon as it is known: a batch killed half-way keeps
-    # every line it finished (JSON Lines: one complete document per line).
-    for batch in clf.iter_classify(files, top=args.top):
-        for r in batch:
-            if not r.ok:
-                failed += 1
-                print(f"inception-explorer: cannot classify {r.source}: {r.error}", file=sys.stderr)
-                continue
-            ok += 1
-            if r.notice:
-                print(f"inception-explorer: note: {r.notice}", file=sys.stderr)
-            write(r)
+    # Each result is written and flushed as soon as it is known: a batch killed half-way keeps every
+    # record it finished (JSON Lines: a document a line; JSON: the array is closed on Ctrl-C too).
+    try:
+        for batch in clf.iter_classify(files, top=args.top):
+            for r in batch:
+                if not r.ok:
+                    failed += 1
+                    print(f"inception-explorer: cannot classify {r.source}: {r.error}", file=sys.stderr)
+                    continue
+                ok += 1
+                if r.notice:
+                    print(f"inception-explorer: note: {r.notice}", file=sys.stderr)
+                write(r)
+    finally:
+        write.close()
     elapsed = time.perf_counter() - start
     if args.format == "table" and ok:
         print(f"{ok} image(s) in {elapsed:.2f} s ({ok / elapsed:.1f} images/s) on {clf.device}, {failed} failed")
@@ -195,49 +198,52 @@ def _classifier(args, ref: str):
     return clf
 
 
-def _classify_table_writer(out):
+class _TableWriter:
     """write(result): the image, its size and timings, then its top classes, one a line; flushed."""
-    from explorer.core.text import fmt_fraction, fmt_ms
 
-    def write(r) -> None:
+    def __init__(self, out):
+        self.out = out
+
+    def __call__(self, r) -> None:
+        from explorer.core.text import fmt_fraction, fmt_ms
+
         timings = fmt_ms(r.timings_ms, ("decode", "preprocess", "forward"))
         print(f"{r.source}  ({r.image_size[0]}×{r.image_size[1]}; {timings})")
         for rank, p in enumerate(r.top, 1):
             print(f"  {rank}. {fmt_fraction(p.prob):>7}  {p.label} ({p.index})")
-        out.flush()
+        self.out.flush()
 
-    return write
-
-
-def _classify_json_writer(out):
-    """write(result): one JSON document a line (JSON Lines); flushed."""
-    import json
-
-    def write(r) -> None:
-        out.write(json.dumps(r.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
-        out.flush()
-
-    return write
+    def close(self) -> None:
+        pass
 
 
-def _classify_csv_writer(out):
-    """write(result): a row per class of its top, under a header written now; flushed."""
-    import csv
+class _RecordsWriter:
+    """write(result): its record (explorer.core.classify.results: one schema, the window's Export's too), with
+    the run's provenance, as JSON Lines, a JSON array or CSV rows; close() ends the array."""
 
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["path", "rank", "index", "label", "prob"])
+    def __init__(self, fmt: str, out, provenance):
+        from explorer.core.classify.results import CSV_COLUMNS, csv_rows
+        from explorer.core.records import record_writer
 
-    def write(r) -> None:
-        for rank, p in enumerate(r.top, 1):
-            prob = f"{p.prob:.6f}" if math.isfinite(p.prob) else ""  # NaN logits: an empty cell
-            writer.writerow([r.source, rank, p.index, p.label, prob])
-        out.flush()
+        self.provenance = provenance
+        self.records = record_writer(fmt, out, CSV_COLUMNS, csv_rows)
 
-    return write
+    def __call__(self, r) -> None:
+        self.records.write(r.to_dict(self.provenance))
+
+    def close(self) -> None:
+        self.records.close()
 
 
-#: `classify --format`: the writer of each result, made once per run (the CSV writer writes its header).
-_CLASSIFY_WRITERS = {"table": _classify_table_writer, "json": _classify_json_writer, "csv": _classify_csv_writer}
+def _classify_writer(fmt: str, ref: str, clf):
+    """The writer of each result of `classify --format fmt` (made once per run: the CSV header, the '[')."""
+    if fmt == "table":
+        return _TableWriter(sys.stdout)
+    from explorer.core.classify.provenance import provenance_of
+
+    provenance = provenance_of(ref, clf.loaded, clf.transforms)
+    _ = provenance.weights_sha256  # the weight file is read for its hash now, before the clock starts
+    return _RecordsWriter(fmt, sys.stdout, provenance)
 
 
 def _load_model(ref: str, weights: str | None, *, need_classes: bool = False):
@@ -834,8 +840,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the same preprocessing as torchvision's weights.transforms() on the PIL image)")
     decode.add_argument("--exact-decode", action="store_true",
                         help="the default (kept for compatibility)")
-    s.add_argument("--format", choices=("table", "json", "csv"), default="table",
-                   help="json: JSON Lines, one object per image; every format is written as results complete")
+    s.add_argument("--format", choices=("table", "jsonl", "json", "csv"), default="table",
+                   help="jsonl: one JSON object per image a line; json: one JSON array; csv: a row per class; each "
+                   "record names the model, weights (file and sha256, or random), device, input size and "
+                   "preprocessing; every format is written as results complete")
     s.set_defaults(func=cmd_classify)
     _add_attribute_parser(sub)
     s = sub.add_parser("handout", help="one PDF of a model (and an image) for a class: graph, paper table, shapes, "

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -14,7 +17,9 @@ from PIL import Image
 
 from explorer.cli import main
 from explorer.core.model.zoo import get_spec
+from explorer.core.classify.results import CSV_COLUMNS, RECORD_KEYS
 from tests.netutil import bad_corpus, calibrated_model, write_weights
+from tests.vocabulary import assert_one_percent_style
 
 CATEGORIES = get_spec("googlenet").categories()
 
@@ -58,7 +63,7 @@ def test_mixed_batch_json_in_a_subprocess(corpus):
     bad = [p for name, p in corpus["bad"].items() if name != "folder.jpg"]
     inputs = [corpus["good"][0], *bad[:4], corpus["good"][1], *bad[4:]]
     proc = run_cli(*inputs, "--model", "googlenet", "--weights", corpus["safetensors"],
-                   "--device", "cpu", "--format", "json")
+                   "--device", "cpu", "--format", "jsonl")
     assert proc.returncode == 0, proc.stderr
     out = [json.loads(line) for line in proc.stdout.splitlines()]  # JSON Lines: one object per image
     assert [o["path"] for o in out] == [str(p) for p in corpus["good"]]
@@ -106,12 +111,14 @@ def test_csv_table_and_folder(corpus, capsys, tmp_path):
     code, out, err = _main(capsys, corpus["good"][0], "--model", "googlenet", "--weights", corpus["pth"],
                            "--device", "cpu")
     assert code == 0 and CATEGORIES[corpus["ref_top5"][0][0]] in out and "images/s" in out
+    assert assert_one_percent_style(out) == 5  # the table's top-5, '41.2 %' as everywhere else
 
 
 def test_random_weights_warning(corpus, capsys):
     code, out, err = _main(capsys, corpus["good"][0], "--model", "googlenet", "--weights", "none",
-                           "--device", "cpu", "--format", "json")
+                           "--device", "cpu", "--format", "jsonl")
     assert code == 0 and len(out.splitlines()) == 1 and json.loads(out)["path"] == str(corpus["good"][0])
+    assert json.loads(out)["provenance"]["weights"] == "random"
     assert err.startswith("inception-explorer: warning: random weights: predictions are meaningless (")
     assert len(err.strip().splitlines()) == 1
 
@@ -135,3 +142,74 @@ def test_no_images_found(tmp_path, capsys):
 def test_cuda_requested_without_cuda(corpus, capsys):
     code, out, err = _main(capsys, corpus["good"][0], "--model", "googlenet", "--device", "cuda")
     assert code == 1 and "CUDA is not available" in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- one record, with its provenance
+
+
+def test_json_is_one_array_and_jsonl_an_object_a_line(corpus, capsys):
+    # Old behaviour: --format json printed JSON Lines, which json.load rejects.
+    args = [*corpus["good"], "--model", "googlenet", "--weights", corpus["pth"], "--device", "cpu"]
+    code, out, _ = _main(capsys, *args, "--format", "json")
+    doc = json.loads(out)
+    assert code == 0 and isinstance(doc, list) and [d["path"] for d in doc] == [str(p) for p in corpus["good"]]
+    code, out, _ = _main(capsys, *args, "--format", "jsonl")
+    lines = [json.loads(line) for line in out.splitlines()]
+    untimed = [{k: v for k, v in d.items() if k != "timings_ms"} for d in doc]
+    assert code == 0 and [{k: v for k, v in d.items() if k != "timings_ms"} for d in lines] == untimed
+    for d in doc:
+        assert tuple(d) == RECORD_KEYS and [t["rank"] for t in d["top"]] == [1, 2, 3, 4, 5]
+    code, out, _ = _main(capsys, corpus["bad"]["empty.jpg"], *args[2:], "--format", "json")
+    assert code == 1 and json.loads(out) == []  # nothing classified: still one valid document
+
+
+def test_records_name_their_provenance(corpus, capsys):
+    code, out, _ = _main(capsys, corpus["good"][0], "--model", "googlenet", "--weights", corpus["safetensors"],
+                         "--device", "cpu", "--format", "jsonl")
+    prov = json.loads(out)["provenance"]
+    sha = hashlib.sha256(corpus["safetensors"].read_bytes()).hexdigest()
+    assert prov["weights"] == {"file": str(corpus["safetensors"].resolve()), "sha256": sha}
+    assert prov["model"] == "googlenet" and prov["device"] == "cpu" and prov["input_size"] == [224, 224]
+    tf = get_spec("googlenet").transforms()  # torchvision's own preprocessing of the weights
+    assert prov["preprocessing"] == {"resize": tf.resize_size[0], "crop": tf.crop_size[0], "interpolation": "bilinear",
+                                     "mean": list(tf.mean), "std": list(tf.std)}
+    code, out, _ = _main(capsys, corpus["good"][0], "--model", "googlenet", "--weights", "none", "--device", "cpu",
+                         "--format", "csv", "--top", "2")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 2
+    assert {(r["weights"], r["weights_sha256"], r["model"], r["input_size"], r["mean"]) for r in rows} == {
+        ("random", "", "googlenet", "224x224", "0.485 0.456 0.406")}
+
+
+def test_a_file_named_twice_is_classified_once(corpus, capsys, tmp_path, monkeypatch):
+    for p in corpus["good"]:
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    first = tmp_path / corpus["good"][0].name
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _main(capsys, first, tmp_path, f"./{first.name}", "--model", "googlenet",
+                           "--weights", corpus["pth"], "--device", "cpu", "--format", "jsonl")
+    paths = [json.loads(line)["path"] for line in out.splitlines()]
+    assert code == 0 and paths == [str(first), str(tmp_path / corpus["good"][1].name)], paths
+
+
+def test_ctrl_c_leaves_one_valid_json_document(corpus, tmp_path):
+    """--format json to a file, interrupted after its first record: the array is closed, exit 130."""
+    paths = [tmp_path / f"{i:02d}.png" for i in range(40)]
+    for p in paths:
+        p.write_bytes(corpus["good"][1].read_bytes())
+    out = tmp_path / "out.json"
+    with out.open("w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "explorer", "classify", *map(str, paths), "--model",
+                                 "googlenet", "--weights", "none", "--device", "cpu", "--format", "json",
+                                 "--batch", "1"], stdout=f, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while '"path"' not in out.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    doc = json.loads(out.read_text())
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert 1 <= len(doc) < len(paths) and [d["path"] for d in doc] == [str(p) for p in paths[: len(doc)]]

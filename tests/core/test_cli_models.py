@@ -91,7 +91,8 @@ def test_classify_torchvision_model_with_random_weights(tmp_path, capsys):
                  "--format", "json"]) == 0
     out = capsys.readouterr()
     assert "random weights" in out.err
-    doc = json.loads(out.out)
+    (doc,) = json.loads(out.out)  # --format json: one array
+    assert doc["provenance"]["model"] == "torchvision:resnet18" and doc["provenance"]["weights"] == "random"
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_seed("torchvision:resnet18"))

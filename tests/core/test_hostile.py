@@ -250,7 +250,7 @@ def hostile_batch(tmp_path_factory):
     other = tmp_path_factory.mktemp("other")
     good.append(good_png(other / "e_good.png", 4))
     code, out, err, peak = _run_cli_measured([folder, "/dev/zero", good[1], "--model", "googlenet",
-                                              "--weights", "none", "--device", "cpu", "--format", "json"])
+                                              "--weights", "none", "--device", "cpu", "--format", "jsonl"])
     return {"folder": folder, "good": good, "code": code, "out": out, "err": err, "peak": peak}
 
 
@@ -288,7 +288,7 @@ def test_cli_streams_json_lines_and_a_kill_keeps_them(tmp_path):
     # Old behaviour: one JSON array written at the end; a kill mid-batch left nothing.
     paths = [good_png(tmp_path / f"{i:02d}.png", i) for i in range(40)]
     proc = subprocess.Popen([sys.executable, "-m", "explorer", "classify", *map(str, paths), "--model", "googlenet",
-                             "--weights", "none", "--device", "cpu", "--format", "json", "--batch", "1"],
+                             "--weights", "none", "--device", "cpu", "--format", "jsonl", "--batch", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             preexec_fn=_limit_address_space)
     try:

@@ -192,7 +192,7 @@ def test_a_vision_transformer_traces_and_classifies_and_refuses_attribution_in_o
     code, out, errors = cli(capsys, "classify", files["image"], "--model", ref, "--weights", weights,
                             "--format", "json", "--device", "cpu")
     assert code == 0 and not errors
-    (record,) = [json.loads(line) for line in out.splitlines()]
+    (record,) = json.loads(out)  # one JSON document: an array of the records
     x = create_transform(**resolve_data_config({}, model=model))(Image.open(files["image"]).convert("RGB"))
     with torch.no_grad():
         probs = model(x[None]).softmax(1)[0]

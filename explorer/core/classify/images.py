@@ -375,7 +375,8 @@ def expand_inputs(paths: Iterable[str | os.PathLike], *, recursive: bool = False
     Paths that are not folders are kept as given — whether or not they exist or look like images —
     so that each bad one is reported against its name rather than silently dropped. Within a folder,
     every non-directory entry with an image extension is kept, a FIFO or a broken link included
-    (`read_bytes` refuses those with a reason): only `stat` is used, nothing is opened.
+    (`read_bytes` refuses those with a reason): only `stat` is used, nothing is opened. A file named twice
+    (directly and through its folder, or by two spellings of its path) is kept once, where it first appears.
     """
     out: list[Path] = []
     for raw in paths:
@@ -391,6 +392,21 @@ def expand_inputs(paths: Iterable[str | os.PathLike], *, recursive: bool = False
             ]
             out.extend(sorted(found, key=lambda f: str(f.relative_to(p)).lower()))
         else:
+            out.append(p)
+    return unique_files(out)
+
+
+def unique_files(paths: Iterable[Path]) -> list[Path]:
+    """`paths` without the repeats of a file (the same real path: another spelling, a symbolic link), in order."""
+    seen: set[str] = set()
+    out = []
+    for p in paths:
+        try:
+            key = os.path.normcase(os.path.realpath(p))
+        except (OSError, ValueError):  # (a name with a NUL byte): kept, and refused by name when read
+            key = str(p)
+        if key not in seen:
+            seen.add(key)
             out.append(p)
     return out
 

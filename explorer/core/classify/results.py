@@ -1,7 +1,10 @@
 """What classifying one image gives: its top-k classes and timings, or why it could not be classified.
 
-Plain data for the window, the command line's table, JSON and CSV (`ClassificationResult.to_dict`).
-No torch at import.
+Plain data for the window and the command line's table; and the one record every CSV and JSON of
+classifications is written from, the command line's and the window's Export alike (`classification_record`,
+`CSV_COLUMNS` and `csv_rows`): per image its path, its top-k (rank, class index, label, probability), error,
+notice, size and timings, and the provenance of the result (model, weights, device, input size,
+preprocessing). No torch at import.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from explorer.core.classify.images import LoadedImage
+from explorer.core.classify.provenance import PROVENANCE_COLUMNS, Provenance
 
 #: The label of every result whose JPEG was decoded at a reduced scale (`fast_decode`).
 FAST_DECODE_NOTICE = "fast decode: within ~0.5 grey levels"
@@ -69,21 +73,59 @@ class ClassificationResult:
         """Set the top-k from one row of `topk` (probabilities and class indices, best first)."""
         self.top = [Prediction(int(i), category(categories, int(i)), float(v)) for v, i in zip(probs, indices)]
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON: a non-finite probability (NaN logits) becomes None, JSON's null."""
-        d: dict[str, Any] = {
-            "path": self.source,
-            "top": [{"index": p.index, "label": p.label, "prob": _finite_or_none(p.prob)} for p in self.top],
-            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
-            "device": self.device,
-        }
-        if self.image_size is not None:
-            d["image_size"] = list(self.image_size)
-        if self.error is not None:
-            d["error"] = self.error
-        if self.notice is not None:
-            d["notice"] = self.notice
-        return d
+    def to_dict(self, provenance: Provenance | None = None) -> dict[str, Any]:
+        """The result's record (see `classification_record`)."""
+        return classification_record(self, provenance)
+
+
+#: The timings every record has, in milliseconds (a missing one is null, an empty CSV cell).
+TIMINGS = ("decode", "preprocess", "forward", "total")
+#: The keys of a JSON record, in order: the same for every result, present or null.
+RECORD_KEYS = ("path", "top", "error", "notice", "image_size", "timings_ms", "provenance")
+#: A CSV row per class of the top-k (one row, without a class, for a result with an error).
+CSV_COLUMNS = ("path", "rank", "index", "label", "prob", "error", "notice", "image_width", "image_height",
+               *(f"{t}_ms" for t in TIMINGS), *PROVENANCE_COLUMNS)
+
+
+def classification_record(r: ClassificationResult, provenance: Provenance | None) -> dict[str, Any]:
+    """The one record of a result, for JSON (a non-finite probability, from NaN logits, is null) and, through
+    `csv_rows`, for CSV; `provenance`: what made it (None: not known, null)."""
+    return {
+        "path": r.source,
+        "top": [{"rank": k, "index": p.index, "label": p.label, "prob": _finite_or_none(p.prob)}
+                for k, p in enumerate(r.top, 1)],
+        "error": r.error,
+        "notice": r.notice,
+        "image_size": list(r.image_size) if r.image_size is not None else None,
+        "timings_ms": {k: round(r.timings_ms[k], 3) if k in r.timings_ms else None for k in TIMINGS},
+        "provenance": provenance.to_dict(r.device) if provenance is not None else None,
+    }
+
+
+def csv_rows(record: dict[str, Any]) -> list[list[Any]]:
+    """The CSV_COLUMNS rows of a `classification_record`: one per class, or one with the error."""
+    w, h = record["image_size"] or ("", "")
+    t = record["timings_ms"]
+    prov = record["provenance"]
+    tail = [record["error"] or "", record["notice"] or "", w, h,
+            *("" if t[k] is None else f"{t[k]:.3f}" for k in TIMINGS)]
+    if prov is None:
+        tail += [""] * len(PROVENANCE_COLUMNS)
+    else:
+        tail += _provenance_cells(prov)
+    top = record["top"] or [{"rank": "", "index": "", "label": "", "prob": None}]
+    return [[record["path"], p["rank"], p["index"], p["label"], "" if p["prob"] is None else f"{p['prob']:.6f}", *tail]
+            for p in top]
+
+
+def _provenance_cells(prov: dict[str, Any]) -> list[Any]:
+    """A JSON provenance block (Provenance.to_dict) as the PROVENANCE_COLUMNS cells."""
+    weights = prov["weights"]
+    file, sha = (weights, "") if isinstance(weights, str) else (weights["file"], weights["sha256"] or "")
+    pre = prov["preprocessing"]
+    h, w = prov["input_size"]
+    return [prov["model"], file, sha, prov["device"], f"{h}x{w}", pre["resize"], pre["crop"], pre["interpolation"],
+            " ".join(f"{v:g}" for v in pre["mean"]), " ".join(f"{v:g}" for v in pre["std"])]
 
 
 @dataclass

@@ -51,6 +51,8 @@ class WeightsState:
     note: str | None = None
     #: Random because the network could not be reached (a later retry may succeed).
     offline: bool = False
+    #: The file the weights were read from (None: random, or none of their own, as a TorchScript file's).
+    path: str | None = None
 
     @property
     def is_random(self) -> bool:
@@ -357,7 +359,7 @@ def resolve_pretrained(
             note = apply_state_dict(model, read_state_dict(path))
         except WeightsError as e:
             return WeightsState("random", "none", f"cached file {path} unusable: {e}")
-        return WeightsState("pretrained", f"pretrained (torch hub cache: {path})", note=note)
+        return WeightsState("pretrained", f"pretrained (torch hub cache: {path})", note=note, path=str(path))
     if not allow_download:
         return WeightsState("random", "none", "not in the torch hub cache and downloading is off")
     try:
@@ -370,7 +372,7 @@ def resolve_pretrained(
         note = apply_state_dict(model, read_state_dict(path))
     except WeightsError as e:
         return WeightsState("random", "none", f"downloaded file unusable: {e}")
-    return WeightsState("pretrained", f"pretrained (downloaded from {url})", note=note)
+    return WeightsState("pretrained", f"pretrained (downloaded from {url})", note=note, path=str(path))
 
 
 def resolve_hub(
@@ -440,7 +442,7 @@ def _load_hub_file(model, path: Path, where: str, how: str) -> WeightsState:
         note = apply_state_dict(model, read_state_dict(path))
     except WeightsError as e:
         return WeightsState("random", "none", f"{how} file {path} unusable: {e}")
-    return WeightsState("pretrained", f"pretrained ({where})", note=note)
+    return WeightsState("pretrained", f"pretrained ({where})", note=note, path=str(path))
 
 
 def _progress_bar_class(progress: ProgressCallback | None, cancel: CancelToken | None):
@@ -491,4 +493,4 @@ def load_weights_file(model, path: str | os.PathLike) -> WeightsState:
     except WeightsError as e:
         e.args = (f"{Path(path).name}: {e}",)
         raise
-    return WeightsState("file", f"file: {Path(path).name}", note=note)
+    return WeightsState("file", f"file: {Path(path).name}", note=note, path=os.path.abspath(path))

@@ -88,8 +88,8 @@ def classify_single(classifier, source, name: str, *, cancel: CancelToken):
 
 
 def classify_batch(classifier, paths: list, *, cancel: CancelToken):
-    """Expand folders, announce the file list, then classify it batch by batch."""
-    from explorer.core.classify.images import expand_inputs
+    """Expand folders, announce the file list (a file given twice, once), then classify it batch by batch."""
+    from explorer.core.classify.images import expand_inputs, unique_files
 
     files: list[Path] = []
     empty: list[str] = []
@@ -98,6 +98,7 @@ def classify_batch(classifier, paths: list, *, cancel: CancelToken):
         if Path(p).is_dir() and not found:
             empty.append(str(p))
         files.extend(found)
+    files = unique_files(files)
     yield FilesListed(tuple(str(f) for f in files), tuple(empty))
     for results in classifier.iter_classify(files, top=TOP, cancel=cancel):
         yield BatchClassified(tuple(results))
