@@ -1,4 +1,5 @@
-"""The batch-classification table: a Qt model over `ClassificationResult`s and its CSV exporter.
+"""The batch-classification table: a Qt model over `ClassificationResult`s (its export is the one record schema of
+explorer.core.classify.results, written by the batch view).
 
 The model keeps results in input order (column "#"); a `QSortFilterProxyModel` sorting on
 `SORT_ROLE` gives the view numeric sorting of probabilities and indexes. Rows are appended as each
@@ -7,10 +8,7 @@ batch finishes, so the table fills while a folder runs.
 
 from __future__ import annotations
 
-import csv
-import os
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
@@ -100,33 +98,3 @@ def _row_texts(row: int, r) -> tuple[str, ...]:
         top5_summary(r),
         r.error or "",
     )
-
-
-#: Number of (label, probability) column pairs in the CSV.
-CSV_TOP = 5
-
-
-def csv_header(top: int = CSV_TOP) -> list[str]:
-    pairs = [name for k in range(1, top + 1) for name in (f"label_{k}", f"prob_{k}")]
-    return ["path", *pairs, "error", "decode_ms", "preprocess_ms", "forward_ms", "total_ms", "device"]
-
-
-def write_results_csv(results: Iterable, path: str | os.PathLike, top: int = CSV_TOP) -> Path:
-    """Write one row per result (input order): path, top-k labels and probabilities, error, timings."""
-    path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(csv_header(top))
-        for r in results:
-            row: list = [r.source]
-            for k in range(top):
-                if k < len(r.top):
-                    row += [r.top[k].label, f"{r.top[k].prob:.6f}"]
-                else:
-                    row += ["", ""]
-            t = r.timings_ms
-            row.append(r.error or "")
-            row += [f"{t[key]:.3f}" if key in t else "" for key in ("decode", "preprocess", "forward", "total")]
-            row.append(r.device)
-            w.writerow(row)
-    return path

@@ -6,8 +6,12 @@ calibrated random weights saved to a file, so predictions differ from image to i
 """
 
 import csv
+import hashlib
+import io
+import json
 import threading
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +21,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import QApplication
 
 from explorer.core.classify.images import expand_inputs
+from explorer.core.classify.results import CSV_COLUMNS, RECORD_KEYS
 from explorer.core.classify.inference import Classifier
 from explorer.core.model.loading import load_model
 from explorer.core.model.weights import RANDOM_WARNING
@@ -24,6 +29,7 @@ from explorer.qt.classify.classify_panel import PASTED_NAME, ClassifyPanel, Show
 from explorer.qt.results_table import COL_ERROR, COL_FILE, COL_PROB, COL_TOP1, RESULT_ROLE
 from explorer.qt.workers import JobRunner
 from tests.netutil import bad_corpus, calibrated_state_dict, synthetic_batch, write_weights
+from tests.vocabulary import assert_one_percent_style
 
 TIMEOUT_MS = 60_000
 
@@ -219,7 +225,8 @@ def test_folder_of_good_and_bad_files_fills_the_table(qtbot, panel, engine, imag
     assert drawn(panel) == []
 
 
-def test_csv_export_has_one_row_per_file(qtbot, panel, engine, images, tmp_path):
+def test_export_has_a_row_per_class_and_the_errors(qtbot, panel, engine, images, loaded, tmp_path):
+    # Old behaviour: a wide CSV (label_1, prob_1, …) unlike the command line's long one, without provenance.
     folder = tmp_path / "mixed"
     folder.mkdir()
     for p in images[:3]:
@@ -228,19 +235,77 @@ def test_csv_export_has_one_row_per_file(qtbot, panel, engine, images, tmp_path)
     files = expand_inputs([folder])
     with qtbot.waitSignal(panel.batch_finished, timeout=TIMEOUT_MS):
         panel.classify_paths([folder])
-    out = panel.export_csv(tmp_path / "results.csv")
+    out = panel.batch_view.export(tmp_path / "results.csv", panel.state.batch)
     with open(out, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert [r["path"] for r in rows] == [str(p) for p in files]
     expected = engine.classify(files)
-    for row, want in zip(rows, expected):
+    assert [r["path"] for r in rows] == [str(w.source) for w in expected for _ in (w.top or [None])]
+    for want in expected:
+        mine = [r for r in rows if r["path"] == want.source]
         if want.ok:
-            assert row["error"] == ""
-            assert [row[f"label_{k + 1}"] for k in range(5)] == [p.label for p in want.top]
-            assert float(row["prob_1"]) == pytest.approx(want.top[0].prob, abs=1e-5)
-            assert float(row["forward_ms"]) > 0
+            assert [r["label"] for r in mine] == [p.label for p in want.top] and mine[0]["error"] == ""
+            assert float(mine[0]["prob"]) == pytest.approx(want.top[0].prob, abs=1e-5)
+            assert float(mine[0]["forward_ms"]) > 0
         else:
-            assert row["error"] == want.error and row["label_1"] == ""
+            assert [(r["error"], r["rank"], r["label"]) for r in mine] == [(want.error, "", "")]
+    sha = hashlib.sha256(Path(loaded.weights.path).read_bytes()).hexdigest()
+    assert {(r["model"], r["weights"], r["weights_sha256"], r["device"]) for r in rows} == {
+        ("googlenet", loaded.weights.path, sha, "cpu")}
+    doc = json.loads(panel.batch_view.export(tmp_path / "results.json", panel.state.batch).read_text())
+    assert [d["path"] for d in doc] == [str(w.source) for w in expected]
+    lines = (panel.batch_view.export(tmp_path / "results.jsonl", panel.state.batch)).read_text().splitlines()
+    assert [json.loads(line) for line in lines] == doc
+
+
+def test_the_window_and_the_command_line_write_one_schema(qtbot, panel, images, loaded, tmp_path, capsys):
+    """The same images, classified by the window and by `classify`: the same columns, fields and provenance."""
+    from explorer.cli import main
+
+    paths = images[:2]
+    with qtbot.waitSignal(panel.batch_finished, timeout=TIMEOUT_MS):
+        panel.classify_paths(paths)
+    window_csv = list(csv.DictReader(panel.batch_view.export(tmp_path / "w.csv", panel.state.batch).open()))
+    window_json = json.loads(panel.batch_view.export(tmp_path / "w.json", panel.state.batch).read_text())
+    cli = ["classify", *map(str, paths), "--model", "googlenet", "--weights", loaded.weights.path, "--device", "cpu"]
+    assert main([*cli, "--format", "csv"]) == 0
+    cli_csv = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert main([*cli, "--format", "json"]) == 0
+    cli_json = json.loads(capsys.readouterr().out)
+    assert list(window_csv[0]) == list(cli_csv[0]) == list(CSV_COLUMNS)
+    assert len(window_csv) == len(cli_csv) == 10
+
+    def keys(value):  # every field name, nested, in order
+        if isinstance(value, dict):
+            return [(k, keys(v)) for k, v in value.items()]
+        return [keys(v) for v in value[:1]] if isinstance(value, list) else None
+
+    assert keys(window_json) == keys(cli_json) and [tuple(d) for d in cli_json] == [RECORD_KEYS] * 2
+    assert [d["provenance"] for d in window_json] == [d["provenance"] for d in cli_json]
+    for w, c in zip(window_json, cli_json):
+        assert [t["index"] for t in w["top"]] == [t["index"] for t in c["top"]]
+        assert [t["prob"] for t in w["top"]] == pytest.approx([t["prob"] for t in c["top"]], abs=1e-5)
+    untimed = {"decode_ms", "preprocess_ms", "forward_ms", "total_ms", "prob"}
+    assert [{k: v for k, v in r.items() if k not in untimed} for r in window_csv] == \
+        [{k: v for k, v in r.items() if k not in untimed} for r in cli_csv]
+
+
+def test_a_file_named_twice_is_classified_once(qtbot, panel, images):
+    with qtbot.waitSignal(panel.batch_finished, timeout=TIMEOUT_MS) as blocker:
+        panel.classify_paths([images[0], images[0].parent, images[0]])
+    sources = [r.source for r in blocker.args[0]]
+    assert sources == [str(images[0])] + [str(p) for p in expand_inputs([images[0].parent]) if p != images[0]]
+    assert len(sources) == len(set(sources)) == len(images)
+
+
+def test_the_views_write_one_percent_style(qtbot, panel, images):
+    with qtbot.waitSignal(panel.batch_finished, timeout=TIMEOUT_MS):
+        panel.classify_paths(images[:2])
+    model = panel.batch_view.model
+    cells = [model.item(r, c).text() for r in range(model.rowCount()) for c in range(model.columnCount())]
+    tips = [model.item(r, c).toolTip() for r in range(model.rowCount()) for c in range(model.columnCount())]
+    panel.table.selectRow(0)
+    chart = panel.result_view.chart.percent_texts()
+    assert assert_one_percent_style(*cells, *tips, *chart) >= 2 * (1 + 5 + 5) + 5
 
 
 def test_cancel_and_a_new_drop_stop_a_batch(qtbot, loaded, engine, images, tmp_path):

@@ -133,7 +133,11 @@ class Classification:
         self.mode = "batch"
         st = self.state
         st.previous_batch = None
-        st.batch = run = BatchRun(model=self.loaded.name, inputs=tuple(paths))
+        from explorer.core.classify.provenance import provenance_of
+
+        reference = st.model_ref or st.model or self.loaded.name
+        st.batch = run = BatchRun(model=self.loaded.name, inputs=tuple(paths),
+                                  provenance=provenance_of(reference, self.loaded, self.classifier.transforms))
         self._batch_started = time.perf_counter()
         self.session.submit(CLASSIFY, tasks.classify_batch, self.classifier, paths, apply=self._apply,
                             topic="classify", bound="model", on_end=lambda outcome: self._batch_ended(run, outcome))

@@ -182,6 +182,7 @@ class BatchRun:
     total: int | None = None  #: files found once folders are listed
     status: str = "running"  #: running, done, cancelled, failed
     seconds: float | None = None  #: wall time once done
+    provenance: Any = None  #: what made its results (explorer.core.classify.provenance.Provenance), for its export
 
 
 class ExplorerState(State):

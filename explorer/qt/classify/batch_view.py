@@ -1,5 +1,6 @@
-"""The classify panel's batch view: a batch's progress, status line and sortable results table, with its CSV
-export, and the bar that offers the files of a batch cleared by a model switch again.
+"""The classify panel's batch view: a batch's progress, status line and sortable results table, with its export
+(CSV, JSON or JSON Lines: the command line's record schema, with the batch's provenance), and the bar that offers
+the files of a batch cleared by a model switch again.
 
 The views show what the panel tells them; the panel decides what to classify and puts the state's `batch`
 (a BatchRun) in place, which the batch view keeps up to date as the batch's events arrive.
@@ -7,7 +8,7 @@ The views show what the panel tells them; the panel decides what to classify and
 Signals
 -------
 BatchView.result_selected(object)   the ClassificationResult of the row that became current
-BatchView.export_failed(str)        the CSV export could not be written
+BatchView.export_failed(str)        the export could not be written
 PreviousBatchBar.requested()        "Classify them again" was clicked
 """
 
@@ -44,8 +45,11 @@ from explorer.qt.results_table import (
     SORT_ROLE,
     ResultsTableModel,
     display_name,
-    write_results_csv,
 )
+
+#: The export's formats by file suffix (anything else: CSV), and the save dialog's filters.
+EXPORT_FORMATS = {".json": "json", ".jsonl": "jsonl"}
+EXPORT_FILTER = "CSV, a row per class (*.csv);;JSON, one array (*.json);;JSON Lines, an object a line (*.jsonl)"
 
 
 class BatchView(QWidget):
@@ -164,17 +168,26 @@ class BatchView(QWidget):
         self.model.clear_results()
         self.hide()
 
-    def export_csv(self, path: str | os.PathLike) -> Path:
-        """Write the table (input order) to `path` as CSV; see results_table.csv_header."""
-        return write_results_csv(self.model.results, path)
+    def export(self, path: str | os.PathLike, run: BatchRun | None) -> Path:
+        """Write the table (input order) to `path`, whole or not at all: JSON for .json, JSON Lines for .jsonl,
+        else CSV; each record as the command line writes it, with `run`'s provenance (the model, weights,
+        device, input size and preprocessing that made it). Unlike the command line's, it lists the files that
+        could not be classified too, with their error."""
+        from explorer.core.classify.results import CSV_COLUMNS, csv_rows
+        from explorer.core.outputs import write_file
+        from explorer.core.records import records_text
 
-    def export_dialog(self, parent: QWidget) -> None:
-        """Ask where to save the table as CSV (a dialog over `parent`), and save it there."""
-        path, _ = QFileDialog.getSaveFileName(parent, "Export the results as CSV", "classification.csv",
-                                              "CSV files (*.csv)")
+        provenance = run.provenance if run is not None else None
+        fmt = EXPORT_FORMATS.get(Path(path).suffix.lower(), "csv")
+        text = records_text(fmt, (r.to_dict(provenance) for r in self.model.results), CSV_COLUMNS, csv_rows)
+        return write_file(path, text.encode("utf-8"))
+
+    def export_dialog(self, parent: QWidget, run: BatchRun | None) -> None:
+        """Ask where to save the table (a dialog over `parent`), and save it there (see `export`)."""
+        path, _ = QFileDialog.getSaveFileName(parent, "Export the results", "classification.csv", EXPORT_FILTER)
         if path:
             try:
-                self.export_csv(path)
+                self.export(path, run)
             except OSError as e:
                 self.export_failed.emit(f"Cannot write {path}: {e.strerror or e}")
 

@@ -4,7 +4,7 @@ One image (a dropped file, a paste, a sample) shows in the single view (`SingleV
 picture, a bar chart of its top-5 classes and the time split. Given the model's block graph
 (`set_model(..., graph=)`), that image is classified by one forward that also keeps every branch's
 output, handed on in `ShownImage.capture`. Several files or a folder fill a sortable table batch by
-batch, with progress, Cancel, throughput and CSV export (`BatchView`, batch_view.py); clicking a row shows
+batch, with progress, Cancel, throughput and export (`BatchView`, batch_view.py); clicking a row shows
 that image in the view. The buttons, samples and device choice are the `ClassifyToolbar`
 (classify_toolbar.py); the panel handles the requests: what waits for the classifier, single or batch.
 
@@ -145,7 +145,7 @@ class ClassifyPanel(QWidget):
         t.folder_button.clicked.connect(self.open_folder)
         t.paste_button.clicked.connect(self.paste)
         t.cancel_button.clicked.connect(self.cancel)
-        t.export_button.clicked.connect(lambda: self.batch_view.export_dialog(self))
+        t.export_button.clicked.connect(lambda: self.batch_view.export_dialog(self, self.state.batch))
         t.device_chosen.connect(self._on_device_chosen)
         t.fast_decode_box.toggled.connect(self._on_fast_decode)
         t.sample_chosen.connect(lambda path: self.classify_paths([path]))
@@ -289,10 +289,6 @@ class ClassifyPanel(QWidget):
     def batch_results(self) -> list:
         """The batch table's results, in input order."""
         return self.batch_view.results
-
-    def export_csv(self, path: str | os.PathLike) -> Path:
-        """Write the batch table (input order) to `path` as CSV; see results_table.csv_header."""
-        return self.batch_view.export_csv(path)
 
     def has_pending(self) -> bool:
         """Whether a request waits for the classifier (made while the model loaded)."""
