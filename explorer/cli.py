@@ -9,7 +9,6 @@ command, after the engine has built the handout's content.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 EXIT_USAGE = 2
@@ -290,7 +289,8 @@ MODEL_HELP = ("a zoo name (see `models`), torchvision:NAME, timm:NAME, a bare to
 ATTRIBUTE_METRICS = ("deletion", "insertion", "sanity", "road")
 ATTRIBUTE_CSV_COLUMNS = ("path", "method", "target", "label", "layer", "deletion_auc", "deletion_random_auc",
                          "insertion_auc", "insertion_random_auc", "sanity_last", "sanity_flagged", "road", "delta",
-                         "delta_relative", "notice", "attribution_ms", "png", "npy")
+                         "delta_relative", "notice", "attribution_ms", "png", "npy", "model", "weights",
+                         "weights_sha256", "device", "input_size", "resize", "crop", "interpolation", "mean", "std")
 
 
 def _attribute_choices(text: str, known: tuple[str, ...], what: str) -> list[str]:
@@ -401,11 +401,13 @@ def _output_folder(text: str):
 
 def cmd_attribute(args) -> int:
     """Attribution maps for image files and folders, with faithfulness metrics; one stderr line per
-    file that cannot be read, JSON Lines (or CSV rows) written as each map completes."""
+    file that cannot be read, a record (JSON Lines, a JSON array or CSV rows) written as each map completes."""
     from pathlib import Path
 
     from explorer.core.classify.images import ImageLoadError
+    from explorer.core.classify.provenance import provenance_of
     from explorer.core.outputs import Inputs, OutputError, fit_stem, make_folder
+    from explorer.core.records import record_writer
 
     methods, metrics, ref, files, out_dir = _attribute_arguments(args)
     model = _attribute_model(args, ref, methods)
@@ -417,22 +419,27 @@ def cmd_attribute(args) -> int:
     inputs = Inputs([*files, args.model, *([args.weights] if args.weights else [])])
     # Every map of an image shares one stem, shortened (with a hash) when its longest name would not fit.
     suffix_bytes = max(len(f".{m}.npy".encode()) for m in methods)
-    run = _AttributeRun(args, methods, metrics, model, out_dir, inputs, _ATTRIBUTE_WRITERS[args.format](sys.stdout))
+    provenance = provenance_of(ref, model[1].loaded, model[1].transforms)
+    writer = record_writer(args.format, sys.stdout, ATTRIBUTE_CSV_COLUMNS, _attribute_csv_rows)
+    run = _AttributeRun(args, methods, metrics, model, out_dir, inputs, writer.write, provenance)
     stems: set[str] = set()
     ok = failed = unwritten = 0
-    for path in files:
-        try:
-            x = run.clf.preprocess(path).unsqueeze(0)
-        except ImageLoadError as e:
-            failed += 1
-            print(f"inception-explorer: cannot attribute {path}: {e.reason}", file=sys.stderr)
-            continue
-        ok += 1
-        stem = Path(path).stem
-        while stem in stems:  # two folders, one file name: keep both maps
-            stem += "_"
-        stems.add(stem)
-        unwritten += run.image(path, x, fit_stem(stem, suffix_bytes))
+    try:
+        for path in files:
+            try:
+                x = run.clf.preprocess(path).unsqueeze(0)
+            except ImageLoadError as e:
+                failed += 1
+                print(f"inception-explorer: cannot attribute {path}: {e.reason}", file=sys.stderr)
+                continue
+            ok += 1
+            stem = Path(path).stem
+            while stem in stems:  # two folders, one file name: keep both maps
+                stem += "_"
+            stems.add(stem)
+            unwritten += run.image(path, x, fit_stem(stem, suffix_bytes))
+    finally:
+        writer.close()  # the JSON array's end, on Ctrl-C too
     if ok == 0:
         print(f"inception-explorer: error: none of the {failed} input(s) could be read", file=sys.stderr)
         return EXIT_FAILED
@@ -489,12 +496,13 @@ def _attribute_model(args, ref: str, methods: list[str]):
 
 class _AttributeRun:
     """One `attribute` run: the model (see _attribute_model), the methods and metrics asked for, the folder
-    the maps go to (None: no files), the run's inputs (never overwritten) and the writer of each record."""
+    the maps go to (None: no files), the run's inputs (never overwritten), the writer of each record and the
+    provenance every record carries."""
 
-    def __init__(self, args, methods: list[str], metrics: list[str], model, out_dir, inputs, write):
+    def __init__(self, args, methods: list[str], metrics: list[str], model, out_dir, inputs, write, provenance):
         self.args, self.methods, self.metrics = args, methods, metrics
         self.device, self.clf, self.cm, self.node, self.branch = model
-        self.out_dir, self.inputs, self.write = out_dir, inputs, write
+        self.out_dir, self.inputs, self.write, self.provenance = out_dir, inputs, write, provenance
 
     def image(self, path, x, stem: str) -> int:
         """Every method's record of one preprocessed image `x` (a batch of one), each written as it completes;
@@ -528,7 +536,8 @@ class _AttributeRun:
 
     def record(self, path, x, method: str, target: int, shares: dict, shares_ms: float, references):
         """(record, AttributionResult, the image's random-order curves) of one method's map: what it explains,
-        where it was computed, its metrics, the branch shares (with their time) and the timings."""
+        its metrics, the branch shares (with their time), the timings and its provenance (the model, weights,
+        device it was computed on, input size and preprocessing)."""
         import time
 
         from explorer.core.attribution.methods import attribute_on_device
@@ -537,7 +546,7 @@ class _AttributeRun:
         r = attribute_on_device(self.clf.capture_model, x, method, target, device=self.device, **self.layer(method))
         timings = {"attribution_ms": (time.perf_counter() - t0) * 1000, "branch_shares_ms": shares_ms}
         record = {"path": str(path), "method": method, "target": target,
-                  "label": self.clf.categories[target], "layer": r.layer, "device": r.device}
+                  "label": self.clf.categories[target], "layer": r.layer}
         # The metrics run where the map was computed (the CPU when the GPU ran out of memory for it).
         cm_map, xm = self.clf.capture_model(r.device), x.to(r.device)
         if r.delta is not None:
@@ -550,6 +559,7 @@ class _AttributeRun:
         timings.update(metric_timings)
         record["branch_shares"] = {b: [round(v, 6) for v in vs] for b, vs in shares.items()}
         record["timings"] = {k: round(v, 2) for k, v in timings.items()}
+        record["provenance"] = self.provenance.to_dict(r.device)
         return record, r, references
 
     def measure(self, heatmap, cm_map, xm, x, method: str, target: int, references):
@@ -610,41 +620,18 @@ class _AttributeRun:
         return True
 
 
-def _attribute_json_writer(out):
-    """write(record): one JSON document a line (JSON Lines; NaN and infinity as null); flushed."""
-    import json
+def _attribute_csv_rows(record: dict) -> list[list]:
+    """The one ATTRIBUTE_CSV_COLUMNS row of a record (a metric not asked for: an empty cell)."""
+    from explorer.core.classify.provenance import provenance_cells
 
-    def write(record: dict) -> None:
-        out.write(json.dumps(_finite(record), ensure_ascii=False, allow_nan=False) + "\n")
-        out.flush()
-
-    return write
-
-
-def _attribute_csv_writer(out):
-    """write(record): one row of ATTRIBUTE_CSV_COLUMNS (a metric not asked for: an empty cell), under a header
-    written now; flushed."""
-    import csv
-
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(ATTRIBUTE_CSV_COLUMNS)
-
-    def write(record: dict) -> None:
-        d, i, s = record.get("deletion", {}), record.get("insertion", {}), record.get("sanity", {})
-        writer.writerow([record["path"], record["method"], record["target"], record["label"], record["layer"] or "",
-                         d.get("auc", ""), d.get("random_auc", ""), i.get("auc", ""),
-                         i.get("random_auc", ""), (s.get("correlations") or [""])[-1] if s else "",
-                         s.get("flagged", ""), record.get("road", {}).get("combined", ""),
-                         record.get("delta", ""), record.get("delta_relative", ""),
-                         record.get("notice", ""), record["timings"]["attribution_ms"], record.get("png", ""),
-                         record.get("npy", "")])
-        out.flush()
-
-    return write
-
-
-#: `attribute --format`: the writer of each record, made once per run (the CSV writer writes its header).
-_ATTRIBUTE_WRITERS = {"json": _attribute_json_writer, "csv": _attribute_csv_writer}
+    d, i, s = record.get("deletion", {}), record.get("insertion", {}), record.get("sanity", {})
+    return [[record["path"], record["method"], record["target"], record["label"], record["layer"] or "",
+             d.get("auc", ""), d.get("random_auc", ""), i.get("auc", ""),
+             i.get("random_auc", ""), (s.get("correlations") or [""])[-1] if s else "",
+             s.get("flagged", ""), record.get("road", {}).get("combined", ""),
+             record.get("delta", ""), record.get("delta_relative", ""),
+             record.get("notice", ""), record["timings"]["attribution_ms"], record.get("png", ""),
+             record.get("npy", ""), *provenance_cells(record.get("provenance"))]]
 
 
 def cmd_handout(args) -> int:
@@ -782,17 +769,6 @@ def _check_regular(path: str) -> None:
     images.check_regular_file(path)
 
 
-def _finite(value):
-    """JSON has no NaN or infinity: they become null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     from explorer.core.classify.images import MAX_PIXELS_LIMIT
     from explorer.core.shapes.trace import MAX_BATCH, MAX_INPUT_SIDE
@@ -886,8 +862,10 @@ def _add_attribute_parser(sub) -> None:
     s.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="where the maps and metrics are computed (auto: CUDA when this torch build can run the "
                    "GPU); a GPU that runs out of memory for a map leaves it to the CPU, with a note")
-    s.add_argument("--format", choices=("json", "csv"), default="json",
-                   help="json: JSON Lines, one object per image and method, written as each completes")
+    s.add_argument("--format", choices=("jsonl", "json", "csv"), default="jsonl",
+                   help="jsonl (default): one JSON object per image and method a line; json: one JSON array; csv: a "
+                   "row each; written as each map completes, each naming the model, weights (file and sha256, or "
+                   "random), device, input size and preprocessing")
     s.add_argument("-o", "--output", metavar="DIR", help="write each map as a PNG overlay and a .npy array here")
     s.set_defaults(func=cmd_attribute)
 

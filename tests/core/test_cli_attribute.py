@@ -4,6 +4,7 @@ one line each while the batch goes on, usage errors exit 2."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 
@@ -97,6 +98,8 @@ def test_sanity_in_json_and_csv_and_the_default_layer(corpus, capsys, monkeypatc
     code, out, err = run(capsys, *args, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and len(rows) == 1 and rows[0]["layer"] == "inception5b" and rows[0]["target"] == "3"
+    sha = hashlib.sha256(corpus["weights"].read_bytes()).hexdigest()
+    assert (rows[0]["model"], rows[0]["weights"], rows[0]["weights_sha256"]) == ("googlenet", r["provenance"]["weights"]["file"], sha)
     assert rows[0]["sanity_flagged"] == str(s["flagged"])
     assert float(rows[0]["road"]) == pytest.approx(r["road"]["combined"], abs=1e-6)
     last = s["correlations"][-1]
@@ -129,7 +132,7 @@ def test_device_cpu_computes_there(corpus, capsys, tmp_path):
                          "-o", tmp_path)
     assert code == 0, err
     (r,) = [json.loads(line) for line in out.splitlines()]
-    assert r["device"] == "cpu" and len(r["deletion"]["curve"]) == 3
+    assert r["provenance"]["device"] == "cpu" and len(r["deletion"]["curve"]) == 3
     np.testing.assert_allclose(np.load(r["npy"]), _plain_saliency(r["path"], r["target"]), rtol=1e-3, atol=1e-6)
 
 
@@ -149,7 +152,7 @@ def test_device_cuda_computes_maps_and_metrics_on_the_gpu(corpus, capsys, tmp_pa
                          "--steps", "4", "-o", tmp_path)
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]
-    assert [r["device"] for r in records] == ["cuda", "cuda"]
+    assert [r["provenance"]["device"] for r in records] == ["cuda", "cuda"]
     sal = records[0]
     # The GPU's map against the plain model's Saliency on the CPU: full float32 on the GPU (with TF32
     # convolutions, torch's default, the correlation was 0.96 on an H100).
@@ -186,3 +189,17 @@ def test_the_methods_of_an_image_share_one_random_reference(corpus, capsys, tmp_
             assert second[kind]["random_curve"] == first[kind]["random_curve"]
             assert second[kind]["curve"] != first[kind]["curve"]
     assert records[0]["deletion"]["random_curve"] != records[2]["deletion"]["random_curve"]
+
+
+def test_records_carry_the_classifiers_provenance_block(corpus, capsys):
+    """attribute --format json: one array; each record names what made it, as classify's records do."""
+    args = [corpus["good"][0], "--model", "googlenet", "--method", "saliency", "--device", "cpu"]
+    code, out, err = run(capsys, *args, "--weights", corpus["weights"], "--format", "json")
+    (r,) = json.loads(out)
+    sha = hashlib.sha256(corpus["weights"].read_bytes()).hexdigest()
+    assert code == 0 and r["provenance"]["weights"] == {"file": str(corpus["weights"].resolve()), "sha256": sha}
+    assert main(["classify", str(corpus["good"][0]), "--model", "googlenet", "--weights", str(corpus["weights"]),
+                 "--device", "cpu", "--format", "jsonl"]) == 0
+    assert json.loads(capsys.readouterr().out)["provenance"] == r["provenance"]
+    code, out, err = run(capsys, *args, "--weights", "none")
+    assert code == 0 and json.loads(out)["provenance"]["weights"] == "random"  # jsonl, the default

@@ -16,7 +16,7 @@ from typing import Any
 
 #: The weights of a record made with seeded random weights.
 RANDOM = "random"
-#: Its CSV columns, in order (results.csv_rows writes them from the JSON block).
+#: Its CSV columns, in order (`provenance_cells`).
 PROVENANCE_COLUMNS = ("model", "weights", "weights_sha256", "device", "input_size", "resize", "crop",
                       "interpolation", "mean", "std")
 
@@ -73,6 +73,19 @@ class Provenance:
             "preprocessing": {"resize": self.resize, "crop": self.crop, "interpolation": self.interpolation,
                               "mean": list(self.mean), "std": list(self.std)},
         }
+
+
+def provenance_cells(block: dict[str, Any] | None) -> list[Any]:
+    """A record's provenance block (`Provenance.to_dict`) as the PROVENANCE_COLUMNS cells of a CSV row
+    (random weights: 'random' and no hash; no block: empty cells)."""
+    if block is None:
+        return [""] * len(PROVENANCE_COLUMNS)
+    weights = block["weights"]
+    file, sha = (weights, "") if isinstance(weights, str) else (weights["file"], weights["sha256"] or "")
+    pre = block["preprocessing"]
+    h, w = block["input_size"]
+    return [block["model"], file, sha, block["device"], f"{h}x{w}", pre["resize"], pre["crop"], pre["interpolation"],
+            " ".join(f"{v:g}" for v in pre["mean"]), " ".join(f"{v:g}" for v in pre["std"])]
 
 
 def provenance_of(reference: str, loaded, transforms=None) -> Provenance:

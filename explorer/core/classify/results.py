@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from explorer.core.classify.images import LoadedImage
-from explorer.core.classify.provenance import PROVENANCE_COLUMNS, Provenance
+from explorer.core.classify.provenance import PROVENANCE_COLUMNS, Provenance, provenance_cells
 
 #: The label of every result whose JPEG was decoded at a reduced scale (`fast_decode`).
 FAST_DECODE_NOTICE = "fast decode: within ~0.5 grey levels"
@@ -106,26 +106,11 @@ def csv_rows(record: dict[str, Any]) -> list[list[Any]]:
     """The CSV_COLUMNS rows of a `classification_record`: one per class, or one with the error."""
     w, h = record["image_size"] or ("", "")
     t = record["timings_ms"]
-    prov = record["provenance"]
     tail = [record["error"] or "", record["notice"] or "", w, h,
-            *("" if t[k] is None else f"{t[k]:.3f}" for k in TIMINGS)]
-    if prov is None:
-        tail += [""] * len(PROVENANCE_COLUMNS)
-    else:
-        tail += _provenance_cells(prov)
+            *("" if t[k] is None else f"{t[k]:.3f}" for k in TIMINGS), *provenance_cells(record["provenance"])]
     top = record["top"] or [{"rank": "", "index": "", "label": "", "prob": None}]
     return [[record["path"], p["rank"], p["index"], p["label"], "" if p["prob"] is None else f"{p['prob']:.6f}", *tail]
             for p in top]
-
-
-def _provenance_cells(prov: dict[str, Any]) -> list[Any]:
-    """A JSON provenance block (Provenance.to_dict) as the PROVENANCE_COLUMNS cells."""
-    weights = prov["weights"]
-    file, sha = (weights, "") if isinstance(weights, str) else (weights["file"], weights["sha256"] or "")
-    pre = prov["preprocessing"]
-    h, w = prov["input_size"]
-    return [prov["model"], file, sha, prov["device"], f"{h}x{w}", pre["resize"], pre["crop"], pre["interpolation"],
-            " ".join(f"{v:g}" for v in pre["mean"]), " ".join(f"{v:g}" for v in pre["std"])]
 
 
 @dataclass
