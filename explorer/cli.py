@@ -1028,10 +1028,7 @@ def cmd_index(args) -> int:
 
 def cmd_examples(args) -> int:
     """A channel's top images from the index, with the receptive-field box of each maximum."""
-    import json
-    from pathlib import Path
-
-    from explorer.core.microscope.examples import ExampleIndexError, example_crop
+    from explorer.core.microscope.examples import ExampleIndexError
 
     if args.channel < 0:
         raise CommandError(f"channel {args.channel} must be from 0")
@@ -1051,8 +1048,7 @@ def cmd_examples(args) -> int:
                    f"{args.model}` first") if not known else f"{args.target} has no channel {args.channel} in the index"
             raise CommandError(why, EXIT_FAILED)
     from explorer.core.microscope.featurevis import Target
-    from explorer.core.classify.images import ImageLoadError
-    from explorer.core.outputs import Inputs, OutputError, fit_stem, make_folder, write_file
+    from explorer.core.outputs import Inputs, OutputError, fit_stem, make_folder
 
     out_dir = _output_folder(args.output) if args.output else None
     if out_dir is not None:
@@ -1062,43 +1058,60 @@ def cmd_examples(args) -> int:
             raise CommandError(str(err), EXIT_FAILED) from None
     inputs = Inputs([*(e.path for e in found), args.model, *([args.weights] if args.weights else [])])
     stem = fit_stem(Target(node, branch).file_stem(args.channel), len(f"-ex{max(e.rank for e in found) + 1}.png"))
-    unwritten = 0
-    for e in found:
-        record = {"rank": e.rank + 1, "path": e.path, "value": round(e.value, 6), "y": e.y, "x": e.x,
-                  "box": {"top": e.box[0], "left": e.box[1], "bottom": e.box[2], "right": e.box[3]}}
-
-        def emit(record=record, e=e) -> None:
-            if args.format == "json":
-                print(json.dumps(record, ensure_ascii=False), flush=True)
-            else:
-                t, l, b, r = e.box
-                print(f"{e.rank + 1}  {e.value:9.4f}  y{e.y:<3d} x{e.x:<3d}  box {t}:{b}, {l}:{r}  {e.path}",
-                      flush=True)
-
-        crop = None
-        if out_dir is not None:
-            try:
-                crop = example_crop(e, clf.preprocess, clf.transforms.mean, clf.transforms.std)
-            except ImageLoadError as err:
-                print(f"inception-explorer: cannot crop {e.path}: {err.reason}", file=sys.stderr)
-        if crop is None:
-            emit()
-            continue
-        import io
-
-        from PIL import Image
-
-        png, data = out_dir / f"{stem}-ex{e.rank + 1}.png", io.BytesIO()
-        Image.fromarray(crop).save(data, format="PNG")
-        record["crop"] = str(png)
-        try:  # the crop appears with its line, or neither does
-            write_file(png, data.getvalue(), inputs=inputs, report=emit)
-        except OutputError as err:  # one line; the other examples are still written
-            unwritten += 1
-            del record["crop"]
-            print(f"inception-explorer: {err}", file=sys.stderr, flush=True)
-            emit()
+    unwritten = _write_examples(args, found, clf, out_dir, inputs, stem)
     return EXIT_FAILED if unwritten else 0
+
+
+def _write_examples(args, found, clf, out_dir, inputs, stem: str) -> int:
+    """Each example's line (a table row, or its record: JSON Lines or one JSON array) and, with -o, its crop,
+    which appears with its line or not at all; how many crops could not be written."""
+    import io
+
+    from PIL import Image
+
+    from explorer.core.classify.images import ImageLoadError
+    from explorer.core.microscope.examples import example_crop
+    from explorer.core.outputs import OutputError, write_file
+    from explorer.core.records import record_writer
+
+    writer = record_writer(args.format, sys.stdout) if args.format != "table" else None
+    unwritten = 0
+    try:
+        for e in found:
+            record = {"rank": e.rank + 1, "path": e.path, "value": round(e.value, 6), "y": e.y, "x": e.x,
+                      "box": {"top": e.box[0], "left": e.box[1], "bottom": e.box[2], "right": e.box[3]}}
+
+            def emit(record=record, e=e) -> None:
+                if writer is not None:
+                    writer.write(record)
+                else:
+                    t, l, b, r = e.box
+                    print(f"{e.rank + 1}  {e.value:9.4f}  y{e.y:<3d} x{e.x:<3d}  box {t}:{b}, {l}:{r}  {e.path}",
+                          flush=True)
+
+            crop = None
+            if out_dir is not None:
+                try:
+                    crop = example_crop(e, clf.preprocess, clf.transforms.mean, clf.transforms.std)
+                except ImageLoadError as err:
+                    print(f"inception-explorer: cannot crop {e.path}: {err.reason}", file=sys.stderr)
+            if crop is None:
+                emit()
+                continue
+            png, data = out_dir / f"{stem}-ex{e.rank + 1}.png", io.BytesIO()
+            Image.fromarray(crop).save(data, format="PNG")
+            record["crop"] = str(png)
+            try:  # the crop appears with its line, or neither does
+                write_file(png, data.getvalue(), inputs=inputs, report=emit)
+            except OutputError as err:  # one line; the other examples are still written
+                unwritten += 1
+                del record["crop"]
+                print(f"inception-explorer: {err}", file=sys.stderr, flush=True)
+                emit()
+    finally:
+        if writer is not None:
+            writer.close()
+    return unwritten
 
 
 def _add_featurevis_parsers(sub) -> None:
@@ -1129,8 +1142,8 @@ def _add_featurevis_parsers(sub) -> None:
     s.add_argument("target", metavar="NODE/BRANCH", help="a block and one of its branches (1-based)")
     s.add_argument("channel", type=int, help="a channel of that branch, from 0")
     s.add_argument("--weights", help=weights_help)
-    s.add_argument("--format", choices=("table", "json"), default="table",
-                   help="json: JSON Lines, one object per example")
+    s.add_argument("--format", choices=("table", "jsonl", "json"), default="table",
+                   help="jsonl: one JSON object per example a line; json: one JSON array")
     s.add_argument("--db", help="the SQLite index (default: examples.sqlite in the cache folder)")
     s.add_argument("-o", "--output", metavar="DIR", help="write each example's receptive-field crop here")
     s.set_defaults(func=cmd_examples)

@@ -89,10 +89,13 @@ def test_index_then_examples(capsys, tmp_path, weights):
     assert err.count("\n") == 1 and "cannot index" in err and "broken.jpg" in err
 
     code, out, err = run(capsys, "examples", "googlenet", "inception4a/2", "3", "--weights", weights,
-                         "--format", "json", "-o", tmp_path / "crops")
+                         "--format", "jsonl", "-o", tmp_path / "crops")
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["rank"] for r in records] == [1, 2, 3]
+    code, array, err = run(capsys, "examples", "googlenet", "inception4a/2", "3", "--weights", weights,
+                           "--format", "json")
+    assert code == 0 and [r["path"] for r in json.loads(array)] == [r["path"] for r in records]  # one document
     assert {r["path"] for r in records} == {str(folder / n) for n in ("chelsea.png", "coffee.png", "astronaut.png")}
     assert records[0]["value"] >= records[1]["value"] >= records[2]["value"]
     for r in records:

@@ -289,7 +289,7 @@ def indexed(capsys, tmp_path):
 
 def test_examples_crops_a_folder_in_the_way_and_a_folder_inside_a_file(capsys, tmp_path, indexed):
     # Old behaviour: IsADirectoryError and NotADirectoryError tracebacks.
-    base = ["examples", "googlenet", "inception4a/2", "3", "--weights", "none", "--db", indexed, "--format", "json"]
+    base = ["examples", "googlenet", "inception4a/2", "3", "--weights", "none", "--db", indexed, "--format", "jsonl"]
     out = tmp_path / "crops"
     (out / "inception4a-2-ch003-ex1.png").mkdir(parents=True)
     code, stdout, err = run(capsys, *base, "-o", out)
