@@ -6,8 +6,9 @@ significant digits ('9.41 K', '156 K', '6.62 M', '1.50 G'); memory is binary, Ki
 MiB = 2²⁰, GiB = 2³⁰. A share or a probability is a percentage with a space before the sign, '12.3 %'
 (`fmt_fraction`). Multiply-accumulates are "multiply-adds" in prose and "mult-adds" as a short label
 (`MULTIPLY_ADDS`, `MULT_ADDS`); "ops" only in the papers' own table. A range (a legend's two ends) names
-its unit once (`fmt_range`: '0 … 8.68 ms'). A value that is not known (a shape the input is too small
-for) reads '—'.
+its unit once (`fmt_range`: '0 … 8.68 ms'). A branch is a 0-based `branch_index` in code and its 1-based
+`branch_number` wherever a person reads it ('branch 2', `fmt_branch`). A value that is not known (a shape
+the input is too small for) reads '—'.
 """
 
 from __future__ import annotations
@@ -170,6 +171,17 @@ def fmt_ms(t: dict[str, float], keys=("decode", "preprocess", "forward", "total"
     """A classification's timings, all in milliseconds (one unit, however short or long each is): 'decode
     12.3 ms · preprocess 4.5 ms · forward 80.1 ms · total 97.0 ms' (`keys` in that order, those present)."""
     return " · ".join(f"{key} {t[key]:.1f} ms" for key in keys if key in t)
+
+
+def branch_number(branch_index: int) -> int:
+    """The number a person reads for the branch at 0-based `branch_index`: 1-based, in concatenation order."""
+    return branch_index + 1
+
+
+def fmt_branch(branch_index: int, label: str | None = None) -> str:
+    """'branch 2', or with its label 'branch 2 (#3×3 reduce → #3×3)', for the 0-based `branch_index` 1."""
+    text = f"branch {branch_number(branch_index)}"
+    return f"{text} ({label})" if label else text
 
 
 def first_line(e: BaseException) -> str:

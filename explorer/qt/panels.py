@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.core.shapes.trace import MAX_BATCH, MAX_INPUT_SIDE
+from explorer.core.shapes.layers import selected_layer
 from explorer.core.text import MISSING, MULTIPLY_ADDS, fmt_bytes, fmt_count, fmt_int, fmt_kernel, fmt_shape
 
 #: The size boxes stop at the engine's bounds (one number each, in explorer.core.shapes.trace).
@@ -317,9 +318,19 @@ class DetailsPanel(QTextBrowser):
         if notes:
             parts.append("<h4>Notes</h4><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
         if layer_key:
-            parts.insert(1, f"<p><i>selected: {html.escape(layer_key)}</i></p>")
+            parts[1:1] = _selected_html(graph, trace, layer_key)
         self.node_name = name
         self.setHtml("".join(parts))
+
+
+def _selected_html(graph, trace, key: str) -> list[str]:
+    """The selected box inside an expanded block, in words, with its own parameters and output shape."""
+    sel = selected_layer(graph, trace, key)
+    if sel is None:
+        return []
+    rows = "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(v)}</td></tr>" for k, v in sel.rows)
+    return [f"<p><b>Selected:</b> {html.escape(sel.title)}</p>",
+            f"<table cellspacing='0' cellpadding='3'>{rows}</table><h4>Its block</h4>"]
 
 
 def _branch_layers_html(branch) -> str:
