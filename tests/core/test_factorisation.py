@@ -40,7 +40,7 @@ def test_applied_factorisations_read_from_the_branches(graph_of):
     from explorer.core.shapes.factorisation import SEQUENTIAL, SIDE_BY_SIDE, STACKED, UNFACTORISED, applied_factorisations
 
     def applied(name, block):
-        return {(f.family, f.n, f.branch) for f in applied_factorisations(graph_of(name).node(block))}
+        return {(f.family, f.n, f.branch_index + 1) for f in applied_factorisations(graph_of(name).node(block))}
 
     assert applied("googlenet_paper", "inception3a") == {(UNFACTORISED, 5, 3)}
     assert applied("googlenet", "inception3a") == set()  # a single 3×3: nothing factorised

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import explorer
-from explorer.core.text import fmt_fraction
+from explorer.core.text import branch_number, fmt_branch, fmt_fraction
 from tests.vocabulary import assert_one_percent_style
 
 SOURCES = sorted(p for p in Path(explorer.__file__).parent.rglob("*.py") if p.name != "text.py")
@@ -25,6 +25,14 @@ def test_no_module_formats_its_own_percent(path):
     strings = [t.string for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type == tokenize.STRING]
     said = [s for s in strings if re.search(r"\bMACs?\b", s) and not s.lstrip("rbfu").startswith(('"""', "'''"))]
     assert not said, f"{path.name}: 'MACs' in {said} — say multiply-adds (short: mult-adds)"
+    # A branch a person reads is its 1-based number, made in one place (fmt_branch); code says branch_index.
+    numbered = [s for s in strings if re.search(r"\bbranch \{", s)]
+    assert not numbered, f"{path.name}: {numbered} — a branch is numbered by explorer.core.text.fmt_branch"
+
+
+def test_branches_are_numbered_from_1_for_people():
+    assert (branch_number(0), fmt_branch(1), fmt_branch(1, "#3×3 reduce → #3×3")) == (
+        1, "branch 2", "branch 2 (#3×3 reduce → #3×3)")
 
 
 def test_the_one_style_itself():

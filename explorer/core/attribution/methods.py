@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from explorer.core.cancel import CancelToken, ProgressCallback
+from explorer.core.text import branch_number, fmt_branch
 
 if TYPE_CHECKING:  # torch and the capture model load only when an attribution runs
     import torch
@@ -221,7 +222,7 @@ def _cam(model: CaptureModel, x: torch.Tensor, method: str, target: int, node: s
     if params.cam_map not in CAM_MAPS:
         raise ValueError(f"unknown CAM map {params.cam_map!r}; one of {', '.join(CAM_MAPS)}")
     layer = model.layer(node, branch)
-    name = node if branch is None else f"{node} branch {branch + 1}"
+    name = node if branch is None else f"{node} {fmt_branch(branch)}"
     if method == "grad_cam":
         fwd = _Forward(model, 1, progress, cancel)
         # The signed map: its positive part is taken below, where an empty one can be explained.
@@ -555,9 +556,10 @@ def branch_shares(model: CaptureModel, x: torch.Tensor, target: int | None = Non
 
 
 def shares_csv(shares: dict[str, list[float]], labels: dict[str, list[str]] | None = None) -> str:
-    lines = ["block,branch,label,share"]
+    """Branch shares of several blocks as CSV (each branch by its 1-based number, as Details shows it)."""
+    lines = ["block,branch_number,label,share"]
     for block, values in shares.items():
         for k, v in enumerate(values):
             label = (labels or {}).get(block, [""] * len(values))[k].replace('"', "'")
-            lines.append(f'{block},{k},"{label}",{v:.6g}')
+            lines.append(f'{block},{branch_number(k)},"{label}",{v:.6g}')
     return "\n".join(lines) + "\n"

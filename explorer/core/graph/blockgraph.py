@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from explorer.core.text import first_line, fmt_kernel
+from explorer.core.text import first_line, fmt_branch, fmt_kernel
 
 if TYPE_CHECKING:
     from explorer.core.graph.program import ShapeProgram, Step
@@ -522,8 +522,8 @@ def _distinct_labels(branches: tuple[BranchSpec, ...]) -> tuple[BranchSpec, ...]
     from dataclasses import replace
 
     seen = Counter(b.label for b in branches)
-    return tuple(replace(b, label=f"{b.label} (branch {n})") if seen[b.label] > 1 else b
-                 for n, b in enumerate(branches, 1))
+    return tuple(replace(b, label=f"{b.label} ({fmt_branch(i)})") if seen[b.label] > 1 else b
+                 for i, b in enumerate(branches))
 
 
 def _scaled(branch: BranchSpec, i: int, own: set[int], steps) -> BranchSpec:
@@ -646,9 +646,9 @@ def _against_paper(branches: tuple[BranchSpec, ...], expected, paper: PaperRefer
     if not expected or len(expected) != len(branches):
         return branches, []
     fixed, notes = [], []
-    for n, (b, k) in enumerate(zip(branches, expected), 1):
+    for i, (b, k) in enumerate(zip(branches, expected)):
         if k is not None and b.kernel is not None and b.kernel != k:
-            note = (f"branch {n} uses a {fmt_kernel(b.kernel)} kernel where the paper has"
+            note = (f"{fmt_branch(i)} uses a {fmt_kernel(b.kernel)} kernel where the paper has"
                     f" {fmt_kernel(k)} ({paper.citation})")
             notes.append(note)
             b = replace(b, note=note, label=branch_label(b, paper_kernel=k))

@@ -96,7 +96,7 @@ class Capture:
     def branch(self, block: str, index: int) -> torch.Tensor:
         t = self.branches[block][index]
         if t is None:
-            raise KeyError(f"{block} branch {index} was not captured")
+            raise KeyError(f"{block} branch_index {index} was not captured")
         return t
 
 
@@ -194,7 +194,7 @@ class CaptureModel(nn.Module):
         try:
             return self.probes[self.probe_of[(node, branch)]]
         except KeyError:
-            raise KeyError(f"no probe for {node}" + ("" if branch is None else f" branch {branch}")) from None
+            raise KeyError(f"no probe for {node}" + ("" if branch is None else f" branch_index {branch}")) from None
 
     @torch.no_grad()
     def capture(self, x: torch.Tensor) -> Capture:

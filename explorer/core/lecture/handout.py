@@ -167,7 +167,7 @@ def _trace_section(graph: BlockGraph, trace: ShapeTrace) -> Section:
 def _block_section(graph: BlockGraph, trace: ShapeTrace, block: str, captured, top: str | None) -> Section:
     from explorer.core.microscope.activations import branch_stats, feature_maps
     from explorer.core.shapes.export import compact_branch
-    from explorer.core.text import fmt_fraction, fmt_shape
+    from explorer.core.text import branch_number, fmt_fraction, fmt_shape
 
     node = graph.node(block)
     out = trace.nodes[block].output_shape
@@ -176,7 +176,8 @@ def _block_section(graph: BlockGraph, trace: ShapeTrace, block: str, captured, t
             + (f", output {fmt_shape(out)} at the traced size." if out is not None else ".")]
     parts: list[Any] = [GraphDrawing(f"block:{block}", frozenset({block}), block)]
     if captured is None:
-        rows = tuple((str(i + 1), b.label, compact_branch(b), str(b.out_channels)) for i, b in enumerate(node.branches))
+        rows = tuple((str(branch_number(i)), b.label, compact_branch(b), str(b.out_channels))
+                     for i, b in enumerate(node.branches))
         parts.append(Table(("#", "branch", "layers", "channels"), rows, frozenset({3})))
         return Section(f"Block {block}", tuple(text), tuple(parts))
     cap = captured.capture
@@ -186,11 +187,11 @@ def _block_section(graph: BlockGraph, trace: ShapeTrace, block: str, captured, t
         t = cap.branches[block][i]
         s = stats.get(i)
         shape = fmt_shape(tuple(t.shape[1:])) if t is not None else "—"
-        rows.append((str(i + 1), b.label, shape, fmt_fraction(s.energy_share) if s else "—",
+        rows.append((str(branch_number(i)), b.label, shape, fmt_fraction(s.energy_share) if s else "—",
                      fmt_fraction(s.zero_fraction) if s else "—"))
         if t is not None:
             fm = feature_maps(t, order="mean", limit=MAPS_PER_BRANCH)
-            strips.append(BranchMaps(f"{i + 1}. {b.label}", fmt_shape(tuple(t.shape[1:])), fm.normalised("shared"),
+            strips.append(BranchMaps(f"{branch_number(i)}. {b.label}", fmt_shape(tuple(t.shape[1:])), fm.normalised("shared"),
                                      tuple(int(c) for c in fm.channels)))
     text.append(f"Feature maps of {top}: each branch's {MAPS_PER_BRANCH} most active channels (highest mean"
                 " first), one scale per branch, yellow high and dark blue low (viridis, as in the window)."

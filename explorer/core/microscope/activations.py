@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from explorer.core.graph.blockgraph import BlockGraph
 from explorer.core.graph.capture import Capture
+from explorer.core.text import branch_number
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,11 @@ def upsample(map2d: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndar
 
 
 def stats_csv(stats: dict[str, list[BranchStats]]) -> str:
-    """Per-branch statistics of several blocks as CSV."""
-    lines = ["block,branch,label,channels,mean,max,zero_fraction,energy_share"]
+    """Per-branch statistics of several blocks as CSV (each branch by its 1-based number, as Details shows it)."""
+    lines = ["block,branch_number,label,channels,mean,max,zero_fraction,energy_share"]
     for block, rows in stats.items():
         for s in rows:
             label = s.label.replace('"', "'")
-            lines.append(f'{block},{s.index},"{label}",{s.channels},{s.mean:.6g},{s.max:.6g},'
+            lines.append(f'{block},{branch_number(s.index)},"{label}",{s.channels},{s.mean:.6g},{s.max:.6g},'
                          f"{s.zero_fraction:.6g},{s.energy_share:.6g}")
     return "\n".join(lines) + "\n"

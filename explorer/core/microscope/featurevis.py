@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from explorer.core.cancel import CancelToken, ProgressCallback
+from explorer.core.text import branch_number
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,7 +90,7 @@ class Target:
     def file_stem(self, channel: int) -> str:
         """`inception4a-2-ch003`: the node, the 1-based branch as Details shows it, the channel."""
         node = self.node.replace(".", "_").replace("/", "_")
-        part = f"{node}-{self.branch + 1}" if self.branch is not None else node
+        part = f"{node}-{branch_number(self.branch)}" if self.branch is not None else node
         return f"{part}-ch{channel:03d}" + ("" if self.objective == "channel" else f"-{self.objective}")
 
 

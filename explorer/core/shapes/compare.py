@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from explorer.core.graph.blockgraph import BlockNode, BranchSpec, LayerSpec
 from explorer.core.shapes.trace import InputTooSmallError, NodeShape, ShapeTrace
-from explorer.core.text import MULT_ADDS, MULTIPLY_ADDS, fmt_count, fmt_fraction, fmt_int, fmt_kernel, fmt_shape
+from explorer.core.text import MULT_ADDS, MULTIPLY_ADDS, fmt_branch, fmt_count, fmt_fraction, fmt_int, fmt_kernel, fmt_shape
 
 if TYPE_CHECKING:
     from explorer.core.graph.blockgraph import BlockGraph
@@ -267,15 +267,15 @@ def _differences(a: SideCell | None, b: SideCell | None, model_a: str, model_b: 
         out.append(Difference("branches", f"{len(a.branch_kernels)} vs {len(b.branch_kernels)} branches"))
     if a.kernels != b.kernels:
         if a.is_block and b.is_block and len(a.branch_kernels) == len(b.branch_kernels):
-            text = "; ".join(f"branch {i}: {ka} vs {kb}" for i, (ka, kb)
-                             in enumerate(zip(a.branch_kernels, b.branch_kernels), 1) if ka != kb)
+            text = "; ".join(f"{fmt_branch(i)}: {ka} vs {kb}" for i, (ka, kb)
+                             in enumerate(zip(a.branch_kernels, b.branch_kernels)) if ka != kb)
         else:
             text = f"{a.kernels or a.kind} vs {b.kernels or b.kind}"
         out.append(Difference("kernels", text))
     if a.is_block and b.is_block and a.branch_channels != b.branch_channels:
         if len(a.branch_channels) == len(b.branch_channels):
-            text = "; ".join(f"branch {i}: {ca} vs {cb} channels" for i, (ca, cb)
-                             in enumerate(zip(a.branch_channels, b.branch_channels), 1) if ca != cb)
+            text = "; ".join(f"{fmt_branch(i)}: {ca} vs {cb} channels" for i, (ca, cb)
+                             in enumerate(zip(a.branch_channels, b.branch_channels)) if ca != cb)
         else:
             text = f"branch channels {a.channels} vs {b.channels}"
         out.append(Difference("channels", text))

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from explorer.core.text import fmt_kernel
+from explorer.core.text import fmt_branch, fmt_kernel
 
 if TYPE_CHECKING:
     from explorer.core.graph.blockgraph import BlockGraph, BlockNode, BranchSpec
@@ -83,7 +83,7 @@ class AppliedFactorisation:
 
     family: str  # STACKED, SEQUENTIAL, SIDE_BY_SIDE or UNFACTORISED
     n: int  # the n×n kernel it stands for
-    branch: int  # 1-based, in concatenation order
+    branch_index: int  # 0-based, in concatenation order (people read fmt_branch: 'branch 2')
 
     @property
     def label(self) -> str:
@@ -121,7 +121,7 @@ def _branch_applied(branch: BranchSpec, index: int) -> list[AppliedFactorisation
 def applied_factorisations(node: BlockNode) -> tuple[AppliedFactorisation, ...]:
     """Which factorisations a block's branches apply, each once per branch, in branch order."""
     seen: list[AppliedFactorisation] = []
-    for i, b in enumerate(node.branches, 1):
+    for i, b in enumerate(node.branches):
         for f in _branch_applied(b, i):
             if f not in seen:
                 seen.append(f)
@@ -133,7 +133,7 @@ class BranchConv:
     """A real convolution inside a block's branch, with what the factorisation table needs of it."""
 
     block: str
-    branch: int  # 1-based
+    branch_index: int  # 0-based (people read fmt_branch: 'branch 2')
     layer: str  # qualified module name
     kernel: tuple[int, int]
     in_channels: int
@@ -147,7 +147,7 @@ class BranchConv:
     def describe(self) -> str:
         k = fmt_kernel(self.kernel)
         where = f" at {fmt_kernel(self.map_size)}" if self.map_size else ""
-        return f"{self.block} · branch {self.branch} · {k} conv {self.in_channels}→{self.out_channels}{where}"
+        return f"{self.block} · {fmt_branch(self.branch_index)} · {k} conv {self.in_channels}→{self.out_channels}{where}"
 
 
 def branch_convs(graph: BlockGraph, size: tuple[int, int] | None = None) -> list[BranchConv]:
@@ -165,7 +165,7 @@ def branch_convs(graph: BlockGraph, size: tuple[int, int] | None = None) -> list
     for node in graph.blocks():
         if node.training_only:
             continue
-        for i, b in enumerate(node.branches, 1):
+        for i, b in enumerate(node.branches):
             for layer in b.all_layers():
                 step = steps.get(layer.name)
                 if layer.type != "conv" or not layer.kernel or layer.kernel == (1, 1) or step is None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from explorer.core.graph.blockgraph import BlockGraph, BlockNode, BranchSpec, LayerSpec
-from explorer.core.text import COUNT_UNITS, fmt_fraction, fmt_hwc, fmt_int, fmt_kernel, fmt_paper_ops, fmt_paper_params
+from explorer.core.text import COUNT_UNITS, branch_number, fmt_branch, fmt_fraction, fmt_hwc, fmt_int, fmt_kernel, fmt_paper_ops, fmt_paper_params
 
 if TYPE_CHECKING:  # shapes imports torch; the window imports this module before torch is needed
     from explorer.core.shapes.trace import ShapeTrace
@@ -423,7 +423,7 @@ def _googlenet_branch_cells(node: BlockNode, expected: tuple | None) -> dict[str
             return None
         note = None
         if real != want:
-            note = b.note or f"branch {i + 1} uses a {fmt_kernel(real)} kernel where the paper has {fmt_kernel(want)}"
+            note = b.note or f"{fmt_branch(i)} uses a {fmt_kernel(real)} kernel where the paper has {fmt_kernel(want)}"
         text = f"{b.out_channels} ({fmt_kernel(real)})" if note else str(b.out_channels)
         cells[key] = PaperCell(text, b.out_channels, note)
         if red_key is not None:
@@ -614,7 +614,7 @@ def _v3_rows(graph, trace, nodes, batch, paper) -> tuple[list[PaperRow], tuple[P
         PaperColumn("input", "input size"),
         PaperColumn("output", "output size"),
         PaperColumn("depth", "depth", True),
-        *(PaperColumn(f"branch{k}", f"branch {k}") for k in range(1, width + 1)),
+        *(PaperColumn(f"branch{branch_number(k)}", fmt_branch(k)) for k in range(width)),
         PaperColumn("params", "params", True),
         PaperColumn("ops", "ops", True),
     )

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from explorer.core.attribution.faithfulness import SANITY_UNCHANGED
 from explorer.core.attribution.methods import IG_GAUSS_LEGENDRE_MAX_STEPS, IG_MAX_STEPS
+from explorer.core.text import branch_number
 from explorer.qt.attribution.catalogue import METHOD_NAMES, METHOD_PARAMS, AttributionPanelState
 
 IG_STEPS_TIP = (f"Integration steps (more: smaller delta). Gauss–Legendre nodes up to {IG_GAUSS_LEGENDRE_MAX_STEPS}"
@@ -226,7 +227,7 @@ class AttributionControls(QWidget):
         self.branch_combo.addItem("Whole block", None)
         if block is not None and self.graph is not None:
             for k, b in enumerate(self.graph.node(block).branches):
-                self.branch_combo.addItem(f"{k + 1} · {b.label}", k)
+                self.branch_combo.addItem(f"{branch_number(k)} · {b.label}", k)
         self.branch_combo.setCurrentIndex(max(0, self.branch_combo.findData(branch)) if branch is not None else 0)
         self.branch_combo.blockSignals(False)
 

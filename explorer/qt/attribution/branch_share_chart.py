@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 from explorer.core.session.attributions import SHARES
 from explorer.core.session.session import Session
 from explorer.core.session.state import ExplorerState
+from explorer.core.text import branch_number, fmt_branch
 from explorer.qt.result_view import short_label
 from explorer.qt.workers import Lanes
 
@@ -114,7 +115,7 @@ class BranchShareChart(QWidget):
         self.bars = pg.BarGraphItem(x=x, height=np.asarray(shares, float), width=0.7,
                                     brushes=[pg.mkBrush(branch_color(k)) for k in x], pen=None)
         self.plot.addItem(self.bars)
-        ticks = [(k, f"{k + 1} · {short_label(lab)}") for k, lab in enumerate(labels)]
+        ticks = [(k, f"{branch_number(k)} · {short_label(lab)}") for k, lab in enumerate(labels)]
         self.plot.getAxis("bottom").setTicks([ticks])
         self.plot.setXRange(-0.6, len(shares) - 0.4, padding=0)
         self.plot.setYRange(0, max(shares, default=1) * 1.1, padding=0)
@@ -177,7 +178,7 @@ class NetworkShareChart(QWidget):
             names = Counter(short_label(labels[b][k]) for b in self.blocks if k < len(labels.get(b, [])))
             role = " / ".join(name for name, _ in names.most_common(2))
             item = pg.BarGraphItem(x=x, y0=bottom.copy(), height=h, width=0.75, brush=pg.mkBrush(branch_color(k)),
-                                   pen=pg.mkPen("w", width=0.5), name=f"branch {k + 1} · {role}")
+                                   pen=pg.mkPen("w", width=0.5), name=f"{fmt_branch(k)} · {role}")
             self.plot.addItem(item)
             self.legend.addItem(item, item.opts["name"])
             self.bars.append(item)

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.core.text import fmt_fraction
+from explorer.core.text import branch_number, fmt_branch, fmt_fraction
 from explorer.qt.microscope.branch_mosaics import GAP, BranchMosaics, MosaicItem, mosaic  # noqa: F401 - re-exported
 from explorer.qt.microscope.channel_detail import ChannelDetail
 from explorer.qt.result_view import FEATURE_COLORMAP, export_layout_png, overlay_lut, short_label  # noqa: F401 - shared
@@ -237,10 +237,10 @@ class ActivationView(QWidget):
             raise RuntimeError("no block shown")
         fm = self._maps[branch] if 0 <= branch < len(self._maps) else None
         if fm is None:
-            raise KeyError(f"{self.state.block} has no captured branch {branch}")
+            raise KeyError(f"{self.state.block} has no captured branch_index {branch}")
         hits = np.flatnonzero(fm.channels == channel)
         if not len(hits):
-            raise KeyError(f"branch {branch} has no channel {channel}")
+            raise KeyError(f"branch_index {branch} has no channel {channel}")
         self.state.selected = (branch, int(channel))
         self._render_detail()
         self.channel_selected.emit(self.state.block, branch, int(channel))
@@ -312,7 +312,7 @@ class ActivationView(QWidget):
         self.message.hide()
         titles, lines = [], []
         for k, (branch, fm) in enumerate(zip(node.branches, self._maps)):
-            titles.append(f"{k + 1} · {branch.label} · {branch.out_channels} ch")
+            titles.append(f"{branch_number(k)} · {branch.label} · {branch.out_channels} ch")
             if fm is None:
                 lines.append("not captured")
             else:
@@ -331,7 +331,7 @@ class ActivationView(QWidget):
         fm = self._maps[branch]
         m = fm.maps[int(np.flatnonzero(fm.channels == channel)[0])]
         label = self.graph.node(self.state.block).branches[branch].label
-        heading = f"{self.state.block} · branch {branch + 1} ({label}) · channel {channel}"
+        heading = f"{self.state.block} · {fmt_branch(branch, label)} · channel {channel}"
         self.detail_panel.show_map(m, heading, self.image_rgb, self.state.opacity)
         self.grid.mark_selection(self._maps, self.state.selected)
 

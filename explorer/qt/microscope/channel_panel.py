@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, Q
                                QSpinBox, QVBoxLayout, QWidget)
 
 from explorer.core.session.state import ChannelChoice, ExplorerState
+from explorer.core.text import fmt_branch
 from explorer.qt.result_view import array_to_qimage, coloured
 from explorer.qt.workers import Job, Lanes
 
@@ -199,7 +200,7 @@ class ChannelPanel(QWidget):
                 label.clear()
             return
         self.state.block, self.state.branch, self.state.channel = choice.block, choice.branch_index, choice.channel
-        self.title.setText(f"<b>{choice.block}</b> branch {choice.branch_index + 1}, channel {choice.channel}")
+        self.title.setText(f"<b>{choice.block}</b> {fmt_branch(choice.branch_index)}, channel {choice.channel}")
 
     def _run_channel(self) -> None:
         """Visualise the chosen channel and look up its examples, once the panel is on screen: a channel
@@ -283,7 +284,7 @@ class ChannelPanel(QWidget):
         pm = to_pixmap(pic, side=8 * 96)
         self.grid_label.setPixmap(pm)
         self.grid_label.setMinimumHeight(pm.height())  # the dock scrolls rather than overlap the boxes above
-        self.status.setText(f"{self.state.block} branch {(self.state.branch or 0) + 1}: channels 0–{len(visualisations) - 1}")
+        self.status.setText(f"{self.state.block} {fmt_branch(self.state.branch or 0)}: channels 0–{len(visualisations) - 1}")
 
     def _on_examples(self, result) -> None:
         report, found, crops = result

@@ -41,7 +41,7 @@ from explorer.core.shapes.factorisation import (
     factorisations,
     kernel_usage,
 )
-from explorer.core.text import MULT_ADDS, MULTIPLY_ADDS, fmt_count, fmt_fraction, fmt_int, fmt_kernel
+from explorer.core.text import MULT_ADDS, MULTIPLY_ADDS, fmt_branch, fmt_count, fmt_fraction, fmt_int, fmt_kernel
 
 if TYPE_CHECKING:
     from explorer.core.graph.blockgraph import BlockGraph
@@ -317,7 +317,7 @@ class FactorisationPanel(QWidget):
                     # A block that factorises one branch and keeps a 5×5 in another shows the former.
                     main = next((f for f in families if f != UNFACTORISED), families[0])
                     item.setBackground(FAMILY_COLOURS[main])
-                    item.setToolTip("\n".join(f"branch {f.branch}: {f.label}" for f in applied))
+                    item.setToolTip("\n".join(f"{fmt_branch(f.branch_index)}: {f.label}" for f in applied))
                 t.setItem(row, 2, item)
             lay.addWidget(title)
             lay.addWidget(t)
