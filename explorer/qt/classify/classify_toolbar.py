@@ -40,8 +40,9 @@ class ClassifyToolbar(QWidget):
         self.paste_button = QPushButton("Paste", self)
         self.paste_button.setToolTip("Classify the image on the clipboard (Ctrl+V)")
         self.cancel_button = QPushButton("Cancel", self)
-        self.export_button = QPushButton("Export CSV…", self)
-        self.export_button.setToolTip("Save the batch table as CSV")
+        self.export_button = QPushButton("Export…", self)
+        self.export_button.setToolTip("Save the batch table as CSV, JSON or JSON Lines, each result with what made it"
+                                      " (model, weights, device, preprocessing)")
         self.device_label = QLabel(self)
         self.device_combo = QComboBox(self)
         for text, value in DEVICE_CHOICES:
