@@ -13,6 +13,9 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from explorer.core.demo.task import IMAGE_SIZE, SHAPE_CLASSES
+from explorer.core.demo.task import MEAN as SHAPES_MEAN
+from explorer.core.demo.task import STD as SHAPES_STD
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 INCEPTION_MEAN = INCEPTION_STD = (0.5, 0.5, 0.5)
@@ -127,12 +130,15 @@ class ModelSpec:
     notes: tuple[str, ...] = ()
     #: Builds the network instead of `builder` (models opened from a file).
     factory: Any = None
-    #: The preprocessing where `weights` is None (ImageNet-1k classes implied); None: none known.
+    #: The preprocessing where `weights` is None (ImageNet-1k classes implied unless `class_names` says otherwise);
+    #: None: none known.
     preprocessing: Preprocessing | None = None
     #: Published weights on the Hugging Face Hub where torchvision has none (`weights` is None).
     hub_weights: HubWeights | None = None
     #: Why there are no published weights, where neither `weights` nor `hub_weights` is given.
     no_weights: str | None = None
+    #: The names of the classes, for a model that is not an ImageNet-1k classifier (the demo model's shapes).
+    class_names: tuple[str, ...] | None = None
 
     def build(self, device: str | None = None):
         """Build the network (seeded random weights, eval mode); device='meta' allocates nothing.
@@ -164,6 +170,8 @@ class ModelSpec:
         return getattr(getattr(importlib.import_module(module), cls), member)
 
     def categories(self) -> list[str]:
+        if self.class_names is not None:
+            return list(self.class_names)
         w = self.weights_enum()
         if w is not None:
             return list(w.meta["categories"])
@@ -366,6 +374,27 @@ register(
         notes=("parameter names follow timm's inception_resnet_v2: its weight files load",
                "as released (and in timm): a Mixed_5b stem, 320/1088/2080 channels and 10/20/10 residual"
                " blocks where the paper's figures have 384/1154/2048 and 5/10/5"),
+    )
+)
+
+# -- the demo model: trained on drawn shapes (explorer/core/demo), so that it works offline ----------
+
+
+register(
+    ModelSpec(
+        name="shapes_inception",
+        title="Shapes Inception (demo: an Inception v1 for drawn shapes)",
+        family="Inception v1",
+        builder=("inception_models.shapes_inception", "shapes_inception"),
+        builder_kwargs={},
+        weights=None,
+        native_size=(IMAGE_SIZE, IMAGE_SIZE),
+        preprocessing=Preprocessing(crop=IMAGE_SIZE, resize=IMAGE_SIZE, mean=SHAPES_MEAN, std=SHAPES_STD,
+                                    source="the demo training's normalisation (pixels scaled to [-1, 1])"),
+        class_names=SHAPE_CLASSES,
+        no_weights="no trained weights yet",
+        notes=("GoogLeNet's design at the scale of 64×64 drawn shapes (six classes): a stem, five Inception"
+               " modules of four branches, batch norm",),
     )
 )
 
