@@ -29,7 +29,8 @@ __all__ = ["Inception", "ShapesInception", "shapes_inception"]
 class Inception(nn.Module):
     """GoogLeNet's Inception module with dimension reductions (Figure 2b of the paper), batch-normalised.
 
-    Branches, in concatenation order: #1×1; #3×3 reduce → #3×3; #5×5 reduce → #5×5; 3×3 max pool → pool proj.
+    Branches, in concatenation order: #1×1; #3×3 reduce → #3×3; #5×5 reduce → #5×5; 3×3 max pool →
+    pool proj.
     """
 
     def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int,

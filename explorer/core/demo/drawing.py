@@ -149,7 +149,8 @@ def dilate(mask: np.ndarray) -> np.ndarray:
 
 
 def draw_background(rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Two random colours blended along a random direction, plus uniform noise of ±NOISE_LEVELS: (size, size, 3) uint8."""
+    """Two random colours blended along a random direction, plus uniform noise of ±NOISE_LEVELS on every channel:
+    (size, size, 3) uint8."""
     ends = rng.integers(0, 256, size=(2, 3)).astype(np.float64)
     phi = rng.uniform(0.0, 2 * np.pi)
     x, y = _pixel_centres(size)
