@@ -835,6 +835,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the PDF is written (whole or not at all; never over an input); - for stdout")
     s.set_defaults(func=cmd_handout)
     _add_featurevis_parsers(sub)
+    _add_train_demo_parser(sub)
     return p
 
 
@@ -1147,6 +1148,68 @@ def _add_featurevis_parsers(sub) -> None:
     s.add_argument("--db", help="the SQLite index (default: examples.sqlite in the cache folder)")
     s.add_argument("-o", "--output", metavar="DIR", help="write each example's receptive-field crop here")
     s.set_defaults(func=cmd_examples)
+
+
+def _add_train_demo_parser(sub) -> None:
+    from explorer.core.demo.training import TrainingPlan
+
+    plan = TrainingPlan()  # the shipped weights' settings
+    s = sub.add_parser("train-demo", help="train the demo model (shapes_inception) on drawn shapes: seeded, "
+                       "deterministic on the CPU; writes its weights and the accuracy measured on fresh images")
+    s.add_argument("-o", "--output", default="shapes_inception.safetensors", metavar="FILE.safetensors",
+                   help="where the weights are written (whole or not at all; default: shapes_inception.safetensors)")
+    s.add_argument("--steps", type=int, default=plan.steps,
+                   help="training steps, each on a fresh batch of drawn images (default %(default)s)")
+    s.add_argument("--batch", type=int, default=plan.batch, help="images per step (default %(default)s)")
+    s.add_argument("--seed", type=int, default=plan.seed,
+                   help="seed of the initialisation and of the training images (default %(default)s)")
+    s.add_argument("--threads", type=int, default=plan.threads, help="CPU threads; the same seed, steps, batch and "
+                   "thread count give the same weights (default %(default)s)")
+    s.add_argument("--eval-images", dest="eval_images", type=int, default=plan.eval_images, metavar="N",
+                   help="fresh images, of a seed training never uses, the accuracy is measured on (default "
+                   "%(default)s; 0: none)")
+    s.set_defaults(func=cmd_train_demo)
+
+
+def cmd_train_demo(args) -> int:
+    """Train the demo model, progress on stderr; the weights file is written whole once training is done, and
+    its line (the file, the accuracy measured) printed with it."""
+    from pathlib import Path
+
+    from explorer.core.demo.training import EVAL_SEED, TrainingPlan
+
+    plan = TrainingPlan(steps=args.steps, batch=args.batch, seed=args.seed, threads=args.threads,
+                        eval_images=args.eval_images)
+    try:
+        plan.check()
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    out = Path(args.output)
+    if out.suffix != ".safetensors":
+        raise CommandError(f"--output {args.output}: the weights are written as safetensors; name the file"
+                           " .safetensors")
+    if out.is_dir() or not out.parent.resolve().is_dir():  # found now, not after minutes of training
+        raise CommandError(f"cannot write {out}: " + ("is a folder" if out.is_dir() else "no such folder"), EXIT_FAILED)
+
+    from explorer.core.demo.training import train, weights_bytes
+    from explorer.core.outputs import OutputError, write_file
+    from explorer.core.text import fmt_fraction
+
+    print(f"inception-explorer: training shapes_inception: {plan.steps} steps of {plan.batch} drawn images, seed "
+          f"{plan.seed}, {plan.threads} thread{'s' if plan.threads > 1 else ''}", file=sys.stderr, flush=True)
+
+    def progress(p) -> None:
+        print(f"step {p.step}/{p.steps}  loss {p.loss:.4f}  {p.seconds:.0f} s", file=sys.stderr, flush=True)
+
+    result = train(plan, on_step=progress, report_every=max(1, min(50, plan.steps // 20)))
+    measured = ("accuracy not measured" if result.accuracy is None else
+                f"accuracy {fmt_fraction(result.accuracy)} on {plan.eval_images} fresh images (seed {EVAL_SEED})")
+    try:
+        write_file(out, weights_bytes(result), report=lambda: print(f"{out}\t{measured}", flush=True))
+    except OutputError as e:
+        raise CommandError(str(e), EXIT_FAILED) from None
+    print(f"inception-explorer: trained in {result.seconds:.0f} s", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -193,6 +193,18 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return obj
 
 
+def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of a .safetensors file (its header's strings: how the weights were made), without
+    loading a tensor; WeightsError when the file cannot be read as safetensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # a missing, truncated or foreign file: the file's fault
+        raise WeightsError(f"cannot read the metadata of {Path(path).name}: {first_line(e)}") from e
+
+
 def _check_inflation(path: Path) -> None:
     """A torch.save file is a zip archive: one that would inflate far past its size is refused unread."""
     import zipfile

@@ -392,7 +392,7 @@ register(
         preprocessing=Preprocessing(crop=IMAGE_SIZE, resize=IMAGE_SIZE, mean=SHAPES_MEAN, std=SHAPES_STD,
                                     source="the demo training's normalisation (pixels scaled to [-1, 1])"),
         class_names=SHAPE_CLASSES,
-        no_weights="no trained weights yet",
+        no_weights="no trained weights yet (`inception-explorer train-demo` trains them)",
         notes=("GoogLeNet's design at the scale of 64×64 drawn shapes (six classes): a stem, five Inception"
                " modules of four branches, batch norm",),
     )
