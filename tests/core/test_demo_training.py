@@ -2,6 +2,8 @@
 writes a weights file that loads like any other, with its progress on stderr."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -33,6 +35,17 @@ def test_same_seed_same_weights_and_the_caller_s_torch_settings_kept():
     assert not torch.equal(a.state_dict["fc.weight"], c.state_dict["fc.weight"])
     fresh = get_spec("shapes_inception").build().state_dict()
     assert not torch.equal(a.state_dict["conv1.conv.weight"], fresh["conv1.conv.weight"])  # it did train
+
+
+def test_same_settings_write_the_same_file_in_another_process(tmp_path):
+    """safetensors orders its header from a hash map that differs between processes: the file is written
+    with its keys sorted, so that two runs make the same bytes (and the zoo's sha256 can be checked by
+    training again)."""
+    code = ("import sys, hashlib; from explorer.core.demo.training import TrainingPlan, train, weights_bytes;"
+            "print(hashlib.sha256(weights_bytes(train(TrainingPlan(steps=2, batch=6, eval_images=6)))).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              timeout=120).stdout.strip() for _ in range(2)}
+    assert len(digests) == 1 and len(digests.pop()) == 64
 
 
 def test_training_lowers_the_loss():

@@ -75,13 +75,14 @@ class TrainingResult:
     seconds: float
 
     def metadata(self) -> dict[str, str]:
-        """What the weights file records about itself (safetensors metadata: strings)."""
+        """What the weights file records about itself (safetensors metadata: strings). Nothing that changes
+        from run to run (no time taken): the same settings make the same file, byte for byte."""
         import torch
 
         p = self.plan
         meta = {"model": "shapes_inception", "classes": ",".join(SHAPE_CLASSES), "seed": str(p.seed),
                 "steps": str(p.steps), "batch": str(p.batch), "threads": str(p.threads),
-                "torch": torch.__version__, "train_seconds": f"{self.seconds:.0f}"}
+                "torch": torch.__version__}
         if self.accuracy is not None:
             meta |= {"accuracy": f"{self.accuracy:.4f}", "eval_images": str(p.eval_images),
                      "eval_seed": str(EVAL_SEED)}
@@ -176,10 +177,20 @@ def evaluate(model, count: int, seed: int) -> float:
 
 
 def weights_bytes(result: TrainingResult) -> bytes:
-    """The trained weights as a safetensors file, its metadata saying how they were made and measured."""
+    """The trained weights as a safetensors file, its metadata saying how they were made and measured.
+
+    The header is rewritten with its keys sorted: safetensors lists them from a hash map whose order changes
+    from process to process, and the same weights should make the same file, byte for byte."""
+    import json
+    import struct
+
     from safetensors.torch import save
 
-    return save(result.state_dict, metadata=result.metadata())
+    raw = save(result.state_dict, metadata=result.metadata())
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.dumps(json.loads(raw[8:8 + length]), sort_keys=True, separators=(",", ":")).encode("utf-8")
+    header += b" " * (-len(header) % 8)  # the tensors' data stays 8-byte aligned, as safetensors writes it
+    return struct.pack("<Q", len(header)) + header + raw[8 + length:]
 
 
 __all__ = ["EVAL_SEED", "TrainingPlan", "TrainingProgress", "TrainingResult", "evaluate", "network_input",
