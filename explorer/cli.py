@@ -65,6 +65,11 @@ def _weights_column(spec) -> str:
         return f"torchvision {spec.weights[1]}.{spec.weights[2]}"
     if spec.hub_weights is not None:
         return f"Hugging Face Hub {spec.hub_weights.repo_id}"
+    if spec.shipped_weights is not None:
+        from explorer.core.model.weights import shipped_accuracy
+
+        measured = shipped_accuracy(spec.shipped_weights)
+        return f"shipped with the explorer ({measured})" if measured else "shipped with the explorer"
     return "none published"
 
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from explorer.core.cancel import CancelToken, ProgressCallback
-from explorer.core.model.weights import WeightsState, load_weights_file, resolve_hub, resolve_pretrained
+from explorer.core.model.weights import (WeightsState, load_shipped, load_weights_file, resolve_hub,
+                                         resolve_pretrained)
 from explorer.core.model.zoo import OPEN_WEIGHTS_HINT, ModelSpec, get_spec, imagenet_categories, imagenet_preprocessing
 
 
@@ -43,7 +44,7 @@ def load_model(
     """Build `name` (a zoo name, or a spec from `anycnn.open_model`) on the CPU and give it weights.
 
     weights: "auto" (the published weights: torch hub's or the Hugging Face Hub's cache, then a
-    download; random with the reason when both fail or none are published), "none"
+    download; the demo model's from the package; random with the reason when both fail or none are published), "none"
     (random on purpose), or a path to a .pth/.pt/.safetensors file (WeightsError if it does not fit).
     outputs: the number of classes an opened model predicts, where known (1000: ImageNet's names).
     """
@@ -76,11 +77,14 @@ def load_model(
 
 def resolve_published(module, spec: ModelSpec, **kwargs) -> WeightsState:
     """The published weights of `spec` into `module`: torchvision's through torch hub, timm's through the
-    Hugging Face Hub; where none are published, random weights and the precise reason."""
+    Hugging Face Hub, the package's own (the demo model's) from its folder; where none are published, random
+    weights and the precise reason."""
     if spec.weights is not None:
         return resolve_pretrained(module, spec.weights_url, **kwargs)
     if spec.hub_weights is not None:
         return resolve_hub(module, spec.hub_weights, **kwargs)
+    if spec.shipped_weights is not None:
+        return load_shipped(module, spec.shipped_weights)
     return WeightsState("random", "none", f"{spec.no_weights or 'no published weights are known for this model'};"
                         f" {OPEN_WEIGHTS_HINT}")
 

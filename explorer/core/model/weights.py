@@ -496,6 +496,47 @@ def _progress_bar_class(progress: ProgressCallback | None, cancel: CancelToken |
     return ProgressBar
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file, in hex."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def shipped_accuracy(shipped) -> str | None:
+    """What the training of shipped weights (`zoo.ShippedWeights`) measured, from the file's metadata:
+    'accuracy 99.9 % on 1200 fresh images'; None when the file does not say (or cannot be read)."""
+    try:
+        meta = safetensors_metadata(shipped.path)
+        accuracy, images = float(meta["accuracy"]), int(meta["eval_images"])
+    except (WeightsError, KeyError, ValueError):
+        return None
+    return f"accuracy {100 * accuracy:.1f} % on {images} fresh images"
+
+
+def load_shipped(model, shipped) -> WeightsState:
+    """Put the weights that ship inside the package (`zoo.ShippedWeights`) into `model`: the file's sha256 is
+    checked first, then it is read and loaded as any weights file (safetensors, all or nothing). A missing,
+    damaged or replaced file leaves random weights and says so."""
+    path = Path(shipped.path)
+    if not path.is_file():
+        return WeightsState("random", "none", f"the shipped weights file {path.name} is missing from this"
+                            f" installation (looked for {path})")
+    digest = file_sha256(path)
+    if digest != shipped.sha256:
+        return WeightsState("random", "none", f"the shipped weights file {path} is not the one this version ships"
+                            f" (sha256 {digest[:12]}… where {shipped.sha256[:12]}… was recorded)")
+    try:
+        note = apply_state_dict(model, read_state_dict(path))
+    except WeightsError as e:
+        return WeightsState("random", "none", f"shipped file {path} unusable: {e}")
+    made = "; ".join(t for t in (shipped.description, shipped_accuracy(shipped)) if t)
+    return WeightsState("pretrained", f"shipped with the explorer ({path.name}{': ' + made if made else ''})",
+                        note=note)
+
+
 def load_weights_file(model, path: str | os.PathLike) -> WeightsState:
     """Load a user-named weight file into `model` (all or nothing); raises WeightsError, whose
     message names the file."""

@@ -11,9 +11,10 @@ import importlib
 import threading
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from explorer.core.demo.task import IMAGE_SIZE, SHAPE_CLASSES
+from explorer.core.demo.task import IMAGE_SIZE, SHAPE_CLASSES, SHIPPED_WEIGHTS
 from explorer.core.demo.task import MEAN as SHAPES_MEAN
 from explorer.core.demo.task import STD as SHAPES_STD
 
@@ -100,6 +101,17 @@ class HubWeights:
         return f"https://huggingface.co/{self.repo_id}"
 
 
+@dataclass(frozen=True)
+class ShippedWeights:
+    """Weights that ship inside the package (the demo model's): the file, and its sha256, checked before the
+    file is read, so that a damaged or replaced file is told apart from the one this version ships."""
+
+    path: Path
+    sha256: str
+    #: How they were made, for the user ("trained on drawn shapes").
+    description: str = ""
+
+
 #: Where weights are missing, what the user reads (with the file dialog to use instead).
 OPEN_WEIGHTS_HINT = "load a state dict with File → Open weights file… (command line: --weights FILE)"
 
@@ -135,7 +147,9 @@ class ModelSpec:
     preprocessing: Preprocessing | None = None
     #: Published weights on the Hugging Face Hub where torchvision has none (`weights` is None).
     hub_weights: HubWeights | None = None
-    #: Why there are no published weights, where neither `weights` nor `hub_weights` is given.
+    #: Weights inside the package, used where `weights` and `hub_weights` are None (no download needed).
+    shipped_weights: ShippedWeights | None = None
+    #: Why there are no published weights, where neither `weights`, `hub_weights` nor `shipped_weights` is given.
     no_weights: str | None = None
     #: The names of the classes, for a model that is not an ImageNet-1k classifier (the demo model's shapes).
     class_names: tuple[str, ...] | None = None
@@ -377,7 +391,7 @@ register(
     )
 )
 
-# -- the demo model: trained on drawn shapes (explorer/core/demo), so that it works offline ----------
+# -- the demo model: trained on drawn shapes (explorer/core/demo), its weights shipped: it works offline -----
 
 
 register(
@@ -392,7 +406,9 @@ register(
         preprocessing=Preprocessing(crop=IMAGE_SIZE, resize=IMAGE_SIZE, mean=SHAPES_MEAN, std=SHAPES_STD,
                                     source="the demo training's normalisation (pixels scaled to [-1, 1])"),
         class_names=SHAPE_CLASSES,
-        no_weights="no trained weights yet (`inception-explorer train-demo` trains them)",
+        shipped_weights=ShippedWeights(
+            SHIPPED_WEIGHTS, sha256="34e5e3f834ffc7237fce93c25e7dd6131f32a213686ee2b314768694bece1515",
+            description="trained on drawn shapes; `inception-explorer train-demo` makes them again"),
         notes=("GoogLeNet's design at the scale of 64×64 drawn shapes (six classes): a stem, five Inception"
                " modules of four branches, batch norm",),
     )
