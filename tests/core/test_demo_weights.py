@@ -78,7 +78,7 @@ def test_classify_on_unseen_drawn_images_is_at_least_95_percent(tmp_path, capsys
                  "--device", "cpu"]) == 0
     captured = capsys.readouterr()
     assert "random weights" not in captured.err
-    results = {Path(r["path"]).name: r["top"][0]["label"] for r in map(json.loads, captured.out.splitlines())}
+    results = {Path(r["path"]).name: r["top"][0]["label"] for r in json.loads(captured.out)}
     predicted = [results[p.name] for p in paths]
     truth = [d.class_name for d in drawn]
     accuracy = np.mean([p == t for p, t in zip(predicted, truth)])
