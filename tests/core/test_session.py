@@ -186,6 +186,30 @@ def test_branch_evidence_belongs_to_its_image(session, sample, tmp_path, runner_
     assert session.state.branch_evidence is None
 
 
+@pytest.mark.parametrize("runner_type", [InlineRunner, LateRunner])
+def test_a_channels_visualisation_belongs_to_its_model(session, runner_type, tmp_path, monkeypatch):
+    monkeypatch.setenv("INCEPTION_EXPLORER_CACHE", str(tmp_path / "cache"))
+    runner = runner_type()
+    session.runner = runner
+    seen = []
+    session.on(ev.ChannelVisualised, seen.append)
+    block = [b.name for b in session.state.graph.blocks()][0]
+    try:
+        session.microscope.visualise(block, 1, [3], steps=2, size=32)
+        if runner_type is LateRunner:  # the model is loaded again before the job ends: what it made is not shown
+            session.set_model(session.state.model)
+            runner.run_all()
+            assert session.state.loaded is not None
+    finally:
+        session.runner = InlineRunner()
+    if runner_type is InlineRunner:
+        [event] = seen
+        [vis] = event.visualisations
+        assert not event.grid and vis.channel == 3 and vis.image.shape[:2] == (32, 32)
+    else:
+        assert seen == []
+
+
 def test_errors_take_one_route():
     s = Session(allow_download=False)
     s.set_model("googlenet")

@@ -13,7 +13,7 @@ from typing import Any
 from explorer.core.session.runner import Progress
 
 __all__ = [
-    "BatchClassified", "BatchStopped", "ClassifierReady", "CurvesComputed", "EvidenceComputed", "FilesListed", "GraphBuilt", "ImageClassified",
+    "BatchClassified", "BatchStopped", "ChannelVisualised", "ClassifierReady", "CurvesComputed", "EvidenceComputed", "ExamplesFound", "FilesListed", "GraphBuilt", "ImageClassified",
     "ImageShown", "JobEnded", "JobProgress", "MapComputed", "ModelOpened", "Progress", "SanityChecked",
     "WeightsLoaded",
 ]
@@ -115,6 +115,24 @@ class MapComputed:
     result: Any
     seconds: float
     map_kwargs: dict
+
+
+@dataclass(frozen=True)
+class ChannelVisualised:
+    """Feature visualisations (Visualisations, one per channel asked for); `grid`: a branch's first channels."""
+
+    visualisations: tuple
+    grid: bool
+
+
+@dataclass(frozen=True)
+class ExamplesFound:
+    """A channel's top dataset examples, their crops (None where a file can no longer be read), and the report
+    of the folder indexed first (None when none was)."""
+
+    report: Any
+    examples: tuple
+    crops: tuple
 
 
 @dataclass(frozen=True)

@@ -90,9 +90,11 @@ class Session:
         self._problems = 0
         from explorer.core.session.attributions import Attributions
         from explorer.core.session.classify import Classification
+        from explorer.core.session.microscope import Microscope
 
         self.images = Classification(self)  #: the classifier and the requests for it
         self.attributions = Attributions(self)  #: maps of the image on screen and their evidence
+        self.microscope = Microscope(self)  #: what a channel looks for
 
     @property
     def classifier(self):

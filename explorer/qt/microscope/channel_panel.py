@@ -23,13 +23,15 @@ from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                                QSpinBox, QVBoxLayout, QWidget)
 
+from explorer.core.session import events as ev
+from explorer.core.session.microscope import GRID_CHANNELS
+from explorer.core.session.session import Session
 from explorer.core.session.state import ChannelChoice, ExplorerState
 from explorer.core.text import fmt_branch
 from explorer.qt.result_view import array_to_qimage, coloured
-from explorer.qt.workers import Job, Lanes
+from explorer.qt.workers import Lanes
 
-#: Channels in a branch grid.
-GRID_CHANNELS = 16
+__all__ = ["GRID_CHANNELS", "ChannelPanel", "ChannelPanelState"]
 TILE = 160
 #: The title while no channel is chosen.
 PROMPT = "Click a channel in Activations to see what it looks for."
@@ -70,56 +72,25 @@ def heat_rgb(m: np.ndarray) -> np.ndarray:
     return coloured((m - lo) / (hi - lo) if hi > lo else np.zeros_like(m), "viridis")
 
 
-def _visualize_job(cm, model_name, module, target, channels, steps, size, mean, std, *, progress=None, cancel=None):
-    """Visualise `channels` (None: the target's first GRID_CHANNELS channels) through the disk cache."""
-    from explorer.core.microscope.featurevis import target_channels, visualize_cached, weights_digest
-
-    if channels is None:
-        channels = list(range(min(GRID_CHANNELS, target_channels(cm, target, size))))
-    return visualize_cached(cm, model_name, weights_digest(module), target, channels, steps=steps, size=size,
-                            mean=mean, std=std, progress=progress, cancel=cancel)
-
-
-def _examples_job(cm, graph, clf_preprocess, model_name, module, node, branch, channel, folder, mean, std, *,
-                  progress=None, cancel=None):
-    """Index `folder` if given (known files are skipped), then the channel's examples and their crops."""
-    from explorer.core.microscope.examples import ExampleIndex, example_crop, index_folder
-    from explorer.core.microscope.featurevis import weights_digest
-    from explorer.core.classify.images import ImageLoadError
-
-    digest = weights_digest(module)
-    with ExampleIndex() as index:
-        report = None
-        if folder:
-            report = index_folder(folder, cm, graph, clf_preprocess, model=model_name, weights=digest, index=index,
-                                  progress=progress, cancel=cancel)
-        found = index.examples(model_name, digest, node, branch, channel)
-    crops = []
-    for e in found:
-        try:
-            crops.append(example_crop(e, clf_preprocess, mean, std))
-        except ImageLoadError:
-            crops.append(None)
-    return report, found, crops
-
-
 class ChannelPanel(QWidget):
     """The selected channel's feature visualisation, dataset examples and map, side by side."""
 
     failed = Signal(str)
 
-    def __init__(self, parent=None, *, runner: Lanes | None = None, explorer_state: ExplorerState | None = None):
+    def __init__(self, parent=None, *, runner: Lanes, session: Session | None = None,
+                 explorer_state: ExplorerState | None = None):
         super().__init__(parent)
         self.state = ChannelPanelState()
-        #: Holds the chosen channel (the window's state when given).
-        self.explorer_state = explorer_state if explorer_state is not None else ExplorerState()
+        #: Runs the visualisations and example look-ups, holds the chosen channel (the window's session when
+        #: given; a panel on its own makes one on its runner).
+        self.session = session if session is not None else Session(
+            explorer_state if explorer_state is not None else ExplorerState(), runner.runner, prepares_classifier=False)
+        self.explorer_state = self.session.state
+        self.microscope = self.session.microscope
         self.runner = runner
-        self.capture_model = None
+        self._ready = False  # a model to look through is there
         self._waiting = False  # a channel was chosen while the panel was hidden: run it when shown
         self.on_screen = True  # False while its dock is a tab behind another (ImageDocks says so)
-        self.graph = None
-        self.loaded = None
-        self.preprocess = None  # path -> network input, the classifier's exact preprocessing
         self.folder: str | None = None
 
         self.title = QLabel(PROMPT)
@@ -164,18 +135,19 @@ class ChannelPanel(QWidget):
         layout.addWidget(self.grid_label)
         self._busy(False)
         self.explorer_state.connect("channel", self._follow_channel)
+        self.session.on(ev.ChannelVisualised, self._on_visualised)
+        self.session.on(ev.ExamplesFound, self._on_examples)
 
     # -- model and selection ---------------------------------------------------------------
 
     def set_model(self, capture_model, graph, loaded) -> None:
-        """A model is ready: its CPU CaptureModel, block graph and LoadedModel."""
+        """A model is ready (`loaded`, a LoadedModel, with its block graph): the session's, or `capture_model` (its
+        CPU CaptureModel) when given."""
         from explorer.core.microscope.featurevis import BN_NOTE, is_batch_normalised
-        from explorer.core.classify.inference import Classifier
 
         self.cancel()
-        self.capture_model, self.graph, self.loaded = capture_model, graph, loaded
-        # Crops are cut from the very input the network saw: the classifier's exact CPU preprocessing.
-        self.preprocess = Classifier(loaded, "cpu", optimize=False).preprocess
+        self.microscope.use(capture_model, graph, loaded)
+        self._ready = loaded is not None
         self.note.setText(f"Note: {BN_NOTE}." if is_batch_normalised(loaded.module) else "")
         for label in (self.vis_label, self.examples_label, self.map_label, self.grid_label):
             label.clear()
@@ -205,13 +177,13 @@ class ChannelPanel(QWidget):
     def _run_channel(self) -> None:
         """Visualise the chosen channel and look up its examples, once the panel is on screen: a channel
         clicked while the Channel tab is hidden must not keep the image panels' one worker busy."""
-        if self.capture_model is None or self.runner is None or self.state.block is None:
+        if not self._ready or self.state.block is None:
             return
         if not (self.on_screen and self.isVisible()):
             self._waiting = True
             return
         self._waiting = False
-        self._run_visualisation([self.state.channel], self._on_visualised)
+        self._run_visualisation([self.state.channel])
         self._run_examples(None)
 
     def set_on_screen(self, on_screen: bool) -> None:
@@ -227,10 +199,10 @@ class ChannelPanel(QWidget):
 
     def show_branch_grid(self) -> None:
         """The selected branch's first GRID_CHANNELS channels as a grid of visualisations."""
-        if self.state.block is None or self.capture_model is None:
+        if self.state.block is None or not self._ready:
             self.status.setText("Click a channel first.")
             return
-        self._run_visualisation(None, self._on_grid)
+        self._run_visualisation(None)
 
     def index_folder(self, folder: str) -> None:
         """Index `folder` for dataset examples (known files are skipped), then show the channel's."""
@@ -238,41 +210,44 @@ class ChannelPanel(QWidget):
         self._run_examples(folder)
 
     def cancel(self) -> None:
-        if self.runner is not None:
-            self.runner.cancel("featurevis")
-            self.runner.cancel("examples")
+        self.microscope.cancel()
         self._busy(False)
 
     # -- jobs --------------------------------------------------------------------------------
 
-    def _mean_std(self):
-        tf = self.loaded.transforms()
-        return tuple(getattr(tf, "mean", (0.485, 0.456, 0.406))), tuple(getattr(tf, "std", (0.229, 0.224, 0.225)))
-
-    def _run_visualisation(self, channels, on_success) -> None:
-        from explorer.core.microscope.featurevis import Target
-
-        mean, std = self._mean_std()
-        target = Target(self.state.block, self.state.branch)
-        job = Job(_visualize_job, self.capture_model, self.loaded.name, self.loaded.module, target, channels,
-                  self.state.steps, self.state.size, mean, std, wants_progress=True)
+    def _run_visualisation(self, channels) -> None:
         self._busy(True, "Optimising…")
-        self.runner.start("featurevis", job, on_success=on_success, on_failure=self._on_failed,
-                          on_progress=self._on_progress, on_cancel=lambda: self._busy(False))
+        self._ask(self.microscope.visualise, self.state.block, self.state.branch, channels, self.state.steps,
+                  self.state.size, on_progress=self._on_progress)
 
     def _run_examples(self, folder) -> None:
         if self.state.block is None and folder is None:
             return
-        mean, std = self._mean_std()
-        job = Job(_examples_job, self.capture_model, self.graph, self.preprocess, self.loaded.name, self.loaded.module,
-                  self.state.block, self.state.branch if self.state.branch is not None else 0,
-                  self.state.channel or 0, folder, mean, std, wants_progress=True)
         if folder:
             self._busy(True, f"Indexing {folder}…")
-        self.runner.start("examples", job, on_success=self._on_examples, on_failure=self._on_failed,
-                          on_progress=self._on_progress if folder else None, on_cancel=lambda: self._busy(False))
+        self._ask(self.microscope.examples, self.state.block, self.state.branch if self.state.branch is not None else 0,
+                  self.state.channel or 0, folder, on_progress=self._on_progress if folder else None)
 
-    def _on_visualised(self, visualisations) -> None:
+    def _ask(self, request, *args, on_progress) -> None:
+        try:
+            request(*args, on_progress=on_progress, on_end=self._on_end)
+        except ValueError as e:
+            self._on_failed(str(e))
+
+    def _on_end(self, outcome: str) -> None:
+        if outcome == "failed":
+            problem = self.explorer_state.problem
+            self._on_failed(problem.message if problem is not None else "unknown error")
+        elif outcome == "cancelled":
+            self._busy(False)
+
+    def _on_visualised(self, event: ev.ChannelVisualised) -> None:
+        if event.grid:
+            self._on_grid(list(event.visualisations))
+            return
+        self._show_visualisation(list(event.visualisations))
+
+    def _show_visualisation(self, visualisations) -> None:
         self._busy(False)
         v = visualisations[0]
         self.vis_label.setPixmap(to_pixmap(v.image))
@@ -286,8 +261,8 @@ class ChannelPanel(QWidget):
         self.grid_label.setMinimumHeight(pm.height())  # the dock scrolls rather than overlap the boxes above
         self.status.setText(f"{self.state.block} {fmt_branch(self.state.branch or 0)}: channels 0–{len(visualisations) - 1}")
 
-    def _on_examples(self, result) -> None:
-        report, found, crops = result
+    def _on_examples(self, event: ev.ExamplesFound) -> None:
+        report, crops = event.report, event.crops
         self._busy(False)
         if report is not None:
             text = f"{report.indexed} indexed, {report.skipped} already indexed"

@@ -83,7 +83,7 @@ class ImageDocks(QObject):
         self.activations = ActivationView(window)
         self.attribution = AttributionPanel(window, runner=self.runner, session=session)
         self.shares = BranchSharePanel(window, runner=self.runner, session=session)
-        self.channel = ChannelPanel(window, runner=self.runner, explorer_state=self.state)
+        self.channel = ChannelPanel(window, runner=self.runner, session=session)
         # All four share the bottom, as tabs: the full width suits the top-5 chart and the branch
         # mosaics, and the graph keeps the middle of the window.
         self.classify_dock = self._dock("Classify", "classify_dock", self.classify,
@@ -173,7 +173,7 @@ class ImageDocks(QObject):
         self.capture_model, self._capture_key = capture_model, key
         self.attribution.set_model(None, self.graph, self.loaded.categories)  # the session's networks
         self.shares.set_model(None, self.graph)  # the session's networks
-        self.channel.set_model(capture_model, self.graph, self.loaded)
+        self.channel.set_model(None, self.graph, self.loaded)  # the session's networks
         self.attribution.set_image(None)  # the previous model's image until the new one's arrives
         shown = self.state.shown_image
         if shown is not None and self._is_current(shown):
