@@ -560,3 +560,23 @@ def test_fast_decode_box_sets_the_classifier_and_labels_results(qtbot, panel, tm
     panel.set_device("auto")
     qtbot.waitUntil(lambda: panel.classifier is not None and not panel.busy, timeout=TIMEOUT_MS)
     assert panel.classifier.fast_decode
+
+
+def test_an_image_given_after_a_batch_is_not_shown_as_a_row_of_it(qtbot, panel, images):
+    """A paste (or any single image) after a batch: the batch stays, but no row is highlighted as the image on
+    screen; clicking a row shows that row's image again."""
+    from PIL import Image
+
+    with qtbot.waitSignal(panel.batch_finished, timeout=TIMEOUT_MS):
+        panel.classify_paths([images[0].parent])
+    rows = panel.proxy.rowCount()
+    assert rows == len(images) and panel.table.selectionModel().currentIndex().isValid()  # row 1 is on screen
+    with qtbot.waitSignal(panel.image_classified, timeout=TIMEOUT_MS) as sig:
+        panel.classify_image(Image.open(images[1]).convert("RGB").rotate(90))
+    assert sig.args[0].source == "<pasted image>" and panel.state.image.name == "<pasted image>"
+    assert panel.proxy.rowCount() == rows  # the batch is kept
+    assert not panel.table.selectionModel().hasSelection()
+    assert not panel.table.selectionModel().currentIndex().isValid()
+    with qtbot.waitSignal(panel.image_shown, timeout=TIMEOUT_MS) as shown:
+        panel.table.selectRow(2)
+    assert shown.args[0].source.endswith(panel.proxy.index(2, COL_FILE).data())

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -190,6 +190,15 @@ class BatchView(QWidget):
                 self.export(path, run)
             except OSError as e:
                 self.export_failed.emit(f"Cannot write {path}: {e.strerror or e}")
+
+    def release_current(self) -> None:
+        """No row is the image on screen any more (another image is): none stays highlighted; the batch stays."""
+        model = self.table.selectionModel()
+        model.blockSignals(True)
+        model.clearSelection()
+        model.setCurrentIndex(QModelIndex(), QItemSelectionModel.SelectionFlag.NoUpdate)
+        model.blockSignals(False)
+        self.table.viewport().update()
 
     def _on_row_changed(self, current, _previous) -> None:
         if not current.isValid():

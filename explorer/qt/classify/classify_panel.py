@@ -340,6 +340,7 @@ class ClassifyPanel(QWidget):
 
     def _start_single(self, given: ImageInput) -> None:
         self.result_view.show_pending(display_name(given.name))
+        self.batch_view.release_current()  # a batch on screen stays, but none of its rows is the image shown
         self.images.start_single(given)
         self._update_controls()
 
