@@ -500,3 +500,26 @@ def test_retry_download_offline_updates_the_classify_panels_banner_too(window, q
         torch.hub.set_dir(old)
     badge = window.images.classify.badge.text()
     assert "still offline" in badge and "weights unchanged" in badge and "random weights" in badge
+
+
+def test_double_clicking_a_block_keeps_it_in_details(window, qtbot):
+    """Opening a block with a double-click keeps it selected and described (Details went blank)."""
+    view = window.view
+    item = view.boxes["inception4a"]
+    view.centerOn(item)
+    pos = view.mapFromScene(item.sceneBoundingRect().center())
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)  # a double-click's first click
+    assert view.selected_key() == "inception4a" and "inception4a" in window.details.toPlainText()
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert "inception4a" in window.expanded
+    assert window.view.selected_key() == "inception4a"
+    text = window.details.toPlainText()
+    trace = window.state.trace.nodes["inception4a"]
+    assert "inception4a" in text and f"{trace.params:,}" in text.replace("\u2009", ",")
+    item = view.boxes["inception4a"]
+    pos = view.mapFromScene(item.sceneBoundingRect().center())
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)  # and folding it back
+    qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert "inception4a" not in window.expanded and "inception4a" in window.details.toPlainText()

@@ -620,8 +620,16 @@ class GraphView(QGraphicsView):
         item = self.itemAt(event.position().toPoint())
         while item is not None and not isinstance(item, (BoxItem, FrameItem)):
             item = item.parentItem()
-        if isinstance(item, BoxItem):
-            self.box_activated.emit(item.box.key)
-        elif isinstance(item, FrameItem):
-            self.box_activated.emit(item.frame.node)
+        key = item.box.key if isinstance(item, BoxItem) else item.frame.node if isinstance(item, FrameItem) else None
+        if key is not None:
+            self._activated = key
+            self.box_activated.emit(key)
         event.accept()
+
+    def mouseReleaseEvent(self, event) -> None:
+        super().mouseReleaseEvent(event)
+        # The double-click's release lands on the redrawn graph, where it would clear the selection: the box
+        # opened or folded stays selected (and described).
+        key, self._activated = getattr(self, "_activated", None), None
+        if key is not None and key in self.boxes and self.selected_key() != key:
+            self.select(key, center=False)
