@@ -130,13 +130,20 @@ def test_flow_mode_lights_branches_then_the_join_and_a_new_image_keeps_the_slide
     p.enter()
     v = p.slide_view
     qtbot.keyClick(v, Qt.Key.Key_Right)  # inception3a
+    assert "F flow" in v.footer and v.lit is None
     qtbot.keyClick(v, Qt.Key.Key_F)
     assert p.flow and v.slide.name == "inception3a"
+    assert "→ or Space lights the next branch" in v.footer  # the slide says how flow mode steps
     lit = [v.lit]
-    for _ in range(4):
-        qtbot.keyClick(v, Qt.Key.Key_Right)
+    for key in (Qt.Key.Key_Right, Qt.Key.Key_Space, Qt.Key.Key_Right, Qt.Key.Key_Right):
+        qtbot.keyClick(v, key)
         lit.append(v.lit)
     assert lit == [("branch", 0), ("branch", 1), ("branch", 2), ("branch", 3), ("merge", None)]
+    qtbot.keyClick(v, Qt.Key.Key_F)  # F again: whole slides, on the same slide
+    assert not p.flow and v.lit is None and v.slide.name == "inception3a" and "F flow" in v.footer
+    qtbot.keyClick(v, Qt.Key.Key_F)  # and on again: from its first branch
+    for _ in range(4):
+        qtbot.keyClick(v, Qt.Key.Key_Right)
     assert v.slide.name == "inception3a"
     qtbot.keyClick(v, Qt.Key.Key_Right)  # after the join: the next block, its first branch lit
     assert (v.slide.name, v.lit) == ("inception3b", ("branch", 0))

@@ -5,7 +5,8 @@ previous one) and writes a caption with the block's name, output shape and branc
 image on screen the slides are data-flow slides (`explorer.core.lecture.dataflow`, drawn by `DataflowView`):
 the input as the network sees it, one slide per block with the image's feature maps in each branch,
 and the top-5 — all from the capture the image was classified with, so stepping runs no forward.
-F toggles flow mode (each key press lights the next branch, then the join, before the next slide),
+F turns flow mode on and off (while it is on, → and Space light the next branch, then the join, before the
+next slide; the line under the slide says which mode is on),
 D switches between data-flow and graph slides, + and − change the maps per branch (remembered).
 An image dropped while presenting replaces the slides' content in place, on the same slide; another
 model starts again at its overview.
@@ -43,7 +44,9 @@ PREV_KEYS = ("Left", "Backspace", "PgUp", "Up")
 #: Where the number of feature maps per branch is remembered.
 MAPS_SETTING = "presentation/maps_per_branch"
 #: The line under a data-flow slide.
-DATAFLOW_FOOTER = "→ next · ← back · F flow · + − maps · D graph · Esc leave"
+DATAFLOW_FOOTER = "→ next · ← back · F flow: a branch at a time · + − maps · D graph · Esc leave"
+#: The line under a data-flow slide in flow mode.
+FLOW_FOOTER = "flow: → or Space lights the next branch, then the join · ← back · F whole slides · Esc leave"
 #: The zoom of a block slide whose block fits the screen (block slides never zoom in further): the
 #: overview is drawn at it too, so its text is as large as theirs, from the top of the network.
 SLIDE_ZOOM = 1.0
@@ -223,7 +226,8 @@ class Presentation(QObject):
         self.set_maps_per_branch(self.maps_per_branch() - 1)
 
     def toggle_flow(self) -> None:
-        """Flow mode on or off; on, the slide starts at its first lit step."""
+        """F: flow mode on (the slide starts at its first branch; → and Space then light the next step) or off
+        (whole slides again, on the same slide)."""
         self.flow = not self.flow
         if self.showing_dataflow():
             self.position = Position(self.position.slide, 0)
@@ -356,7 +360,8 @@ class Presentation(QObject):
         self.index = pos.slide
         lit = slide.lit(pos.step) if self.flow else None
         count = f"{pos.slide + 1}/{len(deck)}"
-        self.slide_view.set_slide(slide, lit, flow=self.flow, footer=f"{count}  ·  {DATAFLOW_FOOTER}")
+        footer = FLOW_FOOTER if self.flow and slide.kind == "block" else DATAFLOW_FOOTER
+        self.slide_view.set_slide(slide, lit, flow=self.flow, footer=f"{count}  ·  {footer}")
         self.stepped.emit(pos.slide, deck.names()[pos.slide])
 
     def go(self, index: int) -> None:
