@@ -63,3 +63,19 @@ def test_without_an_image_the_first_inception_block_is_opened(googlenet):
                                              "Block inception3a"]
     with pytest.raises(ValueError, match="no block inception9z in googlenet; blocks: inception3a"):
         check_blocks(graph, ["inception9z"])
+
+
+def test_a_model_without_a_paper_is_not_compared_with_one():
+    """The paper-table page of a model that has no paper (ResNet-18) says so, and marks nothing as differing;
+    GoogLeNet's cites its paper."""
+    from explorer.core.lecture.handout import _paper_section
+    from explorer.core.model.graphs import block_graph, zoo_block_graph
+    from explorer.core.shapes.trace import trace_shapes
+
+    resnet = block_graph("torchvision:resnet18")
+    section = _paper_section(resnet, trace_shapes(resnet, (224, 224)))
+    [text] = section.text
+    assert "no paper table to compare with" in text and "differ from the paper" not in text
+    googlenet = zoo_block_graph("googlenet")
+    [cited] = _paper_section(googlenet, trace_shapes(googlenet, (224, 224))).text
+    assert "Layout after" in cited and "differ from the paper" in cited

@@ -148,10 +148,13 @@ def _paper_section(graph: BlockGraph, trace: ShapeTrace) -> Section:
     marked = frozenset((i, j + 1) for i, j in marked)
     t = Table(("node", *(c.title for c in table.columns)), rows, frozenset(j + 1 for j in numeric), marked,
               table.notes)
-    cite = f" Layout after {table.citation}." if table.citation else ""
-    return Section(f"Paper table: {table.title}",
-                   (f"The architecture table computed from the model.{cite} Marked cells differ from the paper;"
-                    " the notes say how.",), (t,))
+    if table.citation:
+        text = (f"The architecture table computed from the model. Layout after {table.citation}. Marked cells"
+                " differ from the paper; the notes say how.")
+    else:  # no paper of this model: nothing to differ from
+        text = ("The model's layers in the layout of the Inception papers' Table 1, computed from the model; this"
+                " model has no paper table to compare with.")
+    return Section(f"Paper table: {table.title}", (text,), (t,))
 
 
 def _trace_section(graph: BlockGraph, trace: ShapeTrace) -> Section:
