@@ -32,7 +32,8 @@ def shown(p: FactorisationPanel, row: int, col: int) -> str:
 
 def test_spin_boxes_drive_the_numbers(panel, qtbot):
     with qtbot.waitSignal(panel.numbers_changed):
-        panel.cin_box.setValue(96)
+        panel.cin_box.setValue(panel.cin_box.value() + 1)
+    panel.cin_box.setValue(96)
     panel.cout_box.setValue(160)
     panel.n_box.setValue(5)
     panel.h_box.setValue(17)
@@ -87,3 +88,25 @@ def test_usage_tables_show_which_model_factorises_where(panel):
     assert applied.background().color() == FAMILY_COLOURS[STACKED]
     _, applied = cell(v3, "Mixed_7b")
     assert applied.data(FAMILY_ROLE) == (SIDE_BY_SIDE,) and "1×3 ‖ 3×1" in applied.text()
+
+
+def test_it_opens_on_a_real_layer_of_the_first_model_not_on_the_input_image(qtbot):
+    """At first the numbers are a real convolution of the first model (at its feature map), not one on a 299×299
+    image ('82.4 G' for one convolution); once the person has chosen, a new size keeps their numbers."""
+    import torch
+
+    from explorer.core.model.zoo import get_spec
+
+    p = FactorisationPanel()
+    qtbot.addWidget(p)
+    p.set_graphs([_graph("googlenet_paper"), _graph("inception_v3")], (299, 299))
+    first = p.convs()[0]
+    assert p.layer_combo.currentIndex() == 1 and p.layer_combo.currentText().startswith("googlenet_paper")
+    model = get_spec("googlenet_paper").build(device="meta")
+    seen = {}
+    model.get_submodule(first.layer).register_forward_hook(lambda m, i, o: seen.update(size=tuple(i[0].shape[2:])))
+    model(torch.empty(1, 3, 299, 299, device="meta"))
+    assert p.values()[3] == seen["size"] and max(seen["size"]) < 299
+    p.cin_box.setValue(33)  # the person's own numbers
+    p.set_input_size((224, 224))
+    assert p.layer_combo.currentIndex() == 0 and p.values()[0] == 33 and p.values()[3] == (224, 224)

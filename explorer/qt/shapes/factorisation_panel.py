@@ -85,6 +85,7 @@ class FactorisationPanel(QWidget):
         self._conv_models: list[str] = []
         self._input_size = (224, 224)
         self._factorisations: list[Factorisation] = []
+        self._touched = False  # a layer was chosen or a number edited: set_graphs keeps what the person chose
 
         self.cin_box = self._spin(1, 8192, 192, "input channels of the convolution")
         self.cout_box = self._spin(1, 8192, 192, "output channels (the factorised pair keeps this width)")
@@ -218,8 +219,10 @@ class FactorisationPanel(QWidget):
             self.layer_combo.addItem(f"{model} · {c.describe()}", c.layer)
         self.layer_combo.blockSignals(False)
         again = next((i for i in range(len(self._convs)) if self._conv_key(i) == chosen), None)
+        if again is None and not self._touched and self._convs:
+            again = 0  # at first, a real layer of the first model (its map), not a convolution on the input image
         if again is not None:
-            self.pick_layer(again + 1)
+            self.pick_layer(again + 1, touched=self._touched)
         else:
             self.set_values(size=self._input_size)
         self._fill_usage()
@@ -230,8 +233,9 @@ class FactorisationPanel(QWidget):
     def _conv_key(self, i: int) -> tuple[str, str]:
         return self._conv_models[i], self._convs[i].layer
 
-    def pick_layer(self, index: int) -> None:
+    def pick_layer(self, index: int, touched: bool = True) -> None:
         """Fill cin, cout, n and the feature map from the combo's layer `index` (0: none)."""
+        self._touched = touched
         self.layer_combo.setCurrentIndex(index)
         if index <= 0 or index > len(self._convs):
             return
@@ -240,6 +244,7 @@ class FactorisationPanel(QWidget):
         self.layer_combo.setCurrentIndex(index)
 
     def _on_edited(self, *_) -> None:
+        self._touched = True
         self.layer_combo.setCurrentIndex(0)  # the numbers no longer are the chosen layer's
         self._recompute()
 
