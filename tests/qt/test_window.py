@@ -523,3 +523,15 @@ def test_double_clicking_a_block_keeps_it_in_details(window, qtbot):
     qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)  # and folding it back
     qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
     assert "inception4a" not in window.expanded and "inception4a" in window.details.toPlainText()
+
+
+def test_the_totals_say_when_images_are_classified_at_another_size(window, qtbot):
+    """The shapes may be traced at 75×75 while images are classified at the model's own crop: the status bar
+    says so (and says nothing while the two agree)."""
+    qtbot.waitUntil(lambda: window.state.loaded is not None, timeout=60_000)
+    crop = window.state.loaded.spec.weights_enum().transforms().crop_size[0]  # torchvision's own
+    assert "classified at" not in window.totals_label.text()
+    window.graph_page.set_input_size(75)
+    assert f"images are classified at {crop}×{crop}" in window.totals_label.text()
+    window.graph_page.set_input_size(crop)
+    assert "classified at" not in window.totals_label.text()

@@ -25,6 +25,16 @@ INITIAL_MIN_ZOOM = 0.8
 PRESENTATION_MIN_POINTS = 18.0
 
 
+def classified_at(loaded) -> int | None:
+    """The side of the square a loaded model classifies images at (its preprocessing's crop), if it has one."""
+    if loaded is None:
+        return None
+    try:
+        return int(loaded.transforms().crop_size[0])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+
+
 class GraphPage:
     """The graph tab of `window` and what drives it: tracing, drawing, opening blocks, selection, find."""
 
@@ -35,6 +45,7 @@ class GraphPage:
         self.view = GraphView(window)
         self.view.box_selected.connect(self._on_box_selected)
         self.view.box_activated.connect(self._on_box_activated)
+        self.state.connect("loaded", self.on_loaded)
         self.weights_bar = WeightsBar(window)
         self.banner = Banner("error", window)
         # Why the graph shows the module tree instead of the data flow (an untraceable forward).
@@ -148,7 +159,15 @@ class GraphPage:
         else:
             self.window.clear_error("size")
             totals += f" · input {st.input_size.text()}"
+        crop = classified_at(st.loaded)
+        if crop is not None and (crop, crop) != st.input_size.hw:  # the size traced is not the size classified
+            totals += f" · images are classified at {crop}×{crop}"
         self.window.totals_label.setText(totals)
+
+    def on_loaded(self, _loaded) -> None:
+        """Weights arrived (or went): the totals say at what size images are classified."""
+        if self.size_control is not None:
+            self._show_trace_state()
 
     def update_paper_table(self) -> None:
         if self.window.paper_table is None or self.state.graph is None or self.state.trace is None:
