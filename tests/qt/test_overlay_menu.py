@@ -174,3 +174,22 @@ def test_a_hint_of_what_an_overlay_needs_goes_once_another_overlay_is_on_screen(
     assert "branch shares" in window.status_line.text()
     window.overlay_menu.actions["none"].trigger()
     assert window.status_line.text() == ""
+
+
+def test_a_large_size_is_timed_when_asked_not_on_every_size_change(window, qtbot):
+    """Measured time at 1024 px (31 G multiply-adds a forward) is not re-run by a size change: the status line
+    says how to ask for it; asked, it runs and the menu's Cancel stops it."""
+    from explorer.qt.window.overlay_menu import AUTO_MACS
+
+    window.graph_page.set_input_size(64)
+    window.overlay_menu.actions["time"].trigger()
+    qtbot.waitUntil(lambda: window.state.block_times is not None, timeout=120_000)
+    window.graph_page.set_input_size(1024)
+    assert window.state.trace.total_macs > AUTO_MACS
+    assert window.runner.running("overlay") is None and window.view.overlay_values is None
+    assert "Measure time at this size" in window.status_line.text()
+    window.overlay_menu.measure_action.trigger()
+    assert window.runner.running("overlay") is not None and window.overlay_menu.cancel_action.isEnabled()
+    window.overlay_menu.cancel_action.trigger()
+    assert window.runner.running("overlay") is None
+    assert window.state.block_times.input_shape[-2:] == (64, 64)

@@ -28,6 +28,9 @@ from explorer.qt.workers import Job
 #: Timed forwards after the untimed warm-up ones: enough for a median and a spread in about a second.
 WARMUP, REPEATS = 1, 5
 DEVICE = "cpu"
+#: Above this many multiply-adds per forward (Inception v4 at 299 does 12.3 G), a new size is not timed by
+#: itself: GoogLeNet at 2048 px took ~35 s of CPU on every size change. "Measure time at this size" does it.
+AUTO_MACS = 20e9
 
 
 class OverlayMenu(QObject):
@@ -50,6 +53,8 @@ class OverlayMenu(QObject):
                 self.menu.addSeparator()
         self.actions["none"].setChecked(True)
         self.menu.addSeparator()
+        self.measure_action = self.menu.addAction("&Measure time at this size", self.measure)
+        self.measure_action.setStatusTip("Time every block at the input size on screen (a large size takes a while)")
         self.cancel_action = self.menu.addAction("&Cancel timing", self.cancel)
         self.cancel_action.setEnabled(False)
         self.time_action = menu.addAction("&Where does the time go…", self.show_time_table)
@@ -116,8 +121,11 @@ class OverlayMenu(QObject):
             elif key == "time":
                 if self._times_fit():
                     overlay = st.block_times.overlay()
-                else:
+                elif st.trace is None or st.trace.total_macs <= AUTO_MACS or self.state.block_times is None:
                     self.measure()
+                else:  # a large size: timed when asked, not on every size change
+                    self._hint(f"timing {st.input_size.text()} takes a while: View → Overlay → Measure time at "
+                               "this size", 0)
         except Exception as e:  # a model the overlay cannot read must not take the window down
             self.window.show_status(f"overlay: {e}", 10000, topic="overlay")
         if overlay is not None or key == "none":
@@ -160,7 +168,8 @@ class OverlayMenu(QObject):
         self._measuring = wanted
         key = st.result_key.for_model()  # the times belong to this model (a reload of it is another)
         self.cancel_action.setEnabled(True)
-        self.window.show_status(f"timing the blocks of {model} on the {device.upper()}…", 0, topic="overlay")
+        self.window.show_status(f"timing the blocks of {model} on the {device.upper()}… (View → Overlay → Cancel"
+                                " timing)", 0, topic="overlay")
 
         def done(times) -> None:
             self.cancel_action.setEnabled(False)
