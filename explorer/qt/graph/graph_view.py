@@ -149,12 +149,25 @@ class OverlayLegend(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.legend: Legend | None = None
+        #: Whether the legend is said elsewhere (a slide's caption) instead of over the drawing.
+        self.elsewhere = False
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.hide()
 
+    def set_elsewhere(self, elsewhere: bool) -> None:
+        self.elsewhere = elsewhere
+        self.setVisible(self.legend is not None and not elsewhere)
+
+    def caption(self) -> str:
+        """The legend in a line: its title and range ('' without one)."""
+        if self.legend is None:
+            return ""
+        low, high = self.texts()
+        return f"{self.title()}: {low} (pale) … {high} (dark)"
+
     def set_legend(self, legend: Legend | None) -> None:
         self.legend = legend
-        self.setVisible(legend is not None)
+        self.setVisible(legend is not None and not self.elsewhere)
         if legend is not None:
             size = legend_size(legend, self.font())
             self.resize(int(size.width()), int(size.height()))

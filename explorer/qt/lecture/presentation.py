@@ -27,6 +27,7 @@ stepped(int, str)    index and name of the block now shown (-1, "" for the overv
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal
@@ -127,6 +128,7 @@ class Presentation(QObject):
             w.setGeometry(screen.geometry())  # without a window manager, full screen alone may not resize
         w.showFullScreen()
         w.view.set_chrome(False)
+        w.view.legend_widget.set_elsewhere(True)  # an overlay's legend goes in the caption: it hid boxes (aux1)
         for sc in self._shortcuts:
             sc.setEnabled(True)
         w.caption.show()
@@ -153,6 +155,7 @@ class Presentation(QObject):
         self._show_dataflow(False)
         self.deck = None
         w.caption.hide()
+        w.view.legend_widget.set_elsewhere(False)
         w.view.set_chrome(True)
         w.view.set_highlighted(None)
         w.graph_page.set_presentation_style(None)
@@ -398,7 +401,12 @@ class Presentation(QObject):
         total = node.out_channels if node.out_channels is not None else "?"
         n, count = self.blocks().index(name) + 1, len(self.blocks())
         return (f"<b>{name}</b> &nbsp;·&nbsp; output {shape} &nbsp;·&nbsp; {word} {chans} = {total}"
-                f" &nbsp;<span style='color:#aaa'>({n}/{count})</span>")
+                f" &nbsp;<span style='color:#aaa'>({n}/{count})</span>" + self._legend_line())
+
+    def _legend_line(self) -> str:
+        """The overlay's legend, under the slide's caption (over the drawing it hid boxes)."""
+        text = self.window.view.legend_widget.caption()
+        return f"<br><span style='color:#ddd'>{html.escape(text)}</span>" if text else ""
 
     def _show_overview(self) -> None:
         w = self.window
@@ -406,4 +414,4 @@ class Presentation(QObject):
         w.view.fit(max_zoom=SLIDE_ZOOM, min_zoom=SLIDE_ZOOM)
         title = w.spec_title()
         w.caption.setText(f"<b>{title}</b> &nbsp;·&nbsp; {len(self.blocks())} Inception blocks"
-                          f" &nbsp;<span style='color:#aaa'>→ next · ← back · Esc leave</span>")
+                          f" &nbsp;<span style='color:#aaa'>→ next · ← back · Esc leave</span>" + self._legend_line())
