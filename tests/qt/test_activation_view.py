@@ -192,3 +192,27 @@ def test_only_the_block_on_screen_is_read(qtbot, captured):
     np.testing.assert_array_equal(v.detail_map(), cap.branch(first, 2)[0, 5].numpy())
     with pytest.raises((NotImplementedError, RuntimeError)):
         v.show_block(graph.blocks()[1].name)  # the test has teeth: a meta tensor cannot be read
+
+
+def test_in_a_laptops_dock_every_branch_and_the_enlarged_map_have_room(qtbot, captured):
+    """In the Activations dock of a 1280×800 laptop (about 1260×300) all four branches of inception4a are on
+    screen side by side, each mosaic at least 120 px, and the enlarged channel beside them at least 180 px (they
+    were ~75 px and ~30 px, the fourth branch cut off)."""
+    graph, cap, image = captured
+    v = ActivationView()
+    qtbot.addWidget(v)
+    v.resize(1260, 300)
+    v.show()
+    v.set_capture(graph, cap, image)
+    v.show_block("inception4a")
+    v.select_channel(1, 3)
+    qtbot.wait(100)
+    grid = v.grid
+    shown = grid.viewport().rect() if hasattr(grid, "viewport") else grid.rect()
+    for col in grid.columns:
+        rect = col.box.mapRectToScene(col.box.boundingRect())
+        on_screen = grid.mapFromScene(rect).boundingRect()
+        assert shown.contains(on_screen), (on_screen, shown)
+        assert min(on_screen.width(), on_screen.height()) >= 120, on_screen
+    detail = v.detail  # the enlarged map and the image, drawn side by side
+    assert min(detail.width(), detail.height()) >= 180, (detail.width(), detail.height())

@@ -120,13 +120,15 @@ class ActivationView(QWidget):
         return bar
 
     def _arrange(self, bar: QHBoxLayout, detail_panel: QWidget) -> None:
-        """The controls above the mosaics, which sit above the detail in a splitter."""
+        """The controls above the mosaics, which sit beside the detail in a splitter: a dock across the bottom
+        of the window is wide and short, and side by side both get its whole height (stacked, a 1280×800
+        laptop drew the mosaics ~75 px tall and the enlarged channel ~30 px)."""
         top = QWidget()
         tl = QVBoxLayout(top)
         tl.setContentsMargins(0, 0, 0, 0)
         tl.addWidget(self.message)
         tl.addWidget(self.grid, 1)
-        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(top)
         self.splitter.addWidget(detail_panel)
         self.splitter.setStretchFactor(0, 3)

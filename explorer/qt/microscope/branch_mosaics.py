@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtWidgets import QGraphicsRectItem
+from PySide6.QtWidgets import QGraphicsRectItem, QSizePolicy
 
 from explorer.qt.result_view import FEATURE_COLORMAP
 
@@ -38,6 +38,27 @@ def mosaic(maps: np.ndarray, columns: int | None = None, gap: int = GAP) -> tupl
         r, q = divmod(i, cols)
         out[r * (h + gap): r * (h + gap) + h, q * (w + gap): q * (w + gap) + w] = maps[i]
     return out, cols
+
+
+def _two_lines(text: str, after: int) -> str:
+    """`text` broken after its `after`-th " · " (as it was, with fewer)."""
+    parts = text.split(" · ")
+    if len(parts) <= after:
+        return text
+    return " · ".join(parts[:after]) + "<br>" + " · ".join(parts[after:])
+
+
+def _title_lines(title: str) -> str:
+    """"2 · #3×3 reduce → #3×3 · 208 ch" as "<b>2 · 208 ch</b><br>#3×3 reduce → #3×3"."""
+    parts = title.split(" · ")
+    if len(parts) < 3:
+        return f"<b>{title}</b>"
+    return f"<b>{parts[0]} · {parts[-1]}</b><br>{' · '.join(parts[1:-1])}"
+
+
+def _narrow(label) -> None:
+    """A label that takes its column's width instead of widening the column to its text."""
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
 
 def image_box(layout: pg.GraphicsLayout, row: int, col: int) -> pg.ViewBox:
@@ -112,8 +133,10 @@ class BranchMosaics(pg.GraphicsLayoutWidget):
         self._ensure_columns(len(titles))
         self.titles, self.stat_lines = list(titles), list(stat_lines)
         for col, title, line in zip(self.columns, self.titles, self.stat_lines):
-            col.title.setText(f"<b>{title}</b>")
-            col.stats.setText(line, size="8pt")
+            # Two lines each: on one, four columns' labels were wider than a laptop's dock and pushed the
+            # last branches out of sight.
+            col.title.setText(_title_lines(title))
+            col.stats.setText(_two_lines(line, 2), size="8pt")
 
     def show_maps(self, maps: Sequence, scale: str, selected: tuple[int, int] | None) -> None:
         """Draw each branch's FeatureMaps (None: not captured) at `scale`, outlining `selected`."""
@@ -153,6 +176,7 @@ class BranchMosaics(pg.GraphicsLayoutWidget):
         self.clear_columns()
         for k in range(n):
             title = self.addLabel("", row=0, col=k)
+            _narrow(title)
             box = image_box(self.ci, 1, k)
             item = MosaicItem()
             item.setColorMap(self._cmap)
@@ -164,5 +188,6 @@ class BranchMosaics(pg.GraphicsLayoutWidget):
             mark.hide()
             box.addItem(mark)
             stats = self.addLabel("", row=2, col=k, size="8pt")
+            _narrow(stats)
             self.columns.append(_Column(title, box, item, mark, stats))
         self.items = [c.item for c in self.columns]

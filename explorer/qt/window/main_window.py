@@ -383,12 +383,12 @@ class MainWindow(QMainWindow):
         super().changeEvent(event)
 
     def _default_size(self) -> None:
-        """1280×860, or 90 % of a smaller screen (a 1280×720 projector)."""
+        """1280×860, or a smaller screen's free area less a window frame (a 1280×800 laptop: 1264×760)."""
         screen = self.screen() or QApplication.primaryScreen()
         avail = screen.availableGeometry() if screen else None
         w, h = 1280, 860
         if avail is not None:
-            w, h = min(w, int(avail.width() * 0.9)), min(h, int(avail.height() * 0.9))
+            w, h = min(w, avail.width() - 16), min(h, avail.height() - 40)
         self.resize(w, h)
 
     def sizeHint(self) -> QSize:
