@@ -221,3 +221,17 @@ def test_file_export_handout_runs_as_a_job(make_window, qtbot, tmp_path, monkeyp
         window.exports.export_handout(bad)
     assert "handout failed" in window.banner.text() and "x.pdf" in window.banner.text()
     assert not bad.parent.exists()
+
+
+def test_a_table_continued_on_a_page_takes_rows_with_its_notes(tmp_path):
+    """Inception v3's paper table ran over by its last notes only: page 3 held two lines. The notes now take
+    the table's last rows with them, so no continuation page is a page of notes alone."""
+    from pypdf import PdfReader
+
+    out = tmp_path / "v3.pdf"
+    assert main(["handout", "inception_v3", "--weights", "none", "-o", str(out)]) == 0
+    pages = [p.extract_text() for p in PdfReader(out).pages]
+    continued = [t for t in pages if "Paper\ttable" in t.replace(" ", "\t") and "(continued)" in t]
+    assert continued, "the paper table fits one page: the case is not exercised"
+    for text in continued:
+        assert text.count("Mixed_") + text.count("fc") >= 2, text[:300]  # rows of the table, not only notes

@@ -176,6 +176,10 @@ class _Pages:
         if height > self.room() and self.y > 60:
             self.new_page(continued=True)
 
+    def paragraph_height(self, text: str, pt: float = BODY_PT) -> float:
+        flags = int(Qt.AlignmentFlag.AlignLeft) | int(Qt.TextFlag.TextWordWrap)
+        return QFontMetricsF(_font(pt)).boundingRect(QRectF(0, 0, self.width, 10_000), flags, text).height()
+
     def paragraph(self, text: str, pt: float = BODY_PT, colour: QColor | None = None, gap: float = 4.0) -> None:
         font = _font(pt)
         flags = int(Qt.AlignmentFlag.AlignLeft) | int(Qt.TextFlag.TextWordWrap)
@@ -185,6 +189,10 @@ class _Pages:
         self.p.setPen(colour or QColor("black"))
         self.p.drawText(QRectF(0, self.y, self.width, r.height() + 2), flags, text)
         self.y += r.height() + gap
+
+
+#: Rows of a table that go onto the next page with its notes when the notes do not fit under the table.
+KEEP_WITH_NOTES = 4
 
 
 def _column_widths(natural: list[float], least: list[float], avail: float) -> list[float]:
@@ -237,9 +245,14 @@ def _table(pg: _Pages, t: Table) -> None:
 
     pg.need(height(t.columns, fmb) + (height(t.rows[0], fm) if t.rows else 0))
     header()
+    rows_h = [height(row, fm) for row in t.rows]
+    notes_h = 12 + sum(pg.paragraph_height(note, SMALL_PT) + 2 for note in t.notes)
     for i, row in enumerate(t.rows):
-        h = height(row, fm)
-        if h > pg.room():
+        h = rows_h[i]
+        rest = sum(rows_h[i:])
+        # The notes keep the table's last rows with them: a page of notes alone was a page of two lines.
+        widow = len(t.rows) - i == KEEP_WITH_NOTES and rest <= pg.room() < rest + notes_h and i > 0
+        if h > pg.room() or widow:
             pg.new_page(continued=True)
             header()
         if (i, 0) in t.marked or any((i, j) in t.marked for j in range(n)):
