@@ -191,6 +191,12 @@ def test_file_export_handout_runs_as_a_job(make_window, qtbot, tmp_path, monkeyp
     window.actions["export_handout"].trigger()
     exp = window.exports.handout_export
     exp.written.connect(written.append)
+    # Its progress sits in the window's lower right corner, off the banners above the graph.
+    dialog = exp.dialog.frameGeometry()
+    for strip in (window.weights_bar, window.banner):
+        top = strip.mapToGlobal(strip.rect().topLeft())
+        assert not dialog.intersects(strip.rect().translated(top)), (dialog, strip)
+    assert window.frameGeometry().contains(dialog.center())
     qtbot.waitUntil(lambda: bool(written), timeout=120_000)
     assert written == [str(out)]
     pages = _pages(out)

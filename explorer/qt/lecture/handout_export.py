@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, QPoint, Qt, Signal
 from PySide6.QtWidgets import QProgressDialog
 
 from explorer.core.lecture.handout import build_handout, check_blocks, drawings
@@ -88,6 +88,14 @@ class HandoutExport(QObject):
         self.dialog.setLabelText(f"Writing {Path(path).name}…")
         self.dialog.setRange(0, 0)
         self.dialog.setValue(0)
+        self._place_dialog()
+
+    def _place_dialog(self) -> None:
+        """In the window's lower right corner, above the status bar: centred, it floated over the banners."""
+        w, d = self.window, self.dialog
+        d.adjustSize()
+        corner = w.mapToGlobal(QPoint(w.width(), w.height() - w.statusBar().height()))
+        d.move(corner - QPoint(d.width() + 16, d.height() + 16))
 
     def _close_dialog(self) -> None:
         if self.dialog is not None:
