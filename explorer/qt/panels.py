@@ -6,6 +6,7 @@ InputSizeControl.size_changed(int, int, int)   H, W, batch N after any edit
 WeightsBar.retry_requested()                  "Retry download" clicked
 WeightsBar.open_requested()                   "Open weights file…" clicked
 WeightsBar.cancel_requested()                 the running download's Cancel clicked
+WeightsBar.demo_requested()                   "Open the demo model…" clicked
 """
 
 from __future__ import annotations
@@ -189,12 +190,18 @@ class Banner(_Suppressible, QFrame):
         return self.label.text() if self.wanted else ""
 
 
+#: The weights bar's offer of a network that works offline (issue 24).
+DEMO_OFFER = "Open the demo model (trained on shapes, works offline)"
+
+
 class WeightsBar(_Suppressible, QFrame):
-    """Shows where the weights come from; while random, a warning with retry/open; while downloading, progress."""
+    """Shows where the weights come from; while random, a warning with retry/open (and, when offered, the demo
+    model); while downloading, progress."""
 
     retry_requested = Signal()
     open_requested = Signal()
     cancel_requested = Signal()
+    demo_requested = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -208,13 +215,20 @@ class WeightsBar(_Suppressible, QFrame):
         self.retry = QPushButton("Retry download", self)
         self.open = QPushButton("Open weights file…", self)
         self.cancel = QPushButton("Cancel", self)
+        self.demo = QPushButton(DEMO_OFFER, self)
+        self.demo.setToolTip("A small Inception trained on drawn shapes: its weights ship with the app, so its\n"
+                             "classifications, maps and curves mean something without a download")
+        self.demo.hide()
+        #: Whether random weights come with the demo model's button (not for the demo model itself).
+        self.demo_offered = False
         for w in (self.label,):
             lay.addWidget(w, 1)
-        for w in (self.progress, self.cancel, self.retry, self.open):
+        for w in (self.progress, self.cancel, self.demo, self.retry, self.open):
             lay.addWidget(w)
         self.retry.clicked.connect(self.retry_requested)
         self.open.clicked.connect(self.open_requested)
         self.cancel.clicked.connect(self.cancel_requested)
+        self.demo.clicked.connect(self.demo_requested)
         _banner_palette(self, "warning")
         self.hide()
 
@@ -227,14 +241,21 @@ class WeightsBar(_Suppressible, QFrame):
         self.label.setText(text)
         self.retry.setVisible(can_download)
         self.open.show()
+        self.demo.setVisible(self.demo_offered)
         for w in (self.progress, self.cancel):
             w.hide()
         self.show()
 
+    def offer_demo(self, on: bool) -> None:
+        """Whether random weights come with the demo model's button from now on."""
+        self.demo_offered = on
+        if not on:
+            self.demo.hide()
+
     def show_loading(self, text: str) -> None:
         self.label.setText(html.escape(text))
         self.progress.setRange(0, 0)
-        for w in (self.retry, self.open):
+        for w in (self.retry, self.open, self.demo):
             w.hide()
         self.progress.show()
         self.cancel.show()

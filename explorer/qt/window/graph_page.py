@@ -65,6 +65,18 @@ class GraphPage:
         lay.addWidget(self.view, 1)
         lay.addWidget(self.caption)
         self.size_control = self.find_edit = self.details = None  # built in the window's order, below
+        self.demo_offer = None  # with bind_weights_bar
+
+    def bind_weights_bar(self, models) -> None:
+        """The weights bar's buttons: retry, a weights file and cancel go to `models` (the ModelController); the
+        demo model is offered while the weights are random (explorer.qt.window.demo_offer)."""
+        from explorer.qt.window.demo_offer import DemoOffer
+
+        bar = self.weights_bar
+        bar.retry_requested.connect(models.retry_download)
+        bar.open_requested.connect(models.open_weights_dialog)
+        bar.cancel_requested.connect(models.cancel_download)
+        self.demo_offer = DemoOffer(self.window, bar)
 
     def build_size_control(self) -> InputSizeControl:
         """The toolbar's input size boxes: an edit goes to the state, which retraces."""

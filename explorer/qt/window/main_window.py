@@ -191,9 +191,7 @@ class MainWindow(QMainWindow):
         self.graph_page = page = GraphPage(self)
         self.view, self.weights_bar, self.banner, self.notice, self.caption = (
             page.view, page.weights_bar, page.banner, page.notice, page.caption)
-        self.weights_bar.retry_requested.connect(self.models.retry_download)
-        self.weights_bar.open_requested.connect(self.models.open_weights_dialog)
-        self.weights_bar.cancel_requested.connect(self.models.cancel_download)
+        page.bind_weights_bar(self.models)
         return page.widget
 
     def _build_tabs(self, graph_page: QWidget) -> None:
