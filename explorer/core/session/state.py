@@ -130,6 +130,9 @@ class ImageInput:
 
     source: Any  #: a path, or a PIL image
     name: str  #: what the result calls it: the path, or "<pasted image>"
+    #: The object's pixels, (H, W) bool at the image's own size, when they are known (a drawn sample of the demo
+    #: task): the ground truth its maps are measured against. None: unknown.
+    mask: Any = None
 
     def available(self) -> bool:
         """Whether it can be classified again (a file may have gone since)."""

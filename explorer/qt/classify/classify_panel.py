@@ -130,7 +130,7 @@ class ClassifyPanel(QWidget):
         self._build_banners(lay)
         lay.addWidget(self._build_batch_view(), 1)
         self.toolbar.add_samples(samples)  # after the views: the samples come last in the tab order
-        self.sample_buttons = self.toolbar.sample_buttons
+        self.sample_buttons, self.drawn_buttons = self.toolbar.sample_buttons, self.toolbar.drawn_buttons
         self.paste_shortcut = QShortcut(QKeySequence(QKeySequence.StandardKey.Paste), self)
         self.paste_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.paste_shortcut.activated.connect(self.paste)
@@ -149,6 +149,7 @@ class ClassifyPanel(QWidget):
         t.device_chosen.connect(self._on_device_chosen)
         t.fast_decode_box.toggled.connect(self._on_fast_decode)
         t.sample_chosen.connect(lambda path: self.classify_paths([path]))
+        t.input_chosen.connect(self.classify_input)
         return t
 
     def _build_banners(self, lay: QVBoxLayout) -> None:

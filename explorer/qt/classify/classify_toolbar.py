@@ -7,6 +7,7 @@ accepts drops of local files or image data on a widget and hands them to a handl
 Signals
 -------
 sample_chosen(object)   the Path of the sample photo clicked
+input_chosen(object)    the ImageInput of the drawn sample clicked (it carries the shape's mask)
 device_chosen(str)      a person chose "auto", "cpu" or "cuda" in the device combo
 """
 
@@ -19,6 +20,8 @@ from PySide6.QtCore import QEvent, QMimeData, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QImageReader, QPixmap
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
 
+from explorer.qt.result_view import array_to_qimage
+
 #: The devices offered: the combo's text and the device asked for.
 DEVICE_CHOICES = (("Device: auto", "auto"), ("Device: CPU", "cpu"), ("Device: CUDA", "cuda"))
 
@@ -27,6 +30,7 @@ class ClassifyToolbar(QWidget):
     """Open, Folder, Paste, Cancel and Export; the samples; the device line, fast decode and the device choice."""
 
     sample_chosen = Signal(object)
+    input_chosen = Signal(object)
     device_chosen = Signal(str)
 
     def __init__(self, parent=None):
@@ -60,11 +64,15 @@ class ClassifyToolbar(QWidget):
         self.bar.addWidget(self.fast_decode_box)
         self.bar.addWidget(self.device_combo)
         self.sample_buttons: list[QToolButton] = []
+        #: The drawn samples' buttons (the demo task's shapes, with their masks).
+        self.drawn_buttons: list[QToolButton] = []
 
     def add_samples(self, samples: Sequence | None) -> None:
-        """The sample photos as buttons in the row, before the device line (default: the shipped samples)."""
+        """The sample photos as buttons in the row, before the device line (default: the shipped samples, and
+        after them the drawn samples of the demo task)."""
         # Small pictures in the button row (their names in the tooltips), so nothing below the views can be
         # cut off or pushed out of a low dock.
+        drawn = samples is None
         if samples is None:
             from explorer.core.model.samples import sample_images
 
@@ -72,16 +80,41 @@ class ClassifyToolbar(QWidget):
         if samples:
             self.bar.insertWidget(self.bar.count() - 3, QLabel("Samples:", self))
         for s in samples:
-            b = QToolButton(self)
-            b.setText(s.title or s.name)
-            b.setToolTip(f"Classify {s.title or s.name}" + (f"\n{s.credit} ({s.licence})" if s.credit else ""))
-            b.setIcon(QIcon(_thumbnail(s.path, 32)))
-            b.setIconSize(QSize(28, 28))
-            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
-            b.setAutoRaise(True)
+            b = self._sample_button(s.title or s.name, f"Classify {s.title or s.name}"
+                                    + (f"\n{s.credit} ({s.licence})" if s.credit else ""), _thumbnail(s.path, 32))
             b.clicked.connect(lambda _=False, path=s.path: self.sample_chosen.emit(path))
-            self.bar.insertWidget(self.bar.count() - 3, b)
             self.sample_buttons.append(b)
+        if drawn:
+            self.add_drawn_samples()
+
+    def add_drawn_samples(self, samples: Sequence | None = None) -> None:
+        """The demo task's drawn shapes as buttons after the photos (default: explorer.core.demo.samples'): each
+        is classified with its shape's mask, the ground truth of its maps."""
+        from explorer.core.session.state import ImageInput
+
+        if samples is None:
+            from explorer.core.demo.samples import drawn_samples
+
+            samples = drawn_samples()
+        for s in samples:
+            tip = (f"Classify {s.title[:1].lower()}{s.title[1:]}: the demo model knows its six shapes, and the "
+                   "Attributions tab measures maps against the shape's pixels")
+            b = self._sample_button(s.title, tip, QPixmap.fromImage(array_to_qimage(s.image)))
+            b.clicked.connect(lambda _=False, s=s: self.input_chosen.emit(ImageInput(
+                _pil(s.image), f"<drawn {s.name}>", mask=s.mask)))
+            self.drawn_buttons.append(b)
+
+    def _sample_button(self, text: str, tip: str, pixmap: QPixmap) -> QToolButton:
+        """A small picture in the row, before the device line."""
+        b = QToolButton(self)
+        b.setText(text)
+        b.setToolTip(tip)
+        b.setIcon(QIcon(pixmap))
+        b.setIconSize(QSize(28, 28))
+        b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        b.setAutoRaise(True)
+        self.bar.insertWidget(self.bar.count() - 3, b)
+        return b
 
     def show_device(self, device: str) -> None:
         """Show `device` ("auto", "cpu" or "cuda") in the combo without announcing it."""
@@ -155,6 +188,13 @@ def dropped_inputs(mime: QMimeData | None) -> tuple[list[str], QImage | None, st
         if isinstance(image, QImage) and not image.isNull():
             return [], image, None
     return [], None, "Nothing to classify: drop or paste image files, a folder or an image"
+
+
+def _pil(rgb):
+    """An (H, W, 3) uint8 array as a PIL image (what the classifier decodes from memory)."""
+    from PIL import Image
+
+    return Image.fromarray(rgb)
 
 
 def _thumbnail(path: Path, side: int) -> QPixmap:
