@@ -123,3 +123,22 @@ def test_results_go_when_the_key_they_were_made_for_changes():
     assert not st.holds(before) and not st.holds(before.for_model())
     assert before.change_to(st.result_key) == "the model changed"
     assert len(keys) == 3  # one announcement per change
+
+
+def test_a_drawn_box_goes_with_the_image_and_the_model_not_the_weights():
+    """A box drawn around the object is in the image's input pixels: another image or another model (another
+    preprocessing) makes it meaningless; new weights for the same model and image do not."""
+    from explorer.core.session.state import ImageInput
+
+    st = ExplorerState()
+    st.begin_model("googlenet", spec=None)
+    st.loaded = object()
+    st.image = ImageInput("photo.jpg", "photo.jpg")
+    st.object_box = (10, 20, 50, 60)
+    st.loaded = object()  # other weights
+    assert st.object_box == (10, 20, 50, 60)
+    st.image = ImageInput("photo.jpg", "photo.jpg")  # another image (the same file again)
+    assert st.object_box is None
+    st.object_box = (1, 2, 3, 4)
+    st.begin_model("inception_v3", spec=None)
+    assert st.object_box is None

@@ -12,6 +12,7 @@ from explorer.core.graph.capture import CaptureModel
 from explorer.core.attribution.faithfulness import AttributionRecord, SanityCheck, faithfulness_curves, sanity_check
 from explorer.core.session.state import ExplorerState
 from explorer.core.model.zoo import get_spec
+from explorer.qt.attribution.attribution_evidence import COL_SANITY, TABLE_COLUMNS
 from explorer.qt.attribution.attribution_panel import AttributionPanel
 from explorer.qt.workers import load_block_graph
 
@@ -123,7 +124,7 @@ def test_the_table_has_one_row_per_method_computed_for_the_image(qtbot, panel, s
     rows = [(panel.table.item(r, 0).text(), panel.table.item(r, 1).text()) for r in range(3)]
     assert rows == [("Saliency", "input"), ("Grad-CAM", LAST_BLOCK), ("Grad-CAM", state.attributions[2].result.layer)]
     assert state.attributions[2].result.layer != LAST_BLOCK  # the branch's own row
-    assert all(panel.table.item(r, 5).text().startswith("map ") for r in range(3))
+    assert all(panel.table.item(r, TABLE_COLUMNS.index("Time")).text().startswith("map ") for r in range(3))
 
 
 def test_results_are_cleared_when_the_image_or_the_model_changes(qtbot, panel, setup, state):
@@ -191,7 +192,7 @@ def test_the_sanity_strip_shows_each_randomised_map_and_its_correlation(qtbot, p
         assert ref.blocks[i] in panel.sanity_labels[i + 1].text
     assert "original" in panel.sanity_labels[0].text
     assert ref.correlations[-1] < 0.9 and "changes" in panel.sanity_caption.text()  # Grad-CAM passes
-    assert panel.table.item(0, 4).text().startswith("passes")
+    assert panel.table.item(0, COL_SANITY).text().startswith("passes")
 
 
 def test_a_map_that_does_not_change_is_flagged(qtbot, panel, state):
@@ -202,7 +203,7 @@ def test_a_map_that_does_not_change_is_flagged(qtbot, panel, state):
     state.attributions = (AttributionRecord(result, 0.1, sanity=check),)
     panel.table.selectRow(0)
     assert "does not change" in panel.sanity_caption.text() and "⚠" in panel.sanity_caption.text()
-    assert panel.table.item(0, 4).text() == "unchanged (ρ 0.99)"
+    assert panel.table.item(0, COL_SANITY).text() == "unchanged (ρ 0.99)"
 
 
 def test_evidence_without_a_map_is_an_error_in_the_window(qtbot, panel):

@@ -223,6 +223,9 @@ class ExplorerState(State):
     branch_evidence = StateProperty(None, "The BranchEvidence of the image on screen (per-branch |gradient × "
                                     "activation|), once computed; cleared with the image and the model.")
     channel = StateProperty(None, "The channel shown in the Channel tab (ChannelChoice), of the model on screen.")
+    object_box = StateProperty(None, "A box (x0, y0, x1, y1) a person drew around the object on the attribution map, in "
+                               "the network input's pixels (columns x0 … x1 − 1, rows y0 … y1 − 1): the ground truth "
+                               "its maps are measured against; None: none. It goes with the image and the model.")
     problem = StateProperty(None, "The last thing that went wrong, for people (session.Problem: topic and one line); "
                             "the one route errors take to the window.")
 
@@ -265,6 +268,8 @@ class ExplorerState(State):
                 dropped.update(self.MODEL_RESULTS)
             for name, empty in dropped.items():
                 setattr(self, name, empty)
+            if (key.model, key.ref, key.image) != (old.model, old.ref, old.image):
+                self.object_box = None  # drawn on another image, or in another model's input pixels
 
     # -- transitions that change several properties at once ---------------------------------
 

@@ -12,6 +12,7 @@ row_chosen(int)   the row a person picked
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
@@ -30,10 +31,14 @@ from PySide6.QtWidgets import (
 
 from explorer.core.attribution.faithfulness import SANITY_UNCHANGED, AttributionRecord
 from explorer.qt.attribution.catalogue import METHOD_NAMES, WARNING_COLOR, category_label
+from explorer.qt.attribution.ground_truth import inside_text, pointing_text
 
 #: Curve colours: deletion red, insertion blue; the random-order references dashed in the same colour.
 CURVE_COLORS = {"deletion": "#d62728", "insertion": "#1f77b4"}
-TABLE_COLUMNS = ("Method", "Layer", "Deletion AUC (random)", "Insertion AUC (random)", "Sanity", "Time")
+TABLE_COLUMNS = ("Method", "Layer", "Deletion AUC (random)", "Insertion AUC (random)", "Pointing", "Inside share",
+                 "Sanity", "Time")
+COL_DELETION, COL_INSERTION, COL_POINTING, COL_INSIDE, COL_SANITY = (TABLE_COLUMNS.index(c) for c in (
+    "Deletion AUC (random)", "Insertion AUC (random)", "Pointing", "Inside share", "Sanity"))
 STRIP_COLORMAP = "inferno"
 
 
@@ -77,9 +82,10 @@ class FaithfulnessCurves(QWidget):
         column.addWidget(self.curve_plot, 1)
         column.addWidget(self.curve_caption)
 
-    def show_curves(self, record: AttributionRecord | None, categories: list[str], has_map: bool) -> None:
+    def show_curves(self, record: AttributionRecord | None, categories: list[str], has_map: bool,
+                    truth: str = "") -> None:
         """Plot `record`'s curves and their random references (empty: None or none yet; the caption then
-        explains the curves when there is a map to measure)."""
+        explains the curves when there is a map to measure); `truth`: the map's localisation, said after them."""
         curves = None if record is None else record.curves
         self.setVisible(bool(curves))
         if not curves:
@@ -104,7 +110,8 @@ class FaithfulnessCurves(QWidget):
             mark = "✓" if good else f"<span style='color:{WARNING_COLOR}'>✗ no better than random</span>"
             parts.append(f"{kind} {c.auc:.3f} vs {c.random_auc:.3f} {mark}")
         self.curve_caption.setText(f"<b>{METHOD_NAMES[record.result.method]}</b> for "
-                                   f"{category_label(categories, record.result.target)}: " + "; ".join(parts))
+                                   f"{category_label(categories, record.result.target)}: " + "; ".join(parts)
+                                   + (f"; {truth}" if truth else ""))
 
     def _set_legend(self, key: str, text: str) -> None:
         item = self.curve_items[key]
@@ -172,7 +179,9 @@ class SanityStrip(QWidget):
 
 
 class MethodsTable(QTableWidget):
-    """One row per method computed for the image: its layer, curves' areas, sanity verdict and times."""
+    """One row per method computed for the image: its layer, curves' areas, localisation against the object (the
+    pointing game and the share of positive attribution inside it, where the object is known), sanity verdict
+    and times."""
 
     row_chosen = Signal(int)
 
@@ -187,18 +196,24 @@ class MethodsTable(QTableWidget):
         self.horizontalHeader().setStretchLastSection(True)
         self.itemSelectionChanged.connect(self._on_selection)
 
-    def show_records(self, records) -> None:
-        """One row per record (the explorer state's `attributions`)."""
+    def show_records(self, records, localise: Callable | None = None) -> None:
+        """One row per record (the explorer state's `attributions`); `localise(result)` gives a map's
+        Localisation against the object, or None where it is not known (None: nowhere)."""
         self.blockSignals(True)
         self.setRowCount(len(records))
         for row, rec in enumerate(records):
             r = rec.result
+            loc = localise(r) if localise is not None else None
             cells = [METHOD_NAMES[r.method], r.layer or "input", auc_text(rec, "deletion"),
-                     auc_text(rec, "insertion"), rec.verdict() or "—", times_text(rec)]
+                     auc_text(rec, "insertion"), pointing_text(loc), inside_text(loc), rec.verdict() or "—",
+                     times_text(rec)]
+            warn = {COL_DELETION: bool(rec.curves) and not rec.curves["deletion"].better_than_random,
+                    COL_INSERTION: bool(rec.curves) and not rec.curves["insertion"].better_than_random,
+                    COL_POINTING: loc is not None and not loc.pointing,
+                    COL_SANITY: rec.sanity is not None and rec.sanity.flagged}
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if (col in (2, 3) and rec.curves and not rec.curves[("deletion", "insertion")[col - 2]]
-                        .better_than_random) or (col == 4 and rec.sanity is not None and rec.sanity.flagged):
+                if warn.get(col):
                     item.setForeground(pg.mkColor(WARNING_COLOR))
                 self.setItem(row, col, item)
         self.blockSignals(False)
@@ -220,9 +235,12 @@ class EvidenceTabs(QTabWidget):
         self.addTab(self.strip, "Sanity check")
         self.hide()
 
-    def show_records(self, records) -> None:
-        self.setVisible(any(rec.curves or rec.sanity is not None for rec in records))
-        self.table.show_records(records)
+    def show_records(self, records, localise: Callable | None = None) -> None:
+        """The table of `records` (see MethodsTable.show_records); shown once a record has evidence, or a map can
+        be measured against the object."""
+        located = localise is not None and any(localise(rec.result) is not None for rec in records)
+        self.setVisible(located or any(rec.curves or rec.sanity is not None for rec in records))
+        self.table.show_records(records, localise)
 
 
 def auc_text(rec: AttributionRecord, kind: str) -> str:

@@ -1,5 +1,11 @@
 """The attribution map: the heatmap over the input image with its title and colour bar, and the row that
-says how it is shown (signed or absolute, its opacity) with the PNG export.
+says how it is shown (signed or absolute, its opacity) with the PNG export. A drag on the map draws a box
+around the object (the ground truth the map is measured against); Esc clears it.
+
+Signals (AttributionMapView)
+----------------------------
+box_drawn(object)      (x0, y0, x1, y1) in the image's pixels: a person dragged a box on the map
+box_cleared()          Esc on the map
 
 Signals (MapDisplayRow)
 -----------------------
@@ -9,12 +15,14 @@ opacity_chosen(float)  0–1
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QPen
+from PySide6.QtWidgets import QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
 
 from explorer.core.text import fmt_fraction
 from explorer.qt.attribution.catalogue import METHOD_NAMES, WARNING_COLOR, category_label
@@ -27,13 +35,23 @@ ABSOLUTE_COLORMAP = "inferno"
 CLIP_PERCENTILE = 99.5
 CLIPPED_METHODS = ("integrated_gradients", "saliency", "smoothgrad_integrated_gradients", "smoothgrad_saliency")
 RULE_NAMES = {"gausslegendre": "Gauss–Legendre", "riemann_trapezoid": "trapezoid rule"}
+#: The drawn box: a bright dashed outline that reads over every colour map.
+BOX_COLOR = "#00e676"
+#: A drag shorter than this (image pixels) on either side is a click, not a box.
+MIN_BOX = 2
 
 
 class AttributionMapView(pg.GraphicsLayoutWidget):
-    """The heatmap (`heat_item`) over the image (`image_item`) in `box`, its `title` and `colorbar`."""
+    """The heatmap (`heat_item`) over the image (`image_item`) in `box`, its `title` and `colorbar`; the box a
+    person drew around the object (`object_item`)."""
+
+    box_drawn = Signal(object)
+    box_cleared = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # Esc reaches the map once it was clicked
+        self._drag_from: QPointF | None = None
         self.setBackground(None)
         self.title = self.addLabel("", row=0, col=0, colspan=2)
         self.box = self.addViewBox(row=1, col=0, lockAspect=True, invertY=True, enableMouse=False)
@@ -45,6 +63,13 @@ class AttributionMapView(pg.GraphicsLayoutWidget):
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=ABSOLUTE_COLORMAP, interactive=False, width=12)
         self.addItem(self.colorbar, row=1, col=1)
         self.colorbar.hide()
+        self.object_item = QGraphicsRectItem()
+        pen = QPen(QColor(BOX_COLOR), 2, Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        self.object_item.setPen(pen)
+        self.object_item.setZValue(10)
+        self.object_item.hide()
+        self.box.addItem(self.object_item, ignoreBounds=True)
 
     def set_image(self, image_rgb: np.ndarray | None) -> None:
         """The image under the heatmap (H, W, 3 uint8); None clears it."""
@@ -86,6 +111,74 @@ class AttributionMapView(pg.GraphicsLayoutWidget):
                            + (f" · scale clipped at the {CLIP_PERCENTILE:g}th percentile" if clipped else ""))
         self.box.autoRange(padding=0.01)
         return signed
+
+    # -- the box around the object
+
+    def show_box(self, box: tuple[int, int, int, int] | None) -> None:
+        """Outline `box` (x0, y0, x1, y1) in the image's pixels; None: no box."""
+        if box is None:
+            self.object_item.hide()
+            return
+        x0, y0, x1, y1 = box
+        self.object_item.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
+        self.object_item.show()
+
+    def image_point(self, pos) -> QPointF:
+        """A point of the widget (QPoint) in the image's pixels."""
+        return self.box.mapSceneToView(self.mapToScene(pos))
+
+    def _image_shape(self) -> tuple[int, int] | None:
+        image = self.image_item.image
+        return None if image is None else image.shape[:2]
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        shape = self._image_shape()
+        point = self.image_point(event.position().toPoint())
+        if (event.button() == Qt.MouseButton.LeftButton and shape is not None
+                and 0 <= point.x() <= shape[1] and 0 <= point.y() <= shape[0]):
+            self._drag_from = point
+            self.setFocus(Qt.FocusReason.MouseFocusReason)
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if self._drag_from is None:
+            super().mouseMoveEvent(event)
+            return
+        box = self._box_to(self.image_point(event.position().toPoint()))
+        if box is not None:
+            self.show_box(box)
+        event.accept()
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if self._drag_from is None or event.button() != Qt.MouseButton.LeftButton:
+            super().mouseReleaseEvent(event)
+            return
+        box = self._box_to(self.image_point(event.position().toPoint()))
+        self._drag_from = None
+        event.accept()
+        if box is not None and box[2] - box[0] >= MIN_BOX and box[3] - box[1] >= MIN_BOX:
+            self.box_drawn.emit(box)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.key() == Qt.Key.Key_Escape and self.object_item.isVisible():
+            self.box_cleared.emit()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def _box_to(self, point: QPointF) -> tuple[int, int, int, int] | None:
+        """The box from where the drag began to `point`: whole pixels that cover both, inside the image."""
+        shape = self._image_shape()
+        if shape is None or self._drag_from is None:
+            return None
+        h, w = shape
+        a, b = self._drag_from, point
+        x0, x1 = sorted((a.x(), b.x()))
+        y0, y1 = sorted((a.y(), b.y()))
+        clip = lambda v, hi: int(min(max(v, 0), hi))  # noqa: E731
+        return clip(math.floor(x0), w), clip(math.floor(y0), h), clip(math.ceil(x1), w), clip(math.ceil(y1), h)
 
     def heatmap_levels(self) -> tuple[float, float] | None:
         return None if self.heat_item.image is None else tuple(self.heat_item.getLevels())

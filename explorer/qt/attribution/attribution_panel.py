@@ -7,7 +7,10 @@ input image when the result arrives on the UI thread. One job at a time: running
 
 Beside the map, the evidence that it means something (explorer.core.attribution.faithfulness): its deletion and
 insertion curves with their random-order references, a table of every method computed for the image,
-and the strip of maps of the model-randomisation sanity check. The table's rows live in the window's
+and the strip of maps of the model-randomisation sanity check. Where the object is known — a drawn sample's
+shape, or a box a person drags on the map (`GroundTruth`, ground_truth.py) — the map is measured against it:
+the pointing game and the share of positive attribution inside the object, in a line under the map, beside
+the curves and in the table. The table's rows live in the window's
 `ExplorerState.attributions` (the panel's own state when it has none), cleared with the model or image.
 
 The image, the map and a running job belong to the state's `result_key` when the image was given: when
@@ -45,6 +48,7 @@ from explorer.core.session.state import ExplorerState
 from explorer.qt.attribution.attribution_controls import AttributionControls
 from explorer.qt.attribution.attribution_evidence import EvidenceTabs, FaithfulnessCurves
 from explorer.qt.attribution.attribution_map import AttributionMapView, MapDisplayRow, delta_text
+from explorer.qt.attribution.ground_truth import GroundTruth
 from explorer.qt.attribution.catalogue import (
     METHOD_NAMES,
     METHOD_PARAMS,
@@ -110,10 +114,13 @@ class AttributionPanel(QWidget):
         self._job: int | None = None  # the serial of the running job (its callbacks check it)
         self._serial = 0
         self._job_label = "Attribution"
+        self._evidence: AttributionRecord | None = None  # the record whose curves and strip are shown
 
         self.controls = AttributionControls(self.state)
         self.display_row = MapDisplayRow(self.state.opacity)
         self.view = AttributionMapView()
+        #: The map measured against the object (a drawn sample's shape, or a box dragged on the map).
+        self.truth = GroundTruth(self.session, self.view)
         #: The deletion and insertion curves beside the overlay (hidden until used).
         self.plot_box = FaithfulnessCurves()
         self.evidence_tabs = EvidenceTabs()
@@ -123,7 +130,7 @@ class AttributionPanel(QWidget):
         self.set_method(self.state.method)
         self._set_running(False)
         self._show_result()
-        self.evidence_tabs.show_records(self.explorer_state.attributions)
+        self._show_records()
 
     # ------------------------------------------------------------------ construction
 
@@ -146,8 +153,14 @@ class AttributionPanel(QWidget):
         column.addStretch(1)
         # Overlay and curves side by side above the methods table and the sanity strip (a splitter: a
         # short dock gives the overlay the room, a tall one the table).
+        # The map with the line that measures it against the object under it (shown with a map).
+        self.map_box = QWidget(self)
+        under = QVBoxLayout(self.map_box)
+        under.setContentsMargins(0, 0, 0, 0)
+        under.addWidget(self.view, 1)
+        under.addWidget(self.truth)
         self.map_row = QSplitter(Qt.Orientation.Horizontal)
-        self.map_row.addWidget(self.view)
+        self.map_row.addWidget(self.map_box)
         self.map_row.addWidget(self.plot_box)
         self.map_row.setStretchFactor(0, 3)
         self.map_row.setStretchFactor(1, 2)
@@ -171,7 +184,8 @@ class AttributionPanel(QWidget):
         self.display_row.opacity_chosen.connect(self.set_opacity)
         self.display_row.export_button.clicked.connect(self._export_dialog)
         self.evidence_tabs.table.row_chosen.connect(self._on_table_row)
-        self.explorer_state.connect("attributions", self.evidence_tabs.show_records)
+        self.explorer_state.connect("attributions", lambda _records: self._show_records())
+        self.truth.changed.connect(self._show_truth)
         self.explorer_state.connect("result_key", self._follow_key)
         self.session.on(ev.MapComputed, self._on_success)
         self.session.on(ev.CurvesComputed, self._on_curves)
@@ -363,7 +377,7 @@ class AttributionPanel(QWidget):
     def _on_curves(self, event: ev.CurvesComputed) -> None:
         if event.result is not self.result:
             return
-        self.plot_box.show_curves(self.record, self.categories, True)
+        self._show_evidence(self.record)
         d, i = event.curves["deletion"], event.curves["insertion"]
         self.status.setText(f"{result_name(self.result)}: deletion AUC {d.auc:.3f} (random {d.random_auc:.3f}), "
                             f"insertion AUC {i.auc:.3f} (random {i.random_auc:.3f}) in {event.seconds:.1f} s")
@@ -400,15 +414,31 @@ class AttributionPanel(QWidget):
         if r is not None:  # an unsigned map is shown (and labelled) as absolute
             self.display_row.show_display("signed" if signed else "absolute")
         self.delta_label.setText(delta_text(r))
+        self.truth.show_result(r)
 
     def delta_flagged_shown(self) -> bool:
         """Whether the panel currently shows the convergence warning."""
         return "⚠" in self.delta_label.text()
 
     def _show_evidence(self, record: AttributionRecord | None) -> None:
-        """`record`'s curves and sanity strip (None: their empty states)."""
-        self.plot_box.show_curves(record, self.categories, self.result is not None)
+        """`record`'s curves (with its localisation, where the object is known) and sanity strip (None: their
+        empty states)."""
+        self._evidence = record
+        truth = self.truth.caption(record.result) if record is not None else ""
+        self.plot_box.show_curves(record, self.categories, self.result is not None, truth)
         self.sanity_strip.show_sanity(record, self.result is not None)
+
+    def _show_records(self) -> None:
+        """The methods table, each map measured against the object where it is known."""
+        self.evidence_tabs.show_records(self.explorer_state.attributions, self.truth.localise)
+
+    def _show_truth(self) -> None:
+        """The object's pixels changed (a box drawn or cleared): the table and the curves' line measure again."""
+        self._show_records()
+        shown = self._evidence.result if self._evidence is not None else None
+        record = next((r for r in self.explorer_state.attributions if r.result is shown), None)
+        if record is not None:
+            self._show_evidence(record)
 
     def _on_table_row(self, row: int) -> None:
         """A row picked: show its curves and sanity strip (its map stays the one computed last)."""
