@@ -190,6 +190,16 @@ class Banner(_Suppressible, QFrame):
         return self.label.text() if self.wanted else ""
 
 
+#: What a view of numbers computed by a network with random weights says beside them (issue 24): its maps, curves,
+#: correlations and probabilities describe no learned function.
+UNLEARNED = "random weights: these numbers mean nothing for a network that has not learned"
+
+
+def unlearned(loaded) -> bool:
+    """Whether `loaded` (a LoadedModel, or None: unknown) runs random weights."""
+    return bool(getattr(getattr(loaded, "weights", None), "is_random", False))
+
+
 #: The weights bar's offer of a network that works offline (issue 24).
 DEMO_OFFER = "Open the demo model (trained on shapes, works offline)"
 

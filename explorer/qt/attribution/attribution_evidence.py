@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from explorer.core.attribution.faithfulness import SANITY_UNCHANGED, AttributionRecord
 from explorer.qt.attribution.catalogue import METHOD_NAMES, WARNING_COLOR, category_label
 from explorer.qt.attribution.ground_truth import inside_text, pointing_text
+from explorer.qt.panels import UNLEARNED
 
 #: Curve colours: deletion red, insertion blue; the random-order references dashed in the same colour.
 CURVE_COLORS = {"deletion": "#d62728", "insertion": "#1f77b4"}
@@ -83,9 +84,10 @@ class FaithfulnessCurves(QWidget):
         column.addWidget(self.curve_caption)
 
     def show_curves(self, record: AttributionRecord | None, categories: list[str], has_map: bool,
-                    truth: str = "") -> None:
+                    truth: str = "", unlearned: bool = False) -> None:
         """Plot `record`'s curves and their random references (empty: None or none yet; the caption then
-        explains the curves when there is a map to measure); `truth`: the map's localisation, said after them."""
+        explains the curves when there is a map to measure); `truth`: the map's localisation, said after them;
+        `unlearned`: the network has random weights, and the caption says what that makes of the numbers."""
         curves = None if record is None else record.curves
         self.setVisible(bool(curves))
         if not curves:
@@ -109,9 +111,10 @@ class FaithfulnessCurves(QWidget):
             good = c.better_than_random
             mark = "✓" if good else f"<span style='color:{WARNING_COLOR}'>✗ no better than random</span>"
             parts.append(f"{kind} {c.auc:.3f} vs {c.random_auc:.3f} {mark}")
+        caveat = f"<br><span style='color:{WARNING_COLOR}'><b>⚠ {UNLEARNED[:1].upper()}{UNLEARNED[1:]}.</b></span>"
         self.curve_caption.setText(f"<b>{METHOD_NAMES[record.result.method]}</b> for "
                                    f"{category_label(categories, record.result.target)}: " + "; ".join(parts)
-                                   + (f"; {truth}" if truth else ""))
+                                   + (f"; {truth}" if truth else "") + (caveat if unlearned else ""))
 
     def _set_legend(self, key: str, text: str) -> None:
         item = self.curve_items[key]
@@ -139,8 +142,9 @@ class SanityStrip(QWidget):
         column.addWidget(self.sanity_caption)
         column.addWidget(self.sanity_view, 1)
 
-    def show_sanity(self, record: AttributionRecord | None, has_map: bool) -> None:
-        """Draw `record`'s sanity check (None, or none yet: a caption that explains it when there is a map)."""
+    def show_sanity(self, record: AttributionRecord | None, has_map: bool, unlearned: bool = False) -> None:
+        """Draw `record`'s sanity check (None, or none yet: a caption that explains it when there is a map);
+        `unlearned`: the network has random weights, so there are no learned weights for a map to depend on."""
         self.sanity_view.clear()
         self.sanity_items, self.sanity_labels = [], []
         check = None if record is None else record.sanity
@@ -167,7 +171,13 @@ class SanityStrip(QWidget):
                                               color=self.palette().color(QPalette.ColorRole.WindowText))
             self.sanity_items.append(item)
             self.sanity_labels.append(label)
-        if check.flagged:
+        if unlearned:
+            self.sanity_caption.setText(
+                f"<span style='color:{WARNING_COLOR}'><b>⚠ These weights were never learned</b> (random weights): "
+                "randomising them again shows nothing about what the model learned, whatever ρ says "
+                f"(last ρ {check.correlations[-1]:.2f}). Load trained weights, or the demo model, to check a "
+                "map.</span>")
+        elif check.flagged:
             self.sanity_caption.setText(
                 f"<span style='color:{WARNING_COLOR}'><b>⚠ The map does not change</b> when the weights are "
                 f"randomised (ρ {check.correlations[-1]:.2f} ≥ {SANITY_UNCHANGED:g} after {len(check.blocks)} "
@@ -196,21 +206,22 @@ class MethodsTable(QTableWidget):
         self.horizontalHeader().setStretchLastSection(True)
         self.itemSelectionChanged.connect(self._on_selection)
 
-    def show_records(self, records, localise: Callable | None = None) -> None:
+    def show_records(self, records, localise: Callable | None = None, unlearned: bool = False) -> None:
         """One row per record (the explorer state's `attributions`); `localise(result)` gives a map's
-        Localisation against the object, or None where it is not known (None: nowhere)."""
+        Localisation against the object, or None where it is not known (None: nowhere); `unlearned`: the network
+        has random weights (a sanity verdict then says so)."""
         self.blockSignals(True)
         self.setRowCount(len(records))
         for row, rec in enumerate(records):
             r = rec.result
             loc = localise(r) if localise is not None else None
             cells = [METHOD_NAMES[r.method], r.layer or "input", auc_text(rec, "deletion"),
-                     auc_text(rec, "insertion"), pointing_text(loc), inside_text(loc), rec.verdict() or "—",
+                     auc_text(rec, "insertion"), pointing_text(loc), inside_text(loc), sanity_text(rec, unlearned),
                      times_text(rec)]
             warn = {COL_DELETION: bool(rec.curves) and not rec.curves["deletion"].better_than_random,
                     COL_INSERTION: bool(rec.curves) and not rec.curves["insertion"].better_than_random,
                     COL_POINTING: loc is not None and not loc.pointing,
-                    COL_SANITY: rec.sanity is not None and rec.sanity.flagged}
+                    COL_SANITY: rec.sanity is not None and (rec.sanity.flagged or unlearned)}
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if warn.get(col):
@@ -235,12 +246,12 @@ class EvidenceTabs(QTabWidget):
         self.addTab(self.strip, "Sanity check")
         self.hide()
 
-    def show_records(self, records, localise: Callable | None = None) -> None:
+    def show_records(self, records, localise: Callable | None = None, unlearned: bool = False) -> None:
         """The table of `records` (see MethodsTable.show_records); shown once a record has evidence, or a map can
         be measured against the object."""
         located = localise is not None and any(localise(rec.result) is not None for rec in records)
         self.setVisible(located or any(rec.curves or rec.sanity is not None for rec in records))
-        self.table.show_records(records, localise)
+        self.table.show_records(records, localise, unlearned)
 
 
 def auc_text(rec: AttributionRecord, kind: str) -> str:
@@ -249,6 +260,14 @@ def auc_text(rec: AttributionRecord, kind: str) -> str:
         return "—"
     c = rec.curves[kind]
     return f"{c.auc:.3f} ({c.random_auc:.3f})" + ("" if c.better_than_random else " ✗")
+
+
+def sanity_text(rec: AttributionRecord, unlearned: bool = False) -> str:
+    """The sanity check's verdict ("passes (ρ 0.31)"; '—' before it ran), said to mean nothing for random weights."""
+    verdict = rec.verdict()
+    if not verdict:
+        return "—"
+    return f"{verdict}: random weights, nothing learned to check" if unlearned else verdict
 
 
 def times_text(rec: AttributionRecord) -> str:

@@ -58,6 +58,7 @@ from explorer.qt.attribution.catalogue import (
     done_text,
     result_name,
 )
+from explorer.qt.panels import UNLEARNED, unlearned
 from explorer.qt.workers import Lanes
 
 __all__ = ["METHOD_NAMES", "METHOD_PARAMS", "AttributionPanel", "AttributionPanelState"]
@@ -367,9 +368,8 @@ class AttributionPanel(QWidget):
 
     def _on_success(self, event: ev.MapComputed) -> None:
         result = event.result
-        self.status.setText(done_text(result, event.seconds, self.categories))
         # An empty map (or a fallback to the CPU) is said in the warning colour, never left silent.
-        self._set_status_warning(bool(result.notice))
+        self._say_result(done_text(result, event.seconds, self.categories), bool(result.notice))
         self._show_result()
         self._show_evidence(None)
         self.attribution_finished.emit(result)
@@ -379,18 +379,18 @@ class AttributionPanel(QWidget):
             return
         self._show_evidence(self.record)
         d, i = event.curves["deletion"], event.curves["insertion"]
-        self.status.setText(f"{result_name(self.result)}: deletion AUC {d.auc:.3f} (random {d.random_auc:.3f}), "
-                            f"insertion AUC {i.auc:.3f} (random {i.random_auc:.3f}) in {event.seconds:.1f} s")
-        self._set_status_warning(not (d.better_than_random and i.better_than_random))
+        self._say_result(f"{result_name(self.result)}: deletion AUC {d.auc:.3f} (random {d.random_auc:.3f}), "
+                         f"insertion AUC {i.auc:.3f} (random {i.random_auc:.3f}) in {event.seconds:.1f} s",
+                         not (d.better_than_random and i.better_than_random))
         self.faithfulness_finished.emit(self.record)
 
     def _on_sanity(self, event: ev.SanityChecked) -> None:
         if event.result is not self.result:
             return
-        self.sanity_strip.show_sanity(self.record, True)
+        self.sanity_strip.show_sanity(self.record, True, self.unlearned())
         self.evidence_tabs.setCurrentIndex(1)
-        self.status.setText(f"{result_name(self.result)}: sanity check {self.record.verdict()} in {event.seconds:.1f} s")
-        self._set_status_warning(event.check.flagged)
+        self._say_result(f"{result_name(self.result)}: sanity check {self.record.verdict()} in {event.seconds:.1f} s",
+                         event.check.flagged)
         self.sanity_finished.emit(self.record)
 
     def _fail(self, message: str) -> None:
@@ -403,6 +403,18 @@ class AttributionPanel(QWidget):
 
     def _set_status_warning(self, on: bool) -> None:
         self.status.setStyleSheet(f"color: {WARNING_COLOR};" if on else "")
+
+    def unlearned(self) -> bool:
+        """Whether the maps are of a network with random weights (the window's state knows; a panel on its own
+        that was given a network does not, and says nothing)."""
+        return unlearned(self.explorer_state.loaded)
+
+    def _say_result(self, text: str, warn: bool) -> None:
+        """A result in the status line: in the warning colour when `warn`, and with random weights, said so."""
+        if self.unlearned():
+            text, warn = f"{text} — ⚠ {UNLEARNED}", True
+        self.status.setText(text)
+        self._set_status_warning(warn)
 
     # ------------------------------------------------------------------ drawing
 
@@ -425,12 +437,12 @@ class AttributionPanel(QWidget):
         empty states)."""
         self._evidence = record
         truth = self.truth.caption(record.result) if record is not None else ""
-        self.plot_box.show_curves(record, self.categories, self.result is not None, truth)
-        self.sanity_strip.show_sanity(record, self.result is not None)
+        self.plot_box.show_curves(record, self.categories, self.result is not None, truth, self.unlearned())
+        self.sanity_strip.show_sanity(record, self.result is not None, self.unlearned())
 
     def _show_records(self) -> None:
         """The methods table, each map measured against the object where it is known."""
-        self.evidence_tabs.show_records(self.explorer_state.attributions, self.truth.localise)
+        self.evidence_tabs.show_records(self.explorer_state.attributions, self.truth.localise, self.unlearned())
 
     def _show_truth(self) -> None:
         """The object's pixels changed (a box drawn or cleared): the table and the curves' line measure again."""

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
 from explorer.core.text import fmt_fraction
 from explorer.qt.attribution.catalogue import WARNING_COLOR
+from explorer.qt.panels import UNLEARNED, unlearned
 
 #: What the line says before there is anything to measure against.
 HINT = "Drag on the map to draw a box around the object: the map is then measured against it (Esc clears it)."
@@ -150,4 +151,5 @@ class GroundTruth(QWidget):
         share = ("no positive attribution to share" if not math.isfinite(loc.inside_share) else
                  f"{inside_text(loc)} of the positive attribution inside it ({fmt_fraction(mask.mean())} of the"
                  " pixels)")
-        self.line.setText(f"<b>Ground truth</b> ({html.escape(what)}): {point}; {share}.")
+        caveat = f" <span style='color:{WARNING_COLOR}'>⚠ {UNLEARNED}.</span>" if unlearned(self.state.loaded) else ""
+        self.line.setText(f"<b>Ground truth</b> ({html.escape(what)}): {point}; {share}.{caveat}")
