@@ -70,3 +70,75 @@ def test_the_attribution_views_say_what_random_weights_make_of_their_numbers(qtb
     assert ("random weights" in cell) == random
     if random:
         assert "depends on the learned weights" not in caption
+
+
+# -- a batch where every image gets the same top-1 ------------------------------------------------------------
+
+
+def run_batch(qtbot, loaded, paths):
+    from explorer.qt.classify.classify_panel import ClassifyPanel
+    from explorer.qt.workers import JobRunner
+
+    p = ClassifyPanel(runner=JobRunner(None), samples=[])
+    qtbot.addWidget(p)
+    p.show()
+    p.set_model(loaded, device="cpu")
+    qtbot.waitUntil(lambda: p.classifier is not None and not p.busy, timeout=RUN_MS)
+    with qtbot.waitSignal(p.batch_finished, timeout=RUN_MS) as sig:
+        p.classify_paths(paths)
+    return p, sig.args[0]
+
+
+def test_a_batch_of_one_class_from_random_weights_says_so(qtbot):
+    from explorer.core.model.samples import SAMPLES_DIR, sample_images
+
+    if len(sample_images()) < 2:
+        pytest.skip("no sample photos in this checkout")
+    p, results = run_batch(qtbot, load_model("googlenet", weights="none"), [SAMPLES_DIR])
+    tops = {r.top[0].label for r in results}
+    assert len(tops) == 1  # what seeded random weights do to every photo (issue 24: 'cowboy boot')
+    text = p.status.text()
+    assert f"Every image got the same top-1 class, {tops.pop()}" in text and "mean nothing" in text
+    assert "color" in p.status.styleSheet()
+    assert p.shutdown(30000)
+
+
+def test_a_trained_batch_says_only_what_it_found(qtbot, tmp_path):
+    """The demo model on drawn shapes: three classes give no line; three stars all 'star' is a fact, not a fault."""
+    from explorer.core.demo.drawing import draw_images
+    from explorer.core.demo.task import SHAPE_CLASSES
+
+    drawn = draw_images(12, seed=77)
+    mixed, stars = [], []
+    for i, d in enumerate(drawn):
+        path = tmp_path / f"{i:02d}_{d.class_name}.png"
+        Image.fromarray(d.image).save(path)
+        (stars if d.class_name == "star" else mixed).append(path)
+    trained = load_model("shapes_inception")
+    p, results = run_batch(qtbot, trained, mixed[:3])
+    assert [r.top[0].label for r in results] == [SHAPE_CLASSES[d.label] for d in drawn[:3]]
+    assert "same top-1" not in p.status.text()
+    assert p.shutdown(30000)
+    p, results = run_batch(qtbot, trained, stars)
+    assert len(stars) == 2 and {r.top[0].label for r in results} == {"star"}
+    assert "Every image got the same top-1 class, star." in p.status.text()
+    assert "mean nothing" not in p.status.text() and p.status.styleSheet() == ""
+    assert p.shutdown(30000)
+
+
+def test_the_same_top1_line_by_hand():
+    from explorer.core.classify.results import ClassificationResult, Prediction
+    from explorer.core.session.state import BatchRun
+    from explorer.qt.classify.batch_view import same_top1_text
+
+    def result(index, label, error=None):
+        return ClassificationResult("x.png", [Prediction(index, label, 0.001)] if error is None else [], error=error)
+
+    class Random:
+        is_random = True
+
+    boots = [result(514, "cowboy boot"), result(514, "cowboy boot"), result(0, "", error="not an image")]
+    assert "cowboy boot: random weights" in same_top1_text(boots, BatchRun("googlenet", (), provenance=Random()))
+    assert same_top1_text(boots, BatchRun("googlenet", ())) == "Every image got the same top-1 class, cowboy boot."
+    assert same_top1_text(boots[:1], None) == ""  # one image: nothing to compare
+    assert same_top1_text([*boots, result(3, "star")], None) == ""

@@ -47,6 +47,8 @@ from explorer.qt.results_table import (
     display_name,
 )
 
+#: The colour of a batch's line when every image got the same class from random weights.
+SAME_TOP1_COLOR = "#c62828"
 #: The export's formats by file suffix (anything else: CSV), and the save dialog's filters.
 EXPORT_FORMATS = {".json": "json", ".jsonl": "jsonl"}
 EXPORT_FILTER = "CSV, a row per class (*.csv);;JSON, one array (*.json);;JSON Lines, an object a line (*.jsonl)"
@@ -114,6 +116,7 @@ class BatchView(QWidget):
     def begin(self) -> None:
         """A new batch: an empty table in input order and a busy bar while its folders are listed."""
         self.model.clear_results()
+        self.status.setStyleSheet("")
         self.table.sortByColumn(COL_INDEX, Qt.SortOrder.AscendingOrder)
         self.empty_folders = ()
         self.throughput = None
@@ -152,7 +155,10 @@ class BatchView(QWidget):
         self.progress.setValue(n)
         if n:
             rate = f" — {self.throughput:.1f} images/s" if self.throughput else ""
-            self.status.setText(f"{n} images in {elapsed:.1f} s{rate}")
+            same = same_top1_text(self.model.results, run)
+            self.status.setText(f"{n} images in {elapsed:.1f} s{rate}" + (f". {same}" if same else ""))
+            random = run is not None and getattr(run.provenance, "is_random", False)
+            self.status.setStyleSheet(f"color: {SAME_TOP1_COLOR};" if same and random else "")
         messages = []
         failures = self.model.failure_count()
         if failures:
@@ -206,6 +212,20 @@ class BatchView(QWidget):
         result = self.proxy.data(current.siblingAtColumn(0), RESULT_ROLE)
         if result is not None:
             self.result_selected.emit(result)
+
+
+def same_top1_text(results: Sequence, run: BatchRun | None) -> str:
+    """What a batch whose every classified image got the same top-1 class says ('' otherwise, or for fewer than
+    two images). With random weights (the batch's provenance says so) that is a network telling nothing apart,
+    and the line says the predictions mean nothing; with learned weights it is a fact worth seeing (the images
+    may all show that class)."""
+    ok = [r for r in results if r.ok and r.top]
+    if len(ok) < 2 or len({r.top[0].index for r in ok}) != 1:
+        return ""
+    text = f"Every image got the same top-1 class, {ok[0].top[0].label}"
+    random = run is not None and getattr(run.provenance, "is_random", False)
+    return text + (": random weights, the predictions mean nothing for a network that has not learned" if random
+                   else ".")
 
 
 class PreviousBatchBar(QWidget):
