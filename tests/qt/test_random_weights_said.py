@@ -142,3 +142,40 @@ def test_the_same_top1_line_by_hand():
     assert same_top1_text(boots, BatchRun("googlenet", ())) == "Every image got the same top-1 class, cowboy boot."
     assert same_top1_text(boots[:1], None) == ""  # one image: nothing to compare
     assert same_top1_text([*boots, result(3, "star")], None) == ""
+
+
+# -- the data-flow slides -----------------------------------------------------------------------------------------
+
+
+def caveat_pixels(view) -> int:
+    """Pixels of the slide, rendered at 1280×720, in the caveat's colour (the maps are in the middle, never here)."""
+    import numpy as np
+
+    from explorer.qt.lecture.dataflow_view import CAVEAT
+
+    img = view.render_image(1280, 720).convertToFormat(view.render_image(1, 1).Format.Format_RGB888)
+    a = np.frombuffer(img.constBits(), np.uint8).reshape(720, img.bytesPerLine())[:, :1280 * 3].reshape(720, 1280, 3)
+    want = np.array([CAVEAT.red(), CAVEAT.green(), CAVEAT.blue()])
+    return int((np.abs(a[-90:].astype(int) - want).max(axis=2) < 40).sum())
+
+
+@pytest.mark.parametrize("model, weights", [("googlenet", "none"), ("shapes_inception", "auto")],
+                         ids=["random", "trained"])
+def test_every_data_flow_slide_of_random_weights_says_so(make_window, qtbot, model, weights):
+    from PySide6.QtCore import Qt
+
+    w = make_window(model, weights=weights)
+    qtbot.waitUntil(lambda: w.images is not None and w.images.capture_model is not None
+                    and w.images.classify.classifier is not None, timeout=RUN_MS)
+    with qtbot.waitSignal(w.images.classify.image_shown, timeout=RUN_MS):
+        qtbot.mouseClick(w.images.classify.drawn_buttons[0], Qt.MouseButton.LeftButton)
+    random = w.state.loaded.weights.is_random
+    assert random == (weights == "none")
+    p = w.presentation
+    p.enter()
+    assert p.showing_dataflow()
+    for _ in range(len(p.deck)):  # the input, every block, the top-5
+        assert (UNLEARNED in p.slide_view.caveat.lower()) == random
+        assert (caveat_pixels(p.slide_view) > 0) == random
+        p.next()
+    p.leave()

@@ -34,6 +34,8 @@ TEXT = QColor(240, 240, 240)
 MUTED = QColor(170, 170, 175)
 LIT = QColor(255, 214, 64)
 EDGE = QColor(150, 150, 160)
+#: The line that says the slide's numbers come from random weights.
+CAVEAT = QColor(255, 128, 96)
 
 
 def elide_lines(fm: QFontMetricsF, text: str, width: float, height: float, flags: int) -> str:
@@ -75,16 +77,19 @@ class DataflowView(QWidget):
         self.lit: tuple | None = None
         self.flow = False
         self.footer = ""
+        #: Said in CAVEAT's colour above the footer: what the slide's numbers are worth (random weights).
+        self.caveat = ""
         self._images: dict[int, QImage] = {}  # id of a maps array (or picture) -> its coloured QImage
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setAutoFillBackground(False)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
-    def set_slide(self, slide: Slide | None, lit: tuple | None = None, *, flow: bool = False, footer: str = "") -> None:
+    def set_slide(self, slide: Slide | None, lit: tuple | None = None, *, flow: bool = False, footer: str = "",
+                  caveat: str = "") -> None:
         if slide is not self.slide:
             keep = {id(b.maps) for b in (slide.branches if slide else ()) if b.maps is not None}
             self._images = {k: v for k, v in self._images.items() if k in keep}
-        self.slide, self.lit, self.flow, self.footer = slide, lit, flow, footer
+        self.slide, self.lit, self.flow, self.footer, self.caveat = slide, lit, flow, footer, caveat
         self.update()
 
     def fonts(self) -> SlideFonts:
@@ -122,11 +127,12 @@ class DataflowView(QWidget):
                        Qt.AlignmentFlag.AlignCenter)
             return
         body = self._header(p, inner, f, s)
-        if self.footer:
-            fh = QFontMetricsF(f.body).height()
-            self._text(p, QRectF(body.left(), body.bottom() - fh, body.width(), fh), f.body, MUTED, self.footer,
-                       Qt.AlignmentFlag.AlignCenter)
-            body.setBottom(body.bottom() - fh - 4)
+        for line, font, colour in ((self.footer, f.body, MUTED), (self.caveat, f.bold, CAVEAT)):
+            if line:
+                fh = QFontMetricsF(font).height()
+                self._text(p, QRectF(body.left(), body.bottom() - fh, body.width(), fh), font, colour, line,
+                           Qt.AlignmentFlag.AlignCenter)
+                body.setBottom(body.bottom() - fh - 4)
         if s.kind == "input":
             self._input(p, body, f, s)
         elif s.kind == "top5":

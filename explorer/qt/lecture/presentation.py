@@ -36,6 +36,7 @@ from PySide6.QtWidgets import QDockWidget
 
 from explorer.core.lecture.dataflow import DEFAULT_MAPS, Position, SlideDeck, clamp_maps, next_position, previous_position
 from explorer.core.text import fmt_shape
+from explorer.qt.panels import UNLEARNED, unlearned
 
 if TYPE_CHECKING:
     from explorer.qt.window.main_window import MainWindow
@@ -287,8 +288,11 @@ class Presentation(QObject):
 
     def _weights_note(self) -> str:
         """Said beside the image's name when the maps come from random weights (they look like noise)."""
-        weights = getattr(self.window.loaded, "weights", None)
-        return " · random weights" if getattr(weights, "is_random", False) else ""
+        return " · random weights" if unlearned(self.window.loaded) else ""
+
+    def _caveat(self) -> str:
+        """Said on every data-flow slide of random weights: its maps, shares and top-5 mean nothing."""
+        return f"⚠ {UNLEARNED[:1].upper()}{UNLEARNED[1:]}" if unlearned(self.window.loaded) else ""
 
     def _attribution_shares(self, shown=None) -> dict | None:
         """The image's branch shares (state.branch_evidence), when they were computed for the model on screen."""
@@ -364,7 +368,7 @@ class Presentation(QObject):
         lit = slide.lit(pos.step) if self.flow else None
         count = f"{pos.slide + 1}/{len(deck)}"
         footer = FLOW_FOOTER if self.flow and slide.kind == "block" else DATAFLOW_FOOTER
-        self.slide_view.set_slide(slide, lit, flow=self.flow, footer=f"{count}  ·  {footer}")
+        self.slide_view.set_slide(slide, lit, flow=self.flow, footer=f"{count}  ·  {footer}", caveat=self._caveat())
         self.stepped.emit(pos.slide, deck.names()[pos.slide])
 
     def go(self, index: int) -> None:
