@@ -179,3 +179,58 @@ def test_every_data_flow_slide_of_random_weights_says_so(make_window, qtbot, mod
         assert (caveat_pixels(p.slide_view) > 0) == random
         p.next()
     p.leave()
+
+
+# -- the handout's image pages ------------------------------------------------------------------------------------
+
+
+def pdf_pages(data: bytes) -> list[str]:
+    import io
+    import unicodedata
+
+    pypdf = pytest.importorskip("pypdf")
+    reader = pypdf.PdfReader(io.BytesIO(data))
+    return [" ".join(unicodedata.normalize("NFKC", p.extract_text()).split()) for p in reader.pages]
+
+
+@pytest.mark.parametrize("weights", ["none", "auto"], ids=["random", "trained"])
+def test_the_handouts_image_pages_say_what_random_weights_make_of_them(tmp_path, weights):
+    from explorer.core.lecture.handout import build_handout, drawings
+    from explorer.qt.lecture.handout_pdf import ensure_app, handout_caveat, record_drawings, render_pdf, shows_image
+
+    ensure_app()
+    loaded = load_model("shapes_inception", weights=weights)
+    graph = zoo_block_graph("shapes_inception")
+    sample = drawn_samples()[2]
+    path = tmp_path / "ring.png"
+    Image.fromarray(sample.image).save(path)
+    blocks = [graph.blocks()[0].name]
+    handout = build_handout(loaded, graph, (64, 64), image=path, blocks=blocks)
+    caveat = handout_caveat(loaded)
+    assert bool(caveat) == loaded.weights.is_random
+    pages = pdf_pages(render_pdf(handout, record_drawings(graph, handout.trace, drawings(blocks)), caveat=caveat))
+    titles = [s.title for s in handout.sections]
+    image_titles = {s.title for s in handout.sections if shows_image(s)}
+    assert {"Top-5 of ring.png", f"Block {blocks[0]}: feature maps", "Attribution: Grad-CAM of ring.png"} <= image_titles
+    for text in pages:
+        title = next(t for t in sorted(titles, key=len, reverse=True) if t in text)
+        said = "mean nothing for a network that has not learned" in text
+        assert said == (title in image_titles and loaded.weights.is_random), (title, text[:160])
+
+
+def test_the_windows_handout_of_random_weights_says_so_on_the_image_pages(make_window, qtbot, tmp_path):
+    from PySide6.QtCore import Qt
+
+    w = make_window("shapes_inception")  # weights="none": the demo network untrained
+    qtbot.waitUntil(lambda: w.images is not None and w.images.classify.classifier is not None, timeout=RUN_MS)
+    with qtbot.waitSignal(w.images.classify.image_shown, timeout=RUN_MS):
+        qtbot.mouseClick(w.images.classify.drawn_buttons[0], Qt.MouseButton.LeftButton)
+    out = tmp_path / "handout.pdf"
+    written = []
+    w.exports.export_handout(out)
+    w.exports.handout_export.written.connect(written.append)
+    qtbot.waitUntil(lambda: bool(written), timeout=RUN_MS)
+    pages = pdf_pages(out.read_bytes())
+    said = ["mean nothing for a network that has not learned" in p for p in pages]
+    top5 = next(i for i, p in enumerate(pages) if "Top-5 of" in p)
+    assert said[top5] and said[-1] and not said[0]  # the image's top-5 and its Grad-CAM; not the graph

@@ -22,11 +22,12 @@ SLOT = "handout"
 
 def _handout_job(loaded, graph, size, image, name, blocks, pictures, path, inputs=None, *, progress=None,
                  cancel=None):
-    from explorer.qt.lecture.handout_pdf import write_pdf
+    from explorer.qt.lecture.handout_pdf import handout_caveat, write_pdf
 
     handout = build_handout(loaded, graph, size, image=image, image_name=name, blocks=blocks, progress=progress,
                             cancel=cancel)
-    return write_pdf(handout, pictures, path, cancel=cancel, inputs=inputs)
+    # The image's pages of random weights say their numbers mean nothing.
+    return write_pdf(handout, pictures, path, cancel=cancel, inputs=inputs, caveat=handout_caveat(loaded))
 
 
 class HandoutExport(QObject):

@@ -32,6 +32,19 @@ MARGIN_MM = 14.0
 TITLE_PT, BODY_PT, TABLE_PT, SMALL_PT = 15.0, 9.5, 7.5, 7.0
 #: The smallest scale the graph is drawn at before it is split across pages.
 MIN_GRAPH_SCALE = 0.5
+#: The colour of the line that says an image page's numbers come from random weights.
+CAVEAT_COLOUR = QColor(190, 30, 30)
+
+
+def handout_caveat(loaded) -> str:
+    """What every page of a handout that shows the image says when `loaded` (a LoadedModel) has random weights:
+    its classes, feature maps and attribution mean nothing ('' for learned weights)."""
+    from explorer.qt.panels import UNLEARNED, unlearned
+
+    if not unlearned(loaded):
+        return ""
+    return (f"⚠ {UNLEARNED[:1].upper()}{UNLEARNED[1:]}: the classes, feature maps and attribution on this page come"
+            " from weights that were never trained.")
 
 
 def ensure_app() -> QApplication:
@@ -133,13 +146,17 @@ def _font(pt: float, bold: bool = False) -> QFont:
 class _Pages:
     """A cursor over the PDF's pages: room left, new pages with the section's heading and a footer."""
 
-    def __init__(self, writer: QPdfWriter, painter: QPainter, title: str):
+    def __init__(self, writer: QPdfWriter, painter: QPainter, title: str, image_caveat: str = ""):
         self.writer, self.p, self.title = writer, painter, title
+        #: Said on every page of a section that shows the image (random weights), '' for none.
+        self.image_caveat = image_caveat
         rect = writer.pageLayout().paintRectPixels(DPI)
         self.width, self.height = float(rect.width()), float(rect.height())
         self.page = 0
         self.y = 0.0
         self.section = ""
+        #: Said under the heading of every page of the current section ('' for none).
+        self.caveat = ""
 
     @property
     def bottom(self) -> float:
@@ -170,6 +187,8 @@ class _Pages:
         p.setPen(QPen(QColor(150, 150, 150), 0.8))
         p.drawLine(QPointF(0, h + 3), QPointF(self.width, h + 3))
         self.y = h + 10
+        if self.caveat:
+            self.paragraph(self.caveat, colour=CAVEAT_COLOUR, gap=6.0)
 
     def need(self, height: float) -> None:
         """Start a continuation page unless `height` fits below the cursor (or the page is still empty)."""
@@ -382,7 +401,14 @@ def _maps(pg: _Pages, strips: tuple[BranchMaps, ...]) -> None:
         pg.y += h + 6
 
 
+def shows_image(s: Section) -> bool:
+    """Whether a section shows what the network made of the image: pictures or feature maps."""
+    return any(isinstance(part, Picture) or (isinstance(part, tuple) and part and isinstance(part[0], (Picture,
+               BranchMaps))) for part in s.parts)
+
+
 def _section(pg: _Pages, s: Section, drawings: dict[str, tuple[QPicture, QSizeF]]) -> None:
+    pg.caveat = pg.image_caveat if shows_image(s) else ""
     pg.new_page(s.title)
     for line in s.text:
         pg.paragraph(line)
@@ -401,9 +427,11 @@ def _section(pg: _Pages, s: Section, drawings: dict[str, tuple[QPicture, QSizeF]
 
 
 def render_pdf(handout: Handout, drawings: dict[str, tuple[QPicture, QSizeF]],
-               progress: Callable[[int, int | None], None] | None = None, cancel: CancelToken | None = None) -> bytes:
+               progress: Callable[[int, int | None], None] | None = None, cancel: CancelToken | None = None,
+               caveat: str = "") -> bytes:
     """`handout` as the bytes of a PDF (A4, one section per page or more), drawn in memory: Qt's writer
-    does not report a failed write, so the file itself is written by Python, which does."""
+    does not report a failed write, so the file itself is written by Python, which does. `caveat`: said on every
+    page that shows the image (`handout_caveat(loaded)`: random weights)."""
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     writer = QPdfWriter(buffer)
@@ -419,7 +447,7 @@ def render_pdf(handout: Handout, drawings: dict[str, tuple[QPicture, QSizeF]],
     try:
         painter.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing
                                | QPainter.RenderHint.SmoothPixmapTransform)
-        pages = _Pages(writer, painter, handout.title)
+        pages = _Pages(writer, painter, handout.title, caveat)
         total = len(handout.sections)
         for i, s in enumerate(handout.sections):
             if cancel is not None:
@@ -438,13 +466,13 @@ def render_pdf(handout: Handout, drawings: dict[str, tuple[QPicture, QSizeF]],
 
 def write_pdf(handout: Handout, drawings: dict[str, tuple[QPicture, QSizeF]], path: str | Path,
               progress: Callable[[int, int | None], None] | None = None, cancel: CancelToken | None = None,
-              inputs: Inputs | None = None, report: Callable[[], None] | None = None) -> Path:
+              inputs: Inputs | None = None, report: Callable[[], None] | None = None, caveat: str = "") -> Path:
     """Write `handout` to `path` whole or not at all (explorer.core.outputs): a failure, a cancel or Ctrl-C
     leaves no file and any older one as it was; OutputError (one line) when it cannot be written, or when
-    `path` is one of `inputs`. `report` runs as the file lands (see write_files)."""
+    `path` is one of `inputs`. `report` runs as the file lands (see write_files); `caveat` as render_pdf's."""
     path = Path(path)
     if os.path.isdir(path):
         raise OutputError(path, "it is a folder")
     if not os.path.isdir(path.parent):
         raise OutputError(path, f"no folder {path.parent}")
-    return write_file(path, render_pdf(handout, drawings, progress, cancel), inputs=inputs, report=report)
+    return write_file(path, render_pdf(handout, drawings, progress, cancel, caveat), inputs=inputs, report=report)
