@@ -6,6 +6,8 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py channel_examples branch_grid
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py \
         attribution_faithfulness attribution_sanity --calibrated
+    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python docs/screenshots/make_screenshots.py \
+        offline_banner demo_attribution     # offline: GoogLeNet's weights cannot be had, then the demo model
 
 Names on the command line make only those shots (see NAMED_SHOTS); without any, every shot but the
 presentation and dark ones. Grabs the X screen itself (QScreen.grabWindow), so what is saved is what
@@ -25,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 NAMED_SHOTS = ("compare_window", "compare_factorisation", "open_model_resnet18", "dataflow_slide",
                "dataflow_flow_step", "graph_thumbnails", "channel_examples",
                "branch_grid", "overlay_time", "overlay_attribution",
-               "attribution_faithfulness", "attribution_sanity")
+               "attribution_faithfulness", "attribution_sanity", "offline_banner", "demo_attribution")
 #: The shots that walk the sample photo through the network (they wait for it to be classified).
 IMAGE_SHOTS = ("dataflow_slide", "dataflow_flow_step", "graph_thumbnails", "overlay_attribution")
 
@@ -168,7 +170,48 @@ def main() -> int:
             dock_shot("attribution_sanity.png", dock)
         panel.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
 
+    def demo_shots(names):
+        """Offline, the weights bar offers the demo model; taken, its Grad-CAM of a drawn star with its curves
+        and its localisation against the star's pixels (the sample's mask)."""
+        bar = window.weights_bar
+        until(lambda: window.images is not None and window.images.classify.shown is not None, 180)
+        if "offline_banner" in names:
+            if not bar.demo.isVisible():
+                print("offline_banner: the weights bar offers no demo model (were the weights downloaded?)")
+            window.view.select("inception4a")
+            window.view.centerOn(window.view.boxes["inception4a"])
+            shot("offline_banner.png")
+        if "demo_attribution" not in names:
+            return
+        bar.demo.click()
+        until(lambda: window.state.model == "shapes_inception" and window.state.loaded is not None
+              and window.images.capture_model is not None and window.images.classify.classifier is not None, 180)
+        images = window.images
+        panel = images.attribution
+        star = images.classify.drawn_buttons[1]
+        star.click()
+        until(lambda: panel.x is not None and window.state.image is not None and window.state.image.mask is not None)
+        dock = images.attribution_dock
+        dock.show()
+        dock.raise_()
+        window.resizeDocks([dock], [round(window.height() * 0.6)], Qt.Orientation.Vertical)
+        last = window.graph.blocks()[-1].name
+        for method, layer in (("integrated_gradients", None), ("grad_cam", last)):
+            panel.set_method(method)
+            if layer:
+                panel.set_gradcam_layer(layer, None)
+            panel.run()
+            wait(panel.attribution_finished, 300_000, panel.attribution_failed)
+            panel.run_faithfulness()
+            wait(panel.faithfulness_finished, 300_000, panel.attribution_failed)
+        window.view.select(last)
+        window.view.centerOn(window.view.boxes[last])
+        panel.evidence_tabs.setCurrentIndex(0)
+        shot("demo_attribution.png")
+
     def named_shots(names):
+        if "offline_banner" in names or "demo_attribution" in names:
+            demo_shots(names)
         if "attribution_faithfulness" in names or "attribution_sanity" in names:
             attribution_shots(names)
         if any(n in names for n in IMAGE_SHOTS):
