@@ -210,8 +210,6 @@ def main() -> int:
         shot("demo_attribution.png")
 
     def named_shots(names):
-        if "offline_banner" in names or "demo_attribution" in names:
-            demo_shots(names)
         if "attribution_faithfulness" in names or "attribution_sanity" in names:
             attribution_shots(names)
         if any(n in names for n in IMAGE_SHOTS):
@@ -336,6 +334,8 @@ def main() -> int:
         named_shots(args.shots)
         if {"channel_examples", "branch_grid"} & set(args.shots):
             channel_shots(args.shots)
+        if {"offline_banner", "demo_attribution"} & set(args.shots):  # last: it switches to the demo model
+            demo_shots(args.shots)
     elif args.presentation:
         window.presentation.dataflow_wanted = False  # the graph slides (the sample photo may arrive meanwhile)
         window.presentation.enter()
