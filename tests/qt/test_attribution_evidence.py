@@ -211,3 +211,21 @@ def test_evidence_without_a_map_is_an_error_in_the_window(qtbot, panel):
         panel.run_sanity_check()
     assert "map first" in sig.args[0] and panel.status.text().startswith("Sanity check failed")
     assert not panel.is_running()
+
+
+def test_in_a_laptops_dock_the_map_and_the_curves_have_room_and_the_legend_covers_no_curve(qtbot, panel):
+    """In a 1280×800 laptop's Attributions dock (about 1260×290) with a map, its curves and the methods table:
+    the map is drawn at least 70 px tall (it was ~15–57 px), the curves' plot area at least 60 px (~15–30 px),
+    and the curves' legend lies outside that area (it covered the curves)."""
+    compute_map(qtbot, panel, "saliency")
+    panel.curve_steps.setValue(4)
+    with qtbot.waitSignal(panel.faithfulness_finished, timeout=RUN_MS):
+        panel.run_faithfulness()
+    panel.resize(1260, 290)
+    qtbot.wait(100)
+    image = panel.view.image_item.mapRectToScene(panel.view.image_item.boundingRect())
+    assert panel.view.mapFromScene(image).boundingRect().height() >= 70
+    plot = panel.curve_plot.getPlotItem()
+    area = plot.vb.sceneBoundingRect()
+    assert area.height() >= 60, area
+    assert panel.curve_legend.sceneBoundingRect().left() >= area.right() - 1  # beside it, not over it

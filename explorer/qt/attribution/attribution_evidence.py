@@ -59,21 +59,22 @@ class FaithfulnessCurves(QWidget):
         self.curve_plot.hideButtons()
         self.curve_plot.setLabel("bottom", "share of pixels removed / inserted")
         self.curve_plot.setLabel("left", "p(target)")
+        self.curve_plot.getAxis("left").enableAutoSIPrefix(False)  # "p(target) (x1e-08)" was cut in a short plot
         self.curve_plot.setXRange(0, 1, padding=0.02)
         self.curve_plot.setYRange(0, 1, padding=0.02)
-        # The legend on a nearly opaque ground in the palette's colours: over the curves, pyqtgraph's default
-        # grey text on a transparent ground could not be read.
-        text, base = self.palette().color(QPalette.ColorRole.WindowText), self.palette().color(QPalette.ColorRole.Base)
-        base.setAlpha(225)
-        self.curve_legend = self.curve_plot.addLegend(offset=(-4, 4), labelTextSize="8pt", verSpacing=-6,
-                                                      labelTextColor=text, brush=pg.mkBrush(base),
-                                                      pen=pg.mkPen(text, width=0.5))
+        # The legend beside the plot, right of its axes, in the palette's text colour: over the curves it
+        # covered them, under them it took the height of a short plot (a laptop's dock).
+        text = self.palette().color(QPalette.ColorRole.WindowText)
+        self.curve_legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-6, labelTextColor=text)
+        self.curve_plot.getPlotItem().layout.addItem(self.curve_legend, 2, 3)
         #: One PlotDataItem per curve: "deletion", "deletion_random", "insertion", "insertion_random".
         self.curve_items: dict[str, pg.PlotDataItem] = {}
         for kind, color in CURVE_COLORS.items():
-            self.curve_items[kind] = self.curve_plot.plot([], [], pen=pg.mkPen(color, width=2), name=kind)
+            self.curve_items[kind] = self.curve_plot.plot([], [], pen=pg.mkPen(color, width=2))
             self.curve_items[f"{kind}_random"] = self.curve_plot.plot(
-                [], [], pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine), name=f"{kind}, random")
+                [], [], pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine))
+            self.curve_legend.addItem(self.curve_items[kind], kind)
+            self.curve_legend.addItem(self.curve_items[f"{kind}_random"], f"{kind}, random")
         self.curve_caption = QLabel()
         self.curve_caption.setWordWrap(True)
         self.curve_caption.setTextFormat(Qt.TextFormat.RichText)

@@ -22,7 +22,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPen
-from PySide6.QtWidgets import QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
+from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton, QSlider, QSplitter,
+                               QWidget)
 
 from explorer.core.text import fmt_fraction
 from explorer.qt.attribution.catalogue import METHOD_NAMES, WARNING_COLOR, category_label
@@ -39,6 +40,29 @@ RULE_NAMES = {"gausslegendre": "Gauss–Legendre", "riemann_trapezoid": "trapezo
 BOX_COLOR = "#00e676"
 #: A drag shorter than this (image pixels) on either side is a click, not a box.
 MIN_BOX = 2
+
+
+#: Height the evidence tabs get under the map until the person moves the handle: the tab bar, the table's header
+#: and two rows.
+EVIDENCE_HEIGHT = 110
+
+
+class MapFirstSplitter(QSplitter):
+    """The map row above the evidence tabs: until the person moves the handle, the tabs get EVIDENCE_HEIGHT and
+    the map row the rest (split 3:2, a 290 px dock on a laptop drew the map ~25 px tall beside ~15 px curves)."""
+
+    def __init__(self, parent=None):
+        super().__init__(Qt.Orientation.Vertical, parent)
+        self.automatic = True
+        self.splitterMoved.connect(lambda *_: setattr(self, "automatic", False))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if self.automatic and self.count() == 2:
+            self.widget(1).setMinimumHeight(EVIDENCE_HEIGHT // 2)  # its table scrolls below its own hint
+            h = self.height() - self.handleWidth()
+            rest = min(EVIDENCE_HEIGHT, h // 2)
+            self.setSizes([h - rest, rest])
 
 
 class AttributionMapView(pg.GraphicsLayoutWidget):

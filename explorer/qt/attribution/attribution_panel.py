@@ -47,7 +47,7 @@ from explorer.core.session.session import Session
 from explorer.core.session.state import ExplorerState
 from explorer.qt.attribution.attribution_controls import AttributionControls
 from explorer.qt.attribution.attribution_evidence import EvidenceTabs, FaithfulnessCurves
-from explorer.qt.attribution.attribution_map import AttributionMapView, MapDisplayRow, delta_text
+from explorer.qt.attribution.attribution_map import AttributionMapView, MapDisplayRow, MapFirstSplitter, delta_text
 from explorer.qt.attribution.ground_truth import GroundTruth
 from explorer.qt.attribution.catalogue import (
     METHOD_NAMES,
@@ -165,11 +165,9 @@ class AttributionPanel(QWidget):
         self.map_row.addWidget(self.plot_box)
         self.map_row.setStretchFactor(0, 3)
         self.map_row.setStretchFactor(1, 2)
-        self.results_split = QSplitter(Qt.Orientation.Vertical)
+        self.results_split = MapFirstSplitter()
         self.results_split.addWidget(self.map_row)
         self.results_split.addWidget(self.evidence_tabs)
-        self.results_split.setStretchFactor(0, 3)
-        self.results_split.setStretchFactor(1, 2)
         self.results_split.setChildrenCollapsible(False)
         layout = QHBoxLayout(self)
         layout.addWidget(self.column)
