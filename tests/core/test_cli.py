@@ -7,9 +7,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from explorer.cli import main
 from explorer.core.shapes.trace import trace_shapes
+from explorer.core.text import fmt_shape
 
 
 def test_models_lists_the_zoo(capsys):
@@ -130,3 +132,44 @@ def test_every_unit_the_trace_prints_is_defined_in_its_units_line(capsys):
     used = set(re.findall(r"\d (K|M|G|T|KiB|MiB|GiB|TiB)\b", out))
     assert "T" in used and "GiB" in used
     assert all(f"{u} = " in units for u in used), (used, units)
+
+
+def _torchvision_inception_v3_params() -> tuple[int, int]:
+    """(all parameters, those of AuxLogits) of torchvision's own Inception v3 (no values: meta device)."""
+    from torchvision.models import inception_v3
+
+    with torch.device("meta"):
+        model = inception_v3(weights=None, aux_logits=True, init_weights=False)
+    return sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.AuxLogits.parameters())
+
+
+def test_trace_at_75_counts_what_runs_and_says_why_the_head_cannot_below_the_table(capsys, graph_of):
+    """At 75×75 Inception v3's AuxLogits cannot run (test_shapes: the real training forward fails): the params
+    are torchvision's without AuxLogits, no figure is repeated as "with heads", and the reason is a line under
+    the table, not text in the output column (which stays as wide as the widest shape)."""
+    total, aux = _torchvision_inception_v3_params()
+    assert main(["trace", "inception_v3", "--size", "75"]) == 0
+    table, _, notes = capsys.readouterr().out.partition("\n\n")
+    rule = table.splitlines()[1].split("  ")
+    shapes = [fmt_shape(t.output_shape) for t in trace_shapes(graph_of("inception_v3"), 75) if t.output_shape]
+    assert len(rule[3]) == max(len("output"), *map(len, shapes))
+    aux_row = next(line for line in table.splitlines() if line.startswith("AuxLogits"))
+    assert "avg_pool2d" not in table and " — " in aux_row
+    params = next(line for line in notes.splitlines() if line.startswith("params"))
+    assert f"params {total - aux:,} " in params and f"{total:,}" not in notes
+    assert "no training-only head runs at 75×75" in params
+    macs = next(line for line in notes.splitlines() if line.startswith("multiply-adds"))
+    figure = macs.split()[1]
+    assert macs.count(figure) == 1 and "with" not in macs
+    reason = next(line for line in notes.splitlines() if "cannot run" in line)
+    assert reason.startswith(f"AuxLogits (training only, {aux:,} params) cannot run at 75×75: avg_pool2d")
+
+
+def test_trace_at_299_names_the_head_that_runs_with_its_parameters(capsys):
+    total, aux = _torchvision_inception_v3_params()
+    assert main(["trace", "inception_v3"]) == 0
+    notes = capsys.readouterr().out.partition("\n\n")[2]
+    params = next(line for line in notes.splitlines() if line.startswith("params"))
+    assert f"params {total - aux:,} " in params and f"; {total:,} " in params
+    assert "with AuxLogits (training only), which runs at 299×299" in params
+    assert "cannot run" not in notes

@@ -196,3 +196,28 @@ def test_trace_rejects_non_positive(graph_of):
         trace_shapes(graph_of("googlenet"), (0, 224))
     with pytest.raises(ValueError):
         trace_shapes(graph_of("googlenet"), 224, batch=0)
+
+
+@pytest.mark.parametrize("name,size", [
+    ("googlenet", 224), ("inception_v3", 299), ("inception_v3", 120), ("inception_v3", 75),
+])
+def test_macs_with_heads_count_only_the_heads_that_run(graph_of, name, size):
+    """Against the real model's counted FLOPs (2 per multiply-add): in eval mode no head runs; in train mode
+    every head that can. At 120 Inception v3's AuxLogits fails in its second convolution, so the real
+    training forward stops; the trace counts none of the head's work, not even its first convolution's."""
+    trace = trace_shapes(graph_of(name), size)
+    model = get_spec(name).build()
+    x = torch.randn(2, 3, size, size)  # batch 2: train-mode batch norm needs more than one value
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model.eval()(x)
+    assert trace.total_macs == fc.get_total_flops() // 4
+    failing = [t for t in trace if t.training_only and t.failure]
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            model.train()(x)
+    except RuntimeError:
+        assert failing and trace.total_macs_with_aux == trace.total_macs
+        assert all(t.macs == 0 and t.output_shape is None for t in failing)
+    else:
+        assert not failing and trace.total_macs_with_aux == fc.get_total_flops() // 4
+    assert trace.heads == ([t for t in trace if t.training_only and not t.failure], failing)

@@ -109,9 +109,10 @@ def _row(graph: BlockGraph, trace: ShapeTrace, name: str) -> list[str]:
     node, t = graph.node(name), trace.nodes[name]
     kind = node.kind + (" (training only)" if node.training_only else "")
     branches = " ‖ ".join(compact_branch(b) for b in node.branches)
-    shape = fmt_shape(t.output_shape) if t.output_shape is not None else f"{MISSING} ({t.failure})"
+    runs = t.output_shape is not None  # why not is said under the table (`trace_totals`), not in a cell
     rf = fmt_kernel(t.receptive_field) if t.receptive_field else "global"
-    return [name, kind, branches, shape, fmt_int(t.params), fmt_int(t.macs), rf]
+    return [name, kind, branches, fmt_shape(t.output_shape), fmt_int(t.params), fmt_int(t.macs) if runs else MISSING,
+            rf]
 
 
 def trace_rows(graph: BlockGraph, trace: ShapeTrace) -> list[list[str]]:
@@ -119,12 +120,30 @@ def trace_rows(graph: BlockGraph, trace: ShapeTrace) -> list[list[str]]:
 
 
 def trace_totals(trace: ShapeTrace) -> list[str]:
+    """The lines under the trace's table: the input; the parameters and multiply-adds at inference and with
+    the training-only heads that run at this size (named); each head that cannot run, and why; activations;
+    the units."""
     mh, mw = trace.min_input
+    h, w = trace.input_shape[2:]
+    running, failing = trace.heads
+    params = f"params {fmt_int(trace.total_params_inference)} ({fmt_count(trace.total_params_inference)})"
+    macs = f"{MULTIPLY_ADDS} {fmt_int(trace.total_macs)} ({fmt_count(trace.total_macs)})"
+    if running or failing:
+        params, macs = params + " at inference", macs + " at inference"
+    if running:
+        names = " and ".join(t.name for t in running)
+        with_heads = trace.total_params_inference + sum(t.params for t in running)
+        params += (f"; {fmt_int(with_heads)} ({fmt_count(with_heads)}) with {names} (training only), which "
+                   f"{'run' if len(running) > 1 else 'runs'} at {h}×{w}")
+        macs += f"; {fmt_int(trace.total_macs_with_aux)} ({fmt_count(trace.total_macs_with_aux)}) with {names}"
+    elif failing:
+        params += f"; no training-only head runs at {h}×{w}"
     return [
         f"input {fmt_shape(trace.input_shape)} (N×C×H×W), minimum {mh}×{mw}",
-        f"params {fmt_int(trace.total_params)} ({fmt_int(trace.total_params_inference)} without training-only heads)",
-        f"{MULTIPLY_ADDS} {fmt_int(trace.total_macs)} ({fmt_count(trace.total_macs)};"
-        f" {fmt_int(trace.total_macs_with_aux)} with heads)",
+        params,
+        macs,
+        *(f"{t.name} (training only, {fmt_int(t.params)} params) cannot run at {h}×{w}: "
+          f"{t.failure.removeprefix(t.name + ': ')}" for t in failing),
         f"activations {fmt_bytes(trace.total_activation_bytes)} (float32)",
         f"units: {COUNT_UNITS}; KiB = 2¹⁰ bytes, MiB = 2²⁰, GiB = 2³⁰, TiB = 2⁴⁰",
     ]

@@ -28,7 +28,7 @@ class NodeShape:
     kind: str
     output_shape: tuple[int, ...] | None  # without the batch dimension, e.g. (C, H, W); None if it cannot run
     params: int
-    macs: int  # multiply-accumulates of its convolutions and linear layers, whole batch
+    macs: int  # multiply-accumulates of its convolutions and linear layers, whole batch; 0 when it cannot run
     activation_bytes: int  # its output tensor, whole batch, float32
     receptive_field: tuple[int, int] | None  # None: the whole input
     effective_stride: tuple[int, int] | None
@@ -46,12 +46,18 @@ class ShapeTrace:
     total_params: int  # auxiliary heads included
     total_params_inference: int  # what runs at inference
     total_macs: int  # inference path
-    total_macs_with_aux: int
+    total_macs_with_aux: int  # with the training-only heads that run at this size
     total_activation_bytes: int  # outputs of the inference-path nodes
     min_input: tuple[int | None, int | None]
 
     def __iter__(self):
         return iter(self.nodes.values())
+
+    @property
+    def heads(self) -> tuple[list[NodeShape], list[NodeShape]]:
+        """The training-only heads (auxiliary classifiers) that run at this size, and those that cannot."""
+        heads = [t for t in self.nodes.values() if t.training_only]
+        return [t for t in heads if t.failure is None], [t for t in heads if t.failure is not None]
 
 
 class InputTooSmallError(ValueError):
@@ -117,8 +123,9 @@ def trace_shapes(graph: BlockGraph, size: tuple[int, int] | int, batch: int = 1)
     total_macs = total_macs_aux = total_act = 0
     for node in graph.nodes():
         out = vals[node.output_step]
+        failure = failures[node.name][1] if node.name in failures else None
         macs = 0
-        for i in node.steps:
+        for i in node.steps if failure is None else ():  # a head that fails half-way does none of its work
             s = steps[i]
             if s.macs is not None and vals[i] is not FAILED:
                 macs += s.macs(vals[s.inputs[0]], vals[i])
@@ -127,7 +134,6 @@ def trace_shapes(graph: BlockGraph, size: tuple[int, int] | int, batch: int = 1)
             act = math.prod(out) * FLOAT32_BYTES
         else:
             shape, act = None, 0
-        failure = failures[node.name][1] if node.name in failures else None
         nodes[node.name] = NodeShape(node.name, node.kind, shape, node.params, macs, act, node.receptive_field,
                                      node.effective_stride, node.training_only, failure)
         total_macs_aux += macs
