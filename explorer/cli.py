@@ -1221,6 +1221,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command. Whatever happens, the end is one line at most: a CommandError's message, stdout that
     cannot be written (a full device: exit 1), Ctrl-C ("interrupted", exit 130; the files a command
     writes are whole or absent); a reader that stopped (a closed pipe) ends quietly with 0."""
+    from explorer.core.runtime import prepare_torch_runtime
+
+    prepare_torch_runtime()  # before any command imports torch: OpenMP reads it when torch loads
     stdout = sys.stdout
     sys.stdout = _GuardedStdout(stdout)
     try:

@@ -9,6 +9,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from explorer.core.runtime import prepare_torch_runtime
+
+    prepare_torch_runtime()  # first: resolving a bare torchvision name below imports torch
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] == "gui":
         import argparse

@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None, *, model: str | None = None, weights: st
     """
     import os
 
+    from explorer.core.runtime import prepare_torch_runtime
+
+    prepare_torch_runtime()  # before the engine's worker imports torch, as the command line does
     from PySide6.QtCore import QEvent, QObject, QTimer
     from PySide6.QtWidgets import QApplication
 
