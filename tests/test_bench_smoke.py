@@ -19,6 +19,7 @@ BENCHES = {
     "bench_layout.py": "build_block_graph",
     "bench_window.py": "ms/frame",
     "bench_classify.py": "ratio  naive/ours",
+    "bench_cli_classify.py": "ratio  cli/window",
     "bench_ui_stall.py": "longest event-loop stall",
     "bench_activations.py": "IG-4",
     "bench_overlay.py": "ratio  ours/plain",
