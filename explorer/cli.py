@@ -584,7 +584,7 @@ class _AttributeRun:
             t0 = time.perf_counter()
             curves = faithfulness_curves(cm_map, xm, heatmap, target, kinds=kinds, steps=self.args.steps,
                                          random_scores=references)
-            references = {k: c.random_scores for k, c in curves.items()}
+            references = {k: c.random_runs for k, c in curves.items()}
             timings["curves_ms"] = (time.perf_counter() - t0) * 1000
             metrics.update({k: c.to_dict() for k, c in curves.items()})
         if "sanity" in self.metrics:

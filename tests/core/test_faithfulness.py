@@ -19,8 +19,12 @@ from explorer.core.attribution.methods import AttributionParams, attribute
 from explorer.core.cancel import Cancelled, CancelToken
 from explorer.core.graph.capture import CaptureModel
 from explorer.core.attribution.faithfulness import (
+    RANDOM_ORDERS,
     SANITY_UNCHANGED,
+    VERDICT_MARGIN,
+    Curve,
     cell_order,
+    curve_forwards,
     curve_scores,
     faithfulness_curves,
     rankdata,
@@ -107,7 +111,11 @@ def test_cell_order_keeps_squares_together_and_ranks_them_by_mean():
 
 
 @pytest.mark.parametrize("method", ["integrated_gradients", "grad_cam"])
-def test_maps_beat_a_random_order(cm, method):
+def test_curves_of_a_map_and_its_random_orders_in_batched_forwards(cm, method):
+    """The curves' bookkeeping on the calibrated random network: the map's and RANDOM_ORDERS random orders'
+    curves in one batched sequence, from the picture's probability to the blank canvas's. Whether a map beats
+    the random orders is asked where the answer means something, of a trained network (test_demo_attribution:
+    on this one Integrated Gradients' deletion area lies among the random orders')."""
     x = pasted()
     kw = dict(node="inception4e") if method == "grad_cam" else {}
     r = attribute(cm, x, method, params=AttributionParams(ig_steps=16, ig_baseline="zero"), **kw)
@@ -115,9 +123,10 @@ def test_maps_beat_a_random_order(cm, method):
     curves = faithfulness_curves(cm, x, r.heatmap, r.target, steps=12, batch_size=13,
                                  progress=lambda d, t: seen.append((d, t)))
     d, i = curves["deletion"], curves["insertion"]
-    assert d.auc < d.random_auc and d.better_than_random
-    assert i.auc > i.random_auc and i.better_than_random
-    assert seen == [(k, 4) for k in range(1, 5)]  # one batched forward per curve
+    assert d.random_runs.shape == i.random_runs.shape == (RANDOM_ORDERS, 13)
+    assert len({round(a, 6) for a in d.random_aucs}) == RANDOM_ORDERS  # five orders, five curves
+    # Every image of the map's and the random orders' curves in batches of 13: 2 × 6 × 11 + 3 = 135 images.
+    assert seen == [(k, 11) for k in range(1, 12)] and curve_forwards(12, 13) == 11
     # The probability starts at the picture's and deletion ends on the blank canvas.
     with torch.no_grad():
         p = torch.softmax(cm(torch.cat([x, torch.zeros_like(x)])), 1)[:, r.target]
@@ -164,7 +173,7 @@ def test_streams_run_on_their_share_of_the_threads_and_give_them_back(cm):
     torch.set_num_threads(4)
     try:
         faithfulness_curves(model, x, np.zeros((32, 32)), 1, steps=5, batch_size=2, streams=2)
-        assert len(calls) == math.ceil(19 / 2)
+        assert len(calls) == curve_forwards(5, 2) == math.ceil((2 * (1 + RANDOM_ORDERS) * 4 + 3) / 2)
         assert {n for _, n in calls} == {2}
         assert set(meanwhile) == {4}  # a thread first used during the curves gets all of them
         assert threading.current_thread() not in {t for t, _ in calls}
@@ -277,11 +286,12 @@ def test_road_prefers_the_map_to_its_reverse(cm):
 
 @pytest.mark.parametrize("streams", [1, 3])
 def test_all_four_curves_equal_loops_of_single_forwards(cm, streams):
-    """faithfulness_curves classifies the images of four curves as one sequence (their shared first and
-    last images once), `streams` batches at once: each curve still equals its own loop of single
-    forwards."""
+    """faithfulness_curves classifies the images of six curves (the map's and two random orders', deletion and
+    insertion) as one sequence (their shared first and last images once), `streams` batches at once: each
+    curve still equals its own loop of single forwards, the random orders drawn one after another from the
+    seed."""
     from explorer.core.attribution.methods import baseline_for
-    from explorer.core.attribution.faithfulness import _random_cells, curve_forwards, curve_images, default_cell
+    from explorer.core.attribution.faithfulness import _random_cells, curve_images, default_cell
 
     x = pasted()[..., 24:56, 24:56].contiguous()
     heat = np.random.default_rng(2).normal(size=(32, 32))
@@ -289,20 +299,24 @@ def test_all_four_curves_equal_loops_of_single_forwards(cm, streams):
         target = int(cm(x).argmax(1))
     seen = []
     curves = faithfulness_curves(cm, x, heat, target, steps=5, batch_size=4, streams=streams,
-                                 progress=lambda d, t: seen.append(t))
-    assert curve_images(5) == 4 * 4 + 3 and seen == [curve_forwards(5, 4)] * 5 == [5] * 5
+                                 progress=lambda d, t: seen.append(t), random_orders=2)
+    assert curve_images(5, random_orders=2) == 6 * 4 + 3 and seen == [curve_forwards(5, 4, random_orders=2)] * 7
+    assert curve_images(5, random_orders=1) == 4 * 4 + 3  # one random order: as before there were more
     cell = default_cell(32, 32)
-    orders = [cell_order(heat, cell), cell_order(_random_cells((32, 32), cell, np.random.default_rng(0)), cell)]
+    rng = np.random.default_rng(0)
+    orders = [cell_order(heat, cell), *(cell_order(_random_cells((32, 32), cell, rng), cell) for _ in range(2))]
     counts = step_counts(32 * 32, 5)
     blur = baseline_for(x, "blur")
     for o, order in enumerate(orders):
         deletion = reference_curve(cm, x, order, target, torch.zeros_like(x), counts)
         insertion = reference_curve(cm, blur, order, target, x, counts)
         got = [(curves["deletion"].scores, curves["insertion"].scores),
-               (curves["deletion"].random_scores, curves["insertion"].random_scores)][o]
+               (curves["deletion"].random_runs[0], curves["insertion"].random_runs[0]),
+               (curves["deletion"].random_runs[1], curves["insertion"].random_runs[1])][o]
         np.testing.assert_allclose(got[0], deletion, rtol=1e-4, atol=1e-7)
         np.testing.assert_allclose(got[1], insertion, rtol=1e-4, atol=1e-7)
     assert curves["deletion"].scores.std() > 1e-3 and curves["insertion"].random_scores.std() > 1e-3
+    assert not np.allclose(curves["deletion"].random_runs[0], curves["deletion"].random_runs[1])
 
 
 def test_a_second_map_of_the_image_reuses_the_random_references(cm):
@@ -321,12 +335,42 @@ def test_a_second_map_of_the_image_reuses_the_random_references(cm):
         return cm(images)
 
     again = faithfulness_curves(counting, x, second_map, target, steps=5, batch_size=1,
-                                random_scores={k: c.random_scores for k, c in first.items()})
+                                random_scores={k: c.random_runs for k, c in first.items()})
     assert sum(seen) == 2 * (5 - 1) + 3  # the inner steps of two curves, the image and two substrates
     scratch = faithfulness_curves(cm, x, second_map, target, steps=5, batch_size=1)
     for kind in ("deletion", "insertion"):
         np.testing.assert_allclose(again[kind].scores, scratch[kind].scores, rtol=1e-5, atol=1e-8)
-        np.testing.assert_allclose(again[kind].random_scores, scratch[kind].random_scores, rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(again[kind].random_runs, scratch[kind].random_runs, rtol=1e-5, atol=1e-8)
         assert not np.allclose(again[kind].scores, first[kind].scores)  # another map: other curves
     with pytest.raises(ValueError, match="points"):
         faithfulness_curves(cm, x, second_map, target, steps=4, random_scores={"deletion": first["deletion"].random_scores})
+
+
+def _curve(kind, scores, runs):
+    return Curve(kind, np.linspace(0, 1, len(scores)), np.asarray(scores, float), np.asarray(runs, float))
+
+
+def test_a_verdict_is_a_pass_only_beyond_every_random_order():
+    """Areas by hand (two steps: the area is the mean of the ends and twice the middle, over 4): a map is better
+    than random only beyond the random orders' spread by more than VERDICT_MARGIN; a tie, an area among the
+    random orders' or within the margin of the best is no better than random."""
+    runs = [[1.0, 0.5, 0.0], [1.0, 0.3, 0.0], [1.0, 0.7, 0.0]]  # areas 0.5, 0.4, 0.6
+    d = _curve("deletion", [1.0, 0.1, 0.0], runs)  # area 0.3
+    assert d.random_aucs.tolist() == pytest.approx([0.5, 0.4, 0.6]) and d.random_spread == pytest.approx((0.4, 0.6))
+    assert d.random_auc == pytest.approx(0.5) and d.random_scores.tolist() == pytest.approx([1.0, 0.5, 0.0])
+    assert d.auc == pytest.approx(0.3) and d.better_than_random
+    assert not _curve("deletion", [1.0, 0.45, 0.0], runs).better_than_random  # below the mean, not the least
+    assert not _curve("deletion", [1.0, 0.3, 0.0], runs).better_than_random  # a tie with the best
+    assert not _curve("deletion", [1.0, 0.3 - VERDICT_MARGIN, 0.0], runs).better_than_random  # within the margin
+    assert _curve("deletion", [1.0, 0.3 - 3 * VERDICT_MARGIN, 0.0], runs).better_than_random
+    assert _curve("insertion", [0.0, 0.8, 1.0], runs).better_than_random  # 0.65 > 0.6
+    assert not _curve("insertion", [0.0, 0.6, 1.0], runs).better_than_random  # above the mean, among them
+    # Random weights: every area near 0.001, the map's "below" them by a hair: no better than random.
+    tiny = _curve("deletion", [0.001, 0.0009, 0.001], [[0.001, 0.00101, 0.001], [0.001, 0.00102, 0.001]])
+    assert tiny.auc < tiny.random_spread[0] and not tiny.better_than_random
+    record = d.to_dict()
+    assert record["auc"] == 0.3 and record["random_auc"] == 0.5 and record["random_aucs"] == [0.5, 0.4, 0.6]
+    assert record["random_spread"] == [0.4, 0.6] and record["better_than_random"] is True
+    assert record["curve"] == [1.0, 0.1, 0.0] and record["random_curve"] == [1.0, 0.5, 0.0]
+    one = _curve("insertion", [0.0, 0.8, 1.0], [0.0, 0.2, 1.0])  # a single order, given as one curve
+    assert one.random_runs.shape == (1, 3) and one.random_spread == pytest.approx((0.35, 0.35))

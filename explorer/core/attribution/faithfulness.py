@@ -5,8 +5,11 @@
 Deletion removes pixels in the map's order (most important first) and follows the target class's
 probability: a faithful map makes it fall fast (low area under the curve). Insertion adds pixels to
 a blurred image in the same order: the probability should rise fast (high area). The same pixels
-taken in a random order give the reference each area is read against. Every step of a curve is one
-image of a batch, so a 50-step curve costs a few batched forwards instead of 50 single ones.
+taken in several random orders (RANDOM_ORDERS seeded permutations) give the reference each area is read
+against: a map is better than random only when its area lies beyond every random order's, by more than
+VERDICT_MARGIN (`Curve.better_than_random`); a tie or an overlap is no better than random. Every step of a
+curve is one image of a batch, so a 50-step curve costs a few batched forwards instead of 50 single ones; the
+random orders' images go through the same batches, once per image (a second map of the image reuses them).
 
 The sanity check re-computes a map on a copy of the model whose top blocks are randomised one after
 another (cascade, from the output down) and rank-correlates each map with the original: a map that
@@ -45,6 +48,15 @@ CPU_STREAM_BATCH = 9
 #: what insertion starts from (the image blurred).
 DELETION_SUBSTRATE = "zero"
 INSERTION_SUBSTRATE = "blur"
+#: Random orders a map's curves are read against: seeded permutations of the squares (see cell_order). For one
+#: curve, a map whose order says nothing (any order as likely as another) beats all of them with probability
+#: 1 / (RANDOM_ORDERS + 1), so a ✓ is a rank test at that level; five make the first map of an image cost three
+#: times the forwards of one map and one random order (the next maps reuse them).
+RANDOM_ORDERS = 5
+#: How far beyond every random order's area a map's must lie to be better than random: the last digit the window
+#: shows (areas at three decimals), so that two areas that read the same are never a ✓ (random weights give
+#: areas like 0.001 against 0.001).
+VERDICT_MARGIN = 1e-3
 #: A sanity-check map whose rank correlation with the original stays at or above this after the last
 #: randomisation step does not depend on the model's weights enough to be trusted.
 SANITY_UNCHANGED = 0.9
@@ -58,28 +70,59 @@ def _auc(fractions: np.ndarray, scores: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Curve:
-    """One deletion or insertion curve and its random-order reference."""
+    """One deletion or insertion curve and its reference: the same pixels in several random orders."""
 
     kind: str  # "deletion" or "insertion"
     fractions: np.ndarray  # (steps + 1,) share of the pixels removed (deletion) or inserted (insertion)
     scores: np.ndarray  # the target's probability at each fraction, pixels in the map's order
-    random_scores: np.ndarray  # the same with pixels in a random order
+    #: (orders, steps + 1): the same with pixels in each random order (one order may be given as (steps + 1,))
+    random_runs: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "random_runs", np.atleast_2d(np.asarray(self.random_runs, dtype=np.float64)))
 
     @property
     def auc(self) -> float:
         return _auc(self.fractions, self.scores)
 
     @property
+    def random_scores(self) -> np.ndarray:
+        """The random orders' mean curve (what the window draws as the reference)."""
+        return self.random_runs.mean(0)
+
+    @property
+    def random_aucs(self) -> np.ndarray:
+        """The area of each random order's curve."""
+        return np.array([_auc(self.fractions, run) for run in self.random_runs])
+
+    @property
     def random_auc(self) -> float:
-        return _auc(self.fractions, self.random_scores)
+        """The random orders' mean area (the area of their mean curve)."""
+        return float(self.random_aucs.mean())
+
+    @property
+    def random_spread(self) -> tuple[float, float]:
+        """The smallest and largest area of the random orders."""
+        aucs = self.random_aucs
+        return float(aucs.min()), float(aucs.max())
 
     @property
     def better_than_random(self) -> bool:
-        """Deletion: the probability falls faster than at random; insertion: it rises faster."""
-        return self.auc < self.random_auc if self.kind == "deletion" else self.auc > self.random_auc
+        """Deletion: the area lies below every random order's, insertion: above every one, by more than
+        VERDICT_MARGIN. A tie, or an area among the random orders', is no better than random."""
+        low, high = self.random_spread
+        if self.kind == "deletion":
+            return self.auc < low - VERDICT_MARGIN
+        return self.auc > high + VERDICT_MARGIN
 
     def to_dict(self) -> dict[str, Any]:
+        """`auc`, `random_auc` (the random orders' mean), `curve` and `random_curve` (their mean curve) as before
+        several random orders; `random_aucs`, `random_spread` [smallest, largest] and the verdict beside them."""
+        low, high = self.random_spread
         return {"auc": round(self.auc, 6), "random_auc": round(self.random_auc, 6),
+                "random_aucs": [round(float(a), 6) for a in self.random_aucs],
+                "random_spread": [round(low, 6), round(high, 6)],
+                "better_than_random": self.better_than_random,
                 "curve": [round(float(s), 6) for s in self.scores],
                 "random_curve": [round(float(s), 6) for s in self.random_scores]}
 
@@ -180,18 +223,19 @@ def curve_scores(
     return torch.cat(scores).numpy().astype(np.float64)
 
 
-def curve_images(steps: int = DEFAULT_STEPS, kinds: Sequence[str] = CURVE_KINDS) -> int:
-    """Distinct images the curves of `kinds` (each with its random reference) classify: the two orders
+def curve_images(steps: int = DEFAULT_STEPS, kinds: Sequence[str] = CURVE_KINDS,
+                 random_orders: int = RANDOM_ORDERS) -> int:
+    """Distinct images the curves of `kinds` (each with `random_orders` random references) classify: the orders
     of a curve share their first and last image, and deletion's first image (the picture itself) is
     insertion's last."""
     ends = {"deletion": ("image", "deletion"), "insertion": ("insertion", "image")}
-    return 2 * len(kinds) * (steps - 1) + len({e for k in kinds for e in ends[k]})
+    return (1 + random_orders) * len(kinds) * (steps - 1) + len({e for k in kinds for e in ends[k]})
 
 
 def curve_forwards(steps: int = DEFAULT_STEPS, batch_size: int = DEFAULT_BATCH,
-                   kinds: Sequence[str] = CURVE_KINDS) -> int:
+                   kinds: Sequence[str] = CURVE_KINDS, random_orders: int = RANDOM_ORDERS) -> int:
     """Batched forwards `faithfulness_curves` takes for `kinds`."""
-    return math.ceil(curve_images(steps, kinds) / batch_size)
+    return math.ceil(curve_images(steps, kinds, random_orders) / batch_size)
 
 
 def curve_network(module: torch.nn.Module) -> torch.nn.Module:
@@ -276,10 +320,12 @@ def faithfulness_curves(
     cancel: CancelToken | None = None,
     streams: int | None = None,
     random_scores: Mapping[str, np.ndarray] | None = None,
+    random_orders: int = RANDOM_ORDERS,
 ) -> dict[str, Curve]:
     """Deletion and/or insertion curves of `heatmap` (H, W, at x's size) for class `target`, each
-    with a random-order reference (one seeded permutation shared by both curves). Pixels go in
-    `cell`-sized squares (default_cell: 8 px at 224; see cell_order).
+    with `random_orders` random-order references (seeded permutations, drawn one after another from
+    `seed`, shared by both curves). Pixels go in `cell`-sized squares (default_cell: 8 px at 224; see
+    cell_order).
 
     All curves' step images form one sequence, cut into batches of `batch_size`; an image two curves
     share (their first and last ones: see curve_images) is classified once. `streams` batches are
@@ -288,9 +334,10 @@ def faithfulness_curves(
     before each.
 
     `random_scores`: random-order references of an earlier call for the same image, model, target,
-    steps, cell and seed (its Curve.random_scores by kind). The random order does not depend on the
-    map, so they are the same for every map of the image: reused, their images are not classified
-    again (a second map's curves take half the forwards).
+    steps, cell and seed (its Curve.random_runs by kind: (orders, steps + 1), or one order's (steps + 1,)),
+    used in place of `random_orders` new ones. The random orders do not depend on the map, so they are the
+    same for every map of the image: reused, their images are not classified again (a second map's curves
+    take 1 / (1 + random_orders) of the forwards).
     """
     import torch
 
@@ -302,15 +349,19 @@ def faithfulness_curves(
     heatmap = np.asarray(heatmap)
     if heatmap.shape != tuple(x.shape[-2:]):
         raise ValueError(f"the map is {heatmap.shape}, the image {tuple(x.shape[-2:])}")
+    if random_orders < 1:
+        raise ValueError("a curve needs at least one random order to be read against")
     cell = default_cell(*heatmap.shape) if cell is None else cell
-    orders = (cell_order(heatmap, cell),
-              cell_order(_random_cells(heatmap.shape, cell, np.random.default_rng(seed)), cell))
+    known = _known_references(random_scores, kinds, steps)
+    rng = np.random.default_rng(seed)
+    orders = [cell_order(heatmap, cell)]
+    if any(kind not in known for kind in kinds):
+        orders += [cell_order(_random_cells(heatmap.shape, cell, rng), cell) for _ in range(random_orders)]
     if cancel is not None:
         cancel.raise_if_cancelled()
     if isinstance(model, torch.nn.Module):
         model.eval()
     x = x.detach()
-    known = _known_references(random_scores, kinds, steps)
     entries, where = _curve_stream(x, kinds, orders, steps, known)
     default_streams, default_batch = curve_layout(x.device)
     batch_size = default_batch if batch_size is None else max(1, batch_size)
@@ -319,31 +370,36 @@ def faithfulness_curves(
     fractions = np.linspace(0.0, 1.0, steps + 1)
 
     def points(kind: str, o: int) -> np.ndarray:
-        if o == 1 and kind in known:
-            return known[kind].copy()
         return flat[[where[(kind, o, i)] for i in range(steps + 1)]]
 
-    return {kind: Curve(kind, fractions, points(kind, 0), points(kind, 1)) for kind in kinds}
+    def runs(kind: str) -> np.ndarray:
+        if kind in known:
+            return known[kind].copy()
+        return np.stack([points(kind, o) for o in range(1, len(orders))])
+
+    return {kind: Curve(kind, fractions, points(kind, 0), runs(kind)) for kind in kinds}
 
 
 def _known_references(random_scores: Mapping[str, np.ndarray] | None, kinds: Sequence[str],
                       steps: int) -> dict[str, np.ndarray]:
-    """The given random-order references of the curves asked for, checked against the curves' length."""
-    known = {k: np.asarray(v, dtype=np.float64) for k, v in (random_scores or {}).items() if k in kinds}
+    """The given random-order references of the curves asked for, (orders, steps + 1) each, checked against the
+    curves' length."""
+    known = {k: np.atleast_2d(np.asarray(v, dtype=np.float64)) for k, v in (random_scores or {}).items()
+             if k in kinds}
     for kind, given in known.items():
-        if given.shape != (steps + 1,):
-            raise ValueError(f"the {kind} reference has {given.size} points, the curve {steps + 1}")
+        if given.ndim != 2 or given.shape[1] != steps + 1 or given.shape[0] < 1:
+            raise ValueError(f"the {kind} reference has {given.shape[-1]} points, the curve {steps + 1}")
     return known
 
 
-def _curve_stream(x: torch.Tensor, kinds: Sequence[str], orders: tuple[np.ndarray, np.ndarray], steps: int,
+def _curve_stream(x: torch.Tensor, kinds: Sequence[str], orders: Sequence[np.ndarray], steps: int,
                   known: Mapping[str, np.ndarray]) -> tuple[list, dict[tuple[str, int, int], int]]:
     """The images every curve needs, each once: (entries, where).
 
     An entry is an image to classify, described as (start, end, rank, count) (pixels of rank below
     count taken from `end`, the rest from `start`) or, for the shared ends, the whole image itself;
-    `where[(curve, order, step)]` is its place in the stream. Order 0 is the map's, order 1 the random
-    one, left out for a curve whose reference is `known`."""
+    `where[(curve, order, step)]` is its place in the stream. Order 0 is the map's, the others the random
+    ones, left out for a curve whose references are `known`."""
     import torch
 
     h, w = x.shape[-2:]
@@ -363,7 +419,7 @@ def _curve_stream(x: torch.Tensor, kinds: Sequence[str], orders: tuple[np.ndarra
         ends[kind] = _substrate(x, kind)
         start, end = ("image", kind) if kind == "deletion" else (kind, "image")
         for o, order in enumerate(orders):
-            if o == 1 and kind in known:
+            if o >= 1 and kind in known:
                 continue
             rank = torch.empty(h * w, dtype=torch.int64, device=x.device)
             rank[torch.as_tensor(order, device=x.device)] = torch.arange(h * w, device=x.device)
@@ -673,14 +729,15 @@ def with_record(records: Sequence[AttributionRecord], record: AttributionRecord)
 
 
 def random_references(records, result, steps: int) -> dict | None:
-    """The random-order curves already computed for the image and `result`'s target (every map of the image
-    shares them; the records go with the image and the model), if any with `steps` steps."""
+    """The random orders' curves already computed for the image and `result`'s target (every map of the image
+    shares them; the records go with the image and the model), if any with `steps` steps: Curve.random_runs by
+    kind, for faithfulness_curves' `random_scores`."""
     for rec in records:
         curves = rec.curves or {}
         if (curves and rec.result.target == result.target
                 and rec.result.heatmap.shape == result.heatmap.shape
-                and all(len(c.random_scores) == steps + 1 for c in curves.values())):
-            return {kind: c.random_scores for kind, c in curves.items()}
+                and all(c.random_runs.shape[1] == steps + 1 for c in curves.values())):
+            return {kind: c.random_runs for kind, c in curves.items()}
     return None
 
 
