@@ -484,7 +484,10 @@ def _attribute_model(args, ref: str, methods: list[str]):
         raise CommandError(f"--device {args.device}: {e}", EXIT_FAILED) from None
     loaded, graph = _load_model(ref, args.weights, need_classes=True)
     if loaded.weights.is_random:
+        from explorer.core.model.weights import UNLEARNED_CAVEAT
+
         print(f"inception-explorer: warning: {loaded.weights.describe()}", file=sys.stderr)
+        print(f"inception-explorer: warning: {UNLEARNED_CAVEAT}", file=sys.stderr)
     # Images are decoded and preprocessed on the CPU (exact, as torchvision's PIL path) and moved to
     # `device`; the network there is a plain copy (no folded batch norms: the gradients are the model's).
     clf = Classifier(loaded, "cpu", optimize=False, graph=graph or build_block_graph(loaded.spec))
@@ -505,9 +508,13 @@ class _AttributeRun:
     provenance every record carries."""
 
     def __init__(self, args, methods: list[str], metrics: list[str], model, out_dir, inputs, write, provenance):
+        from explorer.core.model.loading import has_learned_weights
+
         self.args, self.methods, self.metrics = args, methods, metrics
         self.device, self.clf, self.cm, self.node, self.branch = model
         self.out_dir, self.inputs, self.write, self.provenance = out_dir, inputs, write, provenance
+        #: Learned weights (not random): only then can a map, its curves or its sanity check mean anything.
+        self.learned = has_learned_weights(self.clf.loaded)
 
     def image(self, path, x, stem: str) -> int:
         """Every method's record of one preprocessed image `x` (a batch of one), each written as it completes;
@@ -551,7 +558,11 @@ class _AttributeRun:
         r = attribute_on_device(self.clf.capture_model, x, method, target, device=self.device, **self.layer(method))
         timings = {"attribution_ms": (time.perf_counter() - t0) * 1000, "branch_shares_ms": shares_ms}
         record = {"path": str(path), "method": method, "target": target,
-                  "label": self.clf.categories[target], "layer": r.layer}
+                  "label": self.clf.categories[target], "layer": r.layer, "weights_learned": self.learned}
+        if not self.learned:
+            from explorer.core.model.weights import UNLEARNED_CAVEAT
+
+            record["caveat"] = UNLEARNED_CAVEAT
         # The metrics run where the map was computed (the CPU when the GPU ran out of memory for it).
         cm_map, xm = self.clf.capture_model(r.device), x.to(r.device)
         if r.delta is not None:
@@ -574,7 +585,8 @@ class _AttributeRun:
         import time
 
         from explorer.core.attribution import faithfulness
-        from explorer.core.attribution.faithfulness import faithfulness_curves, road_score, sanity_blocks, sanity_check
+        from explorer.core.attribution.faithfulness import (faithfulness_curves, road_score, sanity_blocks,
+                                                            sanity_check, sanity_verdict)
         from explorer.core.attribution.methods import attribute
 
         metrics: dict = {}
@@ -593,7 +605,7 @@ class _AttributeRun:
             check = sanity_check(cm_map, lambda m: attribute(m, xm, method, target, **kw).heatmap,
                                  original=heatmap, blocks=sanity_blocks(cm_map, 5))
             timings["sanity_ms"] = (time.perf_counter() - t0) * 1000
-            metrics["sanity"] = check.to_dict()
+            metrics["sanity"] = check.to_dict() | {"verdict": sanity_verdict(check, self.learned)}
         if "road" in self.metrics:
             t0 = time.perf_counter()
             # ROAD's imputer solves its systems on the CPU: the whole score is computed there.

@@ -374,3 +374,20 @@ def test_a_verdict_is_a_pass_only_beyond_every_random_order():
     assert record["curve"] == [1.0, 0.1, 0.0] and record["random_curve"] == [1.0, 0.5, 0.0]
     one = _curve("insertion", [0.0, 0.8, 1.0], [0.0, 0.2, 1.0])  # a single order, given as one curve
     assert one.random_runs.shape == (1, 3) and one.random_spread == pytest.approx((0.35, 0.35))
+
+
+def test_only_learned_weights_pass_the_sanity_check():
+    """A map that changes as blocks are randomised passes only when the weights were learned; with random ones it
+    "changes", and no text says it depends on learned weights. A map that stays the same is unchanged either way."""
+    from explorer.core.attribution.faithfulness import AttributionRecord, SanityCheck, sanity_verdict
+
+    changes = SanityCheck(["b2", "b1"], [0.7, 0.53], [np.zeros((2, 2))] * 2)
+    same = SanityCheck(["b2", "b1"], [0.99, 0.95], [np.zeros((2, 2))] * 2)
+    assert sanity_verdict(changes, True).startswith("passes (ρ 0.53 after 2 blocks")
+    assert "depends on the learned weights" in sanity_verdict(changes, True)
+    random = sanity_verdict(changes, False)
+    assert random.startswith("changes (ρ 0.53") and "learned weights" not in random and "random" in random
+    for learned in (True, False):
+        assert sanity_verdict(same, learned).startswith("unchanged (ρ 0.95")
+    record = AttributionRecord(result=None, seconds=1.0, sanity=changes)
+    assert record.verdict() == "passes (ρ 0.53)" and record.verdict(learned=False) == "changes (ρ 0.53), random weights"

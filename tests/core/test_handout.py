@@ -79,3 +79,24 @@ def test_a_model_without_a_paper_is_not_compared_with_one():
     googlenet = zoo_block_graph("googlenet")
     [cited] = _paper_section(googlenet, trace_shapes(googlenet, (224, 224))).text
     assert "Layout after" in cited and "differ from the paper" in cited
+
+
+def test_pages_over_an_image_of_random_weights_say_the_network_has_learned_nothing(googlenet, tmp_path):
+    """Random weights: the top-5, the feature maps and the attribution pages say first that their numbers mean
+    nothing; the pages about the architecture do not need to. The demo model's learned weights: no caveat."""
+    from explorer.core.model.graphs import zoo_block_graph
+    from explorer.core.model.weights import UNLEARNED_CAVEAT
+
+    from explorer.core.model.loading import has_learned_weights
+
+    loaded, graph = googlenet
+    demo = load_model("shapes_inception")
+    assert not has_learned_weights(loaded) and not has_learned_weights(loaded.weights)
+    assert has_learned_weights(demo) and has_learned_weights(demo.weights)
+    path = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    h = build_handout(loaded, graph, (64, 64), image=path, blocks=["inception4a"])
+    said = [UNLEARNED_CAVEAT in " ".join(s.text).lower() for s in h.sections]
+    assert said == [False, False, False, True, True, True]
+    shapes = build_handout(demo, zoo_block_graph("shapes_inception"), (64, 64), image=path)
+    assert not any("learned nothing" in " ".join(s.text) for s in shapes.sections)

@@ -526,6 +526,24 @@ class SanityCheck:
                 "flagged": self.flagged}
 
 
+def _rho_text(check: SanityCheck) -> str:
+    last = check.correlations[-1] if check.correlations else math.nan
+    return "ρ undefined" if not math.isfinite(last) else f"ρ {last:.2f}"
+
+
+def sanity_verdict(check: SanityCheck, learned: bool) -> str:
+    """The sanity check in a sentence. Only a network with `learned` weights can pass it: with random weights a map
+    that changes as blocks are randomised again depends on nothing learned, and is never said to."""
+    rho = _rho_text(check)
+    if check.flagged:
+        return (f"unchanged ({rho} after {len(check.blocks)} blocks randomised): the map shows the image, not what "
+                "the model learned")
+    if learned:
+        return f"passes ({rho} after {len(check.blocks)} blocks randomised): the map depends on the learned weights"
+    return (f"changes ({rho} after {len(check.blocks)} blocks randomised), but the weights were random to begin "
+            "with: there is nothing learned for the map to depend on")
+
+
 def randomisable_copy(model: CaptureModel) -> CaptureModel:
     """A copy of a capture model for the sanity check to randomise while the original goes on serving
     other views (another thread may be running it). Its modules, probes and hooks are its own; its
@@ -709,13 +727,15 @@ class AttributionRecord:
         """What makes two maps the same row: method, layer (block or branch) and target class."""
         return (self.result.method, self.result.layer, self.result.target)
 
-    def verdict(self) -> str:
-        """The sanity check in a few words ('' before it ran)."""
+    def verdict(self, learned: bool = True) -> str:
+        """The sanity check in a few words ('' before it ran); `learned`: the network's weights were learned (a
+        map of random weights that changes with them "changes", it does not pass: see sanity_verdict)."""
         if self.sanity is None:
             return ""
-        last = self.sanity.correlations[-1] if self.sanity.correlations else math.nan
-        rho = "ρ undefined" if not math.isfinite(last) else f"ρ {last:.2f}"
-        return f"unchanged ({rho})" if self.sanity.flagged else f"passes ({rho})"
+        rho = _rho_text(self.sanity)
+        if self.sanity.flagged:
+            return f"unchanged ({rho})"
+        return f"passes ({rho})" if learned else f"changes ({rho}), random weights"
 
 
 def with_record(records: Sequence[AttributionRecord], record: AttributionRecord) -> tuple[AttributionRecord, ...]:

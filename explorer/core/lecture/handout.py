@@ -244,6 +244,15 @@ def _attribution_section(name: str, captured, clf, graph: BlockGraph, cm) -> Sec
     return Section(f"Attribution: {method} of {name}", text, (pics,))
 
 
+def _with_caveat(section: Section) -> Section:
+    """`section` (a page over the image) with the random-weights caveat first: its numbers and maps come from a
+    network that has learned nothing."""
+    from explorer.core.model.weights import UNLEARNED_CAVEAT
+
+    return Section(section.title, (UNLEARNED_CAVEAT[0].upper() + UNLEARNED_CAVEAT[1:] + ".", *section.text),
+                   section.parts)
+
+
 # -- the whole handout ------------------------------------------------------------------------
 
 
@@ -253,8 +262,10 @@ def build_handout(loaded, graph: BlockGraph, size: tuple[int, int], *, image: st
                   cancel: CancelToken | None = None) -> Handout:
     """The handout of `loaded` (a LoadedModel) with its `graph` at input `size`; with `image` (a file, or a
     PIL image named `image_name`) also its top-5, feature maps of `blocks` (default: the first Inception
-    block) and an attribution. ValueError for an unknown block or a size the network refuses;
+    block) and an attribution; with random weights, each of those pages over the image says first that the
+    network has learned nothing. ValueError for an unknown block or a size the network refuses;
     ImageLoadError for an image that cannot be read."""
+    from explorer.core.model.loading import has_learned_weights
     from explorer.core.shapes.trace import trace_shapes
 
     blocks = check_blocks(graph, blocks)
@@ -277,6 +288,7 @@ def build_handout(loaded, graph: BlockGraph, size: tuple[int, int], *, image: st
     step()
     captured = clf = cm = None
     name = None
+    over_image = (lambda s: s) if has_learned_weights(loaded) else _with_caveat  # the pages over the image
     if image is not None:
         from explorer.core.classify.images import ImageLoadError
         from explorer.core.classify.inference import Classifier
@@ -288,12 +300,13 @@ def build_handout(loaded, graph: BlockGraph, size: tuple[int, int], *, image: st
         if captured.result.error is not None:
             raise ImageLoadError(name, captured.result.error)
         step()
-        sections.append(_classification_section(name, captured, clf, weights))
+        sections.append(over_image(_classification_section(name, captured, clf, weights)))
     for b in blocks:
-        sections.append(_block_section(graph, trace, b, captured, name))
+        block = _block_section(graph, trace, b, captured, name)
+        sections.append(block if captured is None else over_image(block))
     step()
     if captured is not None:
-        sections.append(_attribution_section(name, captured, clf, graph, cm))
+        sections.append(over_image(_attribution_section(name, captured, clf, graph, cm)))
         step()
     title = f"{graph.name}" + (f" and {name}" if name else "")
     step()

@@ -31,6 +31,14 @@ class LoadedModel:
         return self.preprocess if self.preprocess is not None else self.spec.transforms()
 
 
+def has_learned_weights(model: LoadedModel | WeightsState) -> bool:
+    """Whether the network's weights were learned (published, shipped with the explorer, or read from a file the
+    person chose), not random: what decides whether a map, a curve or a sanity check can say anything about what
+    the network learned (explorer.core.model.weights.UNLEARNED_CAVEAT says so where they cannot)."""
+    state = model.weights if isinstance(model, LoadedModel) else model
+    return not state.is_random
+
+
 def load_model(
     name: str | ModelSpec,
     *,

@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]*)\.")
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 RANDOM_WARNING = "random weights: predictions are meaningless"
+#: What every page, record and view over an image says when the network's weights are random: its maps, curves and
+#: sanity checks are computed as for any network, but there is nothing learned for them to show.
+UNLEARNED_CAVEAT = ("random weights: this network has learned nothing, so its predictions, maps, curves and sanity "
+                    "checks say nothing about what a trained network does")
 
 
 @dataclass(frozen=True)
