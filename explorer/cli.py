@@ -293,9 +293,11 @@ MODEL_HELP = ("a zoo name (see `models`), torchvision:NAME, timm:NAME, a bare to
 #: Metrics `attribute --metrics` computes next to each map.
 ATTRIBUTE_METRICS = ("deletion", "insertion", "sanity", "road")
 ATTRIBUTE_CSV_COLUMNS = ("path", "method", "target", "label", "layer", "deletion_auc", "deletion_random_auc",
-                         "insertion_auc", "insertion_random_auc", "sanity_last", "sanity_flagged", "road", "delta",
-                         "delta_relative", "notice", "attribution_ms", "png", "npy", "model", "weights",
-                         "weights_sha256", "device", "input_size", "resize", "crop", "interpolation", "mean", "std")
+                         "insertion_auc", "insertion_random_auc", "deletion_better_than_random",
+                         "insertion_better_than_random", "pointing", "inside_share", "sanity_last", "sanity_flagged",
+                         "road", "delta", "delta_relative", "notice", "attribution_ms", "png", "npy", "model",
+                         "weights", "weights_sha256", "device", "input_size", "resize", "crop", "interpolation", "mean",
+                         "std")
 
 
 def _attribute_choices(text: str, known: tuple[str, ...], what: str) -> list[str]:
@@ -454,6 +456,8 @@ def cmd_attribute(args) -> int:
 def _attribute_arguments(args) -> tuple:
     """(methods, metrics, model reference, image files, output folder or None) of `attribute`, checked
     before the model loads: a bad one is one line."""
+    import os
+
     from explorer.core.attribution.methods import METHODS
 
     methods = _attribute_choices(args.method, METHODS, "method")
@@ -466,6 +470,8 @@ def _attribute_arguments(args) -> tuple:
     from explorer.core.classify.images import expand_inputs
 
     out_dir = _output_folder(args.output) if args.output else None
+    if args.masks is not None and not os.path.isdir(args.masks):
+        raise CommandError(f"--masks {args.masks}: not a folder (it holds one PNG mask per image, named like it)")
     files = expand_inputs(args.inputs)
     if not files:
         raise CommandError("no image files found in " + ", ".join(args.inputs), EXIT_FAILED)
@@ -526,6 +532,7 @@ class _AttributeRun:
         from explorer.core.attribution.methods import branch_shares
 
         rgb = self.clf.input_rgb(x[0])
+        mask = self.mask(path) if self.args.masks is not None else None
         x_dev, cm_dev = x.to(self.device), self.clf.capture_model(self.device)
         with torch.no_grad():
             target = int(cm_dev(x_dev).argmax(1)) if self.args.target is None else self.args.target
@@ -536,9 +543,37 @@ class _AttributeRun:
         unwritten = 0
         for method in self.methods:
             record, r, references = self.record(path, x, method, target, shares, shares_ms, references)
+            if self.args.masks is not None:
+                from explorer.core.attribution.localisation import localise
+
+                record["localisation"] = None if mask is None else localise(r.heatmap, mask).to_dict()
             if not self.report(record, r.heatmap, rgb, stem, method):
                 unwritten += 1
         return unwritten
+
+    def mask(self, path):
+        """The object's mask for image `path` (--masks DIR/<its stem>.png) as the network input sees the image, or
+        None, said in one line, when there is none or it does not fit the image (its records' localisation: null)."""
+        from pathlib import Path
+
+        from explorer.core.attribution.localisation import input_mask, read_mask
+        from explorer.core.classify.images import ImageLoadError
+
+        file = Path(self.args.masks) / f"{Path(path).stem}.png"
+        try:
+            mask = read_mask(file)
+            size = self.clf.decoder.load_cpu(path, str(path)).size  # (w, h), upright as the network sees it
+        except FileNotFoundError:
+            print(f"inception-explorer: note: no mask {file} for {path}: no localisation", file=sys.stderr)
+            return None
+        except (ValueError, OSError, ImageLoadError) as e:
+            print(f"inception-explorer: note: mask {file} for {path}: {e}: no localisation", file=sys.stderr)
+            return None
+        if mask.shape != (size[1], size[0]):
+            print(f"inception-explorer: note: mask {file} is {mask.shape[1]}×{mask.shape[0]}, the image {size[0]}×"
+                  f"{size[1]}: no localisation", file=sys.stderr)
+            return None
+        return input_mask(mask, self.clf.transforms)
 
     def layer(self, method: str) -> dict:
         """The layer arguments of `method`: a CAM method's node and branch, nothing for the others."""
@@ -595,7 +630,7 @@ class _AttributeRun:
         if kinds:
             t0 = time.perf_counter()
             curves = faithfulness_curves(cm_map, xm, heatmap, target, kinds=kinds, steps=self.args.steps,
-                                         random_scores=references)
+                                         random_scores=references, deletion_substrate=self.args.deletion_substrate)
             references = {k: c.random_runs for k, c in curves.items()}
             timings["curves_ms"] = (time.perf_counter() - t0) * 1000
             metrics.update({k: c.to_dict() for k, c in curves.items()})
@@ -642,9 +677,13 @@ def _attribute_csv_rows(record: dict) -> list[list]:
     from explorer.core.classify.provenance import provenance_cells
 
     d, i, s = record.get("deletion", {}), record.get("insertion", {}), record.get("sanity", {})
+    loc = record.get("localisation") or {}
+    share = loc.get("inside_share")
     return [[record["path"], record["method"], record["target"], record["label"], record["layer"] or "",
              d.get("auc", ""), d.get("random_auc", ""), i.get("auc", ""),
-             i.get("random_auc", ""), (s.get("correlations") or [""])[-1] if s else "",
+             i.get("random_auc", ""), d.get("better_than_random", ""), i.get("better_than_random", ""),
+             loc.get("pointing", ""), "" if share is None else share,
+             (s.get("correlations") or [""])[-1] if s else "",
              s.get("flagged", ""), record.get("road", {}).get("combined", ""),
              record.get("delta", ""), record.get("delta_relative", ""),
              record.get("notice", ""), record["timings"]["attribution_ms"], record.get("png", ""),
@@ -853,6 +892,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_handout)
     _add_featurevis_parsers(sub)
     _add_train_demo_parser(sub)
+    _add_draw_shapes_parser(sub)
     return p
 
 
@@ -877,6 +917,14 @@ def _add_attribute_parser(sub) -> None:
                    "ROAD: MoRF, LeRF and their combination)")
     s.add_argument("--steps", type=int, default=50,
                    help="steps of the deletion and insertion curves (default 50: 2 %% of the pixels each)")
+    s.add_argument("--deletion-substrate", dest="deletion_substrate", choices=("zero", "blur"), default="zero",
+                   help="what deleted pixels become: zero (the mean colour, the default) or blur (the image blurred, "
+                   "as insertion starts from; a flat colour leaves the removed object's outline, which on drawn "
+                   "shapes is the evidence itself)")
+    s.add_argument("--masks", metavar="DIR",
+                   help="the objects' masks, one PNG per image named like it (IMAGE.png for IMAGE.jpg; white: "
+                   "the object), as draw-shapes writes them: each record gains localisation {pointing, "
+                   "inside_share} against the mask, brought to the network input as the image is")
     s.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="where the maps and metrics are computed (auto: CUDA when this torch build can run the "
                    "GPU); a GPU that runs out of memory for a map leaves it to the CPU, with a note")
@@ -1226,6 +1274,53 @@ def cmd_train_demo(args) -> int:
     except OutputError as e:
         raise CommandError(str(e), EXIT_FAILED) from None
     print(f"inception-explorer: trained in {result.seconds:.0f} s", file=sys.stderr)
+    return 0
+
+
+def _add_draw_shapes_parser(sub) -> None:
+    s = sub.add_parser("draw-shapes", help="draw images of the demo task (shapes on noisy gradients) with the masks of "
+                       "their shapes, to try the demo model: attribute FOLDER/images --masks FOLDER/masks")
+    s.add_argument("output", metavar="FOLDER", help="images go to FOLDER/images, their masks to FOLDER/masks, each "
+                   "NNNN-CLASS.png")
+    s.add_argument("--count", type=int, default=12, help="images, the six classes in turn (default %(default)s)")
+    s.add_argument("--seed", type=int, default=1, help="the same seed draws the same images (default %(default)s; the "
+                   "shipped weights were trained on seed 0 and measured on 24000000)")
+    s.set_defaults(func=cmd_draw_shapes)
+
+
+def cmd_draw_shapes(args) -> int:
+    """Draw `--count` images with their masks into FOLDER/images and FOLDER/masks; a line per image (image, mask,
+    class) once both files are in place."""
+    import io
+
+    from PIL import Image
+
+    from explorer.core.demo.drawing import draw_images
+    from explorer.core.outputs import OutputError, make_folder, write_files
+
+    if not 1 <= args.count <= 100_000:
+        raise CommandError(f"--count {args.count} must be from 1 to 100000")
+    if not 0 <= args.seed < 2 ** 63:
+        raise CommandError("--seed must be from 0 to 2⁶³ − 1")
+    out = _output_folder(args.output)
+    try:
+        folders = make_folder(out / "images"), make_folder(out / "masks")
+    except OutputError as e:
+        raise CommandError(str(e), EXIT_FAILED) from None
+
+    def png(array) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(array).save(buf, format="PNG")
+        return buf.getvalue()
+
+    for i in range(args.count):  # one at a time: a killed run keeps what it finished
+        (d,) = draw_images(1, args.seed, start=i)
+        image, mask = (f / f"{i:04d}-{d.class_name}.png" for f in folders)
+        try:
+            write_files({image: png(d.image), mask: png(d.mask.astype("uint8") * 255)},
+                        report=lambda: print(f"{image}\t{mask}\t{d.class_name}", flush=True))
+        except OutputError as e:
+            raise CommandError(str(e), EXIT_FAILED) from None
     return 0
 
 

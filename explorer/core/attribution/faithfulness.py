@@ -48,6 +48,11 @@ CPU_STREAM_BATCH = 9
 #: what insertion starts from (the image blurred).
 DELETION_SUBSTRATE = "zero"
 INSERTION_SUBSTRATE = "blur"
+#: What deletion can replace pixels with (`faithfulness_curves`' deletion_substrate). A flat colour keeps the
+#: outline of what was removed: where the outline is the evidence (the demo's drawn shapes), deleting the object
+#: leaves its silhouette, and even the object's own mask as the map deletes no faster than a random order;
+#: "blur" (the image blurred, insertion's start) takes the outline with it.
+DELETION_SUBSTRATES = ("zero", "blur")
 #: Random orders a map's curves are read against: seeded permutations of the squares (see cell_order). For one
 #: curve, a map whose order says nothing (any order as likely as another) beats all of them with probability
 #: 1 / (RANDOM_ORDERS + 1), so a ✓ is a rank test at that level; five make the first map of an image cost three
@@ -170,10 +175,12 @@ def step_counts(pixels: int, steps: int) -> np.ndarray:
     return np.round(np.linspace(0, pixels, steps + 1)).astype(np.int64)
 
 
-def _substrate(x: torch.Tensor, kind: str) -> torch.Tensor:
+def _substrate(x: torch.Tensor, kind: str, deletion: str = DELETION_SUBSTRATE) -> torch.Tensor:
     from explorer.core.attribution.methods import baseline_for
 
-    return baseline_for(x, DELETION_SUBSTRATE if kind == "deletion" else INSERTION_SUBSTRATE)
+    if deletion not in DELETION_SUBSTRATES:
+        raise ValueError(f"unknown deletion substrate {deletion!r}: {' or '.join(DELETION_SUBSTRATES)}")
+    return baseline_for(x, deletion if kind == "deletion" else INSERTION_SUBSTRATE)
 
 
 def curve_scores(
@@ -321,11 +328,12 @@ def faithfulness_curves(
     streams: int | None = None,
     random_scores: Mapping[str, np.ndarray] | None = None,
     random_orders: int = RANDOM_ORDERS,
+    deletion_substrate: str = DELETION_SUBSTRATE,
 ) -> dict[str, Curve]:
     """Deletion and/or insertion curves of `heatmap` (H, W, at x's size) for class `target`, each
     with `random_orders` random-order references (seeded permutations, drawn one after another from
     `seed`, shared by both curves). Pixels go in `cell`-sized squares (default_cell: 8 px at 224; see
-    cell_order).
+    cell_order). Deleted pixels become `deletion_substrate`'s (see DELETION_SUBSTRATES).
 
     All curves' step images form one sequence, cut into batches of `batch_size`; an image two curves
     share (their first and last ones: see curve_images) is classified once. `streams` batches are
@@ -334,10 +342,10 @@ def faithfulness_curves(
     before each.
 
     `random_scores`: random-order references of an earlier call for the same image, model, target,
-    steps, cell and seed (its Curve.random_runs by kind: (orders, steps + 1), or one order's (steps + 1,)),
-    used in place of `random_orders` new ones. The random orders do not depend on the map, so they are the
-    same for every map of the image: reused, their images are not classified again (a second map's curves
-    take 1 / (1 + random_orders) of the forwards).
+    steps, cell, seed and deletion substrate (its Curve.random_runs by kind: (orders, steps + 1), or one
+    order's (steps + 1,)), used in place of `random_orders` new ones. The random orders do not depend on
+    the map, so they are the same for every map of the image: reused, their images are not classified again
+    (a second map's curves take 1 / (1 + random_orders) of the forwards).
     """
     import torch
 
@@ -353,6 +361,7 @@ def faithfulness_curves(
         raise ValueError("a curve needs at least one random order to be read against")
     cell = default_cell(*heatmap.shape) if cell is None else cell
     known = _known_references(random_scores, kinds, steps)
+    _substrate(x, "deletion", deletion_substrate)  # a substrate that cannot be made: before any work
     rng = np.random.default_rng(seed)
     orders = [cell_order(heatmap, cell)]
     if any(kind not in known for kind in kinds):
@@ -362,7 +371,7 @@ def faithfulness_curves(
     if isinstance(model, torch.nn.Module):
         model.eval()
     x = x.detach()
-    entries, where = _curve_stream(x, kinds, orders, steps, known)
+    entries, where = _curve_stream(x, kinds, orders, steps, known, deletion_substrate)
     default_streams, default_batch = curve_layout(x.device)
     batch_size = default_batch if batch_size is None else max(1, batch_size)
     streams = default_streams if streams is None else max(1, streams)
@@ -393,7 +402,8 @@ def _known_references(random_scores: Mapping[str, np.ndarray] | None, kinds: Seq
 
 
 def _curve_stream(x: torch.Tensor, kinds: Sequence[str], orders: Sequence[np.ndarray], steps: int,
-                  known: Mapping[str, np.ndarray]) -> tuple[list, dict[tuple[str, int, int], int]]:
+                  known: Mapping[str, np.ndarray], deletion_substrate: str = DELETION_SUBSTRATE
+                  ) -> tuple[list, dict[tuple[str, int, int], int]]:
     """The images every curve needs, each once: (entries, where).
 
     An entry is an image to classify, described as (start, end, rank, count) (pixels of rank below
@@ -416,7 +426,7 @@ def _curve_stream(x: torch.Tensor, kinds: Sequence[str], orders: Sequence[np.nda
         return named[name]
 
     for kind in kinds:
-        ends[kind] = _substrate(x, kind)
+        ends[kind] = _substrate(x, kind, deletion_substrate)
         start, end = ("image", kind) if kind == "deletion" else (kind, "image")
         for o, order in enumerate(orders):
             if o >= 1 and kind in known:

@@ -70,8 +70,8 @@ def box_mask(shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarr
 
 def read_mask(path: str | Path) -> np.ndarray:
     """A mask image as (H, W) bool: a pixel is the object's when its grey level is at least 128 (the demo's masks
-    are black and white; a mask with transparency counts its opaque white pixels). ValueError for a file that is
-    not an image."""
+    are black and white; a mask with transparency counts its opaque white pixels). FileNotFoundError when there is
+    no such file, ValueError for one that cannot be read as an image."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -81,6 +81,8 @@ def read_mask(path: str | Path) -> np.ndarray:
                 grey = np.asarray(Image.fromarray(rgba[..., :3]).convert("L"))
                 return (grey >= 128) & (rgba[..., 3] >= 128)
             return np.asarray(im.convert("L")) >= 128
+    except FileNotFoundError:
+        raise
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"not a mask image: {e}") from None
 
