@@ -391,3 +391,19 @@ def test_only_learned_weights_pass_the_sanity_check():
         assert sanity_verdict(same, learned).startswith("unchanged (ρ 0.95")
     record = AttributionRecord(result=None, seconds=1.0, sanity=changes)
     assert record.verdict() == "passes (ρ 0.53)" and record.verdict(learned=False) == "changes (ρ 0.53), random weights"
+
+
+def test_deletion_can_end_on_the_image_blurred(cm):
+    """deletion_substrate="blur": deleted pixels become the blurred image's (insertion's start), so deletion ends
+    where insertion begins; an unknown substrate is refused before any forward."""
+    from explorer.core.attribution.methods import baseline_for
+
+    x = pasted()[..., 24:56, 24:56].contiguous()
+    heat = np.random.default_rng(5).normal(size=(32, 32))
+    curves = faithfulness_curves(cm, x, heat, 1, steps=3, random_orders=1, deletion_substrate="blur")
+    with torch.no_grad():
+        blurred = float(torch.softmax(cm(baseline_for(x, "blur")), 1)[0, 1])
+    assert curves["deletion"].scores[-1] == pytest.approx(blurred, rel=1e-4)
+    assert curves["insertion"].scores[0] == pytest.approx(blurred, rel=1e-4)
+    with pytest.raises(ValueError, match="deletion substrate"):
+        faithfulness_curves(lambda images: pytest.fail("no forward"), x, heat, 1, steps=3, deletion_substrate="black")
