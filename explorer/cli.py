@@ -521,6 +521,10 @@ class _AttributeRun:
         self.out_dir, self.inputs, self.write, self.provenance = out_dir, inputs, write, provenance
         #: Learned weights (not random): only then can a map, its curves or its sanity check mean anything.
         self.learned = has_learned_weights(self.clf.loaded)
+        from explorer.core.attribution.methods import AttributionParams, with_normalisation
+
+        #: The methods' parameters: the defaults, with the black baseline where this model's input puts black.
+        self.params = with_normalisation(AttributionParams(), self.clf.transforms)
 
     def image(self, path, x, stem: str) -> int:
         """Every method's record of one preprocessed image `x` (a batch of one), each written as it completes;
@@ -576,10 +580,10 @@ class _AttributeRun:
         return input_mask(mask, self.clf.transforms)
 
     def layer(self, method: str) -> dict:
-        """The layer arguments of `method`: a CAM method's node and branch, nothing for the others."""
+        """`attribute`'s keywords for `method`: the parameters, and a CAM method's node and branch."""
         from explorer.core.attribution.methods import CAM_METHODS
 
-        return dict(node=self.node, branch=self.branch) if method in CAM_METHODS else {}
+        return dict(params=self.params) | (dict(node=self.node, branch=self.branch) if method in CAM_METHODS else {})
 
     def record(self, path, x, method: str, target: int, shares: dict, shares_ms: float, references):
         """(record, AttributionResult, the image's random-order curves) of one method's map: what it explains,

@@ -107,3 +107,28 @@ def test_masks_that_are_missing_or_do_not_fit_give_no_localisation(shapes, tmp_p
     assert "no mask" in err and "0000-circle" in err and "is 32×32, the image 64×64" in err
     assert run(capsys, "attribute", shapes / "images", "--model", "shapes_inception", "--method", "saliency", "--masks",
                shapes / "images" / "0000-circle.png")[0] == 2
+
+
+def test_integrated_gradients_starts_from_black_in_the_model_s_own_input(shapes, tmp_path, capsys):
+    """attribute's IG map of a drawn image is the one from an all-black image in the demo model's [-1, 1] input (-1
+    everywhere), not from ImageNet's black."""
+    import torch
+
+    from explorer.core.attribution.methods import attribute
+    from explorer.core.demo.training import network_input
+    from explorer.core.graph.capture import CaptureModel
+    from explorer.core.model.graphs import zoo_block_graph
+    from explorer.core.model.loading import load_model
+
+    image = shapes / "images" / "0001-square.png"
+    code, out, err = run(capsys, "attribute", image, "--model", "shapes_inception", "--method",
+                         "integrated_gradients", "--target", 1, "--device", "cpu", "-o", tmp_path)
+    assert code == 0, err
+    (r,) = [json.loads(line) for line in out.splitlines()]
+    cm = CaptureModel(load_model("shapes_inception").module, zoo_block_graph("shapes_inception"))
+    x = network_input(np.array(Image.open(image))[None])
+    expected = attribute(cm, x, "integrated_gradients", 1, baseline=-torch.ones_like(x)).heatmap
+    imagenet_black = attribute(cm, x, "integrated_gradients", 1).heatmap  # ImageNet's convention: about -2.1
+    scale = np.abs(expected).max()
+    assert np.abs(np.load(r["npy"]) - expected).max() < 1e-3 * scale  # float rounding (two preprocessing paths)
+    assert np.abs(imagenet_black - expected).max() > 0.1 * scale

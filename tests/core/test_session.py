@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
@@ -254,3 +255,25 @@ def test_session_modules_import_without_qt_or_torch():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_the_black_baseline_is_black_in_the_model_s_own_input(tmp_path):
+    """The demo model scales pixels to [-1, 1]: Integrated Gradients' "black" baseline starts from -1 there (the
+    session fills the model's normalisation into the parameters), not from ImageNet's black (about -2.1)."""
+    from PIL import Image
+
+    from explorer.core.attribution.methods import attribute
+    from explorer.core.demo.drawing import draw_images
+
+    path = tmp_path / "star.png"
+    Image.fromarray(draw_images(4, 5)[3].image).save(path)
+    s = Session(allow_download=False)
+    s.set_model("shapes_inception")
+    s.classify(str(path))
+    s.attributions.run("integrated_gradients", 3)
+    [record] = s.state.attributions
+    params = s.attributions.map_kwargs["params"]
+    assert params.input_mean == params.input_std == (0.5, 0.5, 0.5) and params.ig_baseline == "black"
+    x = s.attributions.image()[0]
+    expected = attribute(s.captures.on("cpu"), x, "integrated_gradients", 3, baseline=-torch.ones_like(x))
+    np.testing.assert_allclose(record.result.heatmap, expected.heatmap, rtol=1e-5, atol=1e-7)

@@ -78,6 +78,28 @@ class AttributionParams:
     score_cam_batch: int = 16  # masked images per forward (Score-CAM: one per channel of the layer)
     smoothgrad_samples: int = 8
     smoothgrad_stdev: float = 0.15  # noise σ as a share of the image's value range (SmoothGrad's 10–20 %)
+    #: The network input's normalisation (per-channel mean and deviation), which places the "black" baseline;
+    #: None: torchvision's ImageNet convention. The session and the command line fill them from the model's
+    #: preprocessing (the demo model scales pixels to [-1, 1], where black is -1, not ImageNet's -2.1).
+    input_mean: tuple[float, float, float] | None = None
+    input_std: tuple[float, float, float] | None = None
+
+    def normalisation(self) -> dict:
+        """baseline_for's mean and std keywords (empty: its ImageNet defaults)."""
+        if self.input_mean is None or self.input_std is None:
+            return {}
+        return {"mean": tuple(self.input_mean), "std": tuple(self.input_std)}
+
+
+def with_normalisation(params: AttributionParams, transforms) -> AttributionParams:
+    """`params` with the input normalisation of `transforms` (a model's preprocessing, with `mean` and `std`), unless
+    it has one already or the preprocessing names none."""
+    import dataclasses
+
+    mean, std = getattr(transforms, "mean", None), getattr(transforms, "std", None)
+    if params.input_mean is not None or mean is None or std is None:
+        return params
+    return dataclasses.replace(params, input_mean=tuple(float(m) for m in mean), input_std=tuple(float(v) for v in std))
 
 
 @dataclass(frozen=True)
@@ -185,7 +207,7 @@ def _integrated_gradients_fitted(model: CaptureModel, x: torch.Tensor, target: i
     params.internal_batch_size."""
     import torch
 
-    baseline = baseline_for(x, params.ig_baseline) if baseline is None else baseline.detach()
+    baseline = baseline_for(x, params.ig_baseline, **params.normalisation()) if baseline is None else baseline.detach()
     per = params.internal_batch_size
     if x.device.type == "cuda":
         per = max(per, min(params.ig_steps, CUDA_IG_BATCH))
@@ -360,7 +382,7 @@ def _smoothgrad(model: CaptureModel, x: torch.Tensor, method: str, target: int, 
     # IG: each batch of `per` noisy copies integrates over ig_steps points, `per` images per forward.
     batches = math.ceil(n / per)
     fwd = _Forward(model, batches * math.ceil(min(per, n) * params.ig_steps / per) + 1, progress, cancel)
-    baseline = baseline_for(x, params.ig_baseline) if baseline is None else baseline.detach()
+    baseline = baseline_for(x, params.ig_baseline, **params.normalisation()) if baseline is None else baseline.detach()
     rule = ig_method(params.ig_steps)
     attr = NoiseTunnel(IntegratedGradients(fwd)).attribute(
         x, nt_type="smoothgrad", nt_samples=n, nt_samples_batch_size=per, stdevs=stdev, target=target,

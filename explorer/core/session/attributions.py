@@ -137,10 +137,14 @@ class Attributions:
             on_end: Callable[[str], None] | None = None) -> None:
         """Compute `method`'s map of the image on screen for `target` (None: the top-1); the CAM family takes a
         `block` and optionally one of its branches (0-based)."""
-        from explorer.core.attribution.methods import CAM_METHODS, AttributionParams
+        from explorer.core.attribution.methods import CAM_METHODS, AttributionParams, with_normalisation
 
         x, device = self.image()
-        kwargs: dict = dict(params=params if params is not None else AttributionParams())
+        params = params if params is not None else AttributionParams()
+        loaded = self.session.state.loaded
+        if loaded is not None:  # the black baseline where this model's input puts black
+            params = with_normalisation(params, loaded.transforms())
+        kwargs: dict = dict(params=params)
         if method in CAM_METHODS:
             if block is None:
                 raise ValueError(f"choose a block for {method.replace('_', ' ')}")
