@@ -41,7 +41,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThread, QThrea
 
 from explorer.core.cancel import Cancelled, CancelToken
 from explorer.core.model.graphs import block_graph, opened_model, zoo_block_graph
-from explorer.core.session.tasks import Progress
+from explorer.core.session.runner import Progress
 
 #: Linux nice increment of low-priority worker threads over the process (see `lower_thread_priority`).
 WORKER_NICE = 10
@@ -530,14 +530,3 @@ load_block_graph = zoo_block_graph
 open_any_model = opened_model
 load_any_block_graph = block_graph
 
-
-def load_weights(model, weights: str, allow_download: bool, outputs: int | None = None, *, progress=None,
-                 cancel=None):
-    """A model (a zoo name or an opened model's ModelSpec) on the CPU with weights ("auto", "none" or a
-    file path), as a LoadedModel."""
-    from explorer.core.model.loading import load_model
-
-    if cancel is not None:
-        cancel.raise_if_cancelled()
-    return load_model(model, weights=weights, allow_download=allow_download, progress=progress, cancel=cancel,
-                      outputs=outputs)

@@ -14,14 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.core.cancel import CancelToken
-from explorer.core.session.events import (  # noqa: F401 - the tasks' events, where callers found them
-    BatchClassified,
-    ClassifierReady,
-    FilesListed,
-    ImageClassified,
-    ImageShown,
-    Progress,
-)
+from explorer.core.session.events import BatchClassified, ClassifierReady, FilesListed, ImageClassified, ImageShown
 
 #: Classes shown per image.
 TOP = 5

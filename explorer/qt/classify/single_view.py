@@ -5,7 +5,8 @@ The view shows what the panel tells it; the panel decides which results still be
 
 from __future__ import annotations
 
-from explorer.core.session.tasks import ImageShown, ShownImage
+from explorer.core.session.events import ImageShown
+from explorer.core.session.tasks import ShownImage
 from explorer.qt.result_view import ResultView, array_to_qimage
 
 

@@ -142,8 +142,14 @@ class GraphPage:
             if self.state.trace is not None and self.state.trace.input_shape[2:] != size.hw:
                 self.window.show_status("shapes for this size follow once the engine has loaded", 5000, topic="size")
             return False
-        ok = self.window.session.retrace()
+        self.window.session.retrace()
+        return self.show_trace(redraw)
+
+    def show_trace(self, redraw: bool = True) -> bool:
+        """Show the state's trace (the session traced it): banner, totals, the drawing, the paper table, Details;
+        whether the size fits."""
         st = self.state
+        ok = st.trace_error is None
         self._show_trace_state()
         if redraw:
             self.redraw()

@@ -187,7 +187,7 @@ class ModelController(QObject):
             f"Module tree only: {reason}. The nodes are the model's modules in the order its forward calls them,"
             " with shapes; the data-flow view, branch detail, activations and attributions need a forward that"
             " torch.fx can trace." if reason else None)
-        self.window.graph_page.retrace(redraw=False)
+        self.window.graph_page.show_trace(redraw=False)  # the session traced it when the graph arrived
         self.window.graph_page.redraw()
         if not from_preview:
             self.window.graph_page.initial_view()
