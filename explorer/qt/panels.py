@@ -1,8 +1,7 @@
-"""The window's smaller widgets: input-size control, weights badge, error banner, details panel.
+"""The window's smaller widgets: weights badge, error banner, details panel.
 
 Signals
 -------
-InputSizeControl.size_changed(int, int, int)   H, W, batch N after any edit
 WeightsBar.retry_requested()                  "Retry download" clicked
 WeightsBar.open_requested()                   "Open weights file…" clicked
 WeightsBar.cancel_requested()                 the running download's Cancel clicked
@@ -21,9 +20,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QTextBrowser,
-    QToolButton,
     QWidget,
 )
 
@@ -33,110 +30,6 @@ from explorer.core.text import MISSING, MULTIPLY_ADDS, fmt_bytes, fmt_count, fmt
 
 #: The size boxes stop at the engine's bounds (one number each, in explorer.core.shapes.trace).
 MAX_SIDE = MAX_INPUT_SIDE
-
-
-class InputSizeControl(QWidget):
-    """H and W spin boxes (linked by default: editing one sets the other) and the batch N."""
-
-    size_changed = Signal(int, int, int)
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(4)
-        self.height_box = self._spin("H", "input height in pixels", MAX_SIDE)
-        self.width_box = self._spin("W", "input width in pixels", MAX_SIDE)
-        self.batch_box = self._spin("N", "batch size", MAX_BATCH)
-        self.link = QToolButton(self)
-        self.link.setCheckable(True)
-        self.link.setChecked(True)
-        self.link.setText("H = W")
-        self.link.setToolTip("H and W linked: editing one sets the other (click to edit them separately)")
-        self.link.toggled.connect(self._on_link)
-        lay.addWidget(QLabel("Input"))
-        lay.addWidget(self.height_box)
-        lay.addWidget(self.link)
-        lay.addWidget(self.width_box)
-        lay.addSpacing(6)
-        lay.addWidget(QLabel("Batch"))
-        lay.addWidget(self.batch_box)
-        self.height_box.setValue(224)
-        self.width_box.setValue(224)
-        self.batch_box.setValue(1)
-        self.height_box.valueChanged.connect(self._on_height)
-        self.width_box.valueChanged.connect(self._on_width)
-        self.batch_box.valueChanged.connect(self._emit)
-
-    def _spin(self, prefix: str, tip: str, maximum: int) -> QSpinBox:
-        box = QSpinBox(self)
-        box.setRange(1, maximum)
-        box.setPrefix(f"{prefix} ")
-        box.setToolTip(tip)
-        box.setAccelerated(True)
-        box.setKeyboardTracking(True)
-        return box
-
-    @property
-    def linked(self) -> bool:
-        return self.link.isChecked()
-
-    def set_linked(self, on: bool) -> None:
-        self.link.setChecked(on)
-
-    def _on_link(self, on: bool) -> None:
-        self.link.setText("H = W" if on else "H ≠ W")
-        if on and self.width_box.value() != self.height_box.value():
-            self.width_box.blockSignals(True)
-            self.width_box.setValue(self.height_box.value())
-            self.width_box.blockSignals(False)
-            self._emit()
-
-    def _on_height(self, v: int) -> None:
-        if self.linked and self.width_box.value() != v:
-            self.width_box.blockSignals(True)
-            self.width_box.setValue(v)
-            self.width_box.blockSignals(False)
-        self._emit()
-
-    def _on_width(self, v: int) -> None:
-        if self.linked and self.height_box.value() != v:
-            self.height_box.blockSignals(True)
-            self.height_box.setValue(v)
-            self.height_box.blockSignals(False)
-        self._emit()
-
-    def _emit(self, *_) -> None:
-        self.size_changed.emit(*self.value())
-
-    def value(self) -> tuple[int, int, int]:
-        return self.height_box.value(), self.width_box.value(), self.batch_box.value()
-
-    def set_value(self, h: int, w: int, n: int | None = None, emit: bool = True) -> None:
-        """Set all three at once (unlinking when H ≠ W) and emit one size_changed."""
-        boxes = (self.height_box, self.width_box, self.batch_box, self.link)
-        for b in boxes:
-            b.blockSignals(True)
-        if h != w and self.linked:
-            self.link.setChecked(False)
-            self.link.setText("H ≠ W")
-        self.height_box.setValue(h)
-        self.width_box.setValue(w)
-        if n is not None:
-            self.batch_box.setValue(n)
-        for b in boxes:
-            b.blockSignals(False)
-        if emit:
-            self._emit()
-
-    def set_invalid(self, invalid: bool) -> None:
-        """Tint the size boxes when the current size cannot pass through the network."""
-        for box in (self.height_box, self.width_box):
-            pal = QPalette(self.palette())
-            if invalid:
-                pal.setColor(QPalette.ColorRole.Base, QColor(255, 200, 200) if pal.color(QPalette.ColorRole.Base)
-                             .lightness() > 128 else QColor(110, 30, 30))
-            box.setPalette(pal)
 
 
 def _banner_palette(widget: QWidget, kind: str) -> None:

@@ -40,7 +40,6 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThread, QThreadPool, QTimer, Signal, Slot
 
 from explorer.core.cancel import Cancelled, CancelToken
-from explorer.core.model.graphs import block_graph, opened_model, zoo_block_graph
 from explorer.core.session.runner import Progress
 
 #: Linux nice increment of low-priority worker threads over the process (see `lower_thread_priority`).
@@ -521,12 +520,3 @@ class _Relay(QObject):
     def _done(self) -> None:
         self.runner._finished(self.key, self.job)
         self.deleteLater()
-
-
-# -- engine tasks the window runs (run on pool threads) ---------------------------------------
-
-#: Kept under these names for the window's callers; the caches live in explorer.core.model.graphs.
-load_block_graph = zoo_block_graph
-open_any_model = opened_model
-load_any_block_graph = block_graph
-

@@ -26,6 +26,7 @@ class DeferredRunner(InlineRunner):
         self.queue = []
 
     def submit(self, lane, fn, *args, callbacks, wants_progress=False, **kwargs):
+        self.cancel(lane)  # a new request cancels its lane's job, as on the pool
         self.queue.append((lane, fn, args, callbacks, wants_progress, kwargs))
 
     def running(self, lane):  # a queued job is the lane's, as on the pool

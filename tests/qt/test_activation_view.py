@@ -11,7 +11,7 @@ from PySide6.QtCore import QPoint, Qt
 from explorer.core.microscope.activations import branch_stats
 from explorer.core.graph.capture import CaptureModel
 from explorer.qt.microscope.activation_view import GAP, ActivationView
-from explorer.qt.workers import load_block_graph
+from explorer.core.model.graphs import zoo_block_graph as load_block_graph
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

@@ -14,7 +14,7 @@ from explorer.core.session.state import ExplorerState
 from explorer.core.model.zoo import get_spec
 from explorer.qt.attribution.attribution_evidence import COL_SANITY, TABLE_COLUMNS
 from explorer.qt.attribution.attribution_panel import AttributionPanel
-from explorer.qt.workers import load_block_graph
+from explorer.core.model.graphs import zoo_block_graph as load_block_graph
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

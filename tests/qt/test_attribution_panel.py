@@ -16,7 +16,7 @@ from explorer.core.graph.capture import CaptureModel
 from explorer.core.model.zoo import get_spec
 from explorer.qt.attribution.attribution_panel import AttributionPanel
 from explorer.qt.attribution.branch_share_chart import BranchSharePanel
-from explorer.qt.workers import load_block_graph
+from explorer.core.model.graphs import zoo_block_graph as load_block_graph
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

@@ -14,7 +14,7 @@ from explorer.core.model.loading import LoadedModel
 from explorer.core.model.weights import WeightsState
 from explorer.core.model.zoo import get_spec
 from explorer.qt.microscope.channel_panel import GRID_CHANNELS, ChannelPanel
-from explorer.qt.workers import load_block_graph
+from explorer.core.model.graphs import zoo_block_graph as load_block_graph
 
 RUN_MS = 120_000
 

@@ -469,7 +469,7 @@ def test_device_choice_rebuilds_the_classifier_and_reports_a_missing_gpu(qtbot, 
 
 @pytest.fixture(scope="module")
 def graph():
-    from explorer.qt.workers import load_block_graph
+    from explorer.core.model.graphs import zoo_block_graph as load_block_graph
 
     return load_block_graph("googlenet")
 

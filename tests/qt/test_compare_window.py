@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from explorer.core.shapes.trace import trace_shapes
 from explorer.qt.shapes.compare_window import DIFF_COLOUR, DIFF_ROLE, TAB_FACTORISATION, CompareWindow
-from explorer.qt.workers import load_block_graph
+from explorer.core.model.graphs import zoo_block_graph as load_block_graph
 
 from .conftest import GRAPH_TIMEOUT_MS
 
@@ -19,7 +19,7 @@ from .conftest import GRAPH_TIMEOUT_MS
 def wait_compared(qtbot, cw, a=None, b=None, size=None):
     def done():
         c = cw.comparison
-        assert c is not None and cw.runner.running("compare") is None
+        assert c is not None and cw.session.runner.running("compare/compare") is None
         assert a is None or c.a.model == a
         assert b is None or c.b.model == b
         assert size is None or c.size == size
@@ -89,13 +89,13 @@ def test_picking_models_and_size_reruns_and_is_remembered(compare, qtbot, tmp_pa
     assert c.size == (160, 192) and "160×192" in cw.summary.text()
 
     assert (w.settings.value("compare/model_a"), w.settings.value("compare/model_b")) == ("googlenet", "inception_v3")
-    again = CompareWindow(w.settings, "googlenet", (224, 224), runner=w.jobs)
+    again = CompareWindow(w.settings, "googlenet", (224, 224), session=w.session)
     qtbot.addWidget(again)
     assert again.models() == ("googlenet", "inception_v3")
     wait_compared(qtbot, again)
     again.shutdown()
     fresh = CompareWindow(QSettings(str(tmp_path / "other.ini"), QSettings.Format.IniFormat), "inception_v3",
-                          runner=w.jobs)
+                          session=w.session)
     qtbot.addWidget(fresh)
     assert fresh.models() == ("inception_v3", "googlenet")  # no saved pair: the natural partner
     wait_compared(qtbot, fresh)

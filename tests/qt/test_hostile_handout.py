@@ -121,7 +121,7 @@ def test_the_window_reports_a_full_disk_and_keeps_the_older_pdf(make_window, qtb
     out.write_bytes(OLDER)
     written, failed = [], []
     with disk_full_after(20_000):
-        assert window.exports.export_handout(out) is not None
+        assert window.exports.export_handout(out) is True
         exp = window.exports.handout_export
         exp.written.connect(written.append)
         exp.failed.connect(failed.append)

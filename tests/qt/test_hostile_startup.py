@@ -106,9 +106,11 @@ def test_a_python_model_named_on_the_command_line_runs_without_asking(qtbot, tmp
 
 def test_the_open_model_dialog_says_a_python_file_is_run(qtbot, monkeypatch, job_runner):
     import explorer.qt.window.open_model_dialog as open_model_dialog
+    from explorer.core.session.session import Session
 
-    monkeypatch.setattr(open_model_dialog, "_torchvision_names", ["torchvision:resnet18"])  # no worker
-    dialog = open_model_dialog.OpenModelDialog(runner=job_runner.lanes("window", threads=2))
+    session = Session(runner=job_runner)
+    session.model_names = ("torchvision:resnet18",)  # listed already: no worker
+    dialog = open_model_dialog.OpenModelDialog(session=session)
     qtbot.addWidget(dialog)
     dialog.show()
     dialog.edit.setText("torchvision:resnet18")

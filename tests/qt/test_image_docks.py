@@ -43,7 +43,7 @@ def forwards(monkeypatch):
 
 def ready(window) -> bool:
     docks = window.images
-    return (docks is not None and docks.capture_model is not None and docks.classify.classifier is not None
+    return (docks is not None and docks.network_key is not None and docks.classify.classifier is not None
             and not docks.classify.busy)
 
 
@@ -112,7 +112,7 @@ def test_a_late_image_of_the_previous_model_is_dropped(make_window, qtbot, pictu
         w.models.set_model("inception_v3")
     new_shown = new.args[0]
     assert new_shown.model == "inception_v3" and new_shown.capture.graph_name == "inception_v3"
-    qtbot.waitUntil(lambda: ready(w) and docks.capture_model.graph_name == "inception_v3", timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: ready(w) and docks.network_key.model == "inception_v3", timeout=TIMEOUT_MS)
     assert docks.activations.capture is new_shown.capture
     assert docks.attribution.x.shape[-1] == 299
 
@@ -143,7 +143,7 @@ def test_the_curves_run_on_the_classifiers_network_and_go_with_the_model(make_wi
     panel.curve_steps.setValue(2)
     with qtbot.waitSignal(panel.faithfulness_finished, timeout=TIMEOUT_MS):
         panel.run_faithfulness()
-    assert asked == ["cpu"] and real("cpu") is not docks.capture_model
+    assert asked == ["cpu"] and real("cpu") is not w.session.captures.on("cpu")
     assert len(w.state.attributions) == 1 and panel.table.rowCount() == 1
     w.models.set_model("inception_v3")
     assert w.state.attributions == () and panel.table.rowCount() == 0

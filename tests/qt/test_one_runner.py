@@ -46,23 +46,23 @@ def probe(release_all, lanes, slot: str) -> Probe:
     return p
 
 
-def test_a_window_and_its_docks_use_one_runner_and_one_pool(make_window, qtbot, monkeypatch, release_all):
-    import explorer.qt.window.open_model_dialog as open_model_dialog
-
-    monkeypatch.setattr(open_model_dialog, "_torchvision_names", ["torchvision:resnet18"])  # no worker
+def test_a_window_and_its_docks_use_one_runner_and_one_pool(make_window, qtbot, release_all):
     w = make_window()
     qtbot.waitUntil(lambda: w.images is not None, timeout=TIMEOUT_MS)
+    w.session.model_names = ("torchvision:resnet18",)  # listed already: no worker
     w.models.open_model_dialog()
     compare = w.compare.open()
     im = w.images
-    groups = [w.runner, im.runner, im.classify.runner, im.attribution.runner, im.shares.runner,
-              im.channel.runner, w.models.open_dialog.runner, compare.runner]
+    groups = [w.runner, im.runner, im.classify.runner, im.attribution.runner, im.shares.runner, im.channel.runner]
     assert all(g.runner is w.jobs for g in groups)
+    # The session runs every job, the Open-model dialog's and the Compare window's too, on that runner.
+    assert w.session.runner is w.jobs and compare.session is w.session and w.models.open_dialog.session is w.session
     assert len(w.findChildren(QThreadPool)) == 1 and w.findChildren(QThreadPool)[0] is w.jobs.pool
     # The image panels share one group (one job at a time among them); the others have their own.
     assert im.attribution.runner is im.runner and im.shares.runner is im.runner and im.channel.runner is im.runner
-    assert w.models.open_dialog.runner is w.runner
-    own = [w.runner, im.runner, im.classify.runner, compare.runner]
+    qtbot.waitUntil(lambda: compare.comparison is not None, timeout=TIMEOUT_MS)
+    compare_group = next(g for g in w.jobs._groups if g.prefix == "compare")
+    own = [w.runner, im.runner, im.classify.runner, compare_group]
     assert len({g.prefix for g in own}) == 4
     assert [g.threads for g in own] == [2, 1, 3, 1]
 

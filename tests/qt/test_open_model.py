@@ -74,8 +74,9 @@ def settle(qtbot, w):
 
     torch.fx patches nn.Module.__call__ process-wide while it traces, so a test's own forward must
     not run while a worker traces the model for the image docks."""
-    qtbot.waitUntil(lambda: w.images is not None and w.images.loaded is w.loaded and not w.images.classify.busy
-                    and w.images.runner.running("capture_model") is None, timeout=GRAPH_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: w.images is not None and w.images.model_key == w.state.result_key.for_model()
+                    and w.state.loaded is not None and not w.images.classify.busy
+                    and w.session.runner.running("images/capture_model") is None, timeout=GRAPH_TIMEOUT_MS)
 
 
 def open_and_wait(qtbot, w, ref):

@@ -11,8 +11,11 @@ NAMES = ["torchvision:resnet18", "torchvision:resnet34", "torchvision:googlenet"
 
 @pytest.fixture
 def dialog(qtbot, monkeypatch, job_runner):
-    monkeypatch.setattr(open_model_dialog, "_torchvision_names", list(NAMES))  # no torchvision import
-    d = open_model_dialog.OpenModelDialog(runner=job_runner.lanes("window", threads=2))
+    from explorer.core.session.session import Session
+
+    session = Session(runner=job_runner)
+    session.model_names = tuple(NAMES)  # listed already: no torchvision import
+    d = open_model_dialog.OpenModelDialog(session=session)
     qtbot.addWidget(d)
     d.show()
     qtbot.waitExposed(d)

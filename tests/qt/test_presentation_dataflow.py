@@ -30,7 +30,7 @@ def pictures(tmp_path):
 
 def ready(w) -> bool:
     d = w.images
-    return d is not None and d.capture_model is not None and d.classify.classifier is not None and not d.classify.busy
+    return d is not None and d.network_key is not None and d.classify.classifier is not None and not d.classify.busy
 
 
 def show(w, qtbot, path):
@@ -180,7 +180,7 @@ def test_an_opened_resnet_gets_residual_slides(make_window, qtbot, pictures, cou
     qtbot.waitUntil(lambda: ready(w), timeout=TIMEOUT_MS)
     with qtbot.waitSignals([w.model_opened, w.model_loaded], timeout=GRAPH_TIMEOUT_MS, order="strict"):
         w.models.open_model("torchvision:resnet18")
-    qtbot.waitUntil(lambda: ready(w) and w.images.capture_model.graph_name == w.graph.name, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: ready(w) and w.images.network_key.model == w.graph.name, timeout=TIMEOUT_MS)
     shown = show(w, qtbot, pictures[0])
     p = w.presentation
     p.enter()

@@ -165,7 +165,7 @@ def test_every_data_flow_slide_of_random_weights_says_so(make_window, qtbot, mod
     from PySide6.QtCore import Qt
 
     w = make_window(model, weights=weights)
-    qtbot.waitUntil(lambda: w.images is not None and w.images.capture_model is not None
+    qtbot.waitUntil(lambda: w.images is not None and w.images.network_key is not None
                     and w.images.classify.classifier is not None, timeout=RUN_MS)
     with qtbot.waitSignal(w.images.classify.image_shown, timeout=RUN_MS):
         qtbot.mouseClick(w.images.classify.drawn_buttons[0], Qt.MouseButton.LeftButton)

@@ -25,7 +25,7 @@ FOLLOW_MS = 30_000
 def settled(window, name: str) -> bool:
     """`name` classifies, captures and has handed the image on screen to the gradient panels."""
     docks = window.images
-    return (docks is not None and docks.capture_model is not None and docks.capture_model.graph_name == name
+    return (docks is not None and docks.network_key is not None and docks.network_key.model == name
             and docks.classify.classifier is not None and docks.classify.classifier.loaded.name == name
             and not docks.classify.busy and docks.attribution.x is not None)
 

@@ -390,19 +390,19 @@ def test_drawing_follows_palette(window, qtbot):
 def test_selecting_a_block_right_after_a_model_switch(make_window, qtbot):
     """The image panels hold the previous model until the new one's capture model is ready."""
     w = make_window()
-    qtbot.waitUntil(lambda: w.images is not None and w.images.capture_model is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: w.images is not None and w.images.network_key is not None, timeout=120_000)
     with qtbot.waitSignal(w.model_loaded, timeout=120_000):
         w.models.set_model("inception_v3")
     w.view.select("Mixed_7b")  # before the new capture model exists: must not raise
-    qtbot.waitUntil(lambda: w.images.capture_model is not None
-                    and w.images.capture_model.graph_name == "inception_v3", timeout=120_000)
+    qtbot.waitUntil(lambda: w.images.network_key is not None
+                    and w.images.network_key.model == "inception_v3", timeout=120_000)
     w.view.select("Mixed_6a")
     assert w.images.attribution.graph.name == "inception_v3"
 
 
 def test_a_new_capture_keeps_the_graphs_selection(make_window, qtbot):
     w = make_window()
-    qtbot.waitUntil(lambda: w.images is not None and w.images.capture_model is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: w.images is not None and w.images.network_key is not None, timeout=120_000)
     w.view.select("inception4c")
     from explorer.core.model.samples import sample_images
 

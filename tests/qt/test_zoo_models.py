@@ -41,7 +41,7 @@ def test_family_model_classifies_a_dropped_image_and_shows_its_branches(make_win
 
     w = make_window(name)
     docks = w.images
-    qtbot.waitUntil(lambda: docks.capture_model is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: docks.network_key is not None, timeout=120_000)
     assert w.weights_bar.isVisible() and w.loaded.weights.is_random
     panel = docks.classify
     with qtbot.waitSignal(panel.image_shown, timeout=120_000) as shown:

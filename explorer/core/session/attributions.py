@@ -16,6 +16,7 @@ from explorer.core.session import events as ev
 
 LANE = "images/attribution"
 SHARES = "images/shares"
+NETWORK = "images/capture_model"
 
 
 def cpu_input(x):
@@ -24,6 +25,12 @@ def cpu_input(x):
     import torch
 
     return x.detach().to("cpu", torch.float32).clone(memory_format=torch.contiguous_format)
+
+
+def _network(captures, device: str):
+    """Build the capture network on `device` now (tracing it takes a while), so the first map need not."""
+    captures.on(device)
+    return ev.NetworkReady(device)
 
 
 def _map(networks_on, x, method: str, target, device: str, map_kwargs: dict, *, progress=None, cancel=None):
@@ -110,6 +117,13 @@ class Attributions:
             return self.image()[0]
         except ValueError:
             return None
+
+    def prepare_network(self, device: str = "cpu") -> None:
+        """Build the loaded model's capture network on `device` on a worker; NetworkReady follows while the
+        model and weights it is for are on screen."""
+        if self.session.captures is not None:
+            self.session.submit(NETWORK, _network, self.session.captures, device, apply=self.session.tell,
+                                topic="attribution", bound="model")
 
     def networks_on(self, device: str):
         if self._networks is not None:

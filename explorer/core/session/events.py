@@ -13,9 +13,10 @@ from typing import Any
 from explorer.core.session.runner import Progress
 
 __all__ = [
-    "BatchClassified", "BatchStopped", "ChannelVisualised", "ClassifierReady", "CurvesComputed", "EvidenceComputed", "ExamplesFound", "FilesListed", "GraphBuilt", "ImageClassified",
-    "ImageShown", "JobEnded", "JobProgress", "MapComputed", "ModelOpened", "Progress", "SanityChecked",
-    "WeightsLoaded",
+    "BatchClassified", "BatchStopped", "BlocksTimed", "ChannelVisualised", "ClassifierReady", "Compared",
+    "CurvesComputed", "EvidenceComputed", "ExamplesFound", "FilesListed", "GraphBuilt", "HandoutWritten",
+    "ImageClassified", "ImageShown", "JobEnded", "JobProgress", "MapComputed", "ModelNamesListed", "ModelOpened",
+    "NetworkReady", "Progress", "SanityChecked", "ShapesTraced", "WeightsLoaded",
 ]
 
 
@@ -45,6 +46,14 @@ class GraphBuilt:
 
 
 @dataclass(frozen=True)
+class ShapesTraced:
+    """The session traced the model's shapes at the state's input size (the state holds the trace, or the failing
+    node and why); `ok`: whether the size fits."""
+
+    ok: bool
+
+
+@dataclass(frozen=True)
 class ModelOpened:
     """Any CNN opened by reference: the reference it resolved to, its ModelSpec and its BlockGraph (spec and
     graph None when the reference named a zoo model)."""
@@ -52,6 +61,13 @@ class ModelOpened:
     ref: str
     spec: Any
     graph: Any
+
+
+@dataclass(frozen=True)
+class ModelNamesListed:
+    """The names torchvision can build, for the Open-model dialog's completion."""
+
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -158,3 +174,34 @@ class SanityChecked:
     result: Any
     check: Any
     seconds: float
+
+
+@dataclass(frozen=True)
+class NetworkReady:
+    """The loaded model's capture network for the gradient methods is built on `device`."""
+
+    device: str
+
+
+@dataclass(frozen=True)
+class BlocksTimed:
+    """Every block of the model on screen timed at an input size (a BlockTimes)."""
+
+    times: Any
+
+
+@dataclass(frozen=True)
+class HandoutWritten:
+    """A handout PDF is written whole at `path`."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class Compared:
+    """Two models compared at an input size: both block graphs and their Comparison."""
+
+    names: tuple[str, str]
+    size: tuple[int, int]
+    graphs: tuple
+    comparison: Any

@@ -8,8 +8,9 @@ the listeners of that event type hear it (`on`). A job's events are applied only
 `result_key` still holds the key the job was started for: a model switch or another image during a job leaves
 nothing of it on screen. Errors reach one place: `state.problem`.
 
-Lanes: "model/graph", "model/weights", "model/open" (the model); "classify/prepare", "classify/classify" (the
-image on screen); "images/attribution" (maps and their evidence, one at a time).
+Lanes: "model/graph", "model/weights", "model/open", "model/names" (the model); "classify/prepare",
+"classify/classify" (the image on screen); "images/…" (maps, their evidence, the channel; one at a time);
+"model/overlay" (block timing), "model/handout" (the handout), "compare/compare" (two models side by side).
 """
 
 from __future__ import annotations
@@ -64,6 +65,26 @@ def _build_graph(name: str):
     return ev.GraphBuilt(zoo_block_graph(name))
 
 
+def _open_reference(ref: str):
+    """What a person typed, opened: a bare name resolves to torchvision's or timm's model of that name (importing
+    them, hence on a worker); a zoo model's name comes back without spec and graph."""
+    from explorer.core.model.anycnn import resolve_reference
+    from explorer.core.model.graphs import opened_model
+    from explorer.core.model.zoo import model_names
+
+    ref = resolve_reference(ref)
+    if ref in model_names():
+        return ev.ModelOpened(ref, None, None)
+    spec, graph = opened_model(ref)
+    return ev.ModelOpened(ref, spec, graph)
+
+
+def _list_model_names():
+    from explorer.core.model.anycnn import torchvision_model_names
+
+    return ev.ModelNamesListed(tuple(torchvision_model_names()))
+
+
 def _load_weights(model, weights, allow_download: bool, outputs: int | None = None, *, progress=None, cancel=None):
     from explorer.core.model.loading import load_model
 
@@ -92,9 +113,19 @@ class Session:
         from explorer.core.session.classify import Classification
         from explorer.core.session.microscope import Microscope
 
+        from explorer.core.session.compare import Comparisons
+        from explorer.core.session.lecture import Handouts
+        from explorer.core.session.timing import BlockTiming
+
         self.images = Classification(self)  #: the classifier and the requests for it
         self.attributions = Attributions(self)  #: maps of the image on screen and their evidence
         self.microscope = Microscope(self)  #: what a channel looks for
+        self.timing = BlockTiming(self)  #: the blocks' measured times (the graph's time overlay)
+        self.handouts = Handouts(self)  #: the handout of the model on screen
+        self.comparisons = Comparisons(self)  #: two models side by side (the Compare window)
+        self.model_names: tuple[str, ...] | None = None  #: torchvision's model names, once listed
+        # A new input size is traced at once (on the calling thread: a trace takes milliseconds).
+        self.state.connect("input_size", lambda _size: self.retrace())
 
     @property
     def classifier(self):
@@ -106,6 +137,12 @@ class Session:
     def on(self, kind: type, callback: Callable[[Any], None]) -> None:
         """Call `callback(event)` after each `kind` event has been applied to the state."""
         self._listeners.setdefault(kind, []).append(callback)
+
+    def off(self, kind: type, callback: Callable[[Any], None]) -> None:
+        """Stop calling `callback` for `kind` events."""
+        callbacks = self._listeners.get(kind, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
 
     def tell(self, event) -> None:
         for callback in list(self._listeners.get(type(event), [])):
@@ -176,6 +213,24 @@ class Session:
         self.state.input_size = InputSize(*spec.native_size, self.state.input_size.batch)
         self._apply(ev.GraphBuilt(graph))
 
+    def open_reference(self, ref: str) -> None:
+        """Open any CNN by reference (torchvision:NAME, timm:NAME, a file) on a worker. Listeners of ModelOpened
+        hear what it resolved to (a zoo name comes back without a graph); a failure is a Problem about "open",
+        and the model on screen stays."""
+        self.submit("model/open", _open_reference, ref, apply=self.tell, topic="open", bound=None)
+
+    def list_model_names(self) -> None:
+        """List torchvision's model names once (importing torchvision takes a while); ModelNamesListed follows."""
+        if self.model_names is not None:
+            self.tell(ev.ModelNamesListed(self.model_names))
+            return
+
+        def apply(event: ev.ModelNamesListed) -> None:
+            self.model_names = event.names
+            self.tell(event)
+
+        self.submit("model/names", _list_model_names, apply=apply, topic="model names", bound=None)
+
     def output_classes(self) -> int | None:
         """How many class scores the model outputs at the traced size (None: not a vector)."""
         st = self.state
@@ -194,7 +249,8 @@ class Session:
         self.submit("model/graph", _build_graph, name, apply=self._apply, topic="model", bound=None, on_end=end)
 
     def retrace(self) -> bool:
-        """Trace shapes at the state's input size; on failure keep the last valid trace and name the failing node."""
+        """Trace shapes at the state's input size; on failure keep the last valid trace and name the failing node.
+        Listeners of ShapesTraced hear it (the state's input size changing retraces by itself)."""
         from explorer.core.shapes.trace import InputTooSmallError, trace_shapes
 
         st = self.state
@@ -207,9 +263,11 @@ class Session:
             except ValueError as e:
                 st.failed_node = (getattr(e, "node", None) or "input") if isinstance(e, InputTooSmallError) else "input"
                 st.trace_error = str(e)
-                return False
-            st.failed_node = st.trace_error = None
-        return True
+            else:
+                st.failed_node = st.trace_error = None
+        ok = st.trace_error is None
+        self.tell(ev.ShapesTraced(ok))
+        return ok
 
     def load_weights(self, weights: str | None = None) -> None:
         """Load the model's weights ("auto", "none" or a file; default: the last asked for) in a worker."""

@@ -1,8 +1,8 @@
 """File → Export handout…: the handout of the model on screen (and the image on screen) as a PDF.
 
-The drawings are recorded on the UI thread (a scene lives there); the engine's work and the PDF are
-done on the window's one job runner in slot "handout", with a progress dialog whose Cancel stops the
-job. Errors reach the window's error handler; a failed or cancelled handout leaves no file, and any older
+The drawings are recorded on the UI thread (a scene lives there); the session writes the handout
+(explorer.core.session.lecture: the engine's work and the PDF, on a worker), with a progress dialog whose
+Cancel stops the job. Problems reach the window's error line; a failed or cancelled handout leaves no file, and any older
 file at the destination as it was (explorer.core.outputs writes it whole or not at all).
 """
 
@@ -13,25 +13,15 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QPoint, Qt, Signal
 from PySide6.QtWidgets import QProgressDialog
 
-from explorer.core.lecture.handout import build_handout, check_blocks, drawings
-from explorer.core.outputs import Inputs
-from explorer.qt.workers import Job
+from explorer.core.lecture.handout import check_blocks, drawings
+from explorer.core.session import events as ev
+from explorer.core.session.lecture import LANE
 
-SLOT = "handout"
-
-
-def _handout_job(loaded, graph, size, image, name, blocks, pictures, path, inputs=None, *, progress=None,
-                 cancel=None):
-    from explorer.qt.lecture.handout_pdf import handout_caveat, write_pdf
-
-    handout = build_handout(loaded, graph, size, image=image, image_name=name, blocks=blocks, progress=progress,
-                            cancel=cancel)
-    # The image's pages of random weights say their numbers mean nothing.
-    return write_pdf(handout, pictures, path, cancel=cancel, inputs=inputs, caveat=handout_caveat(loaded))
+SLOT = "handout"  # the status line's topic
 
 
 class HandoutExport(QObject):
-    """Writes handouts of `window`'s model; one at a time (a new one cancels the running one).
+    """Writes handouts of `window`'s model through its session; one at a time (a new one cancels the running one).
 
     Signals: written(str) the path of a finished PDF; failed(str) why a handout was not written."""
 
@@ -41,41 +31,35 @@ class HandoutExport(QObject):
     def __init__(self, window):
         super().__init__(window)
         self.window = window
+        self.session = window.session
         self.dialog: QProgressDialog | None = None
+        self.session.on(ev.HandoutWritten, lambda event: self._done(event.path))
+        self.session.on(ev.JobEnded, self._on_end)
+        self.session.state.connect("problem", self._on_problem)
 
-    def start(self, path: str | Path, blocks: list[str] | None = None) -> Job | None:
+    def start(self, path: str | Path, blocks: list[str] | None = None) -> bool:
         """Start writing the handout to `path`: the model and input size on screen, the image on screen
         (when it belongs to this model), `blocks` (default: the selected block, else the first Inception
-        block), and the overlay on the graph, if any."""
-        from explorer.qt.lecture.handout_pdf import record_drawings
+        block), and the overlay on the graph, if any. Whether it started."""
+        from explorer.qt.lecture.handout_pdf import handout_caveat, record_drawings, write_pdf
 
         w, st = self.window, self.window.state
-        graph = st.graph
-        if st.loaded is None or graph is None or getattr(graph, "is_preview", False) or st.trace is None:
-            return self._fail("the handout can be written once the model has loaded")
-        if st.trace_error is not None:
-            return self._fail(f"the handout needs an input size that fits the network: {st.trace_error}")
+        why = self.session.handouts.why_not()
+        if why is not None:
+            return self._fail(why)
         try:
-            blocks = check_blocks(graph, blocks or ([w.graph_page.selected_block()] if w.graph_page.selected_block() else None))
+            selected = w.graph_page.selected_block()
+            blocks = check_blocks(st.graph, blocks or ([selected] if selected else None))
         except ValueError as e:
             return self._fail(str(e))
-        image = name = None
-        shown = st.shown_image
-        if shown is not None and st.holds(shown.key):  # made by the model and weights on screen
-            source = Path(str(shown.source))
-            image, name = (source, source.name) if source.is_file() else (shown.image, str(shown.source))
         overlay = None
         if w.view.overlay_values is not None and w.view.legend_widget.legend is not None:
             overlay = (w.view.overlay_values, w.view.legend_widget.legend)
-        pictures = record_drawings(graph, st.trace, drawings(blocks), overlay)
-        # The photo on screen or the model file chosen as the destination is refused, not overwritten.
-        inputs = Inputs([p for p in (image, st.model_ref) if isinstance(p, (str, Path))])
-        job = Job(_handout_job, st.loaded, graph, st.input_size.hw, image, name, blocks, pictures, str(path), inputs,
-                  wants_progress=True)
+        pictures = record_drawings(st.graph, st.trace, drawings(blocks), overlay)
         self._show_dialog(path)
-        w.runner.start(SLOT, job, on_success=self._done, on_failure=self._failed, on_progress=self._progress,
-                       on_cancel=self._cancelled)
-        return job
+        # The image's pages of random weights say their numbers mean nothing.
+        return self.session.handouts.write(path, blocks, pictures, write_pdf, handout_caveat(st.loaded),
+                                           on_progress=self._progress)
 
     def _show_dialog(self, path) -> None:
         if self.dialog is None:
@@ -112,7 +96,7 @@ class HandoutExport(QObject):
         self.window.show_status(f"handout: step {done} of {total}…", 0, topic=SLOT)
 
     def cancel(self) -> None:
-        if self.window.runner.cancel(SLOT):
+        if self.session.handouts.cancel():
             self.window.show_status("handout cancelled", 4000, topic=SLOT)
         self._close_dialog()
 
@@ -121,14 +105,20 @@ class HandoutExport(QObject):
         self.window.show_status(f"wrote handout {path}", 8000, topic=SLOT)
         self.written.emit(str(path))
 
-    def _failed(self, message: str) -> None:
-        self._close_dialog()
-        self._fail(f"handout failed: {message}")
+    def _on_end(self, event: ev.JobEnded) -> None:
+        if event.lane == LANE and event.outcome != "done":
+            self._close_dialog()
 
-    def _cancelled(self) -> None:
-        self._close_dialog()
+    def _on_problem(self, problem) -> None:
+        if problem is not None and problem.topic == "handout":
+            self._close_dialog()
+            self._tell(problem.message if problem.message.startswith("the handout") else
+                       f"handout failed: {problem.message}")
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str) -> bool:
+        self._tell(message)
+        return False
+
+    def _tell(self, message: str) -> None:
         self.window.show_error(message)
         self.failed.emit(message)
-        return None

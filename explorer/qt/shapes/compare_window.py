@@ -38,15 +38,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.core.session import events as ev
 from explorer.core.shapes.compare import natural_partner
 from explorer.core.text import MULT_ADDS, MULTIPLY_ADDS, fmt_count, fmt_int, fmt_shape
 from explorer.core.model.zoo import get_spec, model_names
 from explorer.qt.shapes.factorisation_panel import FactorisationPanel
 from explorer.qt.panels import MAX_SIDE, Banner
-from explorer.qt.workers import Job, JobRunner, load_any_block_graph
 from explorer.qt.screen import fit_to_screen
 
 if TYPE_CHECKING:
+    from explorer.core.session.session import Session
     from explorer.core.shapes.compare import Comparison, CompareRow, SideCell
 
 #: The same translucent amber as the paper table's deviations: readable on light and dark palettes.
@@ -66,14 +67,6 @@ SIDE_COLUMNS = (
 TAB_COMPARE, TAB_FACTORISATION = 0, 1
 
 
-def compare_job(name_a: str, name_b: str, size: tuple[int, int]):
-    """Worker task: both block graphs (cached per process) and their comparison."""
-    from explorer.core.shapes.compare import compare_models
-
-    graph_a, graph_b = load_any_block_graph(name_a), load_any_block_graph(name_b)
-    return graph_a, graph_b, compare_models(graph_a, graph_b, size)
-
-
 class CompareWindow(QWidget):
     """A non-modal window: model pickers, a shared input size, the aligned table and the factorisation tab."""
 
@@ -82,12 +75,18 @@ class CompareWindow(QWidget):
     csv_exported = Signal(str)
 
     def __init__(self, settings: QSettings, model: str | None = None, size: tuple[int, int] = (224, 224),
-                 parent: QWidget | None = None, opened: list[str] | None = None, *, runner: JobRunner):
+                 parent: QWidget | None = None, opened: list[str] | None = None, *, session: Session):
         """opened: references of models opened in the main window (any CNN), offered after the zoo's."""
         super().__init__(parent, Qt.WindowType.Window)
         self.setWindowTitle("Compare models")
         self.settings = settings
-        self.runner = runner.lanes("compare", threads=1, parent=self)
+        self.session = session  # compares on a worker (explorer.core.session.compare)
+        self._asked: tuple | None = None  # (model A, model B, size) of this window's last request
+        compared, problem = self._on_compared, self._on_problem
+        session.on(ev.Compared, compared)
+        session.state.connect("problem", problem)
+        self.destroyed.connect(lambda *_: (session.off(ev.Compared, compared),
+                                           session.state.disconnect("problem", problem)))
         self.comparison: Comparison | None = None
         self.graphs: tuple = ()
         self._rows: list[int | None] = []  # table row → comparison row (None: a stage heading)
@@ -267,18 +266,24 @@ class CompareWindow(QWidget):
 
     # -- comparing -------------------------------------------------------------------------------
 
-    def compare(self, *_) -> Job:
+    def compare(self, *_) -> None:
         """Compare the chosen models at the chosen size in a worker (cancelling one still running)."""
         a, b = self.models()
         self.settings.setValue("compare/model_a", a)
         self.settings.setValue("compare/model_b", b)
         self.busy.show()
         self.summary.setText(f"Comparing {a} and {b} at {self.h_box.value()}×{self.w_box.value()}…")
-        return self.runner.start("compare", Job(compare_job, a, b, self.input_size()),
-                                 on_success=self._on_compared, on_failure=self._on_failed)
+        self._asked = (a, b, tuple(self.input_size()))
+        self.session.comparisons.compare(a, b, self.input_size())
 
-    def _on_compared(self, result) -> None:
-        graph_a, graph_b, comparison = result
+    def _on_problem(self, problem) -> None:
+        if problem is not None and problem.topic == "compare":
+            self._on_failed(problem.message)
+
+    def _on_compared(self, event: ev.Compared) -> None:
+        if (*event.names, event.size) != self._asked:  # another Compare window's
+            return
+        (graph_a, graph_b), comparison = event.graphs, event.comparison
         self.busy.hide()
         self.graphs = (graph_a, graph_b)
         self.comparison = comparison
@@ -408,10 +413,9 @@ class CompareWindow(QWidget):
             return None
 
     def closeEvent(self, event) -> None:
-        self.runner.cancel_all()
+        self.session.comparisons.cancel()
         super().closeEvent(event)
 
     def shutdown(self) -> None:
-        """Cancel and wait for the worker (before the application quits)."""
-        self.runner.cancel_all()
-        self.runner.wait(30000)
+        """Stop comparing (before the application quits, which waits for every job)."""
+        self.session.comparisons.cancel()

@@ -20,7 +20,7 @@ class CompareMenu:
         opened = [r for r in [w.model_ref, *w.models.recent_models()] if r and r not in model_names()]
         if self.compare_window is None:
             self.compare_window = CompareWindow(w.settings, w.model_name, w.state.input_size.hw, parent=w,
-                                                opened=list(dict.fromkeys(opened)), runner=w.jobs)
+                                                opened=list(dict.fromkeys(opened)), session=w.session)
         else:
             self.compare_window.add_models(opened)
         self.compare_window.show_tab(tab)

@@ -53,7 +53,7 @@ class WindowExports:
             self.export_handout(path)
 
     def export_handout(self, path: str | Path, blocks: list[str] | None = None):
-        """Start writing the handout to `path` (see explorer.qt.lecture.handout_export); the job, or None."""
+        """Start writing the handout to `path` (see explorer.qt.lecture.handout_export); whether it started."""
         from explorer.qt.lecture.handout_export import HandoutExport
 
         if self.handout_export is None:

@@ -1,23 +1,30 @@
 """The graph page: the block graph drawn from the state, its input size, node search and details.
 
-The page follows the window's `ExplorerState`: it traces shapes at the state's input size, draws the graph
-with the blocks the state has expanded (keeping the block in hand where it was on screen), and shows the
-selected node's details. It owns the graph tab's widgets (weights bar, banners, view, presentation caption),
-the toolbar's size and find fields and the details panel; the window places them and wires the model to them.
+The page follows the window's `ExplorerState` and its session: its size boxes write the state's input size, the
+session traces it, and the page redraws the graph with that trace and the blocks the state has expanded
+(keeping the block in hand where it was on screen), and shows the selected node's details. It owns the graph
+tab's widgets (weights bar, banners, view, presentation caption), the toolbar's size and find fields and the
+details panel; the window places them and wires the model to them.
+
+A size typed in the window reaches the redrawn graph through five files: this one (the boxes, then the
+redraw), core/session/state.py (the input size), core/session/session.py (the trace, by
+core/shapes/trace.py), diagram/layout.py (the layout) and qt/graph/graph_view.py (the drawing).
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QApplication, QCompleter, QLabel, QLineEdit, QVBoxLayout, QWidget
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtWidgets import (QApplication, QCompleter, QHBoxLayout, QLabel, QLineEdit, QSpinBox, QToolButton,
+                               QVBoxLayout, QWidget)
 
 from explorer.core.graph.find import find_in_graph
+from explorer.core.session import events as ev
 from explorer.core.session.state import InputSize
 from explorer.core.text import fmt_count
 from explorer.diagram.layout import Style, build_diagram, layout_diagram
 from explorer.qt.graph.graph_view import GraphView, TextMeasure
-from explorer.qt.panels import MAX_BATCH, MAX_SIDE, Banner, DetailsPanel, InputSizeControl, WeightsBar
+from explorer.qt.panels import MAX_BATCH, MAX_SIDE, Banner, DetailsPanel, WeightsBar
 from explorer.qt.theme import make_theme
 
 INITIAL_MIN_ZOOM = 0.8
@@ -33,6 +40,110 @@ def classified_at(loaded) -> int | None:
         return int(loaded.transforms().crop_size[0])
     except (AttributeError, IndexError, TypeError, ValueError):
         return None
+
+
+class InputSizeControl(QWidget):
+    """H and W spin boxes (linked by default: editing one sets the other) and the batch N."""
+
+    size_changed = Signal(int, int, int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(4)
+        self.height_box = self._spin("H", "input height in pixels", MAX_SIDE)
+        self.width_box = self._spin("W", "input width in pixels", MAX_SIDE)
+        self.batch_box = self._spin("N", "batch size", MAX_BATCH)
+        self.link = QToolButton(self)
+        self.link.setCheckable(True)
+        self.link.setChecked(True)
+        self.link.setText("H = W")
+        self.link.setToolTip("H and W linked: editing one sets the other (click to edit them separately)")
+        self.link.toggled.connect(self._on_link)
+        lay.addWidget(QLabel("Input"))
+        lay.addWidget(self.height_box)
+        lay.addWidget(self.link)
+        lay.addWidget(self.width_box)
+        lay.addSpacing(6)
+        lay.addWidget(QLabel("Batch"))
+        lay.addWidget(self.batch_box)
+        self.height_box.setValue(224)
+        self.width_box.setValue(224)
+        self.batch_box.setValue(1)
+        self.height_box.valueChanged.connect(self._on_height)
+        self.width_box.valueChanged.connect(self._on_width)
+        self.batch_box.valueChanged.connect(self._emit)
+
+    def _spin(self, prefix: str, tip: str, maximum: int) -> QSpinBox:
+        box = QSpinBox(self)
+        box.setRange(1, maximum)
+        box.setPrefix(f"{prefix} ")
+        box.setToolTip(tip)
+        box.setAccelerated(True)
+        box.setKeyboardTracking(True)
+        return box
+
+    @property
+    def linked(self) -> bool:
+        return self.link.isChecked()
+
+    def set_linked(self, on: bool) -> None:
+        self.link.setChecked(on)
+
+    def _on_link(self, on: bool) -> None:
+        self.link.setText("H = W" if on else "H ≠ W")
+        if on and self.width_box.value() != self.height_box.value():
+            self.width_box.blockSignals(True)
+            self.width_box.setValue(self.height_box.value())
+            self.width_box.blockSignals(False)
+            self._emit()
+
+    def _on_height(self, v: int) -> None:
+        if self.linked and self.width_box.value() != v:
+            self.width_box.blockSignals(True)
+            self.width_box.setValue(v)
+            self.width_box.blockSignals(False)
+        self._emit()
+
+    def _on_width(self, v: int) -> None:
+        if self.linked and self.height_box.value() != v:
+            self.height_box.blockSignals(True)
+            self.height_box.setValue(v)
+            self.height_box.blockSignals(False)
+        self._emit()
+
+    def _emit(self, *_) -> None:
+        self.size_changed.emit(*self.value())
+
+    def value(self) -> tuple[int, int, int]:
+        return self.height_box.value(), self.width_box.value(), self.batch_box.value()
+
+    def set_value(self, h: int, w: int, n: int | None = None, emit: bool = True) -> None:
+        """Set all three at once (unlinking when H ≠ W) and emit one size_changed."""
+        boxes = (self.height_box, self.width_box, self.batch_box, self.link)
+        for b in boxes:
+            b.blockSignals(True)
+        if h != w and self.linked:
+            self.link.setChecked(False)
+            self.link.setText("H ≠ W")
+        self.height_box.setValue(h)
+        self.width_box.setValue(w)
+        if n is not None:
+            self.batch_box.setValue(n)
+        for b in boxes:
+            b.blockSignals(False)
+        if emit:
+            self._emit()
+
+    def set_invalid(self, invalid: bool) -> None:
+        """Tint the size boxes when the current size cannot pass through the network."""
+        for box in (self.height_box, self.width_box):
+            pal = QPalette(self.palette())
+            if invalid:
+                pal.setColor(QPalette.ColorRole.Base, QColor(255, 200, 200) if pal.color(QPalette.ColorRole.Base)
+                             .lightness() > 128 else QColor(110, 30, 30))
+            box.setPalette(pal)
 
 
 class GraphPage:
@@ -65,6 +176,8 @@ class GraphPage:
         lay.addWidget(self.view, 1)
         lay.addWidget(self.caption)
         self.size_control = self.find_edit = self.details = None  # built in the window's order, below
+        self._drawn = None  # the graph the view shows
+        window.session.on(ev.ShapesTraced, self._on_traced)
         self.demo_offer = None  # with bind_weights_bar
 
     def bind_weights_bar(self, models) -> None:
@@ -116,9 +229,20 @@ class GraphPage:
         self.state.input_size = InputSize(h, w, n)
 
     def on_input_size(self, size: InputSize) -> None:
+        """The state's size changed (the session traced it): the boxes show it."""
         if self.size_control.value() != (size.height, size.width, size.batch):
             self.size_control.set_value(size.height, size.width, size.batch, emit=False)
-        self.retrace()
+        graph = self.state.graph
+        if getattr(graph, "is_preview", False) and self.state.trace is not None \
+                and self.state.trace.input_shape[2:] != size.hw:
+            # Only the native size is known until the engine has loaded; it retraces then.
+            self.window.show_status("shapes for this size follow once the engine has loaded", 5000, topic="size")
+
+    def _on_traced(self, _event: ev.ShapesTraced) -> None:
+        """The session traced the graph on screen at a new size: the page shows it (a new graph is drawn by the
+        model part, which shows its trace then)."""
+        if self.state.graph is not None and self.state.graph is self._drawn:
+            self.show_trace()
 
     def set_input_size(self, h: int, w: int | None = None, batch: int | None = None) -> None:
         """Set the input size as the size boxes would take it (clamped to their bounds); retraces and redraws."""
@@ -130,20 +254,6 @@ class GraphPage:
     def input_size(self) -> tuple[int, int, int]:
         s = self.state.input_size
         return s.height, s.width, s.batch
-
-    def retrace(self, redraw: bool = True) -> bool:
-        """Trace shapes at the state's size; on failure keep the last valid trace, marked as stale, and
-        mark the failing node. Messages about an earlier size go as soon as the size is valid."""
-        if self.state.graph is None:
-            return False
-        size = self.state.input_size
-        if getattr(self.state.graph, "is_preview", False):
-            # Only the native size is known until the engine has loaded; it retraces then.
-            if self.state.trace is not None and self.state.trace.input_shape[2:] != size.hw:
-                self.window.show_status("shapes for this size follow once the engine has loaded", 5000, topic="size")
-            return False
-        self.window.session.retrace()
-        return self.show_trace(redraw)
 
     def show_trace(self, redraw: bool = True) -> bool:
         """Show the state's trace (the session traced it): banner, totals, the drawing, the paper table, Details;
@@ -227,6 +337,7 @@ class GraphPage:
         selected = self.view.selected_key()
         anchor = anchor or (self.view.boxes[selected].box.node if selected in self.view.boxes else None)
         before = self._screen_pos(anchor)
+        self._drawn = self.state.graph
         d = build_diagram(self.state.graph, self.state.trace, set(self.state.expanded), TextMeasure(theme), style)
         layout_diagram(d, style)
         kinds = {n.name: n.kind for n in self.state.graph.nodes()}

@@ -16,6 +16,7 @@ from __future__ import annotations
 from PySide6.QtCore import QEvent, QObject, QSize, Qt
 from PySide6.QtWidgets import QApplication, QDockWidget, QMainWindow, QScrollArea, QWidget
 
+from explorer.core.session import events as ev
 from explorer.core.session.attributions import cpu_input
 from explorer.core.session.session import Session
 from explorer.qt.microscope.activation_view import ActivationView
@@ -23,16 +24,11 @@ from explorer.qt.attribution.attribution_panel import AttributionPanel
 from explorer.qt.attribution.branch_share_chart import BranchSharePanel
 from explorer.qt.microscope.channel_panel import ChannelPanel
 from explorer.qt.classify.classify_panel import ClassifyPanel
-from explorer.qt.workers import Job, JobRunner
+from explorer.qt.workers import JobRunner
 
 
 #: Share of the window's height the classify dock gets while a batch is on screen.
 BATCH_DOCK_SHARE = 0.5
-
-
-def _capture_on_cpu(captures):
-    """The session's CPU capture network, built on a worker (tracing it takes a while)."""
-    return captures.on("cpu")
 
 
 class _PanelHolder(QWidget):
@@ -73,11 +69,11 @@ class ImageDocks(QObject):
         self.state = session.state
         # One at a time: the panels' jobs share the capture network and the per-device networks.
         self.runner = runner.lanes("images", threads=1, parent=self)
-        self.capture_model = None
-        self._capture_key = None  # the ResultKey the panels' capture model (and so their model) is for
-        self.graph = None
-        self.loaded = None
+        #: The ResultKey (model, weights) whose CPU capture network the gradient panels have (None: none yet).
+        self.network_key = None
+        self.model_key = None  #: the ResultKey (model, weights) the panels were last given (model_ready)
         self._sample_pending = classify_sample
+        session.on(ev.NetworkReady, self._on_network)
 
         self.classify = ClassifyPanel(window, runner=runner, session=session)
         self.activations = ActivationView(window)
@@ -144,15 +140,18 @@ class ImageDocks(QObject):
 
     # -- the model --------------------------------------------------------------------------
 
+    @property
+    def graph(self):
+        """The block graph of the model on screen (None while a preview or nothing is)."""
+        graph = self.state.graph
+        return None if graph is None or getattr(graph, "is_preview", False) else graph
+
     def model_ready(self, loaded, graph) -> None:
         """The window's model has its weights: classify (and capture) with it."""
-        self.loaded, self.graph, self.capture_model = loaded, graph, None
+        self.network_key, self.model_key = None, self.state.result_key.for_model()
         self.activations.clear()
         self.classify.set_model(loaded, self.classify.device_combo.currentData(), graph=graph)
-        key = self.state.result_key.for_model()
-        self.runner.start("capture_model", Job(_capture_on_cpu, self.session.captures),
-                          on_success=lambda capture_model: self._on_capture_model(capture_model, key),
-                          on_failure=self._status)
+        self.session.attributions.prepare_network("cpu")  # NetworkReady follows
         again = self.state.image
         if self.classify.has_pending():
             pass  # a request the user made while the model loaded runs first, and replaces the re-run
@@ -167,13 +166,15 @@ class ImageDocks(QObject):
                 self.classify.classify_paths([samples[0].path])
         self._sample_pending = False
 
-    def _on_capture_model(self, capture_model, key) -> None:
-        if not self.state.holds(key):  # built for a model or weights no longer on screen
+    def _on_network(self, event: ev.NetworkReady) -> None:
+        """The session's CPU capture network of the model on screen is built (the session checked the key)."""
+        if event.device != "cpu" or self.graph is None:
             return
-        self.capture_model, self._capture_key = capture_model, key
-        self.attribution.set_model(None, self.graph, self.loaded.categories)  # the session's networks
+        loaded = self.state.loaded
+        self.network_key = self.state.result_key.for_model()
+        self.attribution.set_model(None, self.graph, loaded.categories)  # the session's networks
         self.shares.set_model(None, self.graph)  # the session's networks
-        self.channel.set_model(None, self.graph, self.loaded)  # the session's networks
+        self.channel.set_model(None, self.graph, loaded)  # the session's networks
         self.attribution.set_image(None)  # the previous model's image until the new one's arrives
         shown = self.state.shown_image
         if shown is not None and self._is_current(shown):
@@ -200,7 +201,7 @@ class ImageDocks(QObject):
             notice = getattr(self.classify.classifier, "capture_error", None)
             if notice:
                 self.activations.message.setText(f"Activations unavailable: {notice}")
-        if self.capture_model is not None:
+        if self.network_key is not None:
             self._hand_on(shown)
         page = getattr(self.window, "graph_page", None)  # the window's graph page, where there is one
         selected = page.selected_block() if page is not None else None
@@ -221,7 +222,7 @@ class ImageDocks(QObject):
     def _show_channel(self, block: str, branch: int, channel: int) -> None:
         """A channel was clicked in Activations: the Channel panel shows what it looks for (not one of a
         previous model, whose capture Activations shows until the new model's image arrives)."""
-        if not self.state.holds(self._capture_key):
+        if not self.state.holds(self.network_key):
             return
         self.channel.show_channel(block, branch, channel, self.activations.detail_map())
 
@@ -231,7 +232,7 @@ class ImageDocks(QObject):
             return
         if self.activations.capture is not None and name in self.activations.capture.branches:
             self.activations.show_block(name)
-        if self.capture_model is None:  # the panels still hold the previous model until it is ready
+        if self.network_key is None:  # the panels still show the previous model until it is ready
             return
         self.shares.show_block(name)
         self.attribution.set_gradcam_layer(name, None)

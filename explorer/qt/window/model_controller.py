@@ -19,23 +19,10 @@ from explorer.core.model.zoo import get_spec, model_names
 from explorer.core.session import events as ev
 from explorer.core.session.state import InputSize
 from explorer.qt.window.window_settings import APPLICATION, MAX_RECENT
-from explorer.qt.workers import Job, open_any_model
 
 WEIGHT_FILTER = "Weights (*.pth *.pt *.bin *.safetensors);;All files (*)"
 #: The graph worker (which imports torch) starts right after the graph's first paint, or after this long.
 ENGINE_FALLBACK_MS = 1500
-
-
-def _open_reference(ref: str):
-    """(reference, ModelSpec, BlockGraph) of what a user typed (a bare name resolves to torchvision's or
-    timm's model of that name); runs on a worker, as resolving imports torchvision and timm."""
-    from explorer.core.model.anycnn import resolve_reference
-
-    ref = resolve_reference(ref)
-    if ref in model_names():
-        return ref, None, None
-    spec, graph = open_any_model(ref)
-    return ref, spec, graph
 
 
 class ModelController(QObject):
@@ -50,6 +37,9 @@ class ModelController(QObject):
         self.session.on(ev.WeightsLoaded, lambda event: self._on_weights(event.loaded))
         self.session.on(ev.JobProgress, self._on_progress)
         self.session.on(ev.JobEnded, self._on_job_ended)
+        self.session.on(ev.ModelOpened, self._on_opened)
+        self.state.connect("problem", self._on_problem)
+        self._opening: str | None = None  #: the reference being opened, while it is
         self.open_dialog = None  #: File → Open model…'s dialog, while one is up
         self.run_prompt = None  #: the question before running a remembered .py model again
         self._shown_preview: str | None = None
@@ -64,7 +54,7 @@ class ModelController(QObject):
         if name == self.state.model and self.state.model_ref is None and self.state.graph is not None:
             return
         self.window.saved.save_expanded()
-        self.window.runner.cancel("open")
+        self.session.runner.cancel("model/open")
         self._shown_preview = None
         self._ask_for_weights()
         self.session.begin(name, spec)
@@ -289,7 +279,7 @@ class ModelController(QObject):
 
         if self.open_dialog is not None:
             self.open_dialog.deleteLater()
-        self.open_dialog = OpenModelDialog(self.window, runner=self.window.runner, recent=self.recent_models())
+        self.open_dialog = OpenModelDialog(self.window, session=self.session, recent=self.recent_models())
         self.open_dialog.model_chosen.connect(self.open_model)
         self.open_dialog.open()
 
@@ -344,11 +334,13 @@ class ModelController(QObject):
             ref = str(path.resolve())
         self.window.busy.setVisible(True)
         self.window.show_status(f"Opening {ref}…", 0, topic="open")
-        self.window.runner.start("open", Job(_open_reference, ref), on_success=lambda result: self._on_opened(*result),
-                                 on_failure=lambda message: self._on_open_failed(ref, message))
+        self._opening = ref
+        self.session.open_reference(ref)
 
-    def _on_opened(self, ref: str, spec, graph) -> None:
-        if ref in model_names():  # a bare name that is the zoo's
+    def _on_opened(self, event: ev.ModelOpened) -> None:
+        ref, spec, graph = event.ref, event.spec, event.graph
+        self._opening = None
+        if spec is None:  # a bare name that is the zoo's
             self.window.status_line.clear("open")
             self.set_model(ref)
             return
@@ -362,6 +354,11 @@ class ModelController(QObject):
         self._ask_for_weights()
         self.session.opened(ref, spec, graph)  # a zoo model still loading is superseded; draws it, loads weights
         self.window.model_opened.emit(ref)
+
+    def _on_problem(self, problem) -> None:
+        if problem is not None and problem.topic == "open":
+            ref, self._opening = self._opening, None
+            self._on_open_failed(ref, problem.message)
 
     def _on_open_failed(self, ref: str, message: str) -> None:
         self.window.status_line.clear("open")

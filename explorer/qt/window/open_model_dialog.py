@@ -1,8 +1,8 @@
 """The "Open model" dialog: any CNN by name (torchvision:NAME, timm:NAME) or from a file.
 
 The dialog only picks a reference; the window opens it in a worker and reports what went wrong.
-torchvision's model list, for completion, is read in a worker the first time the dialog is shown
-(it imports torchvision) and kept for the rest of the session.
+torchvision's model list, for completion, is listed by the session on a worker the first time the dialog is
+shown (it imports torchvision) and kept for the rest of the session.
 
 Signals
 -------
@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 from shiboken6 import isValid
 
-from explorer.qt.workers import Job, Lanes
+from explorer.core.session import events as ev
 
 MODEL_FILE_FILTER = ("Models (*.py *.ts *.pt *.pt2 *.jit);;Python file with build() (*.py);;"
                      "TorchScript (*.ts *.pt *.jit);;torch.export (*.pt2);;All files (*)")
@@ -39,25 +39,16 @@ HELP = ("A torchvision or timm model by name — <tt>torchvision:resnet18</tt>, 
 PY_WARNING = ("Opening a .py file runs its code with your permissions, as any script you start would: open"
               " only files you trust. Weight files and TorchScript / torch.export files are read, never run.")
 
-_torchvision_names: list[str] | None = None  # read once per session
-
-
-def _list_torchvision_names() -> list[str]:
-    from explorer.core.model.anycnn import torchvision_model_names
-
-    return torchvision_model_names()
-
-
 class OpenModelDialog(QDialog):
     """A text field with completion, a Browse… button for model files, Open and Cancel."""
 
     model_chosen = Signal(str)
     names_loaded = Signal()
 
-    def __init__(self, parent=None, *, runner: Lanes, recent: list[str] | None = None):
+    def __init__(self, parent=None, *, session, recent: list[str] | None = None):
         super().__init__(parent)
         self.setWindowTitle("Open model")
-        self.runner = runner  # the window's lane group
+        self.session = session  # lists torchvision's names, once
         self.recent = list(recent or [])
         self.start_dir = next((str(Path(r).parent) for r in self.recent if Path(r).is_absolute()), "")
 
@@ -121,16 +112,14 @@ class OpenModelDialog(QDialog):
         self.code_warning.setVisible(self.reference().lower().endswith(".py"))
 
     def _load_names(self) -> None:
-        if _torchvision_names is not None:
-            self._set_names(_torchvision_names)
-        else:
-            self.runner.start("model_names", Job(_list_torchvision_names), on_success=self._on_names)
+        session, listener = self.session, self._on_names
+        session.on(ev.ModelNamesListed, listener)
+        self.destroyed.connect(lambda *_: session.off(ev.ModelNamesListed, listener))
+        session.list_model_names()
 
-    def _on_names(self, names: list[str]) -> None:
-        global _torchvision_names
-        _torchvision_names = list(names)
+    def _on_names(self, event: ev.ModelNamesListed) -> None:
         if isValid(self):  # the dialog may have been closed and deleted while the list loaded
-            self._set_names(_torchvision_names)
+            self._set_names(list(event.names))
 
     def _set_names(self, names: list[str]) -> None:
         self.names.setStringList(list(dict.fromkeys(self.recent + names)))

@@ -2,7 +2,7 @@
 
 The chosen quantity lives in the window's ExplorerState; this binding follows it (and the model, its
 trace, the image on screen and the measured times) and hands the view its values and legend. Measuring
-time per block runs on the window's runner in slot "overlay", with progress in the status line; the
+time per block is the session's job (explorer.core.session.timing), with progress in the status line; the
 result is kept in `state.block_times` for the model, size and device it was measured at.
 """
 
@@ -19,11 +19,11 @@ from explorer.core.overlay.quantities import (
     attribution_overlay,
     image_overlay,
     static_overlay,
-    timing_task,
     where_time_goes,
 )
+from explorer.core.session import events as ev
+from explorer.core.session.timing import LANE as TIMING
 from explorer.core.text import fmt_fraction, fmt_seconds
-from explorer.qt.workers import Job
 
 #: Timed forwards after the untimed warm-up ones: enough for a median and a spread in about a second.
 WARMUP, REPEATS = 1, 5
@@ -60,9 +60,11 @@ class OverlayMenu(QObject):
         self.time_action = menu.addAction("&Where does the time go…", self.show_time_table)
         self.time_action.setStatusTip("Blocks ranked by measured time beside their share of multiply-adds")
         self.table: TimeTable | None = None
-        self._measuring: tuple | None = None  # (model, size, device) of the running timing job
         self._hint_text: str | None = None  # the status line's hint of what the chosen quantity needs
-        st = self.state
+        st, self.session = self.state, window.session
+        self.session.on(ev.JobProgress, self._on_progress)
+        self.session.on(ev.JobEnded, self._on_end)
+        st.connect("problem", self._on_problem)
         st.connect("overlay", self._on_overlay)
         for name in ("trace", "graph", "loaded", "shown_image", "block_times", "branch_evidence"):
             st.connect(name, lambda _v: self.refresh())
@@ -74,7 +76,7 @@ class OverlayMenu(QObject):
         self.refresh()
 
     def cancel(self) -> None:
-        if self.window.runner.cancel("overlay"):
+        if self.session.timing.cancel():
             self.window.show_status("timing cancelled", 4000, topic="overlay")
         self.cancel_action.setEnabled(False)
 
@@ -82,8 +84,7 @@ class OverlayMenu(QObject):
 
     def device(self) -> str:
         """The device images are classified on (the classify panel's), else the CPU."""
-        images = getattr(self.window, "images", None)
-        classifier = getattr(getattr(images, "classify", None), "classifier", None)
+        classifier = self.session.classifier
         device = str(getattr(classifier, "device", None) or DEVICE)
         return device if device == "cpu" or ":" in device else device + ":0"  # as torch names a tensor's
 
@@ -147,44 +148,34 @@ class OverlayMenu(QObject):
         self._hint_text = None
 
     def measure(self) -> None:
-        """Time every block of the loaded model at the input size, in a worker (unless it is running)."""
-        st, runner = self.state, self.window.runner
-        wanted = self._wanted()
-        if runner.running("overlay") is not None and self._measuring == wanted:
+        """Time every block of the loaded model at the input size, through the session (unless it is timing
+        that already); progress in the status line."""
+        why = self.session.timing.why_not()
+        if why is not None:
+            self.window.show_status(why, 8000, topic="overlay")
             return
-        if st.loaded is None or st.graph is None or getattr(st.graph, "is_preview", False):
-            self.window.show_status("timing starts once the model has loaded", 6000, topic="overlay")
+        device = self.device()
+        if not self.session.timing.measure(device, warmup=WARMUP, repeats=REPEATS):
             return
-        if st.trace_error is not None:
-            self.window.show_status("timing waits for an input size that fits the network", 6000, topic="overlay")
-            return
-        if getattr(st.graph, "dataflow_reason", None) is not None:
-            self.window.show_status("timing needs a model whose forward torch.fx can trace", 8000, topic="overlay")
-            return
-        graph, model, device = st.graph, st.graph.name, wanted[2]
-        # A new request (another model, size or device) supersedes the running one: the runner cancels it.
-        job = Job(timing_task, st.loaded.module, graph, st.input_size.hw, device, warmup=WARMUP, repeats=REPEATS,
-                  wants_progress=True)
-        self._measuring = wanted
-        key = st.result_key.for_model()  # the times belong to this model (a reload of it is another)
         self.cancel_action.setEnabled(True)
-        self.window.show_status(f"timing the blocks of {model} on the {device.upper()}… (View → Overlay → Cancel"
-                                " timing)", 0, topic="overlay")
+        self.window.show_status(f"timing the blocks of {self.state.graph.name} on the {device.upper()}… (View →"
+                                " Overlay → Cancel timing)", 0, topic="overlay")
 
-        def done(times) -> None:
-            self.cancel_action.setEnabled(False)
+    def _on_progress(self, event: ev.JobProgress) -> None:
+        if event.lane == TIMING:
+            self.window.show_status(f"timing the blocks of {self.state.graph.name}: forward {event.done} of"
+                                    f" {event.total}…", 0, topic="overlay")
+
+    def _on_end(self, event: ev.JobEnded) -> None:
+        if event.lane != TIMING:
+            return
+        self.cancel_action.setEnabled(False)
+        if event.outcome == "done":
             self.window.status_line.clear("overlay")
-            if st.holds(key) and st.graph is not None and st.graph.name == times.model:
-                st.block_times = times
 
-        def failed(message: str) -> None:
-            self.cancel_action.setEnabled(False)
-            self.window.show_error(f"timing failed: {message}")
-
-        runner.start("overlay", job, on_success=done, on_failure=failed,
-                     on_progress=lambda d, t: self.window.show_status(
-                         f"timing the blocks of {model}: forward {d} of {t}…", 0, topic="overlay"),
-                     on_cancel=lambda: self.cancel_action.setEnabled(False))
+    def _on_problem(self, problem) -> None:
+        if problem is not None and problem.topic == "timing":
+            self.window.show_error(f"timing failed: {problem.message}")
 
     def show_time_table(self) -> "TimeTable":
         """The "where does the time go" table; measures first when the times are missing."""
@@ -247,5 +238,5 @@ class TimeTable(QDialog):
                               "Multiply-adds predict time only roughly: memory traffic, pooling and "
                               "concatenation cost time without multiply-adds.")
         else:
-            self.note.setText("Measuring the time of every block…" if self.binding.window.runner.running("overlay")
+            self.note.setText("Measuring the time of every block…" if self.binding.session.runner.running(TIMING)
                               else "No times yet: they are measured once the model has loaded.")
