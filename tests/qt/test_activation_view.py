@@ -42,6 +42,13 @@ def view(qtbot, captured):
     return v
 
 
+def tiles(item) -> list[np.ndarray]:
+    """The maps drawn in a branch's mosaic, in display order (row by row)."""
+    h, w = item.tile
+    cells = (divmod(i, item.columns) for i in range(item.count))
+    return [item.image[r * (h + GAP): r * (h + GAP) + h, q * (w + GAP): q * (w + GAP) + w] for r, q in cells]
+
+
 def test_block_shows_one_column_per_branch_with_the_engines_labels(qtbot, captured, view):
     graph, cap, _ = captured
     with qtbot.waitSignal(view.block_changed) as sig:
@@ -50,13 +57,14 @@ def test_block_shows_one_column_per_branch_with_the_engines_labels(qtbot, captur
     with qtbot.waitSignal(view.block_changed):
         view.show_block("inception3a")
     node = graph.node("inception3a")
-    titles = view.branch_titles()
-    assert len(titles) == 4 == len(view._items)
+    titles = view.grid.titles
+    assert len(titles) == 4 == len(view.grid.items)
     for k, (title, branch) in enumerate(zip(titles, node.branches)):
         assert branch.label in title and f"{branch.out_channels} ch" in title
-        assert view.mosaic_item(k).count == branch.out_channels == cap.branch("inception3a", k).shape[1]
+        assert view.grid.items[k].count == branch.out_channels == cap.branch("inception3a", k).shape[1]
     stats = branch_stats(cap, graph, "inception3a")
-    for line, s in zip(view.branch_stat_lines(), stats):
+    assert len(view.grid.stat_lines) == len(stats) == 4
+    for line, s in zip(view.grid.stat_lines, stats):
         assert f"energy {s.energy_share * 100:.0f} %" in line and f"zeros {s.zero_fraction * 100:.0f} %" in line
 
 
@@ -65,7 +73,7 @@ def test_mosaic_tiles_are_the_captured_maps_on_the_chosen_scale(captured, view):
     view.show_block("inception4a")
     k = 2
     t = cap.branch("inception4a", k)[0].numpy()
-    item = view.mosaic_item(k)
+    item = view.grid.items[k]
     h, w = item.tile
 
     def tile(i):
@@ -82,19 +90,31 @@ def test_mosaic_tiles_are_the_captured_maps_on_the_chosen_scale(captured, view):
 
 
 def test_sorting_by_mean_orders_channels_by_descending_mean(captured, view):
+    """What the mosaics draw: on the shared scale a tile is (map - lo) / (hi - lo) of its branch, so its mean
+    is its channel's mean on that scale; in channel order the tiles follow the tensor, sorted by mean the
+    tiles' means descend and are the same channels' means."""
     _, cap, _ = captured
     view.show_block("inception3a")
-    assert list(view.displayed_channels(1)) == list(range(128))
+
+    def drawn_and_scaled_means(k):
+        t = cap.branch("inception3a", k)[0].numpy()
+        lo, hi = t.min(), t.max()
+        drawn = np.array([tile.mean() for tile in tiles(view.grid.items[k])])
+        return drawn, (t.mean(axis=(1, 2)) - lo) / (hi - lo)
+
+    drawn, means = drawn_and_scaled_means(1)
+    assert len(drawn) == 128
+    np.testing.assert_allclose(drawn, means, rtol=1e-5, atol=1e-6)  # tensor order
+    assert not np.all(np.diff(means) <= 1e-7)  # so that sorting has something to do
     view.order_combo.setCurrentIndex(view.order_combo.findData("mean"))  # through the control
     assert view.state.order == "mean"
     for k in range(4):
-        t = cap.branch("inception3a", k)[0]
-        means = t.mean(dim=(1, 2)).numpy()
-        shown = view.displayed_channels(k)
-        assert sorted(shown) == list(range(t.shape[0]))
-        assert np.all(np.diff(means[shown]) <= 1e-7)
-        np.testing.assert_allclose(view.displayed_means(k), means[shown], rtol=1e-6)
-    assert list(view.displayed_channels(1)) != list(range(128))
+        drawn, means = drawn_and_scaled_means(k)
+        assert len(drawn) == cap.branch("inception3a", k).shape[1]
+        assert np.all(np.diff(drawn) <= 1e-6)
+        np.testing.assert_allclose(drawn, np.sort(means)[::-1], rtol=1e-5, atol=1e-6)
+    drawn, means = drawn_and_scaled_means(1)
+    assert not np.allclose(drawn, means, rtol=1e-5, atol=1e-6)  # no longer in tensor order
 
 
 def test_clicking_a_tile_selects_that_channel_and_enlarges_the_captured_map(qtbot, captured, view):
@@ -103,16 +123,19 @@ def test_clicking_a_tile_selects_that_channel_and_enlarges_the_captured_map(qtbo
     view.set_order("mean")
     qtbot.wait(50)  # let the layout settle so that scene positions are final
     branch, position = 1, 7
-    item = view.mosaic_item(branch)
-    channel = int(view.displayed_channels(branch)[position])
+    item = view.grid.items[branch]
     scene_pos = item.mapToScene(item.tile_center(position))
     widget_pos = view.grid.mapFromScene(scene_pos)
     with qtbot.waitSignal(view.channel_selected) as sig:
         qtbot.mouseClick(view.grid.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(widget_pos.x(), widget_pos.y()))
-    assert sig.args == ["inception3a", branch, channel]
-    expected = cap.branch("inception3a", branch)[0, channel].numpy()
-    np.testing.assert_array_equal(view.detail_map(), expected)
-    assert view.overlay_map().shape == image.shape[:2]
+    block, got_branch, channel = sig.args
+    assert (block, got_branch) == ("inception3a", branch) and view.state.selected == (branch, channel)
+    t = cap.branch("inception3a", branch)[0].numpy()
+    # The channel selected is the one drawn in the tile clicked (sorted by mean, not tensor order).
+    assert channel != position
+    np.testing.assert_allclose(tiles(item)[position], (t[channel] - t.min()) / (t.max() - t.min()), atol=1e-6)
+    np.testing.assert_array_equal(view.detail_map(), t[channel])
+    assert view.overlay_item.image.shape == image.shape[:2]
     assert f"channel {channel}" in view.detail_title.text
     view.opacity_slider.setValue(25)
     assert view.overlay_item.opacity() == pytest.approx(0.25)
@@ -146,7 +169,7 @@ def test_keys_and_combo_step_through_blocks_from_the_capture(qtbot, captured, vi
     assert view.state.block == blocks[0] and not view.prev_button.isEnabled()
     view.block_combo.setCurrentIndex(len(blocks) - 1)
     assert view.state.block == blocks[-1] and not view.next_button.isEnabled()
-    assert len(view.branch_titles()) == len(graph.node(blocks[-1]).branches)
+    assert len(view.grid.titles) == len(graph.node(blocks[-1]).branches)
 
 
 def test_exports_write_pngs_and_a_csv_of_every_block(tmp_path, captured, view):

@@ -247,36 +247,14 @@ class ActivationView(QWidget):
         self._render_detail()
         self.channel_selected.emit(self.state.block, branch, int(channel))
 
-    # -- read-only views of what is on screen (for the window and the tests)
+    # -- read-only views of what is on screen (for the window)
 
     def branch_titles(self) -> list[str]:
         return list(self.grid.titles)
 
-    def branch_stat_lines(self) -> list[str]:
-        return list(self.grid.stat_lines)
-
-    def displayed_channels(self, branch: int) -> np.ndarray:
-        """Channel indices of `branch` in display order (row by row in its mosaic)."""
-        return self._maps[branch].channels.copy()
-
-    def displayed_means(self, branch: int) -> np.ndarray:
-        return self._maps[branch].means.copy()
-
-    def mosaic_item(self, branch: int) -> MosaicItem:
-        return self.grid.items[branch]
-
-    @property
-    def _items(self) -> list[MosaicItem]:
-        """The branches' mosaics on screen (the tests count them)."""
-        return self.grid.items
-
     def detail_map(self) -> np.ndarray | None:
         """The raw (unscaled) map in the detail area, at the branch's resolution."""
         return None if self.detail_item.image is None else np.array(self.detail_item.image)
-
-    def overlay_map(self) -> np.ndarray | None:
-        """The selected map upsampled to the image's size (what is drawn over the image)."""
-        return None if self.overlay_item.image is None else np.array(self.overlay_item.image)
 
     # -- exports
 
