@@ -13,6 +13,7 @@ import threading
 import warnings
 from pathlib import Path
 
+import pyqtgraph as pg
 import pytest
 import torch
 from PIL import Image
@@ -99,6 +100,19 @@ def drawn(panel):
     return [(label, float(w)) for (_, label), w in zip(ticks, widths)]
 
 
+def percent_labels(chart) -> list[str]:
+    """The percentages written beside the bars, top-1 first: the chart's visible text items, top to bottom."""
+    items = [i for i in chart.getPlotItem().items if isinstance(i, pg.TextItem) and i.isVisible()]
+    return [i.toPlainText() for i in sorted(items, key=lambda i: i.pos().y())]
+
+
+def choose_device(panel, device: str) -> None:
+    """Pick `device` in the panel's device combo, as a person does."""
+    index = panel.device_combo.findData(device)
+    assert index >= 0 and index != panel.device_combo.currentIndex()
+    panel.device_combo.setCurrentIndex(index)
+
+
 def test_drop_one_jpeg_shows_the_engines_top5(qtbot, panel, engine, images):
     path = images[0]
     with qtbot.waitSignal(panel.image_shown, timeout=TIMEOUT_MS) as shown_sig:
@@ -110,7 +124,9 @@ def test_drop_one_jpeg_shows_the_engines_top5(qtbot, panel, engine, images):
     assert len(result.top) == 5
     assert_same_predictions(panel.result_view.chart.predictions, expected)
     assert_same_predictions(drawn(panel), expected)
-    assert panel.result_view.chart.percent_texts()[0] == f"{expected.top[0].prob * 100:.1f} %"
+    assert percent_labels(panel.result_view.chart)[0] == f"{expected.top[0].prob * 100:.1f} %"
+    assert len(percent_labels(panel.result_view.chart)) == 5
+    assert panel.state.classification is result
     timings = panel.result_view.timings.text()
     for word in ("decode", "preprocess", "forward", "on cpu"):
         assert word in timings
@@ -121,7 +137,8 @@ def test_drop_one_jpeg_shows_the_engines_top5(qtbot, panel, engine, images):
     assert isinstance(shown, ShownImage) and shown.image.size == (200, 200)
     assert torch.allclose(shown.x[0], engine.preprocess(path))
     assert shown.capture is None  # no block graph given: nothing to probe
-    assert panel.result_view.image.has_image()
+    # The picture replaced the "Classifying img0.jpg…" placeholder.
+    assert panel.state.shown_image is shown and panel.result_view.image.text() == ""
 
 
 def test_a_real_drop_event_is_handled(qtbot, panel, engine, images):
@@ -163,8 +180,8 @@ def test_a_folder_without_images(qtbot, panel, tmp_path):
     with qtbot.waitSignal(panel.failed, timeout=TIMEOUT_MS) as blocker:
         panel.handle_drop(url_mime(empty))
     assert "x.jpg" in blocker.args[0] and "No image files" in blocker.args[0]
-    assert panel.batch_results() == []
     qtbot.waitUntil(lambda: not panel.busy, timeout=TIMEOUT_MS)
+    assert panel.state.batch.results == [] and panel.proxy.rowCount() == 0
 
 
 def test_folder_of_good_and_bad_files_fills_the_table(qtbot, panel, engine, images, tmp_path):
@@ -217,7 +234,7 @@ def test_folder_of_good_and_bad_files_fills_the_table(qtbot, panel, engine, imag
     want = expected[[str(f) for f in files].index(probs[row].source)]
     assert shown.args[0].source == "img3.png" and shown.args[0].result is probs[row]
     assert_same_predictions(drawn(panel), want)
-    assert panel.result_view.image.has_image()
+    assert panel.state.shown_image is shown.args[0] and panel.result_view.image.text() == ""
     # A bad row shows its error instead.
     bad_row = next(r for r, res in enumerate(probs) if not res.ok)
     panel.table.selectRow(bad_row)
@@ -304,7 +321,7 @@ def test_the_views_write_one_percent_style(qtbot, panel, images):
     cells = [model.item(r, c).text() for r in range(model.rowCount()) for c in range(model.columnCount())]
     tips = [model.item(r, c).toolTip() for r in range(model.rowCount()) for c in range(model.columnCount())]
     panel.table.selectRow(0)
-    chart = panel.result_view.chart.percent_texts()
+    chart = percent_labels(panel.result_view.chart)
     assert assert_one_percent_style(*cells, *tips, *chart) >= 2 * (1 + 5 + 5) + 5
 
 
@@ -452,13 +469,13 @@ def test_device_choice_rebuilds_the_classifier_and_reports_a_missing_gpu(qtbot, 
     qtbot.addWidget(panel)
     panel.set_model(loaded, "auto")
     qtbot.waitUntil(lambda: panel.classifier is not None, timeout=120_000)
-    panel.set_device("cpu")
-    assert panel.device_combo.currentData() == "cpu" and panel.classifier is None  # being prepared again
+    choose_device(panel, "cpu")
+    assert panel.images.device == "cpu" and panel.classifier is None  # being prepared again
     qtbot.waitUntil(lambda: panel.classifier is not None, timeout=120_000)
     assert panel.classifier.device == "cpu" and "on cpu" in panel.device_label.text()
     if not torch.cuda.is_available():
         with qtbot.waitSignal(panel.failed, timeout=120_000) as blocker:
-            panel.set_device("cuda")
+            choose_device(panel, "cuda")
         assert "cuda" in blocker.args[0].lower()
         assert panel.classifier is None  # no silent fallback: the user asked for the GPU
     panel.shutdown()
@@ -504,7 +521,7 @@ def test_with_a_graph_one_forward_gives_the_top5_and_the_capture(qtbot, loaded, 
         assert set(shown.capture.branches) == {b.name for b in graph.blocks()}
         assert torch.equal(shown.x.contiguous(), engine.preprocess(path)[None])
         assert shown.rgb.shape == (224, 224, 3) and shown.image.size == Image.open(path).size
-        assert panel.result_view.image.has_image()
+        assert panel.state.shown_image is shown and panel.result_view.image.text() == ""
     finally:
         assert panel.shutdown(30000)
 
@@ -557,7 +574,7 @@ def test_fast_decode_box_sets_the_classifier_and_labels_results(qtbot, panel, tm
         assert (FAST_DECODE_NOTICE in panel.result_view.timings.text()) is checked
         qtbot.waitUntil(lambda: not panel.busy, timeout=TIMEOUT_MS)
     panel.fast_decode_box.setChecked(True)
-    panel.set_device("auto")
+    choose_device(panel, "auto")
     qtbot.waitUntil(lambda: panel.classifier is not None and not panel.busy, timeout=TIMEOUT_MS)
     assert panel.classifier.fast_decode
 

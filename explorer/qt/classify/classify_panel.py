@@ -215,11 +215,6 @@ class ClassifyPanel(QWidget):
             self.device_label.setText(f"{loaded.name}: preparing ({device})…")
         self._update_controls()
 
-    def set_device(self, device: str) -> None:
-        """Classify on "auto", "cpu" or "cuda" from now on (the classifier is prepared again)."""
-        if not self.toolbar.choose_device(device):  # a change of the combo has reached _on_device_chosen
-            self._on_device_chosen(device)
-
     def _on_device_chosen(self, device: str) -> None:
         if self.loaded is not None and device != self.images.device:
             self.set_model(self.loaded, device, graph=self.graph)
@@ -286,10 +281,6 @@ class ClassifyPanel(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Classify every image in a folder")
         if folder:
             self.classify_paths([folder])
-
-    def batch_results(self) -> list:
-        """The batch table's results, in input order."""
-        return self.batch_view.results
 
     def has_pending(self) -> bool:
         """Whether a request waits for the classifier (made while the model loaded)."""

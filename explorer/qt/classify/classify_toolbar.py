@@ -122,16 +122,6 @@ class ClassifyToolbar(QWidget):
         self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(device)))
         self.device_combo.blockSignals(False)
 
-    def choose_device(self, device: str) -> bool:
-        """Choose `device` in the combo as a person would; whether that changed it (device_chosen was emitted)."""
-        index = self.device_combo.findData(device)
-        if index < 0:
-            raise ValueError(f"unknown device {device!r}: auto, cpu or cuda")
-        if index == self.device_combo.currentIndex():
-            return False
-        self.device_combo.setCurrentIndex(index)
-        return True
-
     def show_classifier(self, name: str, classifier) -> None:
         """The device line for a ready classifier of model `name`; its notices in the tooltip."""
         graph = " · CUDA graph" if classifier.graph_ready else ""
