@@ -107,9 +107,6 @@ class TopKChart(pg.PlotWidget):
             self._label_width = width
             left.setWidth(width)
 
-    def percent_texts(self) -> list[str]:
-        return [t.toPlainText() for t in self._texts if t.isVisible()]
-
 
 class ScaledImageLabel(QWidget):
     """A picture scaled to fit, keeping its aspect ratio, or a placeholder text.
@@ -137,9 +134,6 @@ class ScaledImageLabel(QWidget):
         if self._pixmap is not None:
             self._text = ""
         self.update()
-
-    def has_image(self) -> bool:
-        return self._pixmap is not None
 
     def set_placeholder(self, text: str) -> None:
         self._pixmap = self._scaled = None

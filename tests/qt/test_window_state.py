@@ -88,7 +88,7 @@ def test_an_idle_window_does_no_layout_work_after_classifying_its_sample(make_wi
     """The classify panel's layout flipped between two sizes forever after the first sample (65–99 % CPU)."""
     w = make_window(classify_sample=True)
     w.resize(1280, 860)
-    qtbot.waitUntil(lambda: ready(w) and w.images.classify.result_view.image.has_image(), timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: ready(w) and w.state.shown_image is not None, timeout=TIMEOUT_MS)
     qtbot.wait(1500)  # the last repaints and the docks' settling
     counter = _LayoutCounter()
     app = QApplication.instance()
@@ -248,7 +248,7 @@ def test_the_classify_panel_fits_its_dock_at_the_default_size(make_window, qtbot
     """Samples and captions were clipped, and the panel scrolled with room to spare."""
     w = make_window(classify_sample=True)
     w.resize(1280, 860)
-    qtbot.waitUntil(lambda: ready(w) and w.images.classify.result_view.image.has_image(), timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: ready(w) and w.state.shown_image is not None, timeout=TIMEOUT_MS)
     qtbot.wait(100)
     scroll = w.images.classify_dock.widget()
     assert not scroll.verticalScrollBar().isVisible() and not scroll.horizontalScrollBar().isVisible()

@@ -136,7 +136,7 @@ def test_a_window_that_has_settled_hands_collection_back_to_python(make_window, 
     """After start-up (graph, weights, the sample classified) no job is left running: the collector's
     timer has stopped (no wake-ups while idle) and automatic collection is on again."""
     w = make_window(classify_sample=True)
-    qtbot.waitUntil(lambda: w.images is not None and w.images.classify.result_view.image.has_image()
+    qtbot.waitUntil(lambda: w.images is not None and w.state.shown_image is not None
                     and not w.images.classify.busy, timeout=180_000)
     until_idle(qtbot)
     assert gc.isenabled()
