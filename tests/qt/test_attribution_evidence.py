@@ -70,7 +70,7 @@ def test_the_plotted_curves_are_the_maps_deletion_and_insertion_curves(qtbot, pa
     panel.curve_steps.setValue(12)
     with qtbot.waitSignal(panel.faithfulness_finished, timeout=RUN_MS):
         panel.faithfulness_button.click()
-        assert panel.is_running() and not panel.faithfulness_button.isEnabled()
+        assert panel.attributions.running() and not panel.faithfulness_button.isEnabled()
     # Independently: the map recomputed from scratch, its curves computed outside the panel.
     heat = attribute(cm, x, "saliency", result.target).heatmap
     np.testing.assert_array_equal(heat, result.heatmap)
@@ -210,7 +210,7 @@ def test_evidence_without_a_map_is_an_error_in_the_window(qtbot, panel):
     with qtbot.waitSignal(panel.attribution_failed) as sig:
         panel.run_sanity_check()
     assert "map first" in sig.args[0] and panel.status.text().startswith("Sanity check failed")
-    assert not panel.is_running()
+    assert not panel.attributions.running()
 
 
 def test_in_a_laptops_dock_the_map_and_the_curves_have_room_and_the_legend_covers_no_curve(qtbot, panel):

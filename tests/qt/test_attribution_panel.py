@@ -14,6 +14,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from explorer.core.attribution.methods import IG_GAUSS_LEGENDRE_MAX_STEPS, IG_MAX_STEPS
 from explorer.core.graph.capture import CaptureModel
 from explorer.core.model.zoo import get_spec
+from explorer.core.session.attributions import SHARES
 from explorer.qt.attribution.attribution_panel import AttributionPanel
 from explorer.qt.attribution.branch_share_chart import BranchSharePanel
 from explorer.core.model.graphs import zoo_block_graph as load_block_graph
@@ -97,12 +98,12 @@ def test_saliency_runs_in_a_worker_and_overlays_the_image(qtbot, panel, setup):
     panel.set_target(target)
     with qtbot.waitSignal(panel.attribution_finished, timeout=RUN_MS) as sig:
         panel.run_button.click()
-        assert panel.is_running() and not panel.run_button.isEnabled()
+        assert panel.attributions.running() and not panel.run_button.isEnabled()
     result = sig.args[0]
     assert result.method == "saliency" and result.target == target
     assert result.heatmap.shape == image.shape[:2]
     assert panel.heat_item.image.shape == image.shape[:2]
-    assert not panel.is_running() and panel.run_button.isEnabled() and not panel.progress.isVisible()
+    assert not panel.attributions.running() and panel.run_button.isEnabled() and not panel.progress.isVisible()
     assert "goldfish" in panel.status.text() and "done" in panel.status.text()
 
 
@@ -120,7 +121,7 @@ def test_cancelling_integrated_gradients_returns_to_idle(qtbot, panel):
         panel.cancel_button.click()
     assert time.monotonic() - t0 < 5
     assert failures == [] and panel.result is None
-    assert not panel.is_running() and panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
+    assert not panel.attributions.running() and panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
     assert "cancelled" in panel.status.text().lower()
     # Planned: per block, 400 batches' forward and backward plus the completeness gap's forward.
     assert panel.progress.maximum() == len(panel.attributions.networks_on("cpu").block_branches) * (2 * 400 + 1)
@@ -197,7 +198,7 @@ def test_integrated_gradients_flags_a_large_delta(qtbot, panel, tmp_path):
     result = sig.args[0]
     assert result.delta is not None and result.delta_flagged  # two steps cannot integrate this network
     assert "Gauss–Legendre" in panel.delta_label.text()
-    assert panel.delta_flagged_shown() and "increase the steps" in panel.delta_label.text()
+    assert "⚠" in panel.delta_label.text() and "increase the steps" in panel.delta_label.text()
     assert result.signed and panel.heatmap_levels()[0] < 0  # signed: symmetric diverging scale
     panel.set_display("absolute")
     assert panel.heatmap_levels()[0] == 0 and panel.heat_item.image.min() >= 0
@@ -209,7 +210,17 @@ def test_a_new_image_clears_the_result_and_errors_reach_the_signal(qtbot, panel,
     panel.set_image(None)
     with qtbot.waitSignal(panel.attribution_failed) as sig:
         panel.run()
-    assert "image" in sig.args[0] and not panel.is_running()
+    assert "image" in sig.args[0] and not panel.attributions.running()
+
+
+def shares_running(p) -> bool:
+    """Whether the session runs a branch-shares job (the panel's lane)."""
+    return p.session.runner.running(SHARES) is not None
+
+
+def bar_heights(chart) -> np.ndarray:
+    """The heights of the bars a branch-shares chart draws."""
+    return np.asarray(chart.bars.opts["height"], float)
 
 
 def test_branch_shares_chart_sums_to_one_per_block(qtbot, setup, tmp_path, job_runner):
@@ -237,8 +248,8 @@ def test_branch_shares_chart_sums_to_one_per_block(qtbot, setup, tmp_path, job_r
         qtbot.mouseClick(chart.canvas.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(pos.x(), pos.y()))
     assert sel.args == ["inception4c"] and p.block_chart.block == "inception4c"
     assert chart.current.isVisible() and chart.current.rect().center().x() == pytest.approx(i)
-    np.testing.assert_allclose(p.block_chart.heights(), shares["inception4c"])
-    assert p.block_chart.heights().sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(bar_heights(p.block_chart), shares["inception4c"])
+    assert bar_heights(p.block_chart).sum() == pytest.approx(1.0)
     ticks = p.block_chart.plot.getAxis("bottom")._tickLevels[0]
     # The branches' own labels (torchvision's "#5×5" branch says it has a 3×3 kernel).
     assert [t[1] for t in ticks] == ["1 · #1×1", "2 · #3×3", "3 · #5×5 (3×3 kernel)", "4 · pool proj"]
@@ -274,7 +285,7 @@ def test_cancelling_network_shares_returns_to_idle_and_stays_usable(qtbot, setup
                    lambda *a: late.append(1) if threading.get_ident() != ui_thread else None)]
     try:
         p.compute_button.click()
-        assert p.is_running() and p.cancel_button.isEnabled() and p.progress.isVisible()
+        assert shares_running(p) and p.cancel_button.isEnabled() and p.progress.isVisible()
         assert not p.compute_button.isEnabled()
         qtbot.waitUntil(lambda: p.progress.maximum() > 0 and p.progress.value() >= 1, timeout=RUN_MS)
         with qtbot.waitSignal(p.shares_cancelled, timeout=10_000):
@@ -287,7 +298,7 @@ def test_cancelling_network_shares_returns_to_idle_and_stays_usable(qtbot, setup
             h.remove()
     assert late == []
     assert p.progress.maximum() == 3 * len(graph.blocks())  # top-1 forward, forward, backward per block
-    assert not p.is_running() and p.shares == {} and p.network_chart.blocks == []
+    assert not shares_running(p) and p.shares == {} and p.network_chart.blocks == []
     assert "cancelled" in p.status.text().lower()
     assert p.compute_button.isEnabled() and not p.cancel_button.isEnabled() and not p.progress.isVisible()
     with qtbot.waitSignal(p.shares_ready, timeout=RUN_MS):  # still usable

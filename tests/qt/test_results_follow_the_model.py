@@ -132,11 +132,11 @@ def test_the_attributions_line_never_speaks_of_the_previous_model(window_with_im
     # During the job: it is stopped, and what it computed never reaches the screen.
     finished.clear()
     start()
-    assert panel.is_running()
+    assert w.session.attributions.running()
     w.models.set_model(FIRST)
     nothing_of_a_map()
     assert panel.status.text() == "Attribution stopped: the model changed."
-    assert not panel.is_running() and panel.run_button.isEnabled()
+    assert not w.session.attributions.running() and panel.run_button.isEnabled()
     wait_settled(qtbot, w, FIRST)
     qtbot.wait(100)  # anything the stopped job still said has been delivered
     nothing_of_a_map()

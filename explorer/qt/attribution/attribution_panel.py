@@ -339,9 +339,6 @@ class AttributionPanel(QWidget):
             self.controls.cancel_button.setEnabled(False)
             self.status.setText("Cancelling…")
 
-    def is_running(self) -> bool:
-        return self._job is not None
-
     def shutdown(self, msecs: int = 30000) -> bool:
         """Cancel and wait for the worker (before the model or the panel goes away)."""
         self.cancel()
@@ -425,10 +422,6 @@ class AttributionPanel(QWidget):
             self.display_row.show_display("signed" if signed else "absolute")
         self.delta_label.setText(delta_text(r))
         self.truth.show_result(r)
-
-    def delta_flagged_shown(self) -> bool:
-        """Whether the panel currently shows the convergence warning."""
-        return "⚠" in self.delta_label.text()
 
     def _show_evidence(self, record: AttributionRecord | None) -> None:
         """`record`'s curves (with its localisation, where the object is known) and sanity strip (None: their

@@ -122,9 +122,6 @@ class BranchShareChart(QWidget):
         self.plot.setTitle(f"Branch shares of {block}")
         self.stack.setCurrentWidget(self.plot)
 
-    def heights(self) -> np.ndarray:
-        return np.array([]) if self.bars is None else np.asarray(self.bars.opts["height"], float)
-
     def clear(self) -> None:
         if self.bars is not None:
             self.plot.removeItem(self.bars)
@@ -349,9 +346,6 @@ class BranchSharePanel(QWidget):
             self.status.setText("Computing branch shares…")
             self.progress.setRange(0, 0)
         self._update_enabled()
-
-    def is_running(self) -> bool:
-        return self._job is not None
 
     def cancel(self) -> None:
         """Ask the running computation to stop; the panel returns to idle when it has."""
