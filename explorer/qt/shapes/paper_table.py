@@ -159,11 +159,6 @@ class PaperTableWidget(QWidget):
         self._graph = self._trace = None
         self.set_table(None)
 
-    def set_layout_choice(self, layout: str | None) -> None:
-        """None (automatic), 'googlenet' or 'inception_v3'."""
-        index = next(i for i, (_, v) in enumerate(_LAYOUT_CHOICES) if v == layout)
-        self.layout_box.setCurrentIndex(index)  # rebuilds through _on_layout_chosen
-
     def _on_layout_chosen(self, index: int) -> None:
         self._layout_choice = self.layout_box.itemData(index)
         self._rebuild()
