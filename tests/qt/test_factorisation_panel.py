@@ -108,5 +108,5 @@ def test_it_opens_on_a_real_layer_of_the_first_model_not_on_the_input_image(qtbo
     model(torch.empty(1, 3, 299, 299, device="meta"))
     assert p.values()[3] == seen["size"] and max(seen["size"]) < 299
     p.cin_box.setValue(33)  # the person's own numbers
-    p.set_input_size((224, 224))
+    p.set_graphs([_graph("googlenet_paper"), _graph("inception_v3")], (224, 224))  # the compare window's new size
     assert p.layer_combo.currentIndex() == 0 and p.values()[0] == 33 and p.values()[3] == (224, 224)

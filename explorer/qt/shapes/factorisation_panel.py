@@ -227,9 +227,6 @@ class FactorisationPanel(QWidget):
             self.set_values(size=self._input_size)
         self._fill_usage()
 
-    def set_input_size(self, size: tuple[int, int]) -> None:
-        self.set_graphs(self._graphs, size)
-
     def _conv_key(self, i: int) -> tuple[str, str]:
         return self._conv_models[i], self._convs[i].layer
 
