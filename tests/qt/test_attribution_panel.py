@@ -47,18 +47,23 @@ def panel(qtbot, setup, job_runner):
     p.shutdown()
 
 
+def shown_parameters(panel) -> list[str]:
+    """The parameter rows the form shows for the method chosen."""
+    return [k for k, (_, w) in panel._rows.items() if panel.form.isRowVisible(w)]
+
+
 def test_switching_method_shows_its_parameters(panel):
     panel.method_combo.setCurrentIndex(panel.method_combo.findData("integrated_gradients"))
-    assert panel.visible_parameters() == ["ig_steps", "ig_baseline", "internal_batch_size"]
+    assert shown_parameters(panel) == ["ig_steps", "ig_baseline", "internal_batch_size"]
     assert panel.ig_steps.isVisible() and not panel.occlusion_window.isVisible()
     panel.method_combo.setCurrentIndex(panel.method_combo.findData("occlusion"))
     assert panel.state.method == "occlusion"
-    assert panel.visible_parameters() == ["occlusion_window", "occlusion_stride"]
+    assert shown_parameters(panel) == ["occlusion_window", "occlusion_stride"]
     assert panel.occlusion_window.isVisible() and not panel.ig_steps.isVisible()
     panel.set_method("grad_cam")
-    assert panel.visible_parameters() == ["block", "branch", "cam_map"] and panel.block_combo.isVisible()
+    assert shown_parameters(panel) == ["block", "branch", "cam_map"] and panel.block_combo.isVisible()
     panel.set_method("saliency")
-    assert panel.visible_parameters() == []
+    assert shown_parameters(panel) == []
 
 
 def test_the_controls_write_the_parameters_into_the_state(panel):
@@ -95,7 +100,7 @@ def test_saliency_runs_in_a_worker_and_overlays_the_image(qtbot, panel, setup):
     *_, image, categories = setup
     target = categories.index("goldfish")
     panel.set_method("saliency")
-    panel.set_target(target)
+    panel.target_combo.setCurrentIndex(panel.target_combo.findData(target))  # as a person picks it
     with qtbot.waitSignal(panel.attribution_finished, timeout=RUN_MS) as sig:
         panel.run_button.click()
         assert panel.attributions.running() and not panel.run_button.isEnabled()
@@ -154,7 +159,7 @@ def test_grad_cam_on_one_branch(qtbot, panel, setup):
 def test_library_cams_on_one_branch(qtbot, panel, setup, method):
     graph, cm, x, image, _ = setup
     panel.set_method(method)
-    assert panel.visible_parameters() == ["block", "branch", "cam_map"]
+    assert shown_parameters(panel) == ["block", "branch", "cam_map"]
     panel.block_combo.setCurrentIndex(panel.block_combo.findText("inception4a"))
     panel.branch_combo.setCurrentIndex(panel.branch_combo.findData(1))
     with qtbot.waitSignal(panel.attribution_finished, timeout=RUN_MS) as sig:
@@ -199,9 +204,9 @@ def test_integrated_gradients_flags_a_large_delta(qtbot, panel, tmp_path):
     assert result.delta is not None and result.delta_flagged  # two steps cannot integrate this network
     assert "Gauss–Legendre" in panel.delta_label.text()
     assert "⚠" in panel.delta_label.text() and "increase the steps" in panel.delta_label.text()
-    assert result.signed and panel.heatmap_levels()[0] < 0  # signed: symmetric diverging scale
+    assert result.signed and panel.heat_item.getLevels()[0] < 0  # signed: symmetric diverging scale
     panel.set_display("absolute")
-    assert panel.heatmap_levels()[0] == 0 and panel.heat_item.image.min() >= 0
+    assert panel.heat_item.getLevels()[0] == 0 and panel.heat_item.image.min() >= 0
     png = panel.export_overlay_png(tmp_path / "overlay.png")
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 1000
 

@@ -106,7 +106,7 @@ def test_the_attributions_line_never_speaks_of_the_previous_model(window_with_im
     def start() -> None:
         panel.set_method(method)
         panel.set_gradcam_layer("inception3b")
-        panel.set_target(514)
+        panel.target_combo.setCurrentIndex(panel.target_combo.findData(514))
         panel.ig_steps.setValue(4)
         panel.internal_batch.setValue(4)
         panel.run()

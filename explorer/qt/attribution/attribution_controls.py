@@ -172,10 +172,6 @@ class AttributionControls(QWidget):
         for key, (_, w) in self._rows.items():
             self.form.setRowVisible(w, key in METHOD_PARAMS[method])
 
-    def visible_parameters(self) -> list[str]:
-        """The parameter rows shown for the current method."""
-        return [k for k, (_, w) in self._rows.items() if self.form.isRowVisible(w)]
-
     def populate_targets(self, categories: list[str]) -> None:
         """The target box: the top-1 class, then every class by index and name."""
         self.target_combo.blockSignals(True)
@@ -189,10 +185,6 @@ class AttributionControls(QWidget):
     def set_top1_name(self, name: str) -> None:
         """Name the top-1 entry after the class the image was classified as."""
         self.target_combo.setItemText(0, f"Top-1 ({name})")
-
-    def set_target(self, target: int | None) -> None:
-        """Class index to explain; None for the top-1 class."""
-        self.target_combo.setCurrentIndex(0 if target is None else self.target_combo.findData(target))
 
     def target(self) -> int | None:
         """The class chosen in the target box (None: top-1). Raises ValueError for unknown text."""

@@ -204,9 +204,6 @@ class AttributionMapView(pg.GraphicsLayoutWidget):
         clip = lambda v, hi: int(min(max(v, 0), hi))  # noqa: E731
         return clip(math.floor(x0), w), clip(math.floor(y0), h), clip(math.ceil(x1), w), clip(math.ceil(y1), h)
 
-    def heatmap_levels(self) -> tuple[float, float] | None:
-        return None if self.heat_item.image is None else tuple(self.heat_item.getLevels())
-
     def export_png(self, path: str | Path, width: int = 900) -> Path:
         """The heatmap over the image with its title and colour bar."""
         from explorer.qt.result_view import export_layout_png

@@ -66,15 +66,15 @@ __all__ = ["METHOD_NAMES", "METHOD_PARAMS", "AttributionPanel", "AttributionPane
 #: Widest the column of controls grows (pixels): room for the longest baseline and branch names.
 CONTROLS_MAX_WIDTH = 420
 SLOT = "attribution"
-#: What the panel answers for by its children's names: the controls' setters (set_method, set_target, target,
-#: set_gradcam_layer, visible_parameters) and the widgets the window, tests and benches reach.
+#: What the panel answers for by its children's names: the controls' setters (set_method, target,
+#: set_gradcam_layer) and the widgets the window, tests and benches reach.
 FORWARDED = {
-    "controls": ("set_method", "set_target", "target", "set_gradcam_layer", "visible_parameters",
+    "controls": ("set_method", "target", "set_gradcam_layer",
                  "method_combo", "target_combo", "ig_steps", "ig_baseline", "internal_batch", "occlusion_window",
                  "occlusion_stride", "block_combo", "branch_combo", "cam_map", "form", "_rows", "run_button",
                  "cancel_button", "progress", "faithfulness_button", "curve_steps", "sanity_button", "sanity_steps"),
     "display_row": ("display_combo", "opacity_slider", "export_button"),
-    "view": ("heatmap_levels", "title", "box", "image_item", "heat_item", "colorbar"),
+    "view": ("title", "box", "image_item", "heat_item", "colorbar"),
     "plot_box": ("curve_plot", "curve_legend", "curve_items", "curve_caption"),
     "evidence_tabs": ("table",),
     "sanity_strip": ("sanity_caption", "sanity_view", "sanity_items", "sanity_labels"),
