@@ -7,6 +7,7 @@ import os
 import torch
 from PIL import Image
 
+from explorer.core.session.state import InputSize
 from explorer.core.shapes.trace import MAX_BATCH, MAX_INPUT_SIDE
 from tests.netutil import FifoWatchdog, strip_png
 
@@ -45,8 +46,8 @@ def test_a_hostile_batch_and_a_hostile_file_in_the_window(window, qtbot, tmp_pat
 
 
 def test_a_weight_file_with_a_meta_tensor_changes_nothing(window, qtbot, tmp_path):
-    qtbot.waitUntil(lambda: window.loaded is not None, timeout=TIMEOUT_MS)
-    before = window.loaded
+    qtbot.waitUntil(lambda: window.state.loaded is not None, timeout=TIMEOUT_MS)
+    before = window.state.loaded
     tensors = {k: v.clone() for k, v in before.module.state_dict().items()}
     state = dict(tensors)
     state["fc.bias"] = torch.empty_like(state["fc.bias"], device="meta")
@@ -56,18 +57,18 @@ def test_a_weight_file_with_a_meta_tensor_changes_nothing(window, qtbot, tmp_pat
     message = blocker.args[0]
     assert "meta.pth" in message and "nothing was loaded" in message and "fc.bias" in message
     assert "\n" not in message
-    assert window.loaded is before
+    assert window.state.loaded is before
     assert all(torch.equal(before.module.state_dict()[k], v) for k, v in tensors.items())
 
 
 def test_the_size_control_stops_at_the_engines_bound(window, qtbot):
     with qtbot.waitSignal(window.trace_updated, timeout=TIMEOUT_MS):
         window.graph_page.set_input_size(MAX_INPUT_SIDE + 1, 10**9, MAX_BATCH + 1)
-    assert window.graph_page.input_size() == (MAX_INPUT_SIDE, MAX_INPUT_SIDE, MAX_BATCH)
+    assert window.state.input_size == InputSize(MAX_INPUT_SIDE, MAX_INPUT_SIDE, MAX_BATCH)
 
 
 def test_open_model_refuses_a_fifo_and_a_folder_in_one_line(window, qtbot, tmp_path):
-    qtbot.waitUntil(lambda: window.loaded is not None, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: window.state.loaded is not None, timeout=TIMEOUT_MS)
     fifo = tmp_path / "net.py"
     os.mkfifo(fifo)
     folder = tmp_path / "model.pt2"
@@ -77,7 +78,7 @@ def test_open_model_refuses_a_fifo_and_a_folder_in_one_line(window, qtbot, tmp_p
             window.models.open_model(str(ref))
         message = blocker.args[0]
         assert str(ref) in message and "not a regular file" in message and "\n" not in message
-        assert window.model_name == "googlenet" and window.model_ref is None
+        assert window.state.model == "googlenet" and window.state.model_ref is None
 
 
 def test_a_pasted_strip_is_refused_in_one_line_and_the_panel_goes_on(window, qtbot):

@@ -6,20 +6,21 @@ import pytest
 from PySide6.QtCore import QPoint, QSettings, Qt
 from PySide6.QtGui import QImage
 
+from explorer.core.session.state import InputSize
 from explorer.core.text import fmt_shape
 
 
 def engine_trace(window, size, batch=1):
     from explorer.core.shapes.trace import trace_shapes
 
-    return trace_shapes(window.graph, size, batch=batch)
+    return trace_shapes(window.state.graph, size, batch=batch)
 
 
 def drawn_shapes(window):
     """node name -> the shape line of its drawn box (collapsed nodes) or concat box (expanded ones)."""
     out = {}
-    for name in (n.name for n in window.graph.nodes()):
-        if name in window.expanded:
+    for name in (n.name for n in window.state.graph.nodes()):
+        if name in window.state.expanded:
             out[name] = window.view.boxes[f"{name}/join"].box.lines[-1]
         else:
             out[name] = window.view.boxes[name].box.lines[-1]
@@ -40,10 +41,10 @@ def double_click(qtbot, view, key):
 
 
 def test_window_opens_with_googlenet(window):
-    assert window.model_name == "googlenet"
+    assert window.state.model == "googlenet"
     assert window.model_combo.currentData() == "googlenet"
     assert window.isVisible()
-    names = [n.name for n in window.graph.nodes()]
+    names = [n.name for n in window.state.graph.nodes()]
     assert {"inception3a", "inception5b", "aux1", "aux2", "fc"} <= set(names)
     assert all(n in window.view.boxes for n in names)
     assert_labels_match(window, (224, 224))
@@ -58,7 +59,7 @@ def test_window_opens_with_googlenet(window):
 def test_weights_badge_when_random(window):
     from explorer.core.model.weights import RANDOM_WARNING
 
-    assert window.loaded is not None and window.loaded.weights.is_random
+    assert window.state.loaded is not None and window.state.loaded.weights.is_random
     assert window.weights_bar.isVisible()
     assert RANDOM_WARNING in window.weights_bar.text()
     assert window.weights_bar.retry.isVisible() and window.weights_bar.open.isVisible()
@@ -68,17 +69,17 @@ def test_size_control_retraces_every_label(window, qtbot):
     ctl = window.size_control
     with qtbot.waitSignal(window.trace_updated):
         ctl.height_box.setValue(320)
-    assert ctl.width_box.value() == 320  # linked by default
+    assert window.state.input_size.hw == (320, 320)  # linked by default
     assert_labels_match(window, (320, 320))
     ctl.link.setChecked(False)
     with qtbot.waitSignal(window.trace_updated):
         ctl.width_box.setValue(480)
-    assert ctl.height_box.value() == 320
+    assert window.state.input_size.hw == (320, 480)
     assert_labels_match(window, (320, 480))
     with qtbot.waitSignal(window.trace_updated):
         ctl.batch_box.setValue(4)
-    assert window.trace.input_shape == (4, 3, 320, 480)
-    assert window.trace.total_macs == engine_trace(window, (320, 480), 4).total_macs
+    assert window.state.input_size == InputSize(320, 480, 4) and window.state.trace.input_shape == (4, 3, 320, 480)
+    assert window.state.trace.total_macs == engine_trace(window, (320, 480), 4).total_macs
 
 
 def test_changing_model_updates_labels(window, qtbot):
@@ -86,18 +87,19 @@ def test_changing_model_updates_labels(window, qtbot):
     with qtbot.waitSignal(window.graph_ready, timeout=120_000) as blocker:
         window.model_combo.setCurrentIndex(idx)
     assert blocker.args == ["inception_v3"]
-    assert window.graph_page.input_size()[:2] == (299, 299)  # the model's native size
+    assert window.state.input_size.hw == (299, 299)  # the model's native size
     assert "Mixed_7c" in window.view.boxes and "inception3a" not in window.view.boxes
     assert_labels_match(window, (299, 299))
     window.graph_page.set_input_size(400, 333)
     assert_labels_match(window, (400, 333))
-    qtbot.waitUntil(lambda: window.loaded is not None and window.loaded.name == "inception_v3", timeout=60_000)
+    qtbot.waitUntil(lambda: window.state.loaded is not None and window.state.loaded.name == "inception_v3",
+                    timeout=60_000)
 
 
 def test_expand_inception3a_shows_its_branches(window, qtbot):
-    node = window.graph.node("inception3a")
+    node = window.state.graph.node("inception3a")
     double_click(qtbot, window.view, "inception3a")
-    assert "inception3a" in window.expanded
+    assert "inception3a" in window.state.expanded
     captions = window.view.diagram.branch_boxes("inception3a")
     assert len(captions) == 4
     # Caption text: the engine's label (wrapped at arrows), then the channel count.
@@ -114,7 +116,7 @@ def test_expand_inception3a_shows_its_branches(window, qtbot):
     assert join.lines[1] == "64 + 128 + 32 + 32 = 256" and join.lines[2] == "256×28×28"
     # Double-clicking the block's header folds it back.
     double_click(qtbot, window.view, "inception3a")
-    assert "inception3a" not in window.expanded
+    assert "inception3a" not in window.state.expanded
     assert not window.view.diagram.branch_boxes("inception3a")
 
 
@@ -132,17 +134,17 @@ def test_nested_branches_of_inception_v3(make_window):
 
 def test_expand_all_and_collapse_all(window):
     window.graph_page.expand_all()
-    assert window.expanded == {n.name for n in window.graph.blocks()}
+    assert window.state.expanded == {n.name for n in window.state.graph.blocks()}
     assert_labels_match(window, (224, 224))
     window.graph_page.collapse_all()
-    assert not window.expanded and not window.view.frames
+    assert not window.state.expanded and not window.view.frames
 
 
 def test_too_small_input_marks_failing_node(window, qtbot):
     from explorer.core.shapes.trace import InputTooSmallError, trace_shapes
 
     with pytest.raises(InputTooSmallError) as err:
-        trace_shapes(window.graph, (10, 10))
+        trace_shapes(window.state.graph, (10, 10))
     with qtbot.waitSignal(window.trace_failed) as blocker:
         window.graph_page.set_input_size(10)
     assert blocker.args == [err.value.node, str(err.value)]
@@ -158,7 +160,7 @@ def test_too_small_input_marks_failing_node(window, qtbot):
 def test_details_panel_shows_block_numbers(window):
     window.view.select("inception3a")
     text = window.details.toPlainText()
-    ns = window.trace.nodes["inception3a"]
+    ns = window.state.trace.nodes["inception3a"]
     assert "256×28×28" in text and "192×28×28" in text  # output and input
     assert f"{ns.params:,}" in text and f"{ns.macs:,}" in text
     assert "#3×3 reduce → #3×3" in text and "3×3 max pool → pool proj" in text
@@ -174,7 +176,7 @@ def test_find_jumps_to_node(window, qtbot):
     assert window.view.selected_key() == "inception4e"
     assert window.details.node_name == "inception4e"
     assert window.graph_page.find("branch2.1.conv") == "inception3a/b1/l1"  # a layer inside a block opens it
-    assert "inception3a" in window.expanded
+    assert "inception3a" in window.state.expanded
 
 
 def test_svg_export_is_xml_with_text(window, tmp_path):
@@ -182,7 +184,7 @@ def test_svg_export_is_xml_with_text(window, tmp_path):
     path = window.exports.export_svg(tmp_path / "graph.svg")
     root = ET.parse(path).getroot()
     texts = " ".join("".join(el.itertext()) for el in root.iter() if el.tag.endswith("text"))
-    for node in window.graph.nodes():
+    for node in window.state.graph.nodes():
         assert node.name in texts
     assert "1×1 conv, 96" in texts and "filter concatenation" in texts
 
@@ -197,7 +199,7 @@ def test_png_export_has_requested_size(window, tmp_path):
 
 
 def test_presentation_steps_through_every_block(window, qtbot):
-    blocks = [n.name for n in window.graph.blocks() if not n.training_only]
+    blocks = [n.name for n in window.state.graph.blocks() if not n.training_only]
     assert len(blocks) == 9
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow, timeout=5000)
@@ -211,18 +213,18 @@ def test_presentation_steps_through_every_block(window, qtbot):
     window.presentation.stepped.connect(lambda i, name: seen.append(name))
     for i, name in enumerate(blocks):
         qtbot.keyClick(window.view, Qt.Key.Key_Space if i % 2 else Qt.Key.Key_Right)
-        assert window.expanded == {name}  # the previous block collapsed
+        assert window.state.expanded == {name}  # the previous block collapsed
         assert window.view.frames[name].highlighted
         assert name in window.caption.text()
-        assert fmt_shape(window.trace.nodes[name].output_shape) in window.caption.text()
+        assert fmt_shape(window.state.trace.nodes[name].output_shape) in window.caption.text()
     assert seen == blocks
     qtbot.keyClick(window.view, Qt.Key.Key_Right)  # stays on the last block
     assert window.presentation.index == len(blocks) - 1
     qtbot.keyClick(window.view, Qt.Key.Key_Left)
-    assert window.expanded == {blocks[-2]}
+    assert window.state.expanded == {blocks[-2]}
     with qtbot.waitSignal(window.presentation.left):
         qtbot.keyClick(window.view, Qt.Key.Key_Escape)
-    assert not window.presentation.active and window.toolbar.isVisible() and not window.expanded
+    assert not window.presentation.active and window.toolbar.isVisible() and not window.state.expanded
     assert window.weights_bar.isVisible()
     # F5 toggles too, although the menu bar holding its action is hidden while presenting.
     qtbot.keyClick(window.view, Qt.Key.Key_F5)
@@ -244,10 +246,10 @@ def test_settings_persist_across_windows(make_window, settings_path, qtbot):
     w1.close()
     assert QSettings(settings_path, QSettings.Format.IniFormat).value("model/name") == "inception_v3"
     w2 = make_window()
-    assert w2.model_name == "inception_v3"
-    assert w2.graph_page.input_size() == (320, 480, 1)
+    assert w2.state.model == "inception_v3"
+    assert w2.state.input_size == InputSize(320, 480, 1)
     assert not w2.size_control.linked
-    assert w2.expanded == {"Mixed_5b"} and "Mixed_5b/b0" in w2.view.boxes
+    assert w2.state.expanded == {"Mixed_5b"} and "Mixed_5b/b0" in w2.view.boxes
     assert w2.size() == w1.size()
 
 
@@ -261,10 +263,10 @@ def test_weights_from_file_and_bad_file(window, qtbot, tmp_path):
     assert "bad.pth" in blocker.args[0] and blocker.args[0] in window.banner.text()
     assert window.weights_bar.isVisible()  # still random, still says so
     good = tmp_path / "googlenet.pth"
-    torch.save(window.loaded.module.state_dict(), good)
+    torch.save(window.state.loaded.module.state_dict(), good)
     with qtbot.waitSignal(window.model_loaded, timeout=60_000):
         window.models.load_weights(str(good), False)
-    assert window.loaded.weights.kind == "file"
+    assert window.state.loaded.weights.kind == "file"
     assert not window.weights_bar.isVisible()
     assert "googlenet.pth" in window.weights_label.text()
 
@@ -318,7 +320,7 @@ def test_retry_download_offline_keeps_the_weights_and_says_so(window, qtbot, mon
     old = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path))  # an empty torch hub cache
     monkeypatch.setattr(weights.urllib.request, "urlopen", offline)
-    before = window.loaded
+    before = window.state.loaded
     state = {k: v.clone() for k, v in before.module.state_dict().items()}
     try:
         window.models.retry_download()
@@ -327,7 +329,8 @@ def test_retry_download_offline_keeps_the_weights_and_says_so(window, qtbot, mon
         torch.hub.set_dir(old)
     text = window.weights_bar.text()
     assert "still offline: no network connection" in text and "Errno" not in text
-    assert window.loaded is before and all(torch.equal(v, state[k]) for k, v in before.module.state_dict().items())
+    assert window.state.loaded is before
+    assert all(torch.equal(v, state[k]) for k, v in before.module.state_dict().items())
     assert window.weights_bar.retry.isVisible()
 
 
@@ -362,7 +365,7 @@ def test_paper_table_follows_model_and_size(window, monkeypatch):
     calls = []
     monkeypatch.setattr(window.paper_table, "set_model", lambda graph, trace: calls.append((graph, trace)))
     window.graph_page.set_input_size(320)
-    assert calls and calls[-1][0] is window.graph and calls[-1][1] is window.trace
+    assert calls and calls[-1][0] is window.state.graph and calls[-1][1] is window.state.trace
     assert calls[-1][1].input_shape[2:] == (320, 320)
     window.graph_page.set_input_size(5)  # too small: the table keeps the last valid trace
     assert calls[-1][1].input_shape[2:] == (320, 320)
@@ -512,7 +515,7 @@ def test_double_clicking_a_block_keeps_it_in_details(window, qtbot):
     assert view.selected_key() == "inception4a" and "inception4a" in window.details.toPlainText()
     qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
     qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
-    assert "inception4a" in window.expanded
+    assert "inception4a" in window.state.expanded
     assert window.view.selected_key() == "inception4a"
     text = window.details.toPlainText()
     trace = window.state.trace.nodes["inception4a"]
@@ -522,7 +525,7 @@ def test_double_clicking_a_block_keeps_it_in_details(window, qtbot):
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
     qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)  # and folding it back
     qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
-    assert "inception4a" not in window.expanded and "inception4a" in window.details.toPlainText()
+    assert "inception4a" not in window.state.expanded and "inception4a" in window.details.toPlainText()
 
 
 def test_the_totals_say_when_images_are_classified_at_another_size(window, qtbot):
