@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.core.shapes.trace import MAX_BATCH, MAX_INPUT_SIDE
+from explorer.core.shapes.trace import MAX_INPUT_SIDE
 from explorer.core.shapes.layers import selected_layer
 from explorer.core.text import MISSING, MULTIPLY_ADDS, fmt_bytes, fmt_count, fmt_int, fmt_kernel, fmt_shape
 

@@ -81,9 +81,6 @@ class ResultsTableModel(QStandardItemModel):
                 items[COL_TOP5].setToolTip("\n".join(f"{fmt_fraction(p.prob):>7}  {p.label}" for p in r.top))
             self.appendRow(items)
 
-    def result_at(self, row: int):
-        return self._results[row]
-
     def failure_count(self) -> int:
         return sum(1 for r in self._results if not r.ok)
 

@@ -10,7 +10,8 @@ from PySide6.QtCore import QPoint, Qt
 
 from explorer.core.microscope.activations import branch_stats
 from explorer.core.graph.capture import CaptureModel
-from explorer.qt.microscope.activation_view import GAP, ActivationView
+from explorer.qt.microscope.activation_view import ActivationView
+from explorer.qt.microscope.branch_mosaics import GAP
 from explorer.core.model.graphs import zoo_block_graph as load_block_graph
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

@@ -90,7 +90,7 @@ def test_a_dropped_image_is_classified_and_captured_by_one_forward(make_window, 
     # Another block comes from the same capture: no forward, no job.
     w.view.select("inception5a")
     assert view.state.block == "inception5a"
-    assert len(view.branch_titles()) == 4
+    assert len(view.grid.titles) == 4
     view.select_channel(2, 5)
     np.testing.assert_array_equal(view.detail_map(), shown.capture.branch("inception5a", 2)[0, 5].numpy())
     view.next_block()

@@ -106,7 +106,7 @@ def test_torchvision_resnet18_opens_with_its_residual_blocks_and_shapes(make_win
     assert [b.name for b in w.graph.blocks()] == residual
     assert all(b.kind == "residual" and b.merge == "add" for b in w.graph.blocks())
     # Shapes at the size in the control (the model's native 224) are those of the real forward, and drawn.
-    h, width, _ = w.graph_page.input_size()
+    h, width = w.state.input_size.hw
     assert (h, width) == (224, 224)
     shapes = real_shapes(real, (h, width))
     for node in w.graph.nodes()[1:]:
@@ -165,7 +165,7 @@ def test_a_python_file_with_build_shows_its_two_branch_block(make_window, qtbot,
     assert [b.out_channels for b in block.branches] == [real.block.a.out_channels, real.block.b.out_channels]
     assert [b.all_layers()[0].kernel for b in block.branches] == [real.block.a.kernel_size, real.block.b.kernel_size]
     assert "block" in w.view.boxes
-    h, width, _ = w.graph_page.input_size()
+    h, width = w.state.input_size.hw
     shapes = real_shapes(real, (h, width))
     assert w.trace.nodes["head"].output_shape == shapes["head"]
     w.graph_page.expand("block")
@@ -211,7 +211,7 @@ def test_an_untraceable_forward_shows_the_module_tree_and_why(make_window, qtbot
     assert [n.name for n in w.graph.nodes()] == ["input", *[n for n, _ in real.named_children()]]
     assert w.notice.isVisible() and "cannot be traced" in w.notice.text()
     assert w.graph.dataflow_reason in w.notice.text()  # the engine's reason, verbatim
-    h, width, _ = w.graph_page.input_size()
+    h, width = w.state.input_size.hw
     shapes = real_shapes(real, (h, width))
     for name in ("stem", "body", "pool", "fc"):
         assert w.trace.nodes[name].output_shape == shapes[name]
@@ -240,7 +240,7 @@ def test_opened_models_are_remembered_in_the_model_menu(make_window, qtbot, tmp_
     qtbot.waitUntil(lambda: w2.models.run_prompt is not None, timeout=10_000)
     w2.models.run_prompt.button(QMessageBox.StandardButton.Yes).click()
     qtbot.waitUntil(lambda: w2.model_ref == str(path.resolve()) and w2.loaded is not None, timeout=GRAPH_TIMEOUT_MS)
-    entries = [a for a in w2.recent_actions if a.data()]
+    entries = [a for a in w2.model_menu_binding.recent_actions if a.data()]
     assert [a.data() for a in entries] == [str(path.resolve()), "torchvision:resnet18"]
     assert [a.text() for a in entries] == ["mynet.py", "torchvision:resnet18"]
     assert all(a in w2.model_menu.actions() for a in entries)
@@ -250,7 +250,7 @@ def test_opened_models_are_remembered_in_the_model_menu(make_window, qtbot, tmp_
     assert QSettings(settings_path, QSettings.Format.IniFormat).value("recent/models")[0] == "torchvision:resnet18"
     # A file that no longer exists: a message, and it leaves the list.
     path.unlink()
-    entry = next(a for a in w2.recent_actions if a.data() == str(path.resolve()))
+    entry = next(a for a in w2.model_menu_binding.recent_actions if a.data() == str(path.resolve()))
     with qtbot.waitSignal(w2.error_shown, timeout=5_000) as blocker:
         entry.trigger()
     assert "does not exist" in blocker.args[0] and w2.model_name == "torchvision:resnet18"

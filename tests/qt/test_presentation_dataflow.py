@@ -104,7 +104,7 @@ def test_dataflow_slides_step_through_the_image_without_a_forward(make_window, q
     assert last.kind == "top5"
     assert [label for label, _ in last.top] == [t.label for t in shown.result.top[:5]]
     # The maps are the image's: hooks on the plain network, run on the same network input.
-    module, xin = w.loaded.module, shown.x.detach().cpu().float().contiguous()
+    module, xin = w.state.loaded.module, shown.x.detach().cpu().float().contiguous()
     for name in ("inception3a", "inception4e"):
         assert_real_maps(deck.slide(deck.index_of(name)), module, xin)
     # Text is readable from the back of the hall.
@@ -158,7 +158,7 @@ def test_flow_mode_lights_branches_then_the_join_and_a_new_image_keeps_the_slide
     assert p.position == before_index and v.slide.name == before.name == "inception3b"
     assert v.slide is not before
     assert not all(np.array_equal(a.maps, b.maps) for a, b in zip(before.branches, v.slide.branches))
-    assert_real_maps(v.slide, w.loaded.module, shown.x.detach().cpu().float().contiguous())
+    assert_real_maps(v.slide, w.state.loaded.module, shown.x.detach().cpu().float().contiguous())
     # More maps per branch: remembered in the settings, shown at once.
     n = p.maps_per_branch()
     qtbot.keyClick(v, Qt.Key.Key_Plus)
@@ -180,7 +180,7 @@ def test_an_opened_resnet_gets_residual_slides(make_window, qtbot, pictures, cou
     qtbot.waitUntil(lambda: ready(w), timeout=TIMEOUT_MS)
     with qtbot.waitSignals([w.model_opened, w.model_loaded], timeout=GRAPH_TIMEOUT_MS, order="strict"):
         w.models.open_model("torchvision:resnet18")
-    qtbot.waitUntil(lambda: ready(w) and w.images.network_key.model == w.graph.name, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: ready(w) and w.images.network_key.model == w.state.graph.name, timeout=TIMEOUT_MS)
     shown = show(w, qtbot, pictures[0])
     p = w.presentation
     p.enter()
@@ -193,10 +193,10 @@ def test_an_opened_resnet_gets_residual_slides(make_window, qtbot, pictures, cou
     s = p.deck.slide(p.deck.index_of("layer2.0"))
     assert s.merge == "add" and len(s.branches) == 2 and s.out_shape == (128, 28, 28) and s.in_shape == (64, 56, 56)
     seen = {}
-    block = w.loaded.module.get_submodule("layer2.0")
+    block = w.state.loaded.module.get_submodule("layer2.0")
     h = block.downsample.register_forward_hook(lambda m, i, o: seen.update(short=o[0].clone()))
     with torch.no_grad():
-        w.loaded.module.eval()(shown.x.detach().cpu().float().contiguous())
+        w.state.loaded.module.eval()(shown.x.detach().cpu().float().contiguous())
     h.remove()
     t = seen["short"]
     b = s.branches[1]

@@ -29,9 +29,9 @@ def test_thumbnails_show_each_blocks_strongest_map_and_go_with_the_image(make_wi
     assert {"inception3a", "inception5b", "conv1"} <= set(w.view.thumbnails)
     # The map beside inception4c is its strongest channel: hooks on the plain network, same input.
     seen = {}
-    h = w.loaded.module.get_submodule("inception4c").register_forward_hook(lambda m, i, o: seen.update(out=o[0]))
+    h = w.state.loaded.module.get_submodule("inception4c").register_forward_hook(lambda m, i, o: seen.update(out=o[0]))
     with torch.no_grad():
-        w.loaded.module.eval()(shown.x.detach().cpu().float().contiguous())
+        w.state.loaded.module.eval()(shown.x.detach().cpu().float().contiguous())
     h.remove()
     out = seen["out"]
     m = out[out.mean(dim=(1, 2)).argmax()]

@@ -11,20 +11,20 @@ def test_model_draws_with_engine_shapes(window, qtbot, name):
     from explorer.core.shapes.trace import trace_shapes
     from explorer.core.model.zoo import get_spec
 
-    if name != window.model_name:
+    if name != window.state.model:
         with qtbot.waitSignal(window.graph_ready, timeout=180_000):
             window.models.set_model(name)
     window.graph_page.expand_all()
-    graph = window.graph
+    graph = window.state.graph
     size = get_spec(name).native_size
     trace = trace_shapes(graph, size)
     for node in graph.nodes():
-        key = f"{node.name}/join" if node.name in window.expanded else node.name
+        key = f"{node.name}/join" if node.name in window.state.expanded else node.name
         assert window.view.boxes[key].box.lines[-1] == fmt_shape(trace.nodes[node.name].output_shape)
-        if node.name in window.expanded:
+        if node.name in window.state.expanded:
             assert len(window.view.diagram.branch_boxes(node.name)) == len(node.branches)
     window.graph_page.collapse_all()
-    qtbot.waitUntil(lambda: window.loaded is not None and window.loaded.name == name, timeout=120_000)
+    qtbot.waitUntil(lambda: window.state.loaded is not None and window.state.loaded.name == name, timeout=120_000)
     spec = get_spec(name)  # published weights: torchvision's, or timm's on the Hugging Face Hub (v4, IR-v2)
     assert window.weights_bar.retry.isVisible() == (spec.weights is not None or spec.hub_weights is not None)
     assert window.weights_bar.retry.isVisible() == (name not in ("googlenet_paper", "bn_inception",
@@ -42,7 +42,7 @@ def test_family_model_classifies_a_dropped_image_and_shows_its_branches(make_win
     w = make_window(name)
     docks = w.images
     qtbot.waitUntil(lambda: docks.network_key is not None, timeout=120_000)
-    assert w.weights_bar.isVisible() and w.loaded.weights.is_random
+    assert w.weights_bar.isVisible() and w.state.loaded.weights.is_random
     panel = docks.classify
     with qtbot.waitSignal(panel.image_shown, timeout=120_000) as shown:
         panel.classify_paths([sample_images()[0].path])
@@ -51,5 +51,5 @@ def test_family_model_classifies_a_dropped_image_and_shows_its_branches(make_win
     assert {p.label for p in result.top} <= set(torchvision.models._meta._IMAGENET_CATEGORIES)
     assert panel.message.text() == ""
     qtbot.waitUntil(lambda: docks.activations.capture is shown.args[0].capture, timeout=10_000)
-    blocks = [n.name for n in w.graph.nodes() if n.is_block]
+    blocks = [n.name for n in w.state.graph.nodes() if n.is_block]
     assert set(docks.activations.capture.branches) == set(blocks)

@@ -297,11 +297,6 @@ class BranchSharePanel(QWidget):
         """The network input the shares are computed for (on the CPU), or None."""
         return self.attributions.input_x
 
-    @property
-    def evidence(self):
-        """The BranchEvidence on screen, or None."""
-        return self.session.state.branch_evidence
-
     def set_model(self, capture_model, graph) -> None:
         """The graph of the network explained: the session's capture networks, or `capture_model` when given."""
         if capture_model is not None:

@@ -31,7 +31,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene, QGraphicsView, QStyleOptionGraphicsItem, QWidget
 
 from explorer.core.overlay.quantities import PALETTE, Legend
-from explorer.diagram.layout import Box, Diagram, Edge, Frame, Style
+from explorer.diagram.layout import Box, Diagram, Edge, Frame
 from explorer.qt.theme import Theme
 
 MIN_ZOOM, MAX_ZOOM = 0.05, 8.0

@@ -32,9 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.core.text import branch_number, fmt_branch, fmt_fraction
-from explorer.qt.microscope.branch_mosaics import GAP, BranchMosaics, MosaicItem, mosaic  # noqa: F401 - re-exported
+from explorer.qt.microscope.branch_mosaics import BranchMosaics
 from explorer.qt.microscope.channel_detail import ChannelDetail
-from explorer.qt.result_view import FEATURE_COLORMAP, export_layout_png, overlay_lut, short_label  # noqa: F401 - shared
+from explorer.qt.result_view import export_layout_png
 
 _NEXT_KEYS = (Qt.Key.Key_Right, Qt.Key.Key_PageDown)
 _PREVIOUS_KEYS = (Qt.Key.Key_Left, Qt.Key.Key_PageUp)
@@ -248,9 +248,6 @@ class ActivationView(QWidget):
         self.channel_selected.emit(self.state.block, branch, int(channel))
 
     # -- read-only views of what is on screen (for the window)
-
-    def branch_titles(self) -> list[str]:
-        return list(self.grid.titles)
 
     def detail_map(self) -> np.ndarray | None:
         """The raw (unscaled) map in the detail area, at the branch's resolution."""

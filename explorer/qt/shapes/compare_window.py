@@ -48,7 +48,7 @@ from explorer.qt.screen import fit_to_screen
 
 if TYPE_CHECKING:
     from explorer.core.session.session import Session
-    from explorer.core.shapes.compare import Comparison, CompareRow, SideCell
+    from explorer.core.shapes.compare import Comparison, SideCell
 
 #: The same translucent amber as the paper table's deviations: readable on light and dark palettes.
 DIFF_COLOUR = QColor(255, 179, 0, 110)
@@ -380,10 +380,6 @@ class CompareWindow(QWidget):
         """The table cell of `node`'s `column` ('node', 'output', 'params', 'mult-adds', 'kernels', …)."""
         col = [title for title, _ in SIDE_COLUMNS].index(column)
         return self.table.item(self.table_row(node, side), (0 if side == "a" else len(SIDE_COLUMNS)) + col)
-
-    def compare_row(self, table_row: int) -> CompareRow | None:
-        index = self._rows[table_row]
-        return None if index is None else self.comparison.rows[index]
 
     # -- export ----------------------------------------------------------------------------------
 

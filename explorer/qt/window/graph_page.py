@@ -24,7 +24,8 @@ from explorer.core.session.state import InputSize
 from explorer.core.text import fmt_count
 from explorer.diagram.layout import Style, build_diagram, layout_diagram
 from explorer.qt.graph.graph_view import GraphView, TextMeasure
-from explorer.qt.panels import MAX_BATCH, MAX_SIDE, Banner, DetailsPanel, WeightsBar
+from explorer.core.shapes.trace import MAX_BATCH
+from explorer.qt.panels import MAX_SIDE, Banner, DetailsPanel, WeightsBar
 from explorer.qt.theme import make_theme
 
 INITIAL_MIN_ZOOM = 0.8
@@ -250,10 +251,6 @@ class GraphPage:
         n = self.state.input_size.batch if batch is None else batch
         self.state.input_size = InputSize(min(max(1, h), MAX_SIDE), min(max(1, w), MAX_SIDE),
                                           min(max(1, n), MAX_BATCH))
-
-    def input_size(self) -> tuple[int, int, int]:
-        s = self.state.input_size
-        return s.height, s.width, s.batch
 
     def show_trace(self, redraw: bool = True) -> bool:
         """Show the state's trace (the session traced it): banner, totals, the drawing, the paper table, Details;

@@ -33,7 +33,6 @@ that owns it ("graph_page.fit_to_window"):
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QSettings, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -164,10 +163,6 @@ class MainWindow(QMainWindow):
     @property
     def model_ref(self) -> str | None:
         return self.state.model_ref
-
-    @property
-    def recent_actions(self) -> list[QAction]:
-        return self.model_menu_binding.recent_actions
 
     @property
     def expanded(self) -> frozenset[str]:
