@@ -100,3 +100,6 @@ def make_theme(scale: float = 1.0, presentation: bool = False) -> Theme:
         QColor(230, 60, 60) if dark else QColor(200, 0, 0),
         font, bold, small, line_width=1.2 * scale, scale=scale,
     )
+
+#: Text that warns (a map that means nothing, a verdict that fails), on light and dark palettes.
+WARNING_COLOR = "#c62828"

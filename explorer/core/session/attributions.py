@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from explorer.core.session import events as ev
+from explorer.core.session.state import State, StateProperty
 
 LANE = "images/attribution"
 SHARES = "images/shares"
@@ -68,11 +69,35 @@ def _sanity(model, explain, result, blocks, *, progress=None, cancel=None):
     return ev.SanityChecked(result, check, time.monotonic() - started)
 
 
+class AttributionChoices(State):
+    """What the next map is to be and how maps are shown: the attribution controls bind to it by name, the jobs
+    read it (nothing is read back from a widget)."""
+
+    method = StateProperty("integrated_gradients", "One of explorer.core.attribution.methods.METHODS.")
+    target = StateProperty(None, "The class to explain (an index); None: the top-1 class.")
+    block = StateProperty(None, "The CAM methods' block.")
+    branch = StateProperty(None, "The CAM methods' branch of that block (branch_index, 0-based); None: the whole block.")
+    display = StateProperty("signed", '"signed" (diverging colours) or "absolute", for signed maps.')
+    opacity = StateProperty(0.8, "Of the map over the image.")
+    params = StateProperty(None, "The methods' parameters (AttributionParams).")
+    curve_steps = StateProperty(None, "Points of each faithfulness curve after the first.")
+    sanity_steps = StateProperty(None, "Blocks the sanity check randomises in cascade.")
+
+    def __init__(self):
+        from explorer.core.attribution.catalogue import SANITY_STEPS
+        from explorer.core.attribution.faithfulness import DEFAULT_STEPS
+        from explorer.core.attribution.methods import AttributionParams
+
+        super().__init__()
+        self.params, self.curve_steps, self.sanity_steps = AttributionParams(), DEFAULT_STEPS, SANITY_STEPS
+
+
 class Attributions:
     """Maps of the image on screen and their evidence (see the module docstring)."""
 
     def __init__(self, session):
         self.session = session
+        self.choices = AttributionChoices()  #: what the next map is to be (the controls bind to it)
         self.result = None  #: the last map computed for the image on screen (an AttributionResult)
         self.map_kwargs: dict = {}  #: what `result` was computed with (node, branch, params)
         self._networks = None  # networks_on(device) given with `use` (None: the session's capture networks)

@@ -1,14 +1,13 @@
 """The attribution panel's controls: the method, the class to explain, each method's parameters, Run and
 Cancel with the progress bar, and the buttons and step counts of the evidence (faithfulness, sanity).
 
-Every control writes its value into the panel's `AttributionPanelState` as it changes (glue's way: the
-widgets are a skin over the state), so what runs is read from the state, never back from a widget. Only
-the target box is read when asked: its text may be a class typed by hand.
+Every control is bound to the session's `AttributionChoices` by name (explorer.qt.bind: both ways, glue's way:
+the widgets are a skin over the state), so what runs is read from the state, never back from a widget. Only
+the target box is read when asked: its text may be a class typed by hand (explorer.core.attribution.catalogue
+`parse_target` finds it).
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -23,10 +22,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.core.attribution.catalogue import METHOD_NAMES, METHOD_PARAMS, parse_target
 from explorer.core.attribution.faithfulness import SANITY_UNCHANGED
 from explorer.core.attribution.methods import IG_GAUSS_LEGENDRE_MAX_STEPS, IG_MAX_STEPS
+from explorer.core.session.attributions import AttributionChoices
 from explorer.core.text import branch_number
-from explorer.qt.attribution.catalogue import METHOD_NAMES, METHOD_PARAMS, AttributionPanelState
+from explorer.qt.bind import bind
 
 IG_STEPS_TIP = (f"Integration steps (more: smaller delta). Gauss–Legendre nodes up to {IG_GAUSS_LEGENDRE_MAX_STEPS}"
                 " steps, the trapezoid rule above (Gauss–Legendre nodes for thousands of steps take seconds"
@@ -40,10 +41,11 @@ class AttributionControls(QWidget):
     The buttons' `clicked` signals are the panel's to connect; every other control writes `state`.
     """
 
-    def __init__(self, state: AttributionPanelState, parent=None):
+    def __init__(self, state: AttributionChoices, parent=None):
         super().__init__(parent)
         self.state = state
         self.graph = None  # the block graph whose blocks and branches the Grad-CAM rows offer
+        self._categories: list[str] = []
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
         column.addLayout(self._build_form())
@@ -139,41 +141,37 @@ class AttributionControls(QWidget):
         return evidence
 
     def _bind(self) -> None:
-        """Each control writes its value into the state when the user (or a test) changes it."""
-        def param(name, read):
-            return lambda *_: self._set_param(name, read())
-
-        self.method_combo.currentIndexChanged.connect(lambda: self.set_method(self.method_combo.currentData()))
+        """Every control shows its choice and writes the person's edits into the state (explorer.qt.bind)."""
+        for name, control in (("params.ig_steps", self.ig_steps), ("params.internal_batch_size", self.internal_batch),
+                              ("params.occlusion_window", self.occlusion_window),
+                              ("params.occlusion_stride", self.occlusion_stride),
+                              ("params.ig_baseline", self.ig_baseline), ("params.cam_map", self.cam_map),
+                              ("curve_steps", self.curve_steps), ("sanity_steps", self.sanity_steps),
+                              ("method", self.method_combo)):
+            bind(control, self.state, name)
+        self.state.connect("method", self._show_rows)
+        self._show_rows(self.state.method)
         self.block_combo.currentIndexChanged.connect(self._on_block_combo)
         self.branch_combo.currentIndexChanged.connect(self._on_branch_combo)
-        for name, spin in (("ig_steps", self.ig_steps), ("internal_batch_size", self.internal_batch),
-                           ("occlusion_window", self.occlusion_window), ("occlusion_stride", self.occlusion_stride)):
-            spin.valueChanged.connect(param(name, spin.value))
-        for name, combo in (("ig_baseline", self.ig_baseline), ("cam_map", self.cam_map)):
-            combo.currentIndexChanged.connect(param(name, combo.currentData))
-        self.curve_steps.valueChanged.connect(lambda v: setattr(self.state, "curve_steps", v))
-        self.sanity_steps.valueChanged.connect(lambda v: setattr(self.state, "sanity_steps", v))
-
-    def _set_param(self, name: str, value) -> None:
-        self.state.params = dataclasses.replace(self.state.params, **{name: value})
 
     # ------------------------------------------------------------------ setters
 
     def set_method(self, method: str) -> None:
-        """The method to run; shows its parameter rows. ValueError for an unknown method."""
+        """The method to run (the combo and its parameter rows follow the state). ValueError for an unknown one."""
         from explorer.core.attribution.methods import METHODS
 
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}")
         self.state.method = method
-        self.method_combo.blockSignals(True)
-        self.method_combo.setCurrentIndex(self.method_combo.findData(method))
-        self.method_combo.blockSignals(False)
+
+    def _show_rows(self, method: str) -> None:
+        """The parameter rows of `method`."""
         for key, (_, w) in self._rows.items():
             self.form.setRowVisible(w, key in METHOD_PARAMS[method])
 
     def populate_targets(self, categories: list[str]) -> None:
         """The target box: the top-1 class, then every class by index and name."""
+        self._categories = list(categories)
         self.target_combo.blockSignals(True)
         self.target_combo.clear()
         self.target_combo.addItem("Top-1 (predicted class)", None)
@@ -188,15 +186,7 @@ class AttributionControls(QWidget):
 
     def target(self) -> int | None:
         """The class chosen in the target box (None: top-1). Raises ValueError for unknown text."""
-        text = self.target_combo.currentText().strip()
-        i = self.target_combo.findText(text, Qt.MatchFlag.MatchFixedString)
-        if i < 0:
-            matches = [k for k in range(1, self.target_combo.count())
-                       if text.lower() in self.target_combo.itemText(k).lower()]
-            if len(matches) != 1:
-                raise ValueError(f"no single class matches {text!r}")
-            i = matches[0]
-        return self.target_combo.itemData(i)
+        return parse_target(self.target_combo.currentText(), self._categories)
 
     def set_graph(self, graph) -> None:
         """The block graph whose blocks Grad-CAM can weigh; chooses its last block."""

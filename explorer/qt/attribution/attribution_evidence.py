@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.core.attribution.faithfulness import SANITY_UNCHANGED, AttributionRecord
-from explorer.qt.attribution.catalogue import METHOD_NAMES, WARNING_COLOR, category_label
+from explorer.core.attribution.catalogue import METHOD_NAMES, category_label
+from explorer.qt.theme import WARNING_COLOR
 from explorer.qt.attribution.ground_truth import inside_text, pointing_text
 from explorer.qt.panels import UNLEARNED
 

@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel
                                QWidget)
 
 from explorer.core.text import fmt_fraction
-from explorer.qt.attribution.catalogue import METHOD_NAMES, WARNING_COLOR, category_label
+from explorer.core.attribution.catalogue import METHOD_NAMES, category_label
+from explorer.qt.theme import WARNING_COLOR
 from explorer.qt.result_view import overlay_lut
 
 SIGNED_COLORMAP = "CET-D1"  # diverging blue–white–red: negative evidence blue, positive red

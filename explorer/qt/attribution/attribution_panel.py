@@ -41,6 +41,7 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
 
+from explorer.core.attribution.catalogue import METHOD_NAMES, METHOD_PARAMS, category_label, done_text, result_name
 from explorer.core.attribution.faithfulness import AttributionRecord
 from explorer.core.session import events as ev
 from explorer.core.session.session import Session
@@ -49,19 +50,11 @@ from explorer.qt.attribution.attribution_controls import AttributionControls
 from explorer.qt.attribution.attribution_evidence import EvidenceTabs, FaithfulnessCurves
 from explorer.qt.attribution.attribution_map import AttributionMapView, MapDisplayRow, MapFirstSplitter, delta_text
 from explorer.qt.attribution.ground_truth import GroundTruth
-from explorer.qt.attribution.catalogue import (
-    METHOD_NAMES,
-    METHOD_PARAMS,
-    WARNING_COLOR,
-    AttributionPanelState,
-    category_label,
-    done_text,
-    result_name,
-)
 from explorer.qt.panels import UNLEARNED, unlearned
+from explorer.qt.theme import WARNING_COLOR
 from explorer.qt.workers import Lanes
 
-__all__ = ["METHOD_NAMES", "METHOD_PARAMS", "AttributionPanel", "AttributionPanelState"]
+__all__ = ["METHOD_NAMES", "METHOD_PARAMS", "AttributionPanel"]
 
 #: Widest the column of controls grows (pixels): room for the longest baseline and branch names.
 CONTROLS_MAX_WIDTH = 420
@@ -99,13 +92,13 @@ class AttributionPanel(QWidget):
     def __init__(self, parent=None, *, runner: Lanes, session: Session | None = None,
                  explorer_state: ExplorerState | None = None):
         super().__init__(parent)
-        self.state = AttributionPanelState()
         #: Runs the maps and their evidence and holds their records (the window's session when given; a panel on
         #: its own makes one on its runner).
         self.session = session if session is not None else Session(
             explorer_state if explorer_state is not None else ExplorerState(), runner.runner, prepares_classifier=False)
         self.explorer_state = self.session.state
         self.attributions = self.session.attributions
+        self.state = self.attributions.choices  #: what the next map is to be (the controls are bound to it)
         self.runner = runner  # the image panels' lane group: one job at a time among them
         self._device = "cpu"
         self.graph = None

@@ -22,7 +22,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
 from explorer.core.text import fmt_fraction
-from explorer.qt.attribution.catalogue import WARNING_COLOR
+from explorer.qt.theme import WARNING_COLOR
 from explorer.qt.panels import UNLEARNED, unlearned
 
 #: What the line says before there is anything to measure against.

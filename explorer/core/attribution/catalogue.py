@@ -1,15 +1,9 @@
-"""What the attribution room's widgets share: the methods' names and parameter rows, how a class and a map
-are named, and the panel's state (what the controls chose, what the jobs read).
-
-Plain data, no Qt: the controls, the map view, the evidence views and the panel share it.
+"""The attribution methods as people meet them: their names, which parameters each takes, how a class and a map
+are named, and how a class typed by hand is found. The window's controls, its map and evidence views and the
+session share it.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
-
-from explorer.core.attribution.faithfulness import DEFAULT_STEPS
-from explorer.core.attribution.methods import AttributionParams
 
 METHOD_NAMES = {
     "integrated_gradients": "Integrated Gradients",
@@ -36,7 +30,6 @@ METHOD_PARAMS = {
     "smoothgrad_integrated_gradients": ("ig_steps", "ig_baseline", "internal_batch_size"),
     "smoothgrad_saliency": (),
 }
-WARNING_COLOR = "#c62828"
 #: Blocks the sanity check randomises by default (Adebayo et al. go down the whole network; 5 show the trend).
 SANITY_STEPS = 5
 
@@ -56,21 +49,6 @@ def result_name(result) -> str:
     return METHOD_NAMES[result.method] + (f" · {result.layer}" if result.layer else "")
 
 
-@dataclass
-class AttributionPanelState:
-    """What the panel will run and how it shows the result: the controls write it, the jobs read it."""
-
-    method: str = "integrated_gradients"  #: one of explorer.core.attribution.methods.METHODS
-    target: int | None = None  #: class index; None = the top-1 class
-    block: str | None = None  #: Grad-CAM's block
-    branch: int | None = None  #: Grad-CAM's branch of that block; None = the whole block
-    display: str = "signed"  #: "signed" (diverging colours) or "absolute" for signed heatmaps
-    opacity: float = 0.8  #: of the heatmap over the image
-    params: AttributionParams = field(default_factory=AttributionParams)  #: the methods' parameters
-    curve_steps: int = DEFAULT_STEPS  #: points of each faithfulness curve after the first
-    sanity_steps: int = SANITY_STEPS  #: blocks the sanity check randomises in cascade
-
-
 def done_text(result, seconds: float, categories: list[str]) -> str:
     """The status line of a finished map: the method, its layer, the class, the time, where it ran and its
     notice (an empty map, a fallback to the CPU)."""
@@ -79,3 +57,24 @@ def done_text(result, seconds: float, categories: list[str]) -> str:
     on = f" on {device}" if device and device != "cpu" or getattr(result, "notice", None) else ""
     return (f"{METHOD_NAMES[result.method]}{where} for {category_label(categories, result.target)}: "
             f"done in {seconds:.1f} s{on}" + (f". {result.notice}" if result.notice else ""))
+
+
+def parse_target(text: str, categories: list[str]) -> int | None:
+    """The class a person typed in the target box: "" or "top-1…" → None (the top-1); "281", "281: tabby cat",
+    a class's exact name (any case), or a piece of exactly one class's "index: name" → its index. ValueError for
+    text that names no class, or more than one."""
+    text = text.strip()
+    if not text or text.lower().startswith("top-1"):
+        return None
+    entries = [f"{i}: {name}" for i, name in enumerate(categories)]
+    head = text.split(":", 1)[0].strip()
+    if head.isdigit() and int(head) < len(categories):
+        return int(head)
+    lowered = text.lower()
+    exact = [i for i, name in enumerate(categories) if name.lower() == lowered or entries[i].lower() == lowered]
+    if len(exact) == 1:
+        return exact[0]
+    matches = [i for i, entry in enumerate(entries) if lowered in entry.lower()]
+    if len(matches) != 1:
+        raise ValueError(f"no single class matches {text!r}")
+    return matches[0]
