@@ -10,6 +10,8 @@ from __future__ import annotations
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
 
+from explorer.qt.bind import bind
+
 SETTING = "view/thumbnails"
 
 
@@ -21,16 +23,15 @@ class ThumbnailMenu(QObject):
         self.window, self.state = window, window.state
         self.action = QAction("Feature-map &thumbnails", self, checkable=True)
         self.action.setStatusTip("Each box shows the strongest feature map of the image on screen at its output")
-        self.action.toggled.connect(lambda on: setattr(self.state, "thumbnails", on))
         menu.addAction(self.action)
         st = self.state
+        st.thumbnails = str(window.settings.value(SETTING, "false")).lower() == "true"
+        bind(self.action, st, "thumbnails")
         st.connect("thumbnails", self._on_toggled)
         for name in ("shown_image", "graph"):
             st.connect(name, lambda _v: self.refresh())
-        st.thumbnails = str(window.settings.value(SETTING, "false")).lower() == "true"
 
     def _on_toggled(self, on: bool) -> None:
-        self.action.setChecked(on)
         self.window.settings.setValue(SETTING, on)
         self.refresh()
 
