@@ -50,7 +50,7 @@ def paint_benchmark(frames: int = 30, model: str | None = None) -> None:
 
     from explorer.core.model.zoo import model_names
     from explorer.qt.window.main_window import MainWindow
-    from explorer.qt.workers import load_block_graph
+    from explorer.core.model.graphs import zoo_block_graph as load_block_graph
 
     app = QApplication.instance() or QApplication([])
     largest = model or max(model_names(), key=lambda n: len(load_block_graph(n).nodes()))

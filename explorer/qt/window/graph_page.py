@@ -401,11 +401,9 @@ class GraphPage:
             self.toggle(node)
 
     def _on_box_selected(self, key: str) -> None:
+        """The graph's selection is the state's (the image panels follow `state.selection`)."""
         self.state.selection = key or None
         self.refresh_details(key)
-        item = self.view.boxes.get(key)
-        if item is not None and self.window.images is not None:
-            self.window.images.select_block(item.box.node)
 
     def selected_block(self) -> str | None:
         """The block the graph's selection is in, if any."""

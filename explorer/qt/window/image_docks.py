@@ -60,7 +60,8 @@ class _PanelHolder(QWidget):
 
 
 class ImageDocks(QObject):
-    """Owns the image panels of a main window (which calls `model_ready`, `select_block`, `shutdown`)."""
+    """Owns the image panels of a main window (which calls `model_ready` and `shutdown`); they follow the graph's
+    selection through `state.selection`."""
 
     def __init__(self, window: QMainWindow, *, runner: JobRunner, session: Session, classify_sample: bool = True):
         super().__init__(window)
@@ -74,6 +75,7 @@ class ImageDocks(QObject):
         self.model_key = None  #: the ResultKey (model, weights) the panels were last given (model_ready)
         self._sample_pending = classify_sample
         session.on(ev.NetworkReady, self._on_network)
+        self.state.connect("selection", self._on_selection)
 
         self.classify = ClassifyPanel(window, runner=runner, session=session)
         self.activations = ActivationView(window)
@@ -225,6 +227,16 @@ class ImageDocks(QObject):
         if not self.state.holds(self.network_key):
             return
         self.channel.show_channel(block, branch, channel, self.activations.detail_map())
+
+    def _on_selection(self, key: str | None) -> None:
+        """The graph's selection moved: follow the node it is in (a layer's key names its block first)."""
+        graph = self.graph
+        if not key or graph is None:
+            return
+        node = key
+        while node not in graph.graph and "/" in node:
+            node = node.rsplit("/", 1)[0]
+        self.select_block(node)
 
     def select_block(self, name: str) -> None:
         """The graph's selection moved to `name`: follow it where it is a block."""
