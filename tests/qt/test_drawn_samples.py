@@ -38,7 +38,7 @@ def panel(qtbot, demo):
 def test_drawn_samples_sit_among_the_sample_buttons(panel):
     buttons = panel.drawn_buttons
     assert len(buttons) == len(SAMPLE_CLASSES) >= 3
-    bar = panel.toolbar.bar
+    bar = panel.toolbar.samples_row
     places = [bar.indexOf(b) for b in panel.sample_buttons + buttons]
     assert places == sorted(places) and min(places) >= 0  # in the row, after the photos
     for b, name in zip(buttons, SAMPLE_CLASSES, strict=True):

@@ -18,7 +18,16 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QMimeData, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QImageReader, QPixmap
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from explorer.qt.result_view import array_to_qimage
 
@@ -27,7 +36,8 @@ DEVICE_CHOICES = (("Device: auto", "auto"), ("Device: CPU", "cpu"), ("Device: CU
 
 
 class ClassifyToolbar(QWidget):
-    """Open, Folder, Paste, Cancel and Export; the samples; the device line, fast decode and the device choice."""
+    """Open, Folder, Paste, Cancel and Export, the device line, fast decode and the device choice; below them
+    the samples (in one row the panel needed 1,125 px, wider than its dock beside Details on a laptop)."""
 
     sample_chosen = Signal(object)
     input_chosen = Signal(object)
@@ -35,8 +45,13 @@ class ClassifyToolbar(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.bar = QHBoxLayout(self)
-        self.bar.setContentsMargins(0, 0, 0, 0)
+        rows = QVBoxLayout(self)
+        rows.setContentsMargins(0, 0, 0, 0)
+        rows.setSpacing(2)
+        self.bar = QHBoxLayout()
+        self.samples_row = QHBoxLayout()
+        rows.addLayout(self.bar)
+        rows.addLayout(self.samples_row)
         self.open_button = QPushButton("Open…", self)
         self.open_button.setToolTip("Classify one or more image files")
         self.folder_button = QPushButton("Folder…", self)
@@ -63,14 +78,15 @@ class ClassifyToolbar(QWidget):
         self.bar.addWidget(self.device_label)
         self.bar.addWidget(self.fast_decode_box)
         self.bar.addWidget(self.device_combo)
+        self.samples_row.addStretch(1)
         self.sample_buttons: list[QToolButton] = []
         #: The drawn samples' buttons (the demo task's shapes, with their masks).
         self.drawn_buttons: list[QToolButton] = []
 
     def add_samples(self, samples: Sequence | None) -> None:
-        """The sample photos as buttons in the row, before the device line (default: the shipped samples, and
-        after them the drawn samples of the demo task)."""
-        # Small pictures in the button row (their names in the tooltips), so nothing below the views can be
+        """The sample photos as buttons in the samples row (default: the shipped samples, and after them the
+        drawn samples of the demo task)."""
+        # Small pictures in a row of their own (their names in the tooltips), so nothing below the views can be
         # cut off or pushed out of a low dock.
         drawn = samples is None
         if samples is None:
@@ -78,7 +94,7 @@ class ClassifyToolbar(QWidget):
 
             samples = sample_images()
         if samples:
-            self.bar.insertWidget(self.bar.count() - 3, QLabel("Samples:", self))
+            self.samples_row.insertWidget(self.samples_row.count() - 1, QLabel("Samples:", self))
         for s in samples:
             b = self._sample_button(s.title or s.name, f"Classify {s.title or s.name}"
                                     + (f"\n{s.credit} ({s.licence})" if s.credit else ""), _thumbnail(s.path, 32))
@@ -105,7 +121,7 @@ class ClassifyToolbar(QWidget):
             self.drawn_buttons.append(b)
 
     def _sample_button(self, text: str, tip: str, pixmap: QPixmap) -> QToolButton:
-        """A small picture in the row, before the device line."""
+        """A small picture in the samples row."""
         b = QToolButton(self)
         b.setText(text)
         b.setToolTip(tip)
@@ -113,7 +129,7 @@ class ClassifyToolbar(QWidget):
         b.setIconSize(QSize(28, 28))
         b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
         b.setAutoRaise(True)
-        self.bar.insertWidget(self.bar.count() - 3, b)
+        self.samples_row.insertWidget(self.samples_row.count() - 1, b)
         return b
 
     def show_device(self, device: str) -> None:
