@@ -40,20 +40,12 @@ def mosaic(maps: np.ndarray, columns: int | None = None, gap: int = GAP) -> tupl
     return out, cols
 
 
-def _two_lines(text: str, after: int) -> str:
-    """`text` broken after its `after`-th " · " (as it was, with fewer)."""
-    parts = text.split(" · ")
-    if len(parts) <= after:
-        return text
-    return " · ".join(parts[:after]) + "<br>" + " · ".join(parts[after:])
-
-
 def _title_lines(title: str) -> str:
-    """"2 · #3×3 reduce → #3×3 · 208 ch" as "<b>2 · 208 ch</b><br>#3×3 reduce → #3×3"."""
+    """"2 · #3×3 reduce → #3×3 · 208 ch" as "<b>2 · 208 ch</b><br>#3×3 reduce →<br>#3×3"."""
     parts = title.split(" · ")
     if len(parts) < 3:
         return f"<b>{title}</b>"
-    return f"<b>{parts[0]} · {parts[-1]}</b><br>{' · '.join(parts[1:-1])}"
+    return f"<b>{parts[0]} · {parts[-1]}</b><br>{' · '.join(parts[1:-1]).replace(' → ', ' →<br>')}"
 
 
 def _narrow(label) -> None:
@@ -133,10 +125,11 @@ class BranchMosaics(pg.GraphicsLayoutWidget):
         self._ensure_columns(len(titles))
         self.titles, self.stat_lines = list(titles), list(stat_lines)
         for col, title, line in zip(self.columns, self.titles, self.stat_lines):
-            # Two lines each: on one, four columns' labels were wider than a laptop's dock and pushed the
-            # last branches out of sight.
+            # A column is as wide as its widest line: on one line each, four columns' labels were wider than
+            # a laptop's dock and pushed the last branches out of sight; on two, still wider than the dock
+            # beside the Details column (1280×800).
             col.title.setText(_title_lines(title))
-            col.stats.setText(_two_lines(line, 2), size="8pt")
+            col.stats.setText(line.replace(" · ", "<br>"), size="8pt")
 
     def show_maps(self, maps: Sequence, scale: str, selected: tuple[int, int] | None) -> None:
         """Draw each branch's FeatureMaps (None: not captured) at `scale`, outlining `selected`."""
