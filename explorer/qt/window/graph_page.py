@@ -29,6 +29,8 @@ from explorer.qt.panels import MAX_SIDE, Banner, DetailsPanel, WeightsBar
 from explorer.qt.theme import make_theme
 
 INITIAL_MIN_ZOOM = 0.8
+#: Room (scene units) kept around an opened block brought whole into view.
+SHOW_WHOLE_MARGIN = 8.0
 #: No text the presentation adds to the graph (caption, overlay legend) is smaller than this, in points.
 PRESENTATION_MIN_POINTS = 18.0
 
@@ -372,6 +374,18 @@ class GraphPage:
         if self.state.graph is not None and self.state.graph.node(name).branches and name not in self.state.expanded:
             self.state.expanded = self.state.expanded | {name}
             self.redraw(anchor=name)
+            self.show_whole(name)
+
+    def show_whole(self, name: str) -> None:
+        """Bring the opened block `name` whole into the view: scrolled to, and zoomed out if it is larger than
+        the view, never below the zoom at which its text reads (an opened inception4a ran past the bottom
+        of the graph on a 1280×800 laptop)."""
+        rect = self.view.node_rect(name)
+        if rect is None:
+            return
+        rect = rect.adjusted(-SHOW_WHOLE_MARGIN, -SHOW_WHOLE_MARGIN, SHOW_WHOLE_MARGIN, SHOW_WHOLE_MARGIN)
+        if not self.view.mapToScene(self.view.viewport().rect()).boundingRect().contains(rect):
+            self.view.fit(rect, max_zoom=self.view.zoom())
 
     def collapse(self, name: str) -> None:
         if name in self.state.expanded:

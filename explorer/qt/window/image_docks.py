@@ -27,6 +27,10 @@ from explorer.qt.classify.classify_panel import ClassifyPanel
 from explorer.qt.workers import JobRunner
 
 
+#: Share of the window's height the bottom docks get by default. Measured at 1280×800 (window 1264×760) and
+#: 1600×1000 (1280×860) under Xvfb: at the old 340 px the attribution map was drawn ~80 px tall; at half the
+#: height it is ~250 px, and the graph above still shows an expanded Inception block whole at a readable zoom.
+DOCK_SHARE = 0.5
 #: Share of the window's height the classify dock gets while a batch is on screen.
 BATCH_DOCK_SHARE = 0.5
 

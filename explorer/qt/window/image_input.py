@@ -39,7 +39,7 @@ class ImageInput(QObject):
         w = self.window
         if w.images is not None:
             return
-        from explorer.qt.window.image_docks import ImageDocks
+        from explorer.qt.window.image_docks import DOCK_SHARE, ImageDocks
 
         w.images = images = ImageDocks(w, runner=w.jobs, session=w.session, classify_sample=self._classify_sample)
         images.classify.paste_shortcut.setEnabled(False)  # the window's Edit → Paste has Ctrl+V
@@ -47,7 +47,7 @@ class ImageInput(QObject):
         images.shares.block_selected.connect(w.graph_page.follow_block)
         for dock in images.docks():
             w.view_menu.addAction(dock.toggleViewAction())
-        w.resizeDocks([images.classify_dock], [340], Qt.Orientation.Vertical)
+        w.resizeDocks([images.classify_dock], [round(w.height() * DOCK_SHARE)], Qt.Orientation.Vertical)
         if self._restore:
             w.saved.restore_docks(w)  # the docks' places, now that they exist
         if w.state.presenting:

@@ -228,7 +228,10 @@ class MainWindow(QMainWindow):
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
 
     def _build_details_dock(self) -> None:
-        """The selected node's details, docked on the right."""
+        """The selected node's details, docked on the right from the toolbar down to the status bar: the
+        image docks share the bottom with the graph only, so Details keeps the window's height (a block's
+        rows and branches, ~570 px, were cut at its third branch on a 1280×800 laptop)."""
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.details = self.graph_page.build_details()
         self.details_dock = QDockWidget("Details", self)
         self.details_dock.setObjectName("details_dock")
