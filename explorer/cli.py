@@ -294,7 +294,7 @@ MODEL_HELP = ("a zoo name (see `models`), torchvision:NAME, timm:NAME, a bare to
 ATTRIBUTE_METRICS = ("deletion", "insertion", "sanity", "road")
 ATTRIBUTE_CSV_COLUMNS = ("path", "method", "target", "label", "layer", "deletion_auc", "deletion_random_auc",
                          "insertion_auc", "insertion_random_auc", "deletion_better_than_random",
-                         "insertion_better_than_random", "pointing", "inside_share", "sanity_last", "sanity_flagged",
+                         "insertion_better_than_random", "deletion_substrate", "pointing", "inside_share", "sanity_last", "sanity_flagged",
                          "road", "delta", "delta_relative", "notice", "attribution_ms", "png", "npy", "model",
                          "weights", "weights_sha256", "device", "input_size", "resize", "crop", "interpolation", "mean",
                          "std")
@@ -633,8 +633,9 @@ class _AttributeRun:
         kinds = [k for k in ("deletion", "insertion") if k in self.metrics]
         if kinds:
             t0 = time.perf_counter()
+            substrate = self.args.deletion_substrate or faithfulness.DELETION_SUBSTRATE  # the window's
             curves = faithfulness_curves(cm_map, xm, heatmap, target, kinds=kinds, steps=self.args.steps,
-                                         random_scores=references, deletion_substrate=self.args.deletion_substrate)
+                                         random_scores=references, deletion_substrate=substrate)
             references = {k: c.random_runs for k, c in curves.items()}
             timings["curves_ms"] = (time.perf_counter() - t0) * 1000
             metrics.update({k: c.to_dict() for k, c in curves.items()})
@@ -686,6 +687,7 @@ def _attribute_csv_rows(record: dict) -> list[list]:
     return [[record["path"], record["method"], record["target"], record["label"], record["layer"] or "",
              d.get("auc", ""), d.get("random_auc", ""), i.get("auc", ""),
              i.get("random_auc", ""), d.get("better_than_random", ""), i.get("better_than_random", ""),
+             d.get("substrate", ""),
              loc.get("pointing", ""), "" if share is None else share,
              (s.get("correlations") or [""])[-1] if s else "",
              s.get("flagged", ""), record.get("road", {}).get("combined", ""),
@@ -921,10 +923,11 @@ def _add_attribute_parser(sub) -> None:
                    "ROAD: MoRF, LeRF and their combination)")
     s.add_argument("--steps", type=int, default=50,
                    help="steps of the deletion and insertion curves (default 50: 2 %% of the pixels each)")
-    s.add_argument("--deletion-substrate", dest="deletion_substrate", choices=("zero", "blur"), default="zero",
-                   help="what deleted pixels become: zero (the mean colour, the default) or blur (the image blurred, "
-                   "as insertion starts from; a flat colour leaves the removed object's outline, which on drawn "
-                   "shapes is the evidence itself)")
+    # None: faithfulness.DELETION_SUBSTRATE, the window's (the parser imports no numpy to name it).
+    s.add_argument("--deletion-substrate", dest="deletion_substrate", choices=("zero", "blur"), default=None,
+                   help="what deleted pixels become: blur (the image blurred, as insertion starts from; the default, "
+                   "as in the window) or zero (the mean colour, as RISE's code; a flat colour leaves the removed "
+                   "object's outline, which on drawn shapes is the evidence itself)")
     s.add_argument("--masks", metavar="DIR",
                    help="the objects' masks, one PNG per image named like it (IMAGE.png for IMAGE.jpg; white: "
                    "the object), as draw-shapes writes them: each record gains localisation {pointing, "

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from explorer.cli import main
@@ -50,15 +51,22 @@ def test_draw_shapes_writes_the_generator_s_images_and_masks(tmp_path, capsys):
 def test_attribute_on_the_demo_model_with_masks(shapes, tmp_path, capsys):
     """No --weights: the shipped ones. Each record carries the localisation of its map against the mask (the same
     as localise on the map written to the .npy), the curves' verdicts against five random orders and a sanity
-    verdict that may pass: the weights were learned."""
+    verdict that may pass: the weights were learned. Without --deletion-substrate, deletion ends on the image
+    blurred, as in the window (blurred here by scipy; the plain network's probability of it); with zero, the CSV
+    says so."""
+    from scipy.ndimage import gaussian_filter
+
+    from explorer.core.demo.training import network_input
+    from explorer.core.model.loading import load_model
+
     code, out, err = run(capsys, "attribute", shapes / "images", "--model", "shapes_inception", "--method",
                          "grad_cam,saliency", "--metrics", "deletion,insertion,sanity", "--steps", 5,
-                         "--masks", shapes / "masks", "--deletion-substrate", "blur", "--device", "cpu",
-                         "-o", tmp_path)
+                         "--masks", shapes / "masks", "--device", "cpu", "-o", tmp_path)
     assert code == 0, err
     assert "random weights" not in err
     records = [json.loads(line) for line in out.splitlines()]
     drawn = draw_images(3, _SEED)
+    net = load_model("shapes_inception").module.eval()
     assert len(records) == 6
     for r in records:
         d = drawn[int(r["path"].rsplit("/", 1)[1][:4])]
@@ -73,14 +81,21 @@ def test_attribute_on_the_demo_model_with_masks(shapes, tmp_path, capsys):
             low, high = c["random_spread"]
             assert c["better_than_random"] is (c["auc"] < low - 1e-3 if kind == "deletion" else c["auc"] > high + 1e-3)
         assert not r["sanity"]["verdict"].startswith("changes")
+        x = network_input(d.image[None])[0].numpy()
+        blurred = np.stack([gaussian_filter(c, 3.2, mode="mirror", truncate=10 / 3.2) for c in x])  # σ = 64 / 20
+        with torch.no_grad():
+            p = torch.softmax(net(torch.from_numpy(np.stack([blurred, np.zeros_like(x)]))), 1)[:, d.label].tolist()
+        assert abs(p[0] - p[1]) > 1e-3  # the image blurred and the mean colour can be told apart
+        assert r["deletion"]["curve"][-1] == pytest.approx(p[0], abs=1e-4) and r["deletion"]["substrate"] == "blur"
     code, out, err = run(capsys, "attribute", shapes / "images" / "0001-square.png", "--model", "shapes_inception",
                          "--method", "grad_cam", "--metrics", "deletion", "--steps", 5, "--masks", shapes / "masks",
-                         "--device", "cpu", "--format", "csv")
+                         "--deletion-substrate", "zero", "--device", "cpu", "--format", "csv")
     (row,) = csv.DictReader(io.StringIO(out))
     (r,) = [r for r in records if r["path"].endswith("0001-square.png") and r["method"] == "grad_cam"]
     assert row["pointing"] == str(r["localisation"]["pointing"])
     assert float(row["inside_share"]) == pytest.approx(r["localisation"]["inside_share"], abs=1e-6)
     assert row["deletion_better_than_random"] in ("True", "False") and row["insertion_better_than_random"] == ""
+    assert row["deletion_substrate"] == "zero"
 
 
 def test_attribute_with_random_weights_says_the_maps_mean_nothing(shapes, capsys):

@@ -9,9 +9,10 @@ branch of it, and, as the best any map could do, the object's own mask used as a
 - deletion and insertion areas against RANDOM_ORDERS random orders (faithfulness.py), a ✓ only beyond all of them.
 
 Integrated Gradients starts from the mean colour ("zero": mid-grey, the centre of the demo's [-1, 1] inputs), as the
-drawn shapes and backgrounds take every colour, black included. Deletion replaces pixels with the image blurred: a
-flat colour leaves the deleted shape's silhouette, which on this task is the evidence itself (shown below: with the
-window's default, the mean colour, even the object's own mask deletes no faster than a random order).
+drawn shapes and backgrounds take every colour, black included. Deletion replaces pixels with the image blurred (the
+window's and the command line's default): a flat colour leaves the deleted shape's silhouette, which on this task is
+the evidence itself (shown below: with the mean colour, RISE's, even the object's own mask deletes no faster than a
+random order).
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ def demo():
 @pytest.fixture(scope="module")
 def measured(demo):
     """Per map kind, a row per image: (pointing on the mask, pointing on the extent, inside share, the mask's share
-    of the image, deletion ✓, insertion ✓); and for the mask as a map, deletion ✓ with the window's default
-    substrate. Printed with -s."""
+    of the image, deletion ✓, insertion ✓); and for the mask as a map, deletion ✓ with the other
+    (RISE's) substrate, the mean colour. Printed with -s."""
     cm, drawn = demo
     rows: dict[str, list] = {name: [] for name in (*MAPS, "mask")}
     flat_substrate = []
@@ -110,7 +111,8 @@ def measured(demo):
                                d.mask.mean(), curves["deletion"].better_than_random,
                                curves["insertion"].better_than_random))
         if len(flat_substrate) < FLAT_COUNT:
-            flat = faithfulness_curves(cm, x, maps["mask"], d.label, kinds=("deletion",), steps=STEPS)
+            flat = faithfulness_curves(cm, x, maps["mask"], d.label, kinds=("deletion",), steps=STEPS,
+                                       deletion_substrate="zero")
             flat_substrate.append(flat["deletion"].better_than_random)
     rates = {name: np.array(r, dtype=np.float64) for name, r in rows.items()}
     print(f"\n{COUNT} images of seed {SEED}, {RANDOM_ORDERS} random orders, {STEPS} steps: "

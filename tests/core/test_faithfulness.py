@@ -22,6 +22,7 @@ from explorer.core.attribution.faithfulness import (
     RANDOM_ORDERS,
     SANITY_UNCHANGED,
     VERDICT_MARGIN,
+    AttributionRecord,
     Curve,
     cell_order,
     curve_forwards,
@@ -120,14 +121,14 @@ def test_curves_of_a_map_and_its_random_orders_in_batched_forwards(cm, method):
     kw = dict(node="inception4e") if method == "grad_cam" else {}
     r = attribute(cm, x, method, params=AttributionParams(ig_steps=16, ig_baseline="zero"), **kw)
     seen = []
-    curves = faithfulness_curves(cm, x, r.heatmap, r.target, steps=12, batch_size=13,
+    curves = faithfulness_curves(cm, x, r.heatmap, r.target, steps=12, batch_size=13, deletion_substrate="zero",
                                  progress=lambda d, t: seen.append((d, t)))
     d, i = curves["deletion"], curves["insertion"]
     assert d.random_runs.shape == i.random_runs.shape == (RANDOM_ORDERS, 13)
     assert len({round(a, 6) for a in d.random_aucs}) == RANDOM_ORDERS  # five orders, five curves
     # Every image of the map's and the random orders' curves in batches of 13: 2 × 6 × 11 + 3 = 135 images.
     assert seen == [(k, 11) for k in range(1, 12)] and curve_forwards(12, 13) == 11
-    # The probability starts at the picture's and deletion ends on the blank canvas.
+    # The probability starts at the picture's and deletion to the mean colour ends on the blank canvas.
     with torch.no_grad():
         p = torch.softmax(cm(torch.cat([x, torch.zeros_like(x)])), 1)[:, r.target]
     assert d.scores[0] == pytest.approx(float(p[0]), rel=1e-4)
@@ -308,7 +309,7 @@ def test_all_four_curves_equal_loops_of_single_forwards(cm, streams):
     counts = step_counts(32 * 32, 5)
     blur = baseline_for(x, "blur")
     for o, order in enumerate(orders):
-        deletion = reference_curve(cm, x, order, target, torch.zeros_like(x), counts)
+        deletion = reference_curve(cm, x, order, target, blur, counts)  # deleted to the image blurred: the default
         insertion = reference_curve(cm, blur, order, target, x, counts)
         got = [(curves["deletion"].scores, curves["insertion"].scores),
                (curves["deletion"].random_runs[0], curves["insertion"].random_runs[0]),
@@ -346,8 +347,25 @@ def test_a_second_map_of_the_image_reuses_the_random_references(cm):
         faithfulness_curves(cm, x, second_map, target, steps=4, random_scores={"deletion": first["deletion"].random_scores})
 
 
-def _curve(kind, scores, runs):
-    return Curve(kind, np.linspace(0, 1, len(scores)), np.asarray(scores, float), np.asarray(runs, float))
+def _curve(kind, scores, runs, substrate="blur"):
+    return Curve(kind, np.linspace(0, 1, len(scores)), np.asarray(scores, float), np.asarray(runs, float), substrate)
+
+
+def test_random_references_are_reused_only_for_the_same_deletion_substrate():
+    """An image's random orders deleted to one substrate are no reference for a map deleted to another."""
+    from types import SimpleNamespace
+
+    from explorer.core.attribution.faithfulness import random_references
+
+    result = SimpleNamespace(target=3, heatmap=np.zeros((4, 4)))
+    runs = [[1.0, 0.5, 0.0]]
+    flat = AttributionRecord(result, 1.0, curves={"deletion": _curve("deletion", [1, 0.2, 0], runs, "zero"),
+                                                  "insertion": _curve("insertion", [0, 0.8, 1], runs)})
+    blurred = AttributionRecord(result, 1.0, curves={"deletion": _curve("deletion", [1, 0.3, 0], [[1, 0.6, 0]]),
+                                                     "insertion": _curve("insertion", [0, 0.8, 1], runs)})
+    assert random_references([flat], result, 2, "blur") is None
+    assert random_references([flat], result, 2, "zero")["deletion"].tolist() == runs
+    assert random_references([flat, blurred], result, 2, "blur")["deletion"].tolist() == [[1, 0.6, 0]]
 
 
 def test_a_verdict_is_a_pass_only_beyond_every_random_order():
@@ -405,5 +423,11 @@ def test_deletion_can_end_on_the_image_blurred(cm):
         blurred = float(torch.softmax(cm(baseline_for(x, "blur")), 1)[0, 1])
     assert curves["deletion"].scores[-1] == pytest.approx(blurred, rel=1e-4)
     assert curves["insertion"].scores[0] == pytest.approx(blurred, rel=1e-4)
+    assert [c.to_dict()["substrate"] for c in curves.values()] == ["blur", "blur"]
+    flat = faithfulness_curves(cm, x, heat, 1, kinds=("deletion",), steps=3, random_orders=1, deletion_substrate="zero")
+    with torch.no_grad():
+        grey = float(torch.softmax(cm(torch.zeros_like(x)), 1)[0, 1])
+    assert flat["deletion"].scores[-1] == pytest.approx(grey, rel=1e-4) and flat["deletion"].substrate == "zero"
+    assert abs(grey - blurred) > 1e-3  # the two ends differ: each check above can fail
     with pytest.raises(ValueError, match="deletion substrate"):
         faithfulness_curves(lambda images: pytest.fail("no forward"), x, heat, 1, steps=3, deletion_substrate="black")

@@ -63,6 +63,7 @@ def compute_map(qtbot, panel, method, block=None, branch=None):
 
 
 def test_the_plotted_curves_are_the_maps_deletion_and_insertion_curves(qtbot, panel, setup):
+    """The panel's curves are the map's, deleting to the image blurred (the window's substrate), and say so."""
     _, cm, x, _, _ = setup
     assert not panel.faithfulness_button.isEnabled()  # no map yet
     result = compute_map(qtbot, panel, "saliency")
@@ -74,7 +75,7 @@ def test_the_plotted_curves_are_the_maps_deletion_and_insertion_curves(qtbot, pa
     # Independently: the map recomputed from scratch, its curves computed outside the panel.
     heat = attribute(cm, x, "saliency", result.target).heatmap
     np.testing.assert_array_equal(heat, result.heatmap)
-    ref = faithfulness_curves(cm, x, heat, result.target, steps=12)
+    ref = faithfulness_curves(cm, x, heat, result.target, steps=12, deletion_substrate="blur")
     for kind, c in ref.items():
         xs, ys = panel.curve_items[kind].getData()
         np.testing.assert_allclose(xs, np.linspace(0, 1, 13))
@@ -84,6 +85,9 @@ def test_the_plotted_curves_are_the_maps_deletion_and_insertion_curves(qtbot, pa
         legend = {label.text for _, label in panel.curve_legend.items}
         assert f"{kind} AUC {c.auc:.3f}" in legend and f"random order {c.random_auc:.3f}" in legend
         assert f"{c.auc:.3f} vs {c.random_auc:.3f}" in panel.curve_caption.text()
+    # Beside the curves, what the pixels became: the image blurred, for deletion as for insertion.
+    assert "Deleted to the image blurred; inserted into the image blurred." in panel.curve_caption.text()
+    assert "not a flat colour" in panel.curve_caption.toolTip()
     row = [panel.table.item(0, col).text() for col in range(panel.table.columnCount())]
     assert row[2].startswith(f"{ref['deletion'].auc:.3f} ({ref['deletion'].random_auc:.3f})")
     assert row[3].startswith(f"{ref['insertion'].auc:.3f} ({ref['insertion'].random_auc:.3f})")

@@ -47,11 +47,13 @@ def _map(networks_on, x, method: str, target, device: str, map_kwargs: dict, *, 
 
 
 def _curves(model, x, result, steps: int, references, *, progress=None, cancel=None):
-    from explorer.core.attribution.faithfulness import faithfulness_curves
+    from explorer.core.attribution.faithfulness import DELETION_SUBSTRATE, faithfulness_curves
 
     started = time.monotonic()
+    # Deleted pixels become the image blurred: a flat colour leaves the removed object's silhouette (see
+    # DELETION_SUBSTRATE); each Curve says its substrate, and the window says it beside the curves.
     curves = faithfulness_curves(model, x, result.heatmap, result.target, steps=steps, random_scores=references,
-                                 progress=progress, cancel=cancel)
+                                 progress=progress, cancel=cancel, deletion_substrate=DELETION_SUBSTRATE)
     return ev.CurvesComputed(result, curves, time.monotonic() - started)
 
 

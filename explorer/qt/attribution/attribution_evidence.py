@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.core.attribution.faithfulness import SANITY_UNCHANGED, AttributionRecord
 from explorer.core.attribution.catalogue import METHOD_NAMES, category_label
+from explorer.core.attribution.faithfulness import SANITY_UNCHANGED, SUBSTRATE_NAMES, AttributionRecord
 from explorer.qt.theme import WARNING_COLOR
 from explorer.qt.attribution.ground_truth import inside_text, pointing_text
 from explorer.qt.panels import UNLEARNED
@@ -42,6 +42,10 @@ TABLE_COLUMNS = ("Method", "Layer", "Deletion AUC (random)", "Insertion AUC (ran
 COL_DELETION, COL_INSERTION, COL_POINTING, COL_INSIDE, COL_SANITY = (TABLE_COLUMNS.index(c) for c in (
     "Deletion AUC (random)", "Insertion AUC (random)", "Pointing", "Inside share", "Sanity"))
 STRIP_COLORMAP = "inferno"
+#: Why the curves name their substrate (the tooltip of the line that does).
+SUBSTRATE_TIP = ("Deleted pixels become the image blurred, not a flat colour: a flat colour keeps the outline of "
+                 "what was removed, and a network that reads shapes still sees it (on the demo's drawn shapes even "
+                 "the object's own mask then deletes no faster than a random order).")
 
 
 class FaithfulnessCurves(QWidget):
@@ -116,13 +120,25 @@ class FaithfulnessCurves(QWidget):
         caveat = f"<br><span style='color:{WARNING_COLOR}'><b>⚠ {UNLEARNED[:1].upper()}{UNLEARNED[1:]}.</b></span>"
         self.curve_caption.setText(f"<b>{METHOD_NAMES[record.result.method]}</b> for "
                                    f"{category_label(categories, record.result.target)}: " + "; ".join(parts)
-                                   + (f"; {truth}" if truth else "") + (caveat if unlearned else ""))
+                                   + (f"; {truth}" if truth else "") + f"<br><small>{substrate_text(curves)}</small>"
+                                   + (caveat if unlearned else ""))
+        self.curve_caption.setToolTip(SUBSTRATE_TIP)
 
     def _set_legend(self, key: str, text: str) -> None:
         item = self.curve_items[key]
         for sample, label in self.curve_legend.items:
             if sample.item is item:
                 label.setText(text)
+
+
+def substrate_text(curves: dict) -> str:
+    """What the curves' pixels were replaced with, in a line: "Deleted to the image blurred; inserted into the
+    image blurred."."""
+    said = {"deletion": "Deleted to", "insertion": "inserted into"}
+    parts = [f"{said[kind]} {SUBSTRATE_NAMES.get(c.substrate, c.substrate or 'an unknown substrate')}"
+             for kind, c in curves.items()]
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "."
 
 
 class SanityStrip(QWidget):
