@@ -82,10 +82,12 @@ def test_a_model_without_a_paper_is_not_compared_with_one():
 
 
 def test_pages_over_an_image_of_random_weights_say_the_network_has_learned_nothing(googlenet, tmp_path):
-    """Random weights: the top-5, the feature maps and the attribution pages say first that their numbers mean
-    nothing; the pages about the architecture do not need to. The demo model's learned weights: no caveat."""
+    """Random weights: the handout carries the caveat its writer says once on each page over the image, and no
+    section's own text warns again (the top-5 page names the weights plainly); the page about the architecture
+    names them as the model's weights. The demo model's learned weights: no caveat."""
+    from explorer.core.lecture.handout import IMAGE_CAVEAT
     from explorer.core.model.graphs import zoo_block_graph
-    from explorer.core.model.weights import UNLEARNED_CAVEAT
+    from explorer.core.model.weights import RANDOM_WARNING
 
     from explorer.core.model.loading import has_learned_weights
 
@@ -96,7 +98,9 @@ def test_pages_over_an_image_of_random_weights_say_the_network_has_learned_nothi
     path = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
     h = build_handout(loaded, graph, (64, 64), image=path, blocks=["inception4a"])
-    said = [UNLEARNED_CAVEAT in " ".join(s.text).lower() for s in h.sections]
-    assert said == [False, False, False, True, True, True]
+    assert h.image_caveat == IMAGE_CAVEAT
+    warned = [" ".join(s.text).lower().count("random weights") for s in h.sections]
+    assert warned == [1, 0, 0, 0, 0, 0]  # the block graph's "Weights: random weights: …", nothing over the image
+    assert RANDOM_WARNING in " ".join(h.sections[0].text) and "weights: none, random" in h.sections[3].text[0]
     shapes = build_handout(demo, zoo_block_graph("shapes_inception"), (64, 64), image=path)
-    assert not any("learned nothing" in " ".join(s.text) for s in shapes.sections)
+    assert shapes.image_caveat == "" and not any("random" in " ".join(s.text) for s in shapes.sections)

@@ -131,20 +131,21 @@ def test_block_times_belong_to_the_model_they_were_measured_on(demo):
 
 
 def test_a_handout_is_written_by_the_session_through_the_writer_it_is_given(demo, tmp_path):
+    from explorer.core.lecture.handout import IMAGE_CAVEAT
     from explorer.core.outputs import OutputError, write_file
 
-    def writer(handout, pictures, path, *, cancel, inputs, caveat):
+    def writer(handout, pictures, path, *, cancel, inputs):
         titles = [s.title for s in handout.sections]
-        return write_file(path, json.dumps({"titles": titles, "pictures": pictures, "caveat": caveat}).encode(),
-                          inputs=inputs)
+        return write_file(path, json.dumps({"titles": titles, "pictures": pictures,
+                                            "caveat": handout.image_caveat}).encode(), inputs=inputs)
 
     written = heard(demo, ev.HandoutWritten)
     block = next(iter(demo.state.graph.blocks())).name
     out = tmp_path / "h.json"
-    assert demo.handouts.write(out, [block], {"x": 1}, writer, caveat="random")
+    assert demo.handouts.write(out, [block], {"x": 1}, writer)
     assert written == [ev.HandoutWritten(str(out))]
     made = json.loads(out.read_text())
-    assert made["pictures"] == {"x": 1} and made["caveat"] == "random"
+    assert made["pictures"] == {"x": 1} and made["caveat"] == IMAGE_CAVEAT  # the demo network, untrained
     assert any(block in t for t in made["titles"]) and any("Paper table" in t for t in made["titles"])
 
     def full(*_a, **_k):

@@ -245,3 +245,27 @@ def test_a_table_continued_on_a_page_takes_rows_with_its_notes(tmp_path):
     assert continued, "the paper table fits one page: the case is not exercised"
     for text in continued:
         assert text.count("Mixed_") + text.count("fc") >= 2, text[:300]  # rows of the table, not only notes
+
+
+@pytest.mark.parametrize("weights", ["none", "auto"], ids=["random", "trained"])
+def test_the_command_line_s_handout_says_the_caveat_once_on_each_image_page(tmp_path, weights):
+    """`handout` on the demo model with a drawn image: with random weights each page over the image (its top-5, the
+    block's feature maps, the Grad-CAM) says once that the numbers mean nothing, as the window's PDF does, and no
+    other page says it; with the shipped weights no page does."""
+    from explorer.core.demo.samples import drawn_samples
+
+    path = tmp_path / "ring.png"
+    Image.fromarray(drawn_samples()[2].image).save(path)
+    out = tmp_path / "demo.pdf"
+    assert main(["handout", "shapes_inception", "--weights", weights, "--image", str(path), "-o", str(out)]) == 0
+    pages = _pages(out)
+    titles = ["Block graph", "Paper table: shapes_inception at 64×64", "Shape trace at 64×64", "Top-5 of ring.png",
+              "Block inception3a: feature maps", "Attribution: Grad-CAM of ring.png"]
+    heads = _headings(pages, titles)
+    over_image = {"Top-5 of ring.png", "Block inception3a: feature maps", "Attribution: Grad-CAM of ring.png"}
+    for head, text in zip(heads, pages):
+        said = text.count("mean nothing for a network that has not learned")
+        expected = int(weights == "none" and head.removesuffix(" (continued)") in over_image)
+        assert said == expected, (head, text[:300])
+        if head.removesuffix(" (continued)") in over_image:
+            assert text.lower().count("random weights") == expected, (head, text[:400])

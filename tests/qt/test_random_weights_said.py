@@ -196,7 +196,7 @@ def pdf_pages(data: bytes) -> list[str]:
 @pytest.mark.parametrize("weights", ["none", "auto"], ids=["random", "trained"])
 def test_the_handouts_image_pages_say_what_random_weights_make_of_them(tmp_path, weights):
     from explorer.core.lecture.handout import build_handout, drawings
-    from explorer.qt.lecture.handout_pdf import ensure_app, handout_caveat, record_drawings, render_pdf, shows_image
+    from explorer.qt.lecture.handout_pdf import ensure_app, record_drawings, render_pdf, shows_image
 
     ensure_app()
     loaded = load_model("shapes_inception", weights=weights)
@@ -206,16 +206,17 @@ def test_the_handouts_image_pages_say_what_random_weights_make_of_them(tmp_path,
     Image.fromarray(sample.image).save(path)
     blocks = [graph.blocks()[0].name]
     handout = build_handout(loaded, graph, (64, 64), image=path, blocks=blocks)
-    caveat = handout_caveat(loaded)
-    assert bool(caveat) == loaded.weights.is_random
-    pages = pdf_pages(render_pdf(handout, record_drawings(graph, handout.trace, drawings(blocks)), caveat=caveat))
+    assert bool(handout.image_caveat) == loaded.weights.is_random
+    pages = pdf_pages(render_pdf(handout, record_drawings(graph, handout.trace, drawings(blocks))))
     titles = [s.title for s in handout.sections]
     image_titles = {s.title for s in handout.sections if shows_image(s)}
     assert {"Top-5 of ring.png", f"Block {blocks[0]}: feature maps", "Attribution: Grad-CAM of ring.png"} <= image_titles
     for text in pages:
         title = next(t for t in sorted(titles, key=len, reverse=True) if t in text)
-        said = "mean nothing for a network that has not learned" in text
+        said = text.count("mean nothing for a network that has not learned")
         assert said == (title in image_titles and loaded.weights.is_random), (title, text[:160])
+        if title in image_titles:  # one caveat a page: the weights are not warned of a second time
+            assert text.lower().count("random weights") == said, text[:400]
 
 
 def test_the_windows_handout_of_random_weights_says_so_on_the_image_pages(make_window, qtbot, tmp_path):

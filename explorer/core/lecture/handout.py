@@ -76,6 +76,12 @@ class Section:
     parts: tuple[Any, ...] = ()
 
 
+#: What every page over the image says when the network's weights are random (the writer says it once a page, under
+#: the heading, continuation pages too): its classes, maps and attribution mean nothing.
+IMAGE_CAVEAT = ("⚠ Random weights: these numbers mean nothing for a network that has not learned: the classes, "
+                "feature maps and attribution on this page come from weights that were never trained.")
+
+
 @dataclass(frozen=True)
 class Handout:
     """Everything one handout shows; `graph` and `trace` are what its drawings are made from."""
@@ -85,6 +91,8 @@ class Handout:
     trace: ShapeTrace
     sections: tuple[Section, ...]
     drawings: tuple[GraphDrawing, ...] = field(default=())
+    #: Said once on every page that shows the image (IMAGE_CAVEAT with random weights), '' for none.
+    image_caveat: str = ""
 
 
 def default_blocks(graph: BlockGraph) -> list[str]:
@@ -244,15 +252,6 @@ def _attribution_section(name: str, captured, clf, graph: BlockGraph, cm) -> Sec
     return Section(f"Attribution: {method} of {name}", text, (pics,))
 
 
-def _with_caveat(section: Section) -> Section:
-    """`section` (a page over the image) with the random-weights caveat first: its numbers and maps come from a
-    network that has learned nothing."""
-    from explorer.core.model.weights import UNLEARNED_CAVEAT
-
-    return Section(section.title, (UNLEARNED_CAVEAT[0].upper() + UNLEARNED_CAVEAT[1:] + ".", *section.text),
-                   section.parts)
-
-
 # -- the whole handout ------------------------------------------------------------------------
 
 
@@ -262,8 +261,8 @@ def build_handout(loaded, graph: BlockGraph, size: tuple[int, int], *, image: st
                   cancel: CancelToken | None = None) -> Handout:
     """The handout of `loaded` (a LoadedModel) with its `graph` at input `size`; with `image` (a file, or a
     PIL image named `image_name`) also its top-5, feature maps of `blocks` (default: the first Inception
-    block) and an attribution; with random weights, each of those pages over the image says first that the
-    network has learned nothing. ValueError for an unknown block or a size the network refuses;
+    block) and an attribution; with random weights, `image_caveat` is IMAGE_CAVEAT, which the writer says on
+    each page over the image. ValueError for an unknown block or a size the network refuses;
     ImageLoadError for an image that cannot be read."""
     from explorer.core.model.loading import has_learned_weights
     from explorer.core.shapes.trace import trace_shapes
@@ -288,7 +287,7 @@ def build_handout(loaded, graph: BlockGraph, size: tuple[int, int], *, image: st
     step()
     captured = clf = cm = None
     name = None
-    over_image = (lambda s: s) if has_learned_weights(loaded) else _with_caveat  # the pages over the image
+    learned = has_learned_weights(loaded)
     if image is not None:
         from explorer.core.classify.images import ImageLoadError
         from explorer.core.classify.inference import Classifier
@@ -300,14 +299,17 @@ def build_handout(loaded, graph: BlockGraph, size: tuple[int, int], *, image: st
         if captured.result.error is not None:
             raise ImageLoadError(name, captured.result.error)
         step()
-        sections.append(over_image(_classification_section(name, captured, clf, weights)))
+        # With random weights the page's caveat warns: the weights are named plainly here, not warned of twice.
+        reason = getattr(loaded.weights, "reason", "")
+        named = weights if learned else "none, random" + (f" ({reason})" if reason else "")
+        sections.append(_classification_section(name, captured, clf, named))
     for b in blocks:
-        block = _block_section(graph, trace, b, captured, name)
-        sections.append(block if captured is None else over_image(block))
+        sections.append(_block_section(graph, trace, b, captured, name))
     step()
     if captured is not None:
-        sections.append(over_image(_attribution_section(name, captured, clf, graph, cm)))
+        sections.append(_attribution_section(name, captured, clf, graph, cm))
         step()
     title = f"{graph.name}" + (f" and {name}" if name else "")
     step()
-    return Handout(f"Inception Explorer handout: {title}", graph, trace, tuple(sections), drawings(blocks))
+    return Handout(f"Inception Explorer handout: {title}", graph, trace, tuple(sections), drawings(blocks),
+                   "" if learned else IMAGE_CAVEAT)

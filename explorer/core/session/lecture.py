@@ -3,9 +3,10 @@ its model and weights made it) built by the engine and written as a PDF, in the 
 
 The engine's part (`explorer.core.lecture.handout.build_handout`: forwards, maps, tables) and the file's
 drawing run on a worker, and the file is written even when the model on screen changes meanwhile (it is the
-file the person asked for, of the model it names); the drawing is done by a `writer(handout, pictures, path, cancel=, inputs=, caveat=)`
-the caller hands in (the window's paints with QPdfWriter and QPainter, which are thread-safe on a PDF; the
-graph's pictures were recorded on the UI thread, where its scene lives). A failed or cancelled handout leaves
+file the person asked for, of the model it names); the drawing is done by a `writer(handout, pictures, path, cancel=,
+inputs=)` the caller hands in (the window's paints with QPdfWriter and QPainter, which are thread-safe on a PDF; the
+graph's pictures were recorded on the UI thread, where its scene lives). A handout of random weights carries the
+caveat its pages over the image say (`Handout.image_caveat`). A failed or cancelled handout leaves
 no file (explorer.core.outputs); its problem is about "handout".
 """
 
@@ -19,13 +20,12 @@ from explorer.core.session import events as ev
 LANE = "model/handout"
 
 
-def _handout(loaded, graph, size, image, name, blocks, pictures, path, inputs, writer, caveat, *, progress=None,
-             cancel=None):
+def _handout(loaded, graph, size, image, name, blocks, pictures, path, inputs, writer, *, progress=None, cancel=None):
     from explorer.core.lecture.handout import build_handout
 
     handout = build_handout(loaded, graph, size, image=image, image_name=name, blocks=blocks, progress=progress,
                             cancel=cancel)
-    return ev.HandoutWritten(str(writer(handout, pictures, path, cancel=cancel, inputs=inputs, caveat=caveat)))
+    return ev.HandoutWritten(str(writer(handout, pictures, path, cancel=cancel, inputs=inputs)))
 
 
 class Handouts:
@@ -53,7 +53,7 @@ class Handouts:
         source = Path(str(shown.source))
         return (source, source.name) if source.is_file() else (shown.image, str(shown.source))
 
-    def write(self, path: str | Path, blocks: list[str], pictures, writer: Callable, caveat: str = "",
+    def write(self, path: str | Path, blocks: list[str], pictures, writer: Callable,
               on_progress: Callable[[int, int | None], None] | None = None,
               on_end: Callable[[str], None] | None = None) -> bool:
         """Write the handout of `blocks` to `path` on a worker (HandoutWritten follows); False, with a Problem,
@@ -77,7 +77,7 @@ class Handouts:
                 self.session.tell(event)
 
         self.session.submit(LANE, _handout, st.loaded, st.graph, st.input_size.hw, image, name, blocks, pictures,
-                            str(path), inputs, writer, caveat, apply=apply, topic="handout", bound=None,
+                            str(path), inputs, writer, apply=apply, topic="handout", bound=None,
                             wants_progress=True, on_end=on_end)
         return True
 

@@ -41,7 +41,7 @@ class HandoutExport(QObject):
         """Start writing the handout to `path`: the model and input size on screen, the image on screen
         (when it belongs to this model), `blocks` (default: the selected block, else the first Inception
         block), and the overlay on the graph, if any. Whether it started."""
-        from explorer.qt.lecture.handout_pdf import handout_caveat, record_drawings, write_pdf
+        from explorer.qt.lecture.handout_pdf import record_drawings, write_pdf
 
         w, st = self.window, self.window.state
         why = self.session.handouts.why_not()
@@ -57,9 +57,7 @@ class HandoutExport(QObject):
             overlay = (w.view.overlay_values, w.view.legend_widget.legend)
         pictures = record_drawings(st.graph, st.trace, drawings(blocks), overlay)
         self._show_dialog(path)
-        # The image's pages of random weights say their numbers mean nothing.
-        return self.session.handouts.write(path, blocks, pictures, write_pdf, handout_caveat(st.loaded),
-                                           on_progress=self._progress)
+        return self.session.handouts.write(path, blocks, pictures, write_pdf, on_progress=self._progress)
 
     def _show_dialog(self, path) -> None:
         if self.dialog is None:

@@ -36,17 +36,6 @@ MIN_GRAPH_SCALE = 0.5
 CAVEAT_COLOUR = QColor(190, 30, 30)
 
 
-def handout_caveat(loaded) -> str:
-    """What every page of a handout that shows the image says when `loaded` (a LoadedModel) has random weights:
-    its classes, feature maps and attribution mean nothing ('' for learned weights)."""
-    from explorer.qt.panels import UNLEARNED, unlearned
-
-    if not unlearned(loaded):
-        return ""
-    return (f"⚠ {UNLEARNED[:1].upper()}{UNLEARNED[1:]}: the classes, feature maps and attribution on this page come"
-            " from weights that were never trained.")
-
-
 def ensure_app() -> QApplication:
     """The QApplication a scene needs (the command line has none): offscreen when there is no display."""
     app = QApplication.instance()
@@ -427,11 +416,10 @@ def _section(pg: _Pages, s: Section, drawings: dict[str, tuple[QPicture, QSizeF]
 
 
 def render_pdf(handout: Handout, drawings: dict[str, tuple[QPicture, QSizeF]],
-               progress: Callable[[int, int | None], None] | None = None, cancel: CancelToken | None = None,
-               caveat: str = "") -> bytes:
+               progress: Callable[[int, int | None], None] | None = None, cancel: CancelToken | None = None) -> bytes:
     """`handout` as the bytes of a PDF (A4, one section per page or more), drawn in memory: Qt's writer
-    does not report a failed write, so the file itself is written by Python, which does. `caveat`: said on every
-    page that shows the image (`handout_caveat(loaded)`: random weights)."""
+    does not report a failed write, so the file itself is written by Python, which does. The handout's
+    `image_caveat` (random weights) is said once on every page that shows the image, under its heading."""
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     writer = QPdfWriter(buffer)
@@ -447,7 +435,7 @@ def render_pdf(handout: Handout, drawings: dict[str, tuple[QPicture, QSizeF]],
     try:
         painter.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing
                                | QPainter.RenderHint.SmoothPixmapTransform)
-        pages = _Pages(writer, painter, handout.title, caveat)
+        pages = _Pages(writer, painter, handout.title, handout.image_caveat)
         total = len(handout.sections)
         for i, s in enumerate(handout.sections):
             if cancel is not None:
@@ -466,13 +454,13 @@ def render_pdf(handout: Handout, drawings: dict[str, tuple[QPicture, QSizeF]],
 
 def write_pdf(handout: Handout, drawings: dict[str, tuple[QPicture, QSizeF]], path: str | Path,
               progress: Callable[[int, int | None], None] | None = None, cancel: CancelToken | None = None,
-              inputs: Inputs | None = None, report: Callable[[], None] | None = None, caveat: str = "") -> Path:
+              inputs: Inputs | None = None, report: Callable[[], None] | None = None) -> Path:
     """Write `handout` to `path` whole or not at all (explorer.core.outputs): a failure, a cancel or Ctrl-C
     leaves no file and any older one as it was; OutputError (one line) when it cannot be written, or when
-    `path` is one of `inputs`. `report` runs as the file lands (see write_files); `caveat` as render_pdf's."""
+    `path` is one of `inputs`. `report` runs as the file lands (see write_files)."""
     path = Path(path)
     if os.path.isdir(path):
         raise OutputError(path, "it is a folder")
     if not os.path.isdir(path.parent):
         raise OutputError(path, f"no folder {path.parent}")
-    return write_file(path, render_pdf(handout, drawings, progress, cancel, caveat), inputs=inputs, report=report)
+    return write_file(path, render_pdf(handout, drawings, progress, cancel), inputs=inputs, report=report)
