@@ -66,8 +66,8 @@ class _PanelHolder(QWidget):
 
 
 class ImageDocks(QObject):
-    """Owns the image panels of a main window (which calls `model_ready` and `shutdown`); they follow the graph's
-    selection through `state.selection`."""
+    """Owns the image panels of a main window (which calls `shutdown`); they follow the session's weights and the
+    graph's selection through `state.selection`."""
 
     def __init__(self, window: QMainWindow, *, runner: JobRunner, session: Session, classify_sample: bool = True):
         super().__init__(window)
@@ -81,6 +81,7 @@ class ImageDocks(QObject):
         self.model_key = None  #: the ResultKey (model, weights) the panels were last given (model_ready)
         self._sample_pending = classify_sample
         session.on(ev.NetworkReady, self._on_network)
+        session.on(ev.WeightsLoaded, self._on_weights)
         self.state.connect("selection", self._on_selection)
 
         self.classify = ClassifyPanel(window, runner=runner, session=session)
@@ -153,6 +154,12 @@ class ImageDocks(QObject):
         """The block graph of the model on screen (None while a preview or nothing is)."""
         graph = self.state.graph
         return None if graph is None or getattr(graph, "is_preview", False) else graph
+
+    def _on_weights(self, _event) -> None:
+        """The session loaded weights (or retried a download): new ones are classified with from now on."""
+        st = self.state
+        if st.loaded is not None and self.graph is not None and self.model_key != st.result_key.for_model():
+            self.model_ready(st.loaded, self.graph)
 
     def model_ready(self, loaded, graph) -> None:
         """The window's model has its weights: classify (and capture) with it."""

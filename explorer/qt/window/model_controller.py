@@ -244,9 +244,7 @@ class ModelController(QObject):
         else:
             self.window.weights_bar.hide_all()
             self.window.weights_label.setText(f"weights: {state.describe()}")
-        graph, title = self.state.graph, self.window.spec_title()
-        if self.window.images is not None and graph is not None and not getattr(graph, "is_preview", False):
-            self.window.images.model_ready(loaded, graph)
+        graph, title = self.state.graph, self.window.spec_title()  # the image docks follow the weights themselves
         classes = self.output_classes()
         self.window.show_status(f"{title}: {len(graph.nodes())} nodes, {len(graph.blocks())} blocks", 8000,
                                 topic="model")
