@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from explorer.core.model.graphs import zoo_block_graph
 from explorer.core.shapes.trace import trace_shapes
-from explorer.qt.panels import DetailsPanel
+from explorer.qt.window.details_panel import DetailsPanel
 
 
 def test_a_selected_layer_is_named_in_words(qtbot):

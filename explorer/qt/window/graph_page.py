@@ -25,7 +25,9 @@ from explorer.core.text import fmt_count
 from explorer.diagram.layout import Style, build_diagram, layout_diagram
 from explorer.qt.graph.graph_view import GraphView, TextMeasure
 from explorer.core.shapes.trace import MAX_BATCH
-from explorer.qt.panels import MAX_SIDE, Banner, DetailsPanel, WeightsBar
+from explorer.qt.panels import MAX_SIDE, Banner
+from explorer.qt.window.details_panel import DetailsPanel
+from explorer.qt.window.weights_bar import WeightsBar
 from explorer.qt.theme import make_theme
 
 INITIAL_MIN_ZOOM = 0.8
