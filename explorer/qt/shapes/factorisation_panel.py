@@ -190,10 +190,6 @@ class FactorisationPanel(QWidget):
             b.blockSignals(False)
         self._recompute()
 
-    def factorisations(self) -> list[Factorisation]:
-        """The rows on screen."""
-        return list(self._factorisations)
-
     def convs(self) -> list[BranchConv]:
         """The real layers the combo offers (index i + 1 in the combo)."""
         return list(self._convs)
