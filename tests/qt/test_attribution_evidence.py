@@ -232,4 +232,5 @@ def test_in_a_laptops_dock_the_map_and_the_curves_have_room_and_the_legend_cover
     plot = panel.curve_plot.getPlotItem()
     area = plot.vb.sceneBoundingRect()
     assert area.height() >= 60, area
-    assert panel.curve_legend.sceneBoundingRect().left() >= area.right() - 1  # beside it, not over it
+    legend = panel.curve_legend.sceneBoundingRect()
+    assert not legend.intersects(area) and legend.top() >= area.bottom() - 1  # under it, not over it

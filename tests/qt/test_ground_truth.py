@@ -21,6 +21,7 @@ from explorer.core.session.state import ExplorerState, ImageInput
 from explorer.core.text import fmt_fraction
 from explorer.qt.attribution.attribution_evidence import COL_INSIDE, COL_POINTING
 from explorer.qt.attribution.attribution_panel import AttributionPanel
+from explorer.qt.attribution.ground_truth import HINT
 
 RUN_MS = 60_000
 STAR = SHAPE_CLASSES.index("star")
@@ -145,7 +146,7 @@ def test_without_a_mask_or_a_box_the_line_says_how_to_give_one(qtbot, panel, dem
     x = get_spec("shapes_inception").transforms()(state.image.source)[None]
     panel.set_image(x, star.image, top1=STAR)
     result = grad_cam(qtbot, panel, demo[0])
-    assert "Drag on the map to draw a box" in panel.truth.line.text()
+    assert HINT in panel.truth.line.text()  # how to give one
     assert cells(panel) == ("—", "—")
     state.object_box = (10, 10, 40, 40)
     box = np.zeros(result.heatmap.shape, dtype=bool)

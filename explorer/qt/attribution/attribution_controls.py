@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QCompleter,
     QFormLayout,
-    QHBoxLayout,
+    QGridLayout,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -35,6 +35,25 @@ IG_STEPS_TIP = (f"Integration steps (more: smaller delta). Gauss–Legendre node
                 " a forward and a backward pass over the image.")
 
 
+#: Characters a combo box of the form shows when the column is at its narrowest (its list pops up wider).
+COMBO_CHARS = 14
+
+
+class CompactCombo(QComboBox):
+    """A combo box that asks for COMBO_CHARS characters of width, not its longest item's, and pops its list up as
+    wide as that item (the method names and branch labels made the column of controls 374 px wide)."""
+
+    def __init__(self, parent=None, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(COMBO_CHARS)
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt override
+        view = self.view()
+        view.setMinimumWidth(view.sizeHintForColumn(0) + view.verticalScrollBar().sizeHint().width() + 8)
+        super().showPopup()
+
+
 class AttributionControls(QWidget):
     """Method, target and parameter rows; Run, Cancel and progress; the evidence buttons and step counts.
 
@@ -49,21 +68,19 @@ class AttributionControls(QWidget):
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
         column.addLayout(self._build_form())
-        column.addLayout(self._build_run_row())
-        column.addLayout(self._build_evidence_row())
+        column.addLayout(self._build_buttons())
         self._bind()
         self.populate_targets([])
 
     def _build_form(self) -> QFormLayout:
         """The method, the target class and every method's parameter rows, in `self.form`."""
-        self.method_combo = QComboBox()
+        self.method_combo = CompactCombo()
         for m, name in METHOD_NAMES.items():
             self.method_combo.addItem(name, m)
-        self.target_combo = QComboBox()
+        self.target_combo = CompactCombo()
         self.target_combo.setEditable(True)
         self.target_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.target_combo.setToolTip("Class to explain: the top-1 prediction, or type to search the categories")
-        self.target_combo.setMinimumContentsLength(18)
         completer = QCompleter(self.target_combo.model(), self.target_combo)
         completer.setFilterMode(Qt.MatchFlag.MatchContains)
         completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
@@ -71,7 +88,7 @@ class AttributionControls(QWidget):
         self.target_combo.setCompleter(completer)
         p = self.state.params
         self.ig_steps = QSpinBox(minimum=1, maximum=IG_MAX_STEPS, value=p.ig_steps, toolTip=IG_STEPS_TIP)
-        self.ig_baseline = QComboBox(toolTip="Reference image the path starts from")
+        self.ig_baseline = CompactCombo(toolTip="Reference image the path starts from")
         for label, key in (("Black image", "black"), ("Zeros (mean colour)", "zero"), ("Blurred image", "blur")):
             self.ig_baseline.addItem(label, key)
         self.internal_batch = QSpinBox(minimum=1, maximum=512, value=p.internal_batch_size,
@@ -80,9 +97,9 @@ class AttributionControls(QWidget):
                                          toolTip="Side of the square patch that is blanked out")
         self.occlusion_stride = QSpinBox(minimum=1, maximum=512, value=p.occlusion_stride, suffix=" px",
                                          toolTip="Step between patches")
-        self.block_combo = QComboBox(toolTip="Block whose output Grad-CAM weighs")
-        self.branch_combo = QComboBox(toolTip="The whole block's output, or one of its branches")
-        self.cam_map = QComboBox(toolTip="A CAM's positive evidence (as in the papers), or its signed or absolute "
+        self.block_combo = CompactCombo(toolTip="Block whose output Grad-CAM weighs")
+        self.branch_combo = CompactCombo(toolTip="The whole block's output, or one of its branches")
+        self.cam_map = CompactCombo(toolTip="A CAM's positive evidence (as in the papers), or its signed or absolute "
                                  "map: where every weighted activation counts against the class, the positive "
                                  "map is empty")
         for label, key in (("Positive evidence", "positive"), ("Signed", "signed"), ("Absolute", "absolute")):
@@ -104,20 +121,13 @@ class AttributionControls(QWidget):
             self.form.addRow(label, w)
         return self.form
 
-    def _build_run_row(self) -> QHBoxLayout:
-        """Run, Cancel and the progress bar."""
+    def _build_buttons(self) -> QGridLayout:
+        """Run and Cancel, the evidence buttons with their step counts, two a row, and the progress bar under
+        them (shown while a job runs)."""
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        buttons.addWidget(self.progress, 1)
-        return buttons
-
-    def _build_evidence_row(self) -> QHBoxLayout:
-        """The buttons and step counts of the evidence for the map on screen: faithfulness and sanity."""
         self.faithfulness_button = QPushButton("Faithfulness")
         self.faithfulness_button.setToolTip(
             "Deletion and insertion curves of the map (Petsiuk et al. 2018): the target's probability as its most "
@@ -133,12 +143,14 @@ class AttributionControls(QWidget):
             f"(ρ ≥ {SANITY_UNCHANGED:g}) shows the image, not what the model learned")
         self.sanity_steps = QSpinBox(minimum=1, maximum=20, value=self.state.sanity_steps, suffix=" blocks",
                                      toolTip="Blocks randomised in cascade, from the output down")
-        evidence = QHBoxLayout()
-        evidence.addWidget(self.faithfulness_button)
-        evidence.addWidget(self.curve_steps)
-        evidence.addWidget(self.sanity_button)
-        evidence.addWidget(self.sanity_steps)
-        return evidence
+        grid = QGridLayout()
+        for row, pair in enumerate(((self.run_button, self.cancel_button),
+                                    (self.faithfulness_button, self.curve_steps),
+                                    (self.sanity_button, self.sanity_steps))):
+            for col, w in enumerate(pair):
+                grid.addWidget(w, row, col)
+        grid.addWidget(self.progress, 3, 0, 1, 2)
+        return grid
 
     def _bind(self) -> None:
         """Every control shows its choice and writes the person's edits into the state (explorer.qt.bind)."""
@@ -183,6 +195,8 @@ class AttributionControls(QWidget):
     def set_top1_name(self, name: str) -> None:
         """Name the top-1 entry after the class the image was classified as."""
         self.target_combo.setItemText(0, f"Top-1 ({name})")
+        if self.target_combo.currentIndex() == 0:
+            self.target_combo.lineEdit().setCursorPosition(0)  # a narrow box shows the start, "Top-1 (…", not its end
 
     def target(self) -> int | None:
         """The class chosen in the target box (None: top-1). Raises ValueError for unknown text."""

@@ -1,6 +1,7 @@
 """The evidence that an attribution map means something (explorer.core.attribution.faithfulness), as views:
 its deletion and insertion curves with their random-order references, the strip of maps of the
-model-randomisation sanity check, and the table of every method computed for the image.
+model-randomisation sanity check, and the table of every method computed for the image — three tabs beside the
+map (`EvidenceTabs`).
 
 Each view draws an `AttributionRecord` (or the records) it is given; none holds a model or starts a job.
 
@@ -21,7 +22,9 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
+    QFrame,
     QLabel,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -48,17 +51,22 @@ SUBSTRATE_TIP = ("Deleted pixels become the image blurred, not a flat colour: a 
                  "the object's own mask then deletes no faster than a random order).")
 
 
-class FaithfulnessCurves(QWidget):
-    """The deletion and insertion curves of a map (`curve_plot`, `curve_items`) and the line under them.
+#: The curves' plot is never drawn shorter than this (pixels, axes and legend included): at 68 px in a laptop's
+#: dock the y label was cut and the data area was a few pixels across.
+CURVE_PLOT_MIN_HEIGHT = 150
 
-    Hidden until a record has curves: until then the overlay has the dock to itself (a 290 px dock left it
-    under 100 px high beside empty axes).
+
+class FaithfulnessCurves(QWidget):
+    """The deletion and insertion curves of a map (`curve_plot`, `curve_items`), their legend under the plot and
+    the verdict under that (`curve_caption`, in a scroll area: in a short dock it scrolls, never cut mid-line).
+
+    The Curves tab of `EvidenceTabs`, shown once a record has curves.
     """
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.curve_plot = pg.PlotWidget(background=None)
-        self.curve_plot.setMinimumWidth(220)
+        self.curve_plot.setMinimumSize(220, CURVE_PLOT_MIN_HEIGHT)
         self.curve_plot.setMouseEnabled(False, False)
         self.curve_plot.setMenuEnabled(False)
         self.curve_plot.hideButtons()
@@ -67,11 +75,12 @@ class FaithfulnessCurves(QWidget):
         self.curve_plot.getAxis("left").enableAutoSIPrefix(False)  # "p(target) (x1e-08)" was cut in a short plot
         self.curve_plot.setXRange(0, 1, padding=0.02)
         self.curve_plot.setYRange(0, 1, padding=0.02)
-        # The legend beside the plot, right of its axes, in the palette's text colour: over the curves it
-        # covered them, under them it took the height of a short plot (a laptop's dock).
+        # The legend under the axes, two entries a row (deletion, insertion), in the palette's text colour: over
+        # the curves it covered them; beside them, in a 220 px plot, it left the data 8 px wide.
         text = self.palette().color(QPalette.ColorRole.WindowText)
-        self.curve_legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-6, labelTextColor=text)
-        self.curve_plot.getPlotItem().layout.addItem(self.curve_legend, 2, 3)
+        self.curve_legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-6, horSpacing=6, colCount=2,
+                                          labelTextColor=text)
+        self.curve_plot.getPlotItem().layout.addItem(self.curve_legend, 4, 0, 1, 3)
         #: One PlotDataItem per curve: "deletion", "deletion_random", "insertion", "insertion_random".
         self.curve_items: dict[str, pg.PlotDataItem] = {}
         for kind, color in CURVE_COLORS.items():
@@ -80,14 +89,19 @@ class FaithfulnessCurves(QWidget):
                 [], [], pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine))
             self.curve_legend.addItem(self.curve_items[kind], kind)
             self.curve_legend.addItem(self.curve_items[f"{kind}_random"], f"{kind}, random")
+        for _, label in self.curve_legend.items:  # rows as tall as their text, not 27 px
+            label.item.document().setDocumentMargin(0)
+            label.updateMin()
         self.curve_caption = QLabel()
         self.curve_caption.setWordWrap(True)
         self.curve_caption.setTextFormat(Qt.TextFormat.RichText)
-        self.hide()
+        self.curve_caption.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.caption_scroll = CaptionScroll(self.curve_caption)
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(self.curve_plot, 1)
-        column.addWidget(self.curve_caption)
+        # The plot and the verdict share a short dock 3:2; the verdict never takes more than its text needs.
+        column.addWidget(self.curve_plot, 3)
+        column.addWidget(self.caption_scroll, 2)
 
     def show_curves(self, record: AttributionRecord | None, categories: list[str], has_map: bool,
                     truth: str = "", unlearned: bool = False) -> None:
@@ -95,7 +109,6 @@ class FaithfulnessCurves(QWidget):
         explains the curves when there is a map to measure); `truth`: the map's localisation, said after them;
         `unlearned`: the network has random weights, and the caption says what that makes of the numbers."""
         curves = None if record is None else record.curves
-        self.setVisible(bool(curves))
         if not curves:
             for item in self.curve_items.values():
                 item.setData([], [])
@@ -104,6 +117,7 @@ class FaithfulnessCurves(QWidget):
                 self._set_legend(f"{kind}_random", f"{kind}, random")
             self.curve_caption.setText("Faithfulness: deletion should fall fast (low area), insertion rise fast "
                                        "(high area), compared with pixels in a random order." if has_map else "")
+            self.caption_scroll.fit()
             return
         for kind, c in curves.items():
             self.curve_items[kind].setData(c.fractions, c.scores)
@@ -123,12 +137,40 @@ class FaithfulnessCurves(QWidget):
                                    + (f"; {truth}" if truth else "") + f"<br><small>{substrate_text(curves)}</small>"
                                    + (caveat if unlearned else ""))
         self.curve_caption.setToolTip(SUBSTRATE_TIP)
+        self.caption_scroll.fit()
 
     def _set_legend(self, key: str, text: str) -> None:
         item = self.curve_items[key]
         for sample, label in self.curve_legend.items:
             if sample.item is item:
                 label.setText(text)
+
+
+class CaptionScroll(QScrollArea):
+    """A wrapped label that asks for its whole height at its width and scrolls when the dock cannot give it."""
+
+    def __init__(self, label: QLabel, parent=None):
+        super().__init__(parent)
+        self.setWidget(label)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setMinimumHeight(3 * label.fontMetrics().lineSpacing())
+
+    def sizeHint(self):  # noqa: N802 - Qt override
+        hint = super().sizeHint()
+        label = self.widget()
+        hint.setHeight(label.heightForWidth(max(self.viewport().width(), 100)) + 2)
+        return hint
+
+    def fit(self) -> None:
+        """No taller than the text at this width: the plot above takes what the verdict does not need."""
+        self.setMaximumHeight(max(self.minimumHeight(), self.sizeHint().height()))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if event.oldSize().width() != event.size().width():
+            self.fit()
 
 
 def substrate_text(curves: dict) -> str:
@@ -254,15 +296,24 @@ class MethodsTable(QTableWidget):
 
 
 class EvidenceTabs(QTabWidget):
-    """The methods table and the sanity strip as tabs; hidden until some record has evidence."""
+    """The curves, the methods table and the sanity strip as tabs beside the map; hidden until some record has
+    evidence, the Curves tab until the record shown has curves."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        self.curves = FaithfulnessCurves()
         self.table = MethodsTable()
         self.strip = SanityStrip()
+        self.addTab(self.curves, "Curves")
         self.addTab(self.table, "Methods")
         self.addTab(self.strip, "Sanity check")
+        self.setTabVisible(0, False)
         self.hide()
+
+    def show_curves(self, record: AttributionRecord | None, *args, **kwargs) -> None:
+        """`record`'s curves in the Curves tab (see FaithfulnessCurves.show_curves), the tab shown while it has any."""
+        self.curves.show_curves(record, *args, **kwargs)
+        self.setTabVisible(self.indexOf(self.curves), bool(record is not None and record.curves))
 
     def show_records(self, records, localise: Callable | None = None, unlearned: bool = False) -> None:
         """The table of `records` (see MethodsTable.show_records); shown once a record has evidence, or a map can

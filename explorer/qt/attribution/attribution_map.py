@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton, QSlider, QSplitter,
                                QWidget)
@@ -41,29 +41,53 @@ RULE_NAMES = {"gausslegendre": "Gauss–Legendre", "riemann_trapezoid": "trapezo
 BOX_COLOR = "#00e676"
 #: A drag shorter than this (image pixels) on either side is a click, not a box.
 MIN_BOX = 2
+#: How to give the map its ground truth, on the map itself.
+DRAG_TIP = "Drag on the map to draw a box around the object: the map is then measured against it. Esc clears it."
 
 
-#: Height the evidence tabs get under the map until the person moves the handle: the tab bar, the table's header
-#: and two rows.
-EVIDENCE_HEIGHT = 110
+#: Width the evidence tabs get beside the map, at least, until the person moves the handle: the curves' plot with
+#: its axes and two-column legend, and the verdict under it, readable.
+EVIDENCE_WIDTH = 320
 
 
 class MapFirstSplitter(QSplitter):
-    """The map row above the evidence tabs: until the person moves the handle, the tabs get EVIDENCE_HEIGHT and
-    the map row the rest (split 3:2, a 290 px dock on a laptop drew the map ~25 px tall beside ~15 px curves)."""
+    """The map (widget 0, whose AttributionMapView is `view`) beside the evidence tabs (widget 1): until the person
+    moves the handle, the map gets the widest square the splitter's height allows, the tabs the rest but at least
+    EVIDENCE_WIDTH (under the map, as before, the tabs left a laptop's 339 px dock a map 94 px tall)."""
 
-    def __init__(self, parent=None):
-        super().__init__(Qt.Orientation.Vertical, parent)
+    def __init__(self, view: AttributionMapView, parent=None):
+        super().__init__(Qt.Orientation.Horizontal, parent)
+        self.view = view
         self.automatic = True
         self.splitterMoved.connect(lambda *_: setattr(self, "automatic", False))
 
+    def addWidget(self, widget) -> None:  # noqa: N802 - Qt override
+        super().addWidget(widget)
+        widget.installEventFilter(self)  # the tabs appear with the first evidence: the map makes room then
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt override
+        if event.type() in (QEvent.Type.Show, QEvent.Type.Hide):
+            QTimer.singleShot(0, self.fit)
+        return super().eventFilter(watched, event)
+
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
-        if self.automatic and self.count() == 2:
-            self.widget(1).setMinimumHeight(EVIDENCE_HEIGHT // 2)  # its table scrolls below its own hint
-            h = self.height() - self.handleWidth()
-            rest = min(EVIDENCE_HEIGHT, h // 2)
-            self.setSizes([h - rest, rest])
+        self.fit()
+
+    def fit(self) -> None:
+        """The automatic split: the map square as tall as it can be drawn, the rest to the evidence."""
+        if not self.automatic or self.count() != 2 or not self.widget(1).isVisibleTo(self):
+            return
+        total = self.width() - self.handleWidth()
+        map_box, box = self.widget(0), self.view.box.geometry()
+        # What the map's column needs besides the square: the colour bar and margins across, the title and the
+        # lines under the map down.
+        across = max(0, map_box.width() - round(box.width()))
+        down = max(0, map_box.height() - round(box.height()))
+        side = max(0, self.height() - down)
+        left = min(side + across, total - EVIDENCE_WIDTH)
+        left = max(left, map_box.minimumSizeHint().width())
+        self.setSizes([left, total - left])
 
 
 class AttributionMapView(pg.GraphicsLayoutWidget):
@@ -78,7 +102,10 @@ class AttributionMapView(pg.GraphicsLayoutWidget):
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # Esc reaches the map once it was clicked
         self._drag_from: QPointF | None = None
         self.setBackground(None)
+        self.ci.setContentsMargins(2, 2, 2, 2)  # a laptop's dock has no pixels to spare around the map
         self.title = self.addLabel("", row=0, col=0, colspan=2)
+        self.title.item.document().setDocumentMargin(1)
+        self.setToolTip(DRAG_TIP)
         self.box = self.addViewBox(row=1, col=0, lockAspect=True, invertY=True, enableMouse=False)
         self.box.setMenuEnabled(False)
         self.image_item = pg.ImageItem(axisOrder="row-major")
@@ -113,6 +140,7 @@ class AttributionMapView(pg.GraphicsLayoutWidget):
             self.heat_item.clear()
             self.colorbar.hide()
             self.title.setText("Run a method to see which pixels carry the evidence.")
+            self._wrap_title()
             return False
         signed = r.signed and display == "signed"
         heat = r.heatmap.astype(np.float32)
@@ -131,11 +159,32 @@ class AttributionMapView(pg.GraphicsLayoutWidget):
         self.colorbar.setLevels(levels)
         self.colorbar.show()
         where = f" · {r.layer}" if r.layer else ""
-        self.title.setText(f"<b>{METHOD_NAMES[r.method]}{where}</b> — {category_label(categories, r.target)}"
-                           + (" (signed)" if signed else "")
+        # Its parts kept whole so that a narrow map wraps the title between them, not inside a class name
+        # ("cowboy boot / (514)").
+        whole = lambda text: f"<span style='white-space:nowrap'>{text}</span>"  # noqa: E731
+        self.title.setText(f"<b>{whole(METHOD_NAMES[r.method] + where)}</b> — "
+                           + whole(category_label(categories, r.target) + (" (signed)" if signed else ""))
                            + (f" · scale clipped at the {CLIP_PERCENTILE:g}th percentile" if clipped else ""))
+        self._wrap_title()
         self.box.autoRange(padding=0.01)
         return signed
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._wrap_title()
+
+    def _wrap_title(self) -> None:
+        """The title on as many lines as the view's width needs (a label as wide as its text was cut: "cowboy
+        bo…"); on one line when it fits."""
+        if not hasattr(self, "title"):  # pyqtgraph resizes the view before __init__ has made it
+            return
+        item = self.title.item
+        item.setTextWidth(-1)
+        room = self.width() - 6
+        if room > 0 and item.boundingRect().width() > room:
+            item.setTextWidth(room)
+        self.title.updateMin()
+        self.title.resizeEvent(None)
 
     # -- the box around the object
 
@@ -225,25 +274,26 @@ def delta_text(r) -> str:
 
 
 class MapDisplayRow(QWidget):
-    """Show (signed or absolute), Opacity and Export PNG…: how the map is shown, in the column of controls."""
+    """Show (signed or absolute), Opacity and Export PNG…: how the map is shown, under the map."""
 
     display_chosen = Signal(str)
     opacity_chosen = Signal(float)
 
     def __init__(self, opacity: float, parent=None):
         super().__init__(parent)
-        self.display_combo = QComboBox(toolTip="Signed: positive evidence red, negative blue; absolute: magnitude")
+        self.display_combo = QComboBox(toolTip="How the map is shown. Signed: positive evidence red, negative blue; "
+                                       "absolute: magnitude")
         self.display_combo.addItem("Signed", "signed")
         self.display_combo.addItem("Absolute", "absolute")
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setValue(round(opacity * 100))
         self.opacity_slider.setToolTip("Opacity of the heatmap over the image")
+        self.opacity_slider.setMinimumWidth(50)  # under the map the row is narrow: it left the slider 15 px
         self.export_button = QPushButton("Export PNG…")
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(QLabel("Show"))
-        row.addWidget(self.display_combo)
+        row.addWidget(self.display_combo)  # its items say what it is: a "Show" label made the row wider than the map
         row.addWidget(QLabel("Opacity"))
         row.addWidget(self.opacity_slider, 1)
         row.addWidget(self.export_button)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from explorer.core.attribution.catalogue import METHOD_NAMES, METHOD_PARAMS, category_label, done_text, result_name
 from explorer.core.attribution.faithfulness import AttributionRecord
@@ -47,7 +47,7 @@ from explorer.core.session import events as ev
 from explorer.core.session.session import Session
 from explorer.core.session.state import ExplorerState
 from explorer.qt.attribution.attribution_controls import AttributionControls
-from explorer.qt.attribution.attribution_evidence import EvidenceTabs, FaithfulnessCurves
+from explorer.qt.attribution.attribution_evidence import EvidenceTabs
 from explorer.qt.attribution.attribution_map import AttributionMapView, MapDisplayRow, MapFirstSplitter, delta_text
 from explorer.qt.attribution.ground_truth import GroundTruth
 from explorer.qt.panels import UNLEARNED, unlearned
@@ -56,8 +56,8 @@ from explorer.qt.workers import Lanes
 
 __all__ = ["METHOD_NAMES", "METHOD_PARAMS", "AttributionPanel"]
 
-#: Widest the column of controls grows (pixels): room for the longest baseline and branch names.
-CONTROLS_MAX_WIDTH = 420
+#: Widest the column of controls grows (pixels): its combo boxes show ~20 characters and pop up wide.
+CONTROLS_MAX_WIDTH = 280
 SLOT = "attribution"
 #: What the panel answers for by its children's names: the controls' setters (set_method, target,
 #: set_gradcam_layer) and the widgets the window, tests and benches reach.
@@ -115,9 +115,9 @@ class AttributionPanel(QWidget):
         self.view = AttributionMapView()
         #: The map measured against the object (a drawn sample's shape, or a box dragged on the map).
         self.truth = GroundTruth(self.session, self.view)
-        #: The deletion and insertion curves beside the overlay (hidden until used).
-        self.plot_box = FaithfulnessCurves()
+        #: The curves, the methods table and the sanity strip, as tabs beside the map (hidden until used).
         self.evidence_tabs = EvidenceTabs()
+        self.plot_box = self.evidence_tabs.curves  # the deletion and insertion curves, in the Curves tab
         self.sanity_strip = self.evidence_tabs.strip
         self._arrange()
         self._connect()
@@ -129,40 +129,37 @@ class AttributionPanel(QWidget):
     # ------------------------------------------------------------------ construction
 
     def _arrange(self) -> None:
-        """The column of controls beside the map and curves, above the evidence tabs."""
+        """The column of controls, then the map beside the evidence tabs (a splitter the person can move)."""
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.delta_label = QLabel()
         self.delta_label.setWordWrap(True)
         self.delta_label.setTextFormat(Qt.TextFormat.RichText)
-        # The controls in a column of bounded width beside the overlay: stacked above it, in a dock
-        # across a 1280 px window the fields stretched to the full width and pushed Show, Opacity and
-        # Export below a 300 px dock's edge.
+        # The controls in a narrow column: across the dock the fields stretched to its width; at 374 px (one row of
+        # evidence buttons, the display row) they left the map and the curves 490 px of a laptop's 876.
         self.column = QWidget(self)
         self.column.setMaximumWidth(CONTROLS_MAX_WIDTH)
         column = QVBoxLayout(self.column)
         column.setContentsMargins(0, 0, 0, 0)
-        for w in (self.controls, self.display_row, self.status, self.delta_label):
+        for w in (self.controls, self.status, self.delta_label):
             column.addWidget(w)
         column.addStretch(1)
-        # Overlay and curves side by side above the methods table and the sanity strip (a splitter: a
-        # short dock gives the overlay the room, a tall one the table).
-        # The map with the line that measures it against the object under it (shown with a map).
+        # The map, with how it is shown under it and the line that measures it against the object.
         self.map_box = QWidget(self)
         under = QVBoxLayout(self.map_box)
         under.setContentsMargins(0, 0, 0, 0)
         under.addWidget(self.view, 1)
+        under.addWidget(self.display_row)
         under.addWidget(self.truth)
-        self.map_row = QSplitter(Qt.Orientation.Horizontal)
-        self.map_row.addWidget(self.map_box)
-        self.map_row.addWidget(self.plot_box)
-        self.map_row.setStretchFactor(0, 3)
-        self.map_row.setStretchFactor(1, 2)
-        self.results_split = MapFirstSplitter()
-        self.results_split.addWidget(self.map_row)
+        # Beside it the evidence (curves, methods, sanity check) as tabs: a dock is short and wide, and the map
+        # is square, so the evidence takes width, not the map's height.
+        self.results_split = MapFirstSplitter(self.view)
+        self.results_split.addWidget(self.map_box)
         self.results_split.addWidget(self.evidence_tabs)
         self.results_split.setChildrenCollapsible(False)
+        self.results_split.setStretchFactor(0, 1)
         layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)  # the dock frames it already: 11 px margins were 14 px of map
         layout.addWidget(self.column)
         layout.addWidget(self.results_split, 1)
 
@@ -366,6 +363,7 @@ class AttributionPanel(QWidget):
         if event.result is not self.result:
             return
         self._show_evidence(self.record)
+        self.evidence_tabs.setCurrentWidget(self.plot_box)
         d, i = event.curves["deletion"], event.curves["insertion"]
         self._say_result(f"{result_name(self.result)}: deletion AUC {d.auc:.3f} (random {d.random_auc:.3f}), "
                          f"insertion AUC {i.auc:.3f} (random {i.random_auc:.3f}) in {event.seconds:.1f} s",
@@ -376,7 +374,7 @@ class AttributionPanel(QWidget):
         if event.result is not self.result:
             return
         self.sanity_strip.show_sanity(self.record, True, self.unlearned())
-        self.evidence_tabs.setCurrentIndex(1)
+        self.evidence_tabs.setCurrentWidget(self.sanity_strip)
         self._say_result(f"{result_name(self.result)}: sanity check {self.record.verdict()} in {event.seconds:.1f} s",
                          event.check.flagged)
         self.sanity_finished.emit(self.record)
@@ -421,7 +419,7 @@ class AttributionPanel(QWidget):
         empty states)."""
         self._evidence = record
         truth = self.truth.caption(record.result) if record is not None else ""
-        self.plot_box.show_curves(record, self.categories, self.result is not None, truth, self.unlearned())
+        self.evidence_tabs.show_curves(record, self.categories, self.result is not None, truth, self.unlearned())
         self.sanity_strip.show_sanity(record, self.result is not None, self.unlearned())
 
     def _show_records(self) -> None:

@@ -25,8 +25,10 @@ from explorer.core.text import fmt_fraction
 from explorer.qt.theme import WARNING_COLOR
 from explorer.qt.panels import UNLEARNED, unlearned
 
-#: What the line says before there is anything to measure against.
-HINT = "Drag on the map to draw a box around the object: the map is then measured against it (Esc clears it)."
+#: What the line says before there is anything to measure against (short: it sits under the map), and its tooltip.
+HINT = "Drag a box around the object on the map."
+HINT_TIP = ("The map is then measured against the box: whether its maximum lies inside (the pointing game) and how "
+            "much of its positive attribution does. Esc on the map, or Clear box, forgets the box.")
 
 
 def localise_map(heatmap: np.ndarray, mask: np.ndarray):
@@ -64,6 +66,7 @@ class GroundTruth(QWidget):
         self.line = QLabel(self)
         self.line.setWordWrap(True)
         self.line.setTextFormat(Qt.TextFormat.RichText)
+        self.line.setToolTip(HINT_TIP)
         self.clear_button = QPushButton("Clear box", self)
         self.clear_button.setToolTip("Forget the box drawn on the map (Esc on the map does the same)")
         self.clear_button.hide()
