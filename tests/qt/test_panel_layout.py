@@ -41,9 +41,10 @@ def test_attribution_controls_stay_in_view_and_keep_their_width(qtbot, size, met
         assert panel.rect().contains(rect_in(w, panel)), f"{w} lies outside the panel"
     for w in fields:
         assert w.width() <= SENSIBLE_FIELD_WIDTH
-    # The rest of the dock shows the image and its heatmap.
+    # The rest of the dock shows the image and its heatmap, with how it is shown (the display row) under it.
     view = rect_in(panel.view, panel)
-    assert view.width() >= size[0] - 500 and view.height() >= size[1] - 40
+    under = panel.display_row.height() + panel.map_box.layout().spacing()
+    assert view.width() >= size[0] - 500 and view.height() >= size[1] - 40 - under
     panel.shutdown()
 
 
@@ -161,3 +162,80 @@ def test_four_branch_mosaics_fit_the_activation_dock_beside_details(qtbot):
                        "3 · #5×5 reduce → #5×5 (3×3 kernel) · 48 ch", "4 · 3×3 max pool → pool proj · 64 ch"],
                       ["mean 0.000502 · max 0.00433 · zeros 48 % · energy 59 %"] * 4)
     assert grid.ci.minimumWidth() <= 500
+
+
+RUN_MS = 120_000
+
+
+def drawn_rect(view, item) -> QRect:
+    """Where a graphics item of a pyqtgraph view is drawn, in the view's pixels."""
+    return view.mapFromScene(item.mapRectToScene(item.boundingRect())).boundingRect()
+
+
+@pytest.fixture
+def attributed_window(sized_window, qtbot):
+    """attributed_window(w, h) -> the window of that size with GoogLeNet's Grad-CAM of a sample photo on
+    inception4a and its deletion and insertion curves in the Attributions dock (random weights)."""
+    from explorer.core.model.samples import sample_images
+
+    def make(width, height):
+        w = sized_window(width, height)
+        panel = w.images.attribution
+        w.images.attribution_dock.raise_()
+        w.images.classify.classify_paths([sample_images()[0].path])
+        qtbot.waitUntil(lambda: panel.x is not None, timeout=RUN_MS)
+        panel.set_method("grad_cam")
+        panel.set_gradcam_layer("inception4a")
+        with qtbot.waitSignal(panel.attribution_finished, timeout=RUN_MS):
+            panel.run()
+        panel.curve_steps.setValue(4)
+        with qtbot.waitSignal(panel.faithfulness_finished, timeout=RUN_MS):
+            panel.run_faithfulness()
+        qtbot.wait(100)  # the splitter makes room for the evidence on the next turn of the event loop
+        return w
+
+    return make
+
+
+@pytest.mark.parametrize("size", WINDOW_SIZES)
+def test_the_attribution_map_grows_with_the_dock_beside_its_evidence(attributed_window, size):
+    """Issue 25: with the evidence under the map, a laptop's 339 px dock drew the map 94 px tall (404 px: ~120);
+    beside it, the map takes most of the dock's height, whole, with its title whole."""
+    w = attributed_window(*size)
+    dock, panel = w.images.attribution_dock, w.images.attribution
+    view = panel.view
+    drawn = drawn_rect(view, view.image_item)
+    assert drawn.height() >= 0.6 * dock.height(), (drawn, dock.height())
+    assert view.rect().contains(drawn)
+    # The evidence is beside the map, not under it, and the map's title is drawn whole ("cowboy bo…" was cut).
+    assert rect_in(panel.evidence_tabs, panel).left() >= rect_in(view, panel).right()
+    title = view.title
+    assert view.rect().contains(view.mapFromScene(title.mapRectToScene(title.itemRect())).boundingRect())
+
+
+@pytest.mark.parametrize("size", WINDOW_SIZES)
+def test_the_curves_and_their_verdict_are_readable_and_the_legend_covers_no_data(attributed_window, size):
+    """Issue 25: at 1280×800 the curves' plot was 68 px tall, its data area 8 px wide beside the legend (which
+    overlapped it), its y label cut, and the verdict under it cut mid-line ("…network that has not learned")."""
+    w = attributed_window(*size)
+    panel = w.images.attribution
+    assert panel.plot_box.isVisible()
+    plot = panel.curve_plot
+    area = plot.getPlotItem().vb.sceneBoundingRect()
+    assert area.height() >= 80 and area.width() >= 150, area
+    legend = panel.curve_legend.sceneBoundingRect()
+    assert not legend.intersects(area), (legend, area)
+    # The legend and both axes' labels are drawn whole inside the plot.
+    inside = plot.mapToScene(plot.viewport().rect()).boundingRect()
+    for name in ("left", "bottom"):
+        label = plot.getAxis(name).label
+        m = label.document().documentMargin()  # blank around the text
+        assert inside.contains(label.mapRectToScene(label.boundingRect().adjusted(m, m, -m, -m))), name
+    assert inside.contains(legend), (legend, inside)
+    # The verdict, with its random-weights caveat, shows whole: laid out at its full height, all of it in view.
+    caption, scroll = panel.curve_caption, panel.plot_box.caption_scroll
+    assert "mean nothing" in caption.text()
+    needed = caption.heightForWidth(caption.width())
+    assert caption.height() >= needed and scroll.viewport().height() >= needed, (needed, scroll.viewport().height())
+    # So does the status line in the column of controls.
+    assert panel.status.height() >= panel.status.heightForWidth(panel.status.width())
