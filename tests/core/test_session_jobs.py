@@ -181,3 +181,36 @@ def test_compare_is_a_session_job_and_the_last_request_wins():
     s.comparisons.compare("googlenet", "inception_v3", (160, 160))
     s.runner.run_all()
     assert [e.size for e in told[1:]] == [(160, 160)]
+
+
+def test_a_blocks_decomposition_belongs_to_its_image(tmp_path):
+    """Decompose through the session: into state.conductance, adding up on the trained demo network (checked
+    against two plain forwards of the loaded network), and gone when another image comes."""
+    from PIL import Image
+
+    from explorer.core.attribution.methods import baseline_for
+    from explorer.core.demo.drawing import draw_images
+    from explorer.core.demo.task import MEAN, STD
+
+    s = Session(allow_download=False)
+    s.set_model("shapes_inception")
+    assert not s.state.loaded.weights.is_random
+    paths = []
+    for i, d in enumerate(draw_images(2, 2426)):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(d.image).save(paths[-1])
+    s.classify(paths[0])
+    decomposed = heard(s, ev.BranchesDecomposed)
+    block = [b.name for b in s.state.graph.blocks()][-1]
+    s.attributions.decompose(block)
+    result = s.state.conductance
+    assert decomposed == [ev.BranchesDecomposed(result)] and result.block == block
+    x = s.attributions.input_x
+    net = s.state.loaded.module.eval()
+    with torch.no_grad():
+        logits, logits0 = net(x), net(baseline_for(x, s.attributions.choices.params.ig_baseline, mean=MEAN, std=STD))
+    t = result.target
+    assert result.difference == pytest.approx(float(logits[0, t] - logits0[0, t]), abs=1e-4)
+    assert result.relative_error() < 0.02
+    s.classify(paths[1])
+    assert s.state.conductance is None

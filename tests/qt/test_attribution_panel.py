@@ -343,3 +343,34 @@ def test_attributions_run_on_the_classifiers_device_and_say_when_the_cpu_took_ov
     expected = attribution.attribute(cm, x, "saliency", result.target)
     np.testing.assert_allclose(result.heatmap, expected.heatmap, rtol=1e-5, atol=1e-7)
     p.shutdown()
+
+
+def test_decompose_block_shows_each_branchs_part_and_what_they_add_up_to(qtbot, setup, job_runner):
+    """The Branch shares tab's Decompose block: the selected block's layer conductance per branch, the sum, f(x) −
+    f(baseline) from two plain forwards of the network (computed here on the plain model) and the error."""
+    from explorer.core.attribution.methods import baseline_for
+
+    graph, cm, x, _, _ = setup
+    p = BranchSharePanel(runner=job_runner.lanes("images"))
+    qtbot.addWidget(p)
+    p.show()
+    p.set_model(cm, graph)
+    p.set_image(x)
+    p.show_block("inception4a")
+    import dataclasses
+
+    p.attributions.choices.params = dataclasses.replace(p.attributions.choices.params, ig_baseline="zero")
+    p.decompose_button.click()
+    qtbot.waitUntil(lambda: p.session.state.conductance is not None, timeout=RUN_MS)
+    result = p.session.state.conductance
+    plain = calibrated_model("googlenet")  # the same weights, without the capture network's probes
+    with torch.no_grad():
+        logits, logits0 = plain(x), plain(baseline_for(x, "zero"))
+    target = int(logits.argmax(1))
+    assert result.block == "inception4a" and result.target == target and result.baseline == "zero"
+    assert result.difference == pytest.approx(float(logits[0, target] - logits0[0, target]), abs=1e-4)
+    text = p.conductance_label.text()
+    assert "inception4a" in text and f"{result.difference:.4g}" in text and "branch 4" in text
+    assert f"{result.total:.4g}" in text
+    p.set_image(x.clone())  # another image: its decomposition is not this one's
+    assert p.session.state.conductance is None and p.conductance_label.text() == ""

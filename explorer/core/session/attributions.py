@@ -63,6 +63,13 @@ def _evidence(model, x, target, *, progress=None, cancel=None):
     return ev.EvidenceComputed(branch_evidence(model, x, target, progress=progress, cancel=cancel))
 
 
+def _decompose(model, graph, x, block, target, baseline, normalisation, *, progress=None, cancel=None):
+    from explorer.core.attribution.decomposition import branch_conductance
+
+    return ev.BranchesDecomposed(branch_conductance(model, graph, x, block, target, baseline=baseline,
+                                                    normalisation=normalisation, progress=progress, cancel=cancel))
+
+
 def _sanity(model, explain, result, blocks, *, progress=None, cancel=None):
     from explorer.core.attribution.faithfulness import sanity_check
 
@@ -127,6 +134,9 @@ class Attributions:
             return
         self.cancel()
         self.session.runner.cancel(SHARES)
+        st = self.session.state
+        with st.changes():  # what was found for the previous input does not describe this one
+            st.branch_evidence = st.conductance = None
         plain = x is not None and x.device.type == "cpu" and x.is_contiguous() and str(x.dtype) == "torch.float32"
         self._input = None if x is None else (x if plain else cpu_input(x), device)
         self._given_input = True
@@ -238,6 +248,27 @@ class Attributions:
         self._submit(_evidence, self.networks_on("cpu"), x, target, on_progress=on_progress, on_end=on_end,
                      lane=SHARES)
 
+    def decompose(self, block: str, target: int | None = None, *, graph=None, on_progress=None,
+                  on_end=None) -> None:
+        """`block`'s branches' layer conductance to `target` (None: the top-1) in the image explained, from the
+        attribution choices' Integrated Gradients baseline, on the CPU: into `state.conductance`. `graph`: the
+        block graph of the networks explained (default: the state's). ValueError for no image, or a block whose
+        branches are not concatenated (their parts would not add up)."""
+        from explorer.core.attribution.decomposition import concatenated_widths
+        from explorer.core.attribution.methods import with_normalisation
+
+        graph = graph if graph is not None else self.session.state.graph
+        if graph is None:
+            raise ValueError("Load a model and classify an image first.")
+        concatenated_widths(graph, block)
+        x, _ = self.image()
+        loaded = self.session.state.loaded
+        params = self.choices.params
+        if loaded is not None:  # the black baseline where this model's input puts black
+            params = with_normalisation(params, loaded.transforms())
+        self._submit(_decompose, self.networks_on("cpu"), graph, x, block, target, params.ig_baseline,
+                     params.normalisation(), on_progress=on_progress, on_end=on_end, lane=SHARES)
+
     def cancel(self) -> bool:
         return self.session.runner.cancel(LANE)
 
@@ -263,6 +294,10 @@ class Attributions:
         st = self.session.state
         if isinstance(event, ev.EvidenceComputed):
             st.branch_evidence = event.evidence
+            self.session.tell(event)
+            return
+        if isinstance(event, ev.BranchesDecomposed):
+            st.conductance = event.conductance
             self.session.tell(event)
             return
         if isinstance(event, ev.MapComputed):

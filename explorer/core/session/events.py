@@ -14,7 +14,7 @@ from explorer.core.session.runner import Progress
 
 __all__ = [
     "BatchClassified", "BatchStopped", "BlocksTimed", "ChannelVisualised", "ClassifierReady", "Compared",
-    "CurvesComputed", "EvidenceComputed", "ExamplesFound", "FilesListed", "GraphBuilt", "HandoutWritten",
+    "BranchesDecomposed", "CurvesComputed", "EvidenceComputed", "ExamplesFound", "FilesListed", "GraphBuilt", "HandoutWritten",
     "ImageClassified", "ImageShown", "JobEnded", "JobProgress", "MapComputed", "ModelNamesListed", "ModelOpened",
     "NetworkReady", "Progress", "SanityChecked", "ShapesTraced", "WeightsLoaded",
 ]
@@ -156,6 +156,14 @@ class EvidenceComputed:
     """Every branch's share of the evidence for a class (a BranchEvidence: |gradient × activation| per branch)."""
 
     evidence: Any
+
+
+@dataclass(frozen=True)
+class BranchesDecomposed:
+    """One block's branches' layer conductance to the target's logit (a BranchConductance), which adds up to
+    f(x) − f(baseline)."""
+
+    conductance: Any
 
 
 @dataclass(frozen=True)

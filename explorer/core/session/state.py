@@ -222,6 +222,8 @@ class ExplorerState(State):
                                  "faithfulness and sanity evidence: AttributionRecords, one per method, layer and target.")
     branch_evidence = StateProperty(None, "The BranchEvidence of the image on screen (per-branch |gradient × "
                                     "activation|), once computed; cleared with the image and the model.")
+    conductance = StateProperty(None, "The BranchConductance of one block of the image on screen: each branch's part of "
+                                "f(x) − f(baseline) and how far their sum is from it; cleared with the image and the model.")
     channel = StateProperty(None, "The channel shown in the Channel tab (ChannelChoice), of the model on screen.")
     object_box = StateProperty(None, "A box (x0, y0, x1, y1) a person drew around the object on the attribution map, in "
                                "the network input's pixels (columns x0 … x1 − 1, rows y0 … y1 − 1): the ground truth "
@@ -230,7 +232,7 @@ class ExplorerState(State):
                             "the one route errors take to the window.")
 
     #: Results computed on the image on screen, and their empty values: they go when any part of the key changes.
-    IMAGE_RESULTS = {"attributions": (), "branch_evidence": None}
+    IMAGE_RESULTS = {"attributions": (), "branch_evidence": None, "conductance": None}
     #: Results that go when the model or its weights change, not with the image: the channel chosen, and the last
     #: image shown with its classification (the next image's replace them when they arrive; until then, a
     #: presentation keeps its slide).

@@ -229,6 +229,18 @@ class NetworkShareChart(QWidget):
             self.block_clicked.emit(self.blocks[i])
 
 
+def conductance_text(result) -> str:
+    """A block's decomposition for people: each branch's part of the logit, their sum, and what it should be."""
+    from explorer.core.text import fmt_fraction
+
+    parts = " · ".join(f"{fmt_branch(k)} {v:+.3g}" for k, v in enumerate(result.contributions))
+    error = fmt_fraction(result.relative_error()) if result.difference else "—"
+    return (f"<b>Layer conductance at {result.block}</b> to class {result.target}'s logit, from the "
+            f"{result.baseline} baseline: {parts}. Sum {result.total:.4g}; f(x) − f(baseline) = "
+            f"{result.output:.4g} − {result.baseline_output:.4g} = {result.difference:.4g} (two plain forwards); "
+            f"error {result.error:+.2g} ({error}).")
+
+
 class BranchSharePanel(QWidget):
     """Compute branch shares for the image on screen; show the network chart and one block's bars.
 
@@ -261,6 +273,11 @@ class BranchSharePanel(QWidget):
         self.compute_button = QPushButton("Compute branch shares")
         self.compute_button.setToolTip("Gradient × activation on every branch output, summed per branch "
                                        "and normalised per block")
+        self.decompose_button = QPushButton("Decompose block")
+        self.decompose_button.setToolTip(
+            "Each branch's layer conductance to the target's logit (Integrated Gradients through the block's "
+            "concatenated output, from the Attributions tab's baseline): the branches' parts add up to f(x) − "
+            "f(baseline), computed by two plain forwards; the difference left is the integral's error")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the computation at the next block")
         self.progress = QProgressBar()
@@ -276,8 +293,13 @@ class BranchSharePanel(QWidget):
         self.export_button.setMenu(menu)
         self.network_chart = NetworkShareChart()
         self.block_chart = BranchShareChart()
+        #: The selected block's decomposition, when computed: each branch's part and what they add up to.
+        self.conductance_label = QLabel()
+        self.conductance_label.setWordWrap(True)
+        self.conductance_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         bar = QHBoxLayout()
         bar.addWidget(self.compute_button)
+        bar.addWidget(self.decompose_button)
         bar.addWidget(self.cancel_button)
         bar.addWidget(self.progress)
         bar.addWidget(self.status, 1)
@@ -286,10 +308,13 @@ class BranchSharePanel(QWidget):
         layout.addLayout(bar)
         layout.addWidget(self.network_chart, 3)
         layout.addWidget(self.block_chart, 2)
+        layout.addWidget(self.conductance_label)
         self.compute_button.clicked.connect(lambda: self.compute(self.target))
+        self.decompose_button.clicked.connect(lambda: self.decompose(self.target))
         self.cancel_button.clicked.connect(self.cancel)
         self.network_chart.block_clicked.connect(self.show_block)
         self.session.state.connect("branch_evidence", self._on_evidence)
+        self.session.state.connect("conductance", self._on_conductance)
         self._update_enabled()
 
     @property
@@ -339,6 +364,28 @@ class BranchSharePanel(QWidget):
             return
         if self._job == serial:
             self.status.setText("Computing branch shares…")
+            self.progress.setRange(0, 0)
+        self._update_enabled()
+
+    def decompose(self, target: int | None = None) -> None:
+        """Ask the session for the shown block's branches' conductance to `target` (None: the top-1), on a worker."""
+        block = self.block or next((b.name for b in self.graph.blocks()), None) if self.graph else None
+        self._serial += 1
+        serial = self._job = self._serial
+        try:
+            if block is None:
+                raise ValueError("Load a model and classify an image first.")
+            self.attributions.decompose(block, target, graph=self.graph,
+                                        on_progress=lambda d, t: self._on_progress(serial, d, t),
+                                        on_end=lambda outcome: self._on_end(serial, outcome))
+        except ValueError as e:
+            self._job = None
+            self.status.setText(str(e))
+            self.shares_failed.emit(str(e))
+            self._update_enabled()
+            return
+        if self._job == serial:
+            self.status.setText(f"Decomposing {block}…")
             self.progress.setRange(0, 0)
         self._update_enabled()
 
@@ -408,6 +455,12 @@ class BranchSharePanel(QWidget):
         self.evidence_ready.emit(evidence)
         self.shares_ready.emit(self.shares)
 
+    def _on_conductance(self, result) -> None:
+        """The state's decomposition changed: computed for the image on screen, or gone with it."""
+        self.conductance_label.setText("" if result is None else conductance_text(result))
+        if result is not None:
+            self.status.setText(f"{result.block}'s branches decomposed.")
+
     def _on_end(self, serial: int, outcome: str) -> None:
         if serial != self._job:
             self._update_enabled()
@@ -431,6 +484,7 @@ class BranchSharePanel(QWidget):
     def _update_enabled(self) -> None:
         running = self._job is not None
         self.compute_button.setEnabled(not running and self.x is not None)
+        self.decompose_button.setEnabled(not running and self.x is not None)
         self.cancel_button.setEnabled(running and self.session.runner.running(SHARES) is not None)
         self.progress.setVisible(running)
         self.export_button.setEnabled(bool(self.shares))
