@@ -177,6 +177,10 @@ class CaptureModel(nn.Module):
             overwritten = any(_writes_in_place(u, gm) and u.args and u.args[0] is p for u in p.users)
             probe.register_forward_hook(self._keep(name, clone=overwritten))
         self.block_branches = {bn.name: len(bn.branch_steps) for bn in graph.nodes() if bn.is_block}
+        #: Per block, the traced node that concatenates (or adds) its branches: its inputs are the branches'
+        #: probes, so a knock-out can replace one branch where the block joins it, and only there.
+        self.join_nodes = {bn.name: step_node[bn.join_step].name for bn in graph.nodes()
+                           if bn.is_block and not bn.training_only and bn.join_step in step_node}
         self.node_names = [bn.name for bn in graph.nodes() if not bn.training_only and bn.kind != "input"]
 
     def _keep(self, name, clone: bool = False):
