@@ -696,6 +696,164 @@ def _attribute_csv_rows(record: dict) -> list[list]:
              record.get("npy", ""), *provenance_cells(record.get("provenance"))]]
 
 
+#: The CSV columns of `ablate`: a row per image and branch, the plain network's values repeated on each.
+ABLATE_CSV_COLUMNS = ("path", "mode", "target", "label", "block", "branch", "delta_logit", "delta_prob", "logit", "prob",
+                      "top1", "top1_label", "top1_changed", "plain_logit", "plain_prob", "plain_top1",
+                      "model", "weights", "weights_sha256", "device", "input_size", "resize", "crop", "interpolation",
+                      "mean", "std")
+
+
+def cmd_ablate(args) -> int:
+    """Each branch (of --blocks, default every block) knocked out on its own, per image: the change in the target's
+    logit and probability and the new top-1; one stderr line per file that cannot be read, a record per image
+    written as it completes, and exit 1 at the end when any file failed."""
+    import time
+
+    from explorer.core.attribution.knockout import KnockoutNetwork
+    from explorer.core.classify.images import ImageLoadError, expand_inputs
+    from explorer.core.classify.provenance import provenance_of
+
+    ref = _model_ref(args.model)
+    if args.target is not None and args.target < 0:
+        raise CommandError(f"--target {args.target} must be a class index from 0")
+    files = expand_inputs(args.inputs)
+    if not files:
+        raise CommandError("no image files found in " + ", ".join(args.inputs), EXIT_FAILED)
+    loaded, clf, cm = _ablate_model(args, ref)
+    branches = _ablate_branches(args.blocks, cm)
+    classes = len(clf.categories)
+    if args.target is not None and args.target >= classes:
+        raise CommandError(f"--target {args.target}: the model has {classes} classes (0 to {classes - 1})")
+    net = KnockoutNetwork(cm)
+    if net.shared_pass_problem:
+        raise CommandError(f"{ref}: cannot knock out its branches: {net.shared_pass_problem}", EXIT_FAILED)
+    from explorer.core.model.loading import has_learned_weights
+
+    learned = has_learned_weights(loaded)
+    write = _ablate_writer(args.format, provenance_of(ref, loaded, clf.transforms), clf.categories, learned)
+    ok = failed = 0
+    try:
+        for path in files:
+            try:
+                x = clf.preprocess(path).unsqueeze(0)
+            except ImageLoadError as e:
+                failed += 1
+                print(f"inception-explorer: cannot ablate {path}: {e.reason}", file=sys.stderr)
+                continue
+            t0 = time.perf_counter()
+            effects = net.effects(x, target=args.target, mode=args.mode, branches=branches)
+            write(str(path), effects, (time.perf_counter() - t0) * 1000)
+            ok += 1
+    finally:
+        write.close()  # the JSON array's end, on Ctrl-C too
+    if ok == 0:
+        print(f"inception-explorer: error: none of the {failed} input(s) could be read", file=sys.stderr)
+    return EXIT_FAILED if failed else 0
+
+
+def _ablate_model(args, ref: str):
+    """(LoadedModel, Classifier on the CPU, its CaptureModel) of `ablate`, the weights' warning on stderr; weights
+    that cannot be loaded or a model without probes is one line, exit 1."""
+    from explorer.core.classify.inference import Classifier
+    from explorer.core.graph.blockgraph import build_block_graph
+
+    loaded, graph = _load_model(ref, args.weights, need_classes=True)
+    if loaded.weights.is_random:
+        from explorer.core.model.weights import UNLEARNED_CAVEAT
+
+        print(f"inception-explorer: warning: {loaded.weights.describe()}", file=sys.stderr)
+        print(f"inception-explorer: warning: {UNLEARNED_CAVEAT}", file=sys.stderr)
+    clf = Classifier(loaded, "cpu", optimize=False, graph=graph or build_block_graph(loaded.spec))
+    try:
+        cm = clf.capture_model("cpu")
+    except RuntimeError as e:  # a module tree (an untraceable forward, a vision transformer): no probes
+        raise CommandError(f"{ref}: cannot probe its layers: {clf.graph.dataflow_reason or e}", EXIT_FAILED) from None
+    if not cm.block_branches:
+        raise CommandError(f"{ref}: the model has no blocks with branches to knock out", EXIT_FAILED)
+    return loaded, clf, cm
+
+
+def _ablate_branches(blocks: list[str] | None, cm) -> list[tuple[str, int]]:
+    """The (block, branch_index) pairs of `--blocks B[/BRANCH]…` (BRANCH 1-based), in the order given, each once;
+    none given: every branch of every block."""
+    if not blocks:
+        return [(b, k) for b, count in cm.block_branches.items() for k in range(count)]
+    chosen: dict[tuple[str, int], None] = {}
+    for text in blocks:
+        node, branch = _node_branch(text, cm)
+        count = cm.block_branches.get(node, 0)
+        if not count:
+            raise CommandError(f"--blocks {text}: {node} is not a block with branches; blocks: "
+                               + ", ".join(cm.block_branches))
+        for k in ([branch] if branch is not None else range(count)):
+            chosen[(node, k)] = None
+    return list(chosen)
+
+
+class _AblateWriter:
+    """write(path, BranchEffects, ms): a record per image (its branches in a list) as JSON Lines or a JSON array,
+    a row per branch in CSV, or a table; close() ends the array."""
+
+    def __init__(self, fmt: str, provenance, categories: list[str], learned: bool):
+        self.fmt, self.provenance, self.categories, self.learned = fmt, provenance, categories, learned
+        if fmt != "table":
+            from explorer.core.records import record_writer
+
+            self.records = record_writer(fmt, sys.stdout, ABLATE_CSV_COLUMNS, _ablate_csv_rows)
+
+    def record(self, path: str, r, ms: float) -> dict:
+        from explorer.core.text import branch_number
+
+        names = self.categories
+        record = {"path": path, "mode": r.mode, "target": r.target, "label": names[r.target], "logit": r.logit,
+                  "prob": r.prob, "top1": r.top1, "top1_label": names[r.top1], "weights_learned": self.learned,
+                  "branches": [{"block": e.block, "branch": branch_number(e.branch_index), "delta_logit": e.delta_logit,
+                                "delta_prob": e.delta_prob, "logit": e.logit, "prob": e.prob, "top1": e.top1,
+                                "top1_label": names[e.top1], "top1_changed": e.top1_changed} for e in r.effects]}
+        if not self.learned:
+            from explorer.core.model.weights import UNLEARNED_CAVEAT
+
+            record["caveat"] = UNLEARNED_CAVEAT
+        record["timings"] = {"ablate_ms": round(ms, 2)}
+        record["provenance"] = self.provenance.to_dict("cpu")
+        return record
+
+    def __call__(self, path: str, r, ms: float) -> None:
+        if self.fmt != "table":
+            self.records.write(self.record(path, r, ms))
+            return
+        from explorer.core.text import fmt_branch, fmt_fraction
+
+        names = self.categories
+        print(f"{path}  ({r.mode} knock-outs of class {r.target} {names[r.target]}: logit {r.logit:.3f}, "
+              f"{fmt_fraction(r.prob)}; top-1 {names[r.top1]} ({r.top1}); {ms:.0f} ms)")
+        width = max((len(e.block) for e in r.effects), default=0)
+        for e in r.effects:
+            mark = "  top-1 changed" if e.top1_changed else ""
+            print(f"  {e.block:{width}s} {fmt_branch(e.branch_index):9s}  Δlogit {e.delta_logit:+9.3f}  "
+                  f"Δprob {fmt_fraction(e.delta_prob, signed=True):>8}  top-1 {names[e.top1]} ({e.top1}){mark}")
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.fmt != "table":
+            self.records.close()
+
+
+def _ablate_writer(fmt: str, provenance, categories, learned: bool) -> _AblateWriter:
+    _ = provenance.weights_sha256  # the weight file is read for its hash now, once
+    return _AblateWriter(fmt, provenance, list(categories), learned)
+
+
+def _ablate_csv_rows(record: dict) -> list[list]:
+    """One ABLATE_CSV_COLUMNS row per branch of a record, with its provenance cells."""
+    from explorer.core.classify.provenance import provenance_cells
+
+    cells = provenance_cells(record.get("provenance"))
+    return [[record["path"], record["mode"], record["target"], record["label"], b["block"], b["branch"],
+             b["delta_logit"], b["delta_prob"], b["logit"], b["prob"], b["top1"], b["top1_label"], b["top1_changed"],
+             record["logit"], record["prob"], record["top1"], *cells] for b in record["branches"]]
+
+
 def cmd_handout(args) -> int:
     """One PDF of a model (and an image): block graph, paper table, shape trace, top-5, feature maps and an
     attribution. Drawn with Qt's PDF writer, offscreen: the Qt renderer is imported by name here only, so
@@ -897,6 +1055,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the PDF is written (whole or not at all; never over an input); - for stdout")
     s.set_defaults(func=cmd_handout)
     _add_featurevis_parsers(sub)
+    _add_ablate_parser(sub)
     _add_train_demo_parser(sub)
     _add_draw_shapes_parser(sub)
     return p
@@ -941,6 +1100,28 @@ def _add_attribute_parser(sub) -> None:
                    "random), device, input size and preprocessing")
     s.add_argument("-o", "--output", metavar="DIR", help="write each map as a PNG overlay and a .npy array here")
     s.set_defaults(func=cmd_attribute)
+
+
+def _add_ablate_parser(sub) -> None:
+    s = sub.add_parser("ablate", help="knock each branch out on its own: the change in the target's logit and "
+                       "probability, and the new top-1, per image")
+    s.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER")
+    s.add_argument("--model", required=True, help=MODEL_HELP)
+    s.add_argument("--weights", help="a .pth/.pt/.safetensors file, or 'none' for random weights (default: the "
+                   "published weights from the torch hub cache or a download; random, with a warning, when neither works)")
+    s.add_argument("--blocks", nargs="+", metavar="B[/BRANCH]",
+                   help="the blocks whose branches are knocked out, or single branches (1-based, as in Details): "
+                   "inception4a inception5b/2 (default: every branch of every block)")
+    s.add_argument("--mode", choices=("zero", "mean"), default="zero",
+                   help="what a knocked-out branch becomes: zeros (default), or each channel's mean over the image, "
+                   "which keeps the block's statistics")
+    s.add_argument("--target", type=int, default=None, metavar="CLASS",
+                   help="the class whose logit and probability are followed (default: each image's top-1)")
+    s.add_argument("--format", choices=("table", "jsonl", "json", "csv"), default="table",
+                   help="table (default); jsonl: one JSON object per image a line, its branches in a list; json: one "
+                   "JSON array; csv: a row per image and branch; each record names the model, weights (file and "
+                   "sha256, or random), device, input size and preprocessing; written as each image completes")
+    s.set_defaults(func=cmd_ablate)
 
 
 # -- feature visualisation and dataset examples -------------------------------------------------------
