@@ -29,6 +29,7 @@ BENCHES = {
     "bench_handout.py": "ratio  ours/anchor",
     "bench_featurevis.py": "ratio  plain/ours",
     "bench_gpu_input.py": "grey levels",
+    "bench_knockout.py": "ratio  loop/ours",
 }
 
 
