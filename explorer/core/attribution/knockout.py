@@ -193,6 +193,19 @@ class KnockoutNetwork:
                 last[a] = n
         return last
 
+    def _plain_forward(self, x: torch.Tensor) -> tuple[dict[fx.Node, Any], Any]:
+        """(every node's value, the output) of the plain network for `x`."""
+        base: dict[fx.Node, Any] = {}
+        for n in self.nodes:
+            if n.op == "placeholder":
+                base[n] = x
+            elif n.op == "output":
+                return base, fx.node.map_arg(n.args[0], base.__getitem__)
+            else:
+                args, kwargs = fx.node.map_arg((n.args, n.kwargs), base.__getitem__)
+                base[n] = self._call(n, args, kwargs)
+        raise RuntimeError("the traced graph has no output")
+
     @torch.no_grad()
     def knock_out_each(self, x: torch.Tensor, branches: Sequence[Branch], mode: str = "zero"
                        ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,18 +217,7 @@ class KnockoutNetwork:
             raise ValueError(f"one image (1, C, H, W) is knocked out at a time, not {tuple(x.shape)}")
         if self.shared_pass_problem:
             raise RuntimeError(f"the knock-outs cannot share the plain forward: {self.shared_pass_problem}")
-        # The plain forward, every value kept.
-        base: dict[fx.Node, Any] = {}
-        out_node = None
-        for n in self.nodes:
-            if n.op == "placeholder":
-                base[n] = x
-            elif n.op == "output":
-                out_node = n
-            else:
-                args, kwargs = fx.node.map_arg((n.args, n.kwargs), base.__getitem__)
-                base[n] = self._call(n, args, kwargs)
-        plain = fx.node.map_arg(out_node.args[0], base.__getitem__)
+        base, plain = self._plain_forward(x)
         if not branches:
             return plain, plain[:0]
 
