@@ -374,3 +374,41 @@ def test_decompose_block_shows_each_branchs_part_and_what_they_add_up_to(qtbot, 
     assert f"{result.total:.4g}" in text
     p.set_image(x.clone())  # another image: its decomposition is not this one's
     assert p.session.state.conductance is None and p.conductance_label.text() == ""
+
+
+def test_knock_out_each_charts_what_each_branch_off_does(qtbot, setup, job_runner):
+    """Knock out each: the block's chart shows each branch's Δ p(target), equal to torchvision's own network with
+    that branch's output replaced through a forward hook (the independent reference); the top-1 changes marked."""
+    graph, cm, x, _, _ = setup
+    p = BranchSharePanel(runner=job_runner.lanes("images"))
+    qtbot.addWidget(p)
+    p.show()
+    p.set_model(cm, graph)
+    p.set_image(x)
+    p.show_block("inception4a")
+    p.knockout_mode.setCurrentIndex(p.knockout_mode.findData("mean"))
+    p.knockout_button.click()
+    qtbot.waitUntil(lambda: p.session.state.knockouts is not None, timeout=RUN_MS)
+    effects = p.session.state.knockouts
+    assert effects.mode == "mean" and len(effects.effects) == 36
+    plain = calibrated_model("googlenet")
+    with torch.no_grad():
+        probs = torch.softmax(plain(x), 1)[0]
+    target = int(probs.argmax())
+    expected = []
+    block = plain.inception4a
+    for branch in (block.branch1, block.branch2, block.branch3, block.branch4):
+        handle = branch.register_forward_hook(lambda m, i, o: o.mean(dim=(2, 3), keepdim=True).expand_as(o))
+        with torch.no_grad():
+            knocked = torch.softmax(plain(x), 1)[0]
+        handle.remove()
+        expected.append((float(knocked[target] - probs[target]), int(knocked.argmax()) != target))
+    chart = p.knockout_chart
+    assert chart.block == "inception4a"
+    np.testing.assert_allclose(bar_heights(chart), [d for d, _ in expected], atol=1e-5)
+    ticks = [t[1] for t in chart.plot.getAxis("bottom")._tickLevels[0]]
+    assert [t.endswith("top-1") for t in ticks] == [changed for _, changed in expected]
+    p.show_block("inception5b")  # the chart follows the block shown
+    assert chart.block == "inception5b" and len(bar_heights(chart)) == 4
+    p.set_image(x.clone())
+    assert p.session.state.knockouts is None and chart.bars is None

@@ -126,6 +126,42 @@ def test_attribution_overlay_follows_the_branch_shares_of_the_image_on_screen(ma
     assert shares.shares == {} and shares.network_chart.blocks == []  # the charts follow the state
 
 
+def test_knock_out_overlay_colours_each_block_by_its_largest_drop(make_window, qtbot):
+    """View → Overlay → Knock-out effect: each block's largest drop in p(target) with one of its branches off
+    (zeros), equal to hooks on the plain network replacing each branch's output; the darkest box is the block
+    whose branch matters most; a new image takes the colours away."""
+    import torch
+
+    w = make_window(classify_sample=True)
+    qtbot.waitUntil(lambda: getattr(w.state.shown_image, "capture", None) is not None, timeout=120_000)
+    shares = w.images.shares
+    qtbot.waitUntil(lambda: w.session.captures is not None and shares.x is not None, timeout=120_000)
+    w.overlay_menu.actions["knockout"].trigger()
+    assert w.view.overlay_values is None  # nothing computed yet: the status line says how to get it
+    assert "Knock out each" in w.status_line.text()
+    shares.knockout_button.click()
+    qtbot.waitUntil(lambda: w.view.overlay_values is not None, timeout=120_000)
+
+    module, x = w.state.loaded.module.eval(), shares.x.detach().clone()
+    with torch.no_grad():
+        probs = torch.softmax(module(x), 1)[0]
+    target = int(probs.argmax())
+    assert w.state.knockouts.target == target
+    for name in ("inception3a", "inception4e", "inception5b"):
+        block, drops = module.get_submodule(name), []
+        for branch in (block.branch1, block.branch2, block.branch3, block.branch4):
+            handle = branch.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+            with torch.no_grad():
+                drops.append(float(probs[target] - torch.softmax(module(x), 1)[0, target]))
+            handle.remove()
+        assert w.view.overlay_values[name] == pytest.approx(max(0.0, *drops), abs=1e-5), name
+    fills = _node_fills(w)
+    darkest = min(fills, key=lambda k: _lum(fills[k]))
+    assert w.view.overlay_values[darkest] == pytest.approx(max(w.view.overlay_values.values()))
+    w.state.shown_image = None
+    assert w.state.knockouts is None and w.view.overlay_values is None
+
+
 def _svg(path):
     import re
     import xml.etree.ElementTree as ET

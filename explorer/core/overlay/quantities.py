@@ -36,6 +36,7 @@ QUANTITIES: dict[str, str] = {
     "energy": "Activation energy (image)",
     "zeros": "Zero activations (image)",
     "attribution": "Attribution share (image)",
+    "knockout": "Knock-out effect (image)",
 }
 STATIC = ("params", "macs", "memory", "receptive_field")
 LOG_SCALE = ("params", "macs")
@@ -72,6 +73,7 @@ def _fmt_energy(v: float | None) -> str:
 FORMATS: dict[str, Callable[[Any], str]] = {
     "params": fmt_count, "macs": fmt_count, "memory": fmt_bytes, "receptive_field": _fmt_px,
     "time": fmt_seconds, "energy": _fmt_energy, "zeros": fmt_fraction, "attribution": fmt_fraction,
+    "knockout": fmt_fraction,
 }
 
 
@@ -199,6 +201,16 @@ def attribution_overlay(evidence) -> Overlay:
     values = evidence.block_shares()
     return Overlay("attribution", values, make_legend("attribution", values,
                                                       f"|gradient × activation| for class {evidence.target}"))
+
+
+def knockout_overlay(effects) -> Overlay:
+    """Each block's largest drop in the target's probability when one of its branches is knocked out on its own
+    (0 where no branch's loss lowers it), from the image's `BranchEffects`."""
+    values: dict[str, float] = {}
+    for e in effects.effects:
+        values[e.block] = max(values.get(e.block, 0.0), -e.delta_prob)
+    note = f"largest drop in p(class {effects.target}) with one branch off ({effects.mode})"
+    return Overlay("knockout", values, make_legend("knockout", values, note))
 
 
 # -- measured time per block ----------------------------------------------------------------

@@ -70,6 +70,14 @@ def _decompose(model, graph, x, block, target, baseline, normalisation, *, progr
                                                     normalisation=normalisation, progress=progress, cancel=cancel))
 
 
+def _knock_out(model, graph, x, target, mode, *, progress=None, cancel=None):
+    from explorer.core.attribution.knockout import branch_effects
+
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    return ev.BranchesKnockedOut(branch_effects(model, graph, x, target, mode))
+
+
 def _sanity(model, explain, result, blocks, *, progress=None, cancel=None):
     from explorer.core.attribution.faithfulness import sanity_check
 
@@ -136,7 +144,7 @@ class Attributions:
         self.session.runner.cancel(SHARES)
         st = self.session.state
         with st.changes():  # what was found for the previous input does not describe this one
-            st.branch_evidence = st.conductance = None
+            st.branch_evidence = st.conductance = st.knockouts = None
         plain = x is not None and x.device.type == "cpu" and x.is_contiguous() and str(x.dtype) == "torch.float32"
         self._input = None if x is None else (x if plain else cpu_input(x), device)
         self._given_input = True
@@ -269,6 +277,17 @@ class Attributions:
         self._submit(_decompose, self.networks_on("cpu"), graph, x, block, target, params.ig_baseline,
                      params.normalisation(), on_progress=on_progress, on_end=on_end, lane=SHARES)
 
+    def knock_out_each(self, target: int | None = None, mode: str = "zero", *, graph=None, on_progress=None,
+                       on_end=None) -> None:
+        """Every branch of every block knocked out on its own ("zero" or "mean"), in the image explained, for
+        `target` (None: the top-1), on the CPU: into `state.knockouts`. `graph`: as in `decompose`."""
+        graph = graph if graph is not None else self.session.state.graph
+        if graph is None:
+            raise ValueError("Load a model and classify an image first.")
+        x, _ = self.image()
+        self._submit(_knock_out, self.networks_on("cpu"), graph, x, target, mode, on_progress=on_progress,
+                     on_end=on_end, lane=SHARES)
+
     def cancel(self) -> bool:
         return self.session.runner.cancel(LANE)
 
@@ -298,6 +317,10 @@ class Attributions:
             return
         if isinstance(event, ev.BranchesDecomposed):
             st.conductance = event.conductance
+            self.session.tell(event)
+            return
+        if isinstance(event, ev.BranchesKnockedOut):
+            st.knockouts = event.effects
             self.session.tell(event)
             return
         if isinstance(event, ev.MapComputed):

@@ -14,7 +14,7 @@ from explorer.core.session.runner import Progress
 
 __all__ = [
     "BatchClassified", "BatchStopped", "BlocksTimed", "ChannelVisualised", "ClassifierReady", "Compared",
-    "BranchesDecomposed", "CurvesComputed", "EvidenceComputed", "ExamplesFound", "FilesListed", "GraphBuilt", "HandoutWritten",
+    "BranchesDecomposed", "BranchesKnockedOut", "CurvesComputed", "EvidenceComputed", "ExamplesFound", "FilesListed", "GraphBuilt", "HandoutWritten",
     "ImageClassified", "ImageShown", "JobEnded", "JobProgress", "MapComputed", "ModelNamesListed", "ModelOpened",
     "NetworkReady", "Progress", "SanityChecked", "ShapesTraced", "WeightsLoaded",
 ]
@@ -164,6 +164,13 @@ class BranchesDecomposed:
     f(x) − f(baseline)."""
 
     conductance: Any
+
+
+@dataclass(frozen=True)
+class BranchesKnockedOut:
+    """Every branch of the image's network knocked out on its own (a BranchEffects)."""
+
+    effects: Any
 
 
 @dataclass(frozen=True)

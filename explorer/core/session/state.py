@@ -224,6 +224,9 @@ class ExplorerState(State):
                                     "activation|), once computed; cleared with the image and the model.")
     conductance = StateProperty(None, "The BranchConductance of one block of the image on screen: each branch's part of "
                                 "f(x) − f(baseline) and how far their sum is from it; cleared with the image and the model.")
+    knockouts = StateProperty(None, "The BranchEffects of the image on screen: every branch knocked out on its own, "
+                              "the target's logit and probability then and the new top-1; cleared with the image and "
+                              "the model.")
     channel = StateProperty(None, "The channel shown in the Channel tab (ChannelChoice), of the model on screen.")
     object_box = StateProperty(None, "A box (x0, y0, x1, y1) a person drew around the object on the attribution map, in "
                                "the network input's pixels (columns x0 … x1 − 1, rows y0 … y1 − 1): the ground truth "
@@ -232,7 +235,7 @@ class ExplorerState(State):
                             "the one route errors take to the window.")
 
     #: Results computed on the image on screen, and their empty values: they go when any part of the key changes.
-    IMAGE_RESULTS = {"attributions": (), "branch_evidence": None, "conductance": None}
+    IMAGE_RESULTS = {"attributions": (), "branch_evidence": None, "conductance": None, "knockouts": None}
     #: Results that go when the model or its weights change, not with the image: the channel chosen, and the last
     #: image shown with its classification (the next image's replace them when they arrive; until then, a
     #: presentation keeps its slide).
@@ -243,7 +246,7 @@ class ExplorerState(State):
         self._weights_of = None  # the LoadedModel that result_key.weights counts
         self._weights_serial = 0
         # Evidence computed for one image does not describe the next.
-        self.connect("shown_image", lambda _shown: setattr(self, "branch_evidence", None))
+        self.connect("shown_image", lambda _shown: self._drop_evidence())
         for name in ("model", "model_ref", "loaded", "image"):
             self.connect(name, self._follow_key)
 
@@ -257,6 +260,10 @@ class ExplorerState(State):
         if self.loaded is not self._weights_of:  # other weights: what the previous ones made is not theirs
             self._weights_of, self._weights_serial = self.loaded, self._weights_serial + 1
         return ResultKey(self.model, self.model_ref, self._weights_serial, self.image)
+
+    def _drop_evidence(self) -> None:
+        with self.changes():
+            self.branch_evidence = self.conductance = self.knockouts = None
 
     def _follow_key(self, _changed=None) -> None:
         """The one place results are dropped: the key changed, and what it no longer covers goes."""

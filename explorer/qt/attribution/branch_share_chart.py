@@ -26,6 +26,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QGraphicsRectItem,
     QHBoxLayout,
@@ -43,6 +44,7 @@ from explorer.core.session.attributions import SHARES
 from explorer.core.session.session import Session
 from explorer.core.session.state import ExplorerState
 from explorer.core.text import branch_number, fmt_branch
+from explorer.qt.attribution.knockout_chart import KnockoutChart
 from explorer.qt.result_view import short_label
 from explorer.qt.workers import Lanes
 
@@ -278,6 +280,16 @@ class BranchSharePanel(QWidget):
             "Each branch's layer conductance to the target's logit (Integrated Gradients through the block's "
             "concatenated output, from the Attributions tab's baseline): the branches' parts add up to f(x) − "
             "f(baseline), computed by two plain forwards; the difference left is the integral's error")
+        self.knockout_button = QPushButton("Knock out each")
+        self.knockout_button.setToolTip(
+            "Every branch of every block switched off on its own (its output replaced), and what the target's "
+            "probability and the top-1 then are: the activations up to a block are computed once, and its "
+            "knock-outs run only the rest of the network")
+        self.knockout_mode = QComboBox()
+        self.knockout_mode.addItem("zeros", "zero")
+        self.knockout_mode.addItem("channel means", "mean")
+        self.knockout_mode.setToolTip("What a switched-off branch outputs: zeros, or each channel's mean over the "
+                                      "image (which keeps the block's statistics)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the computation at the next block")
         self.progress = QProgressBar()
@@ -293,6 +305,7 @@ class BranchSharePanel(QWidget):
         self.export_button.setMenu(menu)
         self.network_chart = NetworkShareChart()
         self.block_chart = BranchShareChart()
+        self.knockout_chart = KnockoutChart()
         #: The selected block's decomposition, when computed: each branch's part and what they add up to.
         self.conductance_label = QLabel()
         self.conductance_label.setWordWrap(True)
@@ -300,6 +313,8 @@ class BranchSharePanel(QWidget):
         bar = QHBoxLayout()
         bar.addWidget(self.compute_button)
         bar.addWidget(self.decompose_button)
+        bar.addWidget(self.knockout_button)
+        bar.addWidget(self.knockout_mode)
         bar.addWidget(self.cancel_button)
         bar.addWidget(self.progress)
         bar.addWidget(self.status, 1)
@@ -307,14 +322,19 @@ class BranchSharePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
         layout.addWidget(self.network_chart, 3)
-        layout.addWidget(self.block_chart, 2)
+        charts = QHBoxLayout()
+        charts.addWidget(self.block_chart, 1)
+        charts.addWidget(self.knockout_chart, 1)
+        layout.addLayout(charts, 2)
         layout.addWidget(self.conductance_label)
         self.compute_button.clicked.connect(lambda: self.compute(self.target))
         self.decompose_button.clicked.connect(lambda: self.decompose(self.target))
+        self.knockout_button.clicked.connect(lambda: self.knock_out_each(self.target))
         self.cancel_button.clicked.connect(self.cancel)
         self.network_chart.block_clicked.connect(self.show_block)
         self.session.state.connect("branch_evidence", self._on_evidence)
         self.session.state.connect("conductance", self._on_conductance)
+        self.session.state.connect("knockouts", self._on_knockouts)
         self._update_enabled()
 
     @property
@@ -369,15 +389,29 @@ class BranchSharePanel(QWidget):
 
     def decompose(self, target: int | None = None) -> None:
         """Ask the session for the shown block's branches' conductance to `target` (None: the top-1), on a worker."""
-        block = self.block or next((b.name for b in self.graph.blocks()), None) if self.graph else None
-        self._serial += 1
-        serial = self._job = self._serial
-        try:
+        block = self.block or (next((b.name for b in self.graph.blocks()), None) if self.graph else None)
+
+        def submit(serial: int) -> None:
             if block is None:
                 raise ValueError("Load a model and classify an image first.")
             self.attributions.decompose(block, target, graph=self.graph,
                                         on_progress=lambda d, t: self._on_progress(serial, d, t),
                                         on_end=lambda outcome: self._on_end(serial, outcome))
+
+        self._start(f"Decomposing {block}…", submit)
+
+    def knock_out_each(self, target: int | None = None) -> None:
+        """Ask the session to knock out every branch on its own for `target` (None: the top-1), on a worker."""
+        self._start(f"Knocking out every branch ({self.knockout_mode.currentText()})…", lambda serial: (
+            self.attributions.knock_out_each(target, self.knockout_mode.currentData(), graph=self.graph,
+                                             on_progress=lambda d, t: self._on_progress(serial, d, t),
+                                             on_end=lambda outcome: self._on_end(serial, outcome))))
+
+    def _start(self, text: str, submit) -> None:
+        self._serial += 1
+        serial = self._job = self._serial
+        try:
+            submit(serial)
         except ValueError as e:
             self._job = None
             self.status.setText(str(e))
@@ -385,7 +419,7 @@ class BranchSharePanel(QWidget):
             self._update_enabled()
             return
         if self._job == serial:
-            self.status.setText(f"Decomposing {block}…")
+            self.status.setText(text)
             self.progress.setRange(0, 0)
         self._update_enabled()
 
@@ -415,6 +449,9 @@ class BranchSharePanel(QWidget):
         self.network_chart.set_current(name)
         if name in self.shares:
             self.block_chart.set_block(name, self.shares[name], self.labels()[name])
+        effects = self.session.state.knockouts
+        if effects is not None:
+            self.knockout_chart.set_block(name, effects, self.labels().get(name, []))
         self.block_selected.emit(name)
 
     def shutdown(self, msecs: int = 30000) -> bool:
@@ -455,6 +492,16 @@ class BranchSharePanel(QWidget):
         self.evidence_ready.emit(evidence)
         self.shares_ready.emit(self.shares)
 
+    def _on_knockouts(self, effects) -> None:
+        """The state's knock-outs changed: computed for the image on screen, or gone with it."""
+        if effects is None:
+            self.knockout_chart.clear()
+            return
+        changed = sum(e.top1_changed for e in effects.effects)
+        self.status.setText(f"{len(effects.effects)} branches knocked out one at a time; {changed} change the top-1.")
+        if self.block is not None:
+            self.knockout_chart.set_block(self.block, effects, self.labels().get(self.block, []))
+
     def _on_conductance(self, result) -> None:
         """The state's decomposition changed: computed for the image on screen, or gone with it."""
         self.conductance_label.setText("" if result is None else conductance_text(result))
@@ -485,6 +532,7 @@ class BranchSharePanel(QWidget):
         running = self._job is not None
         self.compute_button.setEnabled(not running and self.x is not None)
         self.decompose_button.setEnabled(not running and self.x is not None)
+        self.knockout_button.setEnabled(not running and self.x is not None)
         self.cancel_button.setEnabled(running and self.session.runner.running(SHARES) is not None)
         self.progress.setVisible(running)
         self.export_button.setEnabled(bool(self.shares))

@@ -18,6 +18,7 @@ from explorer.core.overlay.quantities import (
     STATIC,
     attribution_overlay,
     image_overlay,
+    knockout_overlay,
     static_overlay,
     where_time_goes,
 )
@@ -66,7 +67,7 @@ class OverlayMenu(QObject):
         self.session.on(ev.JobEnded, self._on_end)
         st.connect("problem", self._on_problem)
         st.connect("overlay", self._on_overlay)
-        for name in ("trace", "graph", "loaded", "shown_image", "block_times", "branch_evidence"):
+        for name in ("trace", "graph", "loaded", "shown_image", "block_times", "branch_evidence", "knockouts"):
             st.connect(name, lambda _v: self.refresh())
 
     def _on_overlay(self, key: str) -> None:
@@ -119,6 +120,13 @@ class OverlayMenu(QObject):
                 else:
                     self._hint("compute the branch shares of the image on screen (Branch shares tab) "
                                "to colour the graph by attribution", 8000)
+            elif key == "knockout":
+                effects = st.knockouts
+                if effects is not None and graph is not None and effects.effects:
+                    overlay = knockout_overlay(effects)
+                else:
+                    self._hint("knock out every branch of the image on screen (Branch shares tab → Knock out "
+                               "each) to colour the graph by what each block's branches do", 8000)
             elif key == "time":
                 if self._times_fit():
                     overlay = st.block_times.overlay()
