@@ -296,6 +296,7 @@ class BranchSharePanel(QWidget):
         self.progress.setTextVisible(True)
         self.progress.setMaximumWidth(180)
         self.status = QLabel()
+        self.status.setWordWrap(True)  # a long line wraps: it never widens the panel past its dock
         self.export_button = QToolButton(text="Export")
         self.export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         menu = QMenu(self.export_button)

@@ -63,8 +63,10 @@ class KnockoutChart(QWidget):
         pad = 0.1 * max(hi - lo, 1e-6)
         self.plot.setYRange(lo - pad, hi + pad, padding=0)
         self.plot.setXRange(-0.6, max(x) + 0.4, padding=0)
-        self.plot.setTitle(f"{block}, each branch off ({effects.mode}): p(class {effects.target}) was "
-                           f"{fmt_fraction(effects.prob)}")
+        self.plot.setTitle(f"{block}: a branch off")
+        self.plot.setToolTip(f"Each branch of {block} switched off on its own ({effects.mode}): the change in the "
+                             f"probability of class {effects.target}, which was {fmt_fraction(effects.prob)}; "
+                             "⟲ marks a knock-out that changes the top-1 class")
         self.stack.setCurrentWidget(self.plot)
         return True
 
