@@ -716,6 +716,8 @@ def cmd_ablate(args) -> int:
     ref = _model_ref(args.model)
     if args.target is not None and args.target < 0:
         raise CommandError(f"--target {args.target} must be a class index from 0")
+    if args.by_class is not None and args.target is not None:
+        raise CommandError("--by-class groups each image by its own top-1: it takes no --target")
     files = expand_inputs(args.inputs)
     if not files:
         raise CommandError("no image files found in " + ", ".join(args.inputs), EXIT_FAILED)
@@ -732,6 +734,7 @@ def cmd_ablate(args) -> int:
     learned = has_learned_weights(loaded)
     write = _ablate_writer(args.format, provenance_of(ref, loaded, clf.transforms), clf.categories, learned)
     ok = failed = 0
+    done = []  # (image, BranchEffects) for --by-class
     try:
         for path in files:
             try:
@@ -744,11 +747,37 @@ def cmd_ablate(args) -> int:
             effects = net.effects(x, target=args.target, mode=args.mode, branches=branches)
             write(str(path), effects, (time.perf_counter() - t0) * 1000)
             ok += 1
+            if args.by_class is not None:
+                done.append((str(path), effects))
     finally:
         write.close()  # the JSON array's end, on Ctrl-C too
     if ok == 0:
         print(f"inception-explorer: error: none of the {failed} input(s) could be read", file=sys.stderr)
+    elif args.by_class is not None:
+        _ablate_by_class(done, clf.categories, args.by_class, files)
     return EXIT_FAILED if failed else 0
+
+
+def _ablate_by_class(done, categories, png: str, inputs) -> None:
+    """What each branch is for over the images: the table on stderr, the heat map into `png` when named."""
+    from explorer.core.attribution.anatomy import branch_roles, roles_table, write_heatmap
+    from explorer.core.outputs import Inputs, OutputError
+    from explorer.core.text import branch_number
+
+    roles = branch_roles(done)
+    print("mean change in each predicted class's probability with one branch off:", file=sys.stderr)
+    print(roles_table(roles, categories), file=sys.stderr)
+    for b in roles.branches:
+        image, delta = roles.strongest[b]
+        tops = ", ".join(f"{categories[c]} {100 * d:+.1f} %" for c, d in roles.top_classes(b, 2))
+        print(f"{b[0]}/{branch_number(b[1])}: matters most for {tops}; most of all on {image} ({100 * delta:+.1f} %)",
+              file=sys.stderr)
+    if png:
+        try:
+            write_heatmap(roles, categories, png, inputs=Inputs([str(p) for p in inputs]))
+        except OutputError as e:
+            raise CommandError(str(e), EXIT_FAILED) from None
+        print(f"inception-explorer: wrote {png}", file=sys.stderr)
 
 
 def _ablate_model(args, ref: str):
@@ -1121,6 +1150,11 @@ def _add_ablate_parser(sub) -> None:
                    help="table (default); jsonl: one JSON object per image a line, its branches in a list; json: one "
                    "JSON array; csv: a row per image and branch; each record names the model, weights (file and "
                    "sha256, or random), device, input size and preprocessing; written as each image completes")
+    s.add_argument("--by-class", metavar="PNG", nargs="?", const="", default=None,
+                   help="after the images, what each branch is for: the mean change in each predicted class's "
+                   "probability when the branch alone is off, a row per branch and a column per class, on stderr "
+                   "(stdout keeps the records); with a file name also as a heat-map PNG. Needs the default target "
+                   "(each image's top-1)")
     s.set_defaults(func=cmd_ablate)
 
 

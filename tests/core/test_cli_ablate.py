@@ -140,3 +140,45 @@ def test_only_bad_files_exit_1_and_say_so(corpus, capsys):
     assert code == 1 and json.loads(out) == []  # still one valid document
     lines = err.strip().splitlines()
     assert len(lines) == 3 and "none of the 2" in lines[-1]
+
+
+def test_by_class_on_the_demo_model_says_which_branch_each_shape_leans_on(tmp_path, capsys):
+    """ablate --by-class over drawn shapes: the table of mean Δ p per branch and predicted class equals the mean
+    of the per-image records on stdout (recomputed here from them), the heat map is a PNG of that many cells, and
+    every class's most-leaned-on branch is a real knock-out (its mean below −1 %) on the trained network."""
+    import numpy as np
+
+    from explorer.core.demo.task import SHAPE_CLASSES
+
+    assert main(["draw-shapes", str(tmp_path / "shapes"), "--count", "12", "--seed", "2427"]) == 0
+    capsys.readouterr()
+    png = tmp_path / "roles.png"
+    code, out, err = run(capsys, tmp_path / "shapes" / "images", "--model", "shapes_inception",
+                         "--blocks", "inception4b", "inception5a", "--format", "jsonl", "--by-class", png)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == 12
+    by_class: dict[int, list] = {}
+    for r in records:
+        assert r["target"] == r["top1"]
+        by_class.setdefault(r["top1"], []).append([b["delta_prob"] for b in r["branches"]])
+    branches = [f"{b['block']}/{b['branch']}" for b in records[0]["branches"]]
+    table = err.split("probability with one branch off:\n", 1)[1].splitlines()
+    header, counts, rows = table[0].split(), table[1].split()[1:], table[2:2 + len(branches)]
+    classes = sorted(by_class)
+    assert header[1:] == [SHAPE_CLASSES[c] for c in classes]
+    assert [int(n) for n in counts] == [len(by_class[c]) for c in classes]
+    expected = np.array([np.mean(by_class[c], axis=0) for c in classes]).T  # (branches, classes)
+    for name, row, want in zip(branches, rows, expected):
+        cells = row.split()
+        assert cells[0] == name
+        np.testing.assert_allclose([float(v.rstrip("%")) for v in cells[1:]], 100 * want, atol=0.051)
+    assert expected.min(axis=0).max() < -0.01  # each shape loses with some branch off
+    image = Image.open(png)
+    assert image.format == "PNG" and image.width > 100 * len(classes) // 2 and image.height > 20 * len(branches)
+    for name in branches:
+        assert f"{name}: matters most for" in err
+    # --by-class groups by each image's own top-1: a fixed --target is refused.
+    code, out, err = run(capsys, tmp_path / "shapes" / "images", "--model", "shapes_inception", "--target", "1",
+                         "--by-class")
+    assert code == 2 and "takes no --target" in err
