@@ -133,6 +133,17 @@ def test_block_slides_carry_the_traced_shapes_and_the_images_maps(case):
     deck.set_attribution({first.name: shares})
     assert [b.attribution_share for b in deck.slide(1).branches] == pytest.approx(shares)
     assert deck.slide(2).branches[0].attribution_share is None
+    # Knock-out effects join the same way: by block and branch_index, from a BranchEffects.
+    from types import SimpleNamespace
+
+    from explorer.core.lecture.dataflow import knockout_deltas
+
+    fx = SimpleNamespace(effects=[SimpleNamespace(block=first.name, branch_index=k, delta_prob=-0.1 * (k + 1))
+                                  for k in range(len(deck.slide(1).branches))])
+    deck.set_knockouts(knockout_deltas(fx))
+    assert [b.knockout_delta for b in deck.slide(1).branches] == pytest.approx(
+        [-0.1 * (k + 1) for k in range(len(deck.slide(1).branches))])
+    assert deck.slide(2).branches[0].knockout_delta is None
 
 
 def test_building_every_slide_runs_no_forward(case, monkeypatch):

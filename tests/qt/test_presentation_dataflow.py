@@ -118,6 +118,25 @@ def test_dataflow_slides_step_through_the_image_without_a_forward(make_window, q
         w.images.shares.compute()
     expected = w.images.shares.shares["inception4e"]
     assert [b.attribution_share for b in p.slide_view.slide.branches] == pytest.approx(expected)
+    # Knock-outs computed during the talk: what the top-1 loses with each branch off joins the slide, equal to
+    # hooks on the plain network replacing that branch's output by zeros.
+    assert all(b.knockout_delta is None for b in p.slide_view.slide.branches)
+    w.images.shares.knockout_button.click()
+    qtbot.waitUntil(lambda: w.state.knockouts is not None, timeout=TIMEOUT_MS)
+    import torch
+
+    module = w.state.loaded.module.eval()
+    xin = w.images.shares.x.detach().clone()
+    with torch.no_grad():
+        probs = torch.softmax(module(xin), 1)[0]
+    top1, block, deltas = int(probs.argmax()), module.inception4e, []
+    for branch in (block.branch1, block.branch2, block.branch3, block.branch4):
+        handle = branch.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+        with torch.no_grad():
+            deltas.append(float(torch.softmax(module(xin), 1)[0, top1] - probs[top1]))
+        handle.remove()
+    assert [b.knockout_delta for b in p.slide_view.slide.branches] == pytest.approx(deltas, abs=1e-5)
+    p.slide_view.repaint()
     qtbot.keyClick(p.slide_view, Qt.Key.Key_Escape)
     assert not p.active and w.view.isVisible() and not p.slide_view.isVisible()
 

@@ -45,6 +45,7 @@ class BranchSlide:
     channels: np.ndarray | None  # the original channel index of each map
     energy_share: float | None  # its sum of squares over the block output's
     attribution_share: float | None = None  # its share of the attribution, when computed
+    knockout_delta: float | None = None  # Δ p(top-1) with this branch alone off, when computed
 
 
 @dataclass(frozen=True)
@@ -85,16 +86,33 @@ class Position:
     step: int = 0
 
 
+def _at(values: dict[str, list[float]], block: str, k: int) -> float | None:
+    row = values.get(block)
+    return float(row[k]) if row is not None and k < len(row) else None
+
+
+def knockout_deltas(effects) -> dict[str, list[float]]:
+    """{block: [Δ p per branch, by branch_index]} of a BranchEffects (a branch not knocked out: NaN)."""
+    out: dict[str, list[float]] = {}
+    for e in effects.effects:
+        row = out.setdefault(e.block, [])
+        row.extend([float("nan")] * (e.branch_index + 1 - len(row)))
+        row[e.branch_index] = e.delta_prob
+    return out
+
+
 class SlideDeck:
     """The slides of one captured image (see the module docstring); built lazily, no forward."""
 
     def __init__(self, graph: BlockGraph, capture: Capture, rgb: np.ndarray, *, result: Any = None,
                  categories: list[str] | None = None, maps_per_branch: int = DEFAULT_MAPS,
-                 attribution: dict[str, list[float]] | None = None, source: str = ""):
+                 attribution: dict[str, list[float]] | None = None, source: str = "",
+                 knockouts: dict[str, list[float]] | None = None):
         self.graph, self.capture, self.rgb = graph, capture, rgb
         self.result, self.categories = result, categories
         self.maps_per_branch = clamp_maps(maps_per_branch)
         self.attribution = dict(attribution or {})
+        self.knockouts = dict(knockouts or {})
         self.source = source
         #: The blocks with captured branches, in data-flow order (training-only heads left out).
         self.blocks = [n.name for n in graph.blocks() if not n.training_only and n.name in capture.branches]
@@ -141,6 +159,14 @@ class SlideDeck:
             if s.kind == "block":
                 self._slides[i] = replace(s, branches=tuple(
                     replace(b, attribution_share=self._attribution_share(s.name, b.index)) for b in s.branches))
+
+    def set_knockouts(self, deltas: dict[str, list[float]] | None) -> None:
+        """Per-branch knock-out effects of this image ({block: [Δ p per branch]}); None: not computed."""
+        self.knockouts = dict(deltas or {})
+        for i, s in list(self._slides.items()):
+            if s.kind == "block":
+                self._slides[i] = replace(s, branches=tuple(
+                    replace(b, knockout_delta=_at(self.knockouts, s.name, b.index)) for b in s.branches))
 
     # -- building ------------------------------------------------------------------------------
 
@@ -196,6 +222,7 @@ class SlideDeck:
                 maps=None if fm is None else fm.maps, channels=None if fm is None else fm.channels,
                 energy_share=stats[k].energy_share if k in stats else None,
                 attribution_share=self._attribution_share(name, k),
+                knockout_delta=_at(self.knockouts, name, k),
             ))
         return Slide(kind="block", index=index, title=name, name=name, in_shape=self._block_input_shape(name),
                      out_shape=self._shape(node.output_step), merge=node.merge, branches=tuple(branches),

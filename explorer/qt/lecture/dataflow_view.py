@@ -242,7 +242,8 @@ class DataflowView(QWidget):
         self._box(p, join_box, f.bold, join_text, merge_lit)
         if grid:
             legend = "each branch: shape · energy" + (" · attribution" if any(
-                b.attribution_share is not None for b in s.branches) else "")
+                b.attribution_share is not None for b in s.branches) else "") + (" · off" if any(
+                b.knockout_delta is not None for b in s.branches) else "")
             self._text(p, QRectF(r.left(), join_box.top(), join_box.left() - r.left() - 10, join_box.height()), f.body,
                        MUTED, legend, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         for k, (b, pr) in enumerate(zip(s.branches, panels)):
@@ -280,8 +281,12 @@ class DataflowView(QWidget):
             shares = [f"{fmt_shape(b.out_shape)} · {fmt_fraction(b.energy_share)}"]
             if b.attribution_share is not None:
                 shares[0] += f" · {fmt_fraction(b.attribution_share)}"
+            if b.knockout_delta is not None:
+                shares[0] += f" · {fmt_fraction(b.knockout_delta, signed=True)}"
         if b.attribution_share is not None:
             shares.append(f"attribution {fmt_fraction(b.attribution_share)}")
+        if b.knockout_delta is not None and not shape_inside:  # what the top-1 loses without this branch
+            shares.append(f"off: top-1 {fmt_fraction(b.knockout_delta, signed=True)}")
         share_h = lh * len(shares)
         top = inner.top() + lh + layers_h + 6
         maps_rect = QRectF(inner.left(), top, inner.width(), inner.bottom() - share_h - 4 - top)

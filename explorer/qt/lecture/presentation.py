@@ -92,6 +92,7 @@ class Presentation(QObject):
         window.state.connect("shown_image", self._on_shown_image)
         window.graph_ready.connect(self._on_graph_ready)
         window.state.connect("branch_evidence", self._on_evidence)
+        window.state.connect("knockouts", self._on_knockouts)
 
     def blocks(self) -> list[str]:
         """The Inception blocks in data-flow order (training-only heads left out)."""
@@ -283,6 +284,7 @@ class Presentation(QObject):
         categories = getattr(w.loaded, "categories", None)
         deck = SlideDeck(w.graph, cap, shown.rgb, result=shown.result, categories=categories,
                          maps_per_branch=self.maps_per_branch(), attribution=self._attribution_shares(shown),
+                         knockouts=self._knockout_deltas(),
                          source=display_name(shown.source) + self._weights_note())
         return deck if deck.blocks else None
 
@@ -298,6 +300,19 @@ class Presentation(QObject):
         """The image's branch shares (state.branch_evidence), when they were computed for the model on screen."""
         ev, graph = self.window.state.branch_evidence, self.window.graph
         return ev.shares() if ev is not None and graph is not None and ev.model == graph.name else None
+
+    def _knockout_deltas(self) -> dict | None:
+        """The image's knock-out effects for its top-1 (state.knockouts), when computed."""
+        from explorer.core.lecture.dataflow import knockout_deltas
+
+        effects = self.window.state.knockouts
+        return knockout_deltas(effects) if effects is not None and effects.target == effects.top1 else None
+
+    def _on_knockouts(self, _effects) -> None:
+        if self.deck is not None:
+            self.deck.set_knockouts(self._knockout_deltas())
+            if self.showing_dataflow():
+                self._render()
 
     def _on_evidence(self, _evidence) -> None:
         shares = self._attribution_shares()
