@@ -55,6 +55,24 @@ def test_feature_maps_are_the_branch_outputs_of_the_plain_model(googlenet, tmp_p
         assert strip.shape == "×".join(map(str, o.shape))
         assert strip.label.endswith(graph.node("inception4a").branches[k - 1].label)
 
+    # The table's "off" column: the top-1's probability with each branch alone zeroed, through a hook on
+    # torchvision's branch module, minus the plain probability (issue 26).
+    from explorer.core.lecture.handout import Table
+
+    table = next(p for p in section.parts if isinstance(p, Table))
+    assert table.columns[-1] == "off"
+    with torch.no_grad():
+        probs = torch.softmax(module(x), 1)[0]
+    top1 = int(probs.argmax())
+    for k, row in enumerate(table.rows, 1):
+        handle = getattr(block, f"branch{k}").register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+        with torch.no_grad():
+            knocked = torch.softmax(module(x), 1)[0]
+        handle.remove()
+        shown, _, mark = row[-1].partition(" %")
+        assert float(shown) == pytest.approx(100 * float(knocked[top1] - probs[top1]), abs=0.051), (k, row)
+        assert (mark.strip() == "⟲") == (int(knocked.argmax()) != top1), (k, row)
+
 
 def test_without_an_image_the_first_inception_block_is_opened(googlenet):
     loaded, graph = googlenet

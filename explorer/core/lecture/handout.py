@@ -175,7 +175,9 @@ def _trace_section(graph: BlockGraph, trace: ShapeTrace) -> Section:
                                                " and receptive field (RF) at this input size.",), (t,))
 
 
-def _block_section(graph: BlockGraph, trace: ShapeTrace, block: str, captured, top: str | None) -> Section:
+def _block_section(graph: BlockGraph, trace: ShapeTrace, block: str, captured, top: str | None,
+                   knockouts: dict | None = None) -> Section:
+    """`knockouts`: {branch_index: BranchEffect} of the image's top-1 with each branch of the block off."""
     from explorer.core.microscope.activations import branch_stats, feature_maps
     from explorer.core.shapes.export import compact_branch
     from explorer.core.text import branch_number, fmt_fraction, fmt_shape
@@ -198,8 +200,10 @@ def _block_section(graph: BlockGraph, trace: ShapeTrace, block: str, captured, t
         t = cap.branches[block][i]
         s = stats.get(i)
         shape = fmt_shape(tuple(t.shape[1:])) if t is not None else "—"
+        e = (knockouts or {}).get(i)
+        off = "—" if e is None else fmt_fraction(e.delta_prob, signed=True) + (" ⟲" if e.top1_changed else "")
         rows.append((str(branch_number(i)), b.label, shape, fmt_fraction(s.energy_share) if s else "—",
-                     fmt_fraction(s.zero_fraction) if s else "—"))
+                     fmt_fraction(s.zero_fraction) if s else "—", off))
         if t is not None:
             fm = feature_maps(t, order="mean", limit=MAPS_PER_BRANCH)
             strips.append(BranchMaps(f"{branch_number(i)}. {b.label}", fmt_shape(tuple(t.shape[1:])), fm.normalised("shared"),
@@ -207,8 +211,9 @@ def _block_section(graph: BlockGraph, trace: ShapeTrace, block: str, captured, t
     text.append(f"Feature maps of {top}: each branch's {MAPS_PER_BRANCH} most active channels (highest mean"
                 " first), one scale per branch, yellow high and dark blue low (viridis, as in the window)."
                 " Energy: the branch's share of the block output's sum of squares; zeros: its share of zero"
-                " activations.")
-    parts.append(Table(("#", "branch", "output", "energy", "zeros"), tuple(rows), frozenset({3, 4})))
+                " activations; off: the change in the top-1 class's probability with that branch alone switched"
+                " off (its output zeros), ⟲ where the top-1 class then changes.")
+    parts.append(Table(("#", "branch", "output", "energy", "zeros", "off"), tuple(rows), frozenset({3, 4, 5})))
     parts.append(tuple(strips))
     return Section(f"Block {block}: feature maps", tuple(text), tuple(parts))
 
@@ -303,8 +308,16 @@ def build_handout(loaded, graph: BlockGraph, size: tuple[int, int], *, image: st
         reason = getattr(loaded.weights, "reason", "")
         named = weights if learned else "none, random" + (f" ({reason})" if reason else "")
         sections.append(_classification_section(name, captured, clf, named))
+    knockouts: dict[str, dict] = {}
+    if captured is not None:
+        from explorer.core.attribution.knockout import branch_effects
+
+        branches = [(b, k) for b in blocks for k in range(len(graph.node(b).branches))]
+        if branches:
+            for e in branch_effects(cm, graph, captured.x.float().contiguous(), branches=branches).effects:
+                knockouts.setdefault(e.block, {})[e.branch_index] = e
     for b in blocks:
-        sections.append(_block_section(graph, trace, b, captured, name))
+        sections.append(_block_section(graph, trace, b, captured, name, knockouts.get(b)))
     step()
     if captured is not None:
         sections.append(_attribution_section(name, captured, clf, graph, cm))
