@@ -481,26 +481,15 @@ def _attribute_arguments(args) -> tuple:
 def _attribute_model(args, ref: str, methods: list[str]):
     """(device, Classifier on the CPU, its CaptureModel, CAM node, CAM branch index) of `attribute`; a device
     this machine lacks, weights that cannot be loaded or a model without probes is one line, exit 1."""
-    from explorer.core.classify.inference import Classifier, DeviceUnavailableError, resolve_device
-    from explorer.core.graph.blockgraph import build_block_graph
+    from explorer.core.classify.inference import DeviceUnavailableError, resolve_device
 
     try:
         device = resolve_device(args.device)
     except DeviceUnavailableError as e:
         raise CommandError(f"--device {args.device}: {e}", EXIT_FAILED) from None
-    loaded, graph = _load_model(ref, args.weights, need_classes=True)
-    if loaded.weights.is_random:
-        from explorer.core.model.weights import UNLEARNED_CAVEAT
-
-        print(f"inception-explorer: warning: {loaded.weights.describe()}", file=sys.stderr)
-        print(f"inception-explorer: warning: {UNLEARNED_CAVEAT}", file=sys.stderr)
     # Images are decoded and preprocessed on the CPU (exact, as torchvision's PIL path) and moved to
     # `device`; the network there is a plain copy (no folded batch norms: the gradients are the model's).
-    clf = Classifier(loaded, "cpu", optimize=False, graph=graph or build_block_graph(loaded.spec))
-    try:
-        cm = clf.capture_model("cpu")
-    except RuntimeError as e:  # a module tree (an untraceable forward, a vision transformer): no probes
-        raise CommandError(f"{ref}: cannot probe its layers: {clf.graph.dataflow_reason or e}", EXIT_FAILED) from None
+    _, clf, cm = _probed_model(args, ref)
     node, branch = _attribute_layer(args.layer, cm, methods, clf.graph)
     classes = len(clf.categories)
     if args.target is not None and args.target >= classes:
@@ -780,9 +769,9 @@ def _ablate_by_class(done, categories, png: str, inputs) -> None:
         print(f"inception-explorer: wrote {png}", file=sys.stderr)
 
 
-def _ablate_model(args, ref: str):
-    """(LoadedModel, Classifier on the CPU, its CaptureModel) of `ablate`, the weights' warning on stderr; weights
-    that cannot be loaded or a model without probes is one line, exit 1."""
+def _probed_model(args, ref: str):
+    """(LoadedModel, Classifier on the CPU, its CaptureModel) of `attribute` and `ablate`, the weights' warning on
+    stderr; weights that cannot be loaded or a model without probes is one line, exit 1."""
     from explorer.core.classify.inference import Classifier
     from explorer.core.graph.blockgraph import build_block_graph
 
@@ -797,6 +786,13 @@ def _ablate_model(args, ref: str):
         cm = clf.capture_model("cpu")
     except RuntimeError as e:  # a module tree (an untraceable forward, a vision transformer): no probes
         raise CommandError(f"{ref}: cannot probe its layers: {clf.graph.dataflow_reason or e}", EXIT_FAILED) from None
+    return loaded, clf, cm
+
+
+def _ablate_model(args, ref: str):
+    """(LoadedModel, Classifier on the CPU, its CaptureModel) of `ablate` (see _probed_model); a model without
+    branches is one line, exit 1."""
+    loaded, clf, cm = _probed_model(args, ref)
     if not cm.block_branches:
         raise CommandError(f"{ref}: the model has no blocks with branches to knock out", EXIT_FAILED)
     return loaded, clf, cm

@@ -345,17 +345,24 @@ def test_attributions_run_on_the_classifiers_device_and_say_when_the_cpu_took_ov
     p.shutdown()
 
 
-def test_decompose_block_shows_each_branchs_part_and_what_they_add_up_to(qtbot, setup, job_runner):
-    """The Branch shares tab's Decompose block: the selected block's layer conductance per branch, the sum, f(x) −
-    f(baseline) from two plain forwards of the network (computed here on the plain model) and the error."""
-    from explorer.core.attribution.methods import baseline_for
-
+def shares_panel(qtbot, setup, job_runner) -> BranchSharePanel:
+    """A Branch shares panel on the calibrated GoogLeNet, shown, with the setup's image."""
     graph, cm, x, _, _ = setup
     p = BranchSharePanel(runner=job_runner.lanes("images"))
     qtbot.addWidget(p)
     p.show()
     p.set_model(cm, graph)
     p.set_image(x)
+    return p
+
+
+def test_decompose_block_shows_each_branchs_part_and_what_they_add_up_to(qtbot, setup, job_runner):
+    """The Branch shares tab's Decompose block: the selected block's layer conductance per branch, the sum, f(x) −
+    f(baseline) from two plain forwards of the network (computed here on the plain model) and the error."""
+    from explorer.core.attribution.methods import baseline_for
+
+    graph, cm, x, _, _ = setup
+    p = shares_panel(qtbot, setup, job_runner)
     p.show_block("inception4a")
     import dataclasses
 
@@ -380,11 +387,7 @@ def test_knock_out_each_charts_what_each_branch_off_does(qtbot, setup, job_runne
     """Knock out each: the block's chart shows each branch's Δ p(target), equal to torchvision's own network with
     that branch's output replaced through a forward hook (the independent reference); the top-1 changes marked."""
     graph, cm, x, _, _ = setup
-    p = BranchSharePanel(runner=job_runner.lanes("images"))
-    qtbot.addWidget(p)
-    p.show()
-    p.set_model(cm, graph)
-    p.set_image(x)
+    p = shares_panel(qtbot, setup, job_runner)
     p.show_block("inception4a")
     p.knockout_mode.setCurrentIndex(p.knockout_mode.findData("mean"))
     p.knockout_button.click()
