@@ -469,6 +469,160 @@ def test_nvjpeg_is_called_without_the_deprecated_wrapper(monkeypatch):
     assert seen == [(1, ImageReadMode.RGB.value, torch.device("cuda:0"))]
 
 
+# ---------------------------------------------------------------- 12: the GPU path reads on the decode pool
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, jpegs) -> list[Path]:
+    """nvjpeg's JPEGs (4:4:4) and PIL's files (small 4:2:0 JPEGs, a PNG), interleaved."""
+    folder = tmp_path_factory.mktemp("mixed")
+    rng = np.random.default_rng(11)
+    pil = []
+    for i, (w, h) in enumerate([(90, 70), (70, 90), (110, 80)]):
+        im = Image.fromarray(rng.integers(0, 256, (5, 5, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+        p = folder / (f"s{i}.jpg" if i < 2 else f"s{i}.png")
+        im.save(p, **({"quality": 90} if i < 2 else {}))
+        pil.append(p)
+    return [jpegs[0], pil[0], jpegs[1], jpegs[2], pil[1], jpegs[3], pil[2], jpegs[4]]
+
+
+def _probs(r) -> np.ndarray:
+    return np.array([p.prob for p in sorted(r.top, key=lambda p: p.index)])
+
+
+def test_gpu_batches_are_read_on_the_pool_a_batch_ahead_of_the_forward(fake_cuda, mixed):
+    """Each batch's files are read (headers for nvjpeg, PIL for the rest) on the decode threads while
+    the previous batch's forward runs: the forward of batch k waits until batch k + 1's reads have
+    begun, which they do only if they were queued ahead. nvjpeg gets each batch's JPEGs in one call."""
+    clf = cpu_as_gpu(optimize=False)
+    clf.decode_workers = 3
+    calls: list[int] = []
+    cpu_nvjpeg(clf, calls)
+    started: dict[str, threading.Event] = {str(p): threading.Event() for p in mixed}
+    threads: set[str] = set()
+    read = clf.batches.read_one_for_device
+
+    def reading(src, label):
+        threads.add(threading.current_thread().name)
+        started[label].set()
+        return read(src, label)
+
+    clf.batches.read_one_for_device = reading
+    forward = clf.batches.forward_and_fill
+    next_batch_began = []
+
+    def waiting_forward(tensors, slots, *args, **kwargs):
+        first = mixed.index(Path(slots[0].source))
+        upcoming = [str(p) for p in mixed[first + 3 : first + 6]]
+        next_batch_began.append(all(started[q].wait(10) for q in upcoming))
+        return forward(tensors, slots, *args, **kwargs)
+
+    clf.batches.forward_and_fill = waiting_forward
+    results = clf.classify(mixed, batch_size=3, top=1000)
+    assert next_batch_began == [True, True, True]  # the last batch has none after it
+    assert threads and all(t.startswith("decode") for t in threads)
+    assert calls == [2, 2, 1]  # the JPEGs of each batch of 3 in one nvjpeg call
+    assert [r.source for r in results] == [str(p) for p in mixed] and all(r.ok for r in results)
+    for r, w in zip(results, reference_probs(mixed)):  # the GPU path's input: the transform on uint8
+        assert np.allclose(_probs(r), w.numpy(), atol=1e-6)
+
+
+def test_gpu_pool_keeps_input_order_and_a_bad_file_in_the_middle(fake_cuda, mixed, tmp_path):
+    """Reads that finish in the reverse order still give the results in input order; a file that
+    cannot be read, in the middle of a batch, has its error and the rest their own answers."""
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a picture at all\n" * 10)
+    files = [*mixed[:3], bad, *mixed[3:6]]
+    clf = cpu_as_gpu(optimize=False)
+    clf.decode_workers = 4
+    cpu_nvjpeg(clf, [])
+    read = clf.batches.read_one_for_device
+    finished: list[str] = []
+
+    def slow_first(src, label):
+        time.sleep(0.05 * (len(files) - files.index(Path(label))) % 0.35)
+        out = read(src, label)
+        finished.append(label)
+        return out
+
+    clf.batches.read_one_for_device = slow_first
+    results = clf.classify(files, batch_size=4, top=1000)
+    assert finished != [str(f) for f in files]  # the pool did finish them out of order
+    assert [r.source for r in results] == [str(f) for f in files]
+    assert [r.ok for r in results] == [True, True, True, False, True, True, True]
+    assert "not an image" in results[3].error and results[3].timings_ms["decode"] >= 0
+    good = [f for f in files if f != bad]
+    for r, w in zip([r for r in results if r.ok], reference_probs(good)):
+        assert np.allclose(_probs(r), w.numpy(), atol=1e-6)
+
+
+def test_cancelling_a_gpu_run_stops_the_pool(fake_cuda, mixed):
+    """Cancelled after the first batch: Cancelled is raised, no decode thread is left, and nothing
+    beyond the batch queued ahead was read."""
+    from explorer.core.cancel import Cancelled, CancelToken
+
+    clf = cpu_as_gpu(optimize=False)
+    clf.decode_workers = 2
+    cpu_nvjpeg(clf, [])
+    read = clf.batches.read_one_for_device
+    reads: list[str] = []
+    clf.batches.read_one_for_device = lambda src, label: reads.append(label) or read(src, label)
+    token = CancelToken()
+    got = []
+    with pytest.raises(Cancelled):
+        for batch in clf.iter_classify(mixed, batch_size=2, cancel=token):
+            got.extend(batch)
+            token.cancel()
+    assert len(got) == 2 and all(r.ok for r in got)
+    assert len(reads) <= 4  # this batch and the next, at most
+    assert not [t for t in threading.enumerate() if t.name.startswith("decode")]
+
+
+def test_the_gpu_decode_pool_is_sized_to_the_cores(monkeypatch):
+    """A GPU batch reads on one thread per core (the forward runs on the GPU); a CPU batch keeps cores
+    for its forward."""
+    import explorer.core.classify.batching as batching
+
+    monkeypatch.setattr(batching.os, "cpu_count", lambda: 16)
+    clf = Classifier(loaded(), "cpu")
+    assert clf.batches.decode_worker_count(on_cuda=True) == 16
+    assert clf.batches.decode_worker_count(on_cuda=False) == batching.MAX_DECODE_WORKERS == 8
+    clf.decode_workers = 3
+    assert clf.batches.decode_worker_count(on_cuda=True) == 3
+
+
+def test_a_gpu_fallback_mid_run_reads_the_next_batches_again_for_the_cpu(fake_cuda, mixed):
+    """The batch queued ahead was read for the GPU; once the classifier has moved to the CPU it is
+    read again the CPU's way (PIL decode and resize), and every answer is the CPU reference's."""
+    clf = cpu_as_gpu(optimize=False)
+    cpu_nvjpeg(clf, [])
+    cuda_batch = clf.batches.classify_batch_cuda
+
+    def fails_once(*args, **kwargs):
+        clf.batches.classify_batch_cuda = cuda_batch
+        raise torch.AcceleratorError(NO_KERNEL)
+
+    clf.batches.classify_batch_cuda = fails_once
+
+    def to_cpu(reason):
+        clf.networks.__class__ = DeviceNetworks
+        clf.networks.device = "cpu"
+        clf.networks.notices.append(f"{reason}; classifying on the CPU from now on")
+
+    clf.networks.fall_back_to_cpu = to_cpu
+    results = clf.classify(mixed, batch_size=3, top=1000)
+    assert all(r.ok and r.device == "cpu" for r in results) and [r.source for r in results] == [str(p) for p in mixed]
+    assert all(GPU_INPUT_NOTICE_ABSENT(r) for r in results)
+    for r, w in zip(results, pil_reference_probs(mixed)):
+        assert np.allclose(_probs(r), w.numpy(), atol=1e-6)
+
+
+def GPU_INPUT_NOTICE_ABSENT(r) -> bool:  # noqa: N802
+    from explorer.core.classify.inference import GPU_INPUT_NOTICE
+
+    return r.notice is None or GPU_INPUT_NOTICE not in r.notice
+
+
 # ---------------------------------------------------------------- on a GPU
 
 
@@ -555,6 +709,27 @@ def test_results_classified_on_a_gpu_say_their_input_bound(fake_cuda, jpegs):
     on_cpu = clf.classify(jpegs[:2], top=5)
     assert all(r.ok and r.notice is None for r in on_cpu)
     clf.device = "cuda"
-    clf.batches.classify_batch_cuda = lambda chunk, top, cancel: clf.batches.classify_batch_cpu(chunk, top, cancel)
+    clf.batches.classify_batch_cuda = lambda chunk, top, cancel, prepared=None: clf.batches.classify_batch_cpu(
+        chunk, top, cancel)
     results = clf.classify(jpegs[:2], top=5)
     assert all(r.ok and GPU_INPUT_NOTICE in r.notice for r in results)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_pool_batches_give_each_image_its_own_answer(mixed, tmp_path):
+    """The real path: nvjpeg's batched decode and PIL on the pool, a bad file in the middle, batches of
+    3 read a batch ahead: each image's probabilities are those of its own input through the eager
+    network, in input order."""
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a picture at all\n" * 10)
+    files = [*mixed[:4], bad, *mixed[4:]]
+    clf = Classifier(calibrated(), "cuda")
+    clf.decode_workers = 4
+    results = clf.classify(files, batch_size=3, top=1000)
+    assert [r.source for r in results] == [str(f) for f in files]
+    assert [r.ok for r in results] == [f != bad for f in files] and all(r.device == "cuda" for r in results)
+    good = [f for f in files if f != bad]
+    want = clf.logits(good).softmax(1)
+    for r, w in zip([r for r in results if r.ok], want):
+        assert np.abs(_probs(r) - w.numpy()).max() <= 1e-4

@@ -1,9 +1,11 @@
 """A list of images classified in batches: decoding beside the forward, the fallback to the CPU, timings.
 
-On the CPU each batch's images are decoded and preprocessed on a thread pool, queued one batch ahead
-(the next batch decodes while this one's forward runs); on a GPU, JPEG headers are read on the CPU,
-nvjpeg decodes in calls of bounded size, and the stages are timed with CUDA events. Running out of GPU
-memory, or a GPU this torch build cannot run, finishes the batch (and every later one) on the CPU.
+Both paths read their images on one thread pool (`DecodeAhead`), queued one batch ahead: the next
+batch decodes while this one's forward runs. On the CPU a pool thread decodes and resizes each image
+(PIL); on a GPU it reads the file and the JPEG header for the ones nvjpeg decodes, and decodes the rest
+with PIL, then the calling thread hands the batch's JPEGs to nvjpeg in one batched call of bounded size
+and runs the transform and the forward on the device, its stages timed with CUDA events. Running out of
+GPU memory, or a GPU this torch build cannot run, finishes the batch (and every later one) on the CPU.
 torch is imported when a batch runs, not at import.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -31,8 +33,43 @@ from explorer.core.text import first_line
 #: Images per forward pass, by device type.
 DEFAULT_BATCH_SIZE = {"cuda": 64, "cpu": 8}
 #: Most threads that decode and preprocess the images of a CPU batch (each holds one decoded image:
-#: 36 MB for a 12-megapixel photo).
+#: 36 MB for a 12-megapixel photo; the forward needs the cores too).
 MAX_DECODE_WORKERS = 8
+#: Most threads that read a GPU batch's files (headers for nvjpeg, PIL for the rest): the forward runs
+#: on the GPU, so every core can decode.
+MAX_DEVICE_READ_WORKERS = 32
+
+
+class DecodeAhead:
+    """Work on the images of a list, on a thread pool, one batch ahead of the caller.
+
+    `take(work, start, stop, ahead)` queues `work(i)` for every index in [start, ahead) not queued yet
+    and returns the futures of [start, stop), in order. An index queued with other work (the device
+    changed between batches) is queued again with this one. `close()` drops what has not started and
+    waits for what has: a cancelled or abandoned run leaves no thread behind."""
+
+    def __init__(self, workers: int, name: str = "decode"):
+        self.workers = max(1, workers)
+        self.name = name
+        self._pool: ThreadPoolExecutor | None = None
+        self._queued: dict[int, tuple[Callable[[int], Any], Future]] = {}
+
+    def take(self, work: Callable[[int], Any], start: int, stop: int, ahead: int) -> list[Future]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=self.name)
+        for i in range(start, max(stop, ahead)):
+            queued = self._queued.get(i)
+            if queued is None or queued[0] != work:
+                if queued is not None:
+                    queued[1].cancel()
+                self._queued[i] = (work, self._pool.submit(work, i))
+        return [self._queued.pop(i)[1] for i in range(start, stop)]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._queued.clear()
 
 
 class EventTimer:
@@ -85,47 +122,51 @@ class BatchRunner:
         if progress:
             progress(0, total)
         start = 0
-        pool: ThreadPoolExecutor | None = None
-        queued: dict[int, Future] = {}
+        ahead = DecodeAhead(self.decode_worker_count(self.networks.on_cuda))
+        decoder = self.decoder
+        prepare_cpu = lambda i: decoder.prepare_cpu(inputs[i], labels[i])  # noqa: E731
+        read_for_device = lambda i: self.read_one_for_device(inputs[i], labels[i])  # noqa: E731
         try:
             while start < total:
                 n = batch_size or DEFAULT_BATCH_SIZE["cuda" if self.networks.on_cuda else "cpu"]
                 stop = min(start + n, total)
                 chunk = list(zip(inputs[start:stop], labels[start:stop]))
                 with lock:
-                    if self.networks.on_cuda:
-                        results = self.classify_batch(chunk, top, cancel)
+                    on_cuda = self.networks.on_cuda
+                    # this batch and the next
+                    prepared = ahead.take(read_for_device if on_cuda else prepare_cpu, start, stop, min(stop + n, total))
+                    if on_cuda:
+                        results = self.classify_batch(chunk, top, cancel, prepared=prepared)
                     else:
-                        if pool is None:
-                            pool = ThreadPoolExecutor(self.decode_worker_count(), thread_name_prefix="decode")
-                        for i in range(start, min(stop + n, total)):  # this batch and the next
-                            if i not in queued:
-                                queued[i] = pool.submit(self.decoder.prepare_cpu, inputs[i], labels[i])
-                        prepared = [queued.pop(i) for i in range(start, stop)]
                         results = self.classify_batch_cpu(chunk, top, cancel, prepared)
                 start = stop
                 done += len(chunk)
                 if progress:
                     progress(done, total)
                 yield results
-        finally:
-            if pool is not None:  # cancelled or abandoned: drop what has not started, wait for the rest
-                pool.shutdown(wait=True, cancel_futures=True)
+        finally:  # cancelled or abandoned: drop what has not started, wait for the rest
+            ahead.close()
 
-    def decode_worker_count(self) -> int:
+    def decode_worker_count(self, on_cuda: bool = False) -> int:
+        """Threads of the decode pool: `decode_workers`, else one per core, at most MAX_DECODE_WORKERS
+        for a CPU batch (the forward needs cores too) and MAX_DEVICE_READ_WORKERS for a GPU batch."""
         if self.decode_workers is not None:
             return max(1, self.decode_workers)
-        return max(1, min(MAX_DECODE_WORKERS, os.cpu_count() or 1))
+        most = MAX_DEVICE_READ_WORKERS if on_cuda else MAX_DECODE_WORKERS
+        return max(1, min(most, os.cpu_count() or 1))
 
-    def classify_batch(self, chunk, top: int, cancel: CancelToken | None) -> list[ClassificationResult]:
-        """The batch on the current device; on a GPU that runs out of memory or fails, on the CPU."""
+    def classify_batch(self, chunk, top: int, cancel: CancelToken | None, *,
+                       prepared: list[Future] | None = None) -> list[ClassificationResult]:
+        """The batch on the current device; on a GPU that runs out of memory or fails, on the CPU.
+        prepared: futures of `read_one_for_device` for the chunk on a GPU (None: read here)."""
         networks = self.networks
         if networks.on_cuda:
             import torch
 
             try:
                 with torch.cuda.device(networks.device):
-                    results = self.classify_batch_cuda(chunk, top, cancel)
+                    results = (self.classify_batch_cuda(chunk, top, cancel) if prepared is None
+                               else self.classify_batch_cuda(chunk, top, cancel, prepared=prepared))
                 for r in results:
                     if r.ok:
                         r.add_notice(GPU_INPUT_NOTICE)
@@ -161,37 +202,55 @@ class BatchRunner:
             self.forward_and_fill(tensors, slots, top, "cpu")
         return results
 
-    def _read_for_device(self, chunk, cancel, device: str):
-        """A GPU batch's first step: every input's result, the JPEGs for nvjpeg (headers read) and
-        the rest decoded by PIL as (result, LoadedImage, ms)."""
+    def read_one_for_device(self, src, label: str):
+        """A GPU batch's first step for one input, on a decode thread: its result with either a
+        `JpegJob` (file and header read, for nvjpeg), or the PIL-decoded image as a uint8 (C, H, W)
+        CPU tensor and its ms, or neither (the error is in the result). No CUDA call, and no torch
+        operation that starts threads: `pil_to_tensor` only wraps a copy of the pixels."""
+        from torchvision.transforms.functional import pil_to_tensor
+
+        r = ClassificationResult(source=label, device=self.networks.device)
+        t0 = time.perf_counter()
+        try:
+            read = self.decoder.read_for_device(src, label, r)
+        except ImageLoadError as e:
+            r.error = e.reason
+            r.timings_ms = {"decode": ms_since(t0)}
+            return r, None
+        if isinstance(read, JpegJob):
+            return r, read
+        _, li, ms = read
+        t1 = time.perf_counter()
+        x = pil_to_tensor(li.image)
+        return r, (x, ms + ms_since(t1))
+
+    def _read_for_device(self, chunk, cancel, prepared: list[Future] | None):
+        """Every input's result, the JPEGs for nvjpeg (headers read) and the rest decoded by PIL as
+        (result, uint8 CPU tensor, ms), from the decode pool's futures (None: read here, in turn)."""
         results: list[ClassificationResult] = []
         jpegs: list[JpegJob] = []
         others: list[tuple[ClassificationResult, Any, float]] = []
-        for src, label in chunk:
+        for i, (src, label) in enumerate(chunk):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            r = ClassificationResult(source=label, device=device)
+            r, read = prepared[i].result() if prepared is not None else self.read_one_for_device(src, label)
             results.append(r)
-            t0 = time.perf_counter()
-            try:
-                read = self.decoder.read_for_device(src, label, r)
-            except ImageLoadError as e:
-                r.error = e.reason
-                r.timings_ms = {"decode": ms_since(t0)}
-                continue
-            (jpegs if isinstance(read, JpegJob) else others).append(read)
+            if isinstance(read, JpegJob):
+                jpegs.append(read)
+            elif read is not None:
+                others.append((r, *read))
         return results, jpegs, others
 
-    def classify_batch_cuda(self, chunk, top, cancel) -> list[ClassificationResult]:
-        """The batch on the GPU: JPEG headers read on the CPU, nvjpeg decodes in calls of at most
+    def classify_batch_cuda(self, chunk, top, cancel, *, prepared: list[Future] | None = None
+                            ) -> list[ClassificationResult]:
+        """The batch on the GPU: files and JPEG headers read on the CPU (on the decode pool when
+        `prepared` holds its futures), nvjpeg decodes the JPEGs in batched calls of at most
         DECODE_PIXELS_PER_CALL pixels, each decoded image released once resized. Stages are timed
         with CUDA events, read once the forward's top-k has reached the CPU: no synchronisation
         between images."""
-        from torchvision.transforms.functional import pil_to_tensor
-
         dev = self.networks.device
         decoder = self.decoder
-        results, jpegs, others = self._read_for_device(chunk, cancel, dev)
+        results, jpegs, others = self._read_for_device(chunk, cancel, prepared)
         events = EventTimer()
         tensors, slots, spans = [], [], []
 
@@ -211,10 +270,9 @@ class BatchRunner:
                 preprocess(job.result, orient_tensor(x, job.orientation), job.header_ms, span)
                 del x
         while others:
-            r, li, ms = others.pop(0)
+            r, x, ms = others.pop(0)
             t1 = time.perf_counter()
-            x = pil_to_tensor(li.image).to(dev)  # not non_blocking: the PIL buffer is not pinned
-            del li
+            x = x.to(dev)  # not non_blocking: the buffer is not pinned
             preprocess(r, x, ms + ms_since(t1), None)
             del x
         if tensors:

@@ -254,7 +254,9 @@ class Decoder:
     def decode_jpeg_group(
         self, group: list[JpegJob], events, others: list, device: str
     ) -> list[tuple[JpegJob, Any, Any]]:
-        """nvjpeg decodes `group` in one call: (job, uint8 (C, H, W) on the device, decode span) each.
+        """nvjpeg decodes `group` in one batched call (torchvision's batched `decode_jpeg` on a list, whose
+        operator decodes the baseline JPEGs of the list together, on the hardware decoder where the GPU
+        has one): (job, uint8 (C, H, W) on the device, decode span) each.
         nvjpeg refuses the whole list when one image fails, and reports its own lack of memory as the
         same "Error while decoding JPEG images": the group is halved until the failure is one image,
         which is handed to PIL (appended to `others`: it decodes, or explains, what nvjpeg cannot)
@@ -288,8 +290,10 @@ class Decoder:
         return [(job, x, span) for job, x in zip(group, images)]
 
     def _decode_one_with_pil(self, job: JpegJob, error: BaseException, short: bool, others: list) -> None:
-        """A JPEG nvjpeg refused on its own: PIL decodes it into `others`, or its result says why not."""
+        """A JPEG nvjpeg refused on its own: PIL decodes it into `others` (result, uint8 CPU tensor,
+        ms), or its result says why not."""
         import torch
+        from torchvision.transforms.functional import pil_to_tensor
 
         if short:
             raise torch.cuda.OutOfMemoryError(
@@ -301,7 +305,7 @@ class Decoder:
             job.result.error = err.reason
             job.result.timings_ms = {"decode": job.header_ms + ms_since(t1)}
             return
-        others.append((job.result, li, job.header_ms + ms_since(t1)))
+        others.append((job.result, pil_to_tensor(li.image), job.header_ms + ms_since(t1)))
 
 
 def pixel_groups(jpegs: list[JpegJob], budget: int) -> Iterator[list[JpegJob]]:

@@ -16,9 +16,10 @@ on the CPU and to a uint8 tensor on the GPU.
   transform's filter: several times faster, but the input differs from the reference by about half a
   grey level on average, so each result so decoded carries `FAST_DECODE_NOTICE`.
 - CUDA: large JPEGs (and greyscale or 4:4:4 ones) are decoded by nvjpeg (torchvision's
-  `decode_jpegs_cuda` operator), the rest by PIL; the image is resized, cropped and normalised on the
-  device by the same transform object, and batch-1 forwards replay a CUDA graph captured by
-  `warm_up()`. The network input is within a grey level of torchvision's PIL reference on average
+  `decode_jpegs_cuda` operator, a batch's JPEGs in one call), the rest by PIL; files and headers are
+  read, and PIL decodes, on the same thread pool as the CPU path's (one thread per core), a batch
+  ahead of the forward; the image is resized, cropped and normalised on the device by the same
+  transform object, and batch-1 forwards replay a CUDA graph captured by `warm_up()`. The network input is within a grey level of torchvision's PIL reference on average
   (the tensor resize rounds differently; nvjpeg's chroma differs at sharp colour edges, by up to 5
   levels there), like the CPU's fast decode, and each result made on the GPU says so
   (`GPU_INPUT_NOTICE`). Convolutions and
@@ -44,7 +45,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from explorer.core.cancel import CancelToken, ProgressCallback
-from explorer.core.classify.batching import DEFAULT_BATCH_SIZE, MAX_DECODE_WORKERS, BatchRunner, EventTimer
+from explorer.core.classify.batching import (
+    DEFAULT_BATCH_SIZE,
+    MAX_DECODE_WORKERS,
+    MAX_DEVICE_READ_WORKERS,
+    BatchRunner,
+    DecodeAhead,
+    EventTimer,
+)
 from explorer.core.classify.captured import classify_with_capture
 from explorer.core.classify.decode import (
     DECODE_PIXELS_PER_CALL,
@@ -78,7 +86,7 @@ from explorer.core.text import first_line
 
 __all__ = [
     "DECODE_PIXELS_PER_CALL", "DEFAULT_BATCH_SIZE", "FAST_DECODE_NOTICE", "GPU_INPUT_NOTICE",
-    "MAX_DECODE_WORKERS", "NVJPEG_MIN_SCALE", "BatchRunner", "CapturedClassification",
+    "MAX_DECODE_WORKERS", "MAX_DEVICE_READ_WORKERS", "NVJPEG_MIN_SCALE", "BatchRunner", "DecodeAhead", "CapturedClassification",
     "ClassificationResult", "Classifier", "Decoder", "DeviceNetworks", "DeviceUnavailableError",
     "EventTimer", "ImageInput", "ImageLoadError", "JpegJob", "NotAClassifierError", "Prediction", "cuda_unsupported_reason",
     "fold_batch_norms", "pixel_groups", "resolve_device", "use_exact_float32_on_cuda",
@@ -165,8 +173,8 @@ class Classifier:
 
     @property
     def decode_workers(self) -> int | None:
-        """Threads that decode and preprocess a CPU batch (None: one per CPU core, at most
-        MAX_DECODE_WORKERS)."""
+        """Threads that decode a batch (None: one per CPU core, at most MAX_DECODE_WORKERS on the CPU and
+        MAX_DEVICE_READ_WORKERS on a GPU)."""
         return self.batches.decode_workers
 
     @decode_workers.setter
