@@ -623,6 +623,52 @@ def GPU_INPUT_NOTICE_ABSENT(r) -> bool:  # noqa: N802
     return r.notice is None or GPU_INPUT_NOTICE not in r.notice
 
 
+# ---------------------------------------------------------------- 13: batch-1 in one graph replay
+
+
+class _ReplayOnCpu:
+    """Stands in for a captured graph on the CPU: replay runs what was captured (the forward, the
+    softmax, the top-k) from the static input into the static outputs, as a CUDA graph does."""
+
+    def __init__(self, networks, module):
+        self.networks, self.module, self.replays = networks, module, 0
+
+    def replay(self):
+        from explorer.core.classify.device import _ranked
+
+        g = self.networks.cuda_graph
+        self.replays += 1
+        with torch.inference_mode():
+            logits = self.module(g.static_in)
+            probs, top = _ranked(logits)
+            g.logits.copy_(logits)
+            g.probs.copy_(probs)
+            g.top.copy_(top)
+
+
+def test_batch_one_is_one_replay_with_softmax_and_top_k(fake_cuda, jpegs):
+    """After warm-up, one image on the GPU is one graph replay that ranks the classes itself; the
+    answer is the eager batch's (the plain model, softmax, top-k) for top 5 and for every class."""
+    clf = cpu_as_gpu(optimize=False)
+    cpu_nvjpeg(clf, [])
+    assert clf.warm_up() and clf.graph_ready
+    g = clf.networks.cuda_graph
+    assert g.top is not None and tuple(g.top.shape) == (2, 5) and g.top.dtype == torch.float64
+    replayer = g.graph = _ReplayOnCpu(clf.networks, clf.networks.module("cpu"))
+    forwards = []
+    clf.networks.module("cpu").register_forward_pre_hook(lambda m, a: forwards.append(a[0].shape[0]))
+    for p, want in zip(jpegs[:2], reference_probs(jpegs[:2])):
+        forwards.clear()
+        [five] = clf.classify([p], top=5)
+        [every] = clf.classify([p], top=1000)
+        assert forwards == [1, 1]  # both in the replay, none eager
+        top5 = want.topk(5)
+        assert [q.index for q in five.top] == top5.indices.tolist()
+        assert np.allclose([q.prob for q in five.top], top5.values.numpy(), atol=1e-6)
+        assert np.allclose(_probs(every), want.numpy(), atol=1e-6)
+    assert replayer.replays == 4
+
+
 # ---------------------------------------------------------------- on a GPU
 
 
@@ -713,6 +759,35 @@ def test_results_classified_on_a_gpu_say_their_input_bound(fake_cuda, jpegs):
         chunk, top, cancel)
     results = clf.classify(jpegs[:2], top=5)
     assert all(r.ok and GPU_INPUT_NOTICE in r.notice for r in results)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_batch_one_replay_ranks_as_eager_does(jpegs):
+    """One image after warm-up: no eager forward runs (a forward hook never fires during a replay),
+    and the replay's top-5 and every class's probability are the eager network's (same device copy,
+    same input, softmax and top-k after it) to float32 rounding."""
+    clf = Classifier(calibrated(), "cuda")
+    assert clf.warm_up() and clf.graph_ready and clf.networks.cuda_graph.top is not None
+    module = clf.module
+    eager_forwards = []
+    handle = module.register_forward_pre_hook(lambda m, a: eager_forwards.append(a[0].shape[0]))
+    try:
+        for p in jpegs[:3]:
+            x = clf.device_input(p)
+            with torch.inference_mode():
+                x4 = x[None].contiguous(memory_format=torch.channels_last)
+                want = module(x4).float().softmax(1)[0].cpu()
+            eager_forwards.clear()
+            values, indices = clf.networks.top_of_one(x, 5)
+            [every] = clf.classify([p], top=1000)
+            assert eager_forwards == []  # both were graph replays
+            top5 = want.topk(5)
+            assert indices == top5.indices.tolist()
+            assert np.allclose(values, top5.values.numpy(), rtol=1e-5, atol=1e-7)
+            assert np.allclose(_probs(every), want.numpy(), rtol=1e-5, atol=1e-7)
+    finally:
+        handle.remove()
 
 
 @pytest.mark.gpu

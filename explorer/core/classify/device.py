@@ -3,13 +3,14 @@
 `resolve_device` turns 'auto'/'cuda:N'/'cpu' into a device this torch build can run (and turns TF32
 off for a GPU); `DeviceNetworks` keeps one copy of the loaded model per device (batch norms folded into
 their convolutions, channels-last, unless `optimize` is off), the CUDA graph that batch-1 forwards
-replay, and the `CaptureModel` over each copy. torch is imported when these are used, not at import.
+replay (the forward, the softmax and the top-k in one replay), and the `CaptureModel` over each copy. torch is imported when these are used, not at import.
 """
 
 from __future__ import annotations
 
 import copy
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from explorer.core.text import first_line
@@ -17,6 +18,23 @@ from explorer.core.text import first_line
 #: CUDA graph capture is process-wide (work launched from another thread while a stream captures
 #: breaks the capture): one capture at a time in the whole process, whatever the classifier.
 _GRAPH_CAPTURE_LOCK = threading.Lock()
+#: How many classes the batch-1 CUDA graph ranks (the classifier's default top-k); a larger k ranks the
+#: graph's probabilities after the replay.
+GRAPH_TOP_K = 5
+
+
+@dataclass
+class GraphedForward:
+    """A captured CUDA graph of the batch-1 forward: `replay()` reads `static_in` and writes the logits,
+    the softmax probabilities (float32) and `top`, a (2, k) float64 tensor of the k best probabilities and
+    their class indices (exact in float64), so that one copy brings the answer to the CPU. `probs` and
+    `top` are None for a network whose output is not class scores."""
+
+    graph: Any
+    static_in: Any
+    logits: Any
+    probs: Any = None
+    top: Any = None
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -90,6 +108,25 @@ def use_exact_float32_on_cuda() -> None:
 
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def _ranks_scores(logits) -> bool:
+    """Whether a network output is class scores (N, classes), which the graph ranks."""
+    return logits.dim() == 2
+
+
+def _ranked(logits):
+    """(probabilities, (2, k) float64 top-k): what an eager batch computes from its logits."""
+    probs = logits.float().softmax(dim=1)
+    values, indices = probs.topk(min(GRAPH_TOP_K, probs.shape[1]), dim=1)
+    return probs, torch_stack_top(values, indices)
+
+
+def torch_stack_top(values, indices):
+    """A (1, k) top-k as one (2, k) float64 tensor: values and class indices, one copy to the CPU."""
+    import torch
+
+    return torch.stack([values[0].double(), indices[0].double()])
 
 
 def fold_batch_norms(module):
@@ -175,7 +212,9 @@ class DeviceNetworks:
 
     def capture_cuda_graph(self, crop_size: int) -> bool:
         """Run the network eagerly on the current GPU, then capture a CUDA graph of its batch-1
-        forward; whether one is ready (a capture that fails leaves eager forwards, with a notice)."""
+        forward followed by the softmax and the top GRAPH_TOP_K (the same operations as an eager
+        batch, so the same numbers); whether one is ready (a capture that fails leaves eager forwards,
+        with a notice)."""
         import torch
 
         module = self.module(self.device)
@@ -188,13 +227,17 @@ class DeviceNetworks:
         with torch.inference_mode():
             with torch.cuda.stream(side):
                 for _ in range(3):  # eager first: a GPU that cannot run the network fails here
-                    module(static_in)
+                    out = module(static_in)
+                    ranks = _ranks_scores(out)
+                    if ranks:
+                        _ranked(out)
             torch.cuda.current_stream(self.device).wait_stream(side)
             with _GRAPH_CAPTURE_LOCK:
                 try:
                     graph = torch.cuda.CUDAGraph()
                     with torch.cuda.graph(graph):
-                        static_out = module(static_in)
+                        logits = module(static_in)
+                        probs, top = _ranked(logits) if ranks else (None, None)
                     torch.cuda.synchronize(self.device)
                 except torch.cuda.OutOfMemoryError:
                     raise
@@ -202,18 +245,40 @@ class DeviceNetworks:
                     self.cuda_graph = None
                     self.notices.append(f"CUDA graph capture failed, running eagerly: {first_line(e)}")
                     return False
-        self.cuda_graph = (graph, static_in, static_out)
+        self.cuda_graph = GraphedForward(graph, static_in, logits, probs, top)
         return True
+
+    def replays(self, x, device: str) -> bool:
+        """Whether a forward of the batch `x` on `device` replays the captured graph: one image, on
+        the GPU the graph was captured on."""
+        return self.cuda_graph is not None and self.on_cuda and device == self.device and x.shape[0] == 1
 
     def forward(self, x, device: str):
         """Logits of the batch `x` (already on `device`, in the network's memory format): the CUDA
         graph's replay for one image on a GPU when one is captured, else the network's forward."""
-        if self.cuda_graph is not None and device.startswith("cuda") and x.shape[0] == 1:
-            graph, static_in, static_out = self.cuda_graph
-            static_in.copy_(x)
-            graph.replay()
-            return static_out.clone()
+        if self.replays(x, device):
+            g = self.cuda_graph
+            g.static_in.copy_(x)
+            g.graph.replay()
+            return g.logits.clone()
         return self.module(device)(x)
+
+    def top_of_one(self, x, k: int) -> tuple[list[float], list[int]] | None:
+        """The k best probabilities and their classes for one image `x` ((1, 3, H, W) or (3, H, W), on
+        the GPU or the CPU, any memory format): one copy into the graph's input, one replay (forward,
+        softmax, top-k), one copy of the answer to the CPU, which is the only wait for the GPU. None
+        when no graph ranks class scores (eager then)."""
+        g = self.cuda_graph
+        if g is None or g.top is None:
+            return None
+        g.static_in.copy_(x if x.dim() == 4 else x[None])
+        g.graph.replay()
+        if k <= g.top.shape[1]:
+            top = g.top[:, :k].cpu()
+        else:  # more than the graph ranks: rank its probabilities (still one replay)
+            values, indices = g.probs.topk(min(k, g.probs.shape[1]), dim=1)
+            top = torch_stack_top(values, indices).cpu()
+        return top[0].tolist(), [int(i) for i in top[1].tolist()]
 
     def fall_back_to_cpu(self, reason: str) -> None:
         """Drop every GPU copy and compute on the CPU from now on, saying why in a notice."""

@@ -19,7 +19,8 @@ on the CPU and to a uint8 tensor on the GPU.
   `decode_jpegs_cuda` operator, a batch's JPEGs in one call), the rest by PIL; files and headers are
   read, and PIL decodes, on the same thread pool as the CPU path's (one thread per core), a batch
   ahead of the forward; the image is resized, cropped and normalised on the device by the same
-  transform object, and batch-1 forwards replay a CUDA graph captured by `warm_up()`. The network input is within a grey level of torchvision's PIL reference on average
+  transform object, and batch-1 forwards replay a CUDA graph captured by `warm_up()` that computes
+  the softmax and the top-5 too (one replay, one copy of the answer to the CPU). The network input is within a grey level of torchvision's PIL reference on average
   (the tensor resize rounds differently; nvjpeg's chroma differs at sharp colour edges, by up to 5
   levels there), like the CPU's fast decode, and each result made on the GPU says so
   (`GPU_INPUT_NOTICE`). Convolutions and
