@@ -128,6 +128,8 @@ class BatchRunner:
         read_for_device = lambda i: self.read_one_for_device(inputs[i], labels[i])  # noqa: E731
         try:
             while start < total:
+                if cancel is not None:  # before more work is queued
+                    cancel.raise_if_cancelled()
                 n = batch_size or DEFAULT_BATCH_SIZE["cuda" if self.networks.on_cuda else "cpu"]
                 stop = min(start + n, total)
                 chunk = list(zip(inputs[start:stop], labels[start:stop]))
