@@ -5,6 +5,7 @@ without reading them, and records unreadable files without stopping."""
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -60,7 +61,7 @@ def _brute_force(model, folder):
     out = {}
     try:
         with torch.no_grad():
-            for f in sorted(folder.iterdir()):
+            for f in sorted(folder.glob("*.png")):
                 model(_preprocess(f).unsqueeze(0))
                 out[str(f)] = got["a"][0]
     finally:
@@ -75,23 +76,28 @@ def test_top_images_and_crops_are_those_of_a_brute_force_scan(tmp_path, model, c
         report = index_folder(folder, cm, graph, _preprocess, model="googlenet", weights="w", index=index,
                               batch_size=4)
         assert report.indexed == 10 and not report.failed
-        acts = _brute_force(model, folder)
-        paths = list(acts)
-        checked = 0
-        for c in range(acts[paths[0]].shape[0]):
-            maxima = torch.stack([acts[p][c].max() for p in paths])
-            if maxima.max() <= 0 or len(set(maxima.tolist())) < len(paths):
-                continue  # a dead channel or a tie: any order would be right
-            order = maxima.argsort(descending=True)[: ex.TOP_K].tolist()
-            got = index.examples("googlenet", "w", NODE, BRANCH, c)
-            assert [e.path for e in got] == [paths[i] for i in order]
-            for e in got:
-                a = acts[e.path][c]
-                y, x = divmod(int(a.flatten().argmax()), a.shape[1])
-                assert (e.y, e.x) == (y, x)
-                assert e.value == pytest.approx(float(a.max()), rel=1e-4, abs=1e-5)
-            checked += 1
-        assert checked > 20
+        _assert_brute_force_tops(index, model, folder)
+
+
+def _assert_brute_force_tops(index, model, folder):
+    """Every channel without ties keeps the brute-force scan's top images, maxima and positions."""
+    acts = _brute_force(model, folder)
+    paths = list(acts)
+    checked = 0
+    for c in range(acts[paths[0]].shape[0]):
+        maxima = torch.stack([acts[p][c].max() for p in paths])
+        if maxima.max() <= 0 or len(set(maxima.tolist())) < len(paths):
+            continue  # a dead channel or a tie: any order would be right
+        order = maxima.argsort(descending=True)[: ex.TOP_K].tolist()
+        got = index.examples("googlenet", "w", NODE, BRANCH, c)
+        assert [e.path for e in got] == [paths[i] for i in order]
+        for e in got:
+            a = acts[e.path][c]
+            y, x = divmod(int(a.flatten().argmax()), a.shape[1])
+            assert (e.y, e.x) == (y, x)
+            assert e.value == pytest.approx(float(a.max()), rel=1e-4, abs=1e-5)
+        checked += 1
+    assert checked > 20
 
 
 def _units(model, x):
@@ -195,3 +201,72 @@ def test_a_cancelled_index_resumes_where_it_stopped(tmp_path, cm):
         with ExampleIndex(tmp_path / "db.sqlite") as index:
             for c in (0, 7, 20):
                 assert index.examples("googlenet", "w", NODE, BRANCH, c) == whole.examples("googlenet", "w", NODE, BRANCH, c)
+
+
+class _Halves:
+    """`_preprocess` in a decode pool's two halves (PIL, then tensor), recording the thread of each."""
+
+    def __init__(self):
+        self.prepared: list[str] = []
+        self.finished: list[str] = []
+        self.started: dict[str, threading.Event] = {}
+
+    def __call__(self, path):
+        return self.finish(self.prepare(path))
+
+    def prepare(self, path):
+        self.prepared.append(threading.current_thread().name)
+        self.started.setdefault(str(path), threading.Event()).set()
+        try:
+            with Image.open(path) as im:
+                return T.Resize((SIZE, SIZE))(im.convert("RGB"))
+        except OSError as e:
+            raise ImageLoadError(str(path), f"cannot decode: {e}") from None
+
+    def finish(self, resized):
+        self.finished.append(threading.current_thread().name)
+        return T.Normalize(MEAN, STD)(T.ToTensor()(resized))
+
+
+class _WaitingCapture:
+    """The capture model, whose forward of each batch waits until the next batch's decoding began."""
+
+    def __init__(self, cm, halves, files, batch):
+        self.cm, self.halves, self.files, self.batch = cm, halves, files, batch
+        self.next_began: list[bool] = []
+        self.calls = 0
+
+    def eval(self):
+        return self.cm.eval()
+
+    def capture(self, x):
+        upcoming = self.files[(self.calls + 1) * self.batch : (self.calls + 2) * self.batch]
+        self.calls += 1
+        if upcoming:
+            events = [self.halves.started.setdefault(f, threading.Event()) for f in upcoming]
+            self.next_began.append(all(e.wait(10) for e in events))
+        return self.cm.capture(x)
+
+
+def test_index_decodes_on_the_pool_a_batch_ahead_with_a_bad_file(tmp_path, model, cm):
+    """The PIL half runs on the decode threads, the tensor half and the forward on the caller's; each
+    batch's forward runs while the next batch decodes; a broken file in the middle is noted and the
+    tops are still the brute-force scan's; the report says where the time went."""
+    folder = _folder(tmp_path, n=8)
+    (folder / "im03b.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    files = sorted(str(f.resolve()) for f in folder.iterdir())
+    halves = _Halves()
+    capture = _WaitingCapture(cm, halves, files, 3)
+    notes = []
+    with ExampleIndex(tmp_path / "db.sqlite") as index:
+        report = index_folder(folder, capture, zoo_block_graph("googlenet"), halves, model="googlenet", weights="w",
+                              index=index, batch_size=3, decode_workers=2, note=lambda p, r: notes.append(p))
+        assert report.indexed == 8 and [p for p, _ in report.failed] == notes == [str(folder / "im03b.jpg")]
+        assert capture.next_began == [True, True]
+        assert halves.prepared and all(t.startswith("decode") for t in halves.prepared)
+        assert halves.finished and set(halves.finished) == {threading.current_thread().name}
+        _assert_brute_force_tops(index, model, folder)
+    assert set(report.seconds) == {"decode", "forward", "top-k", "sqlite", "decode threads"}
+    assert all(v >= 0 for v in report.seconds.values()) and report.seconds["forward"] > 0
+    assert report.seconds["decode threads"] > 0 and report.seconds["top-k"] > 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("decode")]

@@ -40,6 +40,15 @@ MAX_DECODE_WORKERS = 8
 MAX_DEVICE_READ_WORKERS = 32
 
 
+def decode_worker_count(on_cuda: bool = False, requested: int | None = None) -> int:
+    """Threads of a decode pool: `requested`, else one per core, at most MAX_DECODE_WORKERS when the
+    forward runs on the CPU (it needs cores too) and MAX_DEVICE_READ_WORKERS when it runs on a GPU."""
+    if requested is not None:
+        return max(1, requested)
+    most = MAX_DEVICE_READ_WORKERS if on_cuda else MAX_DECODE_WORKERS
+    return max(1, min(most, os.cpu_count() or 1))
+
+
 class DecodeAhead:
     """Work on the images of a list, on a thread pool, one batch ahead of the caller.
 
@@ -150,12 +159,8 @@ class BatchRunner:
             ahead.close()
 
     def decode_worker_count(self, on_cuda: bool = False) -> int:
-        """Threads of the decode pool: `decode_workers`, else one per core, at most MAX_DECODE_WORKERS
-        for a CPU batch (the forward needs cores too) and MAX_DEVICE_READ_WORKERS for a GPU batch."""
-        if self.decode_workers is not None:
-            return max(1, self.decode_workers)
-        most = MAX_DEVICE_READ_WORKERS if on_cuda else MAX_DECODE_WORKERS
-        return max(1, min(most, os.cpu_count() or 1))
+        """Threads of the decode pool: `decode_workers`, else `decode_worker_count`'s default."""
+        return decode_worker_count(on_cuda, self.decode_workers)
 
     def classify_batch(self, chunk, top: int, cancel: CancelToken | None, *,
                        prepared: list[Future] | None = None) -> list[ClassificationResult]:

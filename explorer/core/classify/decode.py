@@ -308,6 +308,27 @@ class Decoder:
         others.append((job.result, pil_to_tensor(li.image), job.header_ms + ms_since(t1)))
 
 
+class CpuPreprocess:
+    """The CPU path's network input (3, crop, crop) for one image, exactly as a CPU batch makes it:
+    callable, and in two halves for a decode pool: `prepare(src)` decodes and resizes with PIL only
+    (it releases the GIL, and starts no OpenMP team beside the forward's), `finish(resized)` is the
+    rest of the transform (crop, tensor, normalisation), on the calling thread. ImageLoadError for a
+    file that cannot be read."""
+
+    def __init__(self, decoder: Decoder, label: str = "<image>"):
+        self.decoder = decoder
+        self.label = label
+
+    def __call__(self, src):
+        return self.finish(self.prepare(src))
+
+    def prepare(self, src):
+        return self.decoder.resized_pil(self.decoder.load_cpu(src, self.label))
+
+    def finish(self, resized):
+        return self.decoder.transforms(resized)
+
+
 def pixel_groups(jpegs: list[JpegJob], budget: int) -> Iterator[list[JpegJob]]:
     """`jpegs` in order, in groups of at most `budget` pixels (one image alone may exceed it)."""
     group: list[JpegJob] = []

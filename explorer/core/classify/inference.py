@@ -58,6 +58,7 @@ from explorer.core.classify.captured import classify_with_capture
 from explorer.core.classify.decode import (
     DECODE_PIXELS_PER_CALL,
     NVJPEG_MIN_SCALE,
+    CpuPreprocess,
     Decoder,
     ImageInput,
     JpegJob,
@@ -87,10 +88,11 @@ from explorer.core.text import first_line
 
 __all__ = [
     "DECODE_PIXELS_PER_CALL", "DEFAULT_BATCH_SIZE", "FAST_DECODE_NOTICE", "GPU_INPUT_NOTICE",
-    "MAX_DECODE_WORKERS", "MAX_DEVICE_READ_WORKERS", "NVJPEG_MIN_SCALE", "BatchRunner", "DecodeAhead", "CapturedClassification",
-    "ClassificationResult", "Classifier", "Decoder", "DeviceNetworks", "DeviceUnavailableError",
-    "EventTimer", "ImageInput", "ImageLoadError", "JpegJob", "NotAClassifierError", "Prediction", "cuda_unsupported_reason",
-    "fold_batch_norms", "pixel_groups", "resolve_device", "use_exact_float32_on_cuda",
+    "MAX_DECODE_WORKERS", "MAX_DEVICE_READ_WORKERS", "NVJPEG_MIN_SCALE", "BatchRunner", "CapturedClassification",
+    "ClassificationResult", "Classifier", "CpuPreprocess", "DecodeAhead", "Decoder", "DeviceNetworks",
+    "DeviceUnavailableError", "EventTimer", "ImageInput", "ImageLoadError", "JpegJob", "NotAClassifierError",
+    "Prediction", "cuda_unsupported_reason", "fold_batch_norms", "pixel_groups", "resolve_device",
+    "use_exact_float32_on_cuda",
 ]
 
 # The names these had while they lived here.
@@ -344,9 +346,11 @@ class Classifier:
         """A normalised (3, H, W) network input as the (H, W, 3) uint8 picture it was made from."""
         return self.decoder.input_rgb(x)
 
-    def preprocess(self, image: ImageInput) -> Any:
-        """The network input for one image on the CPU path: a (3, crop, crop) float tensor."""
-        return self.decoder.preprocess_pil(self.decoder.load_cpu(image, "<image>"))
+    @property
+    def preprocess(self) -> CpuPreprocess:
+        """The network input for one image on the CPU path, `preprocess(image)`: a (3, crop, crop)
+        float tensor; its halves `prepare` and `finish` let a decode pool run the PIL half."""
+        return CpuPreprocess(self.decoder)
 
     def device_input(self, src, label: str = "<image>"):
         """The network input for one image as the CUDA path makes it: (3, crop, crop) on the device.

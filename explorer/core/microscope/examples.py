@@ -6,7 +6,8 @@ receptive-field box of that position in the network input (from the block graph'
 receptive field, effective stride and the offset the paddings add). The index is a SQLite file next
 to the cache, keyed by model reference, weights hash and file (path, size, modification time): a
 second run over an unchanged folder stats the files and reads none; each batch is committed with the
-files it covers, so a cancelled or killed run resumes where it stopped. A file that cannot be read
+files it covers, so a cancelled or killed run resumes where it stopped. Images are decoded on the
+classifier's decode pool (`DecodeAhead`), a batch ahead of the capture forward. A file that cannot be read
 is recorded with its reason and skipped; the index completes.
 
 The index is marked as ours (PRAGMA application_id) and no other file is ever written: an existing
@@ -24,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,6 +146,10 @@ class IndexReport:
     skipped: int = 0  # known and unchanged: not read
     failed: list[tuple[str, str]] = None  # (path, reason)
     cancelled: bool = False
+    #: Seconds by stage on the calling thread: "decode" (waiting for the pool, and the transform's
+    #: last step), "forward" (the capture), "top-k" (merging into each channel's top-9), "sqlite" (rows
+    #: and commits); "decode threads": decoding summed over the pool's threads, beside the rest.
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.failed is None:
@@ -495,52 +500,88 @@ def _keys(folder: str | os.PathLike, recursive: bool) -> list[str]:
 def index_folder(folder: str | os.PathLike, cm, graph: BlockGraph, preprocess: Callable[[str], Any], *,
                  model: str, weights: str, index: ExampleIndex, batch_size: int = 16, recursive: bool = True,
                  progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-                 note: Callable[[str, str], None] | None = None) -> IndexReport:
+                 note: Callable[[str, str], None] | None = None, decode_workers: int | None = None) -> IndexReport:
     """Index the images under `folder` through CaptureModel `cm` (whose block graph is `graph`).
 
-    preprocess(path) gives the (3, H, W) network input or raises `ImageLoadError`; note(path, reason)
-    hears of each file that could not be read. Known files whose size and mtime are unchanged are not
-    read. A file that changed is indexed again and its old examples dropped (its channels then keep
-    the best of the rest until the folder is indexed afresh). Runs writing one index at once take
-    turns batch by batch; each batch merges into the tops as they are then (re-read when another run
-    wrote since), so no example points at a file row that is gone. Raises ExampleIndexError."""
+    preprocess(path) gives the (3, H, W) network input or raises `ImageLoadError`; it runs on a decode
+    pool of `decode_workers` threads (None: the classifier's CPU default), a batch ahead of the forward,
+    and when it has `prepare` and `finish` halves (a `CpuPreprocess`) only `prepare` runs there.
+    note(path, reason) hears of each file that could not be read. Known files whose size and mtime
+    are unchanged are not read. A file that changed is indexed again and its old examples dropped (its
+    channels then keep the best of the rest until the folder is indexed afresh). Runs writing one
+    index at once take turns batch by batch; each batch merges into the tops as they are then
+    (re-read when another run wrote since), so no example points at a file row that is gone. Raises
+    ExampleIndexError."""
+    from explorer.core.classify.batching import DecodeAhead, decode_worker_count
+
     report = IndexReport()
     known = index.files(model, weights)
     todo, stale = _changed_files(_keys(folder, recursive), known, report, note)
     if not todo:
         return report
-    with index._lock:
-        index.check_writable()  # a read-only or locked index is refused before any image is read
-        import torch
+    seconds = report.seconds
+    for stage in ("decode", "forward", "top-k", "sqlite", "decode threads"):
+        seconds[stage] = 0.0
+    prepare, finish = getattr(preprocess, "prepare", None), getattr(preprocess, "finish", None)
+    if prepare is None or finish is None:
+        prepare, finish = preprocess, None
+    thread_seconds: list[float] = []
 
-        if stale:
-            with index.transaction() as db:
-                db.executemany("DELETE FROM top WHERE file_id=?", [(i,) for i in stale])
-                db.executemany("DELETE FROM files WHERE id=?", [(i,) for i in stale])
+    def decode(i: int):
+        t0 = time.perf_counter()
+        try:
+            return prepare(todo[i][0])
+        finally:
+            thread_seconds.append(time.perf_counter() - t0)
 
-        tops: dict[tuple[str, int], _Top] | None = None
-        seen_version = None  # PRAGMA data_version when `tops` was last in step with the file
-        done = 0
-        total = len(todo)
-        cm.eval()  # its modules are shared with the loaded network, which always runs in eval mode
-        for start in range(0, total, batch_size):
-            if cancel is not None and cancel.cancelled:
-                report.cancelled = True
-                break
-            chunk = todo[start : start + batch_size]
-            tensors, good, bad = _read_images(chunk, preprocess, report, note)
-            with torch.no_grad():
-                cap = cm.capture(torch.stack(tensors)) if tensors else None
-            with index.transaction() as db:  # the batch's files and the examples they bring, at once
-                version = db.execute("PRAGMA data_version").fetchone()[0]
-                if version != seen_version:
-                    tops = None  # another connection wrote since: merge into what is there now
-                tops = _store_batch(db, model, weights, graph, good, bad, cap, tensors, tops)
-            seen_version = version
-            report.indexed += len(good)
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
+    ahead = DecodeAhead(decode_worker_count(False, decode_workers))
+    try:
+        with index._lock:
+            index.check_writable()  # a read-only or locked index is refused before any image is read
+            import torch
+
+            if stale:
+                with index.transaction() as db:
+                    db.executemany("DELETE FROM top WHERE file_id=?", [(i,) for i in stale])
+                    db.executemany("DELETE FROM files WHERE id=?", [(i,) for i in stale])
+
+            tops: dict[tuple[str, int], _Top] | None = None
+            seen_version = None  # PRAGMA data_version when `tops` was last in step with the file
+            done = 0
+            total = len(todo)
+            cm.eval()  # its modules are shared with the loaded network, which always runs in eval mode
+            for start in range(0, total, batch_size):
+                if cancel is not None and cancel.cancelled:
+                    report.cancelled = True
+                    break
+                stop = min(start + batch_size, total)
+                chunk = todo[start:stop]
+                t0 = time.perf_counter()
+                futures = ahead.take(decode, start, stop, min(stop + batch_size, total))  # this batch and the next
+                tensors, good, bad = _read_images(chunk, futures, finish, report, note)
+                t1 = time.perf_counter()
+                with torch.no_grad():
+                    cap = cm.capture(torch.stack(tensors)) if tensors else None
+                t2 = time.perf_counter()
+                merge: list[float] = []
+                with index.transaction() as db:  # the batch's files and the examples they bring, at once
+                    version = db.execute("PRAGMA data_version").fetchone()[0]
+                    if version != seen_version:
+                        tops = None  # another connection wrote since: merge into what is there now
+                    tops = _store_batch(db, model, weights, graph, good, bad, cap, tensors, tops, merge)
+                t3 = time.perf_counter()
+                seconds["decode"] += t1 - t0
+                seconds["forward"] += t2 - t1
+                seconds["top-k"] += sum(merge)
+                seconds["sqlite"] += t3 - t2 - sum(merge)
+                seen_version = version
+                report.indexed += len(good)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+    finally:
+        ahead.close()
+        seconds["decode threads"] = sum(thread_seconds)
     return report
 
 
@@ -569,16 +610,18 @@ def _changed_files(keys: list[str], known: dict[str, tuple], report: IndexReport
     return todo, stale
 
 
-def _read_images(chunk: list[tuple[str, int, int]], preprocess: Callable[[str], Any], report: IndexReport,
-                 note: Callable[[str, str], None] | None) -> tuple[list, list[tuple], list[tuple]]:
-    """(tensors, good, bad): the network inputs of a batch's files, and the files as rows for
-    `_file_ids` (path, size, mtime_ns, note): those read, and those that could not be (failed, noted)."""
+def _read_images(chunk: list[tuple[str, int, int]], futures: list, finish: Callable[[Any], Any] | None,
+                 report: IndexReport, note: Callable[[str, str], None] | None) -> tuple[list, list[tuple], list[tuple]]:
+    """(tensors, good, bad): the network inputs of a batch's files (from the decode pool's `futures`,
+    then `finish` when the pool ran only the first half), and the files as rows for `_file_ids`
+    (path, size, mtime_ns, note): those read, and those that could not be (failed, noted)."""
     from explorer.core.classify.images import ImageLoadError
 
     tensors, good, bad = [], [], []
-    for path, size, mtime in chunk:
+    for (path, size, mtime), future in zip(chunk, futures):
         try:
-            tensors.append(preprocess(path))
+            prepared = future.result()
+            tensors.append(finish(prepared) if finish is not None else prepared)
             good.append((path, size, mtime, None))
         except ImageLoadError as e:
             bad.append((path, size, mtime, e.reason))
@@ -589,11 +632,12 @@ def _read_images(chunk: list[tuple[str, int, int]], preprocess: Callable[[str], 
 
 
 def _store_batch(db: sqlite3.Connection, model: str, weights: str, graph: BlockGraph, good: list[tuple],
-                 bad: list[tuple], cap, tensors: list, tops: dict[tuple[str, int], _Top] | None
-                 ) -> dict[tuple[str, int], _Top] | None:
+                 bad: list[tuple], cap, tensors: list, tops: dict[tuple[str, int], _Top] | None,
+                 merge_seconds: list[float] | None = None) -> dict[tuple[str, int], _Top] | None:
     """Record a batch's files and merge its captured branches (`cap`, None when no file was read) into
     the tops, writing the channels whose top changed; in the batch's transaction `db`. `tops`: as the
-    index held them after the last batch, or None to re-read them. Returns the tops as they now are."""
+    index held them after the last batch, or None to re-read them. Returns the tops as they now are.
+    merge_seconds: the time of each branch's merge is appended to it (the rest is SQLite's)."""
     ids = _file_ids(db, model, weights, good, 1)
     bad_ids = _file_ids(db, model, weights, bad, 0)
     if bad_ids and db.execute(f"DELETE FROM top WHERE file_id IN ({','.join('?' * len(bad_ids))})",
@@ -611,7 +655,10 @@ def _store_batch(db: sqlite3.Connection, model: str, weights: str, graph: BlockG
             if t is None:
                 continue
             top = tops[(blk, k)]
+            t0 = time.perf_counter()
             changed = top.merge(t.float().cpu(), ids)
+            if merge_seconds is not None:
+                merge_seconds.append(time.perf_counter() - t0)
             _write_channels(db, model, weights, blk, k, top, changed, target_geometry(graph, blk, k), h, w)
     return tops
 
