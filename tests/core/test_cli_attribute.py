@@ -82,10 +82,13 @@ def test_maps_metrics_and_bad_files(corpus, capsys, tmp_path):
 
 def test_sanity_in_json_and_csv_and_the_default_layer(corpus, capsys, monkeypatch):
     import explorer.core.attribution.faithfulness
+    import explorer.core.attribution.metrics
 
     monkeypatch.setattr(explorer.core.attribution.faithfulness, "ROAD_PERCENTILES", (50,))  # one imputation each way
+    monkeypatch.setattr(explorer.core.attribution.metrics, "NOISE_SEEDS", (0, 1))  # the fewest that make a spread
+    monkeypatch.setattr(explorer.core.attribution.metrics, "SMOOTH_SAMPLES", 2)
     args = [corpus["good"][1], "--model", "googlenet", "--weights", corpus["weights"], "--method", "grad_cam",
-            "--target", "3", "--metrics", "sanity,road"]
+            "--target", "3", "--metrics", "sanity,road,srg,smooth_mprt,efficient_mprt", "--steps", "8"]
     code, out, err = run(capsys, *args)
     assert code == 0, err
     (r,) = [json.loads(line) for line in out.splitlines()]
@@ -93,8 +96,16 @@ def test_sanity_in_json_and_csv_and_the_default_layer(corpus, capsys, monkeypatc
     assert s["blocks"] == ["inception5b", "inception5a", "inception4e", "inception4d", "inception4c"]
     assert len(s["correlations"]) == 5 and isinstance(s["flagged"], bool) and "sanity_ms" in r["timings"]
     assert r["layer"] == "inception5b" and "inception5b, the last block" in err
-    assert set(r["road"]) == {"morf", "lerf", "combined"} and "road_ms" in r["timings"]
+    assert {"morf", "lerf", "combined", "interval", "reference_interval", "clears_reference"} <= set(r["road"])
+    assert "road_ms" in r["timings"] and r["road"]["percentages"] == [50.0] and len(r["road"]["values"]) == 2
     assert r["road"]["combined"] == pytest.approx((r["road"]["lerf"] - r["road"]["morf"]) / 2, abs=2e-6)
+    for name, references in (("srg", 5), ("smooth_mprt", 2), ("efficient_mprt", 1)):
+        m = r[name]
+        assert len(m["reference"]) == references and f"{name}_ms" in r["timings"], name
+        low, high = m["interval"]
+        assert low <= m["value"] <= high and isinstance(m["clears_reference"], bool)
+    assert len(r["srg"]["values"]) == 1 and len(r["srg"]["morf_curve"]) == 9
+    assert len(r["smooth_mprt"]["values"]) == len(r["efficient_mprt"]["values"]) == 2
     code, out, err = run(capsys, *args, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and len(rows) == 1 and rows[0]["layer"] == "inception5b" and rows[0]["target"] == "3"
@@ -102,6 +113,9 @@ def test_sanity_in_json_and_csv_and_the_default_layer(corpus, capsys, monkeypatc
     assert (rows[0]["model"], rows[0]["weights"], rows[0]["weights_sha256"]) == ("googlenet", r["provenance"]["weights"]["file"], sha)
     assert rows[0]["sanity_flagged"] == str(s["flagged"])
     assert float(rows[0]["road"]) == pytest.approx(r["road"]["combined"], abs=1e-6)
+    for name in ("srg", "smooth_mprt", "efficient_mprt"):
+        assert float(rows[0][name]) == pytest.approx(r[name]["value"], abs=1e-6)
+        assert rows[0][f"{name}_clears"] == str(r[name]["clears_reference"])
     last = s["correlations"][-1]
     assert (rows[0]["sanity_last"] == "") if last is None else float(rows[0]["sanity_last"]) == pytest.approx(last)
 
