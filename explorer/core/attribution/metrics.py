@@ -75,13 +75,16 @@ class MetricScore:
 
     @property
     def reference_interval(self) -> tuple[float, float]:
+        """(nan, nan) when computed without a reference (a benchmark's like-for-like run): then no verdict."""
+        if self.reference.size == 0:
+            return math.nan, math.nan
         return float(self.reference.min()), float(self.reference.max())
 
     @property
     def clears_reference(self) -> bool:
         """The whole interval lies beyond the whole reference by more than MARGIN (higher or lower as the metric
         prefers). False says only that the metric did not show the map better than its reference."""
-        if not (np.isfinite(self.values).all() and np.isfinite(self.reference).all()):
+        if self.reference.size == 0 or not (np.isfinite(self.values).all() and np.isfinite(self.reference).all()):
             return False
         if self.higher_is_better:
             return self.interval[0] > self.reference_interval[1] + MARGIN
