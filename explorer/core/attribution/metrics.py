@@ -225,6 +225,26 @@ class _Imputed:
     filled: np.ndarray
 
 
+def _road_imputations(image: np.ndarray, orders: list, shape, percentages, progress, cancel) -> dict:
+    """(order's index, direction) → the imputed images per percentage; index 0 the map's order, 1… the random
+    orders'. Progress counts the imputations."""
+    plans = [(k, o, d) for k, o in enumerate(orders) for d in ("morf", "lerf")]
+    total = len(plans) * len(percentages)
+    done = 0
+    imputed: dict[tuple[int, str], list[_Imputed]] = {}
+    for k, o, d in plans:
+        masks = _removal_masks(o if d == "morf" else o[::-1].copy(), shape, percentages)
+        imputed[(k, d)] = []
+        for known in masks:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            imputed[(k, d)].append(_Imputed(linear_imputation(image, known), ~known))
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return imputed
+
+
 def road(
     model: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -260,21 +280,7 @@ def road(
     order = cell_order(heatmap, 1)
     rng = np.random.default_rng(seed_of_orders := 10_000 + int(seeds[0]))
     random = [cell_order(_random_cells(shape, cell, rng), cell) for _ in range(random_orders)]
-    # (order's index, direction) → the masks per percentage; index 0 the map's, 1… the random orders'.
-    plans = [(k, o, d) for k, o in enumerate([order, *random]) for d in ("morf", "lerf")]
-    total = len(plans) * len(percentages)
-    done = 0
-    imputed: dict[tuple[int, str], list[_Imputed]] = {}
-    for k, o, d in plans:
-        masks = _removal_masks(o if d == "morf" else o[::-1].copy(), shape, percentages)
-        imputed[(k, d)] = []
-        for known in masks:
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            imputed[(k, d)].append(_Imputed(linear_imputation(image, known), ~known))
-            done += 1
-            if progress is not None:
-                progress(done, total)
+    imputed = _road_imputations(image, [order, *random], shape, percentages, progress, cancel)
 
     def noisy(item: _Imputed, gen: np.random.Generator) -> torch.Tensor:
         out = item.image.copy()

@@ -520,11 +520,7 @@ def index_folder(folder: str | os.PathLike, cm, graph: BlockGraph, preprocess: C
     if not todo:
         return report
     seconds = report.seconds
-    for stage in ("decode", "forward", "top-k", "sqlite", "decode threads"):
-        seconds[stage] = 0.0
-    prepare, finish = getattr(preprocess, "prepare", None), getattr(preprocess, "finish", None)
-    if prepare is None or finish is None:
-        prepare, finish = preprocess, None
+    prepare, finish = _halves(preprocess, seconds)
     thread_seconds: list[float] = []
 
     def decode(i: int):
@@ -540,11 +536,7 @@ def index_folder(folder: str | os.PathLike, cm, graph: BlockGraph, preprocess: C
             index.check_writable()  # a read-only or locked index is refused before any image is read
             import torch
 
-            if stale:
-                with index.transaction() as db:
-                    db.executemany("DELETE FROM top WHERE file_id=?", [(i,) for i in stale])
-                    db.executemany("DELETE FROM files WHERE id=?", [(i,) for i in stale])
-
+            _drop_files(index, stale)
             tops: dict[tuple[str, int], _Top] | None = None
             seen_version = None  # PRAGMA data_version when `tops` was last in step with the file
             done = 0
@@ -583,6 +575,23 @@ def index_folder(folder: str | os.PathLike, cm, graph: BlockGraph, preprocess: C
         ahead.close()
         seconds["decode threads"] = sum(thread_seconds)
     return report
+
+
+def _halves(preprocess, seconds: dict) -> tuple:
+    """(prepare, finish) of `preprocess` (finish None when it has no halves: it all runs on the decode pool); the
+    report's stages start at 0 s."""
+    for stage in ("decode", "forward", "top-k", "sqlite", "decode threads"):
+        seconds[stage] = 0.0
+    prepare, finish = getattr(preprocess, "prepare", None), getattr(preprocess, "finish", None)
+    return (preprocess, None) if prepare is None or finish is None else (prepare, finish)
+
+
+def _drop_files(index, ids: list[int]) -> None:
+    """Forget the files `ids` and the examples they brought (they changed on disk)."""
+    if ids:
+        with index.transaction() as db:
+            db.executemany("DELETE FROM top WHERE file_id=?", [(i,) for i in ids])
+            db.executemany("DELETE FROM files WHERE id=?", [(i,) for i in ids])
 
 
 def _changed_files(keys: list[str], known: dict[str, tuple], report: IndexReport,
