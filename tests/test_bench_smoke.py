@@ -30,6 +30,7 @@ BENCHES = {
     "bench_featurevis.py": "ratio  plain/ours",
     "bench_gpu_input.py": "grey levels",
     "bench_knockout.py": "ratio  loop/ours",
+    "bench_index.py": "ratio  serial/ours",
     "bench_metrics.py": "ratio  quantus/ours",
 }
 

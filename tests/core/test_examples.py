@@ -228,41 +228,55 @@ class _Halves:
         return T.Normalize(MEAN, STD)(T.ToTensor()(resized))
 
 
-class _WaitingCapture:
-    """The capture model, whose forward of each batch waits until the next batch's decoding began."""
+class _WatchedCapture:
+    """The capture model, noting at each forward whether the next batch's decoding had begun."""
 
     def __init__(self, cm, halves, files, batch):
         self.cm, self.halves, self.files, self.batch = cm, halves, files, batch
-        self.next_began: list[bool] = []
+        self.next_began_at_forward: list[bool] = []
         self.calls = 0
+
+    def upcoming(self) -> list[threading.Event]:
+        names = self.files[self.calls * self.batch : (self.calls + 1) * self.batch]
+        return [self.halves.started.setdefault(f, threading.Event()) for f in names]
 
     def eval(self):
         return self.cm.eval()
 
     def capture(self, x):
-        upcoming = self.files[(self.calls + 1) * self.batch : (self.calls + 2) * self.batch]
         self.calls += 1
+        upcoming = self.upcoming()
         if upcoming:
-            events = [self.halves.started.setdefault(f, threading.Event()) for f in upcoming]
-            self.next_began.append(all(e.wait(10) for e in events))
+            self.next_began_at_forward.append(any(e.is_set() for e in upcoming))
         return self.cm.capture(x)
 
 
-def test_index_decodes_on_the_pool_a_batch_ahead_with_a_bad_file(tmp_path, model, cm):
-    """The PIL half runs on the decode threads, the tensor half and the forward on the caller's; each
-    batch's forward runs while the next batch decodes; a broken file in the middle is noted and the
-    tops are still the brute-force scan's; the report says where the time went."""
+def test_index_decodes_on_the_pool_while_the_last_batch_is_stored(tmp_path, model, cm, monkeypatch):
+    """The PIL half runs on the decode threads, the tensor half and the forward on the caller's; the next
+    batch decodes while this batch's examples are stored, never beside the forward (whose OpenMP team
+    waits for a thread a decode would take); a broken file in the middle is noted and the tops are still
+    the brute-force scan's; the report says where the time went."""
     folder = _folder(tmp_path, n=8)
     (folder / "im03b.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     files = sorted(str(f.resolve()) for f in folder.iterdir())
     halves = _Halves()
-    capture = _WaitingCapture(cm, halves, files, 3)
+    capture = _WatchedCapture(cm, halves, files, 3)
+    store = ex._store_batch
+    next_began_while_storing = []
+
+    def storing(*args, **kwargs):
+        upcoming = capture.upcoming()
+        if upcoming:
+            next_began_while_storing.append(all(e.wait(10) for e in upcoming))
+        return store(*args, **kwargs)
+
+    monkeypatch.setattr(ex, "_store_batch", storing)
     notes = []
     with ExampleIndex(tmp_path / "db.sqlite") as index:
         report = index_folder(folder, capture, zoo_block_graph("googlenet"), halves, model="googlenet", weights="w",
                               index=index, batch_size=3, decode_workers=2, note=lambda p, r: notes.append(p))
         assert report.indexed == 8 and [p for p, _ in report.failed] == notes == [str(folder / "im03b.jpg")]
-        assert capture.next_began == [True, True]
+        assert next_began_while_storing == [True, True] and capture.next_began_at_forward == [False, False]
         assert halves.prepared and all(t.startswith("decode") for t in halves.prepared)
         assert halves.finished and set(halves.finished) == {threading.current_thread().name}
         _assert_brute_force_tops(index, model, folder)

@@ -53,7 +53,7 @@ class DecodeAhead:
     """Work on the images of a list, on a thread pool, one batch ahead of the caller.
 
     `take(work, start, stop, ahead)` queues `work(i)` for every index in [start, ahead) not queued yet
-    and returns the futures of [start, stop), in order. An index queued with other work (the device
+    and returns the futures of [start, stop), in order; `queue(work, start, stop)` only queues. An index queued with other work (the device
     changed between batches) is queued again with this one. `close()` drops what has not started and
     waits for what has: a cancelled or abandoned run leaves no thread behind."""
 
@@ -64,15 +64,19 @@ class DecodeAhead:
         self._queued: dict[int, tuple[Callable[[int], Any], Future]] = {}
 
     def take(self, work: Callable[[int], Any], start: int, stop: int, ahead: int) -> list[Future]:
+        self.queue(work, start, max(stop, ahead))
+        return [self._queued.pop(i)[1] for i in range(start, stop)]
+
+    def queue(self, work: Callable[[int], Any], start: int, stop: int) -> None:
+        """Queue `work(i)` for every index in [start, stop) not queued with it yet."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=self.name)
-        for i in range(start, max(stop, ahead)):
+        for i in range(start, stop):
             queued = self._queued.get(i)
             if queued is None or queued[0] != work:
                 if queued is not None:
                     queued[1].cancel()
                 self._queued[i] = (work, self._pool.submit(work, i))
-        return [self._queued.pop(i)[1] for i in range(start, stop)]
 
     def close(self) -> None:
         if self._pool is not None:

@@ -7,7 +7,7 @@ receptive field, effective stride and the offset the paddings add). The index is
 to the cache, keyed by model reference, weights hash and file (path, size, modification time): a
 second run over an unchanged folder stats the files and reads none; each batch is committed with the
 files it covers, so a cancelled or killed run resumes where it stopped. Images are decoded on the
-classifier's decode pool (`DecodeAhead`), a batch ahead of the capture forward. A file that cannot be read
+classifier's decode pool (`DecodeAhead`) in parallel, the next batch while this one is stored. A file that cannot be read
 is recorded with its reason and skipped; the index completes.
 
 The index is marked as ours (PRAGMA application_id) and no other file is ever written: an existing
@@ -504,8 +504,9 @@ def index_folder(folder: str | os.PathLike, cm, graph: BlockGraph, preprocess: C
     """Index the images under `folder` through CaptureModel `cm` (whose block graph is `graph`).
 
     preprocess(path) gives the (3, H, W) network input or raises `ImageLoadError`; it runs on a decode
-    pool of `decode_workers` threads (None: the classifier's CPU default), a batch ahead of the forward,
-    and when it has `prepare` and `finish` halves (a `CpuPreprocess`) only `prepare` runs there.
+    pool of `decode_workers` threads (None: the classifier's CPU default), the next batch's while this
+    batch's examples are stored, and when it has `prepare` and `finish` halves (a `CpuPreprocess`) only
+    `prepare` runs there.
     note(path, reason) hears of each file that could not be read. Known files whose size and mtime
     are unchanged are not read. A file that changed is indexed again and its old examples dropped (its
     channels then keep the best of the rest until the folder is indexed afresh). Runs writing one
@@ -549,12 +550,16 @@ def index_folder(folder: str | os.PathLike, cm, graph: BlockGraph, preprocess: C
                 stop = min(start + batch_size, total)
                 chunk = todo[start:stop]
                 t0 = time.perf_counter()
-                futures = ahead.take(decode, start, stop, min(stop + batch_size, total))  # this batch and the next
+                futures = ahead.take(decode, start, stop, stop)
                 tensors, good, bad = _read_images(chunk, futures, finish, report, note)
                 t1 = time.perf_counter()
                 with torch.no_grad():
                     cap = cm.capture(torch.stack(tensors)) if tensors else None
                 t2 = time.perf_counter()
+                # The next batch decodes while this one's top-k and rows are stored (one core's work),
+                # not beside the forward: the forward's OpenMP team waits for its slowest thread, and a
+                # decode thread taking a core from it cost more than the decode (bench_index, 2 cores).
+                ahead.queue(decode, stop, min(stop + batch_size, total))
                 merge: list[float] = []
                 with index.transaction() as db:  # the batch's files and the examples they bring, at once
                     version = db.execute("PRAGMA data_version").fetchone()[0]
