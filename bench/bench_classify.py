@@ -12,6 +12,9 @@ ours:  explorer.core.classify.inference.Classifier.classify — on the CPU by de
        image, batches decoded on a thread pool while the previous forward runs, and a batch-norm-folded
        channels-last forward; `--fast-decode` (opt-in, labelled) decodes big JPEGs at a reduced scale.
        On CUDA: nvjpeg decode, on-device transforms and a CUDA-graph forward.
+On CUDA also (issue 28): throughput of 256 copies of the 12 MP file and of 512 of a 2 MP photo with the decode
+pool against one decode thread (the serial reading before it), nvjpeg's batched decode alone (the ceiling for
+the 12 MP files), and batch-1 as one CUDA-graph replay with the softmax and the top-5 against that work eagerly.
 Latency is one 12 MP file at a time, timed alternately with naive (contention hits both alike);
 throughput is a folder of copies of it. Agreement: max |Δprob| of ours against the reference on each
 test image (every mode: RGB, L, RGBA, P, CMYK, 16-bit, EXIF-rotated); the target is ≤ 1e-3 on the CPU.
@@ -231,6 +234,9 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
     print(f"throughput         ours {ours_rate:.1f} images/s (batches of {size}"
           f"{workers}), naive {naive_rate:.1f} images/s (one by one) → ratio {ours_rate / naive_rate:.2f}×")
 
+    if device.startswith("cuda"):
+        gpu_lines(clf, tf, model, device, jpeg, extra, repeats, quick)
+
     # Agreement with the reference pipeline, on every test image.
     worst = 0.0
     for p in extra if quick else [jpeg, *extra]:
@@ -256,6 +262,92 @@ def bench_model(name: str, device: str, jpeg: Path, extra: list[Path], repeats: 
     else:
         print(f"agreement: max |Δprob| over every image {worst:.1e}, {verdict} the 1e-3 target")
     model.cpu()
+
+
+def gpu_lines(clf, tf, model, device, jpeg: Path, extra: list[Path], repeats: int, quick: bool) -> None:
+    """Issue 28's GPU figures: throughput with the decode pool against one decode thread (the serial
+    reading before it) and nvjpeg's batched decode alone (the ceiling for 12 MP files), a folder of 2 MP
+    photos (which PIL decodes: chroma-subsampled and below NVJPEG_MIN_SCALE), and batch-1 as one graph
+    replay (forward, softmax, top-5) against the same work done eagerly."""
+    from explorer.core.classify.batching import DEFAULT_BATCH_SIZE
+
+    def rate(files, workers=None) -> float:
+        clf.decode_workers = workers
+        sync(device)
+        t0 = time.perf_counter()
+        clf.classify(files)
+        sync(device)
+        clf.decode_workers = None
+        return len(files) / (time.perf_counter() - t0)
+
+    n = 8 if quick else 256
+    big = [jpeg] * n
+    rate(big[: DEFAULT_BATCH_SIZE["cuda"]])  # first-call costs out of the way
+    one, ours = rate(big, 1), rate(big)
+    data = jpeg.read_bytes()
+    group = max(1, min(DEFAULT_BATCH_SIZE["cuda"], 256_000_000 // _pixels(jpeg)))
+    clf.decoder.decode_jpegs_cuda([data] * group, device)  # nvjpeg's buffers sized before the clock
+    sync(device)
+    t0 = time.perf_counter()
+    for k in range(0, n, group):
+        clf.decoder.decode_jpegs_cuda([data] * min(group, n - k), device)
+    sync(device)
+    nvjpeg = n / (time.perf_counter() - t0)
+    workers = clf.batches.decode_worker_count(on_cuda=True)
+    print(f"throughput {_pixels(jpeg) / 1e6:.0f} MP  ours {ours:.1f} images/s ({workers} decode threads), 1 decode thread "
+          f"{one:.1f} (the serial reading before issue 28) → {ours / one:.2f}×; nvjpeg's batched decode alone "
+          f"{nvjpeg:.1f} images/s (ceiling; target ≥ 1,000 images/s)")
+
+    photo = next((p for p in extra if "2mp" in p.name), extra[0])
+    folder = [photo] * (16 if quick else 512)
+    rate(folder[: DEFAULT_BATCH_SIZE["cuda"]])
+    one2, ours2 = rate(folder, 1), rate(folder)
+    m = max(2, len(folder) // 16)
+    t0 = time.perf_counter()
+    for p in folder[:m]:
+        naive_top5(p, tf, model, device)
+    sync(device)
+    naive2 = m / (time.perf_counter() - t0)
+    print(f"throughput {photo.name}  ours {ours2:.1f} images/s ({workers} decode threads), 1 decode thread {one2:.1f} "
+          f"→ {ours2 / one2:.2f}× (target ≥ 5× before issue 28), naive {naive2:.1f} → {ours2 / naive2:.2f}×")
+
+    # Batch-1: one replay that ranks the classes, against the same work eagerly, same input.
+    x = clf.device_input(jpeg)
+    module = clf.module
+    with torch.inference_mode():
+        x4 = x[None].contiguous(memory_format=torch.channels_last) if clf.optimize else x[None]
+
+        def eager():
+            probs = module(x4).float().softmax(1)
+            v, i = probs.topk(5)
+            return v.cpu(), i.cpu()
+
+        graphed = clf.networks.top_of_one
+        if graphed(x, 5) is None:
+            print("batch-1 graph      no CUDA graph ranks the classes (capture failed?)")
+            return
+        reps = 20 if quick else max(200, repeats * 20)
+        times = {"graph": [], "eager": []}
+        for _ in range(5):
+            graphed(x, 5), eager()
+        for _ in range(reps):  # alternately
+            t0 = time.perf_counter()
+            g = graphed(x, 5)
+            times["graph"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            e = eager()
+            times["eager"].append(time.perf_counter() - t0)
+    same = g[1] == e[1][0].tolist()
+    delta = max(abs(a - b) for a, b in zip(g[0], e[0][0].tolist()))
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    print(f"batch-1 graph      one replay with softmax + top-5: median {med['graph']:.3f} ms (min "
+          f"{min(times['graph']) * 1e3:.3f}; target ≤ 1.2 ms), eager same work {med['eager']:.3f} ms → "
+          f"{med['eager'] / med['graph']:.2f}×; top-5 {'same' if same else 'DIFFERENT'}, max |Δprob| {delta:.1e}")
+
+
+def _pixels(path: Path) -> int:
+    with Image.open(path) as im:
+        return im.width * im.height
 
 
 def main(argv=None) -> int:

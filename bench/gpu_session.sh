@@ -4,7 +4,9 @@
 # Output goes to stdout and, when $OUT is set, to $OUT/gpu_session.log.
 #
 #   bash bench/gpu_session.sh [PART...]      PART: env tests gpu_input classify activations faithfulness overlay
-#                                                  cpu16 cpu2 core featurevis gpu_sweep
+#                                                  cpu16 cpu2 core featurevis gpu_sweep tests28 classify28 index
+#                                                  issue28 (= env tests28 classify28 index: issue 28's figures, at
+#                                                  most 545 s of limits, so one device call of 10 minutes holds it)
 #
 # Packages the machine's Python lacks can be put as wheels in .whl/ (ignored by git; name it in the device
 # tool's carry): they are installed into /tmp/site first. For the lent H100 (Python 3.12, torch in its image):
@@ -24,6 +26,7 @@ else
     export PYTHONPATH=$PWD
 fi
 parts=${*:-env tests gpu_input classify activations faithfulness overlay cpu16 core}
+parts=${parts//issue28/env tests28 classify28 index}
 
 step() {  # step NAME SECONDS COMMAND...
     local name=$1 limit=$2; shift 2
@@ -35,7 +38,7 @@ step() {  # step NAME SECONDS COMMAND...
 {
 for p in $parts; do
     case $p in
-    env) step env 60 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; \
+    env) step env 45 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; \
         $PY -c 'import sys, torch, torchvision; print(sys.version.split()[0], torch.__version__, torchvision.__version__, torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else None, torch.get_num_threads())'";;
     tests) step tests 240 $PY -m pytest -q -p no:cacheprovider -m gpu tests/core
            step gpu_path 120 $PY -m pytest -q -p no:cacheprovider tests/core/test_gpu_path.py tests/core/test_inference.py;;
@@ -50,6 +53,9 @@ for p in $parts; do
                --layouts 1x17,2x9,2x17,4x5,4x9,8x3;;
     cpu2) step cpu2 400 $PY bench/bench_faithfulness.py --device cpu --repeat 1 --threads 2;;
     featurevis) step featurevis 240 $PY -m pytest -q -p no:cacheprovider tests/core/test_featurevis.py -k optimised_images;;
+    tests28) step tests28 150 $PY -m pytest -q -p no:cacheprovider tests/core/test_gpu_path.py tests/core/test_inference.py;;
+    classify28) step classify28 200 $PY bench/bench_classify.py --device cuda --model googlenet --repeats 10;;
+    index) step index 150 $PY bench/bench_index.py --n 96 --rounds 3;;
     core) OMP_NUM_THREADS=2 step core 300 $PY -m pytest -q -p no:cacheprovider -n 12 tests/core;;
     *) echo "unknown part $p";;
     esac
