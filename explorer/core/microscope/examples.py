@@ -566,11 +566,7 @@ def index_folder(folder: str | os.PathLike, cm, graph: BlockGraph, preprocess: C
                     if version != seen_version:
                         tops = None  # another connection wrote since: merge into what is there now
                     tops = _store_batch(db, model, weights, graph, good, bad, cap, tensors, tops, merge)
-                t3 = time.perf_counter()
-                seconds["decode"] += t1 - t0
-                seconds["forward"] += t2 - t1
-                seconds["top-k"] += sum(merge)
-                seconds["sqlite"] += t3 - t2 - sum(merge)
+                _add_times(seconds, t0, t1, t2, time.perf_counter(), sum(merge))
                 seen_version = version
                 report.indexed += len(good)
                 done += len(chunk)
@@ -580,6 +576,14 @@ def index_folder(folder: str | os.PathLike, cm, graph: BlockGraph, preprocess: C
         ahead.close()
         seconds["decode threads"] = sum(thread_seconds)
     return report
+
+
+def _add_times(seconds: dict, t0: float, t1: float, t2: float, t3: float, merge: float) -> None:
+    """A batch's time by stage: decode (t0–t1), forward (t1–t2), top-k merging and SQLite (t2–t3)."""
+    seconds["decode"] += t1 - t0
+    seconds["forward"] += t2 - t1
+    seconds["top-k"] += merge
+    seconds["sqlite"] += t3 - t2 - merge
 
 
 def _halves(preprocess, seconds: dict) -> tuple:
