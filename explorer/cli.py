@@ -1488,6 +1488,12 @@ def _add_train_demo_parser(sub) -> None:
     s.add_argument("--eval-images", dest="eval_images", type=int, default=plan.eval_images, metavar="N",
                    help="fresh images, of a seed training never uses, the accuracy is measured on (default "
                    "%(default)s; 0: none)")
+    s.add_argument("--background-blur", dest="background_blur", type=float, default=plan.background_blur,
+                   metavar="SHARE", help="share of the images whose background is partly blurred, so that the "
+                   "faithfulness curves' blurred image is one the network knows (default %(default)s; 0: none)")
+    s.add_argument("--object-blur", dest="object_blur", type=float, default=plan.object_blur, metavar="SHARE",
+                   help="share of the images whose shape is blurred away, taught as no evidence (default "
+                   "%(default)s; 0: none)")
     s.set_defaults(func=cmd_train_demo)
 
 
@@ -1499,7 +1505,8 @@ def cmd_train_demo(args) -> int:
     from explorer.core.demo.training import EVAL_SEED, TrainingPlan
 
     plan = TrainingPlan(steps=args.steps, batch=args.batch, seed=args.seed, threads=args.threads,
-                        eval_images=args.eval_images)
+                        eval_images=args.eval_images, background_blur=args.background_blur,
+                        object_blur=args.object_blur)
     try:
         plan.check()
     except ValueError as e:

@@ -85,8 +85,9 @@ def test_attribute_on_the_demo_model_with_masks(shapes, tmp_path, capsys):
         blurred = np.stack([gaussian_filter(c, 3.2, mode="mirror", truncate=10 / 3.2) for c in x])  # σ = 64 / 20
         with torch.no_grad():
             p = torch.softmax(net(torch.from_numpy(np.stack([blurred, np.zeros_like(x)]))), 1)[:, d.label].tolist()
-        assert abs(p[0] - p[1]) > 1e-3  # the image blurred and the mean colour can be told apart
-        assert r["deletion"]["curve"][-1] == pytest.approx(p[0], abs=1e-4) and r["deletion"]["substrate"] == "blur"
+        # the image blurred and the mean colour can be told apart (the demo model learnt both as no evidence)
+        assert abs(p[0] - p[1]) > 1e-4
+        assert r["deletion"]["curve"][-1] == pytest.approx(p[0], abs=1e-5) and r["deletion"]["substrate"] == "blur"
     code, out, err = run(capsys, "attribute", shapes / "images" / "0001-square.png", "--model", "shapes_inception",
                          "--method", "grad_cam", "--metrics", "deletion", "--steps", 5, "--masks", shapes / "masks",
                          "--deletion-substrate", "zero", "--device", "cpu", "--format", "csv")

@@ -91,7 +91,7 @@ def demo():
 @pytest.fixture(scope="module")
 def measured(demo):
     """Per map kind, a row per image: (pointing on the mask, pointing on the extent, inside share, the mask's share
-    of the image, deletion ✓, insertion ✓); and for the mask as a map, deletion ✓ with the other
+    of the image, deletion ✓, insertion ✓, insertion's area above the random orders' mean); and for the mask as a map, deletion ✓ with the other
     (RISE's) substrate, the mean colour. Printed with -s."""
     cm, drawn = demo
     rows: dict[str, list] = {name: [] for name in (*MAPS, "mask")}
@@ -109,7 +109,8 @@ def measured(demo):
             loc = localise(heat, d.mask)
             rows[name].append((loc.pointing, localise(heat, extent(d.mask)).pointing, loc.inside_share,
                                d.mask.mean(), curves["deletion"].better_than_random,
-                               curves["insertion"].better_than_random))
+                               curves["insertion"].better_than_random,
+                               curves["insertion"].auc > curves["insertion"].random_auc))
         if len(flat_substrate) < FLAT_COUNT:
             flat = faithfulness_curves(cm, x, maps["mask"], d.label, kinds=("deletion",), steps=STEPS,
                                        deletion_substrate="zero")
@@ -119,7 +120,7 @@ def measured(demo):
           f"{time.perf_counter() - started:.1f} s ({time.process_time() - cpu:.1f} s CPU)")
     for name, r in rates.items():
         print(f"  {name:21s} pointing {r[:, 0].mean():.2f} (extent {r[:, 1].mean():.2f})  inside {r[:, 2].mean():.2f} "
-              f"(object {r[:, 3].mean():.2f})  deletion ✓ {r[:, 4].mean():.2f}  insertion ✓ {r[:, 5].mean():.2f}")
+              f"(object {r[:, 3].mean():.2f})  deletion ✓ {r[:, 4].mean():.2f}  insertion ✓ {r[:, 5].mean():.2f} (above their mean {r[:, 6].mean():.2f})")
     print(f"  mask, deletion to the mean colour ✓ {np.mean(flat_substrate):.2f}")
     return rates, np.array(flat_substrate)
 
@@ -149,25 +150,23 @@ def test_integrated_gradients_inserts_the_evidence_faster_than_every_random_orde
 
 
 @pytest.mark.parametrize("name", ["grad_cam", "grad_cam_branch"])
-def test_grad_cam_inserts_as_well_as_the_object_itself(measured, name):
-    """Grad-CAM at the last block is a 4×4 map: inserting its top squares restores the object's region no faster
-    than some random orders, which scatter small squares of sharp pixels over the whole blurred image. So does the
-    object's own mask: insertion cannot credit a map for pointing at the object much more often than that (seed
-    4242: the mask 37 %, Grad-CAM 57 % and 53 %). Grad-CAM beats every random order at least about as often as the
-    mask does, and on at least 40 % of the images; the issue's 80 % is out of reach of this measure here.
+def test_grad_cam_inserts_the_evidence_faster_than_the_random_orders(measured, name):
+    """Insertion into the blurred image: Grad-CAM's area lies above the random orders' for at least 80 % of the
+    images (the issue's measure: above their mean), and beyond every one of them (the window's ✓) on at least 60 %
+    (seed 4242: 87 % and 70 % at the last block and at its branch alike; the object's own mask, the best any map
+    could point, 93 % and 83 %).
 
-    Why, from the curves (30 images of this seed, 25 steps, 2-px squares; the object's own mask as the map): the
-    network does not read a sharp shape over a blurred background. On the first six images the mask is 4–32 % of
-    the image, all of it in after the first steps, yet the triangle's probability stays under 0.15 until half the
-    pixels are in and the ring's under 0.45; random orders scatter sharp squares, with the background's noise, over
-    the whole image and catch up. Growing the mask by a pixel (the outline's other side) does not help: 63 %. Starting insertion from
-    the mean colour instead (RISE starts it from the image blurred) would lift the mask, the grown mask and Grad-CAM
-    to 90 %, but credits a map for the shape of its region, not for where it points: the object's mask moved off
-    the object by half the image beats every random order on 87 % of the images from the mean colour, on 3 % from
-    the image blurred. So the blurred start stays, and this test reads Grad-CAM against the mask's ceiling."""
+    Grad-CAM at the last block is a 4×4 map: inserting its top squares restores a region around the object, not
+    the object alone, and some random orders (sharp 2-px squares scattered over the whole blurred image) can be as
+    fast. The demo network is trained with parts of its backgrounds blurred (core/demo/augment.py), so that a
+    sharp object on a blurred background is an image it knows; before, the object's own mask beat every random
+    order on 37 % of seed 4242's images, Grad-CAM on 57 %, and Grad-CAM's area lay above the random orders' mean on
+    73 %. Starting insertion from the mean colour instead would credit a map for the shape of its region, not for
+    where it points: the object's mask moved off the object by half the image beat every random order on 87 % of
+    the images from the mean colour, on 3 % from the image blurred."""
     rates = measured[0]
-    assert rates[name][:, 5].mean() >= 0.4
-    assert rates[name][:, 5].mean() >= rates["mask"][:, 5].mean() - 0.1
+    assert rates[name][:, 6].mean() >= 0.8
+    assert rates[name][:, 5].mean() >= 0.6
 
 
 def test_the_object_itself_deletes_faster_only_when_its_silhouette_goes_too(measured):
@@ -203,16 +202,16 @@ def test_the_sanity_check_s_correlation_falls_as_blocks_are_randomised(demo):
 
 def test_each_class_s_feature_visualisation_beats_every_drawn_image_of_it(demo):
     """The class logit's feature visualisation (featurevis.visualize on the fc node, at the demo's 64×64 with its
-    [-1, 1] normalisation, 128 steps at a learning rate of 0.01) raises that logit above every drawn image of the
-    class. At the window's learning rate, 0.05, circles and triangles stay below their drawn images after 128
-    steps on seed 4242."""
+    [-1, 1] normalisation, 256 steps at a learning rate of 0.005) raises that logit above every drawn image of the
+    class. On seed 4242 the smallest margin was 8.5; at the window's learning rate, 0.05, circles and triangles stay
+    below their drawn images after 128 steps, and at 0.01 circles still need 256 steps to pass."""
     from explorer.core.microscope.featurevis import Target, visualize
 
     cm, drawn = demo
     with torch.no_grad():
         logits = cm(network_input(np.stack([d.image for d in drawn]))).numpy()
     labels = np.array([d.label for d in drawn])
-    vis = visualize(cm, Target("fc"), range(len(SHAPE_CLASSES)), steps=128, size=64, mean=MEAN, std=STD, lr=0.01)
+    vis = visualize(cm, Target("fc"), range(len(SHAPE_CLASSES)), steps=256, size=64, mean=MEAN, std=STD, lr=0.005)
     for c, v in enumerate(vis):
         drawn_best = logits[labels == c, c].max()
         assert v.objective > drawn_best, (SHAPE_CLASSES[c], v.objective, drawn_best)

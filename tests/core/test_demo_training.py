@@ -123,3 +123,37 @@ def test_interrupted_training_leaves_no_file(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(training, "train", interrupted)
     assert main(["train-demo", "-o", str(tmp_path / "w.safetensors")]) == 130
     assert os.listdir(tmp_path) == []
+
+
+def test_blurred_parts_are_the_curves_blur_and_a_blurred_target_teaches_no_class():
+    """The training's blurred pixels are the faithfulness curves' substrate (attribution's own blur, computed
+    there independently). An image keeping its target changes only in background pixels at least two pixels from
+    the target's outline, and is learnt as its class; one whose target was blurred away changes on every target
+    pixel, and is learnt as no class (all six alike)."""
+    from explorer.core.attribution.methods import baseline_for
+    from explorer.core.demo.augment import blur_images
+    from explorer.core.demo.drawing import dilate, draw_images
+
+    drawn = draw_images(24, 77)
+    x = network_input(np.stack([d.image for d in drawn]))
+    masks = np.stack([d.mask for d in drawn])
+    out, lost = blur_images(x, masks, np.random.default_rng(3), background=1.0, objects=0.3)
+    changed = (out != x).any(1).numpy()
+    assert 3 <= lost.sum() <= 14 and changed[~lost].any(axis=(1, 2)).sum() >= len(drawn) - lost.sum() - 2
+    for i, d in enumerate(drawn):
+        if lost[i]:
+            assert changed[i][d.mask].mean() > 0.9  # the blur leaves a flat target's inner pixels nearly as they were
+        else:
+            assert not (changed[i] & dilate(dilate(d.mask))).any()
+    where = torch.from_numpy(changed)[:, None]
+    assert torch.equal(out, torch.where(where, baseline_for(x, "blur"), x))
+    assert torch.equal(blur_images(x, masks, np.random.default_rng(3), 0.0, 0.0)[0], x)
+
+    plan = TrainingPlan(steps=1, batch=24, eval_images=0, seed=5, background_blur=0.5, object_blur=0.3)
+    x1, targets = training.training_batch(plan, 0)
+    images, labels = draw_batch(24, plan.seed)
+    kept = (targets.max(1).values == 1).numpy()
+    assert 0 < kept.sum() < 24 and torch.allclose(targets[~kept], torch.full((int((~kept).sum()), 6), 1 / 6))
+    assert (targets[kept].argmax(1).numpy() == labels[kept]).all()
+    x0, y0 = training.training_batch(TrainingPlan(steps=1, batch=6, eval_images=0, background_blur=0, object_blur=0), 0)
+    assert torch.equal(x0, network_input(draw_batch(6, 0)[0])) and (y0.argmax(1).numpy() == draw_batch(6, 0)[1]).all()

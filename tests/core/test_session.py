@@ -300,9 +300,8 @@ def test_the_window_s_curves_on_a_drawn_sample_delete_to_the_image_blurred():
     network). With the mean colour the object mostly does not (tests/core/test_demo_attribution.py).
 
     The object is its mask grown by a pixel: a shape is told by its outline, which the pixels on both sides of it
-    draw. The mask alone beats every random order on the star and the ring but not on the triangle (area 0.433, the
-    lowest random order's 0.372); grown by a pixel, on all three, and on 27 of 30 images of seed 2426 (the mask
-    alone 25 of 30)."""
+    draw (with the shipped weights before they were trained with blurred backgrounds, the mask alone lost to a
+    random order on the triangle)."""
     from PIL import Image
     from scipy.ndimage import binary_dilation, gaussian_filter
 
@@ -326,8 +325,9 @@ def test_the_window_s_curves_on_a_drawn_sample_delete_to_the_image_blurred():
                                              for c in x[0].numpy()]))[None]
         with torch.no_grad():
             p_blurred, p_flat = torch.softmax(net(torch.cat([blurred, torch.zeros_like(x)])), 1)[:, sample.label]
-        assert abs(float(p_blurred) - float(p_flat)) > 1e-3  # the two substrates can be told apart
-        assert deletion.scores[-1] == pytest.approx(float(p_blurred), abs=1e-4)
+        # the two substrates can be told apart (the demo model learnt both as no evidence: about 1/6 each)
+        assert abs(float(p_blurred) - float(p_flat)) > 1e-4
+        assert deletion.scores[-1] == pytest.approx(float(p_blurred), abs=1e-5)
         assert len(deletion.scores) == DEFAULT_STEPS + 1 and deletion.substrate == "blur"
 
         grown = binary_dilation(sample.mask, structure=np.ones((3, 3), dtype=bool))

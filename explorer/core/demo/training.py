@@ -1,4 +1,5 @@
-"""Training the demo network on drawn shapes: seeded and deterministic on the CPU, a few minutes on two cores.
+"""Training the demo network on drawn shapes, parts of them blurred (augment.py): seeded and deterministic on
+the CPU, a few minutes on two cores.
 
 Every step draws a fresh batch (images `step × batch …` of the training seed's set), so the network never
 sees an image twice and there is nothing to overfit. The same seed, step count, batch and thread count
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 EVAL_SEED = 24_000_000
 #: The builder of the demo network (in `inception_models`).
 BUILDER = ("inception_models.shapes_inception", "shapes_inception")
+#: The share of the training images whose background is partly blurred, the shipped weights' setting (augment.py).
+BACKGROUND_BLUR = 0.9
+#: The share of the training images whose target is blurred away (augment.py), the shipped weights' setting.
+OBJECT_BLUR = 0.15
 
 
 @dataclass(frozen=True)
@@ -43,11 +48,20 @@ class TrainingPlan:
     #: idle two-core machine (170 against 270 ms a step) but five to twenty times slower on a busy one.
     threads: int = 1
     eval_images: int = 1200
+    #: The share of the images keeping their target whose background is partly blurred (augment.py: so that the
+    #: faithfulness curves' blurred image is something the network has seen). 0 trains on the drawn images alone.
+    #: Without the targets blurred, 0.9 and 0.5 gave Grad-CAM's insertion above the random orders' mean on 87 %
+    #: and 77 % of seed 4242's 30 images, none 73 %; with them (object_blur 0.15), 0.9 gave 93 %.
+    background_blur: float = BACKGROUND_BLUR
+    #: The share of each batch whose target is blurred away, taught as no evidence: every class equally likely.
+    object_blur: float = OBJECT_BLUR
 
     def check(self) -> None:
         """ValueError naming the first setting that cannot be used."""
         if self.steps < 1 or self.batch < 2 or self.threads < 1 or self.eval_images < 0:
             raise ValueError("steps, threads and eval images must be positive and the batch at least 2")
+        if not (0 <= self.background_blur <= 1 and 0 <= self.object_blur <= 1):
+            raise ValueError("the shares of blurred backgrounds and targets must be between 0 and 1")
         if self.seed == EVAL_SEED:
             raise ValueError(f"seed {EVAL_SEED} draws the images the accuracy is measured on; choose another")
         if not 0 <= self.seed < 2 ** 63:
@@ -82,6 +96,7 @@ class TrainingResult:
         p = self.plan
         meta = {"model": "shapes_inception", "classes": ",".join(SHAPE_CLASSES), "seed": str(p.seed),
                 "steps": str(p.steps), "batch": str(p.batch), "threads": str(p.threads),
+                "background_blur": f"{p.background_blur:g}", "object_blur": f"{p.object_blur:g}",
                 "torch": torch.__version__}
         if self.accuracy is not None:
             meta |= {"accuracy": f"{self.accuracy:.4f}", "eval_images": str(p.eval_images),
@@ -128,8 +143,6 @@ def train(plan: TrainingPlan, *, on_step: Callable[[TrainingProgress], None] | N
     `report_every` steps and the last one. Raises Cancelled when `cancel` is set (checked every step)."""
     import torch
 
-    from explorer.core.demo.drawing import draw_batch
-
     plan.check()
     start = time.perf_counter()
     with reproducible(plan.threads), torch.random.fork_rng(devices=[]):
@@ -141,8 +154,8 @@ def train(plan: TrainingPlan, *, on_step: Callable[[TrainingProgress], None] | N
         for step in range(plan.steps):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            images, labels = draw_batch(plan.batch, plan.seed, start=step * plan.batch)
-            loss = torch.nn.functional.cross_entropy(model(network_input(images)), torch.from_numpy(labels))
+            x, labels = training_batch(plan, step)
+            loss = torch.nn.functional.cross_entropy(model(x), labels)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -154,6 +167,25 @@ def train(plan: TrainingPlan, *, on_step: Callable[[TrainingProgress], None] | N
         accuracy = evaluate(model, plan.eval_images, EVAL_SEED) if plan.eval_images else None
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     return TrainingResult(state, plan, accuracy, time.perf_counter() - start)
+
+
+def training_batch(plan: TrainingPlan, step: int):
+    """(network inputs, class probabilities to learn) of training step `step`: the batch's fresh drawn images,
+    parts of them blurred as `plan.background_blur` and `plan.object_blur` say (the random choices seeded by the
+    seed and the step); an image whose target was blurred away is to give every class alike."""
+    import numpy as np
+    import torch
+
+    from explorer.core.demo.augment import blur_images
+    from explorer.core.demo.drawing import draw_images
+
+    drawn = draw_images(plan.batch, plan.seed, start=step * plan.batch)
+    x = network_input(np.stack([d.image for d in drawn]))
+    rng = np.random.default_rng([plan.seed, step, 1])
+    x, lost = blur_images(x, np.stack([d.mask for d in drawn]), rng, plan.background_blur, plan.object_blur)
+    targets = torch.nn.functional.one_hot(torch.tensor([d.label for d in drawn]), len(SHAPE_CLASSES)).float()
+    targets[torch.from_numpy(lost)] = 1 / len(SHAPE_CLASSES)
+    return x, targets
 
 
 def predict(model, images: np.ndarray, batch: int = 200) -> np.ndarray:
@@ -194,4 +226,4 @@ def weights_bytes(result: TrainingResult) -> bytes:
 
 
 __all__ = ["EVAL_SEED", "TrainingPlan", "TrainingProgress", "TrainingResult", "evaluate", "network_input",
-           "predict", "train", "weights_bytes"]
+           "predict", "train", "training_batch", "weights_bytes"]

@@ -407,7 +407,7 @@ register(
                                     source="the demo training's normalisation (pixels scaled to [-1, 1])"),
         class_names=SHAPE_CLASSES,
         shipped_weights=ShippedWeights(
-            SHIPPED_WEIGHTS, sha256="34e5e3f834ffc7237fce93c25e7dd6131f32a213686ee2b314768694bece1515",
+            SHIPPED_WEIGHTS, sha256="b842ad3878acd413ba17d09f9b4126410ee42146ea6d95d999eb73f9ce812481",
             description="trained on drawn shapes; `inception-explorer train-demo` makes them again"),
         notes=("GoogLeNet's design at the scale of 64×64 drawn shapes (six classes): a stem, five Inception"
                " modules of four branches, batch norm",),
