@@ -184,6 +184,28 @@ def fmt_branch(branch_index: int, label: str | None = None) -> str:
     return f"{text} ({label})" if label else text
 
 
+#: What a switched-off branch becomes, for people, by knock-out mode.
+KNOCKOUT_MODE_WORDS = {"zero": "zeros", "mean": "per-channel mean"}
+
+
+def fmt_branches_off(branches, mode: str | None = None) -> str:
+    """'inception4a branch 2 off', 'inception4a branches 2 and 3, inception5b branch 1 off' for (block,
+    branch_index) pairs (blocks in name order); with `mode`, what they became: '… off (zeros)'. '' for none."""
+    by_block: dict[str, list[int]] = {}
+    for block, k in sorted(branches):
+        by_block.setdefault(block, []).append(branch_number(k))
+    if not by_block:
+        return ""
+    parts = []
+    for block, numbers in by_block.items():
+        if len(numbers) == 1:
+            parts.append(f"{block} branch {numbers[0]}")
+        else:
+            parts.append(f"{block} branches {', '.join(map(str, numbers[:-1]))} and {numbers[-1]}")
+    text = ", ".join(parts) + " off"
+    return f"{text} ({KNOCKOUT_MODE_WORDS.get(mode, mode)})" if mode else text
+
+
 def first_line(e: BaseException) -> str:
     """The first line of an error's message (its type's name when it has none), for one-line messages."""
     text = str(e).strip()

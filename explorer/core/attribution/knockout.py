@@ -18,7 +18,8 @@ not 36 walks. A node that no knock-out has reached yet keeps its plain value.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,9 @@ _TRAINING_DEPENDENT = (torch.nn.modules.batchnorm._NormBase, torch.nn.modules.dr
 
 _IN_PLACE_FUNCTIONS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
 
+#: The names of the switch modules `BranchSwitches` puts between a branch and its block's join.
+SWITCH_PREFIX = "switch__"
+
 
 def replacement(t: torch.Tensor, mode: str) -> torch.Tensor:
     """What branch output `t` (N, C, …) becomes when knocked out: zeros, or per image and channel its mean
@@ -52,6 +56,17 @@ def replacement(t: torch.Tensor, mode: str) -> torch.Tensor:
             return t
         return t.mean(dim=tuple(range(2, t.dim())), keepdim=True).expand_as(t)
     raise ValueError(f"unknown knock-out mode {mode!r}; one of {', '.join(MODES)}")
+
+
+def _reading(join: fx.Node, probe: fx.Node | None) -> fx.Node | None:
+    """The node through which `join` reads `probe`: the probe itself, or the branch's switch where `BranchSwitches`
+    are installed; None when the join does not read it."""
+    if probe is None:
+        return None
+    for a in join.all_input_nodes:
+        if a is probe or (a.op == "call_module" and a.target.startswith(SWITCH_PREFIX) and a.args[0] is probe):
+            return a
+    return None
 
 
 def _writes_in_place(n: fx.Node, gm: fx.GraphModule) -> bool:
@@ -112,8 +127,8 @@ class KnockoutNetwork:
                 continue
             self.joins[block] = join
             for k in range(count):
-                p = probe_node.get(capture.probe_of.get((block, k), ""))
-                if p is not None and p in join.all_input_nodes:
+                p = _reading(join, probe_node.get(capture.probe_of.get((block, k), "")))
+                if p is not None:
                     self.probes[(block, k)] = p
         order = {n: i for i, n in enumerate(self.nodes)}
         self._order = order
@@ -318,3 +333,56 @@ def branch_effects(model, graph: BlockGraph | None, x: torch.Tensor, target: int
     """Every branch of every block (or `branches`) knocked out on its own, for one image `x` (1, C, H, W): the
     change in the target's logit and probability (target: default the plain top-1) and the new top-1."""
     return KnockoutNetwork.of(model, graph).effects(x, target, mode, branches)
+
+
+class _Switch(torch.nn.Module):
+    """Between one branch and its block's join: the branch as it is, or, while it is switched off, `replacement`."""
+
+    def __init__(self, switches: BranchSwitches, branch: Branch):
+        super().__init__()
+        self.switches, self.branch = switches, branch  # a plain object: no submodule
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        off, mode = self.switches.now()
+        return replacement(t, mode) if self.branch in off else t
+
+
+class BranchSwitches:
+    """Branches switched off in a network for as long as a person wants (the window's "Switch branch off"):
+    a switch between each branch and its block's join, installed once in a capture network (`install`), reads
+    `now()` — (the switched-off (block, branch_index) pairs, the mode) — at every forward and replaces those
+    branches where their blocks join them, as `KnockoutNetwork` does. Gradients flow through it (attributions),
+    the capture keeps what the block joined, and `KnockoutNetwork` over a switched network knocks out on top
+    of the branches already off. `now` must be a plain function (a deep copy of the network shares it)."""
+
+    def __init__(self, now: Callable[[], tuple[Iterable[Branch], str]]):
+        self.now = now
+
+    @property
+    def active(self) -> bool:
+        """Whether any branch is off now."""
+        return bool(self.now()[0])
+
+    def install(self, capture: CaptureModel) -> CaptureModel:
+        """Put a switch between each branch of `capture` and its block's join (once); returns `capture`."""
+        if getattr(capture, "branch_switches", None) is not None:
+            if capture.branch_switches is not self:
+                raise ValueError("the network has switches of another owner")
+            return capture
+        net = KnockoutNetwork(capture)
+        gm = capture.gm
+        roles = Counter(capture.probe_of.values())
+        for (block, k), probe in net.probes.items():
+            join = net.joins[block]
+            name = f"{SWITCH_PREFIX}{block.replace('.', '__')}__b{k}"
+            switch = _Switch(self, (block, k))
+            gm.add_submodule(name, switch)
+            with gm.graph.inserting_before(join):
+                node = gm.graph.call_module(name, (probe,))
+            join.replace_input_with(probe, node)
+            if probe.op == "call_module" and roles.get(probe.target) == 1:
+                # The capture keeps what the block joined (zeros, the mean): the activations of the network run.
+                switch.register_forward_hook(capture._keep(probe.target))
+        gm.recompile()
+        capture.branch_switches = self
+        return capture

@@ -149,9 +149,13 @@ class DeviceNetworks:
     `device` is where the classifier computes now; `fall_back_to_cpu` moves it there for good.
     Not thread-safe on its own: the classifier's lock guards every call."""
 
-    def __init__(self, module, device: str, *, optimize: bool, notices: list[str], graph=None):
-        """module: the loaded network (never changed). notices: the classifier's list, appended to."""
+    def __init__(self, module, device: str, *, optimize: bool, notices: list[str], graph=None, switches=None):
+        """module: the loaded network (never changed). notices: the classifier's list, appended to.
+        switches: branches switched off (explorer.core.attribution.knockout.BranchSwitches: `install(capture)`,
+        `active`), installed in every capture model; while any is off, every forward runs through the capture
+        model of its device (no CUDA graph replay), so that batches classify with the network on screen too."""
         self.source_module = module
+        self.switches = switches
         self.device = device
         self.optimize = optimize
         self.notices = notices
@@ -192,8 +196,15 @@ class DeviceNetworks:
                 raise RuntimeError("no block graph to capture activations with")
             from explorer.core.graph.capture import CaptureModel
 
-            cm = self.capture_models[device] = CaptureModel(self.module(device), self.graph)
+            cm = CaptureModel(self.module(device), self.graph)
+            if self.switches is not None:
+                self.switches.install(cm)
+            self.capture_models[device] = cm
         return cm
+
+    def switched(self) -> bool:
+        """Whether branches are switched off now (forwards then run through the capture model)."""
+        return self.switches is not None and self.graph is not None and self.switches.active
 
     def build_capture_model(self) -> None:
         """Build the current device's capture model now; a failure is remembered in `capture_error`
@@ -251,7 +262,8 @@ class DeviceNetworks:
     def replays(self, x, device: str) -> bool:
         """Whether a forward of the batch `x` on `device` replays the captured graph: one image, on
         the GPU the graph was captured on."""
-        return self.cuda_graph is not None and self.on_cuda and device == self.device and x.shape[0] == 1
+        return (self.cuda_graph is not None and self.on_cuda and device == self.device and x.shape[0] == 1
+                and not self.switched())
 
     def forward(self, x, device: str):
         """Logits of the batch `x` (already on `device`, in the network's memory format): the CUDA
@@ -261,6 +273,8 @@ class DeviceNetworks:
             g.static_in.copy_(x)
             g.graph.replay()
             return g.logits.clone()
+        if self.switched():
+            return self.capture_model(device)(x)
         return self.module(device)(x)
 
     def top_of_one(self, x, k: int) -> tuple[list[float], list[int]] | None:

@@ -120,11 +120,13 @@ class Classifier:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         batch_size: int | None = None,
         graph=None,
+        switches=None,
     ):
         """loaded: a `LoadedModel`. fast_decode: decode big JPEGs at a reduced scale on the CPU path
         (approximate, labelled in each result; the attribute can be changed later).
         optimize: fold batch norms and use channels-last (False: the model exactly as loaded).
-        graph: the model's `BlockGraph`, needed by `classify_captured` (or `set_graph` later)."""
+        graph: the model's `BlockGraph`, needed by `classify_captured` (or `set_graph` later).
+        switches: branches switched off (`DeviceNetworks`), in every forward of this classifier."""
         self.loaded = loaded
         self.transforms = loaded.transforms()
         self.categories = list(loaded.categories)
@@ -139,7 +141,8 @@ class Classifier:
             if torch.cuda.is_available():
                 self.notices.append(f"{cuda_unsupported_reason()}; classifying on the CPU")
         self.decoder = Decoder(self.transforms, max_pixels=max_pixels, fast_decode=fast_decode, notices=self.notices)
-        self.networks = DeviceNetworks(loaded.module, resolved, optimize=optimize, notices=self.notices, graph=graph)
+        self.networks = DeviceNetworks(loaded.module, resolved, optimize=optimize, notices=self.notices, graph=graph,
+                                       switches=switches)
         self.batches = BatchRunner(self.decoder, self.networks, self.categories, optimize=optimize)
         self.resize_size = self.decoder.resize_size
         self.crop_size = self.decoder.crop_size

@@ -50,8 +50,9 @@ class Classification:
             return
         from explorer.core.session import tasks
 
-        self.session.submit(PREPARE, tasks.prepare_classifier, loaded, device, batch_size, graph, apply=self._apply,
-                            topic="classify", bound="model", on_end=self._prepared)
+        self.session.submit(PREPARE, tasks.prepare_classifier, loaded, device, batch_size, graph,
+                            self.session.branches_now, apply=self._apply, topic="classify", bound="model",
+                            on_end=self._prepared)
 
     def forget(self) -> None:
         """The model went: nothing of it is classified or waits any more."""

@@ -174,6 +174,15 @@ class BranchesKnockedOut:
 
 
 @dataclass(frozen=True)
+class BranchesSwitched:
+    """Other branches are switched off now (the state's `branches_off`): `off` is the key's (frozenset of (block,
+    branch_index), mode), None for the plain network. What the previous network made has gone; the image on
+    screen is being classified again."""
+
+    off: tuple | None
+
+
+@dataclass(frozen=True)
 class CurvesComputed:
     """The deletion and insertion curves of a map (`curves` by kind) and the seconds they took."""
 

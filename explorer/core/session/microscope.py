@@ -1,8 +1,9 @@
 """The session's microscope jobs, without Qt: what one channel of a branch looks for — its feature visualisation
 (or a grid of a branch's first channels) and its top dataset examples, with indexing a folder for them.
 
-The jobs run in the lanes "images/featurevis" and "images/examples" on the loaded model's CPU capture network
-(built on the worker, once, by the session's CaptureNetworks) or on a network given with `use`; their events
+The jobs run in the lanes "images/featurevis" and "images/examples" on the loaded model's plain CPU capture network
+(every branch on, whatever the window has switched off: the visualisation and example caches are the model's;
+built on the worker, once, by the session's CaptureNetworks) or on a network given with `use`; their events
 (ChannelVisualised, ExamplesFound) reach the listeners only while the model and weights they were made for
 are on screen.
 """
@@ -77,7 +78,7 @@ class Microscope:
         s = self.session
         if s.captures is None or s.state.loaded is None:
             raise ValueError("Load a model first.")
-        return s.captures.on, s.captures.graph, s.state.loaded
+        return s.captures.plain, s.captures.graph, s.state.loaded
 
     def mean_std(self) -> tuple[tuple, tuple]:
         tf = self.subject()[2].transforms()

@@ -39,14 +39,24 @@ class CaptureNetworks:
     pool threads ask for them: a lock guards the cache. Another device's is a copy of the network (captum's
     hooks on it never reach the classifier's captures)."""
 
-    def __init__(self, loaded, graph):
-        self.loaded, self.graph = loaded, graph
+    def __init__(self, loaded, graph, branches_now=None):
+        """branches_now(): the branches switched off and the mode (the session's), read at every forward of `on`'s
+        networks (explorer.core.attribution.knockout.BranchSwitches); `plain`'s never switch one off."""
+        self.loaded, self.graph, self.branches_now = loaded, graph, branches_now
         self._lock = threading.Lock()
-        self._by_device: dict[str, Any] = {}
+        self._by_device: dict[tuple[str, bool], Any] = {}
 
     def on(self, device: str = "cpu"):
+        """The network that classifies and explains: with the branches switched off."""
+        return self._network(device, self.branches_now is not None)
+
+    def plain(self, device: str = "cpu"):
+        """The network as loaded, every branch on (the microscope's: its caches know nothing of switches)."""
+        return self._network(device, False)
+
+    def _network(self, device: str, switched: bool):
         with self._lock:
-            model = self._by_device.get(device)
+            model = self._by_device.get((device, switched))
             if model is None:
                 from explorer.core.graph.capture import CaptureModel
 
@@ -55,7 +65,12 @@ class CaptureNetworks:
                     import copy
 
                     module = copy.deepcopy(module).to(device)
-                model = self._by_device[device] = CaptureModel(module, self.graph)
+                model = CaptureModel(module, self.graph)
+                if switched:
+                    from explorer.core.attribution.knockout import BranchSwitches
+
+                    BranchSwitches(self.branches_now).install(model)
+                self._by_device[(device, switched)] = model
             return model
 
 
@@ -126,6 +141,13 @@ class Session:
         self.model_names: tuple[str, ...] | None = None  #: torchvision's model names, once listed
         # A new input size is traced at once (on the calling thread: a trace takes milliseconds).
         self.state.connect("input_size", lambda _size: self.retrace())
+        st = self.state
+        #: (the branches switched off, the mode) now: what every network of the session reads at each forward. A
+        #: plain function, not a method: a deep copy of a network (sanity checks) shares it instead of the session.
+        self.branches_now = lambda: (st.branches_off, st.knockout_mode)
+        self._off = st.result_key.off  # the switches the results on screen were made with
+        for name in ("branches_off", "knockout_mode"):
+            st.connect(name, lambda _value: self._branches_switched())
 
     @property
     def classifier(self):
@@ -327,6 +349,45 @@ class Session:
             image = ImageInput(str(image), str(image))
         return self.images.single(image)
 
+    # -- branches switched off ----------------------------------------------------------------
+
+    def switch_branch(self, block: str, branch_index: int, on: bool) -> None:
+        """Switch `block`'s branch (0-based) off or back on; what is on screen is made again with it."""
+        st = self.state
+        node = st.graph.node(block) if st.graph is not None and block in st.graph.graph else None
+        if node is None or not node.is_block or not 0 <= branch_index < len(node.branches):
+            raise ValueError(f"{block} has no branch_index {branch_index}")
+        b = (block, branch_index)
+        st.branches_off = st.branches_off - {b} if on else st.branches_off | {b}
+
+    def restore_branches(self) -> None:
+        """Every branch on again: the plain network."""
+        self.state.branches_off = frozenset()
+
+    def set_knockout_mode(self, mode: str) -> None:
+        """What a switched-off branch becomes: "zero" or "mean"."""
+        if mode not in ("zero", "mean"):
+            raise ValueError(f'unknown knock-out mode {mode!r}; one of "zero", "mean"')
+        self.state.knockout_mode = mode
+
+    def _branches_switched(self) -> None:
+        """Other branches are off (the state's key dropped what the previous network made): a batch moves aside,
+        as with a model switch, and the image on screen is classified again, by the network as it now is."""
+        st = self.state
+        off = st.result_key.off
+        if off == self._off:  # the mode changed with every branch on: the same network
+            return
+        self._off = off
+        if self.images.mode == "batch":
+            self.images.cancel("Stopped: branches were switched")
+        if st.batch is not None:
+            with st.changes():
+                st.previous_batch, st.batch = st.batch, None
+        self.tell(ev.BranchesSwitched(off))
+        image = st.image
+        if image is not None and image.available() and (self.images.classifier is not None or self.images.pending):
+            self.images.single(image)
+
     # -- applying events ----------------------------------------------------------------------
 
     def _apply(self, event) -> None:
@@ -361,7 +422,7 @@ class Session:
             st.model_status = "ready"
             st.status_text = ""
         graph = st.graph if st.graph is not None and not getattr(st.graph, "is_preview", False) else None
-        self.captures = CaptureNetworks(loaded, graph) if graph is not None else None
+        self.captures = CaptureNetworks(loaded, graph, self.branches_now) if graph is not None else None
         self.tell(event)
         if self.prepares_classifier:
             self.prepare_classifier()

@@ -9,7 +9,8 @@ properties; views then redraw once).
 
 The state lives on the UI thread: workers hand their results to it there, never from their own threads.
 
-Results belong to what made them. `result_key` (a `ResultKey`: the model, its weights, the image) says what
+Results belong to what made them. `result_key` (a `ResultKey`: the model, its weights, the image, the branches
+switched off) says what
 the results on screen are for; a job takes the key when it starts and its result is used only while
 `holds(key)`. When the key changes, the results it no longer covers are dropped here, in `_follow_key`,
 and the views, which follow the state, drop what they showed of them.
@@ -150,10 +151,13 @@ class ResultKey:
     ref: str | None = None
     weights: int = 0
     image: ImageInput | None = None
+    #: The branches switched off in the network that made the result and how ((frozenset of (block,
+    #: branch_index), "zero" or "mean")); None: the plain network.
+    off: tuple[frozenset, str] | None = None
 
     def for_model(self) -> ResultKey:
-        """The key of a result about the model alone."""
-        return replace(self, image=None)
+        """The key of a result about the model alone (its plain network: the microscope's)."""
+        return replace(self, image=None, off=None)
 
     def holds_for(self, current: ResultKey) -> bool:
         """Whether a result made for this key belongs on screen under `current`."""
@@ -163,7 +167,9 @@ class ResultKey:
         """What changed from this key to `new`, for people: "the model changed"."""
         if (self.model, self.ref) != (new.model, new.ref):
             return "the model changed"
-        return "the weights changed" if self.weights != new.weights else "the image changed"
+        if self.weights != new.weights:
+            return "the weights changed"
+        return "the branches switched off changed" if self.off != new.off else "the image changed"
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,11 @@ class ExplorerState(State):
     knockouts = StateProperty(None, "The BranchEffects of the image on screen: every branch knocked out on its own, "
                               "the target's logit and probability then and the new top-1; cleared with the image and "
                               "the model.")
+    branches_off = StateProperty(frozenset(), "The branches switched off in the network that classifies and explains "
+                                 "(a frozenset of (block, branch_index)): each replaced where its block joins it, as "
+                                 "`knockout_mode` says. Part of `result_key`: what was made with others goes.")
+    knockout_mode = StateProperty("zero", 'What a switched-off branch becomes: "zero" (zeros) or "mean" (each '
+                                  "channel's mean over the image, which keeps the block's statistics).")
     channel = StateProperty(None, "The channel shown in the Channel tab (ChannelChoice), of the model on screen.")
     object_box = StateProperty(None, "A box (x0, y0, x1, y1) a person drew around the object on the attribution map, in "
                                "the network input's pixels (columns x0 … x1 − 1, rows y0 … y1 − 1): the ground truth "
@@ -240,6 +251,8 @@ class ExplorerState(State):
     #: image shown with its classification (the next image's replace them when they arrive; until then, a
     #: presentation keeps its slide).
     MODEL_RESULTS = {"shown_image": None, "classification": None, "channel": None}
+    #: Results of the network run that go when other branches are switched off (the channel chosen stays).
+    NETWORK_RESULTS = {"shown_image": None, "classification": None}
 
     def __init__(self):
         super().__init__()
@@ -247,7 +260,7 @@ class ExplorerState(State):
         self._weights_serial = 0
         # Evidence computed for one image does not describe the next.
         self.connect("shown_image", lambda _shown: self._drop_evidence())
-        for name in ("model", "model_ref", "loaded", "image"):
+        for name in ("model", "model_ref", "loaded", "image", "branches_off", "knockout_mode"):
             self.connect(name, self._follow_key)
 
     # -- what results are for ----------------------------------------------------------------
@@ -259,7 +272,8 @@ class ExplorerState(State):
     def _current_key(self) -> ResultKey:
         if self.loaded is not self._weights_of:  # other weights: what the previous ones made is not theirs
             self._weights_of, self._weights_serial = self.loaded, self._weights_serial + 1
-        return ResultKey(self.model, self.model_ref, self._weights_serial, self.image)
+        off = (frozenset(self.branches_off), self.knockout_mode) if self.branches_off else None
+        return ResultKey(self.model, self.model_ref, self._weights_serial, self.image, off)
 
     def _drop_evidence(self) -> None:
         with self.changes():
@@ -275,6 +289,8 @@ class ExplorerState(State):
             dropped = dict(self.IMAGE_RESULTS)
             if key.for_model() != old.for_model():
                 dropped.update(self.MODEL_RESULTS)
+            elif key.off != old.off:
+                dropped.update(self.NETWORK_RESULTS)
             for name, empty in dropped.items():
                 setattr(self, name, empty)
             if (key.model, key.ref, key.image) != (old.model, old.ref, old.image):
@@ -295,6 +311,7 @@ class ExplorerState(State):
             self.trace_error = self.failed_node = None
             self.selection = None
             self.block_times = None
+            self.branches_off = frozenset()  # another network's branches
             self.model_status = "loading"
             self.status_text = f"loading {name}…"
             # A new load, even of the same model again: nothing made before it is for it.

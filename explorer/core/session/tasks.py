@@ -52,12 +52,19 @@ def display_name(source: str) -> str:
 # -- tasks ----------------------------------------------------------------------------------
 
 
-def prepare_classifier(loaded, device: str, batch_size: int | None, graph, *, cancel: CancelToken):
+def prepare_classifier(loaded, device: str, batch_size: int | None, graph, branches_now=None, *,
+                       cancel: CancelToken):
     """Build the classifier (a device copy of the network, probed through `graph` when given) and
-    warm it up (its capture model; CUDA graphs on a GPU)."""
+    warm it up (its capture model; CUDA graphs on a GPU). `branches_now()`: the branches switched off and the
+    mode, read at every forward (explorer.core.attribution.knockout.BranchSwitches)."""
     from explorer.core.classify.inference import Classifier
 
-    classifier = Classifier(loaded, device=device, batch_size=batch_size, graph=graph)
+    switches = None
+    if branches_now is not None and graph is not None:
+        from explorer.core.attribution.knockout import BranchSwitches
+
+        switches = BranchSwitches(branches_now)
+    classifier = Classifier(loaded, device=device, batch_size=batch_size, graph=graph, switches=switches)
     cancel.raise_if_cancelled()
     classifier.warm_up()
     yield ClassifierReady(classifier)
