@@ -203,7 +203,7 @@ def test_a_classification_started_before_the_switch_does_not_land(model, tmp_pat
     check_top5(st, probs)
 
 
-def test_a_batch_moves_aside_and_the_microscope_looks_at_the_plain_network(session):
+def test_a_batch_moves_aside_and_the_microscope_looks_at_the_plain_network(session, model):
     st = session.state
     session.restore_branches()
     session.images.batch([str(sample_images()[0].path)])
@@ -213,6 +213,12 @@ def test_a_batch_moves_aside_and_the_microscope_looks_at_the_plain_network(sessi
     assert st.batch is None and st.previous_batch is batch
     assert session.captures.plain("cpu").gm is not session.captures.on("cpu").gm
     assert session.microscope.subject()[0]("cpu") is session.captures.plain("cpu")
+    # A batch made now is the modified network's too (it does not run the plain folded network).
+    session.images.batch([str(sample_images()[0].path)])
+    [row] = st.batch.results
+    probs, _ = reference(model, st.shown_image.x.to("cpu"), "zero")
+    assert [p.index for p in row.top] == probs.topk(5).indices.tolist()
+    assert [p.prob for p in row.top] == pytest.approx(probs.topk(5).values.tolist(), abs=1e-4)
     session.restore_branches()
 
 
