@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWi
 
 from explorer.core.session.tasks import TOP, display_name
 from explorer.core.text import fmt_fraction, fmt_ms
+from explorer.qt.theme import WARNING_COLOR
 
 
 def array_to_qimage(rgb: np.ndarray) -> QImage:
@@ -213,12 +214,18 @@ class ResultView(QWidget):
         font = self.title.font()
         font.setBold(True)
         self.title.setFont(font)
+        # Whose answer this is when it is not the plain network's ("modified network: inception4a branch 2 off").
+        self.modified = QLabel(self)
+        self.modified.setWordWrap(True)
+        self.modified.setStyleSheet(f"QLabel {{ color: {WARNING_COLOR}; font-weight: bold; }}")
+        self.modified.hide()
         self.chart = TopKChart(self)
         self.timings = QLabel(self)
         self.timings.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         # Rows of a sensible height, not stretched: the picture gets the rest of the space.
         self.chart.setMaximumHeight(44 * TOP + 40)
         right.addWidget(self.title)
+        right.addWidget(self.modified)
         right.addWidget(self.chart, 1)
         right.addWidget(self.timings)
         right.addStretch(0)
@@ -233,6 +240,11 @@ class ResultView(QWidget):
         self.title.setText("")
         self.chart.set_predictions([])
         self.timings.setText("")
+
+    def set_modified(self, text: str) -> None:
+        """Say above the top-5 that it is a modified network's ("" : the plain network's, nothing said)."""
+        self.modified.setText(text)
+        self.modified.setVisible(bool(text))
 
     def show_pending(self, name: str) -> None:
         self.clear(f"Classifying {name}…")

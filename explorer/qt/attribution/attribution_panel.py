@@ -46,6 +46,7 @@ from explorer.core.attribution.faithfulness import AttributionRecord
 from explorer.core.session import events as ev
 from explorer.core.session.session import Session
 from explorer.core.session.state import ExplorerState
+from explorer.core.text import fmt_branches_off
 from explorer.qt.attribution.attribution_controls import AttributionControls
 from explorer.qt.attribution.attribution_evidence import EvidenceTabs
 from explorer.qt.attribution.attribution_map import AttributionMapView, MapDisplayRow, MapFirstSplitter, delta_text
@@ -399,6 +400,9 @@ class AttributionPanel(QWidget):
         """A result in the status line: in the warning colour when `warn`, and with random weights, said so."""
         if self.unlearned():
             text, warn = f"{text} — ⚠ {UNLEARNED}", True
+        off = self.explorer_state.result_key.off
+        if off:  # the map is the modified network's (the key drops it when the switches change)
+            text, warn = f"{text} — ⚠ modified network: {fmt_branches_off(*off)}", True
         self.status.setText(text)
         self._set_status_warning(warn)
 

@@ -43,6 +43,7 @@ from explorer.core.session.classify import CLASSIFY, PREPARE
 from explorer.core.session.session import Session
 from explorer.core.session.state import ExplorerState, ImageInput
 from explorer.core.session.tasks import ShownImage
+from explorer.core.text import fmt_branches_off
 from explorer.qt.classify.batch_view import BatchView, PreviousBatchBar
 from explorer.qt.classify.classify_toolbar import ClassifyToolbar, DropTarget, dropped_inputs
 from explorer.qt.classify.single_view import SingleView
@@ -89,6 +90,7 @@ class ClassifyPanel(QWidget):
         self.state.connect("model", self._on_model_switched)
         self.state.connect("batch", self._on_batch_state)
         self.state.connect("previous_batch", self.previous_bar.show_previous)
+        self.state.connect("result_key", self._show_network)
         self._update_controls()
 
     def _listen(self) -> None:
@@ -100,6 +102,7 @@ class ClassifyPanel(QWidget):
         on(ev.BatchClassified, lambda event: self.batch_view.append(self.state.batch, event.results))
         on(ev.BatchStopped, lambda event: self.batch_view.stop(event.batch, event.text))
         on(ev.JobEnded, self._on_job_ended)
+        on(ev.BranchesSwitched, self._on_branches_switched)
 
     # -- what the session holds, under the names the window and the tests use
 
@@ -309,6 +312,17 @@ class ClassifyPanel(QWidget):
         text = self.state.status_text or (f"loading {name}…" if name else "")
         self.result_view.forget(text[:1].upper() + text[1:] if text else "")
         self.device_label.setText(text)
+        self._update_controls()
+
+    def _show_network(self, key) -> None:
+        """The top-5's heading says when the network classifying is not the plain one (branches switched off)."""
+        self.result_view.set_modified(f"Modified network: {fmt_branches_off(*key.off)}" if key.off else "")
+
+    def _on_branches_switched(self, _event: ev.BranchesSwitched) -> None:
+        """Other branches are off: the image on screen is being classified again (the session started it)."""
+        image = self.state.image
+        if image is not None:
+            self.result_view.show_pending(display_name(image.name))
         self._update_controls()
 
     def _on_batch_state(self, batch) -> None:

@@ -4,6 +4,7 @@ Signals
 -------
 box_selected(str)      key of the selected box ("" when the selection is cleared)
 box_activated(str)     key of a double-clicked box or frame (expand / collapse)
+context_requested(str, QPoint)  key of a right-clicked box (a frame: its node) and where, for its menu
 
 An overlay (`set_overlay`) fills the boxes of graph nodes with a colour of explorer.core.overlay.quantities's
 palette and shows its legend in the view's top-right corner. Thumbnails (`set_thumbnails`) put a small
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QEvent, QPointF, QRectF, QSizeF, Qt, Signal
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, QSizeF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -31,6 +32,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene, QGraphicsView, QStyleOptionGraphicsItem, QWidget
 
 from explorer.core.overlay.quantities import PALETTE, Legend
+from explorer.core.text import fmt_branches_off
 from explorer.diagram.layout import Box, Diagram, Edge, Frame
 from explorer.qt.theme import Theme
 
@@ -71,6 +73,9 @@ class BoxItem(QGraphicsItem):
         self.failed = False
         self.highlighted = False
         self.overlay_fill: QColor | None = None  # the overlay's colour for this box, None: the kind's
+        #: A switched-off branch's mark ("off", "branch 2 off"): the box greyed and dashed with the tag on its top
+        #: edge; "" for a box of a switched-off branch without a tag (its layers); None: on.
+        self.off_tag: str | None = None
         self.setPos(box.x, box.y)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable, True)
         self.setAcceptHoverEvents(False)
@@ -84,7 +89,15 @@ class BoxItem(QGraphicsItem):
 
     def boundingRect(self) -> QRectF:
         m = 4.0
-        return QRectF(-m, -m, self.box.w + 2 * m, self.box.h + 2 * m)
+        top = m + (self.theme.line_height(True) if self.off_tag else 0.0)  # the tag sits on the top edge
+        return QRectF(-m, -top, self.box.w + 2 * m, self.box.h + m + top)
+
+    def set_off(self, tag: str | None) -> None:
+        """Mark the box as part of a switched-off branch (see `off_tag`); None: on."""
+        if tag != self.off_tag:
+            self.prepareGeometryChange()
+            self.off_tag = tag
+            self.update()
 
     def set_failed(self, failed: bool) -> None:
         if failed != self.failed:
@@ -112,6 +125,10 @@ class BoxItem(QGraphicsItem):
         if self.failed:
             fill = QColor(110, 30, 30) if t.dark else QColor(255, 205, 205)
             pen = QPen(t.error, 3 * t.line_width)
+        if self.off_tag is not None:  # greyed and dashed: the branch is switched off
+            fill = QColor(fill)
+            fill.setHsl(fill.hslHue(), 0, (fill.lightness() + 2 * t.background.lightness()) // 3)
+            pen = QPen(t.error, 1.5 * t.line_width, Qt.PenStyle.DashLine)
         if self.isSelected() or self.highlighted:
             pen = QPen(t.highlight, (2 if t.high_contrast else 3) * t.line_width)
         painter.setPen(pen)
@@ -135,6 +152,21 @@ class BoxItem(QGraphicsItem):
             h = t.line_height(bold)
             painter.drawText(QRectF(0, y, b.w, h), Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, line)
             y += h + 2.0
+        if self.off_tag:
+            self._paint_off_tag(painter)
+
+    def _paint_off_tag(self, painter: QPainter) -> None:
+        """The tag of a switched-off branch, white on the error colour, across the box's top edge on the right."""
+        t = self.theme
+        h = t.line_height(True)
+        w = QFontMetricsF(t.bold).horizontalAdvance(self.off_tag) + h
+        rect = QRectF(max(0.0, self.box.w - w - 6.0), -h / 2, w, h)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QBrush(t.error))
+        painter.drawRoundedRect(rect, h / 2, h / 2)
+        painter.setPen(QColor(255, 255, 255))
+        painter.setFont(t.bold)
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, self.off_tag)
 
 
 def _text_on(fill: QColor) -> QColor:
@@ -378,6 +410,7 @@ class GraphView(QGraphicsView):
     box_selected = Signal(str)
     box_activated = Signal(str)
     zoom_changed = Signal(float)
+    context_requested = Signal(str, QPoint)  # the key of the box right-clicked (a frame: its node), global position
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -401,6 +434,7 @@ class GraphView(QGraphicsView):
         self.thumbnail_images: dict[str, QImage] = {}  # node -> its coloured map
         self.thumbnails: dict[str, ThumbnailItem] = {}
         self.legend_widget = OverlayLegend(self)
+        self.branches_off: frozenset[tuple[str, int]] = frozenset()  # (block, branch_index) drawn switched off
         self.scene().selectionChanged.connect(self._on_selection)
 
     def set_chrome(self, on: bool) -> None:
@@ -449,6 +483,7 @@ class GraphView(QGraphicsView):
             self.edges.append(item)
         self._apply_overlay()
         self._apply_thumbnails()
+        self._apply_branches_off()
         if selected and selected in self.boxes:
             scene.blockSignals(True)
             self.boxes[selected].setSelected(True)
@@ -470,6 +505,28 @@ class GraphView(QGraphicsView):
                 item.set_overlay(None) if item.overlay_fill is not None else None
             else:
                 item.set_overlay(QColor(*legend.colour(v)), f"{legend.title}: {legend.text(v)}")
+
+    def set_branches_off(self, branches) -> None:
+        """Draw the (block, branch_index) pairs switched off: an opened block's branch greyed and dashed, its caption
+        tagged "off"; a closed block tagged with its branches' numbers. Kept across redraws until changed."""
+        self.branches_off = frozenset(branches)
+        self._apply_branches_off()
+
+    def _apply_branches_off(self) -> None:
+        by_block: dict[str, list[int]] = {}
+        for block, k in sorted(self.branches_off):
+            by_block.setdefault(block, []).append(k)
+        for item in self.boxes.values():
+            b = item.box
+            ks = by_block.get(b.node)
+            tag = None
+            if ks and b.role == "node":  # a closed block: which of its branches are off
+                tag = fmt_branches_off((b.node, k) for k in ks).removeprefix(f"{b.node} ")
+            elif ks and b.key.startswith(f"{b.node}/b"):
+                k = b.key[len(b.node) + 2:].split("/", 1)[0]
+                if k.isdigit() and int(k) in ks:
+                    tag = "off" if b.role == "branch" else ""
+            item.set_off(tag)
 
     def set_thumbnails(self, maps: dict | None) -> None:
         """Show each node's map (H, W scaled to 0..1) beside its box; None removes them. Kept across redraws."""
@@ -628,6 +685,18 @@ class GraphView(QGraphicsView):
             self.zoom_by(1.0 + event.value())
             return True
         return super().viewportEvent(event)
+
+    def contextMenuEvent(self, event) -> None:
+        """A right-click on a box or a frame asks for its menu (the graph page builds it)."""
+        item = self.itemAt(event.pos())
+        while item is not None and not isinstance(item, (BoxItem, FrameItem)):
+            item = item.parentItem()
+        key = item.box.key if isinstance(item, BoxItem) else item.frame.node if isinstance(item, FrameItem) else None
+        if key is None:
+            super().contextMenuEvent(event)
+            return
+        self.context_requested.emit(key, event.globalPos())
+        event.accept()
 
     def mouseDoubleClickEvent(self, event) -> None:
         item = self.itemAt(event.position().toPoint())

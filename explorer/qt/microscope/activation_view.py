@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.core.text import branch_number, fmt_branch, fmt_fraction
+from explorer.core.text import KNOCKOUT_MODE_WORDS, branch_number, fmt_branch, fmt_fraction
 from explorer.qt.microscope.branch_mosaics import BranchMosaics
 from explorer.qt.microscope.channel_detail import ChannelDetail
 from explorer.qt.result_view import export_layout_png
@@ -67,6 +67,7 @@ class ActivationView(QWidget):
         self.state = ActivationViewState()
         self.graph = None
         self.capture = None
+        self.off = None  # the branches switched off in the network of `capture` (a ResultKey's `off`)
         self.image_rgb: np.ndarray | None = None
         self._maps: list = []  # FeatureMaps per branch of the block on screen (None: not captured)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -153,9 +154,10 @@ class ActivationView(QWidget):
 
     # ------------------------------------------------------------------ public API
 
-    def set_capture(self, graph, capture, image_rgb: np.ndarray | None = None) -> None:
-        """Show the activations of a new forward; keeps the block on screen if the graph has it."""
-        self.graph, self.capture = graph, capture
+    def set_capture(self, graph, capture, image_rgb: np.ndarray | None = None, off: tuple | None = None) -> None:
+        """Show the activations of a new forward; keeps the block on screen if the graph has it. `off`: the
+        branches switched off in the network that made it and the mode (a ResultKey's `off`), said in their titles."""
+        self.graph, self.capture, self.off = graph, capture, off
         self.image_rgb = None if image_rgb is None else np.ascontiguousarray(image_rgb)
         blocks = self.blocks()
         self.block_combo.blockSignals(True)
@@ -173,7 +175,7 @@ class ActivationView(QWidget):
 
     def clear(self) -> None:
         """Forget the capture (a new model was loaded, say)."""
-        self.graph = self.capture = self.image_rgb = None
+        self.graph = self.capture = self.image_rgb = self.off = None
         self.state.block = self.state.selected = None
         self.block_combo.clear()
         self.grid.clear_columns()
@@ -289,7 +291,9 @@ class ActivationView(QWidget):
         self.message.hide()
         titles, lines = [], []
         for k, (branch, fm) in enumerate(zip(node.branches, self._maps)):
-            titles.append(f"{branch_number(k)} · {branch.label} · {branch.out_channels} ch")
+            off = self.off
+            switched = f" · OFF ({KNOCKOUT_MODE_WORDS[off[1]]})" if off and (block, k) in off[0] else ""
+            titles.append(f"{branch_number(k)} · {branch.label} · {branch.out_channels} ch{switched}")
             if fm is None:
                 lines.append("not captured")
             else:

@@ -62,6 +62,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("full_screen", "&View", "Full &screen", "toggle_full_screen", "F11"),
     ActionSpec("presentation", "&View", "&Presentation mode", "presentation.toggle", "F5",
                "Full screen, large type; arrow keys step through the blocks, Esc leaves"),
+    ActionSpec("restore_branches", "&Model/Switched-off &branches", "&Restore all branches",
+               "branch_switches.restore", "Ctrl+Shift+R",
+               "Switch every branch on again: results are the plain network's (right-click a branch to switch it off)"),
     ActionSpec("compare", "&Compare", "&Compare models…", "compare.open", "Ctrl+Shift+K",
                "Two models side by side, stage by stage, differences highlighted"),
     ActionSpec("factorisation", "&Compare", "&Factorisation…", "compare.open_factorisation", None,
@@ -150,6 +153,7 @@ def shortcuts_html(actions: dict[str, QAction]) -> str:
     parts.append("<tr><td colspan='3'><br><b>Graph</b></td></tr>")
     parts += [f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(t)}</td><td></td></tr>" for k, t in (
         ("double-click a block", "open it into its branches / close it"),
+        ("right-click a branch or a block", "switch a branch off (zeros or its per-channel mean) or on again"),
         ("drop files or a folder", "classify them"),
     )]
     parts.append("</table>")

@@ -185,6 +185,10 @@ class GraphPage:
         window.session.on(ev.ShapesTraced, self._on_traced)
         self.demo_offer = None  # with bind_weights_bar
 
+    def add_strip(self, strip: QWidget) -> None:
+        """Another strip above the graph, below the banners (the branches switched off)."""
+        self.widget.layout().insertWidget(self.widget.layout().indexOf(self.view), strip)
+
     def bind_weights_bar(self, models) -> None:
         """The weights bar's buttons: retry, a weights file and cancel go to `models` (the ModelController); the
         demo model is offered while the weights are random (explorer.qt.window.demo_offer)."""

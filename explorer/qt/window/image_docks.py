@@ -208,7 +208,7 @@ class ImageDocks(QObject):
             # A new image must not move the graph's selection: the view follows the graph, not back.
             self.activations.blockSignals(True)
             try:
-                self.activations.set_capture(self.graph, shown.capture, shown.rgb)
+                self.activations.set_capture(self.graph, shown.capture, shown.rgb, off=getattr(shown.key, "off", None))
             finally:
                 self.activations.blockSignals(False)
         else:

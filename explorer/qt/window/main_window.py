@@ -27,6 +27,8 @@ that owns it ("graph_page.fit_to_window"):
   the first paint, weights with retry and cancel, recent models. Any CNN opens through
   `models.open_model(ref)` (File → Open model…, the Model menu's Recent section, or `--model REF`);
 - `exports` (explorer.qt.window.exports): the graph as SVG or PNG, the handout as PDF;
+- `branch_switches` (explorer.qt.window.branch_switches): branches switched off from the graph's right-click
+  menu, the strip that says so, Restore;
 - `presentation`, `images` (the image docks), `saved` (the settings), the menus' bindings.
 """
 
@@ -48,6 +50,7 @@ from PySide6.QtWidgets import (
 from explorer.core.session.state import ExplorerState, InputSize
 from explorer.core.model.zoo import get_spec, model_names
 from explorer.qt.window.actions import build_actions
+from explorer.qt.window.branch_switches import BranchSwitches
 from explorer.qt.window.exports import WindowExports
 from explorer.qt.window.graph_page import GraphPage
 from explorer.qt.window.image_input import ImageInput
@@ -114,6 +117,7 @@ class MainWindow(QMainWindow):
         self.help_windows = HelpWindows(self)
         self.actions = build_actions(self)
         self._build_model_menu()
+        self.branch_switches = BranchSwitches(self)
         self.presentation = Presentation(self)
         self.image_input.route_paste(self)
         self._bind_state()
