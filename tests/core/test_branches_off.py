@@ -152,6 +152,29 @@ def test_a_map_is_the_modified_network_s(session, model):
     assert st.attributions == ()  # made with the branch off: gone with it
 
 
+def test_knock_out_each_is_on_top_of_the_branches_off(session, model):
+    """The Branch shares tab's knock-outs with inception4a branch 2 off: the plain logit is the hooked network's,
+    knocking that branch out again changes nothing, and another branch's knock-out is the network with both
+    hooked."""
+    st = session.state
+    session.set_knockout_mode("zero")
+    session.switch_branch(*BRANCH, on=False)
+    target = st.classification.top[0].index
+    session.attributions.knock_out_each(target, "zero")
+    effects = st.knockouts
+    x = session.attributions.image()[0]
+    with torch.no_grad():
+        logit = hooked(model, "zero")(x)[0, target].item()
+        both = hooked(hooked(model, "zero"), "zero", ("inception5a", 0))(x)[0, target].item()
+    assert effects.logit == pytest.approx(logit, rel=1e-4, abs=1e-4)
+    by_branch = {(e.block, e.branch_index): e for e in effects.effects}
+    assert by_branch[BRANCH].delta_logit == pytest.approx(0.0, abs=1e-4)
+    assert by_branch[("inception5a", 0)].logit == pytest.approx(both, rel=1e-4, abs=5e-4)
+    assert abs(by_branch[("inception5a", 0)].delta_logit) > 1e-3
+    session.restore_branches()
+    assert st.knockouts is None
+
+
 def test_switching_drops_what_the_previous_network_made(session):
     st = session.state
     session.restore_branches()

@@ -7,7 +7,9 @@ import copy
 
 import pytest
 import torch
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QContextMenuEvent
+from PySide6.QtWidgets import QApplication
 
 from explorer.qt.window.actions import shortcuts_html
 
@@ -100,3 +102,29 @@ def test_restore_is_an_action_with_a_shortcut_in_help(window):
     assert "Restore all branches" in shortcuts_html(w.actions) and act.shortcut().toString() == "Ctrl+Shift+R"
     act.trigger()
     assert w.state.branches_off == frozenset()
+
+
+def test_a_right_click_on_a_branch_opens_its_menu(window, qtbot):
+    """A real right-click on the branch's box in the graph: the menu pops up with the branch's entry, which
+    switches it off."""
+    w = window
+    w.graph_page.expand(BLOCK)
+    item = w.view.boxes[f"{BLOCK}/b{K}"]
+    w.view.centerOn(item)
+    pos = w.view.mapFromScene(item.sceneBoundingRect().center())
+    seen = []
+
+    def choose():
+        menu = QApplication.activePopupWidget()
+        seen.append([a.text() for a in menu.actions()] if menu is not None else None)
+        if menu is not None:
+            [act] = [a for a in menu.actions() if a.text() == f"Switch {BLOCK} branch 2 off"]
+            menu.close()
+            act.trigger()
+
+    QTimer.singleShot(300, choose)
+    event = QContextMenuEvent(QContextMenuEvent.Reason.Mouse, pos, w.view.viewport().mapToGlobal(pos))
+    QApplication.sendEvent(w.view.viewport(), event)
+    qtbot.waitUntil(lambda: bool(seen), timeout=5000)
+    assert seen[0] is not None and "Restore all branches" in seen[0]
+    assert w.state.branches_off == {(BLOCK, K)} and w.view.boxes[f"{BLOCK}/b{K}"].off_tag == "off"
