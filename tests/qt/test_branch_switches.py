@@ -128,3 +128,17 @@ def test_a_right_click_on_a_branch_opens_its_menu(window, qtbot):
     qtbot.waitUntil(lambda: bool(seen), timeout=5000)
     assert seen[0] is not None and "Restore all branches" in seen[0]
     assert w.state.branches_off == {(BLOCK, K)} and w.view.boxes[f"{BLOCK}/b{K}"].off_tag == "off"
+
+
+def test_the_data_flow_slides_say_the_network_is_modified(window, qtbot):
+    w, st = window, window.state
+    w.session.switch_branch(BLOCK, K, on=False)
+    qtbot.waitUntil(lambda: st.shown_image is not None and st.result_key.off is not None, timeout=TIMEOUT_MS)
+    p = w.presentation
+    p.enter()
+    try:
+        qtbot.waitUntil(lambda: p.showing_dataflow(), timeout=10_000)
+        assert p.slide_view.caveat == "⚠ Modified network: inception4b branch 2 off (zeros)"
+        assert w.branch_switches.bar.isVisible()  # the strip stays over the slides
+    finally:
+        p.leave()

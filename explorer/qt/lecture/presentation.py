@@ -35,7 +35,7 @@ from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import QDockWidget
 
 from explorer.core.lecture.dataflow import DEFAULT_MAPS, Position, SlideDeck, clamp_maps, next_position, previous_position
-from explorer.core.text import fmt_shape
+from explorer.core.text import fmt_branches_off, fmt_shape
 from explorer.qt.panels import UNLEARNED, unlearned
 
 if TYPE_CHECKING:
@@ -289,12 +289,20 @@ class Presentation(QObject):
         return deck if deck.blocks else None
 
     def _weights_note(self) -> str:
-        """Said beside the image's name when the maps come from random weights (they look like noise)."""
-        return " · random weights" if unlearned(self.window.loaded) else ""
+        """Said beside the image's name when the maps come from random weights (they look like noise) or from a
+        network with branches switched off."""
+        off = self.window.state.result_key.off
+        return (" · random weights" if unlearned(self.window.loaded) else "") + \
+            (f" · {fmt_branches_off(*off)}" if off else "")
 
     def _caveat(self) -> str:
-        """Said on every data-flow slide of random weights: its maps, shares and top-5 mean nothing."""
-        return f"⚠ {UNLEARNED[:1].upper()}{UNLEARNED[1:]}" if unlearned(self.window.loaded) else ""
+        """Said on every data-flow slide of random weights: its maps, shares and top-5 mean nothing; and of a network
+        with branches switched off: which."""
+        off = self.window.state.result_key.off
+        parts = [f"⚠ {UNLEARNED[:1].upper()}{UNLEARNED[1:]}"] if unlearned(self.window.loaded) else []
+        if off:
+            parts.append(f"⚠ Modified network: {fmt_branches_off(*off)}")
+        return "  ".join(parts)
 
     def _attribution_shares(self, shown=None) -> dict | None:
         """The image's branch shares (state.branch_evidence), when they were computed for the model on screen."""
