@@ -2,7 +2,7 @@
 
     xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python docs/screenshots/make_branch_off_screenshot.py
 
-The demo model (shapes_inception, its shipped weights) classifies the drawn star; inception4b is opened and its
+The demo model (shapes_inception, its shipped weights) classifies the drawn star; inception3b is opened and its
 branch 2 switched off through the graph's right-click menu (its entry, triggered); the shot shows the strip above
 the graph, the branch greyed and tagged "off", and the top-5 of the modified network under its heading. Saves
 branch_off_demo.png beside this script (or under --out).
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BLOCK, BRANCH = "inception4b", 1
+BLOCK, BRANCH = "inception3b", 1
 
 
 def main() -> int:

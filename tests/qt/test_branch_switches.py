@@ -1,5 +1,5 @@
 """Branches switched off from the window (issue 26), on the demo model with its shipped weights: the graph's
-right-click menu switches inception4b's branch 2 off; the strip above the graph and the top-5's heading say so, the
+right-click menu switches inception3b's branch 2 off; the strip above the graph and the top-5's heading say so, the
 graph marks the branch, the top-5 is the demo network's with a forward hook zeroing that branch (independent of our
 switches), and Restore brings the plain network back."""
 
@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication
 from explorer.qt.window.actions import shortcuts_html
 
 TIMEOUT_MS = 120_000
-BLOCK, K = "inception4b", 1
+BLOCK, K = "inception3b", 1
 
 
 def hooked_top5(module, x, mode: str | None):
@@ -54,11 +54,11 @@ def test_a_branch_switched_off_from_the_graph_and_restored(window, qtbot):
     menu_action(w, f"{BLOCK}/b{K}", f"Switch {BLOCK} branch 2 off").trigger()
     assert st.branches_off == {(BLOCK, K)}
     bar = w.branch_switches.bar
-    assert bar.isVisible() and "inception4b branch 2 off (zeros)" in bar.text() and "modified network" in bar.text()
+    assert bar.isVisible() and "inception3b branch 2 off (zeros)" in bar.text() and "modified network" in bar.text()
     caption, layer = w.view.boxes[f"{BLOCK}/b{K}"], w.view.boxes[f"{BLOCK}/b{K}/l0"]
     assert caption.off_tag == "off" and layer.off_tag == "" and w.view.boxes[f"{BLOCK}/b0"].off_tag is None
     qtbot.waitUntil(lambda: st.classification is not None and st.shown_image is not None, timeout=TIMEOUT_MS)
-    assert heading.isVisible() and heading.text() == "Modified network: inception4b branch 2 off (zeros)"
+    assert heading.isVisible() and heading.text() == "Modified network: inception3b branch 2 off (zeros)"
     indices, values = hooked_top5(st.loaded.module, st.shown_image.x, "zero")
     assert [p.index for p in st.classification.top] == indices
     assert [p.prob for p in st.classification.top] == pytest.approx(values, abs=1e-4)
@@ -76,7 +76,7 @@ def test_a_branch_switched_off_from_the_graph_and_restored(window, qtbot):
     qtbot.waitUntil(lambda: panel.x is not None, timeout=TIMEOUT_MS)
     with qtbot.waitSignal(panel.attribution_finished, timeout=TIMEOUT_MS):
         panel.run()
-    assert "modified network: inception4b branch 2 off (zeros)" in panel.status.text()
+    assert "modified network: inception3b branch 2 off (zeros)" in panel.status.text()
 
     w.graph_page.collapse(BLOCK)
     assert w.view.boxes[BLOCK].off_tag == "branch 2 off"
@@ -89,7 +89,7 @@ def test_a_branch_switched_off_from_the_graph_and_restored(window, qtbot):
     qtbot.mouseClick(bar.restore, Qt.MouseButton.LeftButton)
     assert st.branches_off == frozenset() and not bar.isVisible() and not heading.isVisible()
     assert w.view.boxes[BLOCK].off_tag is None
-    qtbot.waitUntil(lambda: st.classification is not None, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: st.classification is not None and st.shown_image is not None, timeout=TIMEOUT_MS)
     assert [p.index for p in st.classification.top] == hooked_top5(st.loaded.module, st.shown_image.x, None)[0]
     assert not w.actions["restore_branches"].isEnabled()
 
@@ -138,7 +138,7 @@ def test_the_data_flow_slides_say_the_network_is_modified(window, qtbot):
     p.enter()
     try:
         qtbot.waitUntil(lambda: p.showing_dataflow(), timeout=10_000)
-        assert p.slide_view.caveat == "⚠ Modified network: inception4b branch 2 off (zeros)"
+        assert p.slide_view.caveat == "⚠ Modified network: inception3b branch 2 off (zeros)"
         assert w.branch_switches.bar.isVisible()  # the strip stays over the slides
     finally:
         p.leave()
