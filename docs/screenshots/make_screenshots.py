@@ -185,7 +185,7 @@ def main() -> int:
             return
         bar.demo.click()
         until(lambda: window.state.model == "shapes_inception" and window.state.loaded is not None
-              and window.images.capture_model is not None and window.images.classify.classifier is not None, 180)
+              and window.images.network_key is not None and window.images.classify.classifier is not None, 180)
         images = window.images
         panel = images.attribution
         star = images.classify.drawn_buttons[1]
@@ -255,7 +255,7 @@ def main() -> int:
         if "overlay_attribution" in names:
             # Each block's share of the image's |gradient × activation|, once Branch shares has computed it.
             shares = window.images.shares
-            until(lambda: shares.capture_model is not None and shares.x is not None)
+            until(lambda: window.images.network_key is not None and shares.x is not None)
             shares.compute()
             until(lambda: window.state.branch_evidence is not None)
             window.state.overlay = "attribution"
@@ -313,7 +313,7 @@ def main() -> int:
 
         os.environ["INCEPTION_EXPLORER_CACHE"] = tempfile.mkdtemp()
         until(lambda: window.images is not None and window.images.classify.shown is not None
-              and window.images.channel.capture_model is not None)
+              and window.images.network_key is not None)
         panel = window.images.channel
         panel.state.steps, panel.state.size = 128, 128
         window.view.select("inception4a")

@@ -48,8 +48,8 @@ CPU_STREAM_BATCH = 9
 #: insertion starts from. RISE's code deletes to zeros after normalisation (the mean colour), but a flat colour
 #: keeps the outline of what was removed (the shape of the removed region tells the class: Rong et al., "ROAD",
 #: 2022): on the demo's drawn shapes, 30 images of seed 2426 at 50 steps, the object's own mask as the map beat
-#: every random order on 27 % of them deleting to the mean colour and 83 % to the image blurred; Grad-CAM at the
-#: last block 43 % and 97 %, Integrated Gradients (black baseline) 40 % and 60 % (bench/demo_substrates.py).
+#: every random order on 13 % of them deleting to the mean colour and 93 % to the image blurred; Grad-CAM at the
+#: last block 23 % and 97 %, Integrated Gradients (black baseline) 30 % and 60 % (bench/demo_substrates.py).
 DELETION_SUBSTRATE = "blur"
 INSERTION_SUBSTRATE = "blur"
 #: What deletion can replace pixels with (`faithfulness_curves`' deletion_substrate): "zero", the mean colour
