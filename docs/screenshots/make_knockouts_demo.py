@@ -6,9 +6,9 @@ overlay) on the demo model at 1280×800; run under Xvfb:
 The demo model (shapes_inception, its shipped weights) classifies the drawn star; in the Branch shares tab the
 branch shares are computed, inception3b is selected, every branch is knocked out on its own (zeros) and
 inception3b is decomposed; View → Overlay → Knock-out effect colours the graph (zoomed out once, so the
-boxes clear the legend). Prints each of inception3b's
-knock-outs (Δ p(target) and the top-1 then) and the decomposition, the numbers the README quotes. Saves
-knockouts_demo.png beside this script (or under --out).
+boxes clear the legend). Prints each of inception3b's knock-outs (Δ p(target) and the top-1 then), the
+decomposition and each block's largest drop, the numbers the README quotes. Saves knockouts_demo.png beside
+this script (or under --out).
 """
 
 from __future__ import annotations
