@@ -158,6 +158,8 @@ def test_knock_out_overlay_colours_each_block_by_its_largest_drop(make_window, q
     fills = _node_fills(w)
     darkest = min(fills, key=lambda k: _lum(fills[k]))
     assert w.view.overlay_values[darkest] == pytest.approx(max(w.view.overlay_values.values()))
+    # the legend names the class as the model does, not by its index
+    assert f"p({w.state.loaded.categories[target]})" in w.view.legend_widget.legend.note
     w.state.shown_image = None
     assert w.state.knockouts is None and w.view.overlay_values is None
 

@@ -116,14 +116,14 @@ class OverlayMenu(QObject):
             elif key == "attribution":
                 ev = st.branch_evidence
                 if ev is not None and graph is not None and ev.model == graph.name:
-                    overlay = attribution_overlay(ev)
+                    overlay = attribution_overlay(ev, self._categories())
                 else:
                     self._hint("compute the branch shares of the image on screen (Branch shares tab) "
                                "to colour the graph by attribution", 8000)
             elif key == "knockout":
                 effects = st.knockouts
                 if effects is not None and graph is not None and effects.effects:
-                    overlay = knockout_overlay(effects)
+                    overlay = knockout_overlay(effects, self._categories())
                 else:
                     self._hint("knock out every branch of the image on screen (Branch shares tab → Knock out "
                                "each) to colour the graph by what each block's branches do", 8000)
@@ -142,6 +142,11 @@ class OverlayMenu(QObject):
         view.set_overlay(None if overlay is None else overlay.values, None if overlay is None else overlay.legend)
         if self.table is not None:
             self.table.refresh()
+
+    def _categories(self) -> list[str] | None:
+        """The loaded model's class names, for the legends' words."""
+        loaded = self.state.loaded
+        return loaded.categories if loaded is not None else None
 
     def _hint(self, text: str, msecs: int) -> None:
         """Say in the status line what the chosen quantity still needs (taken away once it is shown)."""
