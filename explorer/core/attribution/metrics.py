@@ -441,3 +441,148 @@ def edge_control(model, images: torch.Tensor) -> np.ndarray:
         g = torch.nn.functional.conv2d(images.detach().reshape(-1, 1, *images.shape[-2:]), kernels, padding=1)
         mag = g.pow(2).sum(1).sqrt().reshape(images.shape[0], c, *images.shape[-2:]).sum(1)
     return mag.cpu().numpy()
+
+
+# ---------------------------------------------------------------- verdicts and ranking
+
+#: The metrics as people read their names.
+METRIC_LABELS = {"srg": "SRG", "road": "ROAD", "smooth_mprt": "smooth MPRT", "efficient_mprt": "efficient MPRT"}
+#: What each metric's reference is, in a few words.
+REFERENCE_NAMES = {"srg": "random orders", "road": "random orders", "smooth_mprt": "the noise alone",
+                   "efficient_mprt": "a map that ignores the weights"}
+
+
+def interval_text(lo: float, hi: float) -> str:
+    """An interval in three decimals: "[0.380, 0.470]"; one number when both ends show the same ("0.443")."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "—"
+    a, b = f"{lo:.3f}", f"{hi:.3f}"
+    return a if a == b else f"[{a}, {b}]"
+
+
+def score_text(score: MetricScore) -> str:
+    """The score's mean and its interval over seeds: "0.420 [0.380, 0.470]" ("0.443" when the seeds agree)."""
+    lo, hi = score.interval
+    mean = float(np.mean(score.values))
+    if not math.isfinite(mean):
+        return "undefined"
+    inside = interval_text(lo, hi)
+    return inside if "[" not in inside else f"{mean:.3f} {inside}"
+
+
+def verdict_text(score: MetricScore) -> str:
+    """A verdict only when the interval clears the reference: "✓ beats random" (SRG, ROAD) or "✓ changes with the
+    weights" (the MPRTs). Otherwise no verdict, only what was seen: "not distinguishable" where the intervals overlap
+    (or there is no reference); where the map's interval lies wholly on the wrong side, "no better than random"
+    (SRG, ROAD), "changes less than the noise" (smooth MPRT), "entropy does not rise" (efficient MPRT)."""
+    if score.clears_reference:
+        return "✓ changes with the weights" if score.name in ("smooth_mprt", "efficient_mprt") else "✓ beats random"
+    r_lo, r_hi = score.reference_interval
+    lo, hi = score.interval
+    if not all(map(math.isfinite, (lo, hi, r_lo, r_hi))):
+        return "not distinguishable"
+    if (hi < r_lo) if score.higher_is_better else (lo > r_hi):
+        return {"smooth_mprt": "changes less than the noise",
+                "efficient_mprt": "entropy does not rise"}.get(score.name, "no better than random")
+    return "not distinguishable"
+
+
+def _above(a: MetricScore, b: MetricScore) -> bool | None:
+    """Whether `a`'s interval lies wholly beyond `b`'s in the metric's better direction (True), wholly behind it
+    (False), or they overlap (None)."""
+    (a_lo, a_hi), (b_lo, b_hi) = a.interval, b.interval
+    if not all(map(math.isfinite, (a_lo, a_hi, b_lo, b_hi))):
+        return None
+    if a_lo > b_hi + MARGIN:
+        return a.higher_is_better
+    if a_hi < b_lo - MARGIN:
+        return not a.higher_is_better
+    return None
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Methods ranked by the metrics they were all measured on, only where every metric orders them the same way
+    with intervals apart; otherwise no order and the reason (`reason`), and where some of the metrics (two or more)
+    still order every method alike with intervals apart, that order and those metrics (`agreed`, `agreeing`)."""
+
+    order: tuple[str, ...]  # best first; () when no ranking
+    metrics: tuple[str, ...]  # the metrics the ranking (or its refusal) rests on
+    reason: str = ""
+    agreed: tuple[str, ...] = ()  # without a ranking: the order the `agreeing` metrics share, best first
+    agreeing: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        if not self.order:
+            text = f"No ranking: {self.reason}."
+            if self.agreed:
+                text += f" {_names(self.agreeing)} alone agree: " + " > ".join(self.agreed) + "."
+            return text
+        return f"Ranking ({_names(self.metrics)} agree, intervals apart): " + " > ".join(self.order) + "."
+
+
+def _names(metrics) -> str:
+    labels = [METRIC_LABELS.get(m, m) for m in metrics]
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def _strict_order(metric: str, labels, verdicts, pairs) -> tuple[str, ...] | None:
+    """The labels best first by `metric`, when every pair's intervals are apart on it; else None."""
+    if any(verdicts[metric][p] is None for p in pairs):
+        return None
+    wins = {label: sum(verdicts[metric][(a, b)] == (label == a) for a, b in pairs if label in (a, b))
+            for label in labels}
+    return tuple(sorted(labels, key=lambda label: -wins[label]))
+
+
+def rank_methods(scores: dict[str, dict[str, MetricScore]]) -> Ranking:
+    """Rank the methods (labels → their scores by metric name) on the metrics every one of them has: a ranking only
+    when each metric orders every pair with intervals apart and all metrics give the same order. Otherwise the
+    reason, a disagreement first ("SRG puts A first, ROAD puts B first"), else the first overlap; and the largest
+    group of two or more metrics that still share one strict order, with it."""
+    labels = list(scores)
+    if len(labels) < 2:
+        return Ranking((), (), "measure the metrics of two maps or more to compare them")
+    common = [m for m in METRIC_NAMES if all(m in scores[label] for label in labels)]
+    common += sorted(set.intersection(*(set(s) for s in scores.values())) - set(common))
+    if not common:
+        return Ranking((), (), "the maps share no metric")
+    pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:]]
+    verdicts = {m: {(a, b): _above(scores[a][m], scores[b][m]) for a, b in pairs} for m in common}
+    orders = {m: _strict_order(m, labels, verdicts, pairs) for m in common}
+    if all(o is not None for o in orders.values()) and len(set(orders.values())) == 1:
+        return Ranking(orders[common[0]], tuple(common))
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for m in common:
+        if orders[m] is not None:
+            groups.setdefault(orders[m], []).append(m)
+    agreed, agreeing = max(groups.items(), key=lambda g: len(g[1]), default=((), []))
+    partial = dict(agreed=agreed, agreeing=tuple(agreeing)) if len(agreeing) >= 2 else {}
+    reason = _disagreement(common, verdicts, scores, pairs) or next(
+        f"the intervals of {a} and {b} overlap on {METRIC_LABELS.get(m, m)}"
+        for m in common for a, b in pairs if verdicts[m][(a, b)] is None)
+    return Ranking((), tuple(common), reason, **partial)
+
+
+def _best(metric: str, scores: dict[str, dict[str, MetricScore]]) -> str:
+    """The label whose interval's middle is best on `metric`."""
+    s = {label: float(np.mean(scores[label][metric].interval)) for label in scores}
+    higher = next(iter(scores.values()))[metric].higher_is_better
+    return (max if higher else min)(s, key=s.get)
+
+
+def _disagreement(common, verdicts, scores, pairs) -> str:
+    """How two metrics contradict each other on a pair whose intervals are apart on both, or ''."""
+    for i, m in enumerate(common):
+        for n in common[i + 1:]:
+            for a, b in pairs:
+                x, y = verdicts[m][(a, b)], verdicts[n][(a, b)]
+                if x is None or y is None or x == y:
+                    continue
+                lm, ln = METRIC_LABELS.get(m, m), METRIC_LABELS.get(n, n)
+                first_m, first_n = _best(m, scores), _best(n, scores)
+                if first_m != first_n:
+                    return f"{lm} puts {first_m} first, {ln} puts {first_n} first"
+                hi_m, lo_m = (a, b) if x else (b, a)
+                return f"{lm} puts {hi_m} above {lo_m}, {ln} puts {lo_m} above {hi_m}"
+    return ""
