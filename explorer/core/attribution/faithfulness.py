@@ -739,6 +739,8 @@ class AttributionRecord:
     curves_seconds: float | None = None
     sanity: SanityCheck | None = None  # the cascade randomisation, once computed
     sanity_seconds: float | None = None
+    metrics: dict[str, Any] | None = None  # issue 27's metrics (metrics.MetricScore by name), once computed
+    metrics_seconds: float | None = None
 
     @property
     def key(self) -> tuple:

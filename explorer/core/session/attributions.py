@@ -1,9 +1,9 @@
-"""The session's attribution jobs, without Qt: a map of the image on screen, its faithfulness curves and its
-sanity check, one at a time in the lane "images/attribution".
+"""The session's attribution jobs, without Qt: a map of the image on screen, its faithfulness curves, its sanity
+check and its metrics (map_metrics.py), one at a time in the lane "images/attribution".
 
 Each job is for the session's `result_key` when it started (the model, its weights, the image); its events
 reach the state only while that key holds. A finished map becomes an `AttributionRecord` in
-`state.attributions`; its curves and its sanity check are added to that record. The map the next curves and
+`state.attributions`; its curves, its sanity check and its metrics are added to that record. The map the next curves and
 sanity check measure is `result`, the last map computed for the image on screen.
 """
 
@@ -249,6 +249,22 @@ class Attributions:
         self._submit(_sanity, model, explain, r, names, on_progress=on_progress, on_end=on_end)
         return len(names)
 
+    def metrics(self, steps: int | None = None, *, percentages=None, samples: int | None = None, seeds=None,
+                on_progress=None, on_end=None) -> None:
+        """Issue 27's metrics of the last map (map_metrics.measure_map): SRG (`steps` removal steps, default the
+        curves' steps) and ROAD on the curves' network, smooth and efficient MPRT on the gradients' network; into
+        its record, with a MetricsComputed."""
+        from explorer.core.session.map_metrics import measure_map
+
+        if self.result is None:
+            raise ValueError("Compute a map first: the metrics measure the map on screen.")
+        x, _ = self.image()
+        curve_model, device = self.evidence_model(True)
+        gradient_model, _ = self.evidence_model(False)
+        self._submit(measure_map, curve_model, gradient_model, x.to(device), self.result, dict(self.map_kwargs),
+                     steps=steps or self.choices.curve_steps, percentages=percentages, samples=samples, seeds=seeds,
+                     on_progress=on_progress, on_end=on_end)
+
     def branch_evidence(self, target: int | None = None, *, on_progress=None, on_end=None) -> None:
         """Every branch's share of the evidence for `target` (None: the top-1) in the image explained, on the CPU:
         into `state.branch_evidence`."""
@@ -294,7 +310,7 @@ class Attributions:
     def running(self) -> bool:
         return self.session.runner.running(LANE) is not None
 
-    def _submit(self, fn, *args, on_progress, on_end, lane: str = LANE) -> None:
+    def _submit(self, fn, *args, on_progress, on_end, lane: str = LANE, **kwargs) -> None:
         def apply(event) -> None:
             if isinstance(event, ev.Progress):
                 if on_progress is not None:
@@ -302,7 +318,8 @@ class Attributions:
             else:
                 self._apply(event)
 
-        self.session.submit(lane, fn, *args, apply=apply, topic="attribution", wants_progress=True, on_end=on_end)
+        self.session.submit(lane, fn, *args, apply=apply, topic="attribution", wants_progress=True, on_end=on_end,
+                            **kwargs)
 
     def _apply(self, event) -> None:
         """A map or its evidence arrived (for the key on screen): into its record in `state.attributions`."""
@@ -332,6 +349,8 @@ class Attributions:
                 return
             if isinstance(event, ev.CurvesComputed):
                 record = dataclasses.replace(record, curves=event.curves, curves_seconds=event.seconds)
+            elif isinstance(event, ev.MetricsComputed):
+                record = dataclasses.replace(record, metrics=event.scores, metrics_seconds=event.seconds)
             else:
                 record = dataclasses.replace(record, sanity=event.check, sanity_seconds=event.seconds)
         st.attributions = with_record(st.attributions, record)

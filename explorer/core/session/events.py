@@ -15,7 +15,8 @@ from explorer.core.session.runner import Progress
 __all__ = [
     "BatchClassified", "BatchStopped", "BlocksTimed", "ChannelVisualised", "ClassifierReady", "Compared",
     "BranchesDecomposed", "BranchesKnockedOut", "CurvesComputed", "EvidenceComputed", "ExamplesFound", "FilesListed", "GraphBuilt", "HandoutWritten",
-    "ImageClassified", "ImageShown", "JobEnded", "JobProgress", "MapComputed", "ModelNamesListed", "ModelOpened",
+    "ImageClassified", "ImageShown", "JobEnded", "JobProgress", "MapComputed", "MetricsComputed", "ModelNamesListed",
+    "ModelOpened",
     "NetworkReady", "Progress", "SanityChecked", "ShapesTraced", "WeightsLoaded",
 ]
 
@@ -197,6 +198,17 @@ class SanityChecked:
 
     result: Any
     check: Any
+    seconds: float
+
+
+@dataclass(frozen=True)
+class MetricsComputed:
+    """Issue 27's metrics of a map (metrics.MetricScore by name: SRG, ROAD, smooth and efficient MPRT), for the
+    record `key` (method, layer, target) of `result`, and the seconds they took."""
+
+    key: tuple
+    result: Any
+    scores: dict
     seconds: float
 
 
