@@ -12,7 +12,7 @@ from explorer.core.graph.capture import CaptureModel
 from explorer.core.attribution.faithfulness import AttributionRecord, SanityCheck, faithfulness_curves, sanity_check
 from explorer.core.session.state import ExplorerState
 from explorer.core.model.zoo import get_spec
-from explorer.qt.attribution.attribution_evidence import COL_SANITY, TABLE_COLUMNS
+from explorer.qt.attribution.attribution_evidence import COL_DELETION, COL_INSERTION, COL_SANITY, TABLE_COLUMNS
 from explorer.qt.attribution.attribution_panel import AttributionPanel
 from explorer.core.model.graphs import zoo_block_graph as load_block_graph
 
@@ -89,8 +89,8 @@ def test_the_plotted_curves_are_the_maps_deletion_and_insertion_curves(qtbot, pa
     assert "Deleted to the image blurred; inserted into the image blurred." in panel.curve_caption.text()
     assert "not a flat colour" in panel.curve_caption.toolTip()
     row = [panel.table.item(0, col).text() for col in range(panel.table.columnCount())]
-    assert row[2].startswith(f"{ref['deletion'].auc:.3f} ({ref['deletion'].random_auc:.3f})")
-    assert row[3].startswith(f"{ref['insertion'].auc:.3f} ({ref['insertion'].random_auc:.3f})")
+    assert row[COL_DELETION].startswith(f"{ref['deletion'].auc:.3f} ({ref['deletion'].random_auc:.3f})")
+    assert row[COL_INSERTION].startswith(f"{ref['insertion'].auc:.3f} ({ref['insertion'].random_auc:.3f})")
 
 
 def test_a_second_maps_curves_reuse_the_random_references(qtbot, panel, setup, state):
@@ -169,7 +169,7 @@ def test_cancelling_the_curves_leaves_the_panel_usable(qtbot, panel):
         panel.cancel_button.click()
     assert failures == [] and "Faithfulness cancelled" in panel.status.text()
     assert panel.run_button.isEnabled() and panel.faithfulness_button.isEnabled() and panel.sanity_button.isEnabled()
-    assert panel.table.item(0, 2).text() == "—"
+    assert panel.table.item(0, COL_DELETION).text() == "—"
     panel.curve_steps.setValue(4)
     with qtbot.waitSignal(panel.faithfulness_finished, timeout=RUN_MS) as sig:
         panel.faithfulness_button.click()

@@ -143,13 +143,17 @@ class AttributionControls(QWidget):
             f"(ρ ≥ {SANITY_UNCHANGED:g}) shows the image, not what the model learned")
         self.sanity_steps = QSpinBox(minimum=1, maximum=20, value=self.state.sanity_steps, suffix=" blocks",
                                      toolTip="Blocks randomised in cascade, from the output down")
+        self.metrics_button = QPushButton("Metrics")
+        self.metrics_button.setToolTip(
+            "SRG, ROAD, smooth MPRT and efficient MPRT of the map, each over noise seeds as an interval beside its "
+            "random reference; a verdict only where the interval clears it (SRG takes the curves' steps)")
         grid = QGridLayout()
         for row, pair in enumerate(((self.run_button, self.cancel_button),
                                     (self.faithfulness_button, self.curve_steps),
-                                    (self.sanity_button, self.sanity_steps))):
+                                    (self.sanity_button, self.sanity_steps), (self.metrics_button,))):
             for col, w in enumerate(pair):
                 grid.addWidget(w, row, col)
-        grid.addWidget(self.progress, 3, 0, 1, 2)
+        grid.addWidget(self.progress, 4, 0, 1, 2)
         return grid
 
     def _bind(self) -> None:
@@ -243,6 +247,7 @@ class AttributionControls(QWidget):
         self.cancel_button.setEnabled(running)
         self.faithfulness_button.setEnabled(not running and has_map)
         self.sanity_button.setEnabled(not running and has_map)
+        self.metrics_button.setEnabled(not running and has_map)
         self.progress.setVisible(running)
         if running:
             self.progress.setRange(0, 0)

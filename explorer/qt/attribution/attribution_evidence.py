@@ -1,7 +1,7 @@
 """The evidence that an attribution map means something (explorer.core.attribution.faithfulness), as views:
-its deletion and insertion curves with their random-order references, the strip of maps of the
-model-randomisation sanity check, and the table of every method computed for the image — three tabs beside the
-map (`EvidenceTabs`).
+its deletion and insertion curves with their random-order references, its metrics with their intervals
+(metrics_panel.py), the strip of maps of the model-randomisation sanity check, and the table of every method
+computed for the image with its ranking line — four tabs beside the map (`EvidenceTabs`).
 
 Each view draws an `AttributionRecord` (or the records) it is given; none holds a model or starts a job.
 
@@ -36,14 +36,17 @@ from explorer.core.attribution.catalogue import METHOD_NAMES, category_label
 from explorer.core.attribution.faithfulness import SANITY_UNCHANGED, SUBSTRATE_NAMES, AttributionRecord
 from explorer.qt.theme import WARNING_COLOR
 from explorer.qt.attribution.ground_truth import inside_text, pointing_text
+from explorer.qt.attribution.metrics_panel import METRIC_COLUMNS, MetricsPanel, ranking_text, show_metric_columns
 from explorer.qt.panels import UNLEARNED
 
 #: Curve colours: deletion red, insertion blue; the random-order references dashed in the same colour.
 CURVE_COLORS = {"deletion": "#d62728", "insertion": "#1f77b4"}
-TABLE_COLUMNS = ("Method", "Layer", "Deletion AUC (random)", "Insertion AUC (random)", "Pointing", "Inside share",
-                 "Sanity", "Time")
+#: The metrics of issue 27 first after the map's name: the ones the literature trusts.
+TABLE_COLUMNS = ("Method", "Layer", *METRIC_COLUMNS, "Deletion AUC (random)", "Insertion AUC (random)", "Pointing",
+                 "Inside share", "Sanity", "Time")
 COL_DELETION, COL_INSERTION, COL_POINTING, COL_INSIDE, COL_SANITY = (TABLE_COLUMNS.index(c) for c in (
     "Deletion AUC (random)", "Insertion AUC (random)", "Pointing", "Inside share", "Sanity"))
+COL_METRICS = TABLE_COLUMNS.index(METRIC_COLUMNS[0])
 STRIP_COLORMAP = "inferno"
 #: Why the curves name their substrate (the tooltip of the line that does).
 SUBSTRATE_TIP = ("Deleted pixels become the image blurred, not a flat colour: a flat colour keeps the outline of "
@@ -249,9 +252,9 @@ class SanityStrip(QWidget):
 
 
 class MethodsTable(QTableWidget):
-    """One row per method computed for the image: its layer, curves' areas, localisation against the object (the
-    pointing game and the share of positive attribution inside it, where the object is known), sanity verdict
-    and times."""
+    """One row per method computed for the image: its layer, curves' areas, metrics with their intervals (✗ where
+    one does not clear its reference), localisation against the object (the pointing game and the share of positive
+    attribution inside it, where the object is known), sanity verdict and times."""
 
     row_chosen = Signal(int)
 
@@ -275,14 +278,17 @@ class MethodsTable(QTableWidget):
         for row, rec in enumerate(records):
             r = rec.result
             loc = localise(r) if localise is not None else None
-            cells = [METHOD_NAMES[r.method], r.layer or "input", auc_text(rec, "deletion"),
-                     auc_text(rec, "insertion"), pointing_text(loc), inside_text(loc), sanity_text(rec, unlearned),
-                     times_text(rec)]
+            cells = [METHOD_NAMES[r.method], r.layer or "input", *[None] * len(METRIC_COLUMNS),
+                     auc_text(rec, "deletion"), auc_text(rec, "insertion"), pointing_text(loc), inside_text(loc),
+                     sanity_text(rec, unlearned), times_text(rec)]
             warn = {COL_DELETION: bool(rec.curves) and not rec.curves["deletion"].better_than_random,
                     COL_INSERTION: bool(rec.curves) and not rec.curves["insertion"].better_than_random,
                     COL_POINTING: loc is not None and not loc.pointing,
                     COL_SANITY: rec.sanity is not None and (rec.sanity.flagged or unlearned)}
+            show_metric_columns(self, COL_METRICS, rec, row)
             for col, text in enumerate(cells):
+                if text is None:
+                    continue
                 item = QTableWidgetItem(text)
                 if warn.get(col):
                     item.setForeground(pg.mkColor(WARNING_COLOR))
@@ -296,19 +302,36 @@ class MethodsTable(QTableWidget):
 
 
 class EvidenceTabs(QTabWidget):
-    """The curves, the methods table and the sanity strip as tabs beside the map; hidden until some record has
-    evidence, the Curves tab until the record shown has curves."""
+    """The curves, the metrics, the methods table (with its ranking line under it) and the sanity strip as tabs
+    beside the map; hidden until some record has evidence, the Curves and Metrics tabs until the record shown has
+    curves or metrics."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.curves = FaithfulnessCurves()
+        self.metrics = MetricsPanel()
         self.table = MethodsTable()
+        #: Under the table: the methods ranked where the metrics agree, or why they are not.
+        self.ranking_label = QLabel()
+        self.ranking_label.setWordWrap(True)
+        self.methods = QWidget()
+        column = QVBoxLayout(self.methods)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.table, 1)
+        column.addWidget(self.ranking_label)
         self.strip = SanityStrip()
         self.addTab(self.curves, "Curves")
-        self.addTab(self.table, "Methods")
+        self.addTab(self.metrics, "Metrics")
+        self.addTab(self.methods, "Methods")
         self.addTab(self.strip, "Sanity check")
         self.setTabVisible(0, False)
+        self.setTabVisible(1, False)
         self.hide()
+
+    def show_metrics(self, record: AttributionRecord | None, *args, **kwargs) -> None:
+        """`record`'s metrics in the Metrics tab (see MetricsPanel.show_metrics), the tab shown while it has any."""
+        self.metrics.show_metrics(record, *args, **kwargs)
+        self.setTabVisible(self.indexOf(self.metrics), bool(record is not None and record.metrics))
 
     def show_curves(self, record: AttributionRecord | None, *args, **kwargs) -> None:
         """`record`'s curves in the Curves tab (see FaithfulnessCurves.show_curves), the tab shown while it has any."""
@@ -319,8 +342,11 @@ class EvidenceTabs(QTabWidget):
         """The table of `records` (see MethodsTable.show_records); shown once a record has evidence, or a map can
         be measured against the object."""
         located = localise is not None and any(localise(rec.result) is not None for rec in records)
-        self.setVisible(located or any(rec.curves or rec.sanity is not None for rec in records))
+        self.setVisible(located or any(rec.curves or rec.metrics or rec.sanity is not None for rec in records))
         self.table.show_records(records, localise, unlearned)
+        text = ranking_text(records, unlearned)
+        self.ranking_label.setText(text)
+        self.ranking_label.setVisible(bool(text))
 
 
 def auc_text(rec: AttributionRecord, kind: str) -> str:
@@ -346,4 +372,6 @@ def times_text(rec: AttributionRecord) -> str:
         parts.append(f"curves {rec.curves_seconds:.1f} s")
     if rec.sanity_seconds is not None:
         parts.append(f"sanity {rec.sanity_seconds:.1f} s")
+    if rec.metrics_seconds is not None:
+        parts.append(f"metrics {rec.metrics_seconds:.1f} s")
     return ", ".join(parts)

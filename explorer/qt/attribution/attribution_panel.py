@@ -23,6 +23,7 @@ attribution_started(str)       method name
 attribution_finished(object)   the AttributionResult
 faithfulness_finished(object)  the AttributionRecord with its deletion and insertion curves
 sanity_finished(object)        the AttributionRecord with its sanity check
+metrics_finished(object)       the AttributionRecord with its metrics (SRG, ROAD, smooth and efficient MPRT)
 attribution_failed(str)        an error message for the window's status bar (a map, curves or a sanity check)
 attribution_cancelled()        the running job stopped at the user's request
 export_failed(str)             an export could not be written
@@ -66,11 +67,12 @@ FORWARDED = {
     "controls": ("set_method", "target", "set_gradcam_layer",
                  "method_combo", "target_combo", "ig_steps", "ig_baseline", "internal_batch", "occlusion_window",
                  "occlusion_stride", "block_combo", "branch_combo", "cam_map", "form", "_rows", "run_button",
-                 "cancel_button", "progress", "faithfulness_button", "curve_steps", "sanity_button", "sanity_steps"),
+                 "cancel_button", "progress", "faithfulness_button", "curve_steps", "sanity_button", "sanity_steps",
+                 "metrics_button"),
     "display_row": ("display_combo", "opacity_slider", "export_button"),
     "view": ("title", "box", "image_item", "heat_item", "colorbar"),
     "plot_box": ("curve_plot", "curve_legend", "curve_items", "curve_caption"),
-    "evidence_tabs": ("table",),
+    "evidence_tabs": ("table", "ranking_label"),
     "sanity_strip": ("sanity_caption", "sanity_view", "sanity_items", "sanity_labels"),
 }
 
@@ -86,6 +88,7 @@ class AttributionPanel(QWidget):
     attribution_finished = Signal(object)
     faithfulness_finished = Signal(object)
     sanity_finished = Signal(object)
+    metrics_finished = Signal(object)
     attribution_failed = Signal(str)
     attribution_cancelled = Signal()
     export_failed = Signal(str)
@@ -170,9 +173,10 @@ class AttributionPanel(QWidget):
         self.controls.cancel_button.clicked.connect(self.cancel)
         self.controls.faithfulness_button.clicked.connect(self.run_faithfulness)
         self.controls.sanity_button.clicked.connect(self.run_sanity_check)
+        self.controls.metrics_button.clicked.connect(self.run_metrics)
         self.display_row.display_chosen.connect(self.set_display)
         self.display_row.opacity_chosen.connect(self.set_opacity)
-        self.display_row.export_button.clicked.connect(self._export_dialog)
+        self.display_row.export_button.clicked.connect(lambda: _export_dialog(self))
         self.evidence_tabs.table.row_chosen.connect(self._on_table_row)
         self.explorer_state.connect("attributions", lambda _records: self._show_records())
         self.truth.changed.connect(self._show_truth)
@@ -180,6 +184,7 @@ class AttributionPanel(QWidget):
         self.session.on(ev.MapComputed, self._on_success)
         self.session.on(ev.CurvesComputed, self._on_curves)
         self.session.on(ev.SanityChecked, self._on_sanity)
+        self.session.on(ev.MetricsComputed, self._on_metrics)
 
     # -- what the session holds, under the names the window and the tests use
 
@@ -323,6 +328,11 @@ class AttributionPanel(QWidget):
         self._start("Sanity check", f"{result_name(self.result)}: randomising the top blocks in cascade…",
                     self.attributions.sanity, self.state.sanity_steps)
 
+    def run_metrics(self) -> None:
+        """SRG, ROAD, smooth and efficient MPRT of the map on screen, each over noise seeds, on a worker."""
+        self._start("Metrics", f"{result_name(self.result)}: SRG, ROAD, smooth and efficient MPRT…",
+                    self.attributions.metrics, self.state.curve_steps)
+
     def cancel(self) -> None:
         """Ask the running attribution to stop; the panel returns to idle when it has."""
         if self._job is not None:
@@ -380,6 +390,16 @@ class AttributionPanel(QWidget):
                          event.check.flagged)
         self.sanity_finished.emit(self.record)
 
+    def _on_metrics(self, event: ev.MetricsComputed) -> None:
+        if event.result is not self.result:
+            return
+        self._show_evidence(self.record)
+        self.evidence_tabs.setCurrentWidget(self.evidence_tabs.metrics)
+        cleared = sum(s.clears_reference for s in event.scores.values())
+        self._say_result(f"{result_name(self.result)}: {cleared} of {len(event.scores)} metrics clear their "
+                         f"references in {event.seconds:.1f} s", cleared < len(event.scores))
+        self.metrics_finished.emit(self.record)
+
     def _fail(self, message: str) -> None:
         self.status.setText(f"{self._job_label} failed: {message}")
         self._set_status_warning(True)
@@ -424,6 +444,8 @@ class AttributionPanel(QWidget):
         self._evidence = record
         truth = self.truth.caption(record.result) if record is not None else ""
         self.evidence_tabs.show_curves(record, self.categories, self.result is not None, truth, self.unlearned())
+        self.evidence_tabs.show_metrics(record, self.categories, self.truth.localise(record.result)
+                                        if record is not None else None, self.unlearned())
         self.sanity_strip.show_sanity(record, self.result is not None, self.unlearned())
 
     def _show_records(self) -> None:
@@ -452,14 +474,16 @@ class AttributionPanel(QWidget):
             raise ValueError("no attribution to export: run a method first")
         return self.view.export_png(path, width)
 
-    def _export_dialog(self) -> None:
-        name = f"attribution_{self.result.method}.png" if self.result else "attribution.png"
-        path, _ = QFileDialog.getSaveFileName(self, "Export attribution", name, "PNG image (*.png)")
-        if path:
-            try:
-                self.export_overlay_png(path)
-            except (OSError, ValueError) as e:
-                self.export_failed.emit(str(e))
+
+def _export_dialog(panel: AttributionPanel) -> None:
+    """Export's file dialog, then the map's PNG (a failure is told with `export_failed`)."""
+    name = f"attribution_{panel.result.method}.png" if panel.result else "attribution.png"
+    path, _ = QFileDialog.getSaveFileName(panel, "Export attribution", name, "PNG image (*.png)")
+    if path:
+        try:
+            panel.export_overlay_png(path)
+        except (OSError, ValueError) as e:
+            panel.export_failed.emit(str(e))
 
 
 def _forward(child: str, name: str) -> property:
