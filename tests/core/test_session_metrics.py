@@ -93,3 +93,21 @@ def test_the_metrics_go_with_the_weights_and_a_late_job_leaves_nothing(demo, dra
         demo.set_model("shapes_inception")
         runner.run_all()
         demo.classify(drawn[0])
+
+
+def test_roads_imputation_of_a_scattered_map_takes_a_fraction_of_a_second():
+    """A saliency map's pixel order leaves the removed pixels scattered; SuperLU's MMD_AT_PLUS_A ordering took 367 s
+    on such a 224 × 224 mask with 90 % removed (the window's Metrics job then ran for minutes), COLAMD 0.33 s. The
+    imputed pixels are each their neighbours' weighted mean (the system solved), checked by hand on a few."""
+    import time
+
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((3, 224, 224))
+    order = np.argsort(-rng.standard_normal(224 * 224), kind="stable")
+    known = M._removal_masks(order, (224, 224), (90,))[0]
+    started = time.perf_counter()
+    out = M.linear_imputation(image, known)
+    assert time.perf_counter() - started < 10
+    for y, x in np.argwhere(~known[1:-1, 1:-1])[:20] + 1:
+        mean = sum(w * out[:, y + dy, x + dx] for (dy, dx), w in M.IMPUTATION_WEIGHTS)
+        np.testing.assert_allclose(out[:, y, x], mean, atol=1e-8)
