@@ -97,6 +97,12 @@ def test_the_metrics_tab_shows_intervals_references_and_verdicts(qtbot, panel):
         text = panel.table.item(0, TABLE_COLUMNS.index(column)).text()
         assert text == (lo if lo == hi else f"[{lo}, {hi}]") + ("" if cleared else " ✗")
     assert panel.table.item(0, TABLE_COLUMNS.index("Time")).text().split(", ")[-1].startswith("metrics ")
+    # Scores that do not clear their references get no verdict: an overlap, and an interval on the wrong side.
+    made = dataclasses.replace(record, metrics={"srg": MetricScore("srg", [0.05], [-0.1, 0.1], True),
+                                                "road": MetricScore("road", [-0.3, -0.2], [-0.1, 0.1], True)})
+    tabs.metrics.show_metrics(made, panel.categories, None)
+    assert [[table.item(r, c).text() for c in (0, 1, 3)] for r in range(table.rowCount())] == [
+        ["SRG", "0.050", "not distinguishable"], ["ROAD", "-0.250 [-0.300, -0.200]", "no better than random"]]
     # Drawn for a network with random weights: no verdict, and the caption says the numbers mean nothing.
     tabs.metrics.show_metrics(record, panel.categories, None, unlearned=True)
     assert [table.item(r, 3).text() for r in range(table.rowCount())] == ["meaningless: random weights"] * 4

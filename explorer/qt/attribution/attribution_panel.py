@@ -6,8 +6,9 @@ panel shows its progress, can cancel it (captum stops at its next forward), and 
 input image when the result arrives on the UI thread. One job at a time: running again cancels the previous.
 
 Beside the map, the evidence that it means something (explorer.core.attribution.faithfulness): its deletion and
-insertion curves with their random-order references, a table of every method computed for the image,
-and the strip of maps of the model-randomisation sanity check. Where the object is known — a drawn sample's
+insertion curves with their random-order references, its metrics (SRG, ROAD, smooth and efficient MPRT, each an
+interval over noise seeds beside its reference: metrics_panel.py), a table of every method computed for the image
+that ranks them only where the metrics agree, and the strip of maps of the model-randomisation sanity check. Where the object is known — a drawn sample's
 shape, or a box a person drags on the map (`GroundTruth`, ground_truth.py) — the map is measured against it:
 the pointing game and the share of positive attribution inside the object, in a line under the map, beside
 the curves and in the table. The table's rows live in the window's
