@@ -2,7 +2,7 @@
 ROAD, smooth and efficient MPRT into its record, told with the record's key, equal to direct calls of
 core/attribution/metrics.py's functions with the same seeds on the plain capture network (the classifier's optimised
 network runs SRG and ROAD in the session: probabilities agree to 1e-4), and gone with the model's weights or the
-image, also when the job ends late. Small step, seed and sample counts keep it to a few seconds on the demo model."""
+image, also when the job ends late (a pool whose cancelled job still delivers). Small step, seed and sample counts keep it to a few seconds on the demo model."""
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ from explorer.core.session import events as ev
 from explorer.core.session.runner import InlineRunner
 from explorer.core.session.session import Session
 
-from .test_session import DeferredRunner, LateRunner
+from .test_session import LateRunner
 
 SMALL = dict(steps=8, percentages=(30, 60), samples=3, seeds=(0, 1))
 
@@ -70,6 +70,19 @@ def test_the_metrics_of_the_map_on_screen_equal_direct_calls(demo):
     assert record.metrics["srg"].clears_reference
 
 
+def test_cancelled_at_its_first_progress_the_job_stores_nothing(demo):
+    demo.attributions.run("saliency")
+    ended, progress = [], []
+
+    def on_progress(done, total):
+        progress.append(done)
+        demo.attributions.cancel()
+
+    demo.attributions.metrics(**SMALL, on_progress=on_progress, on_end=ended.append)
+    assert ended == ["cancelled"] and len(progress) == 1 and progress[0] < 100  # stopped inside SRG
+    assert demo.state.attributions[0].metrics is None
+
+
 def test_the_metrics_go_with_the_weights_and_a_late_job_leaves_nothing(demo, drawn):
     demo.attributions.run("saliency")
     demo.attributions.metrics(**SMALL)
@@ -78,21 +91,21 @@ def test_the_metrics_go_with_the_weights_and_a_late_job_leaves_nothing(demo, dra
     assert demo.state.attributions == ()
     with pytest.raises(ValueError, match="Compute a map first"):
         demo.attributions.metrics()
-    for runner in (DeferredRunner(), LateRunner()):
-        demo.attributions.run("saliency")
-        told = []
-        demo.on(ev.MetricsComputed, told.append)
-        demo.runner = runner
-        try:
-            demo.attributions.metrics(**SMALL)
-            demo.set_model("shapes_inception", weights="none")  # other weights before the job ran
-            runner.run_all()
-        finally:
-            demo.runner = InlineRunner()
-        assert told == [] and all(r.metrics is None for r in demo.state.attributions)
-        demo.set_model("shapes_inception")
+    # A pool whose cancelled job still finishes and sends its scores: only the key check keeps them off the record.
+    demo.attributions.run("saliency")
+    told = []
+    demo.on(ev.MetricsComputed, told.append)
+    runner = LateRunner()
+    demo.runner = runner
+    try:
+        demo.attributions.metrics(**SMALL)
+        demo.set_model("shapes_inception", weights="none")  # other weights before the job ran
         runner.run_all()
-        demo.classify(drawn[0])
+    finally:
+        demo.runner = InlineRunner()
+    assert told == [] and all(r.metrics is None for r in demo.state.attributions)
+    demo.set_model("shapes_inception")
+    demo.classify(drawn[0])
 
 
 def test_roads_imputation_of_a_scattered_map_takes_a_fraction_of_a_second():
