@@ -1,6 +1,7 @@
 """Issue 27's metrics, ours against Quantus 0.6's in the same run, at the same number of steps.
 
 Run: .venv/bin/python bench/bench_metrics.py [--size 224] [--steps 48] [--repeat N] [--quick]
+     [--parts srg,road,mprt] [--road-percentages 20,50,80]
      (--quick, a smoke test: 64×64, 12 steps, 3 ROAD percentages, 4 smoothing copies, one repeat)
 
 GoogLeNet with calibrated random weights (tests/netutil.py) on the CPU, one synthetic picture and its gradient map:
@@ -19,7 +20,6 @@ GoogLeNet with calibrated random weights (tests/netutil.py) on the CPU, one synt
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 import warnings
@@ -53,9 +53,6 @@ def gradient_batch(model, images: torch.Tensor, target: int) -> np.ndarray:
 
 
 def main() -> None:
-    import quantus
-    from quantus.functions.perturb_func import noisy_linear_imputation
-
     from tests.netutil import calibrated_model, synthetic_batch
 
     ap = argparse.ArgumentParser()
@@ -64,8 +61,12 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--parts", default="srg,road,mprt", help="which to measure: srg, road, mprt (default all)")
+    ap.add_argument("--road-percentages", dest="road_percentages", default="",
+                    help="ROAD's percentages, comma-separated (default the metric's own)")
     a = ap.parse_args()
-    percentages = list(ROAD_PERCENTILES)
+    parts = set(a.parts.split(","))
+    percentages = [int(p) for p in a.road_percentages.split(",")] if a.road_percentages else list(ROAD_PERCENTILES)
     if a.quick:
         a.size, a.steps, a.samples, a.repeat, percentages = 64, 12, 4, 1, [25, 50, 75]
     warnings.filterwarnings("ignore")
@@ -77,11 +78,21 @@ def main() -> None:
         target = int(model(x).argmax(1))
     heat = np.abs(gradient_batch(model, x, target)[0])
     heat = heat + 1e-6 * heat.std() * np.random.default_rng(0).random(heat.shape)
-    h, w = heat.shape
     print(f"GoogLeNet (calibrated random weights), {a.size}×{a.size}, CPU, {torch.get_num_threads()} threads, "
           f"best of {a.repeat}")
 
-    # 1. SRG
+    if "srg" in parts:
+        srg_part(a, model, x, heat, target)
+    if "road" in parts:
+        road_part(a, model, x, heat, target, percentages)
+    if "mprt" in parts:
+        mprt_part(a, model, x, target)
+
+
+def srg_part(a, model, x, heat, target) -> None:
+    import quantus
+
+    h, w = heat.shape
     sub = baseline_for(x, "blur").numpy().reshape(1, -1)
 
     def into_blur(arr, indices, **kwargs):
@@ -108,7 +119,13 @@ def main() -> None:
           f"{t_r * 1000:.0f} ms)")
     print(f"  ratio  quantus/ours       {t_q / t_o:9.2f}×   (target ≥ 5×)")
 
-    # 2. ROAD
+
+def road_part(a, model, x, heat, target, percentages) -> None:
+    import quantus
+    from quantus.functions.perturb_func import noisy_linear_imputation
+
+    h, w = heat.shape
+
     def quantus_road():
         out = []
         for m in (heat, heat.max() - heat):
@@ -130,7 +147,10 @@ def main() -> None:
     print(f"  ours metrics.road         {t_o * 1000:9.0f} ms")
     print(f"  ratio  quantus/ours       {t_q / t_o:9.2f}×   (target ≥ 5×)")
 
-    # 3. smooth and efficient MPRT
+
+def mprt_part(a, model, x, target) -> None:
+    import quantus
+
     def explain(m, images):
         return gradient_batch(m, images, target)
 
