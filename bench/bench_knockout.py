@@ -54,6 +54,20 @@ def loop_of_forwards(model, x, branches, mode: str, target: int | None = None):
     return plain, knocked
 
 
+def matmul_rate(quick: bool) -> float:
+    """FLOP/s of a large float32 matrix product on this process's threads: the best of three."""
+    n = 512 if quick else 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(3 if quick else 10):
+            a @ b
+        best = max(best, 2 * n ** 3 * (3 if quick else 10) / (time.perf_counter() - t0))
+    return best
+
+
 def sharing_ceiling(graph, size: int, branches) -> tuple[float, float]:
     """(the loop's mult-adds, ours) in G: the loop runs the network 1 + N times; ours once, and each knock-out
     again from its block's join on (GoogLeNet is a chain: everything after the block in data-flow order)."""
@@ -119,6 +133,11 @@ def main() -> None:
     loop_g, ours_g = sharing_ceiling(graph, a.size, branches)
     print(f"shared pass  ours {o:7.3f} s   loop of {1 + len(branches)} forwards {p:7.3f} s   ratio  loop/ours "
           f"{p / o:5.2f}×   (target ≥ 5×: {'met' if p / o >= 5 else 'NOT met'})")
+    rate = matmul_rate(a.quick) / 2  # mult-adds per second
+    floor = ours_g * 1e9 / rate
+    print(f"ceiling on this machine: ours' {ours_g:.2f} G mult-adds at the CPU's matrix-product rate "
+          f"({rate / 1e9:.1f} G mult-adds/s, a large float32 matmul) take {floor:.3f} s: at most "
+          f"{p / floor:5.2f}× the loop; ours is {(p / o) / (p / floor):.0%} of the way")
     print(f"the loop on ours' folded channels-last copy {f:7.3f} s   ratio  {f / o:5.2f}× (the sharing alone)")
     print(f"mult-adds    ours {ours_g:7.2f} G   loop {loop_g:7.2f} G   ceiling of the sharing {loop_g / ours_g:5.2f}× "
           f"(at equal speed per mult-add); speed: ours {ours_g / o:5.1f} G/s, the loop's batches of one "

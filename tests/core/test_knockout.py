@@ -128,6 +128,33 @@ def test_each_branch_knocked_out_equals_hooks_on_torchvision(request, name, mode
     assert counted >= 0.7 * len(branches) and moved >= 0.8 * counted, (moved, counted, len(branches))
 
 
+def test_on_the_classifier_s_channels_last_copy_the_rows_stay_channels_last(googlenet, graph_of):
+    """The window knocks out on the classifier's copy (batch norms folded, channels-last): there every branch's
+    knock-out still equals torchvision's model with a hook, and the walk's batched rows reach the max pools
+    channels-last (the repeated and gathered rows came out channels-first, and such a max pool took 3.5 to 15
+    times as long: half the shared pass's time)."""
+    import copy
+
+    from explorer.core.classify.device import fold_batch_norms
+
+    model, _ = googlenet
+    fast = fold_batch_norms(copy.deepcopy(model)).to(memory_format=torch.channels_last)
+    net = KnockoutNetwork(CaptureModel(fast, graph_of("googlenet")))
+    formats = []
+    for m in fast.modules():
+        if isinstance(m, torch.nn.MaxPool2d):
+            m.register_forward_pre_hook(lambda m, args: formats.append(
+                (args[0].shape[0], args[0].is_contiguous(memory_format=torch.channels_last))))
+    branches = net.branches()
+    x = images(1, 96)
+    _, each = net.knock_out_each(x, branches, "zero")
+    batched = [cl for n, cl in formats if n > 1]
+    assert batched and all(batched), formats
+    for row, b in enumerate(branches):
+        ref = by_hooks(model, x, googlenet_hooks, [b], "zero")
+        torch.testing.assert_close(each[row:row + 1], ref, rtol=RTOL, atol=ATOL, msg=lambda m, b=b: f"{b}: {m}")
+
+
 @pytest.mark.parametrize("name", ["googlenet", "inception_v3"])
 def test_branches_knocked_out_together_in_a_batch(request, name):
     """Several branches at once (two of one block, one of another, a nested one in Inception v3), on a batch
