@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -161,6 +162,10 @@ IMPUTATION_WEIGHTS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1,
                       ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6))
 
 
+#: Threads the ROAD imputations' sparse solves run on: the cores, at most four.
+IMPUTATION_THREADS = min(4, os.cpu_count() or 1)
+
+
 def linear_imputation(image: np.ndarray, known: np.ndarray) -> np.ndarray:
     """`image` (C, H, W) with the pixels outside `known` (H, W) filled so that each is the weighted mean of its
     neighbours (IMPUTATION_WEIGHTS, the image's edge cut off): one sparse linear system for all channels.
@@ -229,21 +234,31 @@ class _Imputed:
 
 def _road_imputations(image: np.ndarray, orders: list, shape, percentages, progress, cancel) -> dict:
     """(order's index, direction) → the imputed images per percentage; index 0 the map's order, 1… the random
-    orders'. Progress counts the imputations."""
-    plans = [(k, o, d) for k, o in enumerate(orders) for d in ("morf", "lerf")]
-    total = len(plans) * len(percentages)
-    done = 0
+    orders'. The solves run on IMPUTATION_THREADS threads (SuperLU lets go of the GIL: two threads did four solves
+    at 224 × 224 in 0.74 s against 1.25 s one after another). Progress counts the imputations."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    plans = [(k, d, known) for k, o in enumerate(orders) for d in ("morf", "lerf")
+             for known in _removal_masks(o if d == "morf" else o[::-1].copy(), shape, percentages)]
+    results: list[_Imputed | None] = [None] * len(plans)
+    with ThreadPoolExecutor(max(1, IMPUTATION_THREADS)) as pool:
+        pending = {pool.submit(linear_imputation, image, known): i for i, (_, _, known) in enumerate(plans)}
+        try:
+            while pending:
+                done, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                for f in done:
+                    i = pending.pop(f)
+                    results[i] = _Imputed(f.result(), ~plans[i][2])
+                    if progress is not None:
+                        progress(len(plans) - len(pending), len(plans))
+        finally:
+            for f in pending:
+                f.cancel()
     imputed: dict[tuple[int, str], list[_Imputed]] = {}
-    for k, o, d in plans:
-        masks = _removal_masks(o if d == "morf" else o[::-1].copy(), shape, percentages)
-        imputed[(k, d)] = []
-        for known in masks:
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            imputed[(k, d)].append(_Imputed(linear_imputation(image, known), ~known))
-            done += 1
-            if progress is not None:
-                progress(done, total)
+    for (k, d, _), item in zip(plans, results):
+        imputed.setdefault((k, d), []).append(item)
     return imputed
 
 
