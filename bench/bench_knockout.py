@@ -54,20 +54,6 @@ def loop_of_forwards(model, x, branches, mode: str, target: int | None = None):
     return plain, knocked
 
 
-def matmul_rate(quick: bool) -> float:
-    """FLOP/s of a large float32 matrix product on this process's threads: the best of three."""
-    n = 512 if quick else 2048
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = 0.0
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(3 if quick else 10):
-            a @ b
-        best = max(best, 2 * n ** 3 * (3 if quick else 10) / (time.perf_counter() - t0))
-    return best
-
-
 def sharing_ceiling(graph, size: int, branches) -> tuple[float, float]:
     """(the loop's mult-adds, ours) in G: the loop runs the network 1 + N times; ours once, and each knock-out
     again from its block's join on (GoogLeNet is a chain: everything after the block in data-flow order)."""
@@ -90,6 +76,7 @@ def main() -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tests/ (run as a script)
+    from bench.bench_cli_classify import matmul_rate
     from tests.netutil import calibrated_model
 
     torch.set_flush_denormal(True)

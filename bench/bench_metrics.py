@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from explorer.core.attribution import metrics as M  # noqa: E402
 from explorer.core.attribution.faithfulness import RANDOM_ORDERS, ROAD_PERCENTILES  # noqa: E402
 from explorer.core.attribution.methods import baseline_for  # noqa: E402
+from bench.bench_cli_classify import matmul_rate  # noqa: E402
 
 
 def best(fn, repeat: int) -> tuple[float, object]:
@@ -98,19 +99,6 @@ def window_copy(model):
     return fold_batch_norms(copy.deepcopy(model)).to(memory_format=torch.channels_last)
 
 
-def matmul_rate() -> float:
-    """FLOP/s of a 2048² float32 matrix product on this process's threads: the best of three."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    a @ b
-    best_rate = 0.0
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(5):
-            a @ b
-        best_rate = max(best_rate, 2 * 2048 ** 3 * 5 / (time.perf_counter() - t0))
-    return best_rate
-
-
 def macs_per_image(size: int) -> float:
     """GoogLeNet's multiply-adds for one image of `size`² (the shape trace)."""
     from explorer.core.model.graphs import zoo_block_graph
@@ -145,7 +133,7 @@ def srg_part(a, model, x, heat, target) -> None:
     t_o, _ = best(lambda: M.srg(fast, x, heat, target, steps=a.steps, cell=1, random_orders=0), a.repeat)
     t_p, _ = best(lambda: M.srg(model, x, heat, target, steps=a.steps, cell=1, random_orders=0), a.repeat)
     t_r, _ = best(lambda: M.srg(fast, x, heat, target, steps=a.steps, random_orders=RANDOM_ORDERS), a.repeat)
-    floor = 2 * (a.steps + 1) * macs_per_image(a.size) / (matmul_rate() / 2)
+    floor = 2 * (a.steps + 1) * macs_per_image(a.size) / (matmul_rate(a.quick) / 2)
     print(f"SRG, {a.steps} steps (MoRF + LeRF)")
     print(f"  quantus PixelFlipping ×2  {t_q * 1000:9.0f} ms")
     print(f"  ours metrics.srg          {t_o * 1000:9.0f} ms   (on the model as loaded: {t_p * 1000:.0f} ms; with "

@@ -14,9 +14,6 @@ this script (or under --out).
 from __future__ import annotations
 
 import argparse
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -49,36 +46,13 @@ def main() -> int:
     ap.add_argument("--out", default=str(HERE), help="folder for the shot (default: beside this script)")
     args = ap.parse_args()
 
-    from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtCore import Qt
 
-    from explorer.qt.window.main_window import MainWindow
+    from demo_window import DemoWindow
 
-    app = QApplication(sys.argv)
-    app.setStyle("Fusion")
-    settings = QSettings(str(Path(tempfile.mkdtemp()) / "shots.ini"), QSettings.Format.IniFormat)
-    window = MainWindow("shapes_inception", weights="auto", allow_download=False, settings=settings,
-                        classify_sample=False)
-    screen = app.primaryScreen()
-    window.setGeometry(screen.availableGeometry())
-    window.show()
-
-    def wait(ms: int) -> None:
-        loop = QEventLoop()
-        QTimer.singleShot(ms, loop.quit)
-        loop.exec()
-
-    def until(condition, seconds: float = 180) -> None:
-        deadline = time.monotonic() + seconds
-        while not condition():
-            if time.monotonic() > deadline:
-                raise SystemExit("timed out")
-            wait(200)
-
-    st = window.state
-    until(lambda: window.images is not None and window.images.classify.classifier is not None)
-    window.images.classify.drawn_buttons[1].click()  # the drawn star
-    until(lambda: st.shown_image is not None and st.classification is not None)
+    demo = DemoWindow()
+    window, st, until = demo.window, demo.window.state, demo.until
+    demo.show_drawn_star()
     images = window.images
     panel = images.shares
     dock = images.shares_dock
@@ -102,15 +76,8 @@ def main() -> int:
     boxes = window.view.boxes
     between = (boxes[BLOCK].sceneBoundingRect().center() + boxes["maxpool3"].sceneBoundingRect().center()) / 2
     window.view.centerOn(between)
-    wait(800)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "knockouts_demo.png"
-    screen.grabWindow(0).save(str(path))
-    from PIL import Image
-
-    # 256 colours keep the shot under the README's 250 KB.
-    Image.open(path).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    demo.wait(800)
+    path = demo.save(args.out, "knockouts_demo.png")
     print("saved", path)
     report(st)
     window.close()
