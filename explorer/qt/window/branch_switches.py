@@ -15,10 +15,10 @@ import re
 
 from PySide6.QtCore import QPoint, Signal
 from PySide6.QtGui import QAction, QActionGroup
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMenu, QPushButton
+from PySide6.QtWidgets import QMenu, QPushButton
 
 from explorer.core.text import KNOCKOUT_MODE_WORDS, fmt_branch, fmt_branches_off
-from explorer.qt.panels import Suppressible, banner_palette
+from explorer.qt.panels import Banner
 
 #: What the strip adds to the branches it names.
 MODIFIED = "the top-5, activations and attributions are for the modified network"
@@ -37,33 +37,22 @@ def off_text(branches, mode: str) -> str:
     return f"{fmt_branches_off(branches, mode)} — {MODIFIED}" if branches else ""
 
 
-class BranchesOffBar(Suppressible, QFrame):
+class BranchesOffBar(Banner):
     """The strip above the graph while branches are off: which, what they became, that results are the modified
     network's, and Restore."""
 
     restore_requested = Signal()
 
     def __init__(self, parent=None):
-        super().__init__(parent)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(8, 4, 8, 4)
-        self.label = QLabel(self)
-        self.label.setWordWrap(True)
+        super().__init__("warning", parent)
         self.restore = QPushButton("Restore all branches", self)
         self.restore.setToolTip("Switch every branch on again: the plain network (Ctrl+Shift+R)")
         self.restore.clicked.connect(self.restore_requested)
-        lay.addWidget(self.label, 1)
-        lay.addWidget(self.restore)
-        banner_palette(self, "warning")
-        self.hide()
+        self.layout().addWidget(self.restore)
 
     def show_off(self, branches, mode: str) -> None:
         text = off_text(branches, mode)
-        self.label.setText(f"<b>⚠ {text.split(' — ')[0]}</b> — {MODIFIED}" if text else "")
-        self.setVisible(bool(text))
-
-    def text(self) -> str:
-        return self.label.text() if self.wanted else ""
+        self.set_message(f"<b>⚠ {text.split(' — ')[0]}</b> — {MODIFIED}" if text else None)
 
 
 class BranchSwitches:
