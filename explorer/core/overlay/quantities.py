@@ -195,28 +195,25 @@ def image_overlay(quantity: str, capture) -> Overlay:
     return Overlay(quantity, values, make_legend(quantity, values, "the image on screen"))
 
 
-def class_words(target: int, categories: Sequence[str] | None = None) -> str:
-    """A target class for people: its name where the model has one ("star"), else "class 3"."""
-    if categories is not None and 0 <= target < len(categories):
-        return categories[target]
-    return f"class {target}"
-
-
 def attribution_overlay(evidence, categories: Sequence[str] | None = None) -> Overlay:
     """Each block's share of the target's evidence (|gradient × activation| at its branches' outputs,
     summed over all blocks), from the image's `BranchEvidence`; `categories`: the model's class names."""
+    from explorer.core.classify.results import category
+
     values = evidence.block_shares()
-    note = f"|gradient × activation| for {class_words(evidence.target, categories)}"
+    note = f"|gradient × activation| for {category(categories or (), evidence.target)}"
     return Overlay("attribution", values, make_legend("attribution", values, note))
 
 
 def knockout_overlay(effects, categories: Sequence[str] | None = None) -> Overlay:
     """Each block's largest drop in the target's probability when one of its branches is knocked out on its own
     (0 where no branch's loss lowers it), from the image's `BranchEffects`; `categories`: the class names."""
+    from explorer.core.classify.results import category
+
     values: dict[str, float] = {}
     for e in effects.effects:
         values[e.block] = max(values.get(e.block, 0.0), -e.delta_prob)
-    note = f"largest drop in p({class_words(effects.target, categories)}) with one branch off ({effects.mode})"
+    note = f"largest drop in p({category(categories or (), effects.target)}) with one branch off ({effects.mode})"
     return Overlay("knockout", values, make_legend("knockout", values, note))
 
 
