@@ -65,14 +65,13 @@ def measure_map(curve_model, gradient_model, x, result, map_kwargs: dict, *, ste
 
         return run
 
-    xc = x
-    scores = {"srg": m.srg(curve_model, xc, heat, target, steps=steps, deletion_substrate=f.DELETION_SUBSTRATE,
+    scores = {"srg": m.srg(curve_model, x, heat, target, steps=steps, deletion_substrate=f.DELETION_SUBSTRATE,
                            progress=stage("srg"), cancel=cancel)}
-    scores["road"] = m.road(curve_model, xc, heat, target, percentages=percentages, seeds=seeds,
+    scores["road"] = m.road(curve_model, x, heat, target, percentages=percentages, seeds=seeds,
                             progress=stage("road"), cancel=cancel)
-    scores["smooth_mprt"] = m.smooth_mprt(gradient_model, xc, counted(stage("smooth_mprt", 3 * len(seeds))),
+    scores["smooth_mprt"] = m.smooth_mprt(gradient_model, x, counted(stage("smooth_mprt", 3 * len(seeds))),
                                           samples=samples, seeds=seeds, cancel=cancel)
-    scores["efficient_mprt"] = m.efficient_mprt(gradient_model, xc, counted(stage("efficient_mprt", 1 + len(seeds))),
+    scores["efficient_mprt"] = m.efficient_mprt(gradient_model, x, counted(stage("efficient_mprt", 1 + len(seeds))),
                                                 seeds=seeds, cancel=cancel)
     key = (result.method, result.layer, result.target)
     return ev.MetricsComputed(key, result, scores, time.monotonic() - started)
